@@ -1,0 +1,498 @@
+"""OData query options as Microsoft Graph applies them to collections.
+
+``parse_filter`` compiles a ``$filter`` expression into a predicate over plain JSON dicts;
+``apply_query`` turns a list of dicts into the paged collection body Graph sends (``value``,
+``@odata.nextLink`` with an opaque ``$skiptoken``, ``@odata.context``, ``@odata.count``).
+
+Supported ``$filter`` grammar (anything else is a 400 ``BadRequest`` "Invalid filter clause"):
+``eq ne gt ge lt le in``, ``and or not``, parentheses, ``startswith/endswith/contains(a,'x')``,
+``tolower/toupper(a)``, lambdas ``tags/any(t:t eq 'x')`` / ``all``, navigation paths ``a/b/c``,
+string literals with ``''`` escaping, typed enum literals ``microsoft.graph.x'value'``, bare
+datetimes and dates, GUIDs, numbers, ``true``/``false``/``null``.
+
+String comparisons ignore case by default: Graph's directory treats ``eq`` on names that way
+(UNCONFIRMED, observed via Terraform's case-insensitive recheck); pass ``ignore_case=False`` for
+strictly case-sensitive collections.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Mapping, Sequence
+from urllib.parse import quote
+
+from emulator.clock import parse_iso
+from emulator.errors import GraphError
+
+Predicate = Callable[[dict], bool]
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<string>'(?:[^']|'')*')
+  | (?P<guid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![\w-]))
+  | (?P<datetime>\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)?(?![\w-]))
+  | (?P<number>-?\d+(?:\.\d+)?(?![\w-]))
+  | (?P<typed>[A-Za-z_][\w.]*'(?:[^']|'')*')
+  | (?P<ident>[A-Za-z_@$][\w.@$]*)
+  | (?P<punct>[(),:/])
+    """,
+    re.VERBOSE,
+)
+
+_COMPARISONS = {"eq", "ne", "gt", "ge", "lt", "le"}
+_BOOL_FUNCS = {"startswith", "endswith", "contains"}
+_VALUE_FUNCS = {"tolower", "toupper", "trim"}
+
+
+def invalid_filter(detail: str) -> GraphError:
+    """The error Graph answers for a filter it cannot parse or does not support."""
+    return GraphError(400, "BadRequest", f"Invalid filter clause: {detail}")
+
+
+@dataclass
+class _Token:
+    kind: str
+    text: str
+    value: Any = None
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN_RE.match(text, pos)
+        if not match:
+            raise invalid_filter(f"syntax error at position {pos} in '{text}'.")
+        kind = match.lastgroup or ""
+        raw = match.group()
+        pos = match.end()
+        if kind == "ws":
+            continue
+        if kind == "string":
+            tokens.append(_Token("literal", raw, raw[1:-1].replace("''", "'")))
+        elif kind == "typed":
+            quote_at = raw.index("'")
+            tokens.append(_Token("literal", raw, raw[quote_at + 1 : -1].replace("''", "'")))
+        elif kind == "guid":
+            tokens.append(_Token("literal", raw, raw))
+        elif kind == "datetime":
+            try:
+                tokens.append(_Token("literal", raw, parse_iso(raw)))
+            except ValueError:
+                raise invalid_filter(f"invalid datetime literal '{raw}'.") from None
+        elif kind == "number":
+            tokens.append(_Token("literal", raw, float(raw) if "." in raw else int(raw)))
+        elif kind == "ident":
+            lowered = raw.lower()
+            if lowered in ("true", "false"):
+                tokens.append(_Token("literal", raw, lowered == "true"))
+            elif lowered == "null":
+                tokens.append(_Token("literal", raw, None))
+            else:
+                tokens.append(_Token("ident", raw))
+        else:
+            tokens.append(_Token("punct", raw))
+    return tokens
+
+
+class _Parser:
+    """Recursive-descent parser producing closures ``(item, scope) -> value``."""
+
+    def __init__(self, text: str, ignore_case: bool) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.pos = 0
+        self.ignore_case = ignore_case
+        self.lambda_vars: list[str] = []
+
+    # -- token helpers -------------------------------------------------------------------------
+    def peek(self, offset: int = 0) -> _Token | None:
+        index = self.pos + offset
+        return self.tokens[index] if index < len(self.tokens) else None
+
+    def next(self) -> _Token:
+        token = self.peek()
+        if token is None:
+            raise invalid_filter(f"unexpected end of expression '{self.text}'.")
+        self.pos += 1
+        return token
+
+    def expect_punct(self, char: str) -> None:
+        token = self.next()
+        if token.kind != "punct" or token.text != char:
+            raise invalid_filter(f"expected '{char}' but found '{token.text}'.")
+
+    def at_keyword(self, word: str) -> bool:
+        token = self.peek()
+        return token is not None and token.kind == "ident" and token.text.lower() == word
+
+    # -- grammar -------------------------------------------------------------------------------
+    def parse(self) -> Callable[[dict, dict], Any]:
+        node = self.parse_or()
+        if self.peek() is not None:
+            raise invalid_filter(f"unexpected '{self.peek().text}' in '{self.text}'.")
+        return node
+
+    def parse_or(self):
+        left = self.parse_and()
+        while self.at_keyword("or"):
+            self.next()
+            right = self.parse_and()
+            left = (lambda a, b: lambda item, scope: a(item, scope) is True or b(item, scope) is True)(left, right)
+        return left
+
+    def parse_and(self):
+        left = self.parse_not()
+        while self.at_keyword("and"):
+            self.next()
+            right = self.parse_not()
+            left = (lambda a, b: lambda item, scope: a(item, scope) is True and b(item, scope) is True)(left, right)
+        return left
+
+    def parse_not(self):
+        if self.at_keyword("not"):
+            self.next()
+            inner = self.parse_not()
+            return lambda item, scope: inner(item, scope) is not True
+        return self.parse_comparison()
+
+    def parse_comparison(self):
+        left = self.parse_operand()
+        token = self.peek()
+        if token is not None and token.kind == "ident" and token.text.lower() in _COMPARISONS:
+            op = self.next().text.lower()
+            right = self.parse_operand()
+            return self._compare(op, left, right)
+        if token is not None and token.kind == "ident" and token.text.lower() == "in":
+            self.next()
+            self.expect_punct("(")
+            options = [self.parse_operand()]
+            while self.peek() is not None and self.peek().text == ",":
+                self.next()
+                options.append(self.parse_operand())
+            self.expect_punct(")")
+            compares = [self._compare("eq", left, option) for option in options]
+            return lambda item, scope: any(c(item, scope) for c in compares)
+        return left
+
+    def parse_operand(self):
+        token = self.next()
+        if token.kind == "literal":
+            value = token.value
+            return lambda item, scope: value
+        if token.kind == "punct" and token.text == "(":
+            inner = self.parse_or()
+            self.expect_punct(")")
+            return inner
+        if token.kind == "ident":
+            name = token.text
+            nxt = self.peek()
+            if nxt is not None and nxt.text == "(" and "/" not in name:
+                return self.parse_function(name)
+            return self.parse_path(name)
+        raise invalid_filter(f"unexpected '{token.text}' in '{self.text}'.")
+
+    def parse_function(self, name: str):
+        lowered = name.lower()
+        if lowered not in _BOOL_FUNCS | _VALUE_FUNCS:
+            raise invalid_filter(f"unsupported function '{name}'.")
+        self.expect_punct("(")
+        args = [self.parse_or()]
+        while self.peek() is not None and self.peek().text == ",":
+            self.next()
+            args.append(self.parse_or())
+        self.expect_punct(")")
+        if lowered in _VALUE_FUNCS:
+            if len(args) != 1:
+                raise invalid_filter(f"function '{name}' takes one argument.")
+            (arg,) = args
+            transform = {"tolower": str.lower, "toupper": str.upper, "trim": str.strip}[lowered]
+            return lambda item, scope: transform(v) if isinstance(v := arg(item, scope), str) else v
+        if len(args) != 2:
+            raise invalid_filter(f"function '{name}' takes two arguments.")
+        haystack, needle = args
+        fold = self.ignore_case
+
+        def string_test(item, scope):
+            a, b = haystack(item, scope), needle(item, scope)
+            if not isinstance(a, str) or not isinstance(b, str):
+                return False
+            if fold:
+                a, b = a.lower(), b.lower()
+            if lowered == "startswith":
+                return a.startswith(b)
+            if lowered == "endswith":
+                return a.endswith(b)
+            return b in a
+
+        return string_test
+
+    def parse_path(self, first: str):
+        segments = first.split("/") if "/" in first else [first]
+        while self.peek() is not None and self.peek().text == "/":
+            self.next()
+            token = self.next()
+            if token.kind != "ident":
+                raise invalid_filter(f"unexpected '{token.text}' after '/'.")
+            segments.append(token.text)
+        if segments[-1].lower() in ("any", "all") and self.peek() is not None and self.peek().text == "(":
+            return self.parse_lambda(segments[:-1], segments[-1].lower())
+        if not all(segments):
+            raise invalid_filter(f"invalid property path '{'/'.join(segments)}'.")
+        return self._resolver(segments)
+
+    def parse_lambda(self, collection_path: list[str], kind: str):
+        collection = self._resolver(collection_path)
+        self.expect_punct("(")
+        var = self.next()
+        if var.kind != "ident":
+            raise invalid_filter("a lambda needs a range variable, e.g. tags/any(t:t eq 'x').")
+        self.expect_punct(":")
+        self.lambda_vars.append(var.text)
+        body = self.parse_or()
+        self.lambda_vars.pop()
+        self.expect_punct(")")
+        name = var.text
+
+        def run(item, scope):
+            values = collection(item, scope)
+            if not isinstance(values, list):
+                return False
+            results = (body(item, {**scope, name: v}) is True for v in values)
+            return any(results) if kind == "any" else all(results)
+
+        return run
+
+    def _resolver(self, segments: list[str]):
+        head, rest = segments[0], segments[1:]
+        is_var = head in self.lambda_vars
+
+        def resolve(item, scope):
+            if is_var:
+                value = scope.get(head)
+            else:
+                value = _get(item, head)
+            for segment in rest:
+                value = _get(value, segment)
+            return value
+
+        return resolve
+
+    def _compare(self, op: str, left, right):
+        fold = self.ignore_case
+
+        def compare(item, scope):
+            return _compare_values(op, left(item, scope), right(item, scope), fold)
+
+        return compare
+
+
+def _get(value: Any, key: str) -> Any:
+    if not isinstance(value, dict):
+        return None
+    if key in value:
+        return value[key]
+    lowered = key.lower()
+    for candidate, inner in value.items():
+        if candidate.lower() == lowered:
+            return inner
+    return None
+
+
+def _coerce_pair(a: Any, b: Any) -> tuple[Any, Any]:
+    if isinstance(a, datetime) and isinstance(b, str):
+        try:
+            return a, parse_iso(b)
+        except ValueError:
+            return a, None
+    if isinstance(b, datetime) and isinstance(a, str):
+        try:
+            return parse_iso(a), b
+        except ValueError:
+            return None, b
+    return a, b
+
+
+def _compare_values(op: str, a: Any, b: Any, fold: bool) -> bool:
+    a, b = _coerce_pair(a, b)
+    if fold and isinstance(a, str) and isinstance(b, str):
+        a, b = a.lower(), b.lower()
+    if op == "eq":
+        return a == b
+    if op == "ne":
+        return a != b
+    if a is None or b is None:
+        return False
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    try:
+        if op == "gt":
+            return a > b
+        if op == "ge":
+            return a >= b
+        if op == "lt":
+            return a < b
+        return a <= b
+    except TypeError:
+        return False
+
+
+def parse_filter(text: str, ignore_case: bool = True) -> Predicate:
+    """Compile a ``$filter`` expression to ``predicate(item) -> bool``.
+
+    Raises ``GraphError(400, "BadRequest", "Invalid filter clause: ...")`` for anything outside
+    the grammar in the module docstring, so a client never gets a silent "matches nothing".
+    """
+    if not text or not text.strip():
+        raise invalid_filter("the expression is empty.")
+    node = _Parser(text, ignore_case).parse()
+    return lambda item: node(item, {}) is True
+
+
+# -- collection paging ------------------------------------------------------------------------
+
+_KNOWN_OPTIONS = ("filter", "top", "skiptoken", "select", "orderby", "count", "skip", "expand", "search")
+
+
+def normalize_query(query: Mapping[str, str]) -> dict[str, str]:
+    """Map option names to ``$name`` (Graph accepts them without the ``$`` too, any case)."""
+    result: dict[str, str] = {}
+    for key, value in query.items():
+        bare = key[1:] if key.startswith("$") else key
+        if bare.lower() in _KNOWN_OPTIONS:
+            result["$" + bare.lower()] = value
+        else:
+            result[key] = value
+    return result
+
+
+def encode_skiptoken(offset: int) -> str:
+    """Opaque token for the next page (clients must treat it as opaque; Graph's are too)."""
+    raw = json.dumps({"o": offset}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_skiptoken(token: str) -> int:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        offset = json.loads(base64.urlsafe_b64decode(padded.encode()))["o"]
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError
+        return offset
+    except (ValueError, KeyError, TypeError):
+        raise GraphError(400, "BadRequest", "The $skiptoken value is invalid.") from None
+
+
+def _parse_top(raw: str | None, default_top: int, max_top: int) -> int:
+    if raw is None or raw == "":
+        return default_top
+    try:
+        top = int(raw)
+    except ValueError:
+        raise GraphError(400, "BadRequest", f"Invalid value '{raw}' for $top; an integer is required.") from None
+    if top < 1 or top > max_top:
+        raise GraphError(
+            400, "BadRequest", f"Invalid page size specified: '{top}'. Must be between 1 and {max_top} inclusive."
+        )
+    return top
+
+
+def _sort_key(value: Any) -> tuple:
+    if value is None:
+        return (0, "")
+    if isinstance(value, bool):
+        return (1, value)
+    if isinstance(value, (int, float)):
+        return (2, value)
+    if isinstance(value, str):
+        return (3, value.lower())
+    return (4, str(value))
+
+
+def _apply_orderby(items: list[dict], text: str) -> list[dict]:
+    clauses = [c.strip() for c in text.split(",") if c.strip()]
+    if not clauses:
+        raise GraphError(400, "BadRequest", "Invalid $orderby: empty expression.")
+    ordered = list(items)
+    for clause in reversed(clauses):
+        parts = clause.split()
+        if len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
+            raise GraphError(400, "BadRequest", f"Invalid $orderby clause '{clause}'.")
+        path = parts[0].split("/")
+        descending = len(parts) == 2 and parts[1].lower() == "desc"
+
+        def key(item: dict, path=path) -> tuple:
+            value = item
+            for segment in path:
+                value = _get(value, segment)
+            return _sort_key(value)
+
+        ordered.sort(key=key, reverse=descending)
+    return ordered
+
+
+def select_fields(item: dict, select: str) -> dict:
+    """Project ``item`` onto the ``$select`` list (case-insensitive names; annotations kept)."""
+    wanted = [name.strip() for name in select.split(",") if name.strip()]
+    projected = {k: v for k, v in item.items() if k.startswith("@odata")}
+    for name in wanted:
+        for key, value in item.items():
+            if key.lower() == name.lower():
+                projected[key] = value
+                break
+    return projected
+
+
+def apply_query(
+    items: Sequence[dict],
+    query: Mapping[str, str],
+    base_url: str,
+    max_top: int = 999,
+    default_top: int = 100,
+    context: str | None = None,
+    ignore_case: bool = True,
+) -> dict:
+    """Filter, order, page and project ``items`` per the request's query options.
+
+    ``base_url`` is the absolute collection URL (no query); the next page link repeats the
+    request's options with a ``$skiptoken`` appended, as Graph's ``@odata.nextLink`` does.
+    """
+    options = normalize_query(query)
+    if "$search" in options:
+        raise GraphError(
+            400, "Request_UnsupportedQuery", "$search is not supported on this collection by the emulator."
+        )
+    selected = list(items)
+    if "$filter" in options:
+        predicate = parse_filter(options["$filter"], ignore_case=ignore_case)
+        selected = [item for item in selected if predicate(item)]
+    if "$orderby" in options:
+        selected = _apply_orderby(selected, options["$orderby"])
+    total = len(selected)
+    top = _parse_top(options.get("$top"), default_top, max_top)
+    offset = decode_skiptoken(options["$skiptoken"]) if options.get("$skiptoken") else 0
+    if options.get("$skip"):
+        try:
+            offset += max(0, int(options["$skip"]))
+        except ValueError:
+            raise GraphError(400, "BadRequest", f"Invalid value '{options['$skip']}' for $skip.") from None
+    page = selected[offset : offset + top]
+    if options.get("$select"):
+        page = [select_fields(item, options["$select"]) for item in page]
+    body: dict[str, Any] = {}
+    if context:
+        body["@odata.context"] = context
+    if str(options.get("$count", "")).lower() == "true":
+        body["@odata.count"] = total
+    if offset + top < total:
+        carry = {k: v for k, v in options.items() if k not in ("$skiptoken", "$skip")}
+        carry["$skiptoken"] = encode_skiptoken(offset + top)
+        encoded = "&".join(f"{quote(k, safe='$')}={quote(str(v), safe='')}" for k, v in carry.items())
+        body["@odata.nextLink"] = f"{base_url}?{encoded}"
+    body["value"] = page
+    return body
