@@ -1,0 +1,313 @@
+"""The devhost process: one aiohttp server for HTTP triggers, the Durable HTTP API and admin routes,
+plus queue and timer listeners, the Durable engine and (if needed) Azurite.
+
+Start-up order (what ``func start`` does, in devhost's terms):
+
+1. ``local.settings.json`` ``Values`` -> environment (existing variables win), ``host.json`` parsed;
+2. ``function_app.py`` imported from the script root and indexed once;
+3. triggers validated (routes, queue names, schedules, ``%SETTING%`` references, connections):
+   every problem stops start-up with a clear message before anything listens;
+4. Azurite started if a development-storage connection is used and nothing listens on its port;
+5. HTTP server bound (``--port 0`` picks a free port), Durable engine started, listeners started;
+6. the function list is printed and ``<state-dir>/devhost.ready.json`` is written (``devhost.testing``
+   waits for it). SIGINT/SIGTERM stop everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from devhost import __version__
+from devhost.app_loader import LoadedApp
+from devhost.azurite import AzuriteProcess, port_open, resolve_connection
+from devhost.config import DEFAULT_BODY_LIMIT, HostConfig, load_host_json, log_level, resolve_setting_refs
+from devhost.errors import ConfigError, DevhostError, StartupError
+from devhost.triggers.http import HttpTriggers
+from devhost.triggers.queue import OutputWriter, QueueClients, QueueListener, connection_of, queue_name_of
+from devhost.triggers.timer import TimerListener
+
+log = logging.getLogger("devhost")
+
+READY_FILE = "devhost.ready.json"
+KEYS_FILE = "keys.json"
+#: binding types devhost implements; others are reported at start and their values ignored
+SUPPORTED_BINDINGS = {"httpTrigger", "http", "queueTrigger", "queue", "timerTrigger", "orchestrationTrigger",
+                      "activityTrigger", "durableClient", "entityTrigger"}
+
+
+@dataclass
+class StartOptions:
+    app_path: str
+    state_dir: str
+    port: int = 7071
+    host: str = "127.0.0.1"
+    function_key: str | None = None
+    virtual_clock: bool = False
+
+
+def load_keys(state_dir: str, function_key: str | None) -> tuple[str, str]:
+    """``(function_key, master_key)``: generated once and kept in ``<state-dir>/keys.json``."""
+    path = os.path.join(state_dir, KEYS_FILE)
+    data: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (FileNotFoundError, ValueError):
+        pass
+    changed = False
+    for k in ("functionKey", "masterKey"):
+        if not data.get(k):
+            data[k] = secrets.token_urlsafe(32)
+            changed = True
+    if changed:
+        os.makedirs(state_dir, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+    return function_key or data["functionKey"], data["masterKey"]
+
+
+def _bind_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror} (use --port 0 for a free port)") from exc
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class DevHost:
+    """Everything one ``python -m devhost start`` runs. ``await start()``, then ``await stop()``."""
+
+    def __init__(self, options: StartOptions, app: LoadedApp, host_config: HostConfig) -> None:
+        self.options = options
+        self.app = app
+        self.config = host_config
+        self.function_key, self.master_key = load_keys(options.state_dir, options.function_key)
+        self.clients = QueueClients(host_config.queues)
+        self.writer = OutputWriter(self.clients)
+        self.http = HttpTriggers(app, host_config.route_prefix, self.function_key, self.master_key,
+                                 self.writer, host_config.function_timeout)
+        self.queue_listeners = [QueueListener(app, s, self.clients, self.writer, host_config.function_timeout)
+                                for s in app.by_trigger("queueTrigger")]
+        self.timer_listeners = [TimerListener(app, s, options.state_dir, self.writer, host_config.function_timeout)
+                                for s in app.by_trigger("timerTrigger")]
+        self._validate_queue_bindings()
+        self.engine: Any = None
+        self.azurite: list[AzuriteProcess] = []
+        self.runner: web.AppRunner | None = None
+        self.base_url = ""
+        self.port = 0
+
+    # -------------------------------------------------------------- validation
+    def _validate_queue_bindings(self) -> None:
+        problems = []
+        for spec in self.app.functions.values():
+            for b in spec.bindings:
+                if b.get("type") not in SUPPORTED_BINDINGS:
+                    log.warning("Function '%s': binding '%s' of type '%s' is not supported by devhost; it is ignored",
+                                spec.name, b.get("name"), b.get("type"))
+                if b.get("type") in ("queueTrigger", "queue"):
+                    try:
+                        queue_name_of(b)
+                        resolve_connection(connection_of(b))
+                    except ConfigError as exc:
+                        problems.append(f"function '{spec.name}': {exc}")
+        if problems:
+            raise ConfigError("; ".join(dict.fromkeys(problems)))
+
+    def storage_connections(self) -> list:
+        """Connections the app uses: queue bindings, plus ``AzureWebJobsStorage`` when set."""
+        names = {connection_of(b) for s in self.app.functions.values() for b in s.bindings
+                 if b.get("type") in ("queueTrigger", "queue")}
+        if os.environ.get("AzureWebJobsStorage"):
+            names.add("AzureWebJobsStorage")
+        return [resolve_connection(n) for n in sorted(names)]
+
+    # -------------------------------------------------------------- lifecycle
+    def _start_azurite(self) -> None:
+        started_ports = set()
+        for conn in self.storage_connections():
+            if not conn.is_local_emulator or conn.queue_port in started_ports:
+                continue
+            if port_open(conn.queue_port):
+                log.info("Storage emulator already listening on port %s; using it", conn.queue_port)
+                continue
+            self.azurite.append(AzuriteProcess.start(conn, self.options.state_dir,
+                                                     [self.app.script_root, os.path.dirname(os.path.dirname(__file__))]))
+            started_ports.add(conn.queue_port)
+
+    def _make_engine(self):
+        try:
+            from devhost.durable.engine import DurableEngine
+        except ImportError as exc:
+            log.warning("Durable engine unavailable (%s); durable functions will not run", exc)
+            return None
+        hub = resolve_setting_refs(str(self.config.durable_task.get("hubName") or "TestHubName"), what="host.json hubName")
+        return DurableEngine(self.app, self.options.state_dir, self.config.durable_task,
+                             virtual_clock=self.options.virtual_clock, task_hub=hub)
+
+    def _web_app(self) -> web.Application:
+        limit = int(os.environ.get("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT") or DEFAULT_BODY_LIMIT)
+        aio = web.Application(client_max_size=limit)
+        aio.router.add_get("/admin/host/ping", self._ping)
+        aio.router.add_get("/admin/host/status", self._status)
+        aio.router.add_get("/admin/functions", self._functions)
+        if self.engine is not None:
+            aio.add_routes(self.engine.routes())
+        prefix = self.config.route_prefix
+        aio.router.add_route("*", f"/{prefix}/{{tail:.*}}" if prefix else "/{tail:.*}", self.http.handle)
+        if prefix:
+            aio.router.add_route("*", f"/{prefix}", self.http.handle)
+        return aio
+
+    async def start(self) -> None:
+        os.makedirs(self.options.state_dir, exist_ok=True)
+        self._start_azurite()
+        self.engine = self._make_engine()
+        sock = _bind_socket(self.options.host, self.options.port)
+        self.port = sock.getsockname()[1]
+        host_for_url = "127.0.0.1" if self.options.host in ("0.0.0.0", "") else self.options.host
+        self.base_url = f"http://{host_for_url}:{self.port}"
+        self.runner = web.AppRunner(self._web_app(), access_log=None, handle_signals=False)
+        await self.runner.setup()
+        await web.SockSite(self.runner, sock).start()
+        if self.engine is not None:
+            await self.engine.start()
+            self.app.client_binding_json = self.engine.client_binding_json(self.base_url)
+        for listener in (*self.queue_listeners, *self.timer_listeners):
+            listener.start()
+        self._print_banner()
+        self._write_ready()
+
+    async def stop(self) -> None:
+        try:
+            os.remove(os.path.join(self.options.state_dir, READY_FILE))
+        except FileNotFoundError:
+            pass
+        for listener in (*self.timer_listeners, *self.queue_listeners):
+            await listener.stop()
+        if self.engine is not None:
+            try:
+                await self.engine.stop()
+            except Exception:
+                log.exception("Stopping the Durable engine failed")
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.clients.close()
+        self.app.shutdown()
+        for az in self.azurite:
+            az.stop()
+
+    # -------------------------------------------------------------- admin routes
+    def _is_master(self, request: web.Request) -> bool:
+        given = request.headers.get("x-functions-key") or request.query.get("code") or ""
+        return secrets.compare_digest(given, self.master_key)
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def _status(self, request: web.Request) -> web.Response:
+        if not self._is_master(request):
+            return web.Response(status=401)
+        return web.json_response({"id": "devhost", "state": "Running", "version": f"devhost {__version__}",
+                                  "processId": os.getpid()})
+
+    async def _functions(self, request: web.Request) -> web.Response:
+        if not self._is_master(request):
+            return web.Response(status=401)
+        return web.json_response(self.function_list())
+
+    def function_list(self) -> list[dict]:
+        out = []
+        routes = {r.spec.name: r for r in self.http.routes}
+        for spec in self.app.functions.values():
+            item = {"name": spec.name, "trigger": spec.trigger_type, "bindings": spec.bindings}
+            if spec.name in routes:
+                r = routes[spec.name]
+                item["url"] = self.base_url + self.http.url_path(r)
+                item["methods"] = sorted(r.methods) if r.methods else None
+                item["authLevel"] = r.auth_level
+            out.append(item)
+        return out
+
+    def _print_banner(self) -> None:
+        lines = [f"devhost {__version__}: app {self.app.app_path}", "", "Functions:", ""]
+        for item in self.function_list():
+            if "url" in item:
+                methods = ",".join(item["methods"]) if item["methods"] else "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS"
+                lines.append(f"        {item['name']}: [{methods}] {item['url']}  (auth: {item['authLevel']})")
+            else:
+                lines.append(f"        {item['name']}: {item['trigger']}")
+        lines += ["", f"Function key: {self.function_key}   (header 'x-functions-key' or query '?code=')",
+                  f"Master key:   {self.master_key}",
+                  f"Durable HTTP API: {self.base_url}/runtime/webhooks/durabletask/",
+                  f"State folder: {os.path.abspath(self.options.state_dir)}", "",
+                  f"Host started; listening on {self.base_url}"]
+        print("\n".join(lines), flush=True)
+
+    def _write_ready(self) -> None:
+        path = os.path.join(self.options.state_dir, READY_FILE)
+        tmp = path + f".{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"pid": os.getpid(), "port": self.port, "baseUrl": self.base_url,
+                       "functionKey": self.function_key, "masterKey": self.master_key,
+                       "startedAt": time.time(), "functions": [f["name"] for f in self.function_list()]}, f)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+
+def setup_logging(config: HostConfig) -> None:
+    default = log_level(config.log_levels.get("default"), logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(default)
+    fn_level = config.log_levels.get("Function")
+    if fn_level:
+        logging.getLogger("devhost.functions").setLevel(log_level(fn_level))
+    for noisy in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def serve(options: StartOptions, app: LoadedApp, config: HostConfig) -> int:
+    """Run devhost until SIGINT/SIGTERM; returns the process exit code."""
+    try:
+        host = DevHost(options, app, config)
+    except DevhostError as exc:
+        print(f"devhost: {exc}", file=sys.stderr, flush=True)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await host.start()
+    except DevhostError as exc:
+        print(f"devhost: {exc}", file=sys.stderr, flush=True)
+        await host.stop()
+        return 2
+    except BaseException:
+        await host.stop()
+        raise
+    await stop.wait()
+    log.info("Stopping devhost")
+    await host.stop()
+    return 0
