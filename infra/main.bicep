@@ -1,0 +1,189 @@
+// Entra provisioning fleet: everything `azd provision` creates. Subscription scope: the resource
+// group is created here. Shape follows Microsoft's azd Functions quickstarts (azure.yaml service
+// "api", resourceToken naming, azd tags, one RBAC module); see docs/deploy.md.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; part of every resource name and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource. It must offer the Flex Consumption plan (and, if used, the Durable Task Scheduler).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object id of the deployer (user or CI principal): gets Key Vault Secrets Officer and queue access. Empty to skip.')
+param principalId string = ''
+
+@allowed(['User', 'ServicePrincipal', 'Group'])
+param principalType string = 'User'
+
+@description('Durable storage backend. AzureStorage (default) is cheapest for small fleets; DurableTaskScheduler is the managed backend for large or fast batches (docs/deploy.md, "Scaling").')
+@allowed(['AzureStorage', 'DurableTaskScheduler'])
+param durableBackend string = 'AzureStorage'
+
+@description('Durable Task Scheduler SKU, when durableBackend is DurableTaskScheduler.')
+@allowed(['Consumption', 'Dedicated'])
+param schedulerSkuName string = 'Consumption'
+
+@description('Durable Task Scheduler capacity units (Dedicated SKU only).')
+@minValue(1)
+param schedulerCapacity int = 1
+
+@description('NCRONTAB schedule (six fields, UTC) of the health sweep that restarts quarantined jobs.')
+param healthSweepSchedule string = '0 15 */6 * * *'
+
+@description('Microsoft Graph API version the app calls.')
+@allowed(['v1.0', 'beta'])
+param graphApiVersion string = 'v1.0'
+
+@description('Tag put on every service principal the fleet creates, to find the fleet again.')
+param correlationTag string = 'entra-provisioning-fleet'
+
+@description('Flex Consumption maximum instance count. Graph write limits (20 writes/s per app and tenant), not compute, bound throughput, so a small ceiling also caps cost.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Key Vault purge protection (irreversible once on).')
+param keyVaultPurgeProtection bool = true
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+var useScheduler = durableBackend == 'DurableTaskScheduler'
+// Queue names are core/names.py's; "-poison" is where the Functions host moves a message after
+// maxDequeueCount failed deliveries.
+var queueNames = [
+  'provisioning-requests'
+  'provisioning-requests-rejected'
+  'provisioning-requests-poison'
+]
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    queueNames: queueNames
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    enablePurgeProtection: keyVaultPurgeProtection
+  }
+}
+
+module scheduler 'app/dts.bicep' = if (useScheduler) {
+  name: 'durable-task-scheduler'
+  scope: rg
+  params: {
+    name: '${abbrs.durableTaskSchedulers}${resourceToken}'
+    taskHubName: '${abbrs.durableTaskHubs}${resourceToken}'
+    location: location
+    tags: tags
+    skuName: schedulerSkuName
+    skuCapacity: schedulerCapacity
+  }
+}
+
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.resourceId
+    identityClientId: identity.outputs.clientId
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    storageTableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    keyVaultUri: keyVault.outputs.uri
+    durableBackend: durableBackend
+    schedulerEndpoint: useScheduler ? scheduler!.outputs.endpoint : ''
+    taskHubName: useScheduler ? scheduler!.outputs.taskHubName : ''
+    graphApiVersion: graphApiVersion
+    healthSweepSchedule: healthSweepSchedule
+    correlationTag: correlationTag
+    maximumInstanceCount: maximumInstanceCount
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    durableTaskSchedulerName: useScheduler ? scheduler!.outputs.name : ''
+    managedIdentityPrincipalId: identity.outputs.principalId
+    deployerPrincipalId: principalId
+    deployerPrincipalType: principalType
+  }
+}
+
+// Outputs become azd environment values (azd env get-values).
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output SERVICE_API_NAME string = api.outputs.SERVICE_API_NAME
+output SERVICE_API_URI string = api.outputs.SERVICE_API_URI
+output AZURE_FUNCTION_NAME string = api.outputs.SERVICE_API_NAME
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_KEY_VAULT_ENDPOINT string = keyVault.outputs.uri
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
+output DURABLE_BACKEND string = durableBackend
+output DURABLE_TASK_SCHEDULER_ENDPOINT string = useScheduler ? scheduler!.outputs.endpoint : ''
