@@ -169,6 +169,7 @@ class DevHost:
         aio.router.add_get("/admin/host/ping", self._ping)
         aio.router.add_get("/admin/host/status", self._status)
         aio.router.add_get("/admin/functions", self._functions)
+        aio.router.add_get("/admin/devhost/durable-client", self._durable_client)
         if self.engine is not None:
             aio.add_routes(self.engine.routes())
         prefix = self.config.route_prefix
@@ -233,6 +234,14 @@ class DevHost:
         if not self._is_master(request):
             return web.Response(status=401)
         return web.json_response(self.function_list())
+
+    async def _durable_client(self, request: web.Request) -> web.Response:
+        """The ``durableClient`` binding JSON (for ``devhost.testing``'s ``durable_client()``)."""
+        if not self._is_master(request):
+            return web.Response(status=401)
+        if self.app.client_binding_json is None:
+            return web.Response(status=404)
+        return web.Response(text=self.app.client_binding_json, content_type="application/json")
 
     def function_list(self) -> list[dict]:
         out = []
