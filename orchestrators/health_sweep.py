@@ -1,0 +1,131 @@
+"""``health_sweep``: classify every app instance this app manages and report the unhealthy ones.
+
+Contract
+--------
+Input: ``{"options": {...}}`` (the timer trigger passes the options from ``core.settings``).
+
+Output: ``{"sweptAt", "total", "counts": {healthy, notStarted, running, quarantined, paused,
+disabled, missingJob, unknown, unreadable}, "quarantinedByReason": {reason: n}, "unhealthy":
+[{servicePrincipalId, displayName, jobId, category, reason, ...}], "restarted": [...]}``.
+
+Side effect: one structured log line (JSON) per unhealthy instance, written only when the
+orchestrator is not replaying, so each appears once. Quarantined jobs are only reported, unless
+``options.restartCredentialQuarantine`` is on: then a job quarantined because of its target
+credentials is restarted by ``restart_quarantined_job``, which first re-validates the Key Vault
+secret (and does nothing if it is still wrong).
+
+Status reads run in chunks of ``options.sweepMaxInFlight`` (fan-out bounded for Graph's limits).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from typing import Any
+
+import azure.durable_functions as df
+
+from core import names
+from orchestrators.blueprint import bp
+from orchestrators.options import WorkflowOptions
+from orchestrators.phases import (
+    DISABLED, MISSING_JOB, NOT_STARTED, PAUSED, QUARANTINED, RUNNING, STEADY, UNKNOWN,
+    is_credential_quarantine, phase_of, quarantine_reason,
+)
+from orchestrators.steps import call_step, chunks, failure_message, gather_settled, iso
+
+log = logging.getLogger("orchestrators.health_sweep")
+
+#: report category per phase (the fleet vocabulary of the issue)
+_CATEGORY = {STEADY: "healthy", NOT_STARTED: "notStarted", RUNNING: "running", QUARANTINED: "quarantined",
+             PAUSED: "paused", DISABLED: "disabled", MISSING_JOB: "missingJob", UNKNOWN: "unknown"}
+_HEALTHY = {"healthy", "running"}
+
+
+@bp.function_name(names.HEALTH_SWEEP)
+@bp.orchestration_trigger(context_name="context")
+def health_sweep(context: df.DurableOrchestrationContext):
+    """List managed instances, read each job's status (bounded), classify, report, maybe restart."""
+    data: dict[str, Any] = context.get_input() or {}
+    options = WorkflowOptions.from_dict(data.get("options"))
+    context.set_custom_status({"phase": "listing"})
+    listed = yield from call_step(context, names.LIST_MANAGED_INSTANCES, {}, options)
+    if not listed.get("ok"):
+        error = listed["error"]
+        raise RuntimeError(f"could not list managed instances: {error.get('code')}: {error.get('message')}")
+    instances: list[dict[str, Any]] = list(listed.get("instances") or [])
+
+    entries: list[dict[str, Any]] = []
+    for index, chunk in enumerate(chunks(instances, options.sweep_max_in_flight)):
+        context.set_custom_status({"phase": "reading", "read": index * options.sweep_max_in_flight,
+                                   "total": len(instances)})
+        policy = options.retry_for(names.GET_JOB_STATUS)
+        retry = df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
+        tasks = [context.call_activity_with_retry(names.GET_JOB_STATUS, retry, _status_request(inst))
+                 for inst in chunk]
+        settled = yield from gather_settled(context, tasks)
+        entries.extend(_entry(inst, ok, value) for inst, (ok, value) in zip(chunk, settled))
+
+    restarted = []
+    if options.restart_credential_quarantine:
+        context.set_custom_status({"phase": "restarting"})
+        for entry in entries:
+            if entry["category"] == "quarantined" and entry.pop("_credentialCaused", False):
+                result = yield from call_step(context, names.RESTART_QUARANTINED_JOB,
+                                              {"servicePrincipalId": entry["servicePrincipalId"],
+                                               "jobId": entry.get("jobId")}, options)
+                restarted.append({"servicePrincipalId": entry["servicePrincipalId"],
+                                  "restarted": bool(result.get("ok") and result.get("restarted")),
+                                  "reason": result.get("reason") if result.get("ok")
+                                  else (result.get("error") or {}).get("message")})
+    for entry in entries:
+        entry.pop("_credentialCaused", None)
+
+    report = _report(iso(context.current_utc_datetime), entries, restarted)
+    if not context.is_replaying:
+        for entry in report["unhealthy"]:
+            log.warning(json.dumps({"event": "unhealthyProvisioningInstance", "sweepId": context.instance_id,
+                                    **entry}, sort_keys=True))
+    context.set_custom_status({"phase": "completed", "counts": report["counts"]})
+    return report
+
+
+def _status_request(inst: dict[str, Any]) -> dict[str, Any]:
+    return {"servicePrincipalId": inst.get("servicePrincipalId"), "jobId": inst.get("jobId"), "startedAt": None}
+
+
+def _entry(inst: dict[str, Any], ok: bool, value: Any) -> dict[str, Any]:
+    entry = {"servicePrincipalId": inst.get("servicePrincipalId"), "displayName": inst.get("displayName"),
+             "applicationTemplateId": inst.get("applicationTemplateId"), "labels": inst.get("labels") or {}}
+    if not ok:
+        entry.update(category="unreadable", reason=failure_message(value))
+        return entry
+    if not value.get("ok"):
+        error = value.get("error") or {}
+        entry.update(category="unreadable", reason=f"{error.get('code')}: {error.get('message')}")
+        return entry
+    status = value.get("status") or {}
+    category = _CATEGORY[phase_of(status)]
+    entry.update(category=category, jobId=status.get("jobId") or inst.get("jobId"), code=status.get("code"))
+    if category == "quarantined":
+        entry["reason"] = quarantine_reason(status) or "Quarantine"
+        entry["_credentialCaused"] = is_credential_quarantine(status)
+    elif category not in _HEALTHY:
+        entry["reason"] = status.get("reason") or status.get("code") or category
+    return entry
+
+
+def _report(swept_at: str, entries: list[dict[str, Any]], restarted: list[dict[str, Any]]) -> dict[str, Any]:
+    categories = ("healthy", "notStarted", "running", "quarantined", "paused", "disabled", "missingJob",
+                  "unknown", "unreadable")
+    tally = Counter(e["category"] for e in entries)
+    by_reason = Counter(e.get("reason") for e in entries if e["category"] == "quarantined")
+    return {
+        "sweptAt": swept_at,
+        "total": len(entries),
+        "counts": {c: tally.get(c, 0) for c in categories},
+        "quarantinedByReason": dict(sorted(by_reason.items())),
+        "unhealthy": [e for e in entries if e["category"] not in _HEALTHY],
+        "restarted": restarted,
+    }

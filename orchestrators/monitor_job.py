@@ -1,0 +1,88 @@
+"""``monitor_job``: watch one provisioning job on durable timers until it settles.
+
+Contract
+--------
+Input: ``{"servicePrincipalId", "jobId", "startedAt" (when we started the job), "deadline" (ISO
+time), "options": {...}, "state"?: {polls, interval, lastStatus}}`` - ``state`` is only present in
+the input of a continued-as-new execution.
+
+Output: ``{"outcome": steadyState|quarantined|timedOut|failed, "reason", "polls", "status" (the
+last classification), "provisioningErrors": [...], "steadyStateAt"?}``.
+
+Custom status: ``{"polls", "phase", "nextPollAt"}``.
+
+Loop: read the status (activity ``get_job_status``) and classify; steady state → done; quarantined
+→ read the job's provisioning errors (``get_provisioning_errors``; Graph allows 5 such requests per
+10 s per app and tenant, so the activity reports throttling and we wait it out on a timer) → done;
+deadline passed → timed out; otherwise sleep on a durable timer whose interval grows from
+``pollFirstInterval`` by ``pollBackoff`` up to ``pollMaxInterval``. Every ``pollsPerExecution``
+polls it continues as new, carrying its state, so its history stays bounded however long it runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import azure.durable_functions as df
+
+from core import names
+from orchestrators.blueprint import bp
+from orchestrators.options import WorkflowOptions
+from orchestrators.phases import QUARANTINED, STEADY, phase_of, quarantine_reason
+from orchestrators.steps import call_step, iso, parse_iso
+
+
+@bp.function_name(names.MONITOR_JOB)
+@bp.orchestration_trigger(context_name="context")
+def monitor_job(context: df.DurableOrchestrationContext):
+    """Poll one job until steady state, quarantine or deadline (continue-as-new every few polls)."""
+    data: dict[str, Any] = context.get_input() or {}
+    options = WorkflowOptions.from_dict(data.get("options"))
+    state: dict[str, Any] = dict(data.get("state") or {})
+    polls = int(state.get("polls", 0))
+    interval = float(state.get("interval") or options.poll_first_interval)
+    deadline = parse_iso(data.get("deadline")) or (
+        context.current_utc_datetime + dt.timedelta(seconds=options.monitor_deadline))
+    job = {"servicePrincipalId": data.get("servicePrincipalId"), "jobId": data.get("jobId"),
+           "startedAt": data.get("startedAt")}
+
+    for _ in range(max(1, options.polls_per_execution)):
+        result = yield from call_step(context, names.GET_JOB_STATUS, job, options)
+        polls += 1
+        if not result.get("ok"):
+            error = result["error"]
+            return {"outcome": "failed", "reason": f"{error.get('step')}: {error.get('message') or error.get('code')}",
+                    "error": error, "polls": polls, "provisioningErrors": []}
+        status = result.get("status") or {}
+        phase = phase_of(status)
+        now = context.current_utc_datetime
+        if phase == STEADY:
+            return {"outcome": "steadyState", "reason": None, "polls": polls, "status": status,
+                    "steadyStateAt": iso(now), "provisioningErrors": []}
+        if phase == QUARANTINED:
+            errors = yield from _provisioning_errors(context, job, options)
+            reason = quarantine_reason(status) or "Quarantine"
+            return {"outcome": "quarantined", "reason": reason, "polls": polls, "status": status,
+                    "provisioningErrors": errors}
+        if now >= deadline:
+            return {"outcome": "timedOut", "reason": f"job still {phase} at the deadline", "polls": polls,
+                    "status": status, "provisioningErrors": []}
+        next_poll = min(now + dt.timedelta(seconds=interval), deadline)
+        context.set_custom_status({"polls": polls, "phase": phase, "nextPollAt": iso(next_poll)})
+        yield context.create_timer(next_poll)
+        interval = min(interval * max(1.0, options.poll_backoff), options.poll_max_interval)
+
+    context.continue_as_new({**data, "state": {"polls": polls, "interval": interval}})
+    return None
+
+
+def _provisioning_errors(context, job: dict[str, Any], options: WorkflowOptions):
+    """The job's recent provisioning errors; an empty list (not a failure) if they cannot be read."""
+    request = {"servicePrincipalId": job["servicePrincipalId"], "jobId": job["jobId"],
+               "since": job.get("startedAt"), "top": options.provisioning_errors_top}
+    result = yield from call_step(context, names.GET_PROVISIONING_ERRORS, request, options)
+    if not result.get("ok"):
+        return [{"code": "ProvisioningErrorsUnavailable",
+                 "message": (result.get("error") or {}).get("message") or "could not read provisioning logs"}]
+    return list(result.get("errors") or [])[: options.provisioning_errors_top]

@@ -1,0 +1,104 @@
+"""Pure functions that turn instance outcomes into the batch report and the progress counts.
+
+Why separate: the report is what a person acts on, so its shape is worth testing on its own, and
+keeping it free of Durable calls keeps the orchestrator itself short. All inputs and outputs are
+plain JSON dicts; nothing here can see a secret (outcomes carry ids, codes and messages only).
+
+Outcome vocabulary (``outcome`` field of every instance):
+
+* ``steadyState`` - the job finished its initial cycle and is running normally.
+* ``quarantined`` - the job is in quarantine; ``reason`` and ``provisioningErrors`` say why.
+* ``failed``      - a setup step failed (invalid input, missing permission, bad credentials...);
+  ``reason`` and ``error.step`` say which and why.
+* ``timedOut``    - the job did not settle before the monitoring deadline.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+OUTCOMES = ("steadyState", "quarantined", "failed", "timedOut")
+
+
+def child_instance_id(batch_id: str, instance_key: str) -> str:
+    """Deterministic id of one instance's ``provision_instance`` orchestration.
+
+    Derived from the batch id and the instance key, so a replay, a restart or a re-submission of
+    the same request addresses the same child (and never starts a second one). Characters that
+    Durable refuses in instance ids (``/ \\ # ?`` and control characters) are replaced.
+    """
+    safe = "".join("_" if ch in "/\\#?" or ord(ch) < 32 else ch for ch in str(instance_key))
+    return f"{batch_id}:{safe}"
+
+
+def monitor_instance_id(child_id: str) -> str:
+    """Deterministic id of the ``monitor_job`` orchestration of one instance."""
+    return f"{child_id}:monitor"
+
+
+def progress_counts(total: int, queued: int, running: int, outcomes: list[dict[str, Any]]) -> dict[str, int]:
+    """Counts per phase for the batch's custom status while it runs."""
+    counts = {"total": total, "queued": queued, "running": running}
+    tally = Counter(o.get("outcome") for o in outcomes)
+    for name in OUTCOMES:
+        counts[name] = tally.get(name, 0)
+    return counts
+
+
+def top_errors(outcomes: list[dict[str, Any]], limit: int = 10) -> list[dict[str, Any]]:
+    """The most frequent provisioning/setup error codes across the batch, with one example each."""
+    tally: Counter[str] = Counter()
+    example: dict[str, dict[str, Any]] = {}
+    for outcome in outcomes:
+        for err in outcome.get("provisioningErrors") or []:
+            code = str(err.get("code") or err.get("errorCode") or "Unknown")
+            tally[code] += 1
+            example.setdefault(code, {"message": err.get("message") or err.get("reason"),
+                                      "instanceKey": outcome.get("instanceKey")})
+        error = outcome.get("error")
+        if outcome.get("outcome") == "failed" and error:
+            code = str(error.get("code") or "Unknown")
+            tally[code] += 1
+            example.setdefault(code, {"message": error.get("message"), "instanceKey": outcome.get("instanceKey"),
+                                      "step": error.get("step")})
+    return [{"code": code, "count": count, **example[code]} for code, count in tally.most_common(limit)]
+
+
+def batch_report(batch_id: str, request_id: str | None, started_at: str, finished_at: str,
+                 outcomes: list[dict[str, Any]], duration_seconds: float | None) -> dict[str, Any]:
+    """The batch report: the orchestration output of ``provision_batch``."""
+    counts = progress_counts(len(outcomes), 0, 0, outcomes)
+    del counts["queued"], counts["running"]
+    return {
+        "batchId": batch_id,
+        "requestId": request_id,
+        "startedAt": started_at,
+        "finishedAt": finished_at,
+        "durationSeconds": duration_seconds,
+        "counts": counts,
+        "succeeded": counts["steadyState"] == len(outcomes),
+        "instances": outcomes,
+        "topErrors": top_errors(outcomes),
+    }
+
+
+def not_started_outcome(instance: dict[str, Any], child_id: str, error: dict[str, Any], at: str) -> dict[str, Any]:
+    """Outcome of an instance that failed before its own orchestration started (e.g. unknown template)."""
+    return {
+        "instanceKey": instance.get("key"),
+        "displayName": instance.get("displayName"),
+        "orchestrationId": child_id,
+        "outcome": "failed",
+        "reason": f"{error.get('step', 'setup')}: {error.get('message') or error.get('code')}",
+        "error": error,
+        "ids": {},
+        "timings": {"startedAt": at, "finishedAt": at},
+        "provisioningErrors": [],
+    }
+
+
+def crashed_outcome(instance: dict[str, Any], child_id: str, message: str, at: str) -> dict[str, Any]:
+    """Outcome of an instance whose orchestration itself failed (a bug or a terminated instance)."""
+    return not_started_outcome(instance, child_id, {"kind": "permanent", "code": "OrchestrationFailed",
+                                                     "message": message, "step": "provision_instance"}, at)

@@ -1,0 +1,130 @@
+"""Orchestrator-side helpers for calling activities under the activity contract (architecture §3).
+
+Why a helper: every step of every orchestrator handles the same three outcomes the same way, and
+getting it wrong is easy: a *transient* failure (the activity raised) is retried by Durable with
+``call_activity_with_retry``; a *throttled* result is waited out on a durable timer and the call is
+made again, a bounded number of times; a *permanent* result ends the step at once. Everything here
+is deterministic (context time and durable timers only) and used with ``yield from``.
+
+Failures never carry secrets: activities guarantee that their error messages hold none, and
+:func:`failure_message` keeps only the first line of a Durable failure (the traceback stays in the
+host's own log).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Generator, Iterable
+
+import azure.durable_functions as df
+
+from orchestrators.options import WorkflowOptions
+
+#: longest error text kept in outputs and custom status
+_MAX_MESSAGE = 300
+
+
+def failure(step: str, code: str, message: str, kind: str = "permanent") -> dict[str, Any]:
+    """A failed step result in the activity contract's shape (``{"ok": false, "error": ...}``)."""
+    return {"ok": False, "error": {"kind": kind, "code": code, "message": message[:_MAX_MESSAGE], "step": step}}
+
+
+def failure_message(exc: BaseException) -> str:
+    """First line of a Durable task failure, without the ``Details`` part (a stack trace).
+
+    The SDK raises ``Exception(f"{Reason} \\n {Details}")`` for failed activities and
+    sub-orchestrations; only the reason is useful (and safe) in a report.
+    """
+    text = str(exc).split(" \n ", 1)[0].strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return text[:_MAX_MESSAGE]
+
+
+def call_step(
+    context: df.DurableOrchestrationContext,
+    activity: str,
+    payload: dict[str, Any],
+    options: WorkflowOptions,
+) -> Generator[Any, Any, dict[str, Any]]:
+    """Call one activity until it succeeds, fails permanently, or its budgets run out.
+
+    Returns the activity's result dict (``ok`` true or false); never raises for activity failures.
+    """
+    policy = options.retry_for(activity)
+    retry = df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
+    waits = 0
+    while True:
+        try:
+            result = yield context.call_activity_with_retry(activity, retry, payload)
+        except Exception as exc:  # transient failures outlived the retry budget
+            return failure(activity, "TransientErrorsExhausted", failure_message(exc), kind="transient")
+        if not isinstance(result, dict):
+            return failure(activity, "InvalidActivityResult", f"{activity} returned {type(result).__name__}")
+        if result.get("ok"):
+            return result
+        error = result.get("error") or {}
+        if error.get("kind") != "throttled":
+            error.setdefault("step", activity)
+            return result
+        if waits >= options.max_throttle_waits:
+            return failure(activity, error.get("code") or "TooManyRequests",
+                           f"still throttled after {waits} waits", kind="throttled")
+        waits += 1
+        delay = _throttle_delay(error.get("retryAfterSeconds"), options)
+        yield context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=delay))
+
+
+def _throttle_delay(retry_after: Any, options: WorkflowOptions) -> float:
+    try:
+        delay = float(retry_after)
+    except (TypeError, ValueError):
+        delay = options.default_throttle_wait
+    return min(max(delay, 0.5), options.max_throttle_wait)
+
+
+def gather_settled(context: df.DurableOrchestrationContext, tasks: list) -> Generator[Any, Any, list]:
+    """Wait for *every* task, successful or not; return ``[(succeeded, value_or_exception), ...]``.
+
+    Why not just ``task_all``: it raises at the first failure while the .NET extension's WhenAll
+    keeps waiting for the other children (durable-host-protocol §3.8); scheduling new work before
+    they settle could desynchronise the task ids (retry timers of the others). So after a failure
+    we keep waiting on each unfinished task before returning.
+    """
+    if tasks:
+        try:
+            yield context.task_all(tasks)
+        except Exception:  # one child failed; the others are awaited below
+            pass
+        for task in tasks:
+            while not task.is_completed:
+                try:
+                    yield task
+                except Exception:
+                    pass
+    return [(task.state.name == "SUCCEEDED", task.result) for task in tasks]
+
+
+def iso(value: dt.datetime) -> str:
+    """ISO-8601 UTC with a ``Z``, the form used in every output."""
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(value: str | None) -> dt.datetime | None:
+    """Parse an ISO-8601 time written by :func:`iso` (or any offset-aware ISO time)."""
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    """Elapsed seconds between two :func:`iso` times, rounded to milliseconds."""
+    a, b = parse_iso(start), parse_iso(end)
+    return round((b - a).total_seconds(), 3) if a and b else None
+
+
+def chunks(items: list, size: int) -> Iterable[list]:
+    """Consecutive slices of at most ``size`` items."""
+    size = max(1, size)
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

@@ -1,0 +1,15 @@
+"""Triggers: thin adapters that parse, validate, start one named orchestrator and answer.
+
+* ``http_submit_provisioning_request`` - ``POST /api/provisioning-requests`` (function key).
+* ``http_get_provisioning_request``    - ``GET /api/provisioning-requests/{id}``.
+* ``queue_provisioning_request``      - queue ``provisioning-requests``; invalid messages go to
+  ``provisioning-requests-rejected`` with their errors.
+* ``timer_health_sweep``              - ``%HEALTH_SWEEP_SCHEDULE%``; starts ``health_sweep``.
+
+Importing this package registers all four on :data:`bp`.
+"""
+
+from triggers.blueprint import bp
+from triggers import http_requests, queue_requests, timer_sweep  # noqa: F401  (registers)
+
+__all__ = ["bp"]

@@ -1,0 +1,160 @@
+"""HTTP triggers: submit a provisioning request, read a batch's summary.
+
+``POST /api/provisioning-requests`` (function key): 202 + Durable check-status payload (also for
+a re-submission of the same request, which starts nothing new); 400 with every field error; 409
+when the ``requestId`` is taken by a different request; 413 over ``REQUEST_MAX_BODY_BYTES``; 415
+for a non-JSON content type.
+
+``GET /api/provisioning-requests/{id}`` (function key; ``id`` = the batch id or the caller's
+request id): a readable summary - status, counts, per-instance outcomes with reasons, ids and
+timings. No request input, no secrets, no management URLs (those carry keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from core import names
+from core.errors import ConfigurationError, InvalidRequest
+from core.settings import get_settings
+# the child-id rule has one home, next to the orchestrator that uses it (a pure function, no Durable)
+from orchestrators.report import child_instance_id
+from triggers.blueprint import bp
+from triggers.responses import error_response, json_response
+from triggers.submission import RequestConflict, batch_instance_id, prepare, start_once
+
+log = logging.getLogger("triggers.http")
+
+ROUTE = "provisioning-requests"
+_JSON_TYPES = ("application/json",)
+_SUMMARY_CONCURRENCY = 16
+
+
+@bp.function_name(names.HTTP_SUBMIT_PROVISIONING_REQUEST)
+@bp.route(route=ROUTE, methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def http_submit_provisioning_request(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    """Validate the body and start (or find) its ``provision_batch`` instance."""
+    try:
+        settings = get_settings()
+    except ConfigurationError as exc:
+        return error_response(500, "InvalidConfiguration", str(exc))
+    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type not in _JSON_TYPES and not content_type.endswith("+json"):
+        return error_response(415, "UnsupportedMediaType", "send the request as application/json")
+    raw = req.get_body() or b""
+    if len(raw) > settings.request_max_body_bytes:
+        return error_response(413, "RequestTooLarge",
+                              f"the body is {len(raw)} bytes; the limit is {settings.request_max_body_bytes}")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return error_response(400, "InvalidJson", "the body is not valid UTF-8 JSON",
+                              [{"path": "$", "message": _json_problem(exc)}])
+    try:
+        submission = prepare(body, settings)
+    except InvalidRequest as exc:
+        return error_response(400, "InvalidRequest", f"{len(exc.problems)} problem(s) in the request",
+                              [p.to_dict() for p in exc.problems])
+    try:
+        started = await start_once(client, submission)
+    except RequestConflict as exc:
+        return error_response(409, "RequestIdConflict", str(exc))
+    log.info("provisioning request %s: %s", submission.instance_id, "started" if started else "already known")
+    response = client.create_check_status_response(req, submission.instance_id)
+    response.headers["X-Provisioning-Duplicate"] = "false" if started else "true"
+    return response
+
+
+@bp.function_name(names.HTTP_GET_PROVISIONING_REQUEST)
+@bp.route(route=ROUTE + "/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def http_get_provisioning_request(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    """A readable summary of one batch (by batch id or by the caller's request id)."""
+    wanted = req.route_params.get("id") or ""
+    status = None
+    for candidate in dict.fromkeys([wanted, batch_instance_id(wanted, "")]):
+        found = await client.get_status(candidate, show_input=True)
+        if found and found.name == names.PROVISION_BATCH:
+            status = found
+            break
+    if status is None:
+        return error_response(404, "NotFound", "no provisioning batch with this id")
+    return json_response(await _summary(client, status))
+
+
+async def _summary(client: df.DurableOrchestrationClient, status: Any) -> dict[str, Any]:
+    runtime = status.runtime_status.value if status.runtime_status else None
+    data = _decode(status.input_) or {}
+    summary: dict[str, Any] = {
+        "id": status.instance_id,
+        "requestId": data.get("requestId"),
+        "runtimeStatus": runtime,
+        "createdTime": _time(status.created_time),
+        "lastUpdatedTime": _time(status.last_updated_time),
+        "progress": (status.custom_status or {}).get("counts") if isinstance(status.custom_status, dict) else None,
+    }
+    output = status.output
+    if runtime == "Completed" and isinstance(output, dict):
+        summary.update({key: output.get(key) for key in ("counts", "succeeded", "durationSeconds", "topErrors")})
+        summary["instances"] = [_instance_view(o) for o in output.get("instances") or []]
+    elif runtime == "Failed":
+        summary["error"] = str(output)[:500] if output else "the batch orchestration failed"
+    else:
+        summary["instances"] = await _live_instances(client, status.instance_id, data)
+    return summary
+
+
+async def _live_instances(client, batch_id: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-instance state while the batch runs, read from the children's own statuses."""
+    instances = (data.get("request") or {}).get("instances") or []
+    limit = asyncio.Semaphore(_SUMMARY_CONCURRENCY)
+
+    async def one(inst: dict[str, Any]) -> dict[str, Any]:
+        async with limit:
+            child = await client.get_status(child_instance_id(batch_id, inst.get("key")))
+        view = {"instanceKey": inst.get("key"), "displayName": inst.get("displayName"), "outcome": None,
+                "step": "queued"}
+        if child:
+            if child.runtime_status and child.runtime_status.value == "Completed" and isinstance(child.output, dict):
+                return _instance_view(child.output)
+            custom = child.custom_status if isinstance(child.custom_status, dict) else {}
+            view["step"] = custom.get("step") or (child.runtime_status.value if child.runtime_status else "pending")
+            if child.runtime_status and child.runtime_status.value == "Failed":
+                view.update(outcome="failed", reason="the instance orchestration failed")
+        return view
+
+    return list(await asyncio.gather(*(one(inst) for inst in instances)))
+
+
+def _instance_view(outcome: dict[str, Any]) -> dict[str, Any]:
+    keys = ("instanceKey", "displayName", "outcome", "reason", "ids", "timings", "polls", "provisioningErrors")
+    view = {key: outcome.get(key) for key in keys}
+    view["step"] = "done"
+    return view
+
+
+def _decode(value: Any) -> Any:
+    for _ in range(2):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+    return value
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return "the body is not UTF-8"

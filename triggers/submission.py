@@ -1,0 +1,105 @@
+"""Turn a request body into exactly one ``provision_batch`` orchestration (shared by HTTP and queue).
+
+Idempotency: the batch's instance id is derived from the caller's ``requestId`` (or, without one,
+from a hash of the validated request), so a re-submission, a redelivered queue message or a
+duplicate message addresses the *same* instance. Before starting we look the id up; an existing
+instance (running or finished) is answered, never restarted - ``start_new`` on a finished id would
+replace it (Durable's ``overridableExistingInstanceStates``). Two submissions racing past the
+lookup are settled by Durable itself: the second ``start_new`` is refused while the first instance
+is pending or running, and we then look it up again.
+
+A different body under an already used ``requestId`` is a conflict (:class:`RequestConflict`),
+detected through the request hash stored in the orchestration input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from core import model, names
+from core.settings import Settings
+from triggers.options import workflow_options
+
+log = logging.getLogger("triggers.submission")
+
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:-]")
+
+
+class RequestConflict(Exception):
+    """The request id is already used by a batch with a different request body."""
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(f"requestId is already used by batch {instance_id} with a different request")
+        self.instance_id = instance_id
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A validated request, ready to start: its batch id and the orchestration input."""
+
+    instance_id: str
+    input: dict[str, Any]
+
+    @property
+    def request_hash(self) -> str:
+        return self.input["requestHash"]
+
+
+def prepare(body: Any, settings: Settings) -> Submission:
+    """Validate ``body`` (raises ``core.errors.InvalidRequest`` listing every problem) and build the input."""
+    request = model.parse_request(body)
+    normalized = request.to_dict()
+    canonical = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
+    request_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    request_id = normalized.get("requestId")
+    return Submission(
+        instance_id=batch_instance_id(request_id, request_hash),
+        input={"requestId": request_id, "requestHash": request_hash, "request": normalized,
+               "options": workflow_options(settings)},
+    )
+
+
+def batch_instance_id(request_id: str | None, request_hash: str) -> str:
+    """``batch-<requestId>`` for a caller-chosen id, else ``batch-sha-<first 32 hex of the hash>``."""
+    if request_id:
+        return "batch-" + _UNSAFE_ID_CHARS.sub("_", request_id)[:200]
+    return "batch-sha-" + request_hash[:32]
+
+
+async def start_once(client: Any, submission: Submission) -> bool:
+    """Start the batch unless it exists; return True if this call started it.
+
+    Raises :class:`RequestConflict` when the id belongs to a batch with another request body.
+    """
+    existing = await client.get_status(submission.instance_id, show_input=True)
+    if existing:
+        _check_same_request(existing, submission)
+        return False
+    try:
+        await client.start_new(names.PROVISION_BATCH, submission.instance_id, submission.input)
+    except Exception:
+        # most likely a concurrent submission won the race; if so, answer with its instance
+        existing = await client.get_status(submission.instance_id, show_input=True)
+        if not existing:
+            raise
+        _check_same_request(existing, submission)
+        return False
+    log.info("started %s %s", names.PROVISION_BATCH, submission.instance_id)
+    return True
+
+
+def _check_same_request(status: Any, submission: Submission) -> None:
+    stored = status.input_
+    for _ in range(2):  # the status input is JSON text (double-encoded) for client-started instances
+        if isinstance(stored, str):
+            try:
+                stored = json.loads(stored)
+            except ValueError:
+                break
+    if isinstance(stored, dict) and stored.get("requestHash") not in (None, submission.request_hash):
+        raise RequestConflict(submission.instance_id)
