@@ -35,8 +35,8 @@ param schedulerSkuName string = 'Consumption'
 @minValue(1)
 param schedulerCapacity int = 1
 
-@description('NCRONTAB schedule (six fields, UTC) of the health sweep that restarts quarantined jobs.')
-param healthSweepSchedule string = '0 15 */6 * * *'
+@description('NCRONTAB schedule (six fields, seconds first, UTC) of the health sweep that checks every managed instance and restarts quarantined jobs; default hourly.')
+param healthSweepSchedule string = '0 0 * * * *'
 
 @description('Microsoft Graph API version the app calls.')
 @allowed(['v1.0', 'beta'])
