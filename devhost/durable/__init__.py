@@ -1,0 +1,10 @@
+"""Durable engine of devhost: the local stand-in for the Durable Functions extension.
+
+It replays orchestrators through the real ``azure-functions-durable`` SDK, plays the extension's
+action shim (see ``replayer``), persists instances, histories and work queues in SQLite
+(``store``), runs activities on a bounded worker pool and serves the Durable HTTP management API
+(``http_api``). ``DurableEngine`` in ``engine`` is the entry point.
+"""
+from devhost.durable.errors import DurableEngineError, InstanceExistsError, InvalidInstanceIdError, UnknownFunctionError
+
+__all__ = ["DurableEngineError", "InstanceExistsError", "InvalidInstanceIdError", "UnknownFunctionError"]

@@ -1,0 +1,342 @@
+"""Durable HTTP management API (``/runtime/webhooks/durabletask/...``) and the durableClient binding.
+
+Routes, status codes and bodies follow the extension's ``HttpApiHandler`` as recorded in the
+protocol reference §5.2-§5.5 (probe e12), so the real ``DurableOrchestrationClient`` works
+unchanged. The same routes serve as the client's ``rpcBaseUrl`` (the binding points it here, with
+a trailing ``/`` because the client concatenates ``instances/...`` onto it).
+
+Parity choices: inputs and event data are stored as the extension stores them (the client's
+double encoding is kept, so status ``input`` of a client-started instance is a string and raised
+event data reaches the orchestrator as a string, SDK issue #295); times are
+``yyyy-MM-ddTHH:mm:ssZ``; ``historyEvents`` (not ``history``) is folded as the extension does.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from devhost.durable import history as h
+from devhost.durable.engine import InstanceGone, InstanceNotFound, TERMINAL_STATES
+from devhost.durable.errors import InstanceExistsError, InvalidInstanceIdError, UnknownFunctionError
+from devhost.durable.store import InstanceRow, dumps
+
+if TYPE_CHECKING:
+    from devhost.durable.engine import DurableEngine
+
+PREFIX = "/runtime/webhooks/durabletask"
+CONNECTION = "Storage"  # UNCONFIRMED default connection name in the URLs (§5.1); only echoed back
+
+
+# ---------------------------------------------------------------------------------- formatting
+def _format_time(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_stored(text: str | None) -> Any:
+    """Stored text parsed back to JSON; text that is not JSON is returned as a plain string."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def status_payload(row: InstanceRow, *, show_input: bool = True, history: list[dict] | None = None) -> dict:
+    payload = {"name": row.name, "instanceId": row.instance_id, "runtimeStatus": row.status,
+               "input": _parse_stored(row.input) if show_input else None,
+               "customStatus": _parse_stored(row.custom_status), "output": _parse_stored(row.output),
+               "createdTime": _format_time(row.created_time), "lastUpdatedTime": _format_time(row.last_updated_time)}
+    if history is not None:
+        payload["historyEvents"] = history
+    return payload
+
+
+def fold_history(events: list[dict], *, show_output: bool, show_input: bool) -> list[dict]:
+    """The extension's ``historyEvents``: names for EventType, scheduling folded into completions."""
+    completions = {ev.get("TaskScheduledId") for ev in events
+                   if ev["EventType"] in (h.TASK_COMPLETED, h.TASK_FAILED, h.SUB_ORCHESTRATION_COMPLETED,
+                                          h.SUB_ORCHESTRATION_FAILED)}
+    scheduled: dict[int, dict] = {}
+    folded: list[dict] = []
+    for ev in events:
+        kind = ev["EventType"]
+        if kind in (h.ORCHESTRATOR_STARTED, h.ORCHESTRATOR_COMPLETED):
+            continue
+        if kind in (h.TASK_SCHEDULED, h.SUB_ORCHESTRATION_CREATED):
+            scheduled[ev["EventId"]] = ev
+            if ev["EventId"] in completions:
+                continue
+        item = {"EventType": h.EVENT_TYPE_NAMES.get(kind, str(kind)), "Timestamp": ev["Timestamp"]}
+        if kind == h.EXECUTION_STARTED:
+            item["FunctionName"] = ev.get("Name")
+            if show_input:
+                item["Input"] = _parse_stored(ev.get("Input"))
+        elif kind in (h.TASK_COMPLETED, h.TASK_FAILED, h.SUB_ORCHESTRATION_COMPLETED, h.SUB_ORCHESTRATION_FAILED):
+            source = scheduled.get(ev.get("TaskScheduledId"), {})
+            item["FunctionName"] = source.get("Name")
+            item["ScheduledTime"] = source.get("Timestamp")
+            if source.get("InstanceId"):
+                item["InstanceId"] = source["InstanceId"]
+            if show_input:
+                item["Input"] = _parse_stored(source.get("Input"))
+            if kind in (h.TASK_COMPLETED, h.SUB_ORCHESTRATION_COMPLETED):
+                if show_output:
+                    item["Result"] = _parse_stored(ev.get("Result"))
+            else:
+                item["Reason"] = ev.get("Reason")
+                item["Details"] = ev.get("Details")
+        elif kind in (h.TASK_SCHEDULED, h.SUB_ORCHESTRATION_CREATED):
+            item["Name"] = ev.get("Name")
+            if show_input:
+                item["Input"] = _parse_stored(ev.get("Input"))
+        elif kind == h.EXECUTION_COMPLETED:
+            code = ev.get("OrchestrationStatus")
+            item["OrchestrationStatus"] = next((k for k, v in h.STATUS_CODE.items() if v == code), code)
+            if show_output:
+                item["Result"] = _parse_stored(ev.get("Result"))
+        else:
+            for key, value in ev.items():
+                if key not in ("EventType", "EventId", "IsPlayed", "Timestamp"):
+                    item[key] = _parse_stored(value) if key in ("Input", "Result") else value
+        folded.append(item)
+    return folded
+
+
+def _management_urls(base: str, instance_id: str, hub: str, key: str | None, rewind: bool = True) -> dict:
+    query = f"taskHub={quote(hub)}&connection={CONNECTION}" + (f"&code={key}" if key else "")
+    instance = f"{base}/instances/{instance_id}"
+    urls = {"id": instance_id,
+            "statusQueryGetUri": f"{instance}?{query}",
+            "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
+            "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
+            "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
+            "purgeHistoryDeleteUri": f"{instance}?{query}",
+            "restartPostUri": f"{instance}/restart?{query}",
+            "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
+            "resumePostUri": f"{instance}/resume?reason={{text}}&{query}"}
+    if not rewind:
+        urls.pop("rewindPostUri")
+    return urls
+
+
+def client_binding(engine: "DurableEngine", base_url: str) -> dict:
+    """The ``durableClient`` binding value (§5.1). ``INSTANCEID`` is the placeholder the client replaces."""
+    base = base_url.rstrip("/") + PREFIX
+    key = engine.system_key
+    code_only = f"?code={key}" if key else ""
+    code_more = f"&code={key}" if key else ""
+    return {
+        "taskHubName": engine.task_hub,
+        "creationUrls": {
+            "createNewInstancePostUri": f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]{code_only}",
+            "createAndWaitOnNewInstancePostUri": f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]"
+                                                 f"?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}{code_more}",
+        },
+        "managementUrls": _management_urls(base, "INSTANCEID", engine.task_hub, key),
+        "baseUrl": base,
+        "requiredQueryStringParameters": f"code={key}" if key else "",
+        "rpcBaseUrl": base + "/",
+    }
+
+
+# ---------------------------------------------------------------------------------- handlers
+def _flag(request: web.Request, name: str, default: bool = False) -> bool:
+    for key, value in request.query.items():
+        if key.lower() == name.lower():
+            return value.strip().lower() == "true"
+    return default
+
+
+def _error(status: int, message: str, exc_message: str, exc_type: str) -> web.Response:
+    return web.json_response({"Message": message, "ExceptionMessage": exc_message, "ExceptionType": exc_type,
+                              "StackTrace": None}, status=status)
+
+
+def _bad_request(exc_message: str) -> web.Response:
+    return _error(400, "One or more of the arguments submitted is incorrect", exc_message, "System.ArgumentException")
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    return h.parse_iso(text).timestamp()
+
+
+class _Handlers:
+    def __init__(self, engine: "DurableEngine") -> None:
+        self.engine = engine
+
+    def _base(self, request: web.Request) -> str:
+        return f"{request.scheme}://{request.host}{PREFIX}"
+
+    def _check_status(self, request: web.Request, instance_id: str) -> web.Response:
+        payload = _management_urls(self._base(request), instance_id, self.engine.task_hub, self.engine.system_key,
+                                   rewind=False)
+        return web.json_response(payload, status=202, headers={"Location": payload["statusQueryGetUri"],
+                                                               "Retry-After": "10"})
+
+    async def start(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        instance_id = request.match_info.get("instance_id") or None
+        body = await request.read()
+        input_text = None
+        if body.strip():
+            try:
+                input_text = dumps(json.loads(body))
+            except ValueError:
+                return _bad_request("The request content is not valid JSON.")
+        try:
+            instance_id = await self.engine.start_new(name, instance_id, input_text)
+        except (UnknownFunctionError, InvalidInstanceIdError) as exc:
+            return _bad_request(str(exc))
+        except InstanceExistsError as exc:
+            return _error(500, "Something went wrong while processing your request", str(exc),
+                          "System.InvalidOperationException")
+        timeout = request.query.get("timeout")
+        if timeout:  # createAndWaitOnNewInstancePostUri
+            try:
+                row = await self.engine.wait_for_instance(instance_id, float(timeout))
+                return web.json_response(status_payload(row), status=200)
+            except (TimeoutError, ValueError):
+                pass
+        return self._check_status(request, instance_id)
+
+    async def status(self, request: web.Request) -> web.Response:
+        instance_id = request.match_info["instance_id"]
+        row = self.engine.get_instance(instance_id)
+        if row is None:
+            return web.Response(status=404)
+        show_input = _flag(request, "showInput", True)
+        history = None
+        if _flag(request, "showHistory"):
+            history = fold_history(self.engine.get_history(instance_id), show_output=_flag(request, "showHistoryOutput"),
+                                   show_input=show_input)
+        payload = status_payload(row, show_input=show_input, history=history)
+        if row.status in TERMINAL_STATES:
+            code = 500 if (row.status == "Failed" and _flag(request, "returnInternalServerErrorOnFailure")) else 200
+            return web.json_response(payload, status=code)
+        location = f"{self._base(request)}/instances/{instance_id}?taskHub={self.engine.task_hub}&connection={CONNECTION}"
+        return web.json_response(payload, status=202, headers={"Location": location, "Retry-After": "5"})
+
+    def _filters(self, request: web.Request) -> dict:
+        statuses = None
+        raw = request.query.get("runtimeStatus")
+        if raw:
+            statuses = [s.strip() for s in raw.split(",") if s.strip()]
+        return {"statuses": statuses, "created_from": _parse_time(request.query.get("createdTimeFrom")),
+                "created_to": _parse_time(request.query.get("createdTimeTo")),
+                "prefix": request.query.get("instanceIdPrefix")}
+
+    async def list(self, request: web.Request) -> web.Response:
+        try:
+            filters = self._filters(request)
+        except ValueError as exc:
+            return _bad_request(f"Invalid query: {exc}")
+        top = request.query.get("top")
+        token = request.headers.get("x-ms-continuation-token")
+        offset = 0
+        if token and token.lower() != "null":
+            try:
+                offset = int(base64.b64decode(token).decode())
+            except ValueError:
+                return _bad_request("Invalid continuation token.")
+        limit = int(top) if top and top.isdigit() and int(top) > 0 else None
+        rows = self.engine.store.query(**filters, limit=(limit + 1) if limit else None, offset=offset)
+        headers = {}
+        if limit is not None and len(rows) > limit:
+            rows = rows[:limit]
+            headers["x-ms-continuation-token"] = base64.b64encode(str(offset + limit).encode()).decode()
+        show_input = _flag(request, "showInput", False)
+        return web.json_response([status_payload(r, show_input=show_input) for r in rows], headers=headers)
+
+    async def purge_one(self, request: web.Request) -> web.Response:
+        deleted = await self.engine.purge([request.match_info["instance_id"]])
+        if not deleted:
+            return web.Response(status=404)
+        return web.json_response({"instancesDeleted": deleted})
+
+    async def purge_many(self, request: web.Request) -> web.Response:
+        if not request.query.get("createdTimeFrom"):
+            return _bad_request("A 'createdTimeFrom' query parameter is required to purge instance history.")
+        try:
+            filters = self._filters(request)
+        except ValueError as exc:
+            return _bad_request(f"Invalid query: {exc}")
+        rows = self.engine.store.query(**filters)
+        deleted = await self.engine.purge([r.instance_id for r in rows])
+        if not deleted:
+            return web.Response(status=404)
+        return web.json_response({"instancesDeleted": deleted})
+
+    async def operation(self, request: web.Request) -> web.Response:
+        instance_id = request.match_info["instance_id"]
+        operation = request.match_info["operation"].lower()
+        reason = request.query.get("reason")
+        try:
+            if operation == "terminate":
+                await self.engine.terminate(instance_id, reason)
+            elif operation == "suspend":
+                await self.engine.suspend(instance_id, reason)
+            elif operation == "resume":
+                await self.engine.resume(instance_id, reason)
+            elif operation == "rewind":
+                await self.engine.rewind(instance_id, reason)
+            elif operation == "restart":
+                new_id = request.query.get("restartWithNewInstanceId", "true").strip().lower() != "false"
+                try:
+                    started = await self.engine.restart(instance_id, new_id)
+                except InstanceNotFound as exc:
+                    return _bad_request(str(exc))
+                except InstanceExistsError as exc:
+                    return _error(500, "Something went wrong while processing your request", str(exc),
+                                  "System.InvalidOperationException")
+                return self._check_status(request, started)
+            else:
+                return web.Response(status=404)
+        except InstanceNotFound:
+            return web.Response(status=404)
+        except InstanceGone:
+            return web.Response(status=410)
+        return web.Response(status=202)
+
+    async def raise_event(self, request: web.Request) -> web.Response:
+        instance_id = request.match_info["instance_id"]
+        event_name = request.match_info["event_name"]
+        if request.content_type != "application/json":
+            return _bad_request("Only application/json request content is supported")
+        body = await request.read()
+        input_text = None
+        if body.strip():
+            try:
+                input_text = dumps(json.loads(body))
+            except ValueError:
+                return _bad_request("Invalid JSON content")
+        try:
+            await self.engine.raise_event(instance_id, event_name, input_text)
+        except InstanceNotFound:
+            return web.Response(status=404)
+        except InstanceGone:
+            return web.Response(status=410)
+        return web.Response(status=202)
+
+
+def make_routes(engine: "DurableEngine", prefix: str = PREFIX) -> list:
+    handlers = _Handlers(engine)
+    return [
+        web.post(prefix + "/orchestrators/{name}", handlers.start),
+        web.post(prefix + "/orchestrators/{name}/{instance_id}", handlers.start),
+        web.get(prefix + "/instances", handlers.list),
+        web.get(prefix + "/instances/", handlers.list),
+        web.delete(prefix + "/instances", handlers.purge_many),
+        web.delete(prefix + "/instances/", handlers.purge_many),
+        web.get(prefix + "/instances/{instance_id}", handlers.status),
+        web.delete(prefix + "/instances/{instance_id}", handlers.purge_one),
+        web.post(prefix + "/instances/{instance_id}/raiseEvent/{event_name}", handlers.raise_event),
+        web.post(prefix + "/instances/{instance_id}/{operation}", handlers.operation),
+    ]

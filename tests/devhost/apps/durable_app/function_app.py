@@ -1,0 +1,165 @@
+"""Test app for the durable engine's tests (tests/devhost/test_durable_*.py). Names start with durable_."""
+import asyncio
+import datetime as dt
+import os
+import time
+
+import azure.durable_functions as df
+import azure.functions as func
+
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+# How often each flaky key was called (this process); the activity fails until it reaches fail_times.
+FLAKY_CALLS: dict[str, int] = {}
+# Flipped by the non-determinism test between episodes.
+NONDETERMINISTIC = {"variant": "a"}
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_chain(context: df.DurableOrchestrationContext):
+    data = context.get_input() or {}
+    first = yield context.call_activity("durable_hello", data.get("a", "Tokyo"))
+    second = yield context.call_activity("durable_hello", data.get("b", "London"))
+    return [first, second]
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_fanout(context: df.DurableOrchestrationContext):
+    n = context.get_input()
+    results = yield context.task_all([context.call_activity("durable_double", i) for i in range(n)])
+    return sum(results)
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_retry(context: df.DurableOrchestrationContext):
+    data = context.get_input()
+    opts = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=data["attempts"])
+    try:
+        result = yield context.call_activity_with_retry("durable_flaky", opts, data)
+        return {"ok": result}
+    except Exception as exc:
+        after = yield context.call_activity("durable_hello", "after")
+        return {"error": str(exc).split(" \n ")[0], "after": after}
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_parent(context: df.DurableOrchestrationContext):
+    n = context.get_input()
+    opts = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=3)
+    tasks = [context.call_sub_orchestrator_with_retry("durable_child", opts, {"i": i, "key": f"{context.instance_id}-{i}"})
+             for i in range(n)]
+    results = yield context.task_all(tasks)
+    return results
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_child(context: df.DurableOrchestrationContext):
+    data = context.get_input()
+    doubled = yield context.call_activity("durable_double", data["i"])
+    # fails on the first attempt of each child (per key), so the parent's retry creates a new child
+    yield context.call_activity("durable_flaky", {"key": data["key"], "fail_times": 1})
+    return {"child_of": context.parent_instance_id, "v": doubled}
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_timer(context: df.DurableOrchestrationContext):
+    start = context.current_utc_datetime
+    yield context.create_timer(start + dt.timedelta(hours=context.get_input() or 1))
+    yield context.create_timer(context.current_utc_datetime + dt.timedelta(days=10))  # long timer (V3 split)
+    return (context.current_utc_datetime - start).total_seconds()
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_counter(context: df.DurableOrchestrationContext):
+    state = context.get_input()
+    n, limit = state["n"], state["limit"]
+    yield context.call_activity("durable_double", n)
+    context.set_custom_status({"n": n})
+    if n >= limit:
+        return f"counted to {n}"
+    context.continue_as_new({"n": n + 1, "limit": limit})
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_approval(context: df.DurableOrchestrationContext):
+    context.set_custom_status("waiting")
+    first = yield context.wait_for_external_event("Approve")
+    second = yield context.wait_for_external_event("Approve")
+    context.set_custom_status("approved")
+    return [first, second]
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_approval_or_timeout(context: df.DurableOrchestrationContext):
+    event = context.wait_for_external_event("Approve")
+    timeout = context.create_timer(context.current_utc_datetime + dt.timedelta(hours=1))
+    winner = yield context.task_any([event, timeout])
+    if winner == event:
+        timeout.cancel()
+        return {"approved": event.result}
+    return {"approved": None}
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_wait_forever(context: df.DurableOrchestrationContext):
+    yield context.call_activity("durable_hello", "start")
+    value = yield context.wait_for_external_event("Go")
+    after = yield context.call_activity("durable_hello", "after")
+    return [value, after]
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_nondeterministic(context: df.DurableOrchestrationContext):
+    name = "durable_hello" if NONDETERMINISTIC["variant"] == "a" else "durable_double"
+    yield context.call_activity(name, 1)
+    yield context.wait_for_external_event("Go")
+    return "done"
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_fail(context: df.DurableOrchestrationContext):
+    context.set_custom_status({"stage": 1})
+    yield context.call_activity("durable_hello", "x")
+    raise ValueError("kaputt: x")
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_slow_and_fast(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("durable_slow", context.get_input()))
+
+
+@app.activity_trigger(input_name="name")
+def durable_hello(name: str) -> str:
+    return f"Hello {name}!"
+
+
+@app.activity_trigger(input_name="x")
+def durable_double(x: int) -> int:
+    return 2 * x
+
+
+@app.activity_trigger(input_name="payload")
+async def durable_noop(payload) -> None:
+    return None
+
+
+@app.activity_trigger(input_name="payload")
+def durable_flaky(payload: dict) -> str:
+    key = payload["key"]
+    FLAKY_CALLS[key] = FLAKY_CALLS.get(key, 0) + 1
+    if FLAKY_CALLS[key] <= payload["fail_times"]:
+        raise RuntimeError(f"flaky {key} call {FLAKY_CALLS[key]}")
+    return f"ok after {FLAKY_CALLS[key]} calls"
+
+
+@app.activity_trigger(input_name="seconds")
+async def durable_slow(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@app.durable_client_input(client_name="client")
+@app.route(route="durable_start/{name}", methods=["POST"])
+async def durable_http_start(req: func.HttpRequest, client) -> func.HttpResponse:
+    instance_id = await client.start_new(req.route_params["name"], None, req.get_json())
+    return client.create_check_status_response(req, instance_id)
