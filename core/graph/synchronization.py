@@ -1,0 +1,106 @@
+"""Synchronization (provisioning) API under ``/servicePrincipals/{id}/synchronization``.
+
+Paths take the service principal *object id* (not the appId). Schema updates use PUT: the SDKs'
+PATCH fails with "No HTTP resource was found" (msgraph-sdk-powershell#3391).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from core.graph.transport import GraphClient
+
+
+def _base(sp_id: str) -> str:
+    return f"/servicePrincipals/{sp_id}/synchronization"
+
+
+def list_templates(client: GraphClient, sp_id: str) -> list[dict]:
+    return client.get_all(_base(sp_id) + "/templates")
+
+
+def list_jobs(client: GraphClient, sp_id: str) -> list[dict]:
+    return client.get_all(_base(sp_id) + "/jobs")
+
+
+def create_job(client: GraphClient, sp_id: str, template_id: str) -> dict:
+    """POST a job (created disabled). Not idempotent: callers list jobs first."""
+    return client.post(_base(sp_id) + "/jobs", {"templateId": template_id}, idempotent=False) or {}
+
+
+def get_job(client: GraphClient, sp_id: str, job_id: str) -> dict:
+    return client.get(f"{_base(sp_id)}/jobs/{job_id}")
+
+
+def start_job(client: GraphClient, sp_id: str, job_id: str) -> None:
+    """POST start. Not repeated on 5xx: Microsoft warns against repeated Start calls."""
+    client.post(f"{_base(sp_id)}/jobs/{job_id}/start", idempotent=False)
+
+
+def pause_job(client: GraphClient, sp_id: str, job_id: str) -> None:
+    client.post(f"{_base(sp_id)}/jobs/{job_id}/pause", idempotent=True)
+
+
+def restart_job(client: GraphClient, sp_id: str, job_id: str, reset_scope: str | None = None) -> None:
+    """POST restart; ``reset_scope`` e.g. ``"QuarantineState"`` (comma-separated flags)."""
+    body = {"criteria": {"resetScope": reset_scope}} if reset_scope else {}
+    client.post(f"{_base(sp_id)}/jobs/{job_id}/restart", body, idempotent=True)
+
+
+def delete_job(client: GraphClient, sp_id: str, job_id: str) -> None:
+    client.delete(f"{_base(sp_id)}/jobs/{job_id}")
+
+
+def _pairs(values: dict[str, str]) -> list[dict]:
+    return [{"key": k, "value": v} for k, v in values.items()]
+
+
+def validate_credentials(client: GraphClient, sp_id: str, job_id: str | None, credentials: dict[str, str],
+                         template_id: str | None = None, use_saved: bool = False) -> None:
+    """POST validateCredentials (job-bound, or collection-bound with ``template_id``); 204 = valid.
+
+    The values are scrubbed from any error message Graph returns.
+    """
+    path = f"{_base(sp_id)}/jobs/{job_id}/validateCredentials" if job_id else _base(sp_id) + "/jobs/validateCredentials"
+    body: dict = {"useSavedCredentials": use_saved, "credentials": [] if use_saved else _pairs(credentials)}
+    if template_id:
+        body["templateId"] = template_id
+    client.post(path, body, idempotent=True, secret_values=credentials.values())
+
+
+def put_secrets(client: GraphClient, sp_id: str, values: dict[str, str], secret_values: Iterable[str]) -> None:
+    """PUT the complete secret set (``value`` property, as every working example sends)."""
+    client.put(_base(sp_id) + "/secrets", {"value": _pairs(values)}, secret_values=secret_values)
+
+
+def get_secret_keys(client: GraphClient, sp_id: str) -> dict[str, str]:
+    """The stored secrets as ``{key: value}``; Graph masks secret values as ``*`` (undocumented GET)."""
+    body = client.get(_base(sp_id) + "/secrets")
+    return {str(p.get("key")): str(p.get("value") if p.get("value") is not None else "") for p in body.get("value") or []}
+
+
+def get_schema(client: GraphClient, sp_id: str, job_id: str) -> dict:
+    return client.get(f"{_base(sp_id)}/jobs/{job_id}/schema")
+
+
+def put_schema(client: GraphClient, sp_id: str, job_id: str, schema: dict) -> None:
+    """Replace the job schema with PUT (never PATCH); starts a new initial cycle."""
+    client.put(f"{_base(sp_id)}/jobs/{job_id}/schema", schema)
+
+
+def provision_on_demand(client: GraphClient, sp_id: str, job_id: str, rule_id: str,
+                        subjects: list[dict]) -> list[dict]:
+    """POST provisionOnDemand (200 is success); returns the parsed result objects (both documented shapes)."""
+
+    body = {"parameters": [{"ruleId": rule_id, "subjects": subjects}]}
+    answer = client.post(f"{_base(sp_id)}/jobs/{job_id}/provisionOnDemand", body, idempotent=False) or {}
+    value = answer.get("value")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [{"raw": value}]
+    if isinstance(value, dict):
+        return [value]
+    return list(value or [])

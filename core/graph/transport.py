@@ -1,0 +1,254 @@
+"""One Graph client per process: base URL, bearer tokens, timeouts, in-call retries, paging, errors.
+
+Why here and nowhere else: every resource module calls :class:`GraphClient`, so token handling,
+the retry budget, the error envelope and log redaction are written (and tested) once.
+
+* Tokens come from an azure-identity credential (``DefaultAzureCredential`` built by
+  :mod:`core.clients`): managed identity in Azure, the emulator's client secret locally, same code.
+* 429 (and 503/504 when the request is safe to repeat) are retried with ``Retry-After`` or jittered
+  backoff inside a small cumulative budget; beyond it :class:`~core.errors.GraphThrottled` carries
+  the wait to the orchestrator.
+* Logs name the method, the path (no query values: filters carry user text) and the status; bodies
+  are never logged. Callers pass ``secret_values`` for calls that carry credentials, and those
+  values are scrubbed from any error message Graph echoes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import urlsplit
+
+import requests
+
+from core import errors
+from core.graph.retry import backoff_delay, parse_retry_after, should_retry
+from core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_TOKEN_EARLY_REFRESH_SECONDS = 300
+_MAX_MESSAGE = 600
+USER_AGENT = "entra-provisioning-fleet/0.1"
+
+
+def path_template(path: str) -> str:
+    """``/servicePrincipals/5b3...`` -> ``/servicePrincipals/{id}``: for messages and metrics."""
+    return _GUID.sub("{id}", urlsplit(path).path)
+
+
+def scrub(text: str, secret_values: Iterable[str]) -> str:
+    """Replace every secret value (longest first) with ``***``."""
+    for value in sorted((v for v in secret_values if v and len(v) >= 3), key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
+class GraphClient:
+    """Synchronous Graph client over one ``requests.Session``.
+
+    ``credential`` is any azure-core ``TokenCredential``. ``sleep``/``monotonic``/``rng`` are
+    parameters so tests can observe waits; production uses the defaults.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        credential: Any,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.root = settings.graph_root
+        self._origin = "{0.scheme}://{0.netloc}".format(urlsplit(settings.graph_base_url))
+        self._credential = credential
+        self._session = session or requests.Session()
+        self._sleep = sleep
+        self._rng = rng
+        self._timeout = (settings.graph_connect_timeout_seconds, settings.graph_read_timeout_seconds)
+        self._token: Any = None
+        self._token_lock = threading.Lock()
+
+    # -- tokens ---------------------------------------------------------------------------------
+    def _bearer(self, refresh: bool = False) -> str:
+        with self._token_lock:
+            if refresh or self._token is None or self._token.expires_on - _TOKEN_EARLY_REFRESH_SECONDS < time.time():
+                try:
+                    self._token = self._credential.get_token(self.settings.graph_scope)
+                except Exception as exc:  # azure-identity raises ClientAuthenticationError and others
+                    # The credential's message can be long; it never holds the client secret.
+                    raise errors.PermissionDenied(
+                        f"could not get a Graph token for {self.settings.graph_scope}: "
+                        f"{type(exc).__name__}: {str(exc)[:300]}",
+                        code="AuthenticationFailed",
+                    ) from None
+            return self._token.token
+
+    # -- core request ---------------------------------------------------------------------------
+    def _url(self, path: str) -> str:
+        if path.startswith("https://"):
+            # nextLink: only follow links on the Graph origin, so the token never leaves it.
+            if not path.startswith(self._origin + "/"):
+                raise errors.GraphPermanent(f"refusing to follow a link off the Graph origin: {urlsplit(path).netloc}",
+                                            code="UnexpectedLink")
+            return path
+        return self.root + path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+        secret_values: Iterable[str] = (),
+    ) -> Any:
+        """Send one Graph request with retries; return the JSON body (``None`` for 204).
+
+        ``idempotent`` defaults to True for every method except POST. ``secret_values`` are scrubbed
+        from error messages. Raises a :mod:`core.errors` ``GraphError`` subclass on failure.
+        """
+        method = method.upper()
+        safe = (method != "POST") if idempotent is None else idempotent
+        url = self._url(path)
+        shown = path_template(path)
+        budget = self.settings.graph_retry_budget_seconds
+        max_attempts = self.settings.graph_max_attempts
+        slept = 0.0
+        attempt = 0
+        refreshed = False
+        secrets = tuple(secret_values)
+        while True:
+            attempt += 1
+            headers = {
+                "Authorization": "Bearer " + self._bearer(),
+                "Accept": "application/json",
+                "client-request-id": str(uuid.uuid4()),
+                "User-Agent": USER_AGENT,
+            }
+            if attempt > 1:
+                headers["Retry-Attempt"] = str(attempt - 1)
+            started = time.monotonic()
+            try:
+                response = self._session.request(
+                    method, url, params=params, json=json, headers=headers, timeout=self._timeout
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                elapsed = time.monotonic() - started
+                # A connect failure never reached Graph; a read timeout on a POST may have succeeded.
+                repeatable = safe or isinstance(exc, requests.ConnectTimeout)
+                kind = "Timeout" if isinstance(exc, requests.Timeout) else "ConnectionError"
+                logger.warning("Graph %s %s failed after %.0f ms: %s (attempt %d)", method, shown,
+                               elapsed * 1000, kind, attempt)
+                delay = backoff_delay(attempt, self._rng)
+                if repeatable and attempt < max_attempts and slept + delay <= budget:
+                    self._sleep(delay)
+                    slept += delay
+                    continue
+                code = kind if repeatable else "OutcomeUnknown"
+                raise errors.GraphTransient(f"{method} {shown} failed: {kind}", code=code) from None
+            elapsed = time.monotonic() - started
+            request_id = response.headers.get("request-id")
+            logger.info("Graph %s %s -> %d in %.0f ms (request-id %s, attempt %d)", method, shown,
+                        response.status_code, elapsed * 1000, request_id, attempt)
+            status = response.status_code
+            if status < 400:
+                return self._body(response)
+            if status == 401 and not refreshed:
+                refreshed = True  # an expired or revoked token: get a fresh one once
+                self._bearer(refresh=True)
+                attempt -= 1
+                continue
+            if should_retry(status, safe):
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                delay = retry_after if retry_after is not None else backoff_delay(attempt, self._rng)
+                if attempt < max_attempts and slept + delay <= budget:
+                    self._sleep(delay)
+                    slept += delay
+                    continue
+                raise self._error(method, shown, response, secrets, retry_after=delay if
+                                  (status == 429 or retry_after is not None) else None)
+            raise self._error(method, shown, response, secrets)
+
+    @staticmethod
+    def _body(response: requests.Response) -> Any:
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise errors.GraphTransient(
+                f"Graph answered {response.status_code} with a body that is not JSON", code="InvalidResponse",
+                status=response.status_code, request_id=response.headers.get("request-id"),
+            ) from None
+
+    @staticmethod
+    def _error(method: str, shown: str, response: requests.Response, secrets: tuple[str, ...],
+               retry_after: float | None = None) -> errors.GraphError:
+        status = response.status_code
+        code, message, request_id = "UnknownError", "", response.headers.get("request-id")
+        try:
+            envelope = response.json().get("error") or {}
+            code = str(envelope.get("code") or code)
+            message = str(envelope.get("message") or "")
+            inner = envelope.get("innerError") or envelope.get("innererror") or {}
+            request_id = request_id or inner.get("request-id")
+        except (ValueError, AttributeError):
+            message = response.reason or ""
+        message = scrub(message, secrets)[:_MAX_MESSAGE]
+        text = f"{method} {shown}: {message}".rstrip(": ")
+        kwargs = {"code": code, "status": status, "request_id": request_id}
+        if retry_after is not None:
+            return errors.GraphThrottled(text, retry_after=retry_after, **kwargs)
+        if status in (401, 403):
+            return errors.PermissionDenied(
+                text + " - the function app's identity lacks a Graph permission or role for this call"
+                " (see README, 'Graph permissions')", **kwargs)
+        cls = {400: errors.BadRequest, 404: errors.NotFound, 409: errors.Conflict, 412: errors.Conflict}.get(status)
+        if cls is None:
+            cls = errors.GraphTransient if status >= 500 or status == 429 else errors.GraphPermanent
+        return cls(text, **kwargs)
+
+    # -- conveniences ---------------------------------------------------------------------------
+    def get(self, path: str, params: dict | None = None) -> dict:
+        """GET one object or one page."""
+        return self.request("GET", path, params=params) or {}
+
+    def iter_pages(self, path: str, params: dict | None = None) -> Iterator[list[dict]]:
+        """Yield each page's ``value`` list, following ``@odata.nextLink`` until it is absent."""
+        body = self.get(path, params)
+        while True:
+            yield list(body.get("value") or [])
+            link = body.get("@odata.nextLink")
+            if not link:
+                return
+            body = self.get(link)
+
+    def get_all(self, path: str, params: dict | None = None, limit: int | None = None) -> list[dict]:
+        """Every item of a collection (all pages), or the first ``limit`` items."""
+        items: list[dict] = []
+        for page in self.iter_pages(path, params):
+            items.extend(page)
+            if limit is not None and len(items) >= limit:
+                return items[:limit]
+        return items
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
+        return self.request("POST", path, json=json, **kwargs)
+
+    def patch(self, path: str, json: Any, **kwargs: Any) -> Any:
+        return self.request("PATCH", path, json=json, **kwargs)
+
+    def put(self, path: str, json: Any, **kwargs: Any) -> Any:
+        return self.request("PUT", path, json=json, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)

@@ -1,0 +1,267 @@
+"""Settings: read once from the environment, every problem reported at once.
+
+Why one reader: Azure app settings, ``local.settings.json`` and the emulator's env file all arrive
+as environment variables. Reading them in one place, once per process, means a typo fails the first
+activity with *every* bad name listed (not one per deploy), and the README / Bicep tables can be
+checked against :data:`SETTINGS` (the machine-readable table below) by tests.
+
+Use :func:`get_settings` in running code (cached per process) and :meth:`Settings.from_env` in tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from core.errors import ConfigurationError, Problem
+
+REQUIRED = object()
+"""Marker for a setting without a default."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table: environment name, type, default (or REQUIRED), meaning."""
+
+    name: str
+    type: str
+    default: Any
+    description: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    @property
+    def field(self) -> str:
+        return self.name.lower()
+
+    def default_text(self) -> str:
+        """The default as it would be written in an app setting ('' when required)."""
+        if self.required:
+            return ""
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        return str(self.default)
+
+
+# Graph allows 3,000 identity writes per 150 s per app+tenant = 20 writes/s (limits-and-guarantees C1).
+# One instance does about 6 writes spread over several seconds, so 20 instances in flight stay at
+# or below ~20 writes/s even if every one of them writes once per second.
+_GRAPH_WRITES_PER_SECOND = 20
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("GRAPH_BASE_URL", "url", "https://graph.microsoft.com",
+            "Microsoft Graph root, without the version (the emulator's origin locally)."),
+    Setting("GRAPH_API_VERSION", "choice:v1.0,beta", "v1.0", "Graph API version: v1.0 or beta."),
+    Setting("GRAPH_SCOPE", "str", "https://graph.microsoft.com/.default", "Token scope requested for Graph."),
+    Setting("KEY_VAULT_URL", "url", REQUIRED,
+            "Key Vault holding the target apps' credentials, e.g. https://myvault.vault.azure.net/."),
+    Setting("KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", "bool", True,
+            "Check that Key Vault's auth challenge names the vault's domain; false only for the emulator."),
+    Setting("AZURE_DISABLE_INSTANCE_DISCOVERY", "bool", False,
+            "Skip Entra instance discovery; true only for a local authority (the emulator)."),
+    Setting("PROVISIONING_CORRELATION_TAG", "tag", "entra-provisioning-fleet",
+            "Tag put on every service principal this app creates; also prefixes the per-instance tags."),
+    Setting("GRAPH_CONNECT_TIMEOUT_SECONDS", "float", 5.0, "TCP/TLS connect timeout per Graph request."),
+    Setting("GRAPH_READ_TIMEOUT_SECONDS", "float", 30.0, "Read timeout per Graph request."),
+    Setting("GRAPH_RETRY_BUDGET_SECONDS", "float", 15.0,
+            "Most seconds one Graph call may sleep on 429/503/504 before handing the wait to the orchestrator."),
+    Setting("GRAPH_MAX_ATTEMPTS", "int", 4, "Most attempts of one Graph call (first try included)."),
+    Setting("VISIBILITY_WAIT_SECONDS", "float", 60.0,
+            "Most seconds an activity waits for a new object to become readable (replication lag)."),
+    Setting("VISIBILITY_POLL_SECONDS", "float", 5.0,
+            "Pause between reads while waiting for a new object (Graph suggests 5-10 s)."),
+    Setting("VISIBILITY_CONSECUTIVE_READS", "int", 2,
+            "Successful reads in a row that count as 'visible' (Terraform uses 2)."),
+    Setting("MONITOR_FIRST_POLL_SECONDS", "int", 60, "First job-status poll after the job starts."),
+    Setting("MONITOR_MAX_POLL_SECONDS", "int", 300, "Longest pause between job-status polls (backoff cap)."),
+    Setting("MONITOR_DEADLINE_SECONDS", "int", 86400,
+            "Give up waiting for steady state after this long (the first cycle can take hours)."),
+    Setting("MONITOR_POLLS_PER_GENERATION", "int", 20,
+            "Status polls per monitor generation before continue_as_new (keeps history small)."),
+    Setting("ACTIVITY_RETRY_FIRST_INTERVAL_SECONDS", "int", 5,
+            "First retry interval of call_activity_with_retry for transient failures."),
+    Setting("ACTIVITY_RETRY_MAX_ATTEMPTS", "int", 5, "Attempts of call_activity_with_retry for transient failures."),
+    Setting("THROTTLED_MAX_WAITS", "int", 10,
+            "How many times an orchestrator waits out a 'throttled' result before failing the step."),
+    Setting("BATCH_MAX_IN_FLIGHT", "int", _GRAPH_WRITES_PER_SECOND,
+            "Instances of one batch provisioned at the same time (sized from Graph's 20 writes/s)."),
+    Setting("PROVISIONING_LOG_PAGE_SIZE", "int", 500, "$top for provisioning-log reads (max 1000)."),
+    Setting("PROVISIONING_LOG_MIN_INTERVAL_SECONDS", "float", 2.0,
+            "Least seconds between provisioning-log requests (Graph allows 5 per 10 s)."),
+    Setting("REQUEST_MAX_BODY_BYTES", "int", 1048576, "Largest provisioning request body accepted."),
+    Setting("REQUEST_MAX_INSTANCES", "int", 1000, "Most instances in one provisioning request."),
+    Setting("HEALTH_SWEEP_SCHEDULE", "ncrontab", "0 0 * * * *",
+            "NCRONTAB schedule of the health sweep (6 fields, seconds first); default hourly."),
+    Setting("HEALTH_SWEEP_MAX_IN_FLIGHT", "int", 10, "Instances the health sweep checks at the same time."),
+    Setting("HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE", "bool", True,
+            "Let the sweep restart a job quarantined for bad credentials once its credentials validate."),
+)
+
+_SETTING_BY_NAME = {s.name: s for s in SETTINGS}
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+_NCRONTAB_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_text(text: str) -> str:
+    return text.strip()
+
+
+def _parse_url(text: str) -> str:
+    value = text.strip()
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc:
+        raise ValueError("expected an https:// URL")
+    return value.rstrip("/")
+
+
+def _parse_positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text.strip())
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    return parse
+
+
+def _parse_tag(text: str) -> str:
+    value = text.strip()
+    if not _TAG_RE.match(value):
+        raise ValueError("1-64 characters: letters, digits, '.', '_', ':' or '-'")
+    return value
+
+
+def _parse_ncrontab(text: str) -> str:
+    value = " ".join(text.split())
+    items = value.split(" ")
+    if len(items) != 6 or not all(_NCRONTAB_FIELD.match(i) for i in items):
+        raise ValueError("expected an NCRONTAB expression with 6 fields, e.g. '0 0 * * * *'")
+    return value
+
+
+def _parser(setting: Setting) -> Callable[[str], Any]:
+    if setting.type.startswith("choice:"):
+        choices = setting.type.split(":", 1)[1].split(",")
+
+        def parse_choice(text: str) -> str:
+            if text.strip() not in choices:
+                raise ValueError("expected one of " + ", ".join(choices))
+            return text.strip()
+
+        return parse_choice
+    return {
+        "str": _parse_text,
+        "url": _parse_url,
+        "bool": _parse_bool,
+        "int": _parse_positive(int),
+        "float": _parse_positive(float),
+        "tag": _parse_tag,
+        "ncrontab": _parse_ncrontab,
+    }[setting.type]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of :data:`SETTINGS`, parsed; field name = environment name in lower case."""
+
+    graph_base_url: str
+    graph_api_version: str
+    graph_scope: str
+    key_vault_url: str
+    key_vault_verify_challenge_resource: bool
+    azure_disable_instance_discovery: bool
+    provisioning_correlation_tag: str
+    graph_connect_timeout_seconds: float
+    graph_read_timeout_seconds: float
+    graph_retry_budget_seconds: float
+    graph_max_attempts: int
+    visibility_wait_seconds: float
+    visibility_poll_seconds: float
+    visibility_consecutive_reads: int
+    monitor_first_poll_seconds: int
+    monitor_max_poll_seconds: int
+    monitor_deadline_seconds: int
+    monitor_polls_per_generation: int
+    activity_retry_first_interval_seconds: int
+    activity_retry_max_attempts: int
+    throttled_max_waits: int
+    batch_max_in_flight: int
+    provisioning_log_page_size: int
+    provisioning_log_min_interval_seconds: float
+    request_max_body_bytes: int
+    request_max_instances: int
+    health_sweep_schedule: str
+    health_sweep_max_in_flight: int
+    health_sweep_restart_credential_quarantine: bool
+
+    @property
+    def graph_root(self) -> str:
+        """Graph base URL with the version, e.g. ``https://graph.microsoft.com/v1.0``."""
+        return f"{self.graph_base_url}/{self.graph_api_version}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Parse every setting from ``environ``; raise ConfigurationError naming every bad one.
+
+        ``overrides`` (field names) replace parsed values; tests use them for small timeouts.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[Problem] = []
+        for setting in SETTINGS:
+            raw = env.get(setting.name)
+            if raw is None or raw.strip() == "":
+                if setting.required:
+                    problems.append(Problem(setting.name, "is required: " + setting.description))
+                else:
+                    values[setting.field] = setting.default
+                continue
+            try:
+                values[setting.field] = _parser(setting)(raw)
+            except (ValueError, TypeError) as exc:
+                # The raw value is not echoed: a mistyped secret could land in a setting.
+                problems.append(Problem(setting.name, f"invalid value ({exc})"))
+        if values.get("monitor_first_poll_seconds", 0) > values.get("monitor_max_poll_seconds", 1e18):
+            problems.append(Problem("MONITOR_FIRST_POLL_SECONDS", "must not exceed MONITOR_MAX_POLL_SECONDS"))
+        if values.get("provisioning_log_page_size", 0) > 1000:
+            problems.append(Problem("PROVISIONING_LOG_PAGE_SIZE", "must be at most 1000"))
+        if problems:
+            raise ConfigurationError(problems)
+        values.update(overrides)
+        return cls(**values)
+
+
+assert {f.name for f in fields(Settings)} == {s.field for s in SETTINGS}, "Settings and SETTINGS disagree"
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, parsed from ``os.environ`` on first use and then cached."""
+    return Settings.from_env(os.environ)
+
+
+def markdown_table() -> str:
+    """The README settings table (kept in sync by tests/core/test_settings.py)."""
+    lines = ["| Name | Default | Type | Meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = "**required**" if s.required else f"`{s.default_text()}`"
+        lines.append(f"| `{s.name}` | {default} | {s.type} | {s.description} |")
+    return "\n".join(lines)
