@@ -1,0 +1,446 @@
+"""The provisioning cycles: what a started job does over simulated time.
+
+Each job has at most one pending event in a heap keyed by simulated time. A cycle is planned when
+it starts (scope snapshot from the directory, the changes to export, each one's outcome and
+duration), then its entries are processed one event at a time so log rows appear in time order
+across jobs; the cycle's end updates the job status, steady state and quarantine. ``advance(now)``
+pops only the events that are due, so a request costs O(due events · log jobs), never O(history).
+Idle cycles of a steady job are coalesced when the clock jumps far ahead (their outcome cannot
+differ: the directory only changes through requests, and every request advances the engine first).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import random
+import uuid
+from typing import Callable
+
+from emulator.provisioning import logs as logrows
+from emulator.provisioning.directory_view import DirectoryView
+from emulator.provisioning.jobs import NEVER_INTERVAL, Job, execution, ts
+from emulator.provisioning.logs import LogStore
+from emulator.provisioning.settings import EngineSettings
+
+# Error codes the simulated targets produce. The real codes depend on the connector; these follow
+# the SCIM connector's naming (SystemForCrossDomainIdentityManagement...). UNCONFIRMED exact codes.
+TARGET_ERRORS = {
+    "unauthorized": ("SystemForCrossDomainIdentityManagementUnauthorized", 401, "Unauthorized: the credentials saved for this application were rejected"),
+    "serverError": ("SystemForCrossDomainIdentityManagementServiceError", 500, "Internal Server Error"),
+    "throttled": ("SystemForCrossDomainIdentityManagementThrottled", 429, "Too Many Requests"),
+}
+
+
+def new_guid(rng: random.Random) -> str:
+    """A GUID from a seeded generator (deterministic ids)."""
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def object_from_directory(item: dict) -> dict | None:
+    """The engine's view of a directory user or group (None for anything else, e.g. an SP)."""
+    odata_type = str(item.get("@odata.type", "")).lower()
+    if "principalType" in item and "principalId" in item:  # an appRoleAssignment rather than the object
+        kind = item["principalType"]
+        oid, name = item["principalId"], item.get("principalDisplayName") or ""
+        attrs = {"displayName": name}
+    elif odata_type.endswith("group") or (not odata_type and ("securityEnabled" in item or "groupTypes" in item)):
+        kind, oid, name = "Group", item.get("id"), item.get("displayName") or ""
+        attrs = {
+            "displayName": name,
+            "mailEnabled": str(bool(item.get("mailEnabled", False))),
+            "securityEnabled": str(bool(item.get("securityEnabled", True))),
+            "mailNickname": item.get("mailNickname") or "",
+        }
+    elif odata_type.endswith("user") or (not odata_type and "userPrincipalName" in item):
+        kind, oid, name = "User", item.get("id"), item.get("displayName") or ""
+        attrs = {
+            "userPrincipalName": item.get("userPrincipalName") or "",
+            "displayName": name,
+            "mail": item.get("mail") or "",
+            "accountEnabled": str(bool(item.get("accountEnabled", True))),
+        }
+    else:
+        return None
+    if kind not in ("User", "Group") or not oid:
+        return None
+    return {"id": oid, "type": kind, "displayName": name, "attrs": attrs, "hash": json.dumps(attrs, sort_keys=True)}
+
+
+def scope_objects(directory: DirectoryView, sp_id: str, sync_all: bool) -> dict[str, dict]:
+    """Users and groups in scope: all of them, or the assigned ones plus direct members of assigned groups."""
+    found: dict[str, dict] = {}
+
+    def add(item: dict) -> dict | None:
+        obj = object_from_directory(item)
+        if obj is not None:
+            found.setdefault(obj["id"], obj)
+        return obj
+
+    if sync_all:
+        for item in directory.all_users():
+            add(item)
+        for item in directory.all_groups():
+            add(item)
+        return found
+    for item in directory.assigned_principals(sp_id):
+        obj = add(item)
+        if obj is not None and obj["type"] == "Group":
+            for member in directory.group_members(obj["id"]):
+                member_obj = object_from_directory(member)
+                if member_obj is not None and member_obj["type"] == "User":  # nested groups are not provisioned
+                    found.setdefault(member_obj["id"], member_obj)
+    return found
+
+
+class Engine:
+    """Runs the cycles of every started job. ``context(job)`` supplies per-cycle facts (see service)."""
+
+    def __init__(self, settings: EngineSettings, directory: DirectoryView, log_store: LogStore, context: Callable[[Job], dict]) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.logs = log_store
+        self.context = context
+        self.jobs: dict[str, Job] = {}
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._seq = 0
+
+    # ----- scheduling -------------------------------------------------------------------
+    def schedule(self, job: Job, at: float | None) -> None:
+        """Replace the job's pending event (None: nothing pending)."""
+        job.gen += 1
+        if at is None:
+            return
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, job.id, job.gen))
+
+    def rebuild_heap(self) -> None:
+        """Recreate pending events from job state (after load_state)."""
+        self._heap.clear()
+        for job in self.jobs.values():
+            cycle = job.cycle
+            if cycle is not None:
+                items = cycle["items"]
+                at = items[cycle["cursor"]]["at"] if cycle["cursor"] < len(items) else cycle["endsAt"]
+                self.schedule(job, at)
+            elif job.running and job.next_cycle_at is not None:
+                self.schedule(job, job.next_cycle_at)
+
+    def advance(self, now: float) -> None:
+        """Process every event due at or before ``now``, in time order."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            at, _, job_id, gen = heapq.heappop(heap)
+            job = self.jobs.get(job_id)
+            if job is None or job.gen != gen:
+                continue
+            if job.cycle is None:
+                if job.running:
+                    self._start_cycle(job, at, now)
+            else:
+                self._process_next(job, at)
+
+    # ----- job control ------------------------------------------------------------------
+    def start(self, job: Job, now: float) -> None:
+        """Start or resume: clears quarantine (DOC), schedule Active/PT40M, first cycle after the delay."""
+        job.quarantine = None
+        job.disabled = False
+        job.running = True
+        job.schedule_state = "Active"
+        job.interval = "PT40M"
+        job.code = "Active" if job.watermark else "NotRun"
+        if job.cycle is None:
+            job.next_cycle_at = now + self.settings.cycle_start_delay_seconds
+            self.schedule(job, job.next_cycle_at)
+
+    def pause(self, job: Job) -> None:
+        """Pause: keep all state; a cycle in flight runs to completion (DOC known issue)."""
+        job.running = False
+        job.code = "Paused"
+        job.schedule_state = self.settings.pause_schedule_state
+        job.next_cycle_at = None
+        if job.cycle is None:
+            self.schedule(job, None)
+
+    def abort_cycle(self, job: Job) -> None:
+        """Drop the cycle in flight (restart)."""
+        job.cycle = None
+        self.schedule(job, None)
+
+    # ----- cycles -----------------------------------------------------------------------
+    def _start_cycle(self, job: Job, at: float, now: float) -> None:
+        ctx = self.context(job)
+        rng = random.Random(f"{job.seed}:{job.cycle_count}")
+        scope = scope_objects(self.directory, job.sp_id, ctx["syncAll"])
+        scenario = ctx["scenario"]
+        params = ctx["params"]
+        threshold = ctx["deleteThreshold"]
+        if scenario == "tooManyDeletes" and not job.stale_seeded:
+            stale = params.get("staleAccounts") or ((threshold if threshold is not None else 500) + 1)
+            for index in range(int(stale)):
+                attrs = {"userPrincipalName": f"former.employee{index + 1}@contoso.test", "displayName": f"Former employee {index + 1}", "mail": "", "accountEnabled": "True"}
+                job.links[f"stale-{job.id[-12:]}-{index:05d}"] = {"type": "User", "displayName": attrs["displayName"], "hash": "", "attrs": attrs, "targetId": new_guid(rng)}
+            job.stale_seeded = True
+        initial = not job.watermark
+        changes: list[tuple[dict, str]] = []
+        for obj in sorted(scope.values(), key=lambda o: (o["type"] != "User", o["displayName"].lower(), o["id"])):
+            link = job.links.get(obj["id"])
+            if link is None:
+                changes.append((obj, "create"))
+            elif link["hash"] != obj["hash"]:
+                changes.append((obj, "update"))
+            elif initial:
+                changes.append((obj, "other"))
+        deletes = []
+        for oid in sorted(job.links):
+            if oid not in scope:
+                link = job.links[oid]
+                obj = {"id": oid, "type": link["type"], "displayName": link["displayName"], "attrs": link.get("attrs", {}), "hash": link["hash"]}
+                deletes.append((obj, "disable" if link["type"] == "User" else "delete"))
+        held_deletes = 0
+        if deletes and threshold is not None and len(deletes) > threshold and not job.force_deletes:
+            held_deletes = len(deletes)
+        else:
+            changes.extend(deletes)
+        if not changes and not held_deletes and scenario != "invalidCredentials" and self._steady(job):
+            interval = self.settings.incremental_interval_seconds
+            behind = now - at
+            if behind > interval * self.settings.max_idle_cycles_replayed:
+                at += math.floor(behind / interval) * interval
+        outcomes = self._outcomes(job, changes, scenario, params, rng)
+        items = []
+        clock = at
+        for (obj, action), (status, error) in zip(changes, outcomes):
+            seconds = self._duration(initial, scenario, params, rng)
+            clock += seconds
+            items.append({"at": clock, "ms": int(seconds * 1000), "obj": obj, "action": action, "status": status, "error": error})
+        job.cycle = {
+            "id": new_guid(rng),
+            "initial": initial,
+            "began": at,
+            "items": items,
+            "cursor": 0,
+            "endsAt": max(clock, at + self.settings.minimum_cycle_seconds),
+            "ctx": ctx,
+            "failed": scenario == "invalidCredentials",
+            "heldDeletes": held_deletes,
+            "threshold": threshold,
+            "entitled": len(scope),
+            "exported": 0,
+            "hardFailures": 0,
+            "exports": sum(1 for _, action in changes if action != "other"),
+            "deletesApplied": any(action in ("disable", "delete") for _, action in changes),
+        }
+        self.schedule(job, items[0]["at"] if items else job.cycle["endsAt"])
+
+    def _steady(self, job: Job) -> bool:
+        return job.watermark and job.quarantine is None and not job.escrows and job.code == "Active"
+
+    def _duration(self, initial: bool, scenario: str, params: dict, rng: random.Random) -> float:
+        s = self.settings
+        if initial and scenario == "slowInitialCycle":
+            return float(params.get("secondsPerObject", 60))
+        if initial:
+            return rng.uniform(s.initial_seconds_per_object_min, s.initial_seconds_per_object_max)
+        return rng.uniform(s.incremental_seconds_per_object_min, s.incremental_seconds_per_object_max)
+
+    def _outcomes(self, job: Job, changes: list, scenario: str, params: dict, rng: random.Random) -> list[tuple[str, str | None]]:
+        """(status, target error kind) per change, from the scenario."""
+        result: list[tuple[str, str | None]] = [("skipped" if a == "other" else "success", None) for _, a in changes]
+        exports = [i for i, (_, action) in enumerate(changes) if action != "other"]
+        if scenario == "invalidCredentials":  # the connection itself fails: every entry fails
+            return [("failure", "unauthorized") for _ in changes]
+        if scenario not in ("escrowFailures", "neverSteady") or not exports:
+            return result
+        kind = "serverError" if scenario == "escrowFailures" else "throttled"
+        default_rate = 0.6 if scenario == "escrowFailures" else 0.25
+        rate = float(params.get("failureRate", default_rate))
+        again = [i for i in exports if changes[i][0]["id"] in job.escrows]
+        fresh = [i for i in exports if changes[i][0]["id"] not in job.escrows]
+        count = min(len(fresh), max(1, math.ceil(rate * len(fresh)))) if fresh and rate > 0 else 0
+        for i in again + rng.sample(fresh, count):
+            result[i] = ("failure", kind)
+        return result
+
+    def _process_next(self, job: Job, at: float) -> None:
+        cycle = job.cycle
+        items = cycle["items"]
+        if cycle["cursor"] < len(items):
+            item = items[cycle["cursor"]]
+            self._apply(job, cycle, item)
+            cycle["cursor"] += 1
+            if cycle["cursor"] < len(items):
+                self.schedule(job, items[cycle["cursor"]]["at"])
+                return
+            if cycle["endsAt"] > at:
+                self.schedule(job, cycle["endsAt"])
+                return
+        self._finish(job, max(at, cycle["endsAt"]))
+
+    def _apply(self, job: Job, cycle: dict, item: dict) -> None:
+        obj, action, status = item["obj"], item["action"], item["status"]
+        ctx = cycle["ctx"]
+        rng = random.Random(f"{job.seed}:{cycle['id']}:{cycle['cursor']}")
+        previous = job.links.get(obj["id"])
+        error = None
+        if status == "failure":
+            code, http, text = TARGET_ERRORS[item["error"]]
+            error = logrows.error_info(
+                code,
+                f"Failed to {action} {obj['type']} '{obj['displayName']}' in {ctx['app']}. The target answered HTTP {http} {text}.",
+            )
+            entry = job.escrows.setdefault(obj["id"], {"errorCode": code, "count": 0, "transient": item["error"] == "throttled"})
+            entry["count"] += 1
+            if item["error"] != "throttled":
+                cycle["hardFailures"] += 1
+        elif action in ("create", "update"):
+            job.links[obj["id"]] = {
+                "type": obj["type"],
+                "displayName": obj["displayName"],
+                "hash": obj["hash"],
+                "attrs": obj["attrs"],
+                "targetId": previous["targetId"] if previous else new_guid(rng),
+            }
+            job.escrows.pop(obj["id"], None)
+            cycle["exported"] += 1
+        elif action in ("disable", "delete"):
+            job.links.pop(obj["id"], None)
+            job.escrows.pop(obj["id"], None)
+            cycle["exported"] += 1
+        else:
+            job.escrows.pop(obj["id"], None)
+        target_type = ctx["userType"] if obj["type"] == "User" else ctx["groupType"]
+        linked = job.links.get(obj["id"]) or previous
+        target_id = linked["targetId"] if linked else ""
+        self.logs.add(
+            {
+                "id": new_guid(rng),
+                "activityDateTime": ts(item["at"]),
+                "tenantId": ctx["tenantId"],
+                "jobId": job.id,
+                "cycleId": cycle["id"],
+                "changeId": new_guid(rng),
+                "provisioningAction": action,
+                "durationInMilliseconds": item["ms"],
+                "sourceSystem": dict(logrows.AAD_SYSTEM),
+                "targetSystem": {
+                    "id": ctx["targetSystemId"],
+                    "displayName": ctx["app"],
+                    "details": {"ApplicationId": ctx["appId"], "ServicePrincipalId": job.sp_id, "ServicePrincipalDisplayName": ctx["app"]},
+                },
+                "initiatedBy": dict(logrows.PROVISIONING_SERVICE),
+                "servicePrincipal": {"id": job.sp_id, "displayName": ctx["app"]},
+                "sourceIdentity": {"id": obj["id"], "displayName": obj["displayName"], "identityType": obj["type"], "details": {}},
+                "targetIdentity": {
+                    "id": target_id,
+                    "displayName": obj["displayName"] if target_id else "",
+                    "identityType": target_type,
+                    "details": {},
+                },
+                "provisioningStatusInfo": {"status": status, "errorInformation": error},
+                "provisioningSteps": logrows.steps_for(action, obj["type"], obj["displayName"], ctx["app"], status, action not in ("disable", "delete")),
+                "modifiedProperties": logrows.modified_properties(action, obj, previous),
+            }
+        )
+
+    def apply_single(self, job: Job, obj: dict, action: str, status: str, error_kind: str | None, ctx: dict, at: float) -> dict:
+        """Provision one object now (provisionOnDemand); returns the log row it wrote."""
+        rng = random.Random(f"{job.seed}:on-demand:{at}:{obj['id']}")
+        cycle = {"id": new_guid(rng), "ctx": ctx, "cursor": 0, "hardFailures": 0, "exported": 0}
+        item = {"at": at, "ms": int(rng.uniform(800, 2500)), "obj": obj, "action": action, "status": status, "error": error_kind}
+        self._apply(job, cycle, item)
+        return self.logs.last()
+
+    def _finish(self, job: Job, at: float) -> None:
+        cycle = job.cycle
+        s = self.settings
+        failed = cycle["failed"]
+        hard = cycle["hardFailures"]
+        exports = cycle["exports"]
+        reason = None
+        if failed:
+            reason = "EncounteredQuarantineException"
+        elif hard and hard >= s.escrow_quarantine_min_failures and hard / max(exports, 1) > s.escrow_quarantine_proportion:
+            reason = "EncounteredEscrowProportionThreshold"
+        elif cycle["heldDeletes"]:
+            reason = "TooManyDeletes"
+        state = "Failed" if failed else ("EntryLevelErrors" if job.escrows else "Succeeded")
+        error = self._quarantine_error(reason, cycle) if reason else None
+        counts = {
+            "entitled": cycle["entitled"],
+            "imported": cycle["entitled"],
+            "exports": exports,
+            "exported": cycle["exported"],
+            "escrowed": len(job.escrows),
+        }
+        run = execution(cycle["id"], cycle["began"], at, counts, state, error)
+        job.last_execution = run
+        if state == "Succeeded":
+            job.last_successful_execution = run
+            if cycle["exported"]:
+                job.last_successful_execution_with_exports = run
+        by_type: dict[str, int] = {}
+        for link in job.links.values():
+            key = f"{link['type']} to {link['type']}"
+            by_type[key] = by_type.get(key, 0) + 1
+        job.entry_counts = by_type
+        if cycle["deletesApplied"]:
+            job.force_deletes = False
+        job.cycle = None
+        job.cycle_count += 1
+        job.successive_failures = job.successive_failures + 1 if failed else 0
+        job.next_cycle_at = None
+        if not job.running:
+            self.schedule(job, None)
+            return
+        if reason:
+            self._quarantine(job, reason, error, at)
+            return
+        job.quarantine = None
+        job.watermark = True
+        job.code = "Active"
+        if not job.escrows and cycle["ctx"]["scenario"] != "neverSteady":
+            job.steady_first = job.steady_first or at
+            job.steady_last = at
+        job.next_cycle_at = at + s.incremental_interval_seconds
+        self.schedule(job, job.next_cycle_at)
+
+    def _quarantine(self, job: Job, reason: str, error: dict, at: float) -> None:
+        q = job.quarantine
+        if q is None:
+            q = {"seriesBegan": at, "seriesCount": 0}
+        q.update({"currentBegan": at, "reason": reason, "error": error, "seriesCount": q["seriesCount"] + 1})
+        q["nextAttempt"] = at + self.settings.quarantine_backoff(q["seriesCount"])
+        job.quarantine = q
+        job.code = "Quarantine"
+        if at - q["seriesBegan"] >= self.settings.quarantine_disable_after_seconds:
+            # DOC: quarantined for more than four weeks -> the job is disabled (stops running).
+            job.disabled = True
+            job.running = False
+            job.schedule_state = "Disabled"
+            job.interval = NEVER_INTERVAL
+            self.schedule(job, None)
+            return
+        job.next_cycle_at = q["nextAttempt"]
+        self.schedule(job, job.next_cycle_at)
+
+    def _quarantine_error(self, reason: str, cycle: dict) -> dict:
+        app = cycle["ctx"]["app"]
+        if reason == "EncounteredQuarantineException":
+            return {
+                "code": "SystemForCrossDomainIdentityManagementCredentialValidationUnavailable",
+                "message": f"You appear to have entered invalid credentials for {app}. The target answered HTTP 401 Unauthorized. Update the credentials and restart the job.",
+                "tenantActionable": True,
+            }
+        if reason == "EncounteredEscrowProportionThreshold":
+            return {
+                "code": "EscrowProportionThresholdExceeded",
+                "message": f"{cycle['hardFailures']} of {cycle['exports']} exports to {app} failed in this cycle (more than {int(self.settings.escrow_quarantine_proportion * 100)}%).",
+                "tenantActionable": True,
+            }
+        return {
+            "code": "TooManyDeletes",
+            "message": f"This cycle would delete or disable {cycle['heldDeletes']} accounts in {app}, more than the accidental deletion threshold of {cycle['threshold']}. Restart the job with resetScope ForceDeletes to allow them.",
+            "tenantActionable": True,
+        }

@@ -1,0 +1,157 @@
+"""Provisioning log rows (``provisioningObjectSummary``) and their v1.0 / beta shapes.
+
+Rows are stored once, in the v1.0 shape, in a bounded ring buffer. ``render(row, "beta")`` adds
+the deprecated beta names (``action``, ``statusInfo`` with the error fields directly inside), which
+beta still returns next to the v1.0 names (reference §4.5).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+AAD_SYSTEM = {"id": "0404601d-a9c0-4ec7-bbcd-02660120d8c9", "displayName": "Azure Active Directory", "details": {}}
+PROVISIONING_SERVICE = {"id": "", "displayName": "Azure AD Provisioning Service", "initiatorType": "system"}
+_BETA_ACTION = {"create": "Create", "update": "Update", "delete": "Delete", "disable": "Disable", "stagedDelete": "StagedDelete", "other": "Other"}
+
+
+class LogStore:
+    """Ring buffer of rows, oldest first; ``rows()`` gives newest first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._rows: deque[dict] = deque(maxlen=max(1, capacity))
+
+    def add(self, row: dict) -> None:
+        """Append one row (drops the oldest when full)."""
+        self._rows.append(row)
+
+    def last(self) -> dict:
+        """The newest row."""
+        return self._rows[-1]
+
+    def rows(self) -> list[dict]:
+        """Every kept row, newest first."""
+        return list(reversed(self._rows))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def to_state(self) -> list[dict]:
+        """Rows oldest first, JSON-ready."""
+        return list(self._rows)
+
+    def load_state(self, rows: list[dict]) -> None:
+        """Replace the buffer with saved rows (oldest first)."""
+        self._rows.clear()
+        self._rows.extend(rows)
+
+
+def render(row: dict, api_version: str) -> dict:
+    """The row as the given API version returns it (a new top-level dict; nested parts shared)."""
+    body = dict(row)
+    if api_version != "beta":
+        return body
+    status = row["provisioningStatusInfo"]
+    error = status.get("errorInformation")
+    if error:
+        body["statusInfo"] = {
+            "@odata.type": "#microsoft.graph.statusDetails",
+            "status": status["status"],
+            "errorCode": error["errorCode"],
+            "reason": error["reason"],
+            "additionalDetails": error["additionalDetails"],
+            "errorCategory": _pascal(error["errorCategory"]),
+            "recommendedAction": error["recommendedAction"],
+        }
+    else:
+        body["statusInfo"] = {"@odata.type": "#microsoft.graph.statusBase", "status": status["status"]}
+    body["action"] = _BETA_ACTION.get(row["provisioningAction"], "Other")
+    return body
+
+
+def _pascal(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def error_info(code: str, reason: str) -> dict:
+    """provisioningErrorInfo for a failed export (the target's fault, so nonServiceFailure)."""
+    return {"errorCode": code, "reason": reason, "additionalDetails": None, "errorCategory": "nonServiceFailure", "recommendedAction": None}
+
+
+def steps_for(action: str, kind: str, name: str, app: str, status: str, in_scope: bool) -> list[dict]:
+    """provisioningSteps of one event, with the step names the real service logs."""
+    change = {"create": "Add", "update": "Update", "disable": "Update", "delete": "Delete", "other": "Update"}[action]
+    import_name = "EntryImportAdd" if action == "create" else "EntryImport"
+    steps = [
+        {
+            "name": import_name,
+            "provisioningStepType": "import",
+            "status": "success",
+            "description": f"Received {kind} '{name}' change of type ({change}) from Azure Active Directory",
+            "details": {},
+        },
+        {
+            "name": "EntrySynchronizationScoping",
+            "provisioningStepType": "scoping",
+            "status": "success",
+            "description": f"Determine if {kind} in scope by evaluating against each scoping filter",
+            "details": {
+                "Active in the source system": "True",
+                "Assigned to the application": str(in_scope),
+                f"{kind} has the required role": str(in_scope),
+                "Scoping filter evaluation passed": "True",
+            },
+        },
+    ]
+    if action == "other":
+        steps.append(
+            {
+                "name": "EntrySynchronizationSkip",
+                "provisioningStepType": "matching",
+                "status": "skipped",
+                "description": f"{kind} '{name}' was skipped: it already exists in {app} with the same values",
+                "details": {"SkipReason": "RedundantExport"},
+            }
+        )
+        return steps
+    verb = {"create": "created", "update": "updated", "disable": "disabled", "delete": "deleted"}[action]
+    matching = {
+        "create": ("EntrySynchronizationAdd", f"{kind} '{name}' will be created in {app} ({kind} is active and assigned in Azure Active Directory, but no matching {kind} was found in {app})"),
+        "update": ("EntrySynchronizationUpdate", f"{kind} '{name}' will be updated in {app}"),
+        "disable": ("EntrySynchronizationUpdate", f"{kind} '{name}' will be disabled in {app} ({kind} is no longer assigned in Azure Active Directory)"),
+        "delete": ("EntrySynchronizationDelete", f"{kind} '{name}' will be deleted in {app} ({kind} is no longer assigned in Azure Active Directory)"),
+    }[action]
+    steps.append({"name": matching[0], "provisioningStepType": "matching", "status": "success", "description": matching[1], "details": {}})
+    export_name = {"create": "EntryExportAdd", "update": "EntryExportUpdate", "disable": "EntryExportUpdate", "delete": "EntryExportDelete"}[action]
+    if status == "success":
+        description = f"{kind} '{name}' was {verb} in {app}"
+    else:
+        description = f"Failed to {action} {kind} '{name}' in {app}"
+    steps.append(
+        {
+            "name": export_name,
+            "provisioningStepType": "export",
+            "status": status,
+            "description": description,
+            "details": {"ReportableIdentifier": name},
+        }
+    )
+    return steps
+
+
+def modified_properties(action: str, obj: dict, previous: dict | None) -> list[dict]:
+    """modifiedProperty list: every mapped attribute on create, the changed ones on update."""
+    attrs = obj.get("attrs", {})
+    if action == "create":
+        return [{"displayName": "objectId", "oldValue": None, "newValue": obj["id"]}] + [
+            {"displayName": key, "oldValue": None, "newValue": value} for key, value in attrs.items()
+        ]
+    if action == "update":
+        old = (previous or {}).get("attrs", {})
+        return [
+            {"displayName": key, "oldValue": old.get(key), "newValue": value}
+            for key, value in attrs.items()
+            if old.get(key) != value
+        ]
+    if action == "disable":
+        return [{"displayName": "accountEnabled", "oldValue": "True", "newValue": "False"}]
+    return []

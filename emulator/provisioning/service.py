@@ -1,0 +1,509 @@
+"""``ProvisioningService``: the synchronization API's behaviour behind the emulator's routes.
+
+The server part of the emulator routes ``/{v1.0|beta}/servicePrincipals/{id}/synchronization/...``
+and ``/auditLogs/provisioning`` to these methods (see ``/work/notes/emulator-interface.md``); every
+method takes and returns JSON-ready dicts and raises :class:`GraphError` with the status and code
+the reference (``graph-provisioning-api.md`` §2.13) gives for each error. Time comes from the
+shared :class:`Clock`; every public call first runs the simulation up to ``clock.now()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import threading
+import uuid
+
+from emulator.clock import Clock
+from emulator.errors import GraphError, not_found
+from emulator.provisioning import catalog as cat
+from emulator.provisioning import secrets as sec
+from emulator.provisioning.directory_view import DirectoryView
+from emulator.provisioning.engine import Engine, new_guid, object_from_directory, scope_objects
+from emulator.provisioning.jobs import Job, render_job, ts
+from emulator.provisioning.logs import LogStore, render
+from emulator.provisioning.scenarios import load_targets, resolve
+from emulator.provisioning.settings import EngineSettings
+
+RESET_SCOPES = ("None", "ConnectorDataStore", "Escrows", "Watermark", "QuarantineState", "Full", "ForceDeletes")
+PORTAL_RESTART = {"QuarantineState", "Watermark", "Escrows"}  # what an empty criteria does (portal's Restart)
+STATE_VERSION = 1
+
+
+def _bad(message: str) -> GraphError:
+    return GraphError(400, "BadRequest", message)
+
+
+class ProvisioningService:
+    """Templates, jobs, secrets, schema, on-demand provisioning and logs of every service principal."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        rng: random.Random,
+        directory: DirectoryView,
+        catalog: dict,
+        settings: dict | None = None,
+        targets: dict | None = None,
+    ) -> None:
+        self.clock = clock
+        self.rng = rng
+        self.directory = directory
+        self.catalog = catalog
+        self.settings = EngineSettings.from_dict(settings)
+        self.targets = targets if targets is not None else load_targets(self.settings.extra.get("targetsPath"))
+        self.logs = LogStore(self.settings.log_capacity)
+        self.engine = Engine(self.settings, directory, self.logs, self._context)
+        self._sps: dict[str, dict] = {}  # sp id -> {"templateId", "secrets", "jobs": [job ids in creation order]}
+        self._lock = threading.RLock()
+
+    # ----- hooks from the directory side -----------------------------------------------
+    def on_instantiate(self, template_id: str, sp_id: str) -> None:
+        """Register a service principal created from an application template."""
+        with self._lock:
+            self._sps.setdefault(sp_id, {"templateId": template_id, "secrets": {}, "jobs": []})
+
+    def on_service_principal_deleted(self, sp_id: str) -> None:
+        """Forget the SP's jobs, secrets and target (its log rows stay, as audit logs do)."""
+        with self._lock:
+            record = self._sps.pop(sp_id, None)
+            for job_id in (record or {}).get("jobs", []):
+                job = self.engine.jobs.pop(job_id, None)
+                if job is not None:
+                    self.engine.schedule(job, None)
+
+    # ----- templates ------------------------------------------------------------------
+    def list_templates(self, sp_id: str) -> list[dict]:
+        """GET .../synchronization/templates (empty for an SP that cannot provision)."""
+        with self._lock:
+            self._advance()
+            record, sp = self._sp(sp_id)
+            return [cat.public_sync_template(t, sp.get("appId", "")) for t in self._sync_templates(record)]
+
+    def get_template(self, sp_id: str, template_id: str) -> dict:
+        """GET .../synchronization/templates/{templateId}."""
+        for template in self.list_templates(sp_id):
+            if template["id"] == template_id:
+                return template
+        raise not_found(template_id)
+
+    # ----- jobs -----------------------------------------------------------------------
+    def list_jobs(self, sp_id: str) -> list[dict]:
+        """GET .../synchronization/jobs."""
+        with self._lock:
+            self._advance()
+            record, _ = self._sp(sp_id)
+            now = self._now()
+            return [copy.deepcopy(render_job(self.engine.jobs[j], now)) for j in record["jobs"] if j in self.engine.jobs]
+
+    def create_job(self, sp_id: str, body: dict) -> dict:
+        """POST .../synchronization/jobs ``{"templateId"}`` -> the new job (NotConfigured, Disabled)."""
+        with self._lock:
+            self._advance()
+            record, sp = self._sp(sp_id)
+            if not isinstance(body, dict) or not isinstance(body.get("templateId"), str) or not body["templateId"].strip():
+                raise _bad("The request body must be a JSON object with a non-empty string 'templateId'.")
+            sync = self._find_sync(record, body["templateId"])
+            if sync is None:
+                available = ", ".join(t["id"] for t in self._sync_templates(record)) or "none"
+                raise _bad(f"The synchronization template '{body['templateId']}' is not available for this application (available: {available}).")
+            tenant = self._tenant(sp).replace("-", "")
+            job = Job(id=f"{sync['id']}.{tenant}.{new_guid(self.rng)}", template_id=sync["id"], sp_id=sp_id, seed=self.rng.getrandbits(63))
+            self.engine.jobs[job.id] = job
+            record["jobs"].append(job.id)
+            return copy.deepcopy(render_job(job, self._now()))
+
+    def get_job(self, sp_id: str, job_id: str) -> dict:
+        """GET .../synchronization/jobs/{jobId}."""
+        with self._lock:
+            self._advance()
+            return copy.deepcopy(render_job(self._job(sp_id, job_id), self._now()))
+
+    def delete_job(self, sp_id: str, job_id: str) -> None:
+        """DELETE .../jobs/{jobId}: job state goes, the SP's secrets and the target's accounts stay (DOC)."""
+        with self._lock:
+            self._advance()
+            job = self._job(sp_id, job_id)
+            self.engine.schedule(job, None)
+            del self.engine.jobs[job.id]
+            self._sps[sp_id]["jobs"].remove(job.id)
+
+    def start_job(self, sp_id: str, job_id: str) -> None:
+        """POST .../start: NotConfigured/Paused/Quarantine -> running; a running job is left alone."""
+        with self._lock:
+            self._advance()
+            job = self._job(sp_id, job_id)
+            if job.running and job.code in ("NotRun", "Active"):
+                return  # the docs warn against repeated Start; the service just keeps running
+            self._require_credentials(job)
+            self.engine.start(job, self._now())
+
+    def pause_job(self, sp_id: str, job_id: str) -> None:
+        """POST .../pause: state kept; the cycle in flight completes."""
+        with self._lock:
+            self._advance()
+            self.engine.pause(self._job(sp_id, job_id))
+
+    def restart_job(self, sp_id: str, job_id: str, body: dict | None) -> None:
+        """POST .../restart ``{"criteria": {"resetScope": "..."}}``: clear the named state, then run."""
+        with self._lock:
+            self._advance()
+            job = self._job(sp_id, job_id)
+            scopes = _reset_scopes(body)
+            self._require_credentials(job)
+            if scopes & {"Full", "Watermark"}:
+                job.watermark = False
+            if scopes & {"Full", "Escrows"}:
+                job.escrows.clear()
+            if scopes & {"Full", "ConnectorDataStore"}:
+                job.links.clear()
+                job.watermark = False
+            if scopes & {"Full", "ForceDeletes"}:
+                job.force_deletes = True
+            self.engine.abort_cycle(job)
+            self.engine.start(job, self._now())  # also lifts the quarantine (QuarantineState / start semantics)
+
+    # ----- credentials ----------------------------------------------------------------
+    def validate_credentials(self, sp_id: str, job_id: str | None, body: dict | None) -> None:
+        """POST .../jobs/{jobId}/validateCredentials or .../jobs/validateCredentials: None = 204."""
+        with self._lock:
+            self._advance()
+            record, _ = self._sp(sp_id)
+            body = body if body is not None else {}
+            if not isinstance(body, dict):
+                raise _bad("The request body must be a JSON object.")
+            if job_id is not None:
+                sync = self._find_sync(record, self._job(sp_id, job_id).template_id)
+            else:
+                template_id = body.get("templateId")
+                if not isinstance(template_id, str) or not template_id:
+                    raise _bad("'templateId' is required when validating credentials before a job exists.")
+                sync = self._find_sync(record, template_id)
+                if sync is None:
+                    raise _bad(f"The synchronization template '{template_id}' is not available for this application.")
+            if body.get("useSavedCredentials") is True:
+                values = dict(record["secrets"])
+            else:
+                values = dict(sec.parse_pairs(body, self.settings.secret_key_error_status, ("credentials",)))
+            missing = [c["key"] for c in sync.get("credentials", []) if c.get("required") and not values.get(c["key"])]
+            if missing:
+                raise GraphError(400, self.settings.validate_error_code, f"Missing required credentials: {', '.join(missing)}.")
+            address, token = _target_identity(sync, values)
+            scenario = resolve(self.targets, address, token, sync["id"])
+            if not scenario.accepts_credentials:
+                raise GraphError(
+                    400,
+                    self.settings.validate_error_code,
+                    "You appear to have entered invalid credentials. Please confirm you are using the correct "
+                    "information for an administrative account. The target answered HTTP 401 Unauthorized.",
+                )
+
+    def put_secrets(self, sp_id: str, body: dict) -> None:
+        """PUT .../synchronization/secrets ``{"value": [{key, value}]}`` (stored on the SP)."""
+        with self._lock:
+            self._advance()
+            record, _ = self._sp(sp_id)
+            pairs = sec.parse_pairs(body, self.settings.secret_key_error_status)
+            record["secrets"] = sec.apply_put(record["secrets"], pairs, self.settings.secrets_put_mode)
+
+    def get_secrets(self, sp_id: str) -> dict:
+        """GET .../synchronization/secrets: keys with sensitive values masked as ``*``."""
+        with self._lock:
+            self._advance()
+            record, _ = self._sp(sp_id)
+            return sec.masked(record["secrets"])
+
+    # ----- schema and on-demand ---------------------------------------------------------
+    def get_schema(self, sp_id: str, job_id: str) -> dict:
+        """GET .../jobs/{jobId}/schema."""
+        with self._lock:
+            self._advance()
+            job = self._job(sp_id, job_id)
+            return {"id": job.id, **copy.deepcopy(self._schema(job))}
+
+    def put_schema(self, sp_id: str, job_id: str, body: dict) -> None:
+        """PUT .../jobs/{jobId}/schema: replace it; a running job starts a new initial cycle (DOC)."""
+        with self._lock:
+            self._advance()
+            job = self._job(sp_id, job_id)
+            if not isinstance(body, dict):
+                raise _bad("The request body must be a synchronizationSchema object.")
+            for name in ("directories", "synchronizationRules"):
+                if not isinstance(body.get(name), list) or not all(isinstance(x, dict) for x in body[name]):
+                    raise _bad(f"'{name}' is required and must be an array of objects.")
+            job.schema = {
+                "version": body.get("version") or self._schema(job).get("version"),
+                "directories": copy.deepcopy(body["directories"]),
+                "synchronizationRules": copy.deepcopy(body["synchronizationRules"]),
+            }
+            job.watermark = False
+            if job.running and job.cycle is None and job.quarantine is None:
+                job.code = "NotRun"
+                self.engine.start(job, self._now())
+
+    def provision_on_demand(self, sp_id: str, job_id: str, body: dict) -> dict:
+        """POST .../provisionOnDemand -> 200 stringKeyStringValuePair (one subject: shape 1; several: shape 2)."""
+        with self._lock:
+            self._advance()
+            job = self._job(sp_id, job_id)
+            subjects = self._on_demand_subjects(job, body)
+            self._require_credentials(job)
+            ctx = self._context(job)
+            results = [self._provision_one(job, ctx, obj) for obj in subjects]
+            if len(results) == 1:
+                key, value = results[0]
+                return {"@odata.type": "#microsoft.graph.stringKeyStringValuePair", "key": json.dumps(key), "value": json.dumps(value)}
+            return {
+                "@odata.type": "#microsoft.graph.stringKeyStringValuePair",
+                "key": "Microsoft.Identity.Health.CPP.Common.DataContracts.SyncFabric.StatusInfo",
+                "value": json.dumps([value for _, value in results]),
+            }
+
+    # ----- logs, time, persistence ------------------------------------------------------
+    def provisioning_logs(self, api_version: str) -> list[dict]:
+        """Every kept provisioningObjectSummary row, newest first, in the version's shape."""
+        with self._lock:
+            self._advance()
+            version = "beta" if api_version == "beta" else "v1.0"
+            return [render(row, version) for row in self.logs.rows()]
+
+    def advance(self) -> None:
+        """Run the simulation up to ``clock.now()`` (the server calls this before every request)."""
+        with self._lock:
+            self._advance()
+
+    def to_state(self) -> dict:
+        """Everything needed to continue after a restart (JSON-serialisable)."""
+        with self._lock:
+            return {
+                "version": STATE_VERSION,
+                "servicePrincipals": copy.deepcopy(self._sps),
+                "jobs": [job.to_state() for job in self.engine.jobs.values()],
+                "logs": self.logs.to_state(),
+            }
+
+    def load_state(self, state: dict) -> None:
+        """Replace the current state with a saved one (pending events are rebuilt from it)."""
+        with self._lock:
+            if state.get("version") != STATE_VERSION:
+                raise ValueError(f"unsupported provisioning state version {state.get('version')!r}")
+            self._sps = copy.deepcopy(state.get("servicePrincipals", {}))
+            self.engine.jobs = {data["id"]: Job.from_state(copy.deepcopy(data)) for data in state.get("jobs", [])}
+            self.logs.load_state(copy.deepcopy(state.get("logs", [])))
+            self.engine.rebuild_heap()
+
+    # ----- helpers --------------------------------------------------------------------
+    def _advance(self) -> None:
+        self.engine.advance(self._now())
+
+    def _now(self) -> float:
+        return self.clock.now().timestamp()
+
+    def _sp(self, sp_id: str) -> tuple[dict, dict]:
+        sp = self.directory.get_service_principal(sp_id)
+        if sp is None:
+            raise not_found(sp_id)
+        record = self._sps.get(sp_id)
+        if record is None:
+            record = self._sps[sp_id] = {"templateId": sp.get("applicationTemplateId"), "secrets": {}, "jobs": []}
+        return record, sp
+
+    def _job(self, sp_id: str, job_id: str) -> Job:
+        record, _ = self._sp(sp_id)
+        job = self.engine.jobs.get(job_id)
+        if job is None or job.id not in record["jobs"]:
+            raise not_found(job_id)
+        return job
+
+    def _sync_templates(self, record: dict) -> list[dict]:
+        return cat.sync_templates(self.catalog, record.get("templateId"))
+
+    def _find_sync(self, record: dict, template_id: str) -> dict | None:
+        return next((t for t in self._sync_templates(record) if t["id"] == template_id), None)
+
+    def _schema(self, job: Job) -> dict:
+        if job.schema is not None:
+            return job.schema
+        sync = self._find_sync(self._sps[job.sp_id], job.template_id) or {}
+        return sync.get("schema") or {"directories": [], "synchronizationRules": []}
+
+    def _tenant(self, sp: dict) -> str:
+        return sp.get("appOwnerOrganizationId") or self.settings.extra.get("tenantId") or "00000000-0000-0000-0000-000000000000"
+
+    def _require_credentials(self, job: Job) -> None:
+        record = self._sps[job.sp_id]
+        sync = self._find_sync(record, job.template_id) or {}
+        missing = [c["key"] for c in sync.get("credentials", []) if c.get("required") and not record["secrets"].get(c["key"])]
+        if missing and self.settings.start_without_secrets == "error":
+            # UNCONFIRMED: what the real service answers; a 400 naming the missing keys is the choice (setting).
+            raise _bad(
+                f"The job cannot run without credentials: missing {', '.join(missing)}. "
+                "Save them with PUT /servicePrincipals/{id}/synchronization/secrets first."
+            )
+
+    def _context(self, job: Job) -> dict:
+        """Facts a cycle needs, read at its start (scenario from the saved credentials)."""
+        record = self._sps[job.sp_id]
+        sp = self.directory.get_service_principal(job.sp_id) or {}
+        sync = self._find_sync(record, job.template_id) or {}
+        creds = record["secrets"]
+        address, token = _target_identity(sync, creds)
+        scenario = resolve(self.targets, address, token, job.template_id)
+        sync_all = creds.get("SyncAll", str(self.settings.default_sync_all)).strip().lower() == "true"
+        user_type, group_type = _target_types(self._schema(job))
+        return {
+            "scenario": scenario.name,
+            "params": dict(scenario.params),
+            "app": sp.get("displayName") or "application",
+            "appId": sp.get("appId", ""),
+            "tenantId": self._tenant(sp),
+            "syncAll": sync_all,
+            "deleteThreshold": _delete_threshold(job, creds),
+            "userType": user_type,
+            "groupType": group_type,
+            "targetSystemId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"target:{job.id}")),
+        }
+
+    def _on_demand_subjects(self, job: Job, body: dict) -> list[dict]:
+        params = body.get("parameters") if isinstance(body, dict) else None
+        if not isinstance(params, list) or not params:
+            raise _bad("'parameters' is required: [{ruleId, subjects: [{objectId, objectTypeName}]}].")
+        rule_ids = {r.get("id") for r in self._schema(job).get("synchronizationRules", [])}
+        directory = None
+        found: list[dict] = []
+        for index, param in enumerate(params):
+            if not isinstance(param, dict) or param.get("ruleId") not in rule_ids:
+                raise _bad(f"parameters[{index}].ruleId must be the id of a synchronizationRule of the job's schema.")
+            subjects = param.get("subjects")
+            if not isinstance(subjects, list) or not subjects:
+                raise _bad(f"parameters[{index}].subjects must be a non-empty array.")
+            for subject in subjects:
+                if not isinstance(subject, dict) or not isinstance(subject.get("objectId"), str):
+                    raise _bad(f"parameters[{index}].subjects[].objectId is required.")
+                if directory is None:
+                    directory = {o["id"]: o for o in map(object_from_directory, self.directory.all_users() + self.directory.all_groups()) if o}
+                obj = directory.get(subject["objectId"])
+                if obj is None:
+                    raise not_found(subject["objectId"])
+                found.append(obj)
+        return found
+
+    def _provision_one(self, job: Job, ctx: dict, obj: dict) -> tuple[dict, dict]:
+        now = self._now()
+        in_scope = obj["id"] in scope_objects(self.directory, job.sp_id, ctx["syncAll"])
+        if not in_scope:
+            key = {"result": "Skipped", "details": {"errorCode": "NotEffectivelyEntitled", "reason": f"{obj['type']} '{obj['displayName']}' is not assigned to the application."}}
+            return key, {"action": "Other", "reportableIdentifier": obj["displayName"], "sourceIdentity": {"id": obj["id"], "displayName": obj["displayName"], "identityType": obj["type"], "details": {}}}
+        link = job.links.get(obj["id"])
+        action = "create" if link is None else ("update" if link["hash"] != obj["hash"] else "other")
+        error = None
+        if ctx["scenario"] == "invalidCredentials":
+            status, error = "failure", "unauthorized"
+        elif ctx["scenario"] == "escrowFailures" and action != "other":
+            status, error = "failure", "serverError"
+        else:
+            status = "skipped" if action == "other" else "success"
+        row = self.engine.apply_single(job, obj, action, status, error, ctx, now)
+        info = row["provisioningStatusInfo"]
+        err = info["errorInformation"] or {}
+        result = {"success": "Success", "failure": "Failure", "skipped": "Skipped"}[status]
+        key = {"result": result, "details": {"errorCode": "RedundantExport"} if status == "skipped" else ({"errorCode": err.get("errorCode")} if err else {})}
+        value = {
+            "action": action.capitalize(),
+            "changeId": row["changeId"],
+            "startTime": ts(now - row["durationInMilliseconds"] / 1000.0),
+            "endTime": row["activityDateTime"],
+            "modifiedProperties": row["modifiedProperties"],
+            "provisioningSteps": row["provisioningSteps"],
+            "reportableIdentifier": obj["displayName"],
+            "statusInfo": {
+                "status": result,
+                "errorCode": err.get("errorCode"),
+                "reason": err.get("reason"),
+                "additionalDetails": None,
+                "errorCategory": "NonServiceFailure" if err else None,
+                "recommendedAction": None,
+            },
+            "sourceIdentity": row["sourceIdentity"],
+            "sourceSystem": row["sourceSystem"],
+            "targetIdentity": row["targetIdentity"],
+            "targetSystem": row["targetSystem"],
+        }
+        return key, value
+
+
+def _reset_scopes(body: dict | None) -> set[str]:
+    """The resetScope flags of a restart body (empty/absent -> what the portal's Restart does)."""
+    if body is None:
+        return set(PORTAL_RESTART)
+    if not isinstance(body, dict):
+        raise _bad("The request body must be a JSON object.")
+    criteria = body.get("criteria")
+    if criteria is None:
+        return set(PORTAL_RESTART)
+    if not isinstance(criteria, dict):
+        raise _bad("'criteria' must be an object with a 'resetScope' string.")
+    raw = criteria.get("resetScope")
+    if raw is None:
+        return set(PORTAL_RESTART)
+    if isinstance(raw, list):
+        parts = [str(p).strip() for p in raw]
+    elif isinstance(raw, str):
+        parts = [p.strip() for p in raw.split(",")]
+    else:
+        raise _bad("'criteria.resetScope' must be a comma-separated string.")
+    parts = [p for p in parts if p]
+    if not parts:
+        return set(PORTAL_RESTART)
+    for part in parts:
+        if part not in RESET_SCOPES:
+            raise _bad(f"Requested value '{part}' was not found. resetScope values: {', '.join(RESET_SCOPES)}.")
+    return set(parts)
+
+
+def _target_identity(sync: dict, values: dict) -> tuple[str, str]:
+    """(address, token) of the simulated target from credential values, per the template's roles."""
+    creds = sync.get("credentials") or [{"key": "BaseAddress", "role": "address"}, {"key": "SecretToken", "role": "token"}]
+    address = token = ""
+    for cred in creds:
+        value = values.get(cred["key"]) or cred.get("default") or ""
+        if cred.get("role") == "address":
+            address = value
+        elif cred.get("role") == "token":
+            token = value
+    return address, token
+
+
+def _target_types(schema: dict) -> tuple[str, str]:
+    """Target object names for users and groups, from the schema's object mappings."""
+    user_type, group_type = "User", "Group"
+    for rule in schema.get("synchronizationRules", []):
+        for mapping in rule.get("objectMappings", []):
+            if mapping.get("sourceObjectName") == "User" and mapping.get("targetObjectName"):
+                user_type = mapping["targetObjectName"]
+            if mapping.get("sourceObjectName") == "Group" and mapping.get("targetObjectName"):
+                group_type = mapping["targetObjectName"]
+    return user_type, group_type
+
+
+def _delete_threshold(job: Job, creds: dict) -> int | None:
+    """Accidental-deletion threshold: SyncNotificationSettings if it sets one, else the job setting."""
+    raw = creds.get("SyncNotificationSettings")
+    if raw:
+        try:
+            notify = json.loads(raw)
+        except ValueError:
+            notify = {}
+        if isinstance(notify, dict) and "DeleteThresholdEnabled" in notify:
+            enabled = str(notify.get("DeleteThresholdEnabled")).lower() == "true"
+            if not enabled:
+                return None
+            try:
+                return int(notify.get("DeleteThresholdValue"))
+            except (TypeError, ValueError):
+                pass
+    try:
+        return int(job.setting("QuarantineTooManyDeletesThreshold", "500"))
+    except (TypeError, ValueError):
+        return 500

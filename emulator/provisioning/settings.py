@@ -1,0 +1,91 @@
+"""Tunable numbers of the provisioning simulation, all in *simulated* seconds.
+
+Defaults follow the documented behaviour of the real service (see
+``/work/shared/reference/limits-and-guarantees.md`` C4 and ``graph-provisioning-api.md`` §3.8-3.10);
+the emulator's clock ``scale`` compresses them for demos and tests. Values the documents do not
+pin down are marked UNCONFIRMED and kept here so they can be changed without code edits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Every knob of the simulation. Build with :meth:`from_dict` (unknown keys are ignored)."""
+
+    # UNCONFIRMED: the docs only say the first cycle starts "within minutes" of Start.
+    cycle_start_delay_seconds: float = 20.0
+    # DOC: an initial cycle takes 0.01-0.08 min per assigned user, group or member.
+    initial_seconds_per_object_min: float = 0.6
+    initial_seconds_per_object_max: float = 4.8
+    # Incremental changes: matching existing users is ~2x faster than creating them (DOC, C4).
+    incremental_seconds_per_object_min: float = 0.3
+    incremental_seconds_per_object_max: float = 2.4
+    # A cycle with nothing to do still takes a moment (import of deltas).
+    minimum_cycle_seconds: float = 2.0
+    # DOC: incremental cycles run "approximately every 40 minutes" (schedule interval PT40M).
+    incremental_interval_seconds: float = 2400.0
+    # DOC (quarantine article, 2023-2025 text): retries 6 h, 12 h, 24 h, then every 24 h.
+    quarantine_backoff_seconds: tuple[float, ...] = (21600.0, 43200.0, 86400.0)
+    # DOC: after more than four weeks in quarantine the job is disabled.
+    quarantine_disable_after_seconds: float = 28 * 86400.0
+    # DOC: quarantine when more than 40% of events fail. The real service only evaluates after
+    # about 5,000 failures; the emulator's tenants are small, so it evaluates from this count.
+    escrow_quarantine_proportion: float = 0.4
+    escrow_quarantine_min_failures: int = 1
+    # OBS: a wrong-case secret key gave 500 InternalError (msgraph-beta-sdk-java#372); 400 is a choice.
+    secret_key_error_status: int = 500
+    # UNCONFIRMED: merge or replace on PUT secrets. "replace" = the stored set is exactly what was
+    # PUT (Terraform's assumption); "merge" keeps keys not sent. Empty values delete a key in both.
+    secrets_put_mode: str = "replace"
+    # UNCONFIRMED: what Start does without saved credentials. "error" answers 400; "quarantine"
+    # accepts and lets the first cycle fail with EncounteredQuarantineException.
+    start_without_secrets: str = "error"
+    # UNCONFIRMED: schedule.state of a paused job; the docs' Paused examples show "Disabled".
+    pause_schedule_state: str = "Disabled"
+    # UNCONFIRMED (portal default "sync assigned only" vs the docs' "generally True").
+    default_sync_all: bool = False
+    # UNCONFIRMED: the error code of a failed validateCredentials (the portal's Test Connection shows this one).
+    validate_error_code: str = "SystemForCrossDomainIdentityManagementCredentialValidationUnavailable"
+    # Provisioning log rows kept in memory (oldest dropped first).
+    log_capacity: int = 20000
+    # Largest clock jump processed cycle by cycle for an idle, steady job; beyond it idle cycles are coalesced.
+    max_idle_cycles_replayed: int = 3
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "EngineSettings":
+        """Settings from a plain dict (camelCase or snake_case keys); unknown keys land in ``extra``."""
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in (values or {}).items():
+            name = _snake(key)
+            if name in known and name != "extra":
+                kwargs[name] = tuple(value) if name == "quarantine_backoff_seconds" else value
+            else:
+                extra[key] = value
+        if kwargs.get("secrets_put_mode", "replace") not in ("replace", "merge"):
+            raise ValueError("secrets_put_mode must be 'replace' or 'merge'")
+        if kwargs.get("start_without_secrets", "error") not in ("error", "quarantine"):
+            raise ValueError("start_without_secrets must be 'error' or 'quarantine'")
+        return cls(**kwargs, extra=extra)
+
+    def quarantine_backoff(self, series_count: int) -> float:
+        """Seconds until the next re-evaluation after the ``series_count``-th imposition (1-based)."""
+        steps = self.quarantine_backoff_seconds or (86400.0,)
+        return steps[min(max(series_count, 1), len(steps)) - 1]
+
+
+def _snake(name: str) -> str:
+    out = []
+    for ch in name:
+        if ch.isupper():
+            out.append("_")
+            out.append(ch.lower())
+        else:
+            out.append(ch)
+    return "".join(out).lstrip("_")
