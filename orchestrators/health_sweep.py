@@ -4,8 +4,8 @@ Contract
 --------
 Input: ``{"options": {...}}`` (the timer trigger passes the options from ``core.settings``).
 
-Output: ``{"sweptAt", "total", "counts": {healthy, notStarted, running, quarantined, paused,
-disabled, missingJob, unknown, unreadable}, "quarantinedByReason": {reason: n}, "unhealthy":
+Output: ``{"sweptAt", "total", "counts": {healthy, notStarted, running, failing, quarantined,
+paused, disabled, missingJob, unknown, unreadable}, "quarantinedByReason": {reason: n}, "unhealthy":
 [{servicePrincipalId, displayName, jobId, category, reason, ...}], "restarted": [...]}``.
 
 Side effect: one structured log line (JSON) per unhealthy instance, written only when the
@@ -30,7 +30,7 @@ from core import names
 from orchestrators.blueprint import bp
 from orchestrators.options import WorkflowOptions
 from orchestrators.phases import (
-    DISABLED, MISSING_JOB, NOT_STARTED, PAUSED, QUARANTINED, RUNNING, STEADY, UNKNOWN,
+    DISABLED, FAILING, MISSING_JOB, NOT_STARTED, PAUSED, QUARANTINED, RUNNING, STEADY, UNKNOWN,
     is_credential_quarantine, phase_of, quarantine_reason,
 )
 from orchestrators.steps import call_step, chunks, failure_message, gather_settled, iso
@@ -38,8 +38,9 @@ from orchestrators.steps import call_step, chunks, failure_message, gather_settl
 log = logging.getLogger("orchestrators.health_sweep")
 
 #: report category per phase (the fleet vocabulary of the issue)
-_CATEGORY = {STEADY: "healthy", NOT_STARTED: "notStarted", RUNNING: "running", QUARANTINED: "quarantined",
-             PAUSED: "paused", DISABLED: "disabled", MISSING_JOB: "missingJob", UNKNOWN: "unknown"}
+_CATEGORY = {STEADY: "healthy", NOT_STARTED: "notStarted", RUNNING: "running", FAILING: "failing",
+             QUARANTINED: "quarantined", PAUSED: "paused", DISABLED: "disabled", MISSING_JOB: "missingJob",
+             UNKNOWN: "unknown"}
 _HEALTHY = {"healthy", "running"}
 
 
@@ -117,8 +118,8 @@ def _entry(inst: dict[str, Any], ok: bool, value: Any) -> dict[str, Any]:
 
 
 def _report(swept_at: str, entries: list[dict[str, Any]], restarted: list[dict[str, Any]]) -> dict[str, Any]:
-    categories = ("healthy", "notStarted", "running", "quarantined", "paused", "disabled", "missingJob",
-                  "unknown", "unreadable")
+    categories = ("healthy", "notStarted", "running", "failing", "quarantined", "paused", "disabled",
+                  "missingJob", "unknown", "unreadable")
     tally = Counter(e["category"] for e in entries)
     by_reason = Counter(e.get("reason") for e in entries if e["category"] == "quarantined")
     return {

@@ -11,7 +11,8 @@ last classification), "provisioningErrors": [...], "steadyStateAt"?}``.
 
 Custom status: ``{"polls", "phase", "nextPollAt"}``.
 
-Loop: read the status (activity ``get_job_status``) and classify; steady state → done; quarantined
+Loop: read the status (activity ``get_job_status``) and classify; steady state → done; paused or
+disabled → done as failed (it will not move by itself); quarantined
 → read the job's provisioning errors (``get_provisioning_errors``; Graph allows 5 such requests per
 10 s per app and tenant, so the activity reports throttling and we wait it out on a timer) → done;
 deadline passed → timed out; otherwise sleep on a durable timer whose interval grows from
@@ -29,7 +30,7 @@ import azure.durable_functions as df
 from core import names
 from orchestrators.blueprint import bp
 from orchestrators.options import WorkflowOptions
-from orchestrators.phases import QUARANTINED, STEADY, phase_of, quarantine_reason
+from orchestrators.phases import QUARANTINED, STEADY, is_settled, phase_of, quarantine_error, quarantine_reason
 from orchestrators.steps import call_step, iso, parse_iso
 
 
@@ -63,8 +64,14 @@ def monitor_job(context: df.DurableOrchestrationContext):
         if phase == QUARANTINED:
             errors = yield from _provisioning_errors(context, job, options)
             reason = quarantine_reason(status) or "Quarantine"
+            error = quarantine_error(status)
+            if error and error.get("code"):
+                reason = f"{reason} ({error['code']})"
             return {"outcome": "quarantined", "reason": reason, "polls": polls, "status": status,
                     "provisioningErrors": errors}
+        if is_settled(status):  # paused or disabled: it will not reach steady state by itself
+            return {"outcome": "failed", "reason": f"job is {phase} (code {status.get('code')})", "polls": polls,
+                    "status": status, "provisioningErrors": []}
         if now >= deadline:
             return {"outcome": "timedOut", "reason": f"job still {phase} at the deadline", "polls": polls,
                     "status": status, "provisioningErrors": []}

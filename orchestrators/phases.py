@@ -1,57 +1,55 @@
-"""Map the job-status classification returned by ``get_job_status`` to the workflow's phases.
+"""Read the job-status classification returned by ``get_job_status`` (``core.status.JobStatus.to_dict``).
 
-Why: ``core`` owns the rules that turn a Graph ``synchronizationJob`` into a classification
-(steady state needs ``steadyStateLastAchievedTime`` after our start, quarantine is either the code
-or a populated quarantine object, ...). The orchestrators only need a small vocabulary to decide
-what to do next; this module is that single translation point.
+Why: ``core.status`` owns the rules that turn a Graph ``synchronizationJob`` into a state (steady
+state needs ``steadyStateLastAchievedTime`` after our start, quarantine is either the code or a
+populated quarantine object, ...). The orchestrators only need a few questions answered about that
+dict; this module is the single place that knows its keys.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-STEADY = "steadyState"
-QUARANTINED = "quarantined"
-RUNNING = "running"
-NOT_STARTED = "notStarted"
-PAUSED = "paused"
-DISABLED = "disabled"
-MISSING_JOB = "missingJob"
-UNKNOWN = "unknown"
+from core.status import JobState
 
-_ALIASES = {
-    "steady": STEADY, "steadystate": STEADY, "healthy": STEADY, "active": STEADY,
-    "quarantine": QUARANTINED, "quarantined": QUARANTINED,
-    "running": RUNNING, "initialcycle": RUNNING, "notrun": RUNNING, "inprogress": RUNNING,
-    "notstarted": NOT_STARTED, "notconfigured": NOT_STARTED,
-    "paused": PAUSED, "disabled": DISABLED,
-    "missing": MISSING_JOB, "missingjob": MISSING_JOB, "nojob": MISSING_JOB,
-}
+STEADY = JobState.STEADY_STATE.value
+QUARANTINED = JobState.QUARANTINED.value
+RUNNING = JobState.RUNNING.value
+NOT_STARTED = JobState.NOT_STARTED.value
+PAUSED = JobState.PAUSED.value
+DISABLED = JobState.DISABLED.value
+FAILING = JobState.FAILED.value  # last run failed: an early warning, the job keeps running
+MISSING_JOB = "MissingJob"        # the service principal has no synchronization job
+UNKNOWN = "Unknown"
+
+_KNOWN = {s.value for s in JobState} | {MISSING_JOB}
 
 
 def phase_of(status: dict[str, Any] | None) -> str:
-    """The phase named by a classification dict (``state``/``phase``/``category`` key)."""
-    if not status:
-        return UNKNOWN
-    raw = status.get("state") or status.get("phase") or status.get("category") or ""
-    return _ALIASES.get(str(raw).replace("_", "").replace("-", "").replace(" ", "").lower(), UNKNOWN)
+    """The ``state`` of a classification dict (``Unknown`` when absent or unrecognised)."""
+    state = (status or {}).get("state")
+    return state if state in _KNOWN else UNKNOWN
+
+
+def is_settled(status: dict[str, Any] | None) -> bool:
+    """True when the job will not move on its own (steady, quarantined, paused, disabled)."""
+    return bool((status or {}).get("settled")) or phase_of(status) in {STEADY, QUARANTINED, PAUSED, DISABLED}
 
 
 def quarantine_reason(status: dict[str, Any] | None) -> str | None:
-    """The quarantine reason of a classification, e.g. ``EncounteredQuarantineException``."""
-    if not status:
-        return None
-    quarantine = status.get("quarantine") if isinstance(status.get("quarantine"), dict) else {}
-    return status.get("reason") or quarantine.get("reason") or status.get("quarantineReason")
+    """The quarantine reason, e.g. ``EncounteredQuarantineException``."""
+    quarantine = (status or {}).get("quarantine")
+    return quarantine.get("reason") if isinstance(quarantine, dict) else None
+
+
+def quarantine_error(status: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The quarantine's ``{code, message}`` error, if Graph gave one."""
+    quarantine = (status or {}).get("quarantine")
+    error = quarantine.get("error") if isinstance(quarantine, dict) else None
+    return error if isinstance(error, dict) else None
 
 
 def is_credential_quarantine(status: dict[str, Any] | None) -> bool:
     """True when the quarantine was caused by the target credentials (the only kind we may restart)."""
-    if not status:
-        return False
-    if status.get("credentialCaused") is not None:
-        return bool(status["credentialCaused"])
-    reason = (quarantine_reason(status) or "").lower()
-    error = status.get("error") if isinstance(status.get("error"), dict) else {}
-    code = str(error.get("code") or status.get("errorCode") or "").lower()
-    return reason == "encounteredquarantineexception" or "credential" in code or "unauthorized" in code
+    quarantine = (status or {}).get("quarantine")
+    return isinstance(quarantine, dict) and bool(quarantine.get("credentialProblem"))

@@ -3,7 +3,8 @@
 Contract
 --------
 Input: ``{"batchId": str, "instance": {key, displayName, applicationTemplate, templateId?,
-credentials, users?, groups?, notificationEmail?, synchronizationTemplateId?}, "options": {...}}``.
+credentials, assignments?: {users, groups}, syncAll?, labels?, notificationEmail?,
+synchronizationTemplateId?}, "options": {...}}`` (the request form of ``core.model`` plus ``key``).
 ``credentials`` holds Key Vault references and non-secret literals only.
 
 Output (always returned, never raised, so the batch report has the reason): ``{instanceKey,
@@ -92,7 +93,8 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
 
     result = yield from step(names.ENSURE_APPLICATION, {"batchId": batch_id, "instanceKey": inst.get("key"),
                                                         "displayName": inst.get("displayName"),
-                                                        "templateId": template_id})
+                                                        "templateId": template_id,
+                                                        "labels": inst.get("labels") or {}})
     if not result.get("ok"):
         return result
     for key in ("applicationId", "appId", "servicePrincipalId"):
@@ -118,17 +120,19 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
     if not result.get("ok"):
         return result
 
-    secrets_request = {"servicePrincipalId": sp_id, "credentials": credentials}
+    secrets_request = {"servicePrincipalId": sp_id, "credentials": credentials,
+                       "syncAll": bool(inst.get("syncAll"))}
     if inst.get("notificationEmail"):
         secrets_request["notificationEmail"] = inst["notificationEmail"]
     result = yield from step(names.SAVE_SECRETS, secrets_request)
     if not result.get("ok"):
         return result
 
-    if inst.get("users") or inst.get("groups"):
+    assignments = inst.get("assignments") or {}
+    if assignments.get("users") or assignments.get("groups"):
         result = yield from step(names.ASSIGN_PRINCIPALS, {"servicePrincipalId": sp_id,
-                                                           "users": inst.get("users") or [],
-                                                           "groups": inst.get("groups") or []})
+                                                           "users": assignments.get("users") or [],
+                                                           "groups": assignments.get("groups") or []})
         if not result.get("ok"):
             return result
 

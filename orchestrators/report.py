@@ -18,18 +18,19 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from core import model
+
 OUTCOMES = ("steadyState", "quarantined", "failed", "timedOut")
 
 
 def child_instance_id(batch_id: str, instance_key: str) -> str:
-    """Deterministic id of one instance's ``provision_instance`` orchestration.
+    """Deterministic id of one instance's ``provision_instance`` orchestration: ``<batchId>:<key>``.
 
-    Derived from the batch id and the instance key, so a replay, a restart or a re-submission of
-    the same request addresses the same child (and never starts a second one). Characters that
-    Durable refuses in instance ids (``/ \\ # ?`` and control characters) are replaced.
+    Derived from the batch id and the instance key (hex, from ``core.model.instance_key``), so a
+    replay, a restart or a re-submission of the same request addresses the same child and never
+    starts a second one. The rule itself is ``core.model.child_instance_id``.
     """
-    safe = "".join("_" if ch in "/\\#?" or ord(ch) < 32 else ch for ch in str(instance_key))
-    return f"{batch_id}:{safe}"
+    return model.child_instance_id(batch_id, str(instance_key))
 
 
 def monitor_instance_id(child_id: str) -> str:

@@ -21,10 +21,9 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from core import names
+from core.model import child_instance_id
 from core.errors import ConfigurationError, InvalidRequest
 from core.settings import get_settings
-# the child-id rule has one home, next to the orchestrator that uses it (a pure function, no Durable)
-from orchestrators.report import child_instance_id
 from triggers.blueprint import bp
 from triggers.responses import error_response, json_response
 from triggers.submission import RequestConflict, batch_instance_id, prepare, start_once
@@ -79,7 +78,7 @@ async def http_get_provisioning_request(req: func.HttpRequest, client: df.Durabl
     """A readable summary of one batch (by batch id or by the caller's request id)."""
     wanted = req.route_params.get("id") or ""
     status = None
-    for candidate in dict.fromkeys([wanted, batch_instance_id(wanted, "")]):
+    for candidate in dict.fromkeys([wanted, batch_instance_id(wanted)]):
         found = await client.get_status(candidate, show_input=True)
         if found and found.name == names.PROVISION_BATCH:
             status = found

@@ -1,7 +1,6 @@
 """Turn a request body into exactly one ``provision_batch`` orchestration (shared by HTTP and queue).
 
-Idempotency: the batch's instance id is derived from the caller's ``requestId`` (or, without one,
-from a hash of the validated request), so a re-submission, a redelivered queue message or a
+Idempotency: the batch's instance id is derived from the caller's (required) ``requestId``, so a re-submission, a redelivered queue message or a
 duplicate message addresses the *same* instance. Before starting we look the id up; an existing
 instance (running or finished) is answered, never restarted - ``start_new`` on a finished id would
 replace it (Durable's ``overridableExistingInstanceStates``). Two submissions racing past the
@@ -52,23 +51,23 @@ class Submission:
 
 def prepare(body: Any, settings: Settings) -> Submission:
     """Validate ``body`` (raises ``core.errors.InvalidRequest`` listing every problem) and build the input."""
-    request = model.parse_request(body)
-    normalized = request.to_dict()
+    request = model.parse_request(body, settings.request_max_instances)
+    # the orchestrators address each instance by its key (derived from the display name)
+    normalized = {"requestId": request.request_id,
+                  "instances": [{**spec.to_dict(), "key": spec.key} for spec in request.instances]}
     canonical = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
     request_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    request_id = normalized.get("requestId")
+    request_id = request.request_id
     return Submission(
-        instance_id=batch_instance_id(request_id, request_hash),
+        instance_id=batch_instance_id(request_id),
         input={"requestId": request_id, "requestHash": request_hash, "request": normalized,
                "options": workflow_options(settings)},
     )
 
 
-def batch_instance_id(request_id: str | None, request_hash: str) -> str:
-    """``batch-<requestId>`` for a caller-chosen id, else ``batch-sha-<first 32 hex of the hash>``."""
-    if request_id:
-        return "batch-" + _UNSAFE_ID_CHARS.sub("_", request_id)[:200]
-    return "batch-sha-" + request_hash[:32]
+def batch_instance_id(request_id: str) -> str:
+    """``batch-<requestId>``: the prefix keeps batches apart from other orchestrations (health-sweep)."""
+    return "batch-" + _UNSAFE_ID_CHARS.sub("_", request_id)[:200]
 
 
 async def start_once(client: Any, submission: Submission) -> bool:
