@@ -476,6 +476,10 @@ class DurableEngine:
             return
         consumed += [mid for mid, _ in events]
         new_events = [ev for _, ev in events]
+        if row.status == "Suspended":  # events held back while suspended are delivered after the resume
+            control = (h.EXECUTION_SUSPENDED, h.EXECUTION_RESUMED)
+            new_events = [ev for ev in new_events if ev["EventType"] in control] + \
+                [ev for ev in new_events if ev["EventType"] not in control]
         if not cached.events:
             starts = [ev for ev in new_events if ev["EventType"] == h.EXECUTION_STARTED]
             if not starts:

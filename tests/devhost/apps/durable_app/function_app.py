@@ -128,6 +128,21 @@ def durable_slow_and_fast(context: df.DurableOrchestrationContext):
     return (yield context.call_activity("durable_slow", context.get_input()))
 
 
+@app.orchestration_trigger(context_name="context")
+def durable_unknown_activity(context: df.DurableOrchestrationContext):
+    yield context.call_activity("durable_does_not_exist", 1)
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_blocked_flaky(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("durable_flaky", context.get_input()))
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_blocked(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("durable_block", context.get_input()))
+
+
 @app.activity_trigger(input_name="name")
 def durable_hello(name: str) -> str:
     return f"Hello {name}!"
@@ -156,6 +171,17 @@ def durable_flaky(payload: dict) -> str:
 async def durable_slow(seconds: float) -> float:
     await asyncio.sleep(seconds)
     return seconds
+
+
+# Keys the test releases; durable_block waits (async, without holding a thread) until its key is released.
+RELEASED: set = set()
+
+
+@app.activity_trigger(input_name="key")
+async def durable_block(key: str) -> str:
+    while key not in RELEASED:
+        await asyncio.sleep(0.01)
+    return f"released {key}"
 
 
 @app.durable_client_input(client_name="client")

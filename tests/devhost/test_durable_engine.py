@@ -1,0 +1,335 @@
+"""Orchestration semantics of devhost's Durable engine, run through the real SDK replay engine.
+
+Every test starts a DurableEngine (SQLite under tmp_path) on the test app
+``tests/devhost/apps/durable_app`` and checks outputs *and* the history the extension would have
+written (sequence numbers, retry timers, batching), since that history is what replay depends on.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import pytest
+
+from devhost.app_loader import LoadedApp
+from devhost.durable import history as h
+from devhost.durable.engine import DurableEngine, InstanceGone
+from devhost.durable.errors import InstanceExistsError
+
+APP_PATH = os.path.join(os.path.dirname(__file__), "apps", "durable_app", "function_app.py")
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def app() -> LoadedApp:
+    return LoadedApp.load(APP_PATH)
+
+
+def run(app, tmp_path, scenario, *, virtual_clock=True, host_config=None):
+    """Run ``scenario(engine)`` on a fresh engine and stop it afterwards."""
+
+    async def main():
+        engine = DurableEngine(app, str(tmp_path / "state"), host_config or {}, virtual_clock=virtual_clock)
+        await engine.start()
+        try:
+            return await scenario(engine)
+        finally:
+            await engine.stop()
+
+    return asyncio.run(main())
+
+
+async def finish(engine, instance_id, timeout=60):
+    row = await engine.wait_for_instance(instance_id, timeout)
+    return row, engine.get_history(instance_id)
+
+
+def kinds(history):
+    return [h.EVENT_TYPE_NAMES[ev["EventType"]] for ev in history]
+
+
+def test_chain_completes_with_the_extension_history_shape(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_chain", {"a": "Tokyo", "b": "London"})
+        return await finish(engine, iid)
+
+    row, history = run(app, tmp_path, scenario)
+    assert row.status == "Completed"
+    assert json.loads(row.output) == ["Hello Tokyo!", "Hello London!"]
+    assert json.loads(json.loads(row.input)) == {"a": "Tokyo", "b": "London"}  # stored double-encoded (§5.4)
+    assert kinds(history) == [
+        "OrchestratorStarted", "ExecutionStarted", "TaskScheduled", "OrchestratorCompleted",
+        "OrchestratorStarted", "TaskCompleted", "TaskScheduled", "OrchestratorCompleted",
+        "OrchestratorStarted", "TaskCompleted", "ExecutionCompleted", "OrchestratorCompleted"]
+    assert [ev["EventId"] for ev in history if ev["EventType"] == h.TASK_SCHEDULED] == [0, 1]
+    assert [ev["TaskScheduledId"] for ev in history if ev["EventType"] == h.TASK_COMPLETED] == [0, 1]
+    assert history[10]["EventId"] == 2  # ExecutionCompleted takes the next sequence number
+
+
+def test_fan_out_fan_in_of_500_activities(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_fanout", 500)
+        return await finish(engine, iid)
+
+    row, history = run(app, tmp_path, scenario, host_config={"maxConcurrentActivityFunctions": 16})
+    assert row.status == "Completed"
+    assert json.loads(row.output) == sum(2 * i for i in range(500))
+    completed = [ev["TaskScheduledId"] for ev in history if ev["EventType"] == h.TASK_COMPLETED]
+    assert sorted(completed) == list(range(500))  # each result exactly once
+    episodes = kinds(history).count("OrchestratorStarted")
+    assert episodes < 250  # results arriving together were delivered together (batching)
+
+
+def test_events_waiting_together_are_delivered_in_one_episode(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_approval", None, instance_id="batch-1")
+        await engine.wait_idle(10)
+        async with engine._lock(iid):  # hold the episode back while both events arrive
+            await engine.raise_event(iid, "Approve", '"one"')
+            await engine.raise_event(iid, "Approve", '"two"')
+        return await finish(engine, iid)
+
+    row, history = run(app, tmp_path, scenario)
+    assert row.status == "Completed"
+    assert json.loads(row.output) == ["one", "two"]
+    assert json.loads(row.custom_status) == "approved"
+    assert kinds(history).count("OrchestratorStarted") == 2
+    assert kinds(history)[3:7] == ["OrchestratorStarted", "EventRaised", "EventRaised", "ExecutionCompleted"]
+
+
+def test_retry_that_succeeds_records_a_timer_after_each_failed_attempt(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_retry", {"key": f"ok-{tmp_path.name}", "fail_times": 2, "attempts": 3})
+        return await finish(engine, iid)
+
+    row, history = run(app, tmp_path, scenario)
+    assert json.loads(row.output) == {"ok": "ok after 3 calls"}
+    significant = [(h.EVENT_TYPE_NAMES[ev["EventType"]], ev.get("EventId") if ev["EventType"] in (4, 10) else
+                    ev.get("TaskScheduledId", ev.get("TimerId")))
+                   for ev in history if ev["EventType"] in (4, 5, 6, 10, 11)]
+    assert significant == [("TaskScheduled", 0), ("TaskFailed", 0), ("TimerCreated", 1), ("TimerFired", 1),
+                           ("TaskScheduled", 2), ("TaskFailed", 2), ("TimerCreated", 3), ("TimerFired", 3),
+                           ("TaskScheduled", 4), ("TaskCompleted", 4)]
+    timer = next(ev for ev in history if ev["EventType"] == h.TIMER_CREATED)
+    assert (h.parse_iso(timer["FireAt"]) - h.parse_iso(timer["Timestamp"])).total_seconds() == pytest.approx(1.0)
+
+
+def test_retry_that_runs_out_fails_the_task_after_an_immediate_timer(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_retry", {"key": f"out-{tmp_path.name}", "fail_times": 9, "attempts": 3})
+        return await finish(engine, iid)
+
+    row, history = run(app, tmp_path, scenario)
+    output = json.loads(row.output)
+    assert output["error"].startswith("Activity function 'durable_flaky' failed:  RuntimeError: flaky out-")
+    assert output["after"] == "Hello after!"
+    timers = [ev for ev in history if ev["EventType"] == h.TIMER_CREATED]
+    assert [ev["EventId"] for ev in timers] == [1, 3, 5]
+    assert timers[-1]["FireAt"] == timers[-1]["Timestamp"]  # the last timer fires immediately (§3.4)
+    hello = [ev for ev in history if ev["EventType"] == h.TASK_SCHEDULED][-1]
+    assert (hello["Name"], hello["EventId"]) == ("durable_hello", 6)
+
+
+def test_sub_orchestration_fan_out_with_retry(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_parent", 4, instance_id="parent-1")
+        row, history = await finish(engine, iid)
+        children = {r.instance_id: r for r in engine.store.query() if r.parent_instance_id == iid}
+        return row, history, children
+
+    row, history, children = run(app, tmp_path, scenario)
+    assert row.status == "Completed"
+    assert json.loads(row.output) == [{"child_of": "parent-1", "v": 2 * i} for i in range(4)]
+    created = [ev for ev in history if ev["EventType"] == h.SUB_ORCHESTRATION_CREATED]
+    execution = history[1]["OrchestrationInstance"]["ExecutionId"]
+    assert len(created) == 8  # every child failed once: a new child (new id) per attempt
+    assert all(ev["InstanceId"] == f"{execution}:{ev['EventId']}" for ev in created)
+    statuses = sorted(r.status for r in children.values())
+    assert statuses == ["Completed"] * 4 + ["Failed"] * 4
+    failed = [ev for ev in history if ev["EventType"] == h.SUB_ORCHESTRATION_FAILED]
+    assert failed[0]["Reason"].startswith("Orchestrator function 'durable_child' failed: Activity function 'durable_flaky'")
+
+
+def test_timers_on_the_virtual_clock_including_a_long_timer(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_timer", 2)
+        return await finish(engine, iid)
+
+    row, history = run(app, tmp_path, scenario)
+    assert row.status == "Completed"
+    assert json.loads(row.output) == pytest.approx(2 * 3600 + 10 * 86400, abs=1)
+    timers = [ev for ev in history if ev["EventType"] == h.TIMER_CREATED]
+    # 2 h, then the 10-day timer split by the SDK (V3) into +3 d, +6 d and the real fire time
+    assert [ev["EventId"] for ev in timers] == [0, 1, 2, 3]
+    gaps = [(h.parse_iso(b["FireAt"]) - h.parse_iso(a["FireAt"])).total_seconds() for a, b in zip(timers, timers[1:])]
+    assert gaps[0] == pytest.approx(3 * 86400, abs=1)
+    assert sum(gaps) == pytest.approx(10 * 86400, abs=1)
+
+
+def test_continue_as_new_loop_keeps_history_bounded(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_counter", {"n": 0, "limit": 30}, instance_id="counter")
+        row, history = await finish(engine, iid)
+        return row, history
+
+    row, history = run(app, tmp_path, scenario)
+    assert row.status == "Completed"
+    assert json.loads(row.output) == "counted to 30"
+    assert json.loads(json.loads(row.input)) == {"n": 30, "limit": 30}  # carried input, stored as a JSON string
+    assert json.loads(row.custom_status) == {"n": 30}
+    assert len(history) == 8  # only the last execution: OS ES TS OC, OS TC EC OC
+    assert history[1]["OrchestrationInstance"]["InstanceId"] == "counter"
+
+
+def test_external_events_buffered_and_with_timeout(app, tmp_path):
+    async def scenario(engine):
+        early = await engine.start_orchestration("durable_approval_or_timeout", None, instance_id="early")
+        async with engine._lock(early):  # the event is in the same batch as ExecutionStarted
+            await engine.raise_event(early, "Approve", json.dumps(json.dumps({"by": "alice"})))
+        early_row, _ = await finish(engine, early)
+        late = await engine.start_orchestration("durable_approval_or_timeout", None, instance_id="late")
+        late_row, late_history = await finish(engine, late)  # nothing raised: the virtual clock fires the timer
+        return early_row, late_row, late_history
+
+    early_row, late_row, late_history = run(app, tmp_path, scenario)
+    assert json.loads(early_row.output) == {"approved": '{"by": "alice"}'}  # a str, as the real client gives (§3.7)
+    assert json.loads(late_row.output) == {"approved": None}
+    assert "TimerFired" in kinds(late_history)
+
+
+def test_terminate_a_waiting_instance(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_wait_forever", None, instance_id="t-1")
+        await engine.wait_idle(10)
+        assert engine.get_instance(iid).status == "Running"
+        await engine.terminate(iid, "bye now")
+        row, history = await finish(engine, iid)
+        with pytest.raises(InstanceGone):
+            await engine.raise_event(iid, "Go", "1")
+        return row, history
+
+    row, history = run(app, tmp_path, scenario)
+    assert row.status == "Terminated"
+    assert json.loads(row.output) == "bye now"
+    assert kinds(history)[-3:] == ["ExecutionTerminated", "ExecutionCompleted", "OrchestratorCompleted"]
+    assert history[-2]["OrchestrationStatus"] == h.STATUS_CODE["Terminated"]
+
+
+def test_suspend_holds_events_until_resume(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_wait_forever", None, instance_id="s-1")
+        await engine.wait_idle(10)
+        await engine.suspend(iid, "pause")
+        await engine.wait_idle(10)
+        await engine.raise_event(iid, "Go", json.dumps(json.dumps(7)))
+        await engine.wait_idle(10)
+        suspended = engine.get_instance(iid).status
+        await engine.resume(iid, "go on")
+        row, history = await finish(engine, iid)
+        return suspended, row, history
+
+    suspended, row, history = run(app, tmp_path, scenario)
+    assert suspended == "Suspended"
+    assert row.status == "Completed"
+    assert json.loads(row.output) == ["7", "Hello after!"]
+    names = kinds(history)
+    assert names.index("ExecutionSuspended") < names.index("ExecutionResumed") < names.index("EventRaised")
+
+
+def test_non_deterministic_orchestrator_is_failed_as_in_azure(app, tmp_path):
+    module = app.module
+
+    async def scenario(engine):
+        module.NONDETERMINISTIC["variant"] = "a"
+        iid = await engine.start_orchestration("durable_nondeterministic", None, instance_id="nd-1")
+        await engine.wait_idle(10)
+        module.NONDETERMINISTIC["variant"] = "b"  # the "code change" between episodes
+        try:
+            await engine.raise_event(iid, "Go", None)
+            return await finish(engine, iid)
+        finally:
+            module.NONDETERMINISTIC["variant"] = "a"
+
+    row, history = run(app, tmp_path, scenario)
+    assert row.status == "Failed"
+    message = json.loads(row.output)
+    assert message.startswith("Non-Deterministic workflow detected:")
+    assert "durable_hello" in message and "durable_double" in message
+
+
+def test_orchestrator_failure_keeps_scheduled_work_and_custom_status(app, tmp_path):
+    async def scenario(engine):
+        failing = await engine.start_orchestration("durable_fail")
+        unknown = await engine.start_orchestration("durable_unknown_activity")
+        return (await finish(engine, failing)), (await finish(engine, unknown))
+
+    (row, history), (unknown_row, _) = run(app, tmp_path, scenario)
+    assert row.status == "Failed"
+    assert json.loads(row.output) == "Orchestrator function 'durable_fail' failed: kaputt: x"
+    assert json.loads(row.custom_status) == {"stage": 1}
+    assert history[-2]["EventType"] == h.EXECUTION_COMPLETED and history[-2]["OrchestrationStatus"] == 3
+    assert unknown_row.status == "Failed"
+    assert json.loads(unknown_row.output).startswith(
+        "The function 'durable_does_not_exist' doesn't exist, is disabled, or is not an activity function.")
+
+
+def test_starting_a_running_instance_id_is_refused_but_a_finished_one_is_replaced(app, tmp_path):
+    async def scenario(engine):
+        await engine.start_orchestration("durable_wait_forever", None, instance_id="dup")
+        with pytest.raises(InstanceExistsError):
+            await engine.start_orchestration("durable_chain", None, instance_id="dup")
+        await engine.terminate("dup", "stop")
+        await engine.wait_for_instance("dup", 10)
+        await engine.start_orchestration("durable_chain", {"a": "again"}, instance_id="dup")
+        return await finish(engine, "dup")
+
+    row, history = run(app, tmp_path, scenario)
+    assert row.status == "Completed" and row.name == "durable_chain"
+    assert json.loads(row.output)[0] == "Hello again!"
+    assert kinds(history).count("ExecutionStarted") == 1  # the old execution's history is gone
+
+
+def test_a_slow_activity_does_not_block_other_orchestrations(app, tmp_path):
+    module = app.module
+
+    async def scenario(engine):
+        slow = await engine.start_orchestration("durable_blocked", "slow-key")
+        fast = await engine.start_orchestration("durable_chain", {"a": "fast"})
+        fast_row = await engine.wait_for_instance(fast, 30)
+        slow_status = engine.get_instance(slow).status
+        module.RELEASED.add("slow-key")
+        slow_row = await engine.wait_for_instance(slow, 30)
+        return fast_row, slow_status, slow_row
+
+    fast_row, slow_status, slow_row = run(app, tmp_path, scenario, host_config={"maxConcurrentActivityFunctions": 2,
+                                                                               "maxConcurrentOrchestratorFunctions": 1})
+    assert fast_row.status == "Completed"
+    assert slow_status == "Running"  # still blocked while the other instance completed
+    assert json.loads(slow_row.output) == "released slow-key"
+
+
+def test_function_timeout_fails_the_activity(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_slow_and_fast", 30)
+        return await finish(engine, iid)
+
+    row, _ = run(app, tmp_path, scenario, host_config={"functionTimeout": "00:00:00.3", "extensions": {}})
+    assert row.status == "Failed"
+    assert "Timeout value of 0.3 seconds was exceeded by function: Functions.durable_slow" in json.loads(row.output)
+
+
+def test_rewind_runs_the_failed_activity_again(app, tmp_path):
+    async def scenario(engine):
+        key = f"rw-{tmp_path.name}"
+        iid = await engine.start_orchestration("durable_blocked_flaky", {"key": key, "fail_times": 1})
+        row = await engine.wait_for_instance(iid, 30)
+        assert row.status == "Failed"
+        await engine.rewind(iid, "try again")
+        return await finish(engine, iid)
+
+    row, history = run(app, tmp_path, scenario)
+    assert row.status == "Completed"
+    assert json.loads(row.output) == "ok after 2 calls"
+    assert kinds(history).count("TaskFailed") == 0
