@@ -326,9 +326,19 @@ class _Handlers:
         return web.Response(status=202)
 
 
+async def _entity_get(request: web.Request) -> web.Response:
+    return web.Response(status=404)  # no entity has state: the client reports entity_exists=False
+
+
+async def _entity_signal(request: web.Request) -> web.Response:
+    return _bad_request("Durable entities are not supported by devhost.")
+
+
 def make_routes(engine: "DurableEngine", prefix: str = PREFIX) -> list:
     handlers = _Handlers(engine)
     return [
+        web.get(prefix + "/entities/{name}/{key}", _entity_get),
+        web.post(prefix + "/entities/{name}/{key}", _entity_signal),
         web.post(prefix + "/orchestrators/{name}", handlers.start),
         web.post(prefix + "/orchestrators/{name}/{instance_id}", handlers.start),
         web.get(prefix + "/instances", handlers.list),
