@@ -391,18 +391,21 @@ class Engine:
         job.cycle_count += 1
         job.successive_failures = job.successive_failures + 1 if failed else 0
         job.next_cycle_at = None
-        if not job.running:
-            self.schedule(job, None)
-            return
         if reason:
-            self._quarantine(job, reason, error, at)
+            if job.running:
+                self._quarantine(job, reason, error, at)
+            else:
+                self.schedule(job, None)  # paused meanwhile: the next Start re-evaluates
             return
-        job.quarantine = None
         job.watermark = True
-        job.code = "Active"
         if not job.escrows and cycle["ctx"]["scenario"] != "neverSteady":
             job.steady_first = job.steady_first or at
             job.steady_last = at
+        if not job.running:  # paused while the cycle ran: it completed, nothing more is scheduled
+            self.schedule(job, None)
+            return
+        job.quarantine = None  # a successful cycle lifts a quarantine by itself (DOC)
+        job.code = "Active"
         job.next_cycle_at = at + s.incremental_interval_seconds
         self.schedule(job, job.next_cycle_at)
 

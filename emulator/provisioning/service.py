@@ -276,6 +276,7 @@ class ProvisioningService:
     def to_state(self) -> dict:
         """Everything needed to continue after a restart (JSON-serialisable)."""
         with self._lock:
+            self._advance()
             return {
                 "version": STATE_VERSION,
                 "servicePrincipals": copy.deepcopy(self._sps),

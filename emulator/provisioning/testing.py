@@ -1,11 +1,45 @@
-"""A small in-memory :class:`DirectoryView` for unit tests, benchmarks and experiments.
+"""Test doubles shipped with the simulation: an in-memory directory and a hand-driven clock.
 
-The emulator's server has the real directory; this one lets the simulation run without it.
+The emulator's server has the real directory and a real-time clock; these let the provisioning
+simulation run alone (unit tests, benchmarks, experiments) with time moved explicitly.
 """
 
 from __future__ import annotations
 
+import random
 import uuid
+from datetime import datetime, timedelta, timezone
+
+from emulator.clock import Clock
+
+START = datetime(2026, 11, 27, 10, 0, 0, tzinfo=timezone.utc)
+
+
+class FrozenClock(Clock):
+    """A :class:`Clock` that only moves when :meth:`advance` is called."""
+
+    def __init__(self, start: datetime = START) -> None:
+        super().__init__(scale=1.0, start=start)
+        self._frozen = start
+
+    def now(self) -> datetime:
+        return self._frozen
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("cannot move the clock backward")
+        self._frozen += timedelta(seconds=seconds)
+
+
+def make_service(seed: int = 1, settings: dict | None = None, directory: "MemoryDirectory | None" = None, clock: Clock | None = None):
+    """A ProvisioningService over a MemoryDirectory and a FrozenClock: ``(service, directory, clock)``."""
+    from emulator.provisioning.catalog import load_catalog
+    from emulator.provisioning.service import ProvisioningService
+
+    directory = directory or MemoryDirectory()
+    clock = clock or FrozenClock()
+    service = ProvisioningService(clock, random.Random(seed), directory, load_catalog(), settings or {})
+    return service, directory, clock
 
 
 class MemoryDirectory:
@@ -18,10 +52,16 @@ class MemoryDirectory:
         self.members: dict[str, list[str]] = {}
         self.service_principals: dict[str, dict] = {}
         self.assignments: dict[str, list[str]] = {}
+        self._counter = 0
+
+    def new_id(self) -> str:
+        """Deterministic GUIDs (two directories built the same way have the same ids)."""
+        self._counter += 1
+        return str(uuid.UUID(int=(0xA2 << 120) + self._counter))
 
     def add_user(self, name: str, user_id: str | None = None, **extra: object) -> dict:
         """Create a user named ``name`` (UPN derived from it)."""
-        uid = user_id or str(uuid.uuid4())
+        uid = user_id or self.new_id()
         slug = name.lower().replace(" ", ".")
         user = {"@odata.type": "#microsoft.graph.user", "id": uid, "displayName": name, "userPrincipalName": f"{slug}@contoso.test", "mail": f"{slug}@contoso.test", "accountEnabled": True}
         user.update(extra)
@@ -30,7 +70,7 @@ class MemoryDirectory:
 
     def add_group(self, name: str, members: list[str] = (), group_id: str | None = None) -> dict:
         """Create a security group with direct ``members`` (user or group ids)."""
-        gid = group_id or str(uuid.uuid4())
+        gid = group_id or self.new_id()
         group = {"@odata.type": "#microsoft.graph.group", "id": gid, "displayName": name, "mailEnabled": False, "securityEnabled": True, "mailNickname": name.replace(" ", "")}
         self.groups[gid] = group
         self.members[gid] = list(members)
@@ -38,8 +78,8 @@ class MemoryDirectory:
 
     def add_service_principal(self, display_name: str, template_id: str | None = None, sp_id: str | None = None) -> dict:
         """Create a service principal as instantiate would (owner tenant set)."""
-        sid = sp_id or str(uuid.uuid4())
-        sp = {"id": sid, "appId": str(uuid.uuid4()), "displayName": display_name, "applicationTemplateId": template_id, "appOwnerOrganizationId": self.tenant_id}
+        sid = sp_id or self.new_id()
+        sp = {"id": sid, "appId": self.new_id(), "displayName": display_name, "applicationTemplateId": template_id, "appOwnerOrganizationId": self.tenant_id}
         self.service_principals[sid] = sp
         return sp
 
