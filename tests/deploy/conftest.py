@@ -14,6 +14,8 @@ from types import ModuleType
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:  # core/ is imported from the repository root
+    sys.path.insert(0, str(REPO_ROOT))
 
 
 def load_script(name: str) -> ModuleType:
