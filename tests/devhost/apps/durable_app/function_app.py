@@ -31,6 +31,14 @@ def durable_fanout(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def durable_crash_fanout(context: df.DurableOrchestrationContext):
+    n = context.get_input()
+    results = yield context.task_all([context.call_activity("durable_work", i) for i in range(n)])
+    total = yield context.call_activity("durable_double", sum(results))
+    return {"count": len(results), "total": total}
+
+
+@app.orchestration_trigger(context_name="context")
 def durable_retry(context: df.DurableOrchestrationContext):
     data = context.get_input()
     opts = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=data["attempts"])
@@ -151,6 +159,12 @@ def durable_hello(name: str) -> str:
 @app.activity_trigger(input_name="x")
 def durable_double(x: int) -> int:
     return 2 * x
+
+
+@app.activity_trigger(input_name="i")
+def durable_work(i: int) -> int:
+    time.sleep(0.02)  # long enough for the crash test to kill the host while activities are in flight
+    return i
 
 
 @app.activity_trigger(input_name="payload")
