@@ -1,0 +1,99 @@
+"""Resolve credential references against Key Vault, inside the activity that needs the values.
+
+Why here: orchestration inputs, outputs and exceptions are stored in the task hub in clear
+(limits-and-guarantees B), so requests carry only Key Vault secret *names*. The activity that PUTs
+the secrets to Graph calls :meth:`SecretResolver.resolve`, hands the values straight to the Graph
+call, and returns only the Key Vault *versions* (so freshness can be tracked and a rotation seen).
+
+Key Vault errors become :mod:`core.errors` classes that name the secret, never its value:
+missing/disabled -> SecretNotFound, 401/403 -> SecretAccessDenied (both permanent),
+429/5xx/network -> SecretUnavailable (transient).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from core import errors
+from core.model import SecretRef
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedCredentials:
+    """Credential values ready for Graph, plus the Key Vault version of every referenced secret.
+
+    ``repr`` hides the values, so an accidental log line or traceback cannot show them.
+    """
+
+    values: dict[str, str] = field(repr=False)
+    versions: dict[str, str]
+
+    def secret_values(self) -> list[str]:
+        """The values that came from Key Vault (to scrub from Graph error messages)."""
+        return [self.values[k] for k in self.versions]
+
+
+class SecretResolver:
+    """Reads referenced secrets with one ``SecretClient`` (built once per process by :mod:`core.clients`)."""
+
+    def __init__(self, secret_client: Any) -> None:
+        self._client = secret_client
+
+    def read(self, name: str) -> tuple[str, str]:
+        """``(value, version)`` of the current version of secret ``name``."""
+        try:
+            secret = self._client.get_secret(name)
+        except ResourceNotFoundError:
+            raise errors.SecretNotFound(
+                f"Key Vault secret '{name}' does not exist; create it or fix the reference", secret_name=name,
+                status=404) from None
+        except ClientAuthenticationError as exc:
+            raise errors.SecretAccessDenied(
+                f"could not authenticate to Key Vault to read secret '{name}': {type(exc).__name__}",
+                secret_name=name) from None
+        except HttpResponseError as exc:
+            status = exc.status_code or 0
+            if status in (401, 403):
+                raise errors.SecretAccessDenied(
+                    f"Key Vault refused to return secret '{name}' (HTTP {status}): grant the function app's identity "
+                    "'Key Vault Secrets User' on the vault, or enable the secret", secret_name=name,
+                    status=status) from None
+            if status == 429 or status >= 500:
+                raise errors.SecretUnavailable(f"Key Vault could not return secret '{name}' now (HTTP {status})",
+                                               secret_name=name, status=status) from None
+            raise errors.SecretError(f"Key Vault refused secret '{name}' (HTTP {status})", secret_name=name,
+                                     status=status) from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise errors.SecretUnavailable(f"Key Vault unreachable while reading secret '{name}': {type(exc).__name__}",
+                                           secret_name=name) from None
+        if secret.value is None or secret.value == "":
+            raise errors.SecretNotFound(f"Key Vault secret '{name}' has no value", secret_name=name)
+        version = str(secret.properties.version or "")
+        logger.info("read Key Vault secret %s (version %s)", name, version)
+        return secret.value, version
+
+    def resolve(self, credentials: Mapping[str, "str | SecretRef"]) -> ResolvedCredentials:
+        """Literal values pass through; references are read from Key Vault (each secret name once)."""
+        values: dict[str, str] = {}
+        versions: dict[str, str] = {}
+        cache: dict[str, tuple[str, str]] = {}
+        for key, ref in credentials.items():
+            if isinstance(ref, SecretRef):
+                if ref.key_vault_secret not in cache:
+                    cache[ref.key_vault_secret] = self.read(ref.key_vault_secret)
+                values[key], versions[key] = cache[ref.key_vault_secret]
+            else:
+                values[key] = str(ref)
+        return ResolvedCredentials(values=values, versions=versions)

@@ -1,0 +1,463 @@
+"""Idempotent provisioning steps; each is the body of exactly one activity.
+
+Why every step can run twice: Durable runs an activity at least once, so each step looks before it
+writes (find the app before ``instantiate``, list jobs before creating one, read the job before
+starting it) and a second run converges on the same objects. Replication lag is waited out inside
+the step, bounded by ``VISIBILITY_WAIT_SECONDS``; beyond that the step raises a transient error and
+the orchestrator retries it (the step then finds whatever the first run created).
+
+Each step takes a :class:`StepContext` (Graph client, settings, Key Vault resolver, clock) and
+returns a small JSON-ready dict; secret values never leave a step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, TypeVar
+
+from core import errors, model, odata, status as job_status
+from core.graph import applications as apps
+from core.graph import assignments as assign
+from core.graph import provisioning_logs as logs
+from core.graph import synchronization as sync
+from core.graph import templates
+from core.graph.transport import GraphClient
+from core.settings import Settings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Graph answers that right after a create usually mean "not replicated yet" (Terraform retries 403/409).
+_LAG_ERRORS = (errors.NotFound, errors.PermissionDenied, errors.Conflict)
+#: instantiate answers after which the app may exist anyway (terraform-provider-azuread #1406, #936).
+_MAYBE_CREATED_STATUSES = frozenset({404, 500, 502, 503, 504})
+#: ``state`` reported by get_job_status for a service principal without a synchronization job.
+MISSING_JOB = "MissingJob"
+
+
+@dataclass
+class StepContext:
+    """What a step needs: Graph, settings, Key Vault, and injectable time (tests observe waits)."""
+
+    graph: GraphClient
+    settings: Settings
+    secrets: Any = None  # core.secrets.SecretResolver
+    pacer: Any = None  # core.graph.provisioning_logs.Pacer
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+
+    @property
+    def tag(self) -> str:
+        return self.settings.provisioning_correlation_tag
+
+
+def default_context() -> StepContext:
+    """The process-wide context (clients built once per process by :mod:`core.clients`)."""
+    from core import clients
+
+    settings = clients.get_settings()
+    return StepContext(graph=clients.get_graph(), settings=settings, secrets=clients.get_secret_resolver(),
+                       pacer=clients.get_log_pacer())
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _wait_for(ctx: StepContext, what: str, call: Callable[[], T],
+              retry_on: tuple[type[Exception], ...] = _LAG_ERRORS) -> T:
+    """Call until it stops failing with a replication-lag error, bounded by VISIBILITY_WAIT_SECONDS.
+
+    After the bound: 403 stays a (permanent) PermissionDenied - a missing permission looks the same
+    as lag, and an operator must look; 404/409 become a transient error so the orchestrator retries.
+    """
+    deadline = ctx.monotonic() + ctx.settings.visibility_wait_seconds
+    while True:
+        try:
+            return call()
+        except retry_on as exc:
+            if ctx.monotonic() + ctx.settings.visibility_poll_seconds > deadline:
+                if isinstance(exc, errors.PermissionDenied):
+                    raise
+                raise errors.GraphTransient(
+                    f"{what}: still {exc.code} after {ctx.settings.visibility_wait_seconds:g} s (replication lag?)",
+                    code="NotYetVisible", status=exc.status, request_id=exc.request_id) from None
+            logger.info("%s: %s, waiting %.1f s for replication", what, exc.code, ctx.settings.visibility_poll_seconds)
+            ctx.sleep(ctx.settings.visibility_poll_seconds)
+
+
+# -- 1. application template ---------------------------------------------------------------------
+
+def resolve_template(ctx: StepContext, ref: model.TemplateRef) -> dict:
+    """The gallery template by id or exact name; refuses templates without a provisioning connector."""
+    template = templates.get_by_id(ctx.graph, ref.id) if ref.id else \
+        templates.find_by_name(ctx.graph, str(ref.display_name))
+    kinds = template.get("supportedProvisioningTypes")
+    if kinds is not None and "sync" not in kinds:
+        raise errors.NotProvisionable(
+            f"application template '{template.get('displayName')}' ({template['id']}) has no provisioning "
+            "connector (supportedProvisioningTypes has no 'sync')")
+    return {"templateId": template["id"], "displayName": template.get("displayName")}
+
+
+# -- 2. application and service principal ---------------------------------------------------------
+
+def _desired_tags(ctx: StepContext, existing: Iterable[str], key: str, labels: dict | None) -> list[str]:
+    label_prefix = f"{ctx.tag}:label:"
+    keep = [t for t in existing if not (labels is not None and t.startswith(label_prefix))]
+    wanted = keep + [ctx.tag, model.instance_tag(ctx.tag, key)]
+    if labels:
+        wanted += [model.label_tag(ctx.tag, k, v) for k, v in sorted(labels.items())]
+    return list(dict.fromkeys(wanted))  # de-duplicated, order kept
+
+
+def _tag(ctx: StepContext, sp: dict, key: str, labels: dict | None) -> None:
+    tags = _desired_tags(ctx, sp.get("tags") or [], key, labels)
+    if tags != list(sp.get("tags") or []):
+        sp_id = apps.object_id(sp)
+        _wait_for(ctx, f"tag service principal {sp_id}", lambda: apps.set_service_principal_tags(ctx.graph, sp_id, tags))
+        sp["tags"] = tags
+
+
+def _find_ours(ctx: StepContext, key: str, display_name: str, template_id: str) -> dict | None:
+    """Our service principal: by instance tag, else one untagged SP with the same name and template."""
+    tag = model.instance_tag(ctx.tag, key)
+    tagged = [sp for sp in apps.find_service_principals(ctx.graph, odata.any_eq("tags", tag))
+              if str(sp.get("applicationTemplateId") or "").lower() == template_id.lower()]
+    if len(tagged) > 1:
+        raise errors.AmbiguousMatch(
+            f"{len(tagged)} service principals carry tag '{tag}' ({display_name}); delete the extra ones",
+            ids=[apps.object_id(sp) for sp in tagged])
+    if tagged:
+        return tagged[0]
+    named = apps.find_service_principals(ctx.graph, odata.eq("displayName", display_name),
+                                         odata.eq("applicationTemplateId", template_id))
+    key_prefix = f"{ctx.tag}:key:"
+    untagged = [sp for sp in named if str(sp.get("displayName", "")).casefold() == display_name.casefold()
+                and not any(str(t).startswith(key_prefix) for t in sp.get("tags") or [])]
+    if len(untagged) > 1:
+        raise errors.AmbiguousMatch(
+            f"{len(untagged)} service principals are named '{display_name}' from template {template_id} and none "
+            f"carries tag '{tag}'; delete the extra apps or add the tag to the one to keep",
+            ids=[apps.object_id(sp) for sp in untagged])
+    return untagged[0] if untagged else None
+
+
+def _application_id(ctx: StepContext, sp: dict) -> str:
+    app = _wait_for(ctx, f"read application {sp.get('appId')}",
+                    lambda: apps.find_application_by_app_id(ctx.graph, str(sp["appId"])))
+    return apps.object_id(app)
+
+
+def ensure_application(ctx: StepContext, *, batch_id: str, instance_key: str, display_name: str,
+                       template_id: str, labels: dict | None = None) -> dict:
+    """Find or create the instance's application + service principal, tagged with its instance key.
+
+    Looks up by tag, then by name + template; instantiates only when neither finds it. After an
+    instantiate answer that may hide a success (404/5xx/timeout) it looks up again - waiting out
+    replication - before giving up, so a retry never creates a duplicate the first call made.
+    """
+    found = _find_ours(ctx, instance_key, display_name, template_id)
+    if found:
+        _tag(ctx, found, instance_key, labels)
+        logger.info("batch %s: reusing service principal %s for instance %s", batch_id, apps.object_id(found),
+                    instance_key)
+        return {"applicationId": _application_id(ctx, found), "appId": found.get("appId"),
+                "servicePrincipalId": apps.object_id(found), "created": False}
+    try:
+        pair = apps.instantiate(ctx.graph, template_id, display_name)
+    except (errors.NotFound, errors.GraphTransient) as exc:
+        if exc.status is not None and exc.status not in _MAYBE_CREATED_STATUSES:
+            raise
+        logger.warning("batch %s: instantiate answered %s; looking for the app before any retry", batch_id, exc.code)
+        found = _wait_for(ctx, f"find '{display_name}' after instantiate {exc.code}",
+                          lambda: _find_ours(ctx, instance_key, display_name, template_id) or _raise_not_found(exc),
+                          retry_on=(errors.NotFound,))
+        _tag(ctx, found, instance_key, labels)
+        return {"applicationId": _application_id(ctx, found), "appId": found.get("appId"),
+                "servicePrincipalId": apps.object_id(found), "created": True}
+    app, sp = pair.get("application") or {}, pair.get("servicePrincipal") or {}
+    sp.setdefault("tags", [])
+    logger.info("batch %s: instantiated %s -> service principal %s", batch_id, template_id, apps.object_id(sp))
+    _tag(ctx, sp, instance_key, labels)
+    return {"applicationId": apps.object_id(app), "appId": sp.get("appId") or app.get("appId"),
+            "servicePrincipalId": apps.object_id(sp), "created": True}
+
+
+def _raise_not_found(exc: errors.ProvisioningError) -> Any:
+    raise errors.NotFound(f"not found after instantiate answered {exc.code}", code="NotFound", status=404)
+
+
+# -- 3. visibility ----------------------------------------------------------------------------------
+
+def wait_until_visible(ctx: StepContext, *, service_principal_id: str, application_id: str | None = None) -> dict:
+    """Read the service principal until it is found VISIBILITY_CONSECUTIVE_READS times in a row."""
+    needed = ctx.settings.visibility_consecutive_reads
+    deadline = ctx.monotonic() + ctx.settings.visibility_wait_seconds
+    reads = streak = 0
+    while True:
+        reads += 1
+        try:
+            apps.get_service_principal(ctx.graph, service_principal_id, select="id")
+            streak += 1
+            if streak >= needed:
+                return {"visible": True, "reads": reads}
+        except errors.NotFound:
+            streak = 0
+        if ctx.monotonic() + ctx.settings.visibility_poll_seconds > deadline:
+            raise errors.GraphTransient(
+                f"service principal {service_principal_id} not readable {needed} times in a row after "
+                f"{ctx.settings.visibility_wait_seconds:g} s", code="NotYetVisible")
+        ctx.sleep(ctx.settings.visibility_poll_seconds)
+
+
+# -- 4. synchronization job ----------------------------------------------------------------------------
+
+def _pick_template(sp_id: str, found: list[dict]) -> str:
+    if not found:
+        raise errors.NotProvisionable(f"service principal {sp_id} offers no synchronization template")
+    defaults = [t for t in found if t.get("default")]
+    if len(defaults) == 1:
+        return str(defaults[0]["id"])
+    if len(found) == 1:
+        return str(found[0]["id"])
+    raise errors.AmbiguousMatch(
+        f"service principal {sp_id} offers {len(found)} synchronization templates "
+        f"({', '.join(sorted(str(t['id']) for t in found))}); set synchronizationTemplateId",
+        ids=[str(t["id"]) for t in found])
+
+
+def ensure_job(ctx: StepContext, *, service_principal_id: str, synchronization_template_id: str | None = None) -> dict:
+    """Reuse the job of the wanted synchronization template, else create it (jobs are listed first)."""
+    sp_id = service_principal_id
+    jobs = sorted(_wait_for(ctx, f"list jobs of {sp_id}", lambda: sync.list_jobs(ctx.graph, sp_id)),
+                  key=lambda j: str(j.get("id")))
+    wanted = synchronization_template_id
+    if not wanted and len(jobs) == 1:
+        wanted = str(jobs[0].get("templateId"))
+    if not wanted:
+        wanted = _pick_template(sp_id, _wait_for(ctx, f"list templates of {sp_id}",
+                                                 lambda: sync.list_templates(ctx.graph, sp_id)))
+    for job in jobs:
+        if str(job.get("templateId")) == wanted:
+            return {"jobId": job["id"], "templateId": wanted, "created": False}
+    try:
+        job = _wait_for(ctx, f"create job on {sp_id}", lambda: sync.create_job(ctx.graph, sp_id, wanted),
+                        retry_on=(errors.NotFound, errors.PermissionDenied))
+    except (errors.Conflict, errors.GraphTransient):
+        # The create may have happened (409, or a 5xx we did not repeat): look before failing.
+        for again in sync.list_jobs(ctx.graph, sp_id):
+            if str(again.get("templateId")) == wanted:
+                return {"jobId": again["id"], "templateId": wanted, "created": True}
+        raise
+    logger.info("created job %s (template %s) on %s", job.get("id"), wanted, sp_id)
+    return {"jobId": job["id"], "templateId": wanted, "created": True}
+
+
+# -- 5. credentials and secrets ------------------------------------------------------------------------
+
+def _resolve(ctx: StepContext, credentials: dict) -> Any:
+    if ctx.secrets is None:
+        raise errors.ConfigurationError([errors.Problem("KEY_VAULT_URL", "no Key Vault resolver configured")])
+    return ctx.secrets.resolve(credentials)
+
+
+def _validate(ctx: StepContext, sp_id: str, job_id: str | None, values: dict[str, str], template_id: str | None = None,
+              use_saved: bool = False) -> None:
+    try:
+        _wait_for(ctx, f"validate credentials on {sp_id}",
+                  lambda: sync.validate_credentials(ctx.graph, sp_id, job_id, values, template_id, use_saved))
+    except (errors.BadRequest, errors.GraphPermanent) as exc:
+        if isinstance(exc, (errors.PermissionDenied, errors.NotFound, errors.Conflict)):
+            raise
+        raise errors.InvalidCredentials(
+            f"the target app refused the credentials: {exc.message}", code=exc.code, status=exc.status,
+            request_id=exc.request_id) from None
+
+
+def validate_credentials(ctx: StepContext, *, service_principal_id: str, job_id: str, credentials: dict) -> dict:
+    """Test the credentials against the target app; invalid ones are a permanent error with Graph's reason."""
+    resolved = _resolve(ctx, credentials)
+    _validate(ctx, service_principal_id, job_id, resolved.values)
+    return {"secretVersions": dict(resolved.versions)}
+
+
+def notification_settings(email: str | None) -> str:
+    """The ``SyncNotificationSettings`` JSON string (quarantine emails; the portal's delete threshold)."""
+    return json.dumps({"Enabled": bool(email), "Recipients": email or "", "DeleteThresholdEnabled": True,
+                       "DeleteThresholdValue": 500}, separators=(",", ":"))
+
+
+def save_secrets(ctx: StepContext, *, service_principal_id: str, credentials: dict,
+                 notification_email: str | None = None, sync_all: bool = False) -> dict:
+    """PUT the complete secret set (credentials + SyncAll + notification settings), then check the keys.
+
+    Always the full set: whether Graph merges or replaces is UNCONFIRMED, and a partial PUT may drop
+    the notification email or the scope (graph-provisioning-api.md pitfall 7).
+    """
+    sp_id = service_principal_id
+    resolved = _resolve(ctx, credentials)
+    values = dict(resolved.values)
+    values["SyncAll"] = "true" if sync_all else "false"
+    values["SyncNotificationSettings"] = notification_settings(notification_email)
+    _wait_for(ctx, f"save secrets on {sp_id}",
+              lambda: sync.put_secrets(ctx.graph, sp_id, values, resolved.secret_values()))
+
+    def check() -> list[str]:
+        stored = sync.get_secret_keys(ctx.graph, sp_id)
+        missing = sorted(set(values) - set(stored))
+        if missing:
+            raise errors.NotFound(f"stored secrets lack {', '.join(missing)}", code="SecretKeysMissing")
+        return sorted(values)
+
+    keys = _wait_for(ctx, f"check secrets on {sp_id}", check, retry_on=(errors.NotFound,))
+    return {"keys": keys, "secretVersions": dict(resolved.versions)}
+
+
+# -- 6. assignments -----------------------------------------------------------------------------------------
+
+def assign_principals(ctx: StepContext, *, service_principal_id: str, users: Iterable[str] = (),
+                      groups: Iterable[str] = ()) -> dict:
+    """Assign users (id or UPN) and groups (id or name) to the app; existing assignments are kept."""
+    sp_id = service_principal_id
+    wanted = [assign.resolve_user(ctx.graph, u) for u in users] + [assign.resolve_group(ctx.graph, g) for g in groups]
+    if not wanted:
+        return {"assigned": 0, "alreadyAssigned": 0}
+    existing = {str(a.get("principalId")) for a in
+                _wait_for(ctx, f"list assignments of {sp_id}", lambda: assign.list_assigned(ctx.graph, sp_id))}
+    sp = _wait_for(ctx, f"read {sp_id}", lambda: apps.get_service_principal(ctx.graph, sp_id, select="id,appRoles"))
+    role = assign.pick_app_role(sp)
+    assigned = already = 0
+    for principal in dict.fromkeys(wanted):
+        if principal in existing:
+            already += 1
+            continue
+        try:
+            _wait_for(ctx, f"assign {principal} to {sp_id}", lambda: assign.assign(ctx.graph, sp_id, principal, role),
+                      retry_on=(errors.NotFound,))
+            assigned += 1
+        except errors.Conflict:
+            already += 1
+    return {"assigned": assigned, "alreadyAssigned": already}
+
+
+# -- 7. start -----------------------------------------------------------------------------------------------
+
+def start_job(ctx: StepContext, *, service_principal_id: str, job_id: str) -> dict:
+    """Start the job unless it already runs (Microsoft warns against repeated Start calls).
+
+    ``startedAt`` is the moment steady state must come after: now when we start it; the current
+    run's start when it already runs (so a re-run of this step does not wait for the next cycle).
+    """
+    sp_id = service_principal_id
+    job = _wait_for(ctx, f"read job {job_id}", lambda: sync.get_job(ctx.graph, sp_id, job_id))
+    if job_status.is_running(job):
+        began = job_status.parse_time(((job.get("status") or {}).get("lastExecution") or {}).get("timeBegan"))
+        return {"started": False, "alreadyRunning": True, "startedAt": _iso(began or ctx.now())}
+    started_at = ctx.now()
+    try:
+        _wait_for(ctx, f"start job {job_id}", lambda: sync.start_job(ctx.graph, sp_id, job_id))
+    except errors.GraphTransient:
+        # Start is not repeated blindly: read the job and accept a start that did happen.
+        if not job_status.is_running(sync.get_job(ctx.graph, sp_id, job_id)):
+            raise
+    logger.info("started job %s on %s", job_id, sp_id)
+    return {"started": True, "alreadyRunning": False, "startedAt": _iso(started_at)}
+
+
+# -- 8. status and errors --------------------------------------------------------------------------------
+
+def _job_id(ctx: StepContext, sp_id: str, job_id: str | None) -> str:
+    if job_id:
+        return job_id
+    jobs = sorted(sync.list_jobs(ctx.graph, sp_id), key=lambda j: str(j.get("id")))
+    if not jobs:
+        raise errors.NotFound(f"service principal {sp_id} has no synchronization job", code="JobNotFound", status=404)
+    return str(jobs[0]["id"])
+
+
+def get_job_status(ctx: StepContext, *, service_principal_id: str, job_id: str | None,
+                   started_at: str | None) -> dict:
+    """The job's classification (:mod:`core.status`) relative to ``started_at``."""
+    if not job_id:
+        jobs = sorted(sync.list_jobs(ctx.graph, service_principal_id), key=lambda j: str(j.get("id")))
+        if not jobs:
+            missing = {"state": MISSING_JOB, "settled": False, "code": None, "jobId": None}
+            return {"jobId": None, "status": missing}
+        job_id = str(jobs[0]["id"])
+    job = sync.get_job(ctx.graph, service_principal_id, job_id)
+    classified = job_status.classify(job, started_at).to_dict()
+    classified["jobId"] = job_id
+    return {"jobId": job_id, "status": classified}
+
+
+def get_provisioning_errors(ctx: StepContext, *, service_principal_id: str, job_id: str, since: str,
+                            top: int = 20) -> dict:
+    """Failed provisioning events of the job after ``since`` (newest first, at most ``top``)."""
+    moment = job_status.parse_time(since) or datetime(1970, 1, 1, tzinfo=timezone.utc)
+    pacer = ctx.pacer or logs.Pacer(ctx.settings.provisioning_log_min_interval_seconds, ctx.monotonic, ctx.sleep)
+    rows = logs.list_rows(ctx.graph, pacer, job_id, moment, ctx.settings.provisioning_log_page_size,
+                          status="failure", limit=max(1, min(int(top), 500)))
+    return {"errors": rows}
+
+
+# -- 9. health sweep ---------------------------------------------------------------------------------------
+
+def list_managed_instances(ctx: StepContext) -> dict:
+    """Every service principal carrying the fleet tag, with its instance key and labels."""
+    found = apps.find_service_principals(ctx.graph, odata.any_eq("tags", ctx.tag),
+                                         select="id,displayName,applicationTemplateId,tags")
+    key_prefix, label_prefix = f"{ctx.tag}:key:", f"{ctx.tag}:label:"
+    instances = []
+    for sp in sorted(found, key=lambda s: str(s.get("displayName"))):
+        tags = [str(t) for t in sp.get("tags") or []]
+        labels = dict(t[len(label_prefix):].split("=", 1) for t in tags if t.startswith(label_prefix) and "=" in t)
+        key = next((t[len(key_prefix):] for t in tags if t.startswith(key_prefix)), None)
+        instances.append({"servicePrincipalId": apps.object_id(sp), "displayName": sp.get("displayName"),
+                          "applicationTemplateId": sp.get("applicationTemplateId"), "instanceKey": key,
+                          "labels": labels})
+    return {"instances": instances}
+
+
+def restart_quarantined_job(ctx: StepContext, *, service_principal_id: str, job_id: str | None,
+                            credentials: dict | None = None) -> dict:
+    """Restart a job quarantined for bad credentials once its credentials validate; otherwise leave it.
+
+    With ``credentials`` (references) the fresh values are validated and saved first (keeping the
+    stored non-secret keys such as SyncAll and the notification settings); without, the saved
+    credentials are validated. Other quarantine reasons (e.g. TooManyDeletes) need an operator.
+    """
+    sp_id = service_principal_id
+    job_id = _job_id(ctx, sp_id, job_id)
+    current = job_status.classify(sync.get_job(ctx.graph, sp_id, job_id))
+    if current.state is not job_status.JobState.QUARANTINED:
+        return {"jobId": job_id, "restarted": False, "reason": f"not quarantined ({current.state.value})"}
+    quarantine = current.quarantine or {}
+    if not quarantine.get("credentialProblem"):
+        return {"jobId": job_id, "restarted": False,
+                "reason": f"quarantined for {quarantine.get('reason')}: needs an operator"}
+    if not ctx.settings.health_sweep_restart_credential_quarantine:
+        return {"jobId": job_id, "restarted": False, "reason": "restarting credential quarantine is switched off"}
+    versions: dict[str, str] = {}
+    try:
+        if credentials:
+            resolved = _resolve(ctx, credentials)
+            _validate(ctx, sp_id, job_id, resolved.values)
+            stored = sync.get_secret_keys(ctx.graph, sp_id)
+            merged = {k: v for k, v in stored.items() if v != "*"}  # masked values cannot be sent back
+            merged.update(resolved.values)
+            sync.put_secrets(ctx.graph, sp_id, merged, resolved.secret_values())
+            versions = dict(resolved.versions)
+        else:
+            _validate(ctx, sp_id, job_id, {}, use_saved=True)
+    except errors.InvalidCredentials as exc:
+        return {"jobId": job_id, "restarted": False, "reason": f"credentials still invalid: {exc.message}"}
+    sync.restart_job(ctx.graph, sp_id, job_id, "QuarantineState")
+    logger.info("restarted quarantined job %s on %s", job_id, sp_id)
+    return {"jobId": job_id, "restarted": True, "reason": "credentials validate; quarantine lifted",
+            "restartedAt": _iso(ctx.now()), "secretVersions": versions}
