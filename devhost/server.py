@@ -130,7 +130,7 @@ class DevHost:
                     except ConfigError as exc:
                         problems.append(f"function '{spec.name}': {exc}")
         if problems:
-            raise ConfigError("; ".join(dict.fromkeys(problems)))
+            raise ConfigError("invalid bindings:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
 
     def storage_connections(self) -> list:
         """Connections the app uses: queue bindings, plus ``AzureWebJobsStorage`` when set."""

@@ -232,10 +232,21 @@ class DevhostProcess:
         return r.text
 
     def durable_client(self):
-        """A real ``azure.durable_functions.DurableOrchestrationClient`` bound to this host (async methods)."""
+        """A real ``azure.durable_functions.DurableOrchestrationClient`` bound to this host (async methods).
+
+        The SDK keeps one global aiohttp session bound to the event loop of its first call: use the
+        client inside one event loop and ``await close_sdk_session()`` before that loop ends.
+        """
         import azure.durable_functions as df
 
         return df.DurableOrchestrationClient(self.client_binding_json())
+
+
+async def close_sdk_session() -> None:
+    """Close the Durable SDK's global HTTP session (call at the end of the loop that used a client)."""
+    from azure.durable_functions.models.utils import http_utils
+
+    await http_utils._handle_request_error()  # the SDK's own "close and reset the session" helper
 
 
 def start_devhost(app_path: str | os.PathLike, state_dir: str | os.PathLike, env: dict[str, str] | None = None,
