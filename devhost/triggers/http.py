@@ -72,7 +72,8 @@ def _parse_param(text: str, route: str) -> Param:
         if kind in _CONSTRAINTS:
             p.pattern = _CONSTRAINTS[kind]
         elif kind == "regex" and arg is not None:
-            p.pattern = f"(?:{arg})"
+            # the constraint must match the whole segment value: anchors are implied, so drop them
+            p.pattern = f"(?:{arg.removeprefix('^').removesuffix('$')})"
         elif kind in ("min", "max", "range", "length", "minlength", "maxlength") and arg is not None:
             checks.append((kind, [a.strip() for a in arg.split(",")]))
         else:
