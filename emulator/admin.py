@@ -12,7 +12,7 @@ import time
 
 from aiohttp import web
 
-from emulator.app_keys import state_of
+from emulator.app_keys import info, state_of
 from emulator.errors import GraphError, bad_request
 from emulator.identity import mint_token
 from emulator.permissions import GRAPH_AUDIENCE, VAULT_AUDIENCE
@@ -35,7 +35,7 @@ async def _body(request: web.Request) -> dict:
 
 def _admin(func):
     async def handler(request: web.Request) -> web.Response:
-        request["kind"] = "admin"
+        info(request)["kind"] = "admin"
         if request.remote not in LOOPBACK:
             raise GraphError(403, "Forbidden", "The emulator admin API answers loopback callers only.")
         state_of(request).advance()

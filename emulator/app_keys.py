@@ -10,6 +10,19 @@ STATE_KEY = web.AppKey("state", EmulatorState)
 ORIGIN_KEY = web.AppKey("origin", dict)
 
 
+INFO_KEY = web.RequestKey("emulator_info", dict)
+
+
+def info(request: web.Request) -> dict:
+    """Per-request bookkeeping (ids, kind, route, caller) read by the middleware's request log."""
+    try:
+        return request[INFO_KEY]
+    except KeyError:
+        data: dict = {}
+        request[INFO_KEY] = data
+        return data
+
+
 def state_of(request: web.Request) -> EmulatorState:
     return request.app[STATE_KEY]
 

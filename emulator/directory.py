@@ -34,6 +34,7 @@ class Directory:
 
     def __init__(self, clock: Clock, seed: int = 0, settings: dict | None = None) -> None:
         self.clock = clock
+        self.overrides = dict(settings or {})
         self.settings = {
             # UNCONFIRMED (reference §5.3 caveat): whether instantiate makes the caller owner of the
             # service principal as well as the application. Default true; set false to exercise the
@@ -43,7 +44,8 @@ class Directory:
             # ("Permission being assigned already exists on the object."); 409 is selectable.
             "duplicateAssignmentStatus": 400,
         }
-        self.settings.update(settings or {})
+        self.defaults = dict(self.settings)
+        self.settings.update(self.overrides)
         self.reset(seed)
 
     # -- identity of generated things ---------------------------------------------------------
@@ -62,6 +64,7 @@ class Directory:
     def reset(self, seed: int) -> None:
         """Replace everything with the seeded initial tenant (same seed, same ids and secrets)."""
         self.seed = seed
+        self.settings = {**self.defaults, **self.overrides}
         self.rng = random.Random(seed)
         self.tenant_id = self.new_id()
         self.signing_key = "".join(self.rng.choice(string.ascii_letters + string.digits) for _ in range(48))

@@ -434,10 +434,8 @@ def sync_templates(req: GraphRequest, sp_id: str) -> Reply:
 
 def sync_template(req: GraphRequest, sp_id: str, template_id: str) -> Reply:
     _sync_target(req, sp_id, write=False)
-    for template in req.service.list_templates(sp_id):
-        if template["id"].lower() == template_id.lower():
-            return req.entity(template, f"servicePrincipals('{sp_id}')/synchronization/templates")
-    raise not_found(template_id)
+    template = req.service.get_template(sp_id, template_id)
+    return req.entity(template, f"servicePrincipals('{sp_id}')/synchronization/templates")
 
 
 def list_jobs(req: GraphRequest, sp_id: str) -> Reply:

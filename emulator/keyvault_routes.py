@@ -14,7 +14,7 @@ import json
 
 from aiohttp import web
 
-from emulator.app_keys import origin_of, state_of
+from emulator.app_keys import info, origin_of, state_of
 from emulator.identity import InvalidToken, verify_bearer
 from emulator.keyvault import KeyVaultError, secret_bundle, secret_item
 from emulator.permissions import VAULT_AUDIENCE
@@ -44,7 +44,7 @@ def _authorize(request: web.Request, write: bool) -> None:
         caller = verify_bearer(state.directory, header, VAULT_AUDIENCE)
     except InvalidToken as reason:
         raise KeyVaultError(401, "Unauthorized", f"AKV10022: {reason}", challenge) from None
-    request["caller_id"] = caller.client_id
+    info(request)["caller_id"] = caller.client_id
     client = state.directory.clients.get(caller.client_id)
     access = client["keyVault"] if client else "none"
     if access == "none" or (write and access != "readwrite"):
@@ -62,8 +62,8 @@ def _authorize(request: web.Request, write: bool) -> None:
 def _handler(write: bool):
     def wrap(func):
         async def handler(request: web.Request) -> web.Response:
-            request["kind"] = "keyvault"
-            request["route"] = request.match_info.route.resource.canonical if request.match_info.route.resource else request.path
+            info(request)["kind"] = "keyvault"
+            info(request)["route"] = request.match_info.route.resource.canonical if request.match_info.route.resource else request.path
             state = _state(request)
             delay = state.faults.latency_seconds()
             if delay:

@@ -104,9 +104,9 @@ async def start_server(options: Options) -> Started:
     host = f"[{options.host}]" if ":" in options.host else options.host
     origin = f"https://{host}:{port}"
     app[ORIGIN_KEY]["origin"] = origin
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.SockSite(runner, sock, ssl_context=server_ssl_context(certs), shutdown_timeout=1.0)
+    site = web.SockSite(runner, sock, ssl_context=server_ssl_context(certs))
     await site.start()
     env = client_env(state, origin, certs.ca_pem)
     if options.env_file is not None:

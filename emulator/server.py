@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, unquote
 from aiohttp import web
 
 from emulator import admin, graph_routes, keyvault_routes
-from emulator.app_keys import ORIGIN_KEY, STATE_KEY, origin_of
+from emulator.app_keys import ORIGIN_KEY, STATE_KEY, info, origin_of
 from emulator.clock import iso
 from emulator.errors import GraphError, not_found
 from emulator.identity import InvalidToken, TokenRequestError, issue_token, openid_configuration, verify_bearer
@@ -36,8 +36,8 @@ log = logging.getLogger("emulator")
 
 def error_response(request: web.Request, error: GraphError) -> web.Response:
     """The OData error envelope (reference §5.1) with the correlation headers."""
-    request_id = request.get("request_id", str(uuid.uuid4()))
-    client_request_id = request.get("client_request_id", request_id)
+    request_id = info(request).get("request_id", str(uuid.uuid4()))
+    client_request_id = info(request).get("client_request_id", request_id)
     inner = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
         "request-id": request_id,
@@ -50,14 +50,14 @@ def error_response(request: web.Request, error: GraphError) -> web.Response:
 
 
 def _caller_label(request: web.Request) -> str | None:
-    return request.get("caller_id")
+    return info(request).get("caller_id")
 
 
 @web.middleware
 async def correlation_middleware(request: web.Request, handler):
     """Request ids, error envelope, request log and persistence for every request."""
-    request["request_id"] = str(uuid.uuid4())
-    request["client_request_id"] = request.headers.get("client-request-id") or request["request_id"]
+    info(request)["request_id"] = str(uuid.uuid4())
+    info(request)["client_request_id"] = request.headers.get("client-request-id") or info(request)["request_id"]
     state: EmulatorState = request.app[STATE_KEY]
     started = time.monotonic()
     try:
@@ -74,10 +74,10 @@ async def correlation_middleware(request: web.Request, handler):
         response = error_response(
             request, GraphError(500, "InternalServerError", "The emulator hit an unexpected error; see its log.")
         )
-    response.headers["request-id"] = request["request_id"]
-    response.headers["client-request-id"] = request["client_request_id"]
+    response.headers["request-id"] = info(request)["request_id"]
+    response.headers["client-request-id"] = info(request)["client_request_id"]
     response.headers.setdefault("Date", formatdate(usegmt=True))
-    kind = request.get("kind", "other")
+    kind = info(request).get("kind", "other")
     if kind != "admin":
         state.log_request(
             {
@@ -86,7 +86,7 @@ async def correlation_middleware(request: web.Request, handler):
                 "method": request.method,
                 "path": request.path,
                 "query": request.query_string,
-                "route": request.get("route", request.path),
+                "route": info(request).get("route", request.path),
                 "status": response.status,
                 "caller": _caller_label(request),
                 "kind": kind,
@@ -100,8 +100,8 @@ async def correlation_middleware(request: web.Request, handler):
 # -- identity -----------------------------------------------------------------------------------
 
 async def openid_config_handler(request: web.Request) -> web.Response:
-    request["kind"] = "identity"
-    request["route"] = "/{tenant}/v2.0/.well-known/openid-configuration"
+    info(request)["kind"] = "identity"
+    info(request)["route"] = "/{tenant}/v2.0/.well-known/openid-configuration"
     state = request.app[STATE_KEY]
     tenant = request.match_info["tenant"]
     if tenant.lower() != state.directory.tenant_id:
@@ -112,8 +112,8 @@ async def openid_config_handler(request: web.Request) -> web.Response:
 
 
 async def token_handler(request: web.Request) -> web.Response:
-    request["kind"] = "identity"
-    request["route"] = "/{tenant}/oauth2/v2.0/token"
+    info(request)["kind"] = "identity"
+    info(request)["route"] = "/{tenant}/oauth2/v2.0/token"
     state = request.app[STATE_KEY]
     form = dict(await request.post())
     auth = request.headers.get("Authorization", "")
@@ -129,12 +129,12 @@ async def token_handler(request: web.Request) -> web.Response:
     except TokenRequestError as error:
         return web.json_response(error.body, status=error.status)
     client = state.directory.clients.get(form.get("client_id", ""))
-    request["caller_id"] = client["clientId"] if client else None
+    info(request)["caller_id"] = client["clientId"] if client else None
     return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 async def jwks_handler(request: web.Request) -> web.Response:
-    request["kind"] = "identity"
+    info(request)["kind"] = "identity"
     return web.json_response({"keys": []})
 
 
@@ -142,7 +142,7 @@ async def jwks_handler(request: web.Request) -> web.Response:
 
 async def graph_handler(request: web.Request) -> web.Response:
     state: EmulatorState = request.app[STATE_KEY]
-    request["kind"] = "graph"
+    info(request)["kind"] = "graph"
     version = request.match_info["version"]
     path = request.match_info["tail"].strip("/")
     state.advance()
@@ -160,10 +160,10 @@ async def graph_handler(request: web.Request) -> web.Response:
                 "WWW-Authenticate": f'Bearer realm="", authorization_uri="{origin_of(request)}/{state.directory.tenant_id}/oauth2/authorize", client_id="{GRAPH_APP_ID}"'
             },
         ) from None
-    request["caller_id"] = caller.client_id
+    info(request)["caller_id"] = caller.client_id
     path = graph_routes.resolve_alternate_key(path, state)
     route, params = graph_routes.match_route(request.method, path)
-    request["route"] = f"/{version}/{route.name}"
+    info(request)["route"] = f"/{version}/{route.name}"
     if graph_routes.is_write(request.method):
         state.faults.throttle("writes", caller.client_id, state.directory.tenant_id)
     if route.budget:
@@ -194,7 +194,7 @@ def _dumps(value: Any) -> str:
 
 
 async def graph_root_handler(request: web.Request) -> web.Response:
-    request["kind"] = "graph"
+    info(request)["kind"] = "graph"
     raise GraphError(400, "BadRequest", "Invalid version.")
 
 
