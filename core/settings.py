@@ -134,7 +134,10 @@ def _parse_url(text: str) -> str:
 
 def _parse_positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
-        value = kind(text.strip())
+        try:
+            value = kind(text.strip())
+        except ValueError:
+            raise ValueError(f"expected {'an integer' if kind is int else 'a number'}") from None
         if value <= 0:
             raise ValueError("must be greater than 0")
         return value
