@@ -619,8 +619,22 @@ def match_route(method: str, path: str) -> tuple[Route, dict[str, str]]:
             path_matched = True
     if path_matched:
         raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request uri.")
-    segment = path.rstrip("/").split("/")[-1] if path else ""
-    raise GraphError(400, "BadRequest", f"Resource not found for the segment '{segment}'.")
+    raise GraphError(400, "BadRequest", f"Resource not found for the segment '{_first_unknown_segment(path)}'.")
+
+
+def _first_unknown_segment(path: str) -> str:
+    """The first path segment no route knows at its position (what Graph's message names)."""
+    segments = [s for s in path.split("/") if s] or [""]
+    known = 0
+    for route in ROUTES:
+        template = route.name.split("/")
+        depth = 0
+        for have, want in zip(segments, template):
+            if not (want.startswith("{") or want == have):
+                break
+            depth += 1
+        known = max(known, depth)
+    return segments[min(known, len(segments) - 1)]
 
 
 def is_write(method: str) -> bool:

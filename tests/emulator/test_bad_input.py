@@ -1,0 +1,149 @@
+"""Bad input gets Graph's error answers (status, code, envelope), never a 500 or a stack trace."""
+
+from __future__ import annotations
+
+import pytest
+
+from emulator_graph import NON_GALLERY, GraphClient, assert_graph_error
+
+MISSING = "00000000-0000-0000-0000-00000000abcd"
+
+
+@pytest.fixture
+def sp(graph: GraphClient) -> dict:
+    return graph.instantiate("Bad input target")[1]
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("POST", f"applicationTemplates/{NON_GALLERY}/instantiate"),
+        ("PATCH", "servicePrincipals/{sp}"),
+        ("POST", "servicePrincipals/{sp}/synchronization/jobs"),
+        ("PUT", "servicePrincipals/{sp}/synchronization/secrets"),
+        ("POST", "servicePrincipals/{sp}/appRoleAssignedTo"),
+    ],
+)
+@pytest.mark.parametrize("payload", [b"{not json", b"\xff\xfe", b'{"displayName": "x"'])
+def test_malformed_json(graph: GraphClient, sp, method, path, payload):
+    response = graph.request(method, path.format(sp=sp["id"]), data=payload, headers={"Content-Type": "application/json"})
+    error = assert_graph_error(response, 400, "BadRequest")
+    assert "JSON" in error["message"]
+
+
+@pytest.mark.parametrize("payload", [b"[]", b'"text"', b"42", b""])
+def test_body_must_be_an_object(graph: GraphClient, payload):
+    response = graph.post(f"applicationTemplates/{NON_GALLERY}/instantiate", data=payload,
+                          headers={"Content-Type": "application/json"})
+    assert_graph_error(response, 400, "BadRequest")
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [({}, "displayName"), ({"displayName": ""}, "displayName"), ({"displayName": 7}, "displayName"),
+     ({"displayName": "x" * 300}, "256")],
+)
+def test_instantiate_field_errors(graph: GraphClient, body, fragment):
+    error = assert_graph_error(graph.post(f"applicationTemplates/{NON_GALLERY}/instantiate", json=body), 400, "Request_BadRequest")
+    assert fragment in error["message"]
+
+
+def test_instantiate_unknown_template(graph: GraphClient):
+    assert_graph_error(graph.post(f"applicationTemplates/{MISSING}/instantiate", json={"displayName": "x"}),
+                       404, "Request_ResourceNotFound")
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "servicePrincipals/{m}"),
+        ("PATCH", "servicePrincipals/{m}"),
+        ("DELETE", "servicePrincipals/{m}"),
+        ("GET", "applications/{m}"),
+        ("DELETE", "applications/{m}"),
+        ("GET", "servicePrincipals/{m}/owners"),
+        ("GET", "servicePrincipals/{m}/appRoleAssignedTo"),
+        ("GET", "servicePrincipals/{m}/synchronization/templates"),
+        ("GET", "servicePrincipals/{m}/synchronization/jobs"),
+        ("POST", "servicePrincipals/{m}/synchronization/jobs"),
+        ("PUT", "servicePrincipals/{m}/synchronization/secrets"),
+        ("GET", "servicePrincipals/{sp}/synchronization/jobs/scim.0000.{m}"),
+        ("POST", "servicePrincipals/{sp}/synchronization/jobs/scim.0000.{m}/start"),
+        ("DELETE", "servicePrincipals/{sp}/synchronization/jobs/scim.0000.{m}"),
+        ("GET", "servicePrincipals/{sp}/synchronization/templates/nope"),
+    ],
+)
+def test_unknown_ids(graph_as, sp, method, path):
+    admin = graph_as("admin")  # broad permissions, so the answer is about existence only
+    body = {"tags": []} if method == "PATCH" else ({"templateId": "scim"} if method == "POST" else None)
+    if path.endswith("secrets"):
+        body = {"value": []}
+    response = admin.request(method, path.format(m=MISSING, sp=sp["id"]), json=body)
+    assert_graph_error(response, 404, "Request_ResourceNotFound")
+
+
+@pytest.mark.parametrize(
+    "path, segment",
+    [("nothingHere", "nothingHere"), ("servicePrincipals/{sp}/bogus", "bogus"), ("me/drive/root", "me"), ("servicePrincipals/{sp}/synchronization/nope", "nope")],
+)
+def test_unknown_routes(graph: GraphClient, sp, path, segment):
+    error = assert_graph_error(graph.get(path.format(sp=sp["id"])), 400, "BadRequest")
+    assert segment in error["message"]
+
+
+def test_unknown_version(graph: GraphClient):
+    response = graph.request("GET", f"{graph.base}/v2.0/servicePrincipals")
+    assert response.status_code in (400, 404)
+    assert "Traceback" not in response.text
+
+
+def test_wrong_method(graph: GraphClient, sp):
+    assert_graph_error(graph.put(f"servicePrincipals/{sp['id']}", json={}), 405, "Request_BadRequest")
+    assert_graph_error(graph.delete("applicationTemplates"), 405, "Request_BadRequest")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"$filter": "displayName eq"},
+        {"$filter": "substringof('a', displayName)"},
+        {"$filter": "displayName eq 'unterminated"},
+        {"$filter": "(displayName eq 'a'"},
+        {"$filter": "displayName eq 'a' xor id eq 'b'"},
+        {"$filter": ""},
+        {"$top": "0"},
+        {"$top": "1000"},
+        {"$top": "ten"},
+        {"$skiptoken": "garbage!"},
+        {"$orderby": "displayName sideways"},
+        {"$search": "\"displayName:x\""},
+    ],
+)
+def test_bad_query_options(graph: GraphClient, params):
+    response = graph.get("servicePrincipals", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] in ("BadRequest", "Request_UnsupportedQuery")
+
+
+def test_wrong_secret_key_casing_is_an_error_not_a_crash(graph: GraphClient, sp):
+    response = graph.put(f"servicePrincipals/{sp['id']}/synchronization/secrets",
+                         json={"value": [{"key": "baseAddress", "value": "https://scim.contoso.test/scim/v2"}]})
+    # Graph answers 500 InternalError "Requested value 'baseAddress' was not found." (reference §2.9).
+    assert response.status_code in (400, 500)
+    error = response.json()["error"]
+    assert "baseAddress" in error["message"] and "Traceback" not in response.text
+    assert error["innerError"]["request-id"] == response.headers["request-id"]
+
+
+def test_admin_api_bad_input(emulator_env):
+    import requests
+
+    base = emulator_env.env["EMULATOR_URL"]
+    assert requests.post(f"{base}/reset", data=b"{bad").status_code == 400
+    assert requests.post(f"{base}/reset", json={"seed": "one"}).status_code == 400
+    assert requests.post(f"{base}/clock", json={"advanceSeconds": -5}).status_code == 400
+    assert requests.post(f"{base}/clock", json={"scale": 0}).status_code == 400
+    assert requests.post(f"{base}/clients", json={"name": "x", "roles": ["Not.A.Permission"]}).status_code == 400
+    assert requests.post(f"{base}/seed", json={"users": [{"noName": True}]}).status_code == 400
+    assert requests.post(f"{base}/tokens", json={"client": "nobody"}).status_code == 400
+    assert requests.patch(f"{base}/settings", json={"directory": {"unknown": 1}}).status_code == 400

@@ -1,0 +1,206 @@
+"""Fault injection: throttling (429 + Retry-After modes), 5xx, latency, replication lag, and
+instantiate answering an error although it created the objects.
+
+Throttling windows run on the simulated clock, so tests refill buckets with ``admin.advance``
+instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from emulator_graph import NON_GALLERY, GraphClient, assert_graph_error
+
+SMALL_WRITES = {"writes": {"limit": 2, "windowSeconds": 10}}
+
+
+def _write(graph: GraphClient, sp_id: str, n: int):
+    return graph.patch(f"servicePrincipals/{sp_id}", json={"notes": f"write {n}"})
+
+
+def _throttled_sp(emulator_env, graph: GraphClient, mode: str) -> tuple[str, object]:
+    _, sp = graph.instantiate("Throttle target")
+    emulator_env.admin.set_faults(throttling={**SMALL_WRITES, "retryAfter": mode})
+    assert _write(graph, sp["id"], 1).status_code == 204
+    assert _write(graph, sp["id"], 2).status_code == 204
+    return sp["id"], _write(graph, sp["id"], 3)
+
+
+def test_429_with_decimal_retry_after_and_headers(emulator_env, graph: GraphClient):
+    sp_id, response = _throttled_sp(emulator_env, graph, "decimal")
+    error = assert_graph_error(response, 429, "TooManyRequests")
+    assert error["innerError"]["status"] == "429"
+    retry_after = response.headers["Retry-After"]
+    assert "." in retry_after and 0 < float(retry_after) <= 5.0
+    assert response.headers["x-ms-throttle-scope"] == (
+        f"Tenant_Application/Write/{graph.client_id}/{emulator_env.env['AZURE_TENANT_ID']}"
+    )
+    assert response.headers["x-ms-throttle-information"] == "WriteLimitExceeded"
+    # Reads are not writes: still answered.
+    assert graph.get(f"servicePrincipals/{sp_id}").status_code == 200
+
+
+def test_429_with_integer_retry_after(emulator_env, graph: GraphClient):
+    _, response = _throttled_sp(emulator_env, graph, "integer")
+    assert response.status_code == 429
+    assert response.headers["Retry-After"].isdigit() and int(response.headers["Retry-After"]) >= 1
+
+
+def test_429_without_retry_after(emulator_env, graph: GraphClient):
+    _, response = _throttled_sp(emulator_env, graph, "absent")
+    assert response.status_code == 429
+    assert "Retry-After" not in response.headers
+    assert "x-ms-throttle-scope" in response.headers
+
+
+def test_early_retry_is_throttled_again_and_waiting_succeeds(emulator_env, graph: GraphClient):
+    sp_id, response = _throttled_sp(emulator_env, graph, "decimal")
+    retry_after = float(response.headers["Retry-After"])
+    emulator_env.admin.advance(retry_after / 2)
+    early = _write(graph, sp_id, 4)
+    assert early.status_code == 429
+    assert float(early.headers["Retry-After"]) > 0
+    emulator_env.admin.advance(float(early.headers["Retry-After"]))
+    assert _write(graph, sp_id, 5).status_code == 204
+
+
+def test_buckets_are_per_client(emulator_env, graph_as):
+    workflow, admin = graph_as("workflow"), graph_as("admin")
+    _, sp = admin.instantiate("Shared target")
+    emulator_env.admin.set_faults(throttling={"writes": {"limit": 2, "windowSeconds": 60}})
+    assert admin.patch(f"servicePrincipals/{sp['id']}", json={"notes": "a"}).status_code == 204
+    assert admin.patch(f"servicePrincipals/{sp['id']}", json={"notes": "b"}).status_code == 204
+    assert admin.patch(f"servicePrincipals/{sp['id']}", json={"notes": "c"}).status_code == 429
+    _, own = workflow.instantiate("Workflow's own")
+    assert workflow.patch(f"servicePrincipals/{own['id']}", json={"notes": "c"}).status_code == 204
+
+
+def test_throttled_instantiate_creates_nothing(emulator_env, graph: GraphClient):
+    emulator_env.admin.set_faults(throttling={"writes": {"limit": 1, "windowSeconds": 60}})
+    graph.instantiate("First")
+    response = graph.post(f"applicationTemplates/{NON_GALLERY}/instantiate", json={"displayName": "Second"})
+    assert response.status_code == 429
+    assert graph.get("applications", params={"$filter": "displayName eq 'Second'"}).json()["value"] == []
+
+
+def test_reports_limit_is_5_per_10_seconds_by_default(emulator_env, graph: GraphClient):
+    statuses = [graph.get("auditLogs/provisioning").status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    emulator_env.admin.advance(2.5)
+    assert graph.get("auditLogs/provisioning").status_code == 200
+
+
+def test_throttling_can_be_disabled(emulator_env, graph: GraphClient):
+    emulator_env.admin.set_faults(throttling={"enabled": False})
+    assert all(graph.get("auditLogs/provisioning").status_code == 200 for _ in range(8))
+
+
+def test_scheduled_server_errors(emulator_env, graph: GraphClient):
+    emulator_env.admin.set_faults(errors={"next": 2, "statuses": [503], "retryAfterSeconds": 3})
+    first = graph.get("servicePrincipals")
+    assert_graph_error(first, 503, "serviceNotAvailable")
+    assert first.headers["Retry-After"] == "3"
+    assert graph.get("servicePrincipals").status_code == 503
+    assert graph.get("servicePrincipals").status_code == 200
+
+
+def test_error_rate_is_deterministic_under_the_seed(emulator_env, graph: GraphClient):
+    def run() -> list[int]:
+        emulator_env.admin.reset()
+        emulator_env.admin.set_faults(errors={"rate": 0.5, "statuses": [503, 504]})
+        return [graph.get("applicationTemplates", params={"$top": "1"}).status_code for _ in range(30)]
+
+    first, second = run(), run()
+    assert first == second
+    assert {200, 503, 504} == set(first)
+
+
+def test_added_latency(emulator_env, graph: GraphClient):
+    emulator_env.admin.set_faults(latency={"ms": 300})
+    started = time.monotonic()
+    assert graph.get("applicationTemplates", params={"$top": "1"}).status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_replication_lag_by_reads(emulator_env, graph: GraphClient):
+    emulator_env.admin.set_faults(replicationLag={"reads": 2})
+    app, sp = graph.instantiate("Lagging by reads")
+    assert_graph_error(graph.get(f"servicePrincipals/{sp['id']}"), 404, "Request_ResourceNotFound")
+    assert_graph_error(graph.get(f"servicePrincipals/{sp['id']}"), 404, "Request_ResourceNotFound")
+    assert graph.get(f"servicePrincipals/{sp['id']}").status_code == 200
+    assert graph.get(f"servicePrincipals/{sp['id']}").status_code == 200
+    # Each object lags on its own.
+    assert_graph_error(graph.get(f"applications/{app['id']}"), 404, "Request_ResourceNotFound")
+
+
+def test_replication_lag_by_time_applies_to_sync_calls_and_lists(emulator_env, graph: GraphClient):
+    emulator_env.admin.set_faults(replicationLag={"seconds": 30})
+    _, sp = graph.instantiate("Lagging by time")
+    assert_graph_error(graph.get(f"servicePrincipals/{sp['id']}"), 404, "Request_ResourceNotFound")
+    assert_graph_error(graph.get(f"servicePrincipals/{sp['id']}/synchronization/templates"), 404, "Request_ResourceNotFound")
+    assert_graph_error(graph.post(f"servicePrincipals/{sp['id']}/synchronization/jobs", json={"templateId": "scim"}),
+                       404, "Request_ResourceNotFound")
+    assert graph.get("servicePrincipals", params={"$filter": "displayName eq 'Lagging by time'"}).json()["value"] == []
+    emulator_env.admin.advance(31)
+    assert graph.get(f"servicePrincipals/{sp['id']}").status_code == 200
+    job = graph.post(f"servicePrincipals/{sp['id']}/synchronization/jobs", json={"templateId": "scim"})
+    assert job.status_code == 201
+    # The new job lags as well.
+    assert_graph_error(graph.get(f"servicePrincipals/{sp['id']}/synchronization/jobs/{job.json()['id']}"),
+                       404, "Request_ResourceNotFound")
+    emulator_env.admin.advance(31)
+    assert graph.get(f"servicePrincipals/{sp['id']}/synchronization/jobs/{job.json()['id']}").status_code == 200
+
+
+def test_replication_flapping(emulator_env, graph: GraphClient):
+    emulator_env.admin.set_faults(replicationLag={"reads": 1, "flap": True})
+    _, sp = graph.instantiate("Flapping")
+    statuses = [graph.get(f"servicePrincipals/{sp['id']}").status_code for _ in range(5)]
+    assert statuses == [404, 200, 404, 200, 200]
+
+
+@pytest.mark.parametrize("status, code", [(504, "GatewayTimeout"), (404, "Request_ResourceNotFound")])
+def test_instantiate_fails_but_creates(emulator_env, graph: GraphClient, status, code):
+    emulator_env.admin.set_faults(instantiate={"status": status, "count": 1})
+    response = graph.post(f"applicationTemplates/{NON_GALLERY}/instantiate", json={"displayName": "Ghost app"})
+    assert_graph_error(response, status, code)
+    found = graph.get("servicePrincipals", params={"$filter": "displayName eq 'Ghost app'"}).json()["value"]
+    assert len(found) == 1
+    assert found[0]["applicationTemplateId"] == NON_GALLERY
+    # The caller still owns what was created, so it can clean up or adopt it.
+    assert graph.patch(f"servicePrincipals/{found[0]['id']}", json={"tags": ["adopted"]}).status_code == 204
+    # Only the scheduled call failed.
+    assert graph.post(f"applicationTemplates/{NON_GALLERY}/instantiate", json={"displayName": "Next"}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"throttling": {"retryAfter": "sometimes"}},
+        {"throttling": {"writes": {"limit": 0}}},
+        {"errors": {"rate": 2}},
+        {"errors": {"statuses": [418]}},
+        {"nonsense": {}},
+        {"latency": {"ms": -1}},
+        {"replicationLag": {"flap": "yes"}},
+    ],
+)
+def test_bad_fault_settings_are_rejected(emulator_env, faults):
+    import requests
+
+    response = requests.post(f"{emulator_env.env['EMULATOR_URL']}/faults", json=faults)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "BadRequest"
+
+
+def test_faults_merge_and_clear(emulator_env):
+    admin = emulator_env.admin
+    admin.set_faults(latency={"ms": 5})
+    merged = admin.set_faults(replace=False, errors={"rate": 0.1})
+    assert merged["latency"]["ms"] == 5 and merged["errors"]["rate"] == 0.1
+    cleared = admin.clear_faults()
+    assert cleared["latency"]["ms"] == 0 and cleared["throttling"]["writes"] == {"limit": 3000, "windowSeconds": 150}
+    assert math.isclose(admin.faults()["errors"]["rate"], 0.0)
