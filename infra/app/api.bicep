@@ -26,6 +26,8 @@ param correlationTag string
 param maximumInstanceCount int = 40
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
+@description('PYTHON_THREADPOOL_THREAD_COUNT; keep it >= host.json maxConcurrentActivityFunctions.')
+param pythonThreadCount string = '16'
 
 // Functions host: identity-based storage (no connection string, no key). The queue trigger uses
 // the same "AzureWebJobsStorage" connection, so these settings also cover it.
@@ -37,6 +39,9 @@ var hostSettings = {
   AzureWebJobsStorage__tableServiceUri: storageTableEndpoint
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // Python worker threads for the synchronous activities: at least host.json's
+  // extensions.durableTask.maxConcurrentActivityFunctions, or activities queue inside one worker.
+  PYTHON_THREADPOOL_THREAD_COUNT: pythonThreadCount
 }
 
 // The app's own settings (core/settings.py). azure-identity's DefaultAzureCredential picks the

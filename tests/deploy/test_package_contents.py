@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import load_script
+from deploy_support import load_script
 
 package_contents = load_script("package_contents")
 
