@@ -186,12 +186,13 @@ class DevHost:
         self.port = sock.getsockname()[1]
         host_for_url = "127.0.0.1" if self.options.host in ("0.0.0.0", "") else self.options.host
         self.base_url = f"http://{host_for_url}:{self.port}"
-        self.runner = web.AppRunner(self._web_app(), access_log=None, handle_signals=False)
-        await self.runner.setup()
-        await web.SockSite(self.runner, sock).start()
+        # the engine runs before the first request can arrive, so durable clients always work
         if self.engine is not None:
             await self.engine.start()
             self.app.client_binding_json = self.engine.client_binding_json(self.base_url)
+        self.runner = web.AppRunner(self._web_app(), access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        await self.runner.setup()
+        await web.SockSite(self.runner, sock).start()
         for listener in (*self.queue_listeners, *self.timer_listeners):
             listener.start()
         self._print_banner()

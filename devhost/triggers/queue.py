@@ -166,8 +166,22 @@ class QueueListener:
             for t in self._inflight:
                 t.cancel()
 
+    async def _connect(self):
+        """The queue client, retrying while storage is unreachable (the host keeps retrying too)."""
+        delay = MIN_POLL
+        while True:
+            try:
+                return await self.clients.queue(self.setting, self.queue_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("Queue '%s' for 'Functions.%s' is not reachable (%s); retrying", self.queue_name,
+                            self.spec.name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max(self.config.max_polling_interval, 1.0))
+
     async def _run(self) -> None:
-        client = await self.clients.queue(self.setting, self.queue_name)
+        client = await self._connect()
         waker = self.clients.waker(self.setting, self.queue_name)
         threshold = self.config.effective_new_batch_threshold()
         delay = MIN_POLL
