@@ -74,3 +74,15 @@ def public_sync_template(sync: dict, application_id: str) -> dict:
     body = {name: copy.deepcopy(sync.get(name)) for name in SYNC_TEMPLATE_FIELDS}
     body["applicationId"] = application_id
     return body
+
+
+def target_types(schema: dict) -> tuple[str, str]:
+    """Target object names for users and groups, from the schema's object mappings."""
+    user_type, group_type = "User", "Group"
+    for rule in schema.get("synchronizationRules", []):
+        for mapping in rule.get("objectMappings", []):
+            if mapping.get("sourceObjectName") == "User" and mapping.get("targetObjectName"):
+                user_type = mapping["targetObjectName"]
+            if mapping.get("sourceObjectName") == "Group" and mapping.get("targetObjectName"):
+                group_type = mapping["targetObjectName"]
+    return user_type, group_type

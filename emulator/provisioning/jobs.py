@@ -7,14 +7,18 @@ kept as POSIX seconds of *simulated* time; :func:`render_job` turns them into Gr
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 
 from emulator.clock import SENTINEL, iso
+from emulator.errors import GraphError
 
 NEVER_INTERVAL = "P10675199DT2H48M5.4775807S"  # .NET TimeSpan.MaxValue: "never" for a disabled job
 ACTIVE_INTERVAL = "PT40M"
 DEFAULT_JOB_SETTINGS = ({"name": "QuarantineTooManyDeletesThreshold", "value": "500"},)
+RESET_SCOPES = ("None", "ConnectorDataStore", "Escrows", "Watermark", "QuarantineState", "Full", "ForceDeletes")
+PORTAL_RESTART = frozenset({"QuarantineState", "Watermark", "Escrows"})  # what an empty criteria does (portal Restart)
 
 
 def ts(seconds: float | None) -> str | None:
@@ -143,3 +147,54 @@ def render_job(job: Job, now: float) -> dict:
         },
         "synchronizationJobSettings": [dict(s) for s in job.settings],
     }
+
+
+def reset_scopes(body: dict | None) -> set[str]:
+    """The resetScope flags of a restart body (empty/absent -> what the portal's Restart does)."""
+    if body is None:
+        return set(PORTAL_RESTART)
+    if not isinstance(body, dict):
+        raise GraphError(400, "BadRequest", "The request body must be a JSON object.")
+    criteria = body.get("criteria")
+    if criteria is None:
+        return set(PORTAL_RESTART)
+    if not isinstance(criteria, dict):
+        raise GraphError(400, "BadRequest", "'criteria' must be an object with a 'resetScope' string.")
+    raw = criteria.get("resetScope")
+    if raw is None:
+        return set(PORTAL_RESTART)
+    if isinstance(raw, list):
+        parts = [str(p).strip() for p in raw]
+    elif isinstance(raw, str):
+        parts = [p.strip() for p in raw.split(",")]
+    else:
+        raise GraphError(400, "BadRequest", "'criteria.resetScope' must be a comma-separated string.")
+    parts = [p for p in parts if p]
+    if not parts:
+        return set(PORTAL_RESTART)
+    for part in parts:
+        if part not in RESET_SCOPES:
+            raise GraphError(400, "BadRequest", f"Requested value '{part}' was not found. resetScope values: {', '.join(RESET_SCOPES)}.")
+    return set(parts)
+
+
+def delete_threshold(job: Job, creds: dict) -> int | None:
+    """Accidental-deletion threshold: SyncNotificationSettings if it sets one, else the job setting."""
+    raw = creds.get("SyncNotificationSettings")
+    if raw:
+        try:
+            notify = json.loads(raw)
+        except ValueError:
+            notify = {}
+        if isinstance(notify, dict) and "DeleteThresholdEnabled" in notify:
+            enabled = str(notify.get("DeleteThresholdEnabled")).lower() == "true"
+            if not enabled:
+                return None
+            try:
+                return int(notify.get("DeleteThresholdValue"))
+            except (TypeError, ValueError):
+                pass
+    try:
+        return int(job.setting("QuarantineTooManyDeletesThreshold", "500"))
+    except (TypeError, ValueError):
+        return 500

@@ -94,3 +94,16 @@ def resolve(targets: dict, address: str, token: str, sync_template_id: str | Non
     if named:
         return make(named, "naming rule")
     return make(targets.get("defaultScenario", "healthy"), "default")
+
+
+def target_identity(sync: dict, values: dict) -> tuple[str, str]:
+    """(address, token) of the simulated target from credential values, per the template's roles."""
+    creds = sync.get("credentials") or [{"key": "BaseAddress", "role": "address"}, {"key": "SecretToken", "role": "token"}]
+    address = token = ""
+    for cred in creds:
+        value = values.get(cred["key"]) or cred.get("default") or ""
+        if cred.get("role") == "address":
+            address = value
+        elif cred.get("role") == "token":
+            token = value
+    return address, token

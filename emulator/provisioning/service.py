@@ -10,7 +10,6 @@ shared :class:`Clock`; every public call first runs the simulation up to ``clock
 from __future__ import annotations
 
 import copy
-import json
 import random
 import threading
 import uuid
@@ -18,16 +17,16 @@ import uuid
 from emulator.clock import Clock
 from emulator.errors import GraphError, not_found
 from emulator.provisioning import catalog as cat
+from emulator.provisioning import on_demand
 from emulator.provisioning import secrets as sec
+from emulator.provisioning.catalog import target_types
 from emulator.provisioning.directory_view import DirectoryView
-from emulator.provisioning.engine import Engine, new_guid, object_from_directory, scope_objects
-from emulator.provisioning.jobs import Job, render_job, ts
+from emulator.provisioning.engine import Engine, new_guid
+from emulator.provisioning.jobs import Job, delete_threshold, render_job, reset_scopes
 from emulator.provisioning.logs import LogStore, render
-from emulator.provisioning.scenarios import load_targets, resolve
+from emulator.provisioning.scenarios import load_targets, resolve, target_identity
 from emulator.provisioning.settings import EngineSettings
 
-RESET_SCOPES = ("None", "ConnectorDataStore", "Escrows", "Watermark", "QuarantineState", "Full", "ForceDeletes")
-PORTAL_RESTART = {"QuarantineState", "Watermark", "Escrows"}  # what an empty criteria does (portal's Restart)
 STATE_VERSION = 1
 
 
@@ -150,7 +149,7 @@ class ProvisioningService:
         with self._lock:
             self._advance()
             job = self._job(sp_id, job_id)
-            scopes = _reset_scopes(body)
+            scopes = reset_scopes(body)
             self._require_credentials(job)
             if scopes & {"Full", "Watermark"}:
                 job.watermark = False
@@ -189,7 +188,7 @@ class ProvisioningService:
             missing = [c["key"] for c in sync.get("credentials", []) if c.get("required") and not values.get(c["key"])]
             if missing:
                 raise GraphError(400, self.settings.validate_error_code, f"Missing required credentials: {', '.join(missing)}.")
-            address, token = _target_identity(sync, values)
+            address, token = target_identity(sync, values)
             scenario = resolve(self.targets, address, token, sync["id"])
             if not scenario.accepts_credentials:
                 raise GraphError(
@@ -247,18 +246,11 @@ class ProvisioningService:
         with self._lock:
             self._advance()
             job = self._job(sp_id, job_id)
-            subjects = self._on_demand_subjects(job, body)
+            subjects = on_demand.parse_subjects(body, self._schema(job), self.directory)
             self._require_credentials(job)
             ctx = self._context(job)
-            results = [self._provision_one(job, ctx, obj) for obj in subjects]
-            if len(results) == 1:
-                key, value = results[0]
-                return {"@odata.type": "#microsoft.graph.stringKeyStringValuePair", "key": json.dumps(key), "value": json.dumps(value)}
-            return {
-                "@odata.type": "#microsoft.graph.stringKeyStringValuePair",
-                "key": "Microsoft.Identity.Health.CPP.Common.DataContracts.SyncFabric.StatusInfo",
-                "value": json.dumps([value for _, value in results]),
-            }
+            now = self._now()
+            return on_demand.response([on_demand.provision_one(self.engine, self.directory, job, ctx, obj, now) for obj in subjects])
 
     # ----- logs, time, persistence ------------------------------------------------------
     def provisioning_logs(self, api_version: str) -> list[dict]:
@@ -349,10 +341,10 @@ class ProvisioningService:
         sp = self.directory.get_service_principal(job.sp_id) or {}
         sync = self._find_sync(record, job.template_id) or {}
         creds = record["secrets"]
-        address, token = _target_identity(sync, creds)
+        address, token = target_identity(sync, creds)
         scenario = resolve(self.targets, address, token, job.template_id)
         sync_all = creds.get("SyncAll", str(self.settings.default_sync_all)).strip().lower() == "true"
-        user_type, group_type = _target_types(self._schema(job))
+        user_type, group_type = target_types(self._schema(job))
         return {
             "scenario": scenario.name,
             "params": dict(scenario.params),
@@ -360,151 +352,10 @@ class ProvisioningService:
             "appId": sp.get("appId", ""),
             "tenantId": self._tenant(sp),
             "syncAll": sync_all,
-            "deleteThreshold": _delete_threshold(job, creds),
+            "deleteThreshold": delete_threshold(job, creds),
             "userType": user_type,
             "groupType": group_type,
             "targetSystemId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"target:{job.id}")),
         }
 
-    def _on_demand_subjects(self, job: Job, body: dict) -> list[dict]:
-        params = body.get("parameters") if isinstance(body, dict) else None
-        if not isinstance(params, list) or not params:
-            raise _bad("'parameters' is required: [{ruleId, subjects: [{objectId, objectTypeName}]}].")
-        rule_ids = {r.get("id") for r in self._schema(job).get("synchronizationRules", [])}
-        directory = None
-        found: list[dict] = []
-        for index, param in enumerate(params):
-            if not isinstance(param, dict) or param.get("ruleId") not in rule_ids:
-                raise _bad(f"parameters[{index}].ruleId must be the id of a synchronizationRule of the job's schema.")
-            subjects = param.get("subjects")
-            if not isinstance(subjects, list) or not subjects:
-                raise _bad(f"parameters[{index}].subjects must be a non-empty array.")
-            for subject in subjects:
-                if not isinstance(subject, dict) or not isinstance(subject.get("objectId"), str):
-                    raise _bad(f"parameters[{index}].subjects[].objectId is required.")
-                if directory is None:
-                    directory = {o["id"]: o for o in map(object_from_directory, self.directory.all_users() + self.directory.all_groups()) if o}
-                obj = directory.get(subject["objectId"])
-                if obj is None:
-                    raise not_found(subject["objectId"])
-                found.append(obj)
-        return found
 
-    def _provision_one(self, job: Job, ctx: dict, obj: dict) -> tuple[dict, dict]:
-        now = self._now()
-        in_scope = obj["id"] in scope_objects(self.directory, job.sp_id, ctx["syncAll"])
-        if not in_scope:
-            key = {"result": "Skipped", "details": {"errorCode": "NotEffectivelyEntitled", "reason": f"{obj['type']} '{obj['displayName']}' is not assigned to the application."}}
-            return key, {"action": "Other", "reportableIdentifier": obj["displayName"], "sourceIdentity": {"id": obj["id"], "displayName": obj["displayName"], "identityType": obj["type"], "details": {}}}
-        link = job.links.get(obj["id"])
-        action = "create" if link is None else ("update" if link["hash"] != obj["hash"] else "other")
-        error = None
-        if ctx["scenario"] == "invalidCredentials":
-            status, error = "failure", "unauthorized"
-        elif ctx["scenario"] == "escrowFailures" and action != "other":
-            status, error = "failure", "serverError"
-        else:
-            status = "skipped" if action == "other" else "success"
-        row = self.engine.apply_single(job, obj, action, status, error, ctx, now)
-        info = row["provisioningStatusInfo"]
-        err = info["errorInformation"] or {}
-        result = {"success": "Success", "failure": "Failure", "skipped": "Skipped"}[status]
-        key = {"result": result, "details": {"errorCode": "RedundantExport"} if status == "skipped" else ({"errorCode": err.get("errorCode")} if err else {})}
-        value = {
-            "action": action.capitalize(),
-            "changeId": row["changeId"],
-            "startTime": ts(now - row["durationInMilliseconds"] / 1000.0),
-            "endTime": row["activityDateTime"],
-            "modifiedProperties": row["modifiedProperties"],
-            "provisioningSteps": row["provisioningSteps"],
-            "reportableIdentifier": obj["displayName"],
-            "statusInfo": {
-                "status": result,
-                "errorCode": err.get("errorCode"),
-                "reason": err.get("reason"),
-                "additionalDetails": None,
-                "errorCategory": "NonServiceFailure" if err else None,
-                "recommendedAction": None,
-            },
-            "sourceIdentity": row["sourceIdentity"],
-            "sourceSystem": row["sourceSystem"],
-            "targetIdentity": row["targetIdentity"],
-            "targetSystem": row["targetSystem"],
-        }
-        return key, value
-
-
-def _reset_scopes(body: dict | None) -> set[str]:
-    """The resetScope flags of a restart body (empty/absent -> what the portal's Restart does)."""
-    if body is None:
-        return set(PORTAL_RESTART)
-    if not isinstance(body, dict):
-        raise _bad("The request body must be a JSON object.")
-    criteria = body.get("criteria")
-    if criteria is None:
-        return set(PORTAL_RESTART)
-    if not isinstance(criteria, dict):
-        raise _bad("'criteria' must be an object with a 'resetScope' string.")
-    raw = criteria.get("resetScope")
-    if raw is None:
-        return set(PORTAL_RESTART)
-    if isinstance(raw, list):
-        parts = [str(p).strip() for p in raw]
-    elif isinstance(raw, str):
-        parts = [p.strip() for p in raw.split(",")]
-    else:
-        raise _bad("'criteria.resetScope' must be a comma-separated string.")
-    parts = [p for p in parts if p]
-    if not parts:
-        return set(PORTAL_RESTART)
-    for part in parts:
-        if part not in RESET_SCOPES:
-            raise _bad(f"Requested value '{part}' was not found. resetScope values: {', '.join(RESET_SCOPES)}.")
-    return set(parts)
-
-
-def _target_identity(sync: dict, values: dict) -> tuple[str, str]:
-    """(address, token) of the simulated target from credential values, per the template's roles."""
-    creds = sync.get("credentials") or [{"key": "BaseAddress", "role": "address"}, {"key": "SecretToken", "role": "token"}]
-    address = token = ""
-    for cred in creds:
-        value = values.get(cred["key"]) or cred.get("default") or ""
-        if cred.get("role") == "address":
-            address = value
-        elif cred.get("role") == "token":
-            token = value
-    return address, token
-
-
-def _target_types(schema: dict) -> tuple[str, str]:
-    """Target object names for users and groups, from the schema's object mappings."""
-    user_type, group_type = "User", "Group"
-    for rule in schema.get("synchronizationRules", []):
-        for mapping in rule.get("objectMappings", []):
-            if mapping.get("sourceObjectName") == "User" and mapping.get("targetObjectName"):
-                user_type = mapping["targetObjectName"]
-            if mapping.get("sourceObjectName") == "Group" and mapping.get("targetObjectName"):
-                group_type = mapping["targetObjectName"]
-    return user_type, group_type
-
-
-def _delete_threshold(job: Job, creds: dict) -> int | None:
-    """Accidental-deletion threshold: SyncNotificationSettings if it sets one, else the job setting."""
-    raw = creds.get("SyncNotificationSettings")
-    if raw:
-        try:
-            notify = json.loads(raw)
-        except ValueError:
-            notify = {}
-        if isinstance(notify, dict) and "DeleteThresholdEnabled" in notify:
-            enabled = str(notify.get("DeleteThresholdEnabled")).lower() == "true"
-            if not enabled:
-                return None
-            try:
-                return int(notify.get("DeleteThresholdValue"))
-            except (TypeError, ValueError):
-                pass
-    try:
-        return int(job.setting("QuarantineTooManyDeletesThreshold", "500"))
-    except (TypeError, ValueError):
-        return 500
