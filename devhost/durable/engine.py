@@ -26,6 +26,8 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import heapq
+import inspect
+import itertools
 import json
 import logging
 import os
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from devhost.durable import history as h
+from devhost.durable import sdk_speedups
 from devhost.durable.clock import Clock
 from devhost.durable.errors import (
     DurableEngineError,
@@ -77,6 +80,10 @@ class EngineSettings:
     any_state_overridable: bool = False  # overridableExistingInstanceStates = AnyState
     activity_timeout: float | None = None  # host.json functionTimeout, seconds
     task_hub: str = "TestHubName"
+    # Replays are CPU-bound Python: in a thread they only contend for the GIL with the event loop
+    # (every SQLite call and thread hand-off then waits for a GIL switch), so by default they run on
+    # the loop itself, one at a time. Set DEVHOST_ORCHESTRATOR_THREADS=N to use N threads instead.
+    orchestrator_threads: int = int(os.environ.get("DEVHOST_ORCHESTRATOR_THREADS", "0") or 0)
 
     @classmethod
     def from_host_config(cls, host_config: dict | None, task_hub: str) -> "EngineSettings":
@@ -98,6 +105,16 @@ class EngineSettings:
         if timeout and str(timeout) != "-1":
             settings.activity_timeout = _timespan_seconds(str(timeout))
         return settings
+
+
+_invocation_counter = itertools.count(1)
+_process_tag = uuid.uuid4().hex[:12]
+
+
+def _invocation_id() -> str:
+    """Unique per process run without an os.urandom call each time (that call drops the GIL)."""
+    n = next(_invocation_counter)
+    return f"{_process_tag[:8]}-{_process_tag[8:12]}-4000-8000-{n:012x}"
 
 
 def _timespan_seconds(text: str) -> float:
@@ -145,6 +162,10 @@ class DurableEngine:
         self.clock = Clock(virtual_clock)
         self.store: Store | None = None
         self._activities, self._orchestrators = self._index_functions(app)
+        try:  # pass our invocation id through when the loader accepts it (same id in both logs)
+            self._activity_takes_invocation_id = "invocation_id" in inspect.signature(app.call_activity).parameters
+        except (TypeError, ValueError):
+            self._activity_takes_invocation_id = False
         self._cache: dict[str, _Cached] = {}
         self._ready: set[str] = set()
         self._busy: set[str] = set()
@@ -153,6 +174,9 @@ class DurableEngine:
         self._activity_queue: asyncio.Queue[ActivityItem] | None = None
         self._activities_in_flight = 0
         self._completions: list[tuple[ActivityItem, Message]] = []
+        self._outstanding: dict[str, int] = {}  # activity work items queued or running, per instance
+        self._episode_cost: dict[str, float] = {}  # seconds the instance's last episode took
+        self._deferred: set[str] = set()
         self._finished_waiters: dict[str, list[asyncio.Future]] = {}
         self._tasks: list[asyncio.Task] = []
         self._episodes: set[asyncio.Task] = set()
@@ -202,17 +226,20 @@ class DurableEngine:
 
     async def start(self) -> None:
         """Open SQLite (WAL), recover queued work and start the dispatch loops."""
+        sdk_speedups.install()
         self.store = Store(self.state_dir)
         if self.clock.virtual:
             self.clock.offset = float(self.store.get_meta("virtual_clock_offset") or 0.0)
         self._activity_queue = asyncio.Queue()
         for item in self.store.activities():
-            self._activity_queue.put_nowait(item)
+            self._enqueue_activity(item)
         now = self.clock.now()
         for instance_id, visible_at in self.store.message_schedule():
             self._schedule_instance(instance_id, visible_at, now)
-        self._orch_pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=min(self.settings.max_concurrent_orchestrations, 8), thread_name_prefix="devhost-orch")
+        if self.settings.orchestrator_threads:
+            self._orch_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=min(self.settings.max_concurrent_orchestrations, self.settings.orchestrator_threads),
+                thread_name_prefix="devhost-orch")
         self._running = True
         loop_tasks = [self._dispatch_loop(), self._timer_loop(), self._flush_loop()]
         loop_tasks += [self._activity_worker() for _ in range(self.settings.max_concurrent_activities)]
@@ -264,7 +291,8 @@ class DurableEngine:
 
     def is_idle(self) -> bool:
         """Nothing runnable: no ready instance, no episode, no activity queued, running or unflushed."""
-        return (not (self._ready - self._busy) and not self._busy and self._activities_in_flight == 0
+        return (not (self._ready - self._busy) and not self._busy and not self._deferred
+                and self._activities_in_flight == 0
                 and (self._activity_queue is None or self._activity_queue.empty()) and not self._completions)
 
     def advance_clock(self, seconds: float) -> None:
@@ -353,11 +381,14 @@ class DurableEngine:
                 self._activities_in_flight -= 1
 
     async def _run_activity(self, item: ActivityItem) -> Message:
-        invocation_id = str(uuid.uuid4())
+        invocation_id = _invocation_id()
         log.info("Executing activity '%s' (instance=%s, task=%d, invocation=%s)",
                  item.name, item.instance_id, item.task_id, invocation_id)
         try:
-            call = self.app.call_activity(item.name, item.input)
+            if self._activity_takes_invocation_id:
+                call = self.app.call_activity(item.name, item.input, invocation_id=invocation_id)
+            else:
+                call = self.app.call_activity(item.name, item.input)
             if self.settings.activity_timeout:
                 result = await asyncio.wait_for(call, self.settings.activity_timeout)
             else:
@@ -387,12 +418,49 @@ class DurableEngine:
             await asyncio.sleep(0)  # let workers that are finishing right now join this batch
             self._flush_completions()
 
+    def _enqueue_activity(self, item: ActivityItem) -> None:
+        self._outstanding[item.instance_id] = self._outstanding.get(item.instance_id, 0) + 1
+        self._activity_queue.put_nowait(item)
+
     def _flush_completions(self) -> None:
         if not self._completions or self.store is None:
             return
         batch, self._completions = self._completions, []
         self.store.complete_activities(batch)
-        self._deliver([message for _, message in batch])
+        touched = set()
+        for item, _ in batch:
+            left = self._outstanding.get(item.instance_id, 1) - 1
+            if left > 0:
+                self._outstanding[item.instance_id] = left
+            else:
+                self._outstanding.pop(item.instance_id, None)
+            touched.add(item.instance_id)
+        for instance_id in touched:
+            self._wake_after_results(instance_id)
+
+    def _wake_after_results(self, instance_id: str) -> None:
+        """Run the instance's next episode now, or a little later to collect more results in it.
+
+        A replay costs time proportional to the history, so an instance that still has activities
+        in flight waits for as long as its last episode took (at most 0.5 s) before replaying again:
+        replay then takes at most about half of the wall time, and a fan-in of N results costs a
+        bounded number of replays instead of one per result (no quadratic replay). Once its last
+        outstanding activity has reported, it runs at once.
+        """
+        cost = self._episode_cost.get(instance_id, 0.0)
+        if instance_id not in self._outstanding or cost < 0.005:
+            self._deferred.discard(instance_id)
+            self._ready.add(instance_id)
+            self._wake.set()
+        elif instance_id not in self._deferred:
+            self._deferred.add(instance_id)
+            asyncio.get_running_loop().call_later(min(cost, 0.5), self._undefer, instance_id)
+
+    def _undefer(self, instance_id: str) -> None:
+        if instance_id in self._deferred:
+            self._deferred.discard(instance_id)
+            self._ready.add(instance_id)
+            self._wake.set()
 
     # ------------------------------------------------------------------ episodes
     def _load(self, instance_id: str) -> _Cached | None:
@@ -490,12 +558,20 @@ class DurableEngine:
         now_text = h.iso(self.clock.now_datetime())
         for ev in new_events:
             ev["IsPlayed"] = False
-        invocation_id = str(uuid.uuid4())
-        loop = asyncio.get_running_loop()
-        result, state, episode_texts = await loop.run_in_executor(
-            self._orch_pool, self._execute, cached, new_events, now_text, invocation_id)
+        invocation_id = _invocation_id()
+        started = time.perf_counter()
+        if self._orch_pool is not None:
+            loop = asyncio.get_running_loop()
+            result, state, episode_texts = await loop.run_in_executor(
+                self._orch_pool, self._execute, cached, new_events, now_text, invocation_id)
+        else:
+            result, state, episode_texts = self._execute(cached, new_events, now_text, invocation_id)
         self.episode_count += 1
         self._commit_episode(cached, consumed, new_events, episode_texts, now_text, result, state, invocation_id)
+        if self._cache.get(instance_id) is cached:
+            self._episode_cost[instance_id] = time.perf_counter() - started
+        else:
+            self._episode_cost.pop(instance_id, None)
 
     def _payload(self, cached: _Cached, episode_texts: list[str]) -> str:
         row = cached.row
@@ -625,7 +701,7 @@ class DurableEngine:
         for other in resets:
             self._cache.pop(other, None)
         for item in activities:
-            self._activity_queue.put_nowait(item)
+            self._enqueue_activity(item)
         self._deliver(messages)
         if row.status in TERMINAL_STATES:
             self._cache.pop(iid, None)
@@ -847,7 +923,7 @@ class DurableEngine:
                                                    messages=messages))
             self._cache.pop(instance_id, None)
         for item in activities:
-            self._activity_queue.put_nowait(item)
+            self._enqueue_activity(item)
         self._deliver(messages)
         for child in children:
             child_row = self.store.get_instance(child)
