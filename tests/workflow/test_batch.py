@@ -1,0 +1,210 @@
+"""The demo batch end to end, both triggers' answers to bad input, idempotency, the health sweep and
+a scan for secrets - all on one emulator + devhost stack (tests run in file order and build on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+from support import Stack, load_example, make_batch, secret_names, secret_values, wait_until
+
+from core import names
+from examples.demo import matches
+
+pytestmark = pytest.mark.timeout(240)
+
+MAX_BODY = 65536
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    running = Stack(tmp_path_factory.mktemp("workflow-batch"), time_scale=30.0,
+                    env={"REQUEST_MAX_BODY_BYTES": str(MAX_BODY)})
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def demo(stack):
+    """Submit the demo batch once and wait for its report."""
+    batch_id = stack.submit(load_example("demo-batch.json"))
+    status = stack.wait(batch_id, timeout=150)
+    return batch_id, status
+
+
+def test_demo_batch_ends_as_the_emulator_scenarios_say(demo):
+    batch_id, status = demo
+    assert batch_id == "batch-demo-batch-001"
+    assert status["runtimeStatus"] == "Completed"
+    report = status["output"]
+    expected = load_example("demo-expected.json")["instances"]
+    by_name = {inst["displayName"]: inst for inst in report["instances"]}
+    assert set(by_name) == set(expected)
+    wrong = {name: (inst["outcome"], inst["reason"]) for name, inst in by_name.items()
+             if not matches(inst, expected[name])}
+    assert not wrong, wrong
+    assert report["counts"] == {"total": 22, "steadyState": 20, "quarantined": 1, "failed": 1, "timedOut": 0}
+    steady = by_name["AWS Contoso Account 01"]
+    assert set(steady["ids"]) == {"applicationId", "appId", "servicePrincipalId", "jobId"}
+    assert all(steady["ids"].values())
+    assert steady["timings"]["totalSeconds"] >= steady["timings"]["setupSeconds"] > 0
+    quarantined = by_name["Wingtip SCIM Escrow"]
+    assert quarantined["provisioningErrors"], "a quarantined instance reports the job's provisioning errors"
+    assert report["topErrors"] and report["topErrors"][0]["count"] >= 1
+    failed = by_name["AWS Contoso Wrong Token"]
+    assert failed["error"]["step"] == names.VALIDATE_CREDENTIALS and failed["error"]["kind"] == "permanent"
+
+
+def test_summary_endpoint_is_readable_and_has_no_keys(stack, demo):
+    batch_id, _ = demo
+    by_request = stack.summary("demo-batch-001")
+    by_batch = stack.summary(batch_id)
+    assert by_request == by_batch
+    assert by_request["runtimeStatus"] == "Completed" and by_request["counts"]["steadyState"] == 20
+    assert len(by_request["instances"]) == 22
+    text = json.dumps(by_request)
+    assert "code=" not in text and "statusQueryGetUri" not in text and "keyVaultSecret" not in text
+    missing = stack.request("GET", "/api/provisioning-requests/no-such-request")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "NotFound"
+
+
+def test_resubmitting_the_same_request_starts_nothing_new(stack, demo):
+    batch_id, first = demo
+    before = stack.applications_by_name()
+    response = stack.request("POST", "/api/provisioning-requests", json=load_example("demo-batch.json"))
+    assert response.status_code == 202
+    assert response.json()["id"] == batch_id
+    assert response.headers["X-Provisioning-Duplicate"] == "true"
+    again = stack.host.get_status(batch_id)
+    assert again["runtimeStatus"] == "Completed" and again["createdTime"] == first["createdTime"]
+    assert stack.applications_by_name() == before
+    names_in_batch = [i["displayName"] for i in load_example("demo-batch.json")["instances"]]
+    assert all(before[name] == 1 for name in names_in_batch), before
+    instantiations = stack.graph_requests(method="POST", pathContains="/instantiate")
+    assert len(instantiations) == len(names_in_batch)
+
+
+def test_same_request_id_with_another_body_is_a_conflict(stack, demo):
+    body = load_example("demo-batch.json")
+    body["instances"] = body["instances"][:1]
+    response = stack.request("POST", "/api/provisioning-requests", json=body)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "RequestIdConflict"
+
+
+def test_http_rejects_bad_requests_with_every_field_error(stack):
+    bad = {"requestId": "bad request id!", "instances": [
+        {"displayName": "", "applicationTemplate": {"displayName": "Custom"},
+         "credentials": {"BaseAddress": "https://x.test", "SecretToken": "a-pasted-token"}},
+        {"applicationTemplate": {}, "displayName": "ok name", "credentials": {}, "colour": "blue"},
+    ]}
+    response = stack.request("POST", "/api/provisioning-requests", json=bad)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "InvalidRequest"
+    paths = {d["path"] for d in error["details"]}
+    assert {"requestId", "instances[0].displayName", "instances[0].credentials.SecretToken"} <= paths
+    assert any(p.startswith("instances[1]") for p in paths) and len(paths) >= 5
+    assert "a-pasted-token" not in response.text
+
+    not_json = stack.request("POST", "/api/provisioning-requests", data=b"{not json",
+                             headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "InvalidJson"
+    text = stack.request("POST", "/api/provisioning-requests", data=b"requestId=x",
+                         headers={"Content-Type": "text/plain"})
+    assert text.status_code == 415 and text.json()["error"]["code"] == "UnsupportedMediaType"
+    huge = make_batch("too-big", 1, prefix="Huge")
+    huge["instances"][0]["labels"] = {"padding": "x" * 64}
+    huge["padding"] = "x" * (MAX_BODY + 1)
+    too_large = stack.request("POST", "/api/provisioning-requests", json=huge)
+    assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "RequestTooLarge"
+    anonymous = stack.request("POST", "/api/provisioning-requests", json=make_batch("anon", 1, prefix="Anon"),
+                              key=False)
+    assert anonymous.status_code == 401
+    for request_id in ("bad request id!", "too-big", "anon"):
+        assert stack.host.get_status(f"batch-{request_id}") is None
+
+
+def test_invalid_queue_message_goes_to_the_rejected_queue(stack):
+    incoming = stack.queue(names.QUEUE_PROVISIONING_REQUESTS)
+    rejected = stack.queue(names.QUEUE_PROVISIONING_REQUESTS_REJECTED)
+    bad = {"requestId": "queue-bad-001", "instances": [{"displayName": "Queue Bad",
+                                                         "applicationTemplate": {"displayName": "Custom"},
+                                                         "credentials": {"SecretToken": "pasted-secret-value"}}]}
+    sent = incoming.send_message(json.dumps(bad))
+    incoming.send_message("this is not json")
+
+    def two_rejections():
+        found = [json.loads(m.content) for m in rejected.peek_messages(max_messages=32)]
+        return found if len(found) >= 2 else None
+
+    records = wait_until(two_rejections, timeout=60, what="two rejected messages")
+    by_code = {r["error"]["code"]: r for r in records}
+    invalid = by_code["InvalidRequest"]
+    assert invalid["messageId"] == sent.id and invalid["requestId"] == "queue-bad-001"
+    assert any(d["path"] == "instances[0].credentials.SecretToken" for d in invalid["error"]["details"])
+    assert "pasted-secret-value" not in json.dumps(records)
+    assert by_code["InvalidJson"]["error"]["details"][0]["path"] == "$"
+    poison = stack.queue(names.QUEUE_PROVISIONING_REQUESTS + "-poison")
+    assert poison.peek_messages(max_messages=32) == []
+    assert stack.host.get_status("batch-queue-bad-001") is None
+
+
+def test_the_same_queue_message_three_times_starts_one_batch(stack):
+    incoming = stack.queue(names.QUEUE_PROVISIONING_REQUESTS)
+    body = json.dumps(make_batch("queue-dup-001", 3, prefix="Queue Dup"))
+    for _ in range(3):
+        incoming.send_message(body)
+    wait_until(lambda: stack.host.get_status("batch-queue-dup-001"), timeout=60, what="the queued batch")
+    status = stack.wait("batch-queue-dup-001", timeout=120)
+    assert status["runtimeStatus"] == "Completed"
+    assert status["output"]["counts"]["steadyState"] == 3
+    wait_until(lambda: not incoming.peek_messages(max_messages=32), timeout=30, what="the queue to drain")
+    apps = stack.applications_by_name()
+    assert [apps[f"Queue Dup {i:03d}"] for i in (1, 2, 3)] == [1, 1, 1]
+    instantiations = [r for r in stack.graph_requests(method="POST", pathContains="/instantiate")]
+    assert len(instantiations) == 22 + 3  # the demo batch and this one, each instance once
+
+
+def test_health_sweep_reports_the_quarantined_job(stack, demo):
+    client = stack.host.durable_client()
+    sweep_id = asyncio.run(client.start_new(names.HEALTH_SWEEP, "health-sweep-test",
+                                            {"options": {"sweepMaxInFlight": 5}}))
+    status = stack.wait(sweep_id, timeout=120)
+    assert status["runtimeStatus"] == "Completed", status
+    report = status["output"]
+    assert report["total"] == 22 + 3  # every app this workflow created (found by correlation tag)
+    assert report["counts"]["quarantined"] == 1
+    assert report["counts"]["healthy"] == 20 + 3
+    assert report["quarantinedByReason"] == {"EncounteredEscrowProportionThreshold": 1}
+    unhealthy = {u["displayName"]: u for u in report["unhealthy"]}
+    assert "Wingtip SCIM Escrow" in unhealthy
+    assert unhealthy["Wingtip SCIM Escrow"]["category"] == "quarantined"
+    # its credentials were refused, so its job was never started
+    assert unhealthy["AWS Contoso Wrong Token"]["category"] == "notStarted"
+    assert report["restarted"] == []  # not a credential quarantine
+    lines = [line for line in stack.host.log_text().splitlines()
+             if "unhealthyProvisioningInstance" in line and sweep_id in line and "Wingtip SCIM Escrow" in line]
+    assert len(lines) == 1, "one structured line per unhealthy instance, not repeated on replay"
+
+
+def test_no_secret_value_in_task_hub_logs_or_responses(stack, demo):
+    secrets = secret_values(stack)
+    assert "demo-scim-token" in secrets and len(secrets) >= 8
+    haystacks = {
+        "task hub": stack.task_hub_bytes().decode("utf-8", "replace"),
+        "devhost log": stack.host.log_text(),
+        "HTTP responses": "\n".join(stack.responses),
+        "demo report": json.dumps(demo[1]),
+    }
+    assert len(haystacks["task hub"]) > 10_000 and "provision_batch" in haystacks["task hub"]
+    # secret *names* (references such as "scim-wingtip-token") may appear and may contain a value
+    # ("wingtip-token") as a substring: blank the names out before looking for the values
+    names_re = re.compile("|".join(sorted(map(re.escape, secret_names()), key=len, reverse=True)))
+    leaks = {(where, secret) for where, text in haystacks.items() for secret in secrets
+             if secret in names_re.sub("<secret-name>", text)}
+    assert not leaks, f"secret values found: {sorted(leaks)}"
+    assert not re.search(r"Bearer\s+ey", haystacks["devhost log"])

@@ -1,0 +1,78 @@
+"""Every function name in core/names.py is registered once, with the right trigger; host settings are sane."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from support import ROOT
+
+from core import names
+from core.settings import SETTINGS
+
+EXPECTED_TRIGGER = {
+    **{name: "orchestrationTrigger" for name in names.ORCHESTRATORS},
+    **{name: "activityTrigger" for name in names.ACTIVITIES},
+    names.HTTP_SUBMIT_PROVISIONING_REQUEST: "httpTrigger",
+    names.HTTP_GET_PROVISIONING_REQUEST: "httpTrigger",
+    names.QUEUE_PROVISIONING_REQUEST: "queueTrigger",
+    names.TIMER_HEALTH_SWEEP: "timerTrigger",
+}
+
+
+def _functions() -> list:
+    import function_app
+
+    # get_functions() may be called only once per app object (it re-validates unique names)
+    return list(function_app.app.get_functions())
+
+
+REGISTERED = _functions()
+FUNCTIONS = {f.get_function_name(): f for f in REGISTERED}
+
+
+def test_every_name_is_registered_once_with_its_trigger():
+    assert set(EXPECTED_TRIGGER) == set(names.ALL_FUNCTIONS)
+    assert Counter(f.get_function_name() for f in REGISTERED) == Counter(names.ALL_FUNCTIONS)
+    for name, trigger in EXPECTED_TRIGGER.items():
+        assert FUNCTIONS[name].get_trigger().get_binding_name() == trigger, name
+
+
+def test_trigger_bindings_match_the_contract():
+    bindings = {name: json.loads(f.get_function_json())["bindings"] for name, f in FUNCTIONS.items()}
+    submit = next(b for b in bindings[names.HTTP_SUBMIT_PROVISIONING_REQUEST] if b["type"] == "httpTrigger")
+    assert submit["route"] == "provisioning-requests" and submit["methods"] == ["POST"]
+    assert submit["authLevel"] == "FUNCTION"
+    read = next(b for b in bindings[names.HTTP_GET_PROVISIONING_REQUEST] if b["type"] == "httpTrigger")
+    assert read["route"] == "provisioning-requests/{id}" and read["authLevel"] == "FUNCTION"
+    queue = {b["type"]: b for b in bindings[names.QUEUE_PROVISIONING_REQUEST]}
+    assert queue["queueTrigger"]["queueName"] == names.QUEUE_PROVISIONING_REQUESTS
+    assert queue["queueTrigger"]["connection"] == "AzureWebJobsStorage"
+    assert queue["queue"]["queueName"] == names.QUEUE_PROVISIONING_REQUESTS_REJECTED
+    timer = next(b for b in bindings[names.TIMER_HEALTH_SWEEP] if b["type"] == "timerTrigger")
+    assert timer["schedule"] == "%HEALTH_SWEEP_SCHEDULE%"
+    for name in names.TRIGGERS:
+        assert any(b["type"] == "durableClient" for b in bindings[name]), name
+
+
+def test_host_json_settings():
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
+    durable = host["extensions"]["durableTask"]
+    assert durable["hubName"].isalnum() and durable["hubName"][0].isalpha()
+    assert durable["maxConcurrentActivityFunctions"] > 0 and durable["maxConcurrentOrchestratorFunctions"] > 0
+    queues = host["extensions"]["queues"]
+    assert queues["maxDequeueCount"] >= 1 and queues["messageEncoding"] == "base64"
+    assert host["functionTimeout"] and host["logging"]["logLevel"]["default"]
+
+
+def test_local_settings_example_documents_every_setting():
+    example = json.loads((ROOT / "local.settings.example.json").read_text())
+    documented = set(example["Values"]) | set(example["_comments"])
+    missing = [s.name for s in SETTINGS if s.name not in documented]
+    assert not missing, f"local.settings.example.json lacks {missing}"
+    assert example["Values"]["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert "AZURE_CLIENT_SECRET" not in example["Values"]
+    gitignore = (ROOT / ".gitignore").read_text().split()
+    assert "local.settings.json" in gitignore
