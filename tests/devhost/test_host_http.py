@@ -98,3 +98,20 @@ def test_keys_are_kept_in_the_state_folder(basic_host):
     keys = json.load(open(os.path.join(basic_host.state_dir, "keys.json")))
     assert keys["functionKey"] == basic_host.function_key
     assert basic_host.function_key in basic_host.log_text()  # printed at start
+
+
+def test_route_from_an_app_setting(basic_host):
+    assert basic_host.get("/api/named/configured", key=False).text == "route from a setting"
+    assert basic_host.get("/api/named/%HOST_TEST_ROUTE_NAME%", key=False).status_code == 404
+
+
+@pytest.mark.timeout(60)
+def test_missing_storage_connection_stops_startup_clearly(tmp_path):
+    from devhost.testing import DevhostStartError, start_devhost
+    from host_support import APPS
+
+    with pytest.raises(DevhostStartError) as err:
+        start_devhost(APPS / "host_basic" / "function_app.py", tmp_path / "state", env={"AzureWebJobsStorage": ""})
+    text = str(err.value)
+    assert "storage connection 'AzureWebJobsStorage' is not configured" in text
+    assert "function 'on_message'" in text and "Traceback" not in text

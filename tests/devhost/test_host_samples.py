@@ -53,6 +53,8 @@ def test_blueprint_sample_needs_key_and_completes(tmp_path):
         assert status["output"] == ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
         r = requests.get(host.url("/api/HttpTrigger?name=devhost&code=fixed-test-key"), timeout=30)
         assert r.text == "Hello, devhost. This HTTP triggered function executed successfully."
+        assert host.stop() == 0  # graceful stop: SIGTERM, clean exit
+        assert not (tmp_path / "state" / "devhost.ready.json").exists()
     finally:
         host.stop()
 

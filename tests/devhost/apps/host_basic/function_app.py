@@ -57,6 +57,11 @@ def setting(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(json.dumps({"value": os.environ.get(req.route_params["name"])}), mimetype="application/json")
 
 
+@app.route(route="named/%HOST_TEST_ROUTE_NAME%", auth_level=func.AuthLevel.ANONYMOUS)
+def named_route(req: func.HttpRequest) -> str:
+    return "route from a setting"
+
+
 @app.route(route="enqueue", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @app.queue_output(arg_name="out", queue_name="%HOST_TEST_QUEUE%", connection="AzureWebJobsStorage")
 def enqueue(req: func.HttpRequest, out: func.Out[str]) -> func.HttpResponse:
