@@ -21,6 +21,8 @@ import pytest
 import requests
 from azure.identity import ClientSecretCredential
 
+from deploy_support import load_script
+
 from emulator.testing import RunningEmulator, start_emulator
 
 pytestmark = pytest.mark.timeout(120)
@@ -188,3 +190,37 @@ def test_a_caller_without_rights_changes_nothing(grant_emulator: RunningEmulator
     assert done.returncode == 1
     assert "403" in done.stderr and "Traceback" not in done.stderr
     assert granted_roles(grant_emulator, identity["servicePrincipalId"]) == []
+
+
+def test_a_grant_made_concurrently_by_someone_else_counts_as_already_granted(
+    grant_emulator: RunningEmulator, identity: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the script's read and its write another admin grants one role: Graph answers 400
+    "already exists", and the run still succeeds, reporting that role as already granted."""
+    grant_script = load_script("grant_graph_permissions")
+    admin = grant_emulator.admin.client("admin")
+    credential = ClientSecretCredential(
+        grant_emulator.env["AZURE_TENANT_ID"], admin["clientId"], admin["secret"],
+        authority=grant_emulator.env["AZURE_AUTHORITY_HOST"], disable_instance_discovery=True,
+        connection_verify=grant_emulator.ca_bundle,
+    )
+    graph = grant_script.Graph(credential, grant_emulator.url, "https://graph.microsoft.com/.default")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", grant_emulator.ca_bundle)  # requests prefers it to session.verify
+    sp = graph.get(f"servicePrincipals/{identity['servicePrincipalId']}")
+    # The "other admin": grant AuditLog.Read.All right after the script has listed the assignments.
+    real_list = graph.list
+
+    def list_then_race(path: str) -> list[dict[str, Any]]:
+        items = real_list(path)
+        if path.endswith("/appRoleAssignments"):
+            graph_sp = graph.get(f"servicePrincipals(appId='{GRAPH_APP_ID}')")
+            role_id = grant_script.application_roles(graph_sp)["AuditLog.Read.All"]
+            graph.call("POST", f"servicePrincipals/{sp['id']}/appRoleAssignments",
+                       {"principalId": sp["id"], "resourceId": graph_sp["id"], "appRoleId": role_id})
+        return items
+
+    graph.list = list_then_race  # type: ignore[method-assign]
+    result = grant_script.grant(graph, sp, sorted(LEAST_PRIVILEGE), dry_run=False)
+    assert "AuditLog.Read.All" in result.already_granted
+    assert set(result.granted) == LEAST_PRIVILEGE - {"AuditLog.Read.All"}
+    assert granted_roles(grant_emulator, sp["id"]) == sorted(LEAST_PRIVILEGE)
