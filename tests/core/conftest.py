@@ -53,7 +53,13 @@ def secret_texts(extra: dict[str, str] | None = None) -> list[str]:
 
 
 def leaks(text: str, values: list[str]) -> list[str]:
-    """Secret values (or bearer tokens) found in ``text``."""
+    """Secret values (or bearer tokens) found in ``text``.
+
+    Secret *names* are removed first: a seeded name such as ``scim-wingtip-token`` contains its
+    own value ``wingtip-token``, and names may be logged.
+    """
+    for name in sorted(SEEDED_SECRETS, key=len, reverse=True):
+        text = text.replace(name, "<name>")
     found = [v for v in values if v and v in text]
     found += _BEARER.findall(text)
     return found

@@ -1,0 +1,269 @@
+"""Each idempotent step against the emulator: happy path, run twice (one object), faults, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import CUSTOM_TEMPLATE_ID, HEALTHY_CREDENTIALS, SEEDED_SECRETS, WRONG_CREDENTIALS, graph_requests
+from core import errors, model, odata, steps
+from core.graph import applications as apps
+from core.graph import synchronization as sync
+
+
+def creds(doc: dict) -> dict:
+    return model.parse_credentials(doc)
+
+
+def new_app(ctx, name: str, labels: dict | None = None) -> dict:
+    return steps.ensure_application(ctx, batch_id="b1", instance_key=model.instance_key(name), display_name=name,
+                                    template_id=CUSTOM_TEMPLATE_ID, labels=labels)
+
+
+def sps_named(ctx, name: str) -> list[dict]:
+    return apps.find_service_principals(ctx.graph, odata.eq("displayName", name))
+
+
+def test_resolve_template_by_name_and_id(ctx, core_env):
+    by_name = steps.resolve_template(ctx, model.TemplateRef(display_name="aws single-account access"))
+    assert by_name == {"templateId": "8b1025e4-1dd2-430b-a150-2ef79cd700f5", "displayName": "AWS Single-Account Access"}
+    core_env.admin.clear_requests()
+    assert steps.resolve_template(ctx, model.TemplateRef(display_name="AWS Single-Account Access")) == by_name
+    assert steps.resolve_template(ctx, model.TemplateRef(id=by_name["templateId"])) == by_name
+    assert graph_requests(core_env) == []  # cached per process
+    with pytest.raises(errors.NotFound):
+        steps.resolve_template(ctx, model.TemplateRef(display_name="No Such App"))
+    with pytest.raises(errors.NotFound):
+        steps.resolve_template(ctx, model.TemplateRef(id="00000000-0000-0000-0000-00000000abcd"))
+    with pytest.raises(errors.NotProvisionable):
+        steps.resolve_template(ctx, model.TemplateRef(display_name="Microsoft Entra SAML Toolkit"))
+
+
+@pytest.mark.parametrize("name", ["O'Brien's ''quoted'' app", "Zoë Ångström · テスト · Søren"])
+def test_ensure_application_twice_gives_one_app(ctx, core_env, name):
+    first = new_app(ctx, name, labels={"env": "prod"})
+    assert first["created"] is True and first["servicePrincipalId"] and first["applicationId"] and first["appId"]
+    second = new_app(ctx, name, labels={"env": "prod"})
+    assert second == {**first, "created": False}
+    found = sps_named(ctx, name)
+    assert len(found) == 1
+    tags = found[0]["tags"]
+    assert "entra-provisioning-fleet" in tags and f"entra-provisioning-fleet:key:{model.instance_key(name)}" in tags
+    assert "entra-provisioning-fleet:label:env=prod" in tags and "WindowsAzureActiveDirectoryIntegratedApp" in tags
+
+
+def test_ensure_application_adopts_an_untagged_app_and_finds_a_renamed_one(ctx):
+    pair = apps.instantiate(ctx.graph, CUSTOM_TEMPLATE_ID, "Half done app")  # a crash before tagging
+    adopted = new_app(ctx, "Half done app")
+    assert adopted["created"] is False and adopted["servicePrincipalId"] == pair["servicePrincipal"]["id"]
+    apps.set_service_principal_tags(ctx.graph, adopted["servicePrincipalId"],
+                                    sps_named(ctx, "Half done app")[0]["tags"])
+    ctx.graph.patch(f"/applications/{adopted['applicationId']}", {"displayName": "Renamed in the portal"})
+    ctx.graph.patch(f"/servicePrincipals/{adopted['servicePrincipalId']}", {"displayName": "Renamed in the portal"})
+    again = new_app(ctx, "Half done app")  # same key: found by tag despite the rename
+    assert again["servicePrincipalId"] == adopted["servicePrincipalId"] and again["created"] is False
+
+
+def test_ensure_application_refuses_to_guess_between_two_untagged_apps(ctx):
+    for _ in range(2):
+        apps.instantiate(ctx.graph, CUSTOM_TEMPLATE_ID, "Twin")
+    with pytest.raises(errors.AmbiguousMatch) as caught:
+        new_app(ctx, "Twin")
+    assert len(caught.value.ids) == 2 and caught.value.kind == "permanent"
+
+
+@pytest.mark.parametrize("status", [504, 404])
+def test_instantiate_that_fails_but_creates_gives_exactly_one_app(ctx, core_env, status):
+    core_env.admin.set_faults(instantiate={"status": status, "count": 1}, replicationLag={"reads": 2})
+    result = new_app(ctx, f"Lying instantiate {status}")
+    assert result["created"] is True
+    assert len(sps_named(ctx, f"Lying instantiate {status}")) == 1
+    posts = graph_requests(core_env, method="POST", pathContains="/instantiate")
+    assert [p["status"] for p in posts] == [status]  # looked up, never resent
+    again = new_app(ctx, f"Lying instantiate {status}")
+    assert again["servicePrincipalId"] == result["servicePrincipalId"] and again["created"] is False
+
+
+def test_instantiate_5xx_with_nothing_created_is_transient(ctx, core_env):
+    core_env.admin.set_faults(errors={"next": 1, "statuses": [504]})
+    core_env.admin.clear_requests()
+    # the 504 hits the tag look-up first (a GET, retried), so fail the instantiate itself instead:
+    steps._find_ours(ctx, model.instance_key("x"), "x", CUSTOM_TEMPLATE_ID)
+    core_env.admin.set_faults(errors={"next": 1, "statuses": [502]})
+    with pytest.raises(errors.GraphTransient):
+        steps.ensure_application(ctx, batch_id="b", instance_key="k1", display_name="Nothing made",
+                                 template_id="00000000-0000-0000-0000-00000000abcd")
+
+
+def test_wait_until_visible_waits_out_replication_lag(ctx, core_env):
+    app = new_app(ctx, "Visible later")
+    assert steps.wait_until_visible(ctx, service_principal_id=app["servicePrincipalId"]) == {"visible": True, "reads": 2}
+    core_env.admin.set_faults(replicationLag={"reads": 0, "flap": True})
+    fresh = apps.instantiate(ctx.graph, CUSTOM_TEMPLATE_ID, "Flapping")["servicePrincipal"]["id"]
+    seen = steps.wait_until_visible(ctx, service_principal_id=fresh)
+    assert seen["visible"] is True and seen["reads"] >= 3  # found, vanished once, then found twice in a row
+    with pytest.raises(errors.GraphTransient) as caught:
+        steps.wait_until_visible(ctx, service_principal_id="00000000-0000-0000-0000-000000000001")
+    assert caught.value.code == "NotYetVisible"
+
+
+def test_ensure_job_twice_gives_one_job(ctx, core_env):
+    sp_id = new_app(ctx, "Job app")["servicePrincipalId"]
+    core_env.admin.set_faults(replicationLag={"reads": 1})
+    first = steps.ensure_job(ctx, service_principal_id=sp_id)
+    assert first["created"] is True and first["templateId"] == "scim" and first["jobId"].startswith("scim.")
+    assert steps.ensure_job(ctx, service_principal_id=sp_id) == {**first, "created": False}
+    assert steps.ensure_job(ctx, service_principal_id=sp_id, synchronization_template_id="scim") == \
+        {**first, "created": False}
+    assert len(sync.list_jobs(ctx.graph, sp_id)) == 1
+    with pytest.raises(errors.ProvisioningError):
+        steps.ensure_job(ctx, service_principal_id=sp_id, synchronization_template_id="notATemplate")
+
+
+def test_credentials_validate_save_and_never_leak(ctx, core_env):
+    sp_id = new_app(ctx, "Secret app")["servicePrincipalId"]
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id)["jobId"]
+    ok = steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=creds(HEALTHY_CREDENTIALS))
+    assert set(ok) == {"secretVersions"} and set(ok["secretVersions"]) == {"SecretToken"}
+    saved = steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(HEALTHY_CREDENTIALS),
+                               notification_email="ops@contoso.com")
+    assert saved["keys"] == ["BaseAddress", "SecretToken", "SyncAll", "SyncNotificationSettings"]
+    assert saved["secretVersions"] == ok["secretVersions"]
+    again = steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(HEALTHY_CREDENTIALS),
+                               notification_email="ops@contoso.com")
+    assert again == saved
+    stored = sync.get_secret_keys(ctx.graph, sp_id)
+    assert json.loads(stored["SyncNotificationSettings"])["Recipients"] == "ops@contoso.com"
+    assert stored["SyncAll"] == "false"
+    for result in (ok, saved):
+        assert not any(v in json.dumps(result) for v in SEEDED_SECRETS.values())
+
+    with pytest.raises(errors.InvalidCredentials) as caught:
+        steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=creds(WRONG_CREDENTIALS))
+    text = str(caught.value) + json.dumps(caught.value.to_dict("validate_credentials"))
+    assert "invalid credentials" in text and caught.value.kind == "permanent"
+    assert not any(v in text for v in SEEDED_SECRETS.values())
+
+
+def test_key_vault_problems_name_the_secret_not_the_value(ctx, core_env, make_ctx):
+    sp_id = new_app(ctx, "Vault app")["servicePrincipalId"]
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id)["jobId"]
+    missing = {"BaseAddress": "https://scim.contoso.test/scim/v2", "SecretToken": {"keyVaultSecret": "no-such-secret"}}
+    with pytest.raises(errors.SecretNotFound) as caught:
+        steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=creds(missing))
+    assert caught.value.secret_name == "no-such-secret" and "no-such-secret" in caught.value.message
+    core_env.admin.add_client("graph-only", ["Application.ReadWrite.OwnedBy", "Application.Read.All"], key_vault="none")
+    no_vault = make_ctx("graph-only")
+    with pytest.raises(errors.SecretAccessDenied) as denied:
+        no_vault.secrets.resolve(creds(HEALTHY_CREDENTIALS))
+    assert denied.value.secret_name == "scim-contoso-token" and "Key Vault Secrets User" in denied.value.message
+    assert "demo-scim-token" not in str(denied.value)
+
+
+def test_missing_graph_permission_is_permanent(core_env, make_ctx):
+    weak = make_ctx("unprivileged", visibility_wait_seconds=0.2)
+    with pytest.raises(errors.PermissionDenied) as caught:
+        steps.ensure_application(weak, batch_id="b", instance_key="k", display_name="Nope", template_id=CUSTOM_TEMPLATE_ID)
+    assert caught.value.status == 403 and caught.value.code == "Authorization_RequestDenied"
+    assert "lacks a Graph permission" in caught.value.message and caught.value.kind == "permanent"
+
+
+def test_assign_principals_by_upn_and_group_name(ctx, core_env):
+    sp_id = new_app(ctx, "Assigned app")["servicePrincipalId"]
+    users = ["sean.obrien@contoso-emulator.onmicrosoft.com"]
+    first = steps.assign_principals(ctx, service_principal_id=sp_id, users=users, groups=["AWS Admins", "Finance & Legal"])
+    assert first == {"assigned": 3, "alreadyAssigned": 0}
+    group_id = ctx.graph.get_all("/groups", {"$filter": odata.eq("displayName", "AWS Admins")})[0]["id"]
+    again = steps.assign_principals(ctx, service_principal_id=sp_id, users=users, groups=[group_id])
+    assert again == {"assigned": 0, "alreadyAssigned": 2}
+    assert steps.assign_principals(ctx, service_principal_id=sp_id) == {"assigned": 0, "alreadyAssigned": 0}
+    with pytest.raises(errors.NotFound):
+        steps.assign_principals(ctx, service_principal_id=sp_id, users=["nobody@contoso-emulator.onmicrosoft.com"])
+    with pytest.raises(errors.NotFound):
+        steps.assign_principals(ctx, service_principal_id=sp_id, groups=["No such group"])
+    with pytest.raises(errors.NotFound):
+        steps.assign_principals(ctx, service_principal_id=sp_id, groups=["00000000-0000-0000-0000-000000000123"])
+
+
+def _configured(ctx, name: str, credentials: dict = HEALTHY_CREDENTIALS) -> tuple[str, str]:
+    sp_id = new_app(ctx, name)["servicePrincipalId"]
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id)["jobId"]
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(credentials))
+    return sp_id, job_id
+
+
+def test_start_once_then_status_until_steady(ctx, core_env):
+    sp_id, job_id = _configured(ctx, "Started app")
+    before = steps.get_job_status(ctx, service_principal_id=sp_id, job_id=job_id, started_at=None)
+    assert before["status"]["state"] == "NotStarted"
+    started = steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    assert started["started"] is True and started["alreadyRunning"] is False
+    core_env.admin.clear_requests()
+    again = steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    assert again["started"] is False and again["alreadyRunning"] is True
+    assert graph_requests(core_env, method="POST") == []  # no second Start on a running job
+    core_env.admin.advance(3 * 3600)
+    status = steps.get_job_status(ctx, service_principal_id=sp_id, job_id=None, started_at=started["startedAt"])
+    assert status["jobId"] == job_id and status["status"]["state"] == "SteadyState" and status["status"]["settled"]
+    lonely = new_app(ctx, "No job yet")["servicePrincipalId"]
+    assert steps.get_job_status(ctx, service_principal_id=lonely, job_id=None, started_at=None)["status"]["state"] == \
+        steps.MISSING_JOB
+
+
+def test_quarantine_restart_and_provisioning_errors(ctx, core_env):
+    sp_id, job_id = _configured(ctx, "Quarantined app", WRONG_CREDENTIALS)
+    started = steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    core_env.admin.advance(3 * 3600)
+    status = steps.get_job_status(ctx, service_principal_id=sp_id, job_id=job_id, started_at=started["startedAt"])
+    assert status["status"]["state"] == "Quarantined"
+    assert status["status"]["quarantine"]["credentialProblem"] is True
+    still_bad = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    assert still_bad["restarted"] is False and "still invalid" in still_bad["reason"]
+    fixed = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=None,
+                                          credentials=creds(HEALTHY_CREDENTIALS))
+    assert fixed["restarted"] is True and set(fixed["secretVersions"]) == {"SecretToken"}
+    assert not any(v in json.dumps(fixed) for v in SEEDED_SECRETS.values())
+    assert sync.get_secret_keys(ctx.graph, sp_id)["SyncAll"] == "false"  # kept from the stored set
+    healthy = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    assert healthy["restarted"] is False and healthy["reason"].startswith("not quarantined")
+    core_env.admin.advance(3600)
+    rows = steps.get_provisioning_errors(ctx, service_principal_id=sp_id, job_id=job_id, since="2000-01-01T00:00:00Z",
+                                         top=5)["errors"]
+    assert isinstance(rows, list)
+    assert all(r["status"] == "failure" for r in rows)
+
+
+def test_escrow_failures_show_in_provisioning_errors(ctx, core_env):
+    wingtip = {"BaseAddress": "https://scim.wingtip.test/scim/v2", "SecretToken": {"keyVaultSecret": "scim-wingtip-token"}}
+    sp_id, job_id = _configured(ctx, "Wingtip app", wingtip)
+    steps.assign_principals(ctx, service_principal_id=sp_id, groups=["Engineering"])
+    started = steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    core_env.admin.advance(2 * 3600)
+    rows = steps.get_provisioning_errors(ctx, service_principal_id=sp_id, job_id=job_id,
+                                         since=started["startedAt"], top=3)["errors"]
+    assert 1 <= len(rows) <= 3
+    assert rows[0]["status"] == "failure" and rows[0]["errorCode"] and rows[0]["source"]["displayName"]
+
+
+def test_non_credential_quarantine_is_left_to_an_operator(ctx, core_env):
+    deletes = {"BaseAddress": "https://too-many-deletes.scim.test/scim/v2",
+               "SecretToken": {"keyVaultSecret": "scenario-target-token"}}
+    sp_id, job_id = _configured(ctx, "Deletes app", deletes)
+    steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    core_env.admin.advance(6 * 3600)
+    status = steps.get_job_status(ctx, service_principal_id=sp_id, job_id=job_id, started_at=None)["status"]
+    if status["state"] != "Quarantined":
+        pytest.fail(f"emulator scenario did not quarantine: {status}")
+    result = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    assert result["restarted"] is False and "needs an operator" in result["reason"]
+
+
+def test_list_managed_instances(ctx):
+    new_app(ctx, "Fleet one", labels={"env": "prod"})
+    new_app(ctx, "Fleet two")
+    apps.instantiate(ctx.graph, CUSTOM_TEMPLATE_ID, "Not ours")
+    listed = steps.list_managed_instances(ctx)["instances"]
+    assert [i["displayName"] for i in listed] == ["Fleet one", "Fleet two"]
+    assert listed[0]["labels"] == {"env": "prod"} and listed[0]["instanceKey"] == model.instance_key("Fleet one")
+    assert listed[0]["applicationTemplateId"] == CUSTOM_TEMPLATE_ID
