@@ -41,6 +41,7 @@ class GraphRequest:
     origin: str
     caller: Caller
     state: EmulatorState
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def directory(self):
@@ -77,7 +78,11 @@ class GraphRequest:
     def context(self, fragment: str) -> str:
         return f"{self.origin}/{self.version}/$metadata#{fragment}"
 
-    def collection(self, items: list[dict], path: str, fragment: str, max_top: int = 999, default_top: int = 100, ignore_case: bool = True) -> Reply:
+    def collection(self, items: list[dict], path: str, fragment: str, max_top: int = 999, default_top: int = 100,
+                   ignore_case: bool = True, directory: bool = False) -> Reply:
+        eventual = False
+        if directory:
+            eventual = self._advanced_query_allowed()
         body = odata.apply_query(
             items,
             self.query,
@@ -86,8 +91,29 @@ class GraphRequest:
             default_top=default_top,
             context=self.context(fragment),
             ignore_case=ignore_case,
+            allow_search=eventual,
         )
         return Reply(200, body)
+
+    def _advanced_query_allowed(self) -> bool:
+        """Directory "advanced queries" need ``ConsistencyLevel: eventual`` (reference §6.1).
+
+        ``$count``, ``$search`` and ``$filter`` combined with ``$orderby`` are refused without the
+        header (400 Request_UnsupportedQuery; exact messages UNCONFIRMED). With it they are served
+        from the same in-memory data (the real index may lag recent writes; the emulator's
+        replication-lag fault covers that).
+        """
+        options = odata.normalize_query(self.query)
+        eventual = self.headers.get("consistencylevel", "").lower() == "eventual"
+        if eventual:
+            return True
+        if str(options.get("$count", "")).lower() == "true":
+            raise GraphError(400, "Request_UnsupportedQuery", "$count requires the ConsistencyLevel: eventual header.")
+        if "$search" in options:
+            raise GraphError(400, "Request_UnsupportedQuery", "$search requires the ConsistencyLevel: eventual header.")
+        if "$filter" in options and "$orderby" in options:
+            raise GraphError(400, "Request_UnsupportedQuery", "Sorting not supported for current query.")
+        return False
 
     def entity(self, item: dict, fragment: str) -> Reply:
         options = odata.normalize_query(self.query)
@@ -192,7 +218,7 @@ def _patch(obj: dict, body: dict, writable: dict) -> None:
 def list_applications(req: GraphRequest) -> Reply:
     req.require("apps.read")
     items = [a for a in req.directory.applications.values() if not req.recently_created(a["id"])]
-    return req.collection(items, "applications", "applications")
+    return req.collection(items, "applications", "applications", directory=True)
 
 
 def _application(req: GraphRequest, object_id: str) -> dict:
@@ -225,7 +251,7 @@ def delete_application(req: GraphRequest, object_id: str) -> Reply:
 def list_service_principals(req: GraphRequest) -> Reply:
     req.require("apps.read")
     items = [s for s in req.directory.service_principals.values() if not req.recently_created(s["id"])]
-    return req.collection(items, "servicePrincipals", "servicePrincipals")
+    return req.collection(items, "servicePrincipals", "servicePrincipals", directory=True)
 
 
 def _sp(req: GraphRequest, sp_id: str) -> dict:
@@ -390,7 +416,7 @@ def remove_assignment(req: GraphRequest, sp_id: str, assignment_id: str) -> Repl
 
 def list_users(req: GraphRequest) -> Reply:
     req.require("directory.read")
-    return req.collection(list(req.directory.users.values()), "users", "users")
+    return req.collection(list(req.directory.users.values()), "users", "users", directory=True)
 
 
 def get_user(req: GraphRequest, user_id: str) -> Reply:
@@ -400,7 +426,7 @@ def get_user(req: GraphRequest, user_id: str) -> Reply:
 
 def list_groups(req: GraphRequest) -> Reply:
     req.require("directory.read")
-    return req.collection(list(req.directory.groups.values()), "groups", "groups")
+    return req.collection(list(req.directory.groups.values()), "groups", "groups", directory=True)
 
 
 def get_group(req: GraphRequest, group_id: str) -> Reply:
@@ -411,7 +437,7 @@ def get_group(req: GraphRequest, group_id: str) -> Reply:
 def list_group_members(req: GraphRequest, group_id: str) -> Reply:
     req.require("directory.read")
     req.directory.get_group(group_id)
-    return req.collection(req.directory.group_members(group_id), f"groups/{group_id}/members", "directoryObjects")
+    return req.collection(req.directory.group_members(group_id), f"groups/{group_id}/members", "directoryObjects", directory=True)
 
 
 # -- synchronization (delegated to the provisioning simulation) ----------------------------------

@@ -436,6 +436,22 @@ def _apply_orderby(items: list[dict], text: str) -> list[dict]:
     return ordered
 
 
+_SEARCH_CLAUSE = re.compile(r'^"(\w+):([^"]*)"$')
+
+
+def _search_matches(item: dict, text: str) -> bool:
+    """Directory ``$search="property:term"`` (clauses joined with AND): case-insensitive word prefix."""
+    for clause in re.split(r"\s+AND\s+", text.strip()):
+        match = _SEARCH_CLAUSE.match(clause.strip())
+        if not match:
+            raise GraphError(400, "Request_UnsupportedQuery", f"Invalid $search clause {clause!r}; use \"property:term\".")
+        value = _get(item, match.group(1))
+        term = match.group(2).lower()
+        if not isinstance(value, str) or not any(word.startswith(term) for word in [value.lower(), *re.split(r"[\s._@-]+", value.lower())]):
+            return False
+    return True
+
+
 def select_fields(item: dict, select: str) -> dict:
     """Project ``item`` onto the ``$select`` list (case-insensitive names; annotations kept)."""
     wanted = [name.strip() for name in select.split(",") if name.strip()]
@@ -456,6 +472,7 @@ def apply_query(
     default_top: int = 100,
     context: str | None = None,
     ignore_case: bool = True,
+    allow_search: bool = False,
 ) -> dict:
     """Filter, order, page and project ``items`` per the request's query options.
 
@@ -463,11 +480,11 @@ def apply_query(
     request's options with a ``$skiptoken`` appended, as Graph's ``@odata.nextLink`` does.
     """
     options = normalize_query(query)
-    if "$search" in options:
-        raise GraphError(
-            400, "Request_UnsupportedQuery", "$search is not supported on this collection by the emulator."
-        )
     selected = list(items)
+    if "$search" in options:
+        if not allow_search:
+            raise GraphError(400, "Request_UnsupportedQuery", "$search is not supported on this collection.")
+        selected = [item for item in selected if _search_matches(item, options["$search"])]
     if "$filter" in options:
         predicate = parse_filter(options["$filter"], ignore_case=ignore_case)
         selected = [item for item in selected if predicate(item)]

@@ -179,6 +179,7 @@ async def graph_handler(request: web.Request) -> web.Response:
         origin=origin_of(request),
         caller=caller,
         state=state,
+        headers={k.lower(): v for k, v in request.headers.items()},
     )
     reply = route.handler(graph_request, **params)
     if reply.status == 204 or reply.body is None:

@@ -225,3 +225,17 @@ def test_bad_assignments(graph: GraphClient, body, status, code):
     values = {"USER": user["id"], "SP": sp["id"], "ROLE": sp["appRoles"][0]["id"]}
     resolved = {k: values.get(v, v) for k, v in body.items()}
     assert_graph_error(graph.post(f"servicePrincipals/{sp['id']}/appRoleAssignedTo", json=resolved), status, code)
+
+
+def test_advanced_queries_need_consistency_level(graph: GraphClient):
+    graph.instantiate("Advanced alpha")
+    graph.instantiate("Advanced beta")
+    params = {"$filter": "startswith(displayName,'Advanced')", "$orderby": "displayName desc", "$count": "true"}
+    assert_graph_error(graph.get("servicePrincipals", params=params), 400, "Request_UnsupportedQuery")
+    assert_graph_error(graph.get("users", params={"$count": "true"}), 400, "Request_UnsupportedQuery")
+    assert_graph_error(graph.get("users", params={"$search": '"displayName:sean"'}), 400, "Request_UnsupportedQuery")
+    body = graph.get("servicePrincipals", params=params, headers={"ConsistencyLevel": "eventual"}).json()
+    assert body["@odata.count"] == 2
+    assert [s["displayName"] for s in body["value"]] == ["Advanced beta", "Advanced alpha"]
+    found = graph.get("users", params={"$search": '"displayName:sean"'}, headers={"ConsistencyLevel": "eventual"}).json()
+    assert [u["displayName"] for u in found["value"]] == ["Sean O'Brien"]
