@@ -41,6 +41,7 @@ var hostSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   // Python worker threads for the synchronous activities: at least host.json's
   // extensions.durableTask.maxConcurrentActivityFunctions, or activities queue inside one worker.
+  // (UNCONFIRMED that Flex Consumption honours it; it is not on Flex's list of rejected settings.)
   PYTHON_THREADPOOL_THREAD_COUNT: pythonThreadCount
 }
 
@@ -61,15 +62,13 @@ var appCodeSettings = {
 // Scheduler needs its connection (identity-based, no key) and the host.json storageProvider
 // override: AzureFunctionsJobHost__* app settings override host.json values, so the same package
 // runs on either backend (docs/deploy.md, "Durable backend").
-var durableSettings = durableBackend == 'DurableTaskScheduler'
-  ? {
-      DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${schedulerEndpoint};Authentication=ManagedIdentity;ClientID=${identityClientId}'
-      TASKHUB_NAME: taskHubName
-      AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
-      AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
-      AzureFunctionsJobHost__extensions__durableTask__hubName: taskHubName
-    }
-  : {}
+var durableSettings = durableBackend == 'DurableTaskScheduler' ? {
+  DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${schedulerEndpoint};Authentication=ManagedIdentity;ClientID=${identityClientId}'
+  TASKHUB_NAME: taskHubName
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
+  AzureFunctionsJobHost__extensions__durableTask__hubName: taskHubName
+} : {}
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
