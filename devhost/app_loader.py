@@ -299,16 +299,17 @@ class LoadedApp:
         )
         return spec.user_function(context)
 
-    async def call_activity(self, name: str, input_json: str | None) -> str:
+    async def call_activity(self, name: str, input_json: str | None, *, invocation_id: str | None = None) -> str:
         """Run an activity with the ``ActivityTriggerConverter`` (decode input, encode result).
 
         ``input_json`` is the ``TaskScheduled.Input`` text; ``None`` means no input. Returns the
         JSON text of the result (``df_dumps``). The function's exception propagates unchanged.
+        ``invocation_id`` (optional) is used in the call's log lines, so they match the engine's.
         """
         spec = self.find(name, "activityTrigger")
         conv = meta._ConverterMeta.get("activityTrigger")
         value = None if input_json is None else conv.decode(meta.Datum(type="string", value=input_json), trigger_metadata={})
-        result = await self.invoke(spec.name, {spec.trigger["name"]: value})
+        result = await self.invoke(spec.name, {spec.trigger["name"]: value}, invocation_id=invocation_id)
         return conv.encode(result.return_value, expected_type=None).value
 
     # ------------------------------------------------------------------ generic

@@ -160,7 +160,10 @@ class DevHost:
             log.warning("Durable engine unavailable (%s); durable functions will not run", exc)
             return None
         hub = resolve_setting_refs(str(self.config.durable_task.get("hubName") or "TestHubName"), what="host.json hubName")
-        return DurableEngine(self.app, self.options.state_dir, self.config.durable_task,
+        # the whole host.json (so functionTimeout also bounds activities), with hubName resolved
+        raw = json.loads(json.dumps(self.config.raw))
+        raw.setdefault("extensions", {}).setdefault("durableTask", {})["hubName"] = hub
+        return DurableEngine(self.app, self.options.state_dir, raw,
                              virtual_clock=self.options.virtual_clock, task_hub=hub)
 
     def _web_app(self) -> web.Application:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import textwrap
 
 import azure.functions as func
@@ -252,10 +251,11 @@ def test_route_templates(template, path, expected):
     assert RouteTemplate(template).match(path) == expected
 
 
-def test_routes_sorted_literals_first_and_defaults():
+def test_routes_sorted_literals_first_and_defaults(monkeypatch):
     app = LoadedApp.load(str(APPS / "host_basic" / "function_app.py"))
-    os.environ.setdefault("HOST_TEST_QUEUE", "host-jobs")
+    monkeypatch.setenv("HOST_TEST_ROUTE_NAME", "configured")
     routes = build_routes(app)
+    assert any(r.route == "named/configured" for r in routes)
     order = [r.spec.name for r in routes]
     assert order.index("special_item") < order.index("item")
     by_name = {r.spec.name: r for r in routes}
