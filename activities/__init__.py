@@ -10,6 +10,8 @@ hold no secret values: credentials travel as Key Vault references.
 from __future__ import annotations
 
 import logging
+import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 import azure.durable_functions as df
@@ -57,7 +59,10 @@ def run(step: str, payload: Any, body: Callable[[dict, steps.StepContext], dict]
         logger.error("%s failed permanently: %s", step, exc)
         return {"ok": False, "error": exc.to_dict(step)}
     except Exception as exc:  # a bug or an unexpected SDK error: retry, but never echo its text
-        logger.exception("%s: unexpected %s", step, type(exc).__name__)
+        # The exception's text may quote a request or response body, so only where it happened is logged.
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                            for f in reversed(traceback.extract_tb(exc.__traceback__)[-4:]))
+        logger.error("%s: unexpected %s at %s", step, type(exc).__name__, where)
         raise errors.TransientError(f"{step}: unexpected {type(exc).__name__}", code="UnexpectedError") from None
 
 
