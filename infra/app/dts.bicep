@@ -17,7 +17,9 @@ resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = {
   properties: {
     // The scheduler is reached over its public endpoint with Entra tokens only; narrow this list
     // if your network allows it.
-    ipAllowlist: ['0.0.0.0/0']
+    ipAllowlist: [
+      '0.0.0.0/0'
+    ]
     sku: skuName == 'Dedicated' ? {
       name: skuName
       capacity: skuCapacity

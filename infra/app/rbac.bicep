@@ -42,7 +42,11 @@ resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' existing = if (
 
 // The function app's managed identity.
 resource identityStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for role in [roles.storageBlobDataOwner, roles.storageQueueDataContributor, roles.storageTableDataContributor]: {
+  for role in [
+    roles.storageBlobDataOwner
+    roles.storageQueueDataContributor
+    roles.storageTableDataContributor
+  ]: {
     name: guid(storage.id, managedIdentityPrincipalId, role)
     scope: storage
     properties: {
