@@ -32,7 +32,7 @@ from aiohttp import web
 from devhost import __version__
 from devhost.app_loader import LoadedApp
 from devhost.azurite import AzuriteProcess, port_open, resolve_connection
-from devhost.config import DEFAULT_BODY_LIMIT, HostConfig, load_host_json, log_level, resolve_setting_refs
+from devhost.config import DEFAULT_BODY_LIMIT, HostConfig, log_level, resolve_setting_refs
 from devhost.errors import ConfigError, DevhostError, StartupError
 from devhost.triggers.http import HttpTriggers
 from devhost.triggers.queue import OutputWriter, QueueClients, QueueListener, connection_of, queue_name_of

@@ -49,6 +49,24 @@ def connection_of(binding: dict) -> str:
     return binding.get("connection") or "AzureWebJobsStorage"
 
 
+def decode_body(text: str, encoding: str) -> str | bytes | None:
+    """The message body the function sees: base64-decoded under ``base64`` (None if invalid).
+
+    UTF-8 text is passed as ``str``, other bytes as ``bytes`` (``QueueMessage.get_body()`` is bytes
+    either way).
+    """
+    if encoding != "base64":
+        return text
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
 class QueueClients:
     """One async QueueServiceClient per connection setting; queues are created on first use."""
 
@@ -225,25 +243,13 @@ class QueueListener:
             receipt = await client.update_message(state["id"], state["pop_receipt"], visibility_timeout=RECEIVE_VISIBILITY)
             state["pop_receipt"] = receipt.pop_receipt
 
-    def _decode(self, text: str) -> str | bytes | None:
-        if self.config.message_encoding != "base64":
-            return text
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return raw
-
     async def _process(self, client, m) -> None:
         max_dq = self.config.max_dequeue_count
         try:
             if m.dequeue_count > max_dq:
                 await self._poison(client, m, f"Message has reached MaxDequeueCount of {max_dq}.")
                 return
-            body = self._decode(m.content or "")
+            body = decode_body(m.content or "", self.config.message_encoding)
             if body is None:
                 await self._poison(client, m, "Message is not valid base64 (host.json messageEncoding is 'base64').")
                 return

@@ -44,7 +44,7 @@ def test_literal_route_wins_over_parameter(basic_host):
 def test_function_level_needs_a_key(basic_host):
     assert basic_host.get("/api/echo/1", key=False).status_code == 401
     assert basic_host.get("/api/echo/1", headers={"x-functions-key": "wrong"}).status_code == 401
-    assert requests.get(basic_host.url(f"/api/echo/1?code=wrong"), timeout=10).status_code == 401
+    assert requests.get(basic_host.url("/api/echo/1?code=wrong"), timeout=10).status_code == 401
     assert requests.get(basic_host.url(f"/api/echo/1?code={basic_host.function_key}"), timeout=10).status_code == 201
     assert basic_host.get("/api/echo/1").status_code == 201  # header x-functions-key
     # the master key also opens function-level routes

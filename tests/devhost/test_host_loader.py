@@ -289,3 +289,21 @@ def test_storage_connection_resolution():
         resolve_connection("Nope", {})
     with pytest.raises(ConfigError, match="not a storage connection string"):
         resolve_connection("Bad", {"Bad": "hello"})
+
+
+# ----------------------------------------------------------------------------- queue message encoding
+def test_queue_message_encoding_rules():
+    from devhost.config import QueuesConfig
+    from devhost.triggers.queue import QueueClients, _queue_output_messages, decode_body
+
+    assert decode_body("aGVsbG8=", "base64") == "hello"
+    assert decode_body("/w==", "base64") == b"\xff"  # not UTF-8: bytes
+    assert decode_body("not base64!", "base64") is None  # -> poison queue without a call
+    assert decode_body("not base64!", "none") == "not base64!"
+    assert QueueClients(QueuesConfig()).encode("hello") == "aGVsbG8="
+    assert QueueClients(QueuesConfig(message_encoding="none")).encode("hello") == "hello"
+    assert _queue_output_messages("a") == ["a"]
+    assert _queue_output_messages(["a", "b"]) == ["a", "b"]
+    assert _queue_output_messages(func.QueueMessage(body="m")) == ["m"]
+    with pytest.raises(NotImplementedError):
+        _queue_output_messages(5)  # the worker's queue converter refuses it too

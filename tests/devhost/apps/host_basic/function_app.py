@@ -1,6 +1,5 @@
 """devhost test app: HTTP routes and auth levels, queue and timer triggers, output bindings."""
 import json
-import logging
 import os
 import time
 
