@@ -117,6 +117,18 @@ def _invocation_id() -> str:
     return f"{_process_tag[:8]}-{_process_tag[8:12]}-4000-8000-{n:012x}"
 
 
+_HOST_PATHS = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(asyncio.__file__),
+               os.path.dirname(concurrent.futures.__file__))
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The exception's traceback without devhost's and asyncio's frames (the worker shows the user's)."""
+    summary = traceback.TracebackException.from_exception(exc)
+    frames = [f for f in summary.stack if not f.filename.startswith(_HOST_PATHS)]
+    summary.stack = traceback.StackSummary.from_list(frames)
+    return "".join(summary.format()).strip()
+
+
 def _timespan_seconds(text: str) -> float:
     """Parse a .NET TimeSpan ``[d.]hh:mm:ss[.fff]`` (functionTimeout)."""
     days = 0
@@ -357,6 +369,9 @@ class DurableEngine:
             timeout = None
             if self._timers:
                 if self.clock.virtual and self.is_idle():
+                    if not self.store.has_message_at(self._timers[0][1], self._timers[0][0]):
+                        heapq.heappop(self._timers)  # its message went with a finished execution
+                        continue
                     self.clock.advance_to(self._timers[0][0])
                     self.store.set_meta("virtual_clock_offset", repr(self.clock.offset))
                     log.debug("virtual clock advanced to %s", h.iso(self.clock.now_datetime()))
@@ -408,7 +423,7 @@ class DurableEngine:
             # Reason as the extension builds it; the cut of the RPC text keeps a leading space (§3.3).
             event = h.event(h.TASK_FAILED, now_text, TaskScheduledId=item.task_id,
                             Reason=f"Activity function '{item.name}' failed:  {exc_text}",
-                            Details="".join(traceback.format_exception(exc)).strip(), FailureDetails=None)
+                            Details=_user_traceback(exc), FailureDetails=None)
         return Message(item.instance_id, item.execution_id, 0.0, json.dumps(event))
 
     async def _flush_loop(self) -> None:
@@ -591,7 +606,7 @@ class DurableEngine:
         row = cached.row
         episode_events = [h.event(h.ORCHESTRATOR_STARTED, now_text)] + new_events
         episode_texts = [json.dumps(ev) for ev in episode_events]
-        log.debug("Executing orchestrator '%s' (instance=%s, invocation=%s, %d new events)",
+        log.info("Executing orchestrator '%s' (instance=%s, invocation=%s, %d new events)",
                   row.name, row.instance_id, invocation_id, len(new_events))
         error_text = None
         try:

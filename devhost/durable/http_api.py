@@ -334,9 +334,28 @@ async def _entity_signal(request: web.Request) -> web.Response:
     return _bad_request("Durable entities are not supported by devhost.")
 
 
+def _clock_handler(engine: "DurableEngine"):
+    async def clock(request: web.Request) -> web.Response:
+        """devhost only (not an Azure route): read the engine clock; POST ?advanceSeconds=N moves virtual time."""
+        if request.method == "POST":
+            if not engine.clock.virtual:
+                return web.json_response({"Message": "devhost was not started with a virtual clock"}, status=409)
+            try:
+                seconds = float(request.query.get("advanceSeconds", ""))
+            except ValueError:
+                return _bad_request("advanceSeconds must be a number of seconds")
+            engine.advance_clock(seconds)
+        return web.json_response({"virtual": engine.clock.virtual, "now": h.iso(engine.clock.now_datetime())})
+
+    return clock
+
+
 def make_routes(engine: "DurableEngine", prefix: str = PREFIX) -> list:
     handlers = _Handlers(engine)
+    clock = _clock_handler(engine)
     return [
+        web.get(prefix + "/devhost/clock", clock),
+        web.post(prefix + "/devhost/clock", clock),
         web.get(prefix + "/entities/{name}/{key}", _entity_get),
         web.post(prefix + "/entities/{name}/{key}", _entity_signal),
         web.post(prefix + "/orchestrators/{name}", handlers.start),

@@ -163,6 +163,10 @@ class Store:
         """(instance id, visible_at) of every queued message: what a restarted engine must wake up for."""
         return self.db.execute("SELECT instance_id, visible_at FROM messages").fetchall()
 
+    def has_message_at(self, instance_id: str, visible_at: float) -> bool:
+        return self.db.execute("SELECT 1 FROM messages WHERE instance_id=? AND visible_at BETWEEN ? AND ? LIMIT 1",
+                               (instance_id, visible_at - 1e-6, visible_at + 1e-6)).fetchone() is not None
+
     def activities(self) -> list[ActivityItem]:
         return [ActivityItem(*r) for r in self.db.execute(
             "SELECT instance_id, execution_id, task_id, name, input FROM activities")]

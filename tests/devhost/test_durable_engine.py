@@ -183,6 +183,37 @@ def test_continue_as_new_loop_keeps_history_bounded(app, tmp_path):
     assert history[1]["OrchestrationInstance"]["InstanceId"] == "counter"
 
 
+def test_continue_as_new_carries_unconsumed_events_over(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_event_loop", {"seen": [], "want": 3}, instance_id="loop")
+        async with engine._lock(iid):  # all three arrive with ExecutionStarted; only one is consumed per execution
+            for value in ("a", "b", "c"):
+                await engine.raise_event(iid, "Add", json.dumps(value))
+        return await finish(engine, iid)
+
+    row, history = run(app, tmp_path, scenario)
+    assert row.status == "Completed"
+    assert json.loads(row.output) == ["a", "b", "c"]
+    assert kinds(history).count("EventRaised") == 1  # the third execution got the last carried event
+
+
+def test_virtual_clock_can_be_advanced_and_skips_timers_of_finished_executions(app, tmp_path):
+    async def scenario(engine):
+        early = await engine.start_orchestration("durable_approval_or_timeout", None, instance_id="adv")
+        async with engine._lock(early):
+            await engine.raise_event(early, "Approve", json.dumps("yes"))
+        await engine.wait_for_instance(early, 10)
+        before = engine.clock.now()
+        await engine.wait_idle(10)
+        idle_jump = engine.clock.now() - before  # the 1-hour timer died with the instance: no jump
+        engine.advance_clock(7200)
+        return idle_jump, engine.clock.now() - before
+
+    idle_jump, advanced = run(app, tmp_path, scenario)
+    assert idle_jump < 60
+    assert advanced >= 7200
+
+
 def test_external_events_buffered_and_with_timeout(app, tmp_path):
     async def scenario(engine):
         early = await engine.start_orchestration("durable_approval_or_timeout", None, instance_id="early")

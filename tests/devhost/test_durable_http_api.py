@@ -242,3 +242,22 @@ def test_durable_client_function_starts_an_orchestration(app, tmp_path):
     assert response.status_code == 202
     assert body["statusQueryGetUri"].startswith("http://127.0.0.1:")
     assert json.loads(row.output) == ["Hello HTTP!", "Hello London!"]
+
+
+def test_devhost_clock_route(app, tmp_path):
+    async def scenario(engine, client, base_url):
+        url = f"{base_url}/runtime/webhooks/durabletask/devhost/clock"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as resp:
+                before = await resp.json()
+            async with session.post(url, params={"advanceSeconds": "86400"}) as resp:
+                after, status = await resp.json(), resp.status
+            async with session.post(url, params={"advanceSeconds": "soon"}) as resp:
+                bad = resp.status
+        return before, after, status, bad
+
+    before, after, status, bad = serve(app, tmp_path, scenario)
+    assert before["virtual"] is True and status == 200 and bad == 400
+    gap = dt.datetime.fromisoformat(after["now"].replace("Z", "+00:00")) - \
+        dt.datetime.fromisoformat(before["now"].replace("Z", "+00:00"))
+    assert gap >= dt.timedelta(days=1)

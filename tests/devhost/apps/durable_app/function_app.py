@@ -89,6 +89,16 @@ def durable_counter(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def durable_event_loop(context: df.DurableOrchestrationContext):
+    state = context.get_input()
+    value = yield context.wait_for_external_event("Add")
+    seen = state["seen"] + [value]
+    if len(seen) >= state["want"]:
+        return seen
+    context.continue_as_new({"seen": seen, "want": state["want"]})
+
+
+@app.orchestration_trigger(context_name="context")
 def durable_approval(context: df.DurableOrchestrationContext):
     context.set_custom_status("waiting")
     first = yield context.wait_for_external_event("Approve")
