@@ -173,6 +173,7 @@ class DevHost:
         aio.router.add_get("/admin/host/status", self._status)
         aio.router.add_get("/admin/functions", self._functions)
         aio.router.add_get("/admin/devhost/durable-client", self._durable_client)
+        aio.router.add_post("/admin/functions/{name}", self._run_function)
         if self.engine is not None:
             aio.add_routes(self.engine.routes())
         prefix = self.config.route_prefix
@@ -246,6 +247,51 @@ class DevHost:
         if self.app.client_binding_json is None:
             return web.Response(status=404)
         return web.Response(text=self.app.client_binding_json, content_type="application/json")
+
+    async def _run_function(self, request: web.Request) -> web.Response:
+        """``POST /admin/functions/{name}`` with ``{"input": "..."}``: run a timer or queue function now.
+
+        The Functions host's admin API for non-HTTP functions (master key; 202, runs in the
+        background). A timer gets ``past_due=False``; a queue function gets a ``QueueMessage`` whose
+        body is ``input`` (not taken from the queue, dequeue count 1).
+        """
+        if not self._is_master(request):
+            return web.Response(status=401)
+        name = request.match_info["name"]
+        spec = next((s for s in self.app.functions.values() if s.name.lower() == name.lower()), None)
+        if spec is None:
+            return web.Response(status=404)
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            return web.json_response({"error": "body must be JSON like {\"input\": \"...\"}"}, status=400)
+        text = body.get("input") if isinstance(body, dict) else None
+        if text is not None and not isinstance(text, str):
+            return web.json_response({"error": "'input' must be a string"}, status=400)
+        timers = {t.spec.name: t for t in self.timer_listeners}
+        if spec.name in timers:
+            asyncio.create_task(timers[spec.name].run_now())
+        elif spec.trigger_type == "queueTrigger":
+            asyncio.create_task(self._run_queue_function(spec, text or ""))
+        else:
+            return web.json_response({"error": f"'{spec.name}' is a {spec.trigger_type} function; only timer and "
+                                               "queue functions can be run through the admin API"}, status=400)
+        return web.Response(status=202)
+
+    async def _run_queue_function(self, spec, text: str) -> None:
+        import datetime as dt
+        import uuid
+
+        from azure.functions.queue import QueueMessage
+
+        now = dt.datetime.now(dt.timezone.utc)
+        msg = QueueMessage(id=str(uuid.uuid4()), body=text, dequeue_count=1, insertion_time=now,
+                           expiration_time=now + dt.timedelta(days=7), time_next_visible=now, pop_receipt="admin")
+        try:
+            result = await self.app.invoke(spec.name, {spec.trigger["name"]: msg})
+            await self.writer.write(spec, result)
+        except Exception:
+            log.exception("Admin run of 'Functions.%s' failed", spec.name)
 
     def function_list(self) -> list[dict]:
         out = []

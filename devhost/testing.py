@@ -191,6 +191,12 @@ class DevhostProcess:
     def post(self, path: str, json: Any = None, **kwargs: Any) -> requests.Response:
         return self.request("POST", path, json=json, **kwargs)
 
+    def run_function(self, name: str, input: str | None = None) -> requests.Response:
+        """Run a timer or queue function now through the admin API (202; it runs in the background)."""
+        body = {} if input is None else {"input": input}
+        return self.session.post(self.url(f"/admin/functions/{name}"), json=body,
+                                 headers={"x-functions-key": self.master_key}, timeout=30)
+
     # ------------------------------------------------------------------ durable helpers
     @property
     def durable_api(self) -> str:
@@ -247,6 +253,28 @@ async def close_sdk_session() -> None:
     from azure.durable_functions.models.utils import http_utils
 
     await http_utils._handle_request_error()  # the SDK's own "close and reset the session" helper
+
+
+def local_storage_connection_string() -> str:
+    """A development-storage connection string on free loopback ports.
+
+    Pass it as ``AzureWebJobsStorage`` (``env=``) to get a private Azurite, started by devhost,
+    that cannot collide with another Azurite on 10000-10002 (tests running side by side).
+    """
+    import socket
+
+    from devhost.azurite import dev_connection_string
+
+    ports = []
+    socks = []
+    for _ in range(3):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return dev_connection_string(*ports)
 
 
 def start_devhost(app_path: str | os.PathLike, state_dir: str | os.PathLike, env: dict[str, str] | None = None,

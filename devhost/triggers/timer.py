@@ -127,6 +127,11 @@ class TimerListener:
             except (asyncio.CancelledError, Exception):
                 pass
 
+    async def run_now(self) -> None:
+        """Run once now, outside the schedule (admin API); the schedule status is not changed."""
+        status = self.load_status() or {}
+        await self._invoke(False, status.get("Last"), status.get("Next") or self.next_after(self._now()))
+
     async def _invoke(self, past_due: bool, last: dt.datetime | None, nxt: dt.datetime) -> None:
         payload = json.dumps({"Schedule": {"AdjustForDST": True},
                               "ScheduleStatus": {"Last": _iso(last or dt.datetime.min.replace(tzinfo=UTC)),

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from devhost.azurite import dev_connection_string
+from devhost.testing import local_storage_connection_string
 
 APPS = Path(__file__).parent / "apps"
 
@@ -21,7 +21,7 @@ def free_port() -> int:
 
 def azurite_connection_string() -> str:
     """A development-storage connection string on free ports (devhost starts Azurite there)."""
-    return dev_connection_string(free_port(), free_port(), free_port())
+    return local_storage_connection_string()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):

@@ -85,3 +85,23 @@ def test_http_function_queue_output_feeds_the_queue_trigger(basic_host):
     assert r.status_code == 202
     rec = wait_until(lambda: _records_with(basic_host, "via-http-1"), what="queue trigger from HTTP output")
     assert rec[0]["dequeue_count"] == 1
+
+
+def test_admin_api_runs_queue_and_timer_functions_now(basic_host):
+    r = basic_host.run_function("on_message", "admin-run-1")
+    assert r.status_code == 202
+    rec = wait_until(lambda: _records_with(basic_host, "admin-run-1"), what="admin-run queue function")
+    assert rec[0]["dequeue_count"] == 1
+    fwd = _queue(basic_host, "host-forwarded")
+    assert wait_until(lambda: "fwd:admin-run-1" in _peek_all(fwd), what="output of the admin run")
+
+    before = len(read_records(basic_host.records, "timer"))
+    assert basic_host.run_function("tick").status_code == 202  # yearly schedule, run on demand
+    ticks = wait_until(lambda: (r := read_records(basic_host.records, "timer")) and len(r) > before and r,
+                       what="admin-run timer function")
+    assert ticks[-1]["past_due"] is False
+
+    assert basic_host.run_function("echo").status_code == 400  # HTTP functions are called over HTTP
+    assert basic_host.run_function("nope").status_code == 404
+    assert basic_host.session.post(basic_host.url("/admin/functions/tick"), json={},
+                                   headers={"x-functions-key": basic_host.function_key}).status_code == 401
