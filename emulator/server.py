@@ -25,7 +25,7 @@ from aiohttp import web
 from emulator import admin, graph_routes, keyvault_routes
 from emulator.app_keys import ORIGIN_KEY, STATE_KEY, info, origin_of
 from emulator.clock import iso
-from emulator.errors import GraphError, not_found
+from emulator.errors import GraphError
 from emulator.identity import InvalidToken, TokenRequestError, issue_token, openid_configuration, verify_bearer
 from emulator.permissions import GRAPH_APP_ID, GRAPH_AUDIENCE
 from emulator.state import EmulatorState
@@ -197,10 +197,6 @@ def _dumps(value: Any) -> str:
 async def graph_root_handler(request: web.Request) -> web.Response:
     info(request)["kind"] = "graph"
     raise GraphError(400, "BadRequest", "Invalid version.")
-
-
-async def not_found_handler(request: web.Request) -> web.Response:
-    raise not_found(request.path)
 
 
 # -- application ---------------------------------------------------------------------------------
