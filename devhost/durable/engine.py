@@ -622,10 +622,15 @@ class DurableEngine:
                     state = None
             else:
                 error_text, state = text, None
-        result = replay_episode(orchestrator_name=row.name, execution_id=row.execution_id,
-                                events=cached.events + episode_events, state=state, error_text=error_text,
-                                resolve_activity=self.resolve_activity,
-                                resolve_orchestrator=self.resolve_orchestrator)
+        try:
+            result = replay_episode(orchestrator_name=row.name, execution_id=row.execution_id,
+                                    events=cached.events + episode_events, state=state, error_text=error_text,
+                                    resolve_activity=self.resolve_activity,
+                                    resolve_orchestrator=self.resolve_orchestrator)
+        except Exception as exc:  # malformed action list: fail the instance rather than wedge it
+            log.exception("Could not replay the actions of instance %s", row.instance_id)
+            result = ReplayResult([], "failed", 0, failure=f"Orchestrator function '{row.name}' failed: devhost could "
+                                  f"not process the orchestrator's actions: {type(exc).__name__}: {exc}")
         return result, state, episode_texts
 
     def _commit_episode(self, cached: _Cached, consumed: list[int], new_events: list[dict],

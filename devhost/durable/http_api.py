@@ -199,12 +199,14 @@ class _Handlers:
             return _error(500, "Something went wrong while processing your request", str(exc),
                           "System.InvalidOperationException")
         timeout = request.query.get("timeout")
-        if timeout:  # createAndWaitOnNewInstancePostUri
+        if timeout:  # createAndWaitOnNewInstancePostUri: answer like wait_for_completion_or_create_check_status
             try:
                 row = await self.engine.wait_for_instance(instance_id, float(timeout))
-                return web.json_response(status_payload(row), status=200)
             except (TimeoutError, ValueError):
-                pass
+                return self._check_status(request, instance_id)
+            if row.status == "Completed":
+                return web.Response(status=200, text=row.output or "null", content_type="application/json")
+            return web.json_response(status_payload(row), status=500 if row.status == "Failed" else 200)
         return self._check_status(request, instance_id)
 
     async def status(self, request: web.Request) -> web.Response:

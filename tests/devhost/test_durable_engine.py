@@ -290,6 +290,20 @@ def test_non_deterministic_orchestrator_is_failed_as_in_azure(app, tmp_path):
     assert "durable_hello" in message and "durable_double" in message
 
 
+def test_when_all_waits_for_every_child_as_the_extension_does(app, tmp_path):
+    """§3.8 item 1: Python raises at the first failure, but the extension's WhenAll waits for the timer."""
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_whenall_failfast", None, instance_id=f"wa-{tmp_path.name}")
+        return await finish(engine, iid)
+
+    row, history = run(app, tmp_path, scenario)
+    assert json.loads(row.output) == "Hello after-whenall!"
+    names = kinds(history)
+    hello = next(i for i, ev in enumerate(history) if ev["EventType"] == h.TASK_SCHEDULED and ev["Name"] == "durable_hello")
+    assert names.index("TaskFailed") < names.index("TimerFired") < hello
+
+
 def test_orchestrator_failure_keeps_scheduled_work_and_custom_status(app, tmp_path):
     async def scenario(engine):
         failing = await engine.start_orchestration("durable_fail")

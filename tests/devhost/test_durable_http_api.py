@@ -261,3 +261,17 @@ def test_devhost_clock_route(app, tmp_path):
     gap = dt.datetime.fromisoformat(after["now"].replace("Z", "+00:00")) - \
         dt.datetime.fromisoformat(before["now"].replace("Z", "+00:00"))
     assert gap >= dt.timedelta(days=1)
+
+
+def test_create_and_wait_uri_answers_with_the_output(app, tmp_path):
+    async def scenario(engine, client, base_url):
+        binding = json.loads(engine.client_binding_json(base_url))
+        template = binding["creationUrls"]["createAndWaitOnNewInstancePostUri"]
+        url = template.replace("{functionName}[/{instanceId}]", "durable_chain/cw-1") \
+            .replace("{timeoutInSeconds}", "10").replace("{intervalInSeconds}", "1")
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, json=json.dumps({"a": "wait"})) as resp:
+                return resp.status, await resp.json()
+
+    status, body = serve(app, tmp_path, scenario)
+    assert status == 200 and body == ["Hello wait!", "Hello London!"]

@@ -99,6 +99,17 @@ def durable_event_loop(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def durable_whenall_failfast(context: df.DurableOrchestrationContext):
+    fails = context.call_activity("durable_flaky", {"key": context.instance_id, "fail_times": 1})
+    timer = context.create_timer(context.current_utc_datetime + dt.timedelta(minutes=30))
+    try:
+        yield context.task_all([fails, timer])
+    except Exception:
+        pass
+    return (yield context.call_activity("durable_hello", "after-whenall"))
+
+
+@app.orchestration_trigger(context_name="context")
 def durable_approval(context: df.DurableOrchestrationContext):
     context.set_custom_status("waiting")
     first = yield context.wait_for_external_event("Approve")
