@@ -227,3 +227,14 @@ def test_python_worker_threads_cover_the_activity_concurrency(repo_root: Path, a
     threads = re.search(r"^param pythonThreadCount string = '(\d+)'", api.text, re.MULTILINE)
     assert threads, "pythonThreadCount parameter with a literal default not found in api.bicep"
     assert int(threads.group(1)) >= activities
+
+
+def test_host_and_durable_storage_connection_is_identity_based(repo_root: Path, bicep_settings: dict[str, str]) -> None:
+    """The host (leases, timers) and Durable's Azure Storage provider use blob, queue and table."""
+    host = json.loads((repo_root / "host.json").read_text(encoding="utf-8"))
+    provider = host.get("extensions", {}).get("durableTask", {}).get("storageProvider", {})
+    connection = provider.get("connectionName") or provider.get("connectionStringName") or "AzureWebJobsStorage"
+    for service in ("blob", "queue", "table"):
+        assert f"{connection}__{service}ServiceUri" in bicep_settings, (connection, service)
+    assert bicep_settings[f"{connection}__credential"] == "'managedidentity'"
+    assert bicep_settings[f"{connection}__clientId"] == "identityClientId"
