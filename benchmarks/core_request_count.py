@@ -1,0 +1,102 @@
+"""How many Graph requests (and writes) the core spends to set up one new app instance.
+
+Runs the setup steps of issue #3's budget (article steps 1-4: template, application, visibility,
+job, credentials, secrets, start - no status polls) against a fresh in-process emulator, with the
+production clients (DefaultAzureCredential, SecretClient), and reads the emulator's request log
+per step. The template look-up is amortised: it is cached per process and shared by a batch, so
+it is shown but not counted. Then N more instances show the per-instance average with the cache.
+Prints one line per step, then one JSON object (last line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from core import model, steps  # noqa: E402
+
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+AMORTISED = ("resolve_application_template",)
+TEMPLATE = model.TemplateRef(display_name="Custom")
+CREDENTIALS = {"BaseAddress": "https://scim.contoso.test/scim/v2", "SecretToken": {"keyVaultSecret": "scim-contoso-token"}}
+
+
+def provision_one(ctx: steps.StepContext, display_name: str, read_log: Callable[[], list[dict]],
+                  template: model.TemplateRef = TEMPLATE, credentials: dict | None = None) -> dict[str, list]:
+    """Set up one new instance; return ``{step: [(method, route, status), ...]}`` from the request log."""
+    per_step: dict[str, list] = {}
+    seen = len(read_log())
+
+    def record(step: str) -> None:
+        nonlocal seen
+        log = read_log()
+        per_step[step] = [(e["method"], e["route"], e["status"]) for e in log[seen:]]
+        seen = len(log)
+
+    template_id = steps.resolve_template(ctx, template)["templateId"]
+    record("resolve_application_template")
+    app = steps.ensure_application(ctx, batch_id="cost", instance_key=model.instance_key(display_name),
+                                   display_name=display_name, template_id=template_id)
+    record("ensure_application")
+    sp_id = app["servicePrincipalId"]
+    steps.wait_until_visible(ctx, service_principal_id=sp_id, application_id=app["applicationId"])
+    record("wait_until_visible")
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id)["jobId"]
+    record("ensure_job")
+    refs = model.parse_credentials(credentials or CREDENTIALS)
+    steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=refs)
+    record("validate_credentials")
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=refs)
+    record("save_secrets")
+    steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    record("start_job")
+    return per_step
+
+
+def summarize(per_step: dict[str, list]) -> dict[str, Any]:
+    """``{requests, writes, reads, byStep}`` with the amortised template look-up left out of the totals."""
+    calls = [c for step, items in per_step.items() if step not in AMORTISED for c in items]
+    writes = sum(1 for method, _, _ in calls if method in WRITE_METHODS)
+    visibility = len(per_step.get("wait_until_visible", []))
+    return {"requests": len(calls), "writes": writes, "reads": len(calls) - writes,
+            "requestsWithoutVisibilityPolls": len(calls) - visibility,
+            "byStep": {step: len(items) for step, items in per_step.items()}}
+
+
+def main() -> None:
+    from core import clients
+    from emulator.testing import start_emulator
+
+    emu = start_emulator(port=0)
+    try:
+        os.environ.update(emu.env)
+        clients.reset()
+        ctx = steps.default_context()
+
+        def read_log() -> list[dict]:
+            return emu.admin.requests(kind="graph")["value"]
+
+        first = provision_one(ctx, "Cost benchmark app 0", read_log)
+        for step, items in first.items():
+            note = " (amortised, not counted)" if step in AMORTISED else ""
+            print(f"{step:30s} {len(items):2d}{note}: " + ", ".join(f"{m} {r} {s}" for m, r, s in items))
+        summary = summarize(first)
+        more = [summarize(provision_one(ctx, f"Cost benchmark app {i}", read_log)) for i in range(1, 6)]
+        summary["batchOf5AverageRequestsPerInstance"] = sum(m["requests"] + m["byStep"][AMORTISED[0]]
+                                                            for m in more) / len(more)
+        print(f"one new instance: {summary['requests']} Graph requests, {summary['writes']} writes "
+              f"({summary['requestsWithoutVisibilityPolls']} without the visibility polls)")
+        print(json.dumps(summary, sort_keys=True))
+    finally:
+        emu.stop()
+
+
+if __name__ == "__main__":
+    main()
