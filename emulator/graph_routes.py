@@ -663,6 +663,34 @@ def _first_unknown_segment(path: str) -> str:
     return segments[min(known, len(segments) - 1)]
 
 
+_IDENTITY_COLLECTIONS = ("applications", "servicePrincipals", "users", "groups")
+
+
+def resource_units(method: str, route: Route, query: dict[str, str]) -> int | None:
+    """The ``x-ms-resource-unit`` cost of an identity-and-access request (reference §5.2), or None.
+
+    Base cost: GET applications / users / servicePrincipals/{id}/appRoleAssignments = 2, other
+    GETs 1, writes 1; ``$select`` -1, ``$expand`` +1, ``$top`` under 20 -1; at least 1.
+    Synchronization and audit-log paths are not identity-and-access resources.
+    """
+    name = route.name
+    if not name.startswith(_IDENTITY_COLLECTIONS) or "/synchronization" in name:
+        return None
+    if method != "GET":
+        return 1
+    costly = name.split("/")[0] in ("applications", "users") or name.endswith("/appRoleAssignments")
+    cost = 2 if costly else 1
+    options = odata.normalize_query(query)
+    if options.get("$select"):
+        cost -= 1
+    if options.get("$expand"):
+        cost += 1
+    top = options.get("$top", "")
+    if top.isdigit() and int(top) < 20:
+        cost -= 1
+    return max(cost, 1)
+
+
 def is_write(method: str) -> bool:
     """Writes for the identity write quota: POST/PATCH/PUT/DELETE on directory and sync paths."""
     return method in ("POST", "PATCH", "PUT", "DELETE")

@@ -162,6 +162,13 @@ def mint_token(directory: Directory, client: dict, audience: str, lifetime: int 
     return jwt.encode(claims, directory.signing_key, algorithm="HS256")
 
 
+def managed_identity_header(directory: Directory) -> str:
+    """The ``IDENTITY_HEADER`` secret of the managed identity endpoint (stable per tenant)."""
+    import hashlib
+
+    return hashlib.sha256(f"msi:{directory.signing_key}".encode()).hexdigest()[:32]
+
+
 class InvalidToken(Exception):
     """Why a bearer token was refused (the message is safe to show: it names no secret)."""
 

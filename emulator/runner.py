@@ -17,6 +17,7 @@ from aiohttp import web
 
 from emulator.app_keys import ORIGIN_KEY
 from emulator.certs import ensure_certificates, server_ssl_context
+from emulator.identity import managed_identity_header
 from emulator.server import build_app
 from emulator.state import EmulatorState, Options
 
@@ -59,6 +60,11 @@ def client_env(state: EmulatorState, origin: str, ca_pem: Path) -> dict[str, str
         "EMULATOR_URL": f"{origin}/_emulator",
         "EMULATOR_ADMIN_CLIENT_ID": admin_client["clientId"],
         "EMULATOR_ADMIN_CLIENT_SECRET": admin_client["secret"],
+        # Managed identity mode: export these as IDENTITY_ENDPOINT / IDENTITY_HEADER, unset the
+        # AZURE_CLIENT_SECRET and set AZURE_CLIENT_ID to the identity's client id.
+        "EMULATOR_IDENTITY_ENDPOINT": f"{origin}/managedIdentity/token",
+        "EMULATOR_IDENTITY_HEADER": managed_identity_header(state.directory),
+        "EMULATOR_MANAGED_IDENTITY_CLIENT_ID": state.directory.client_by_name("managed-identity")["clientId"],
     }
 
 

@@ -26,7 +26,17 @@ from emulator import admin, graph_routes, keyvault_routes
 from emulator.app_keys import ORIGIN_KEY, STATE_KEY, info, origin_of
 from emulator.clock import iso
 from emulator.errors import GraphError
-from emulator.identity import InvalidToken, TokenRequestError, issue_token, openid_configuration, verify_bearer
+from emulator.identity import (
+    TOKEN_LIFETIME_SECONDS,
+    InvalidToken,
+    TokenRequestError,
+    audience_for_scope,
+    issue_token,
+    managed_identity_header,
+    mint_token,
+    openid_configuration,
+    verify_bearer,
+)
 from emulator.permissions import GRAPH_APP_ID, GRAPH_AUDIENCE
 from emulator.state import EmulatorState
 
@@ -133,6 +143,41 @@ async def token_handler(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
+async def managed_identity_handler(request: web.Request) -> web.Response:
+    """App Service-style managed identity endpoint (``IDENTITY_ENDPOINT`` + ``IDENTITY_HEADER``).
+
+    Lets ``ManagedIdentityCredential`` / ``DefaultAzureCredential`` run with only
+    ``AZURE_CLIENT_ID`` set, as the function app does in Azure. Without ``client_id`` the seeded
+    ``managed-identity`` client answers.
+    """
+    info(request)["kind"] = "identity"
+    info(request)["route"] = "/managedIdentity/token"
+    state = request.app[STATE_KEY]
+    directory = state.directory
+    if request.headers.get("X-IDENTITY-HEADER") != managed_identity_header(directory):
+        return web.json_response({"statusCode": 400, "message": "No X-IDENTITY-HEADER or a wrong one."}, status=400)
+    resource = request.query.get("resource", "")
+    client_id = request.query.get("client_id")
+    client = directory.clients.get(client_id) if client_id else directory.client_by_name("managed-identity")
+    if client is None:
+        return web.json_response({"statusCode": 400, "message": f"Identity '{client_id}' not found."}, status=400)
+    try:
+        audience = audience_for_scope(resource.rstrip("/") + "/.default", origin_of(request))
+    except TokenRequestError as error:
+        return web.json_response({"statusCode": 400, "message": error.body["error_description"]}, status=400)
+    info(request)["caller_id"] = client["clientId"]
+    token = mint_token(directory, client, audience)
+    return web.json_response(
+        {
+            "access_token": token,
+            "expires_on": str(int(time.time()) + TOKEN_LIFETIME_SECONDS),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": client["clientId"],
+        }
+    )
+
+
 async def jwks_handler(request: web.Request) -> web.Response:
     info(request)["kind"] = "identity"
     return web.json_response({"keys": []})
@@ -182,6 +227,9 @@ async def graph_handler(request: web.Request) -> web.Response:
         headers={k.lower(): v for k, v in request.headers.items()},
     )
     reply = route.handler(graph_request, **params)
+    cost = graph_routes.resource_units(request.method, route, graph_request.query)
+    if cost is not None:
+        reply.headers["x-ms-resource-unit"] = str(cost)
     if reply.status == 204 or reply.body is None:
         return web.Response(status=reply.status, headers=reply.headers)
     return web.json_response(
@@ -237,6 +285,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", openid_config_handler)
     app.router.add_post("/{tenant}/oauth2/v2.0/token", token_handler)
     app.router.add_get("/{tenant}/discovery/v2.0/keys", jwks_handler)
+    app.router.add_get("/managedIdentity/token", managed_identity_handler)
     app.on_startup.append(_on_startup)
     app.on_cleanup.append(_on_cleanup)
     return app

@@ -239,3 +239,17 @@ def test_advanced_queries_need_consistency_level(graph: GraphClient):
     assert [s["displayName"] for s in body["value"]] == ["Advanced beta", "Advanced alpha"]
     found = graph.get("users", params={"$search": '"displayName:sean"'}, headers={"ConsistencyLevel": "eventual"}).json()
     assert [u["displayName"] for u in found["value"]] == ["Sean O'Brien"]
+
+
+@pytest.mark.parametrize(
+    "path, params, cost",
+    [("applications", {}, "2"), ("applications", {"$select": "id"}, "1"), ("users", {"$top": "5"}, "1"),
+     ("servicePrincipals", {}, "1"), ("groups", {"$top": "50"}, "1")],
+)
+def test_resource_unit_header(graph: GraphClient, path, params, cost):
+    response = graph.get(path, params=params)
+    assert response.headers["x-ms-resource-unit"] == cost
+
+
+def test_no_resource_units_outside_identity_resources(graph: GraphClient):
+    assert "x-ms-resource-unit" not in graph.get("applicationTemplates").headers

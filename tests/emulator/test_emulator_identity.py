@@ -166,3 +166,22 @@ def test_admin_can_register_a_client(emulator_env):
     response = _token_request(env)
     assert response.status_code == 200
     assert set(claims(response.json()["access_token"])["roles"]) == {"AuditLog.Read.All", "Directory.Read.All"}
+
+
+def test_managed_identity_endpoint(emulator_env, monkeypatch):
+    """App Service-style managed identity: only AZURE_CLIENT_ID, as the function app runs in Azure."""
+    from azure.identity import ManagedIdentityCredential
+
+    env = emulator_env.env
+    monkeypatch.setenv("IDENTITY_ENDPOINT", env["EMULATOR_IDENTITY_ENDPOINT"])
+    monkeypatch.setenv("IDENTITY_HEADER", env["EMULATOR_IDENTITY_HEADER"])
+    monkeypatch.delenv("AZURE_CLIENT_SECRET")
+    monkeypatch.setenv("AZURE_CLIENT_ID", env["EMULATOR_MANAGED_IDENTITY_CLIENT_ID"])
+    token = ManagedIdentityCredential(client_id=env["EMULATOR_MANAGED_IDENTITY_CLIENT_ID"]).get_token(GRAPH_SCOPE)
+    body = claims(token.token)
+    assert body["appid"] == env["EMULATOR_MANAGED_IDENTITY_CLIENT_ID"] and body["aud"] == "https://graph.microsoft.com"
+    vault_token = DefaultAzureCredential(disable_instance_discovery=True).get_token(VAULT_SCOPE)
+    assert claims(vault_token.token)["aud"] == "https://vault.azure.net"
+    wrong = requests.get(env["EMULATOR_IDENTITY_ENDPOINT"], params={"api-version": "2019-08-01", "resource": "https://vault.azure.net"},
+                         headers={"X-IDENTITY-HEADER": "wrong"})
+    assert wrong.status_code == 400
