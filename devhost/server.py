@@ -217,6 +217,12 @@ class DevHost:
         if self.runner is not None:
             await self.runner.cleanup()
         await self.clients.close()
+        try:  # the Durable SDK's global HTTP session used by durable-client functions in this process
+            from azure.durable_functions.models.utils import http_utils
+
+            await http_utils._handle_request_error()
+        except Exception:
+            pass
         self.app.shutdown()
         for az in self.azurite:
             az.stop()
