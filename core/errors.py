@@ -36,6 +36,7 @@ transport scrubs known secret values out of Graph's messages before building the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class ProvisioningError(Exception):
 
     def to_dict(self, step: str | None = None) -> dict:
         """The JSON error of an activity result (architecture.md section 3)."""
-        result = {"kind": self.kind, "code": self.code, "message": self.message}
+        result: dict[str, Any] = {"kind": self.kind, "code": self.code, "message": self.message}
         if step:
             result["step"] = step
         if self.status is not None:

@@ -335,9 +335,9 @@ def _parse_instance(obj: Any, path: str, c: _Collector) -> InstanceSpec | None:
         return None
     before = len(c.problems)
     c.unknown_fields(obj, INSTANCE_FIELDS, path)
-    for name in REQUIRED_INSTANCE_FIELDS:
-        if name not in obj:
-            c.add(f"{path}.{name}", "is required")
+    for required in REQUIRED_INSTANCE_FIELDS:
+        if required not in obj:
+            c.add(f"{path}.{required}", "is required")
     template = _parse_template(obj["applicationTemplate"], path + ".applicationTemplate", c) \
         if "applicationTemplate" in obj else None
     name = c.string(obj["displayName"], path + ".displayName", "displayName",

@@ -169,9 +169,10 @@ def classify(job: dict, started_at: datetime | str | None = None) -> JobStatus:
     steady_last = parse_time(status.get("steadyStateLastAchievedTime"))
     last = _execution(status.get("lastExecution"))
     failures = int(status.get("countSuccessiveCompleteFailures") or 0)
-    common = dict(code=code, schedule_state=schedule_state, progress=_progress(status), last_execution=last,
-                  steady_state_last_achieved=_iso(steady_last), successive_failures=failures,
-                  escrows_pruned=bool(status.get("escrowsPruned")))
+    common: dict[str, Any] = dict(
+        code=code, schedule_state=schedule_state, progress=_progress(status), last_execution=last,
+        steady_state_last_achieved=_iso(steady_last), successive_failures=failures,
+        escrows_pruned=bool(status.get("escrowsPruned")))
     quarantine = _quarantine(status)
     if code == "Quarantine" or quarantine:
         return JobStatus(JobState.QUARANTINED, quarantine=quarantine or {

@@ -70,7 +70,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _wait_for(ctx: StepContext, what: str, call: Callable[[], T],
-              retry_on: tuple[type[Exception], ...] = _LAG_ERRORS) -> T:
+              retry_on: tuple[type[errors.ProvisioningError], ...] = _LAG_ERRORS) -> T:
     """Call until it stops failing with a replication-lag error, bounded by VISIBILITY_WAIT_SECONDS.
 
     After the bound: 403 stays a (permanent) PermissionDenied - a missing permission looks the same
@@ -80,7 +80,8 @@ def _wait_for(ctx: StepContext, what: str, call: Callable[[], T],
     while True:
         try:
             return call()
-        except retry_on as exc:
+        except retry_on as caught:
+            exc = caught if isinstance(caught, errors.ProvisioningError) else errors.ProvisioningError(str(caught))
             if ctx.monotonic() + ctx.settings.visibility_poll_seconds > deadline:
                 if isinstance(exc, errors.PermissionDenied):
                     raise
@@ -174,9 +175,10 @@ def ensure_application(ctx: StepContext, *, batch_id: str, instance_key: str, di
     except (errors.NotFound, errors.GraphTransient) as exc:
         if exc.status is not None and exc.status not in _MAYBE_CREATED_STATUSES:
             raise
-        logger.warning("batch %s: instantiate answered %s; looking for the app before any retry", batch_id, exc.code)
-        found = _wait_for(ctx, f"find '{display_name}' after instantiate {exc.code}",
-                          lambda: _find_ours(ctx, instance_key, display_name, template_id) or _raise_not_found(exc),
+        failure: errors.ProvisioningError = exc
+        logger.warning("batch %s: instantiate answered %s; looking for the app before any retry", batch_id, failure.code)
+        found = _wait_for(ctx, f"find '{display_name}' after instantiate {failure.code}",
+                          lambda: _find_ours(ctx, instance_key, display_name, template_id) or _raise_not_found(failure),
                           retry_on=(errors.NotFound,))
         _tag(ctx, found, instance_key, labels)
         return {"applicationId": _application_id(ctx, found), "appId": found.get("appId"),

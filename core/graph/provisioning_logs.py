@@ -70,7 +70,7 @@ def list_rows(client: GraphClient, pacer: Pacer, job_id: str, since: datetime, p
     The status is filtered here, not in ``$filter``: whether Graph accepts a plain string for the
     enum is UNCONFIRMED (graph-provisioning-api.md 4.2). ``max_pages`` bounds the read.
     """
-    params = {
+    params: dict[str, str] | None = {
         "$filter": odata.and_(odata.eq("jobId", job_id), odata.gt("activityDateTime", iso_z(since))),
         "$top": str(page_size),
         "$orderby": "activityDateTime desc",

@@ -205,17 +205,16 @@ class GraphClient:
             message = response.reason or ""
         message = scrub(message, secrets)[:_MAX_MESSAGE]
         text = f"{method} {shown}: {message}".rstrip(": ")
-        kwargs = {"code": code, "status": status, "request_id": request_id}
         if retry_after is not None:
-            return errors.GraphThrottled(text, retry_after=retry_after, **kwargs)
+            return errors.GraphThrottled(text, retry_after=retry_after, code=code, status=status, request_id=request_id)
         if status in (401, 403):
-            return errors.PermissionDenied(
-                text + " - the function app's identity lacks a Graph permission or role for this call"
-                " (see README, 'Graph permissions')", **kwargs)
-        cls = {400: errors.BadRequest, 404: errors.NotFound, 409: errors.Conflict, 412: errors.Conflict}.get(status)
-        if cls is None:
-            cls = errors.GraphTransient if status >= 500 or status == 429 else errors.GraphPermanent
-        return cls(text, **kwargs)
+            text += (" - the function app's identity lacks a Graph permission or role for this call"
+                     " (see README, 'Graph permissions')")
+        cls: type[errors.GraphError] = {
+            400: errors.BadRequest, 401: errors.PermissionDenied, 403: errors.PermissionDenied,
+            404: errors.NotFound, 409: errors.Conflict, 412: errors.Conflict,
+        }.get(status) or (errors.GraphTransient if status >= 500 or status == 429 else errors.GraphPermanent)
+        return cls(text, code=code, status=status, request_id=request_id)
 
     # -- conveniences ---------------------------------------------------------------------------
     def get(self, path: str, params: dict | None = None) -> dict:
