@@ -6,11 +6,12 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 AZURITE := node_modules/.bin/azurite
 
-.PHONY: help venv tools test test-fast demo bench emulator devhost clean
+.PHONY: help venv tools test test-fast lint demo bench emulator devhost clean
 
 help:
 	@echo "make demo    - run the demo batch end to end on the local emulator and devhost"
 	@echo "make test    - run the whole test suite (with core/ coverage)"
+	@echo "make lint    - ruff and mypy, as the GitHub workflow runs them"
 	@echo "make bench   - run the benchmark scripts and print their figures"
 	@echo "make emulator / make devhost - run one local service in the foreground"
 
@@ -33,6 +34,10 @@ test: tools
 
 test-fast: tools
 	$(PY) -m pytest -x -q tests
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 demo: tools
 	$(PY) -m examples.demo
