@@ -234,7 +234,7 @@ class QueueListener:
     async def _poison(self, client, message, why: str) -> None:
         log.warning("%s Moving message '%s' to queue '%s'.", why, message.id, self.poison_name)
         poison = await self.clients.queue(self.setting, self.poison_name)
-        await poison.send_message(message.content)
+        await poison.send_message(message.content or "")
         await client.delete_message(message.id, message.pop_receipt)
 
     async def _renew(self, client, state: dict) -> None:

@@ -9,7 +9,7 @@ import json
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+from azure.storage.queue import QueueClient
 
 from devhost.testing import close_sdk_session, start_devhost
 from host_support import APPS, azurite_connection_string
@@ -116,8 +116,8 @@ def test_wait_for_completion_returns_the_output(starters):
 
 
 def test_durable_client_in_queue_trigger(starters):
-    q = QueueClient.from_connection_string(starters.connection_string, "host-starts",
-                                           message_encode_policy=TextBase64EncodePolicy())
+    # host_starters' host.json sets messageEncoding "none": plain text messages, no base64 policy
+    q = QueueClient.from_connection_string(starters.connection_string, "host-starts")
     try:
         q.create_queue()
     except Exception:
