@@ -233,7 +233,10 @@ async def tokens(request: web.Request) -> web.Response:
             client = state.directory.client_by_name(wanted)
         except KeyError:
             raise bad_request(f"Unknown client '{wanted}'.") from None
-    audience = {"graph": GRAPH_AUDIENCE, "vault": VAULT_AUDIENCE}.get(body.get("audience", "graph"), body.get("audience"))
+    requested = body.get("audience", "graph")
+    if not isinstance(requested, str):
+        raise bad_request("'audience' must be graph, vault or an audience URI.")
+    audience = {"graph": GRAPH_AUDIENCE, "vault": VAULT_AUDIENCE}.get(requested, requested)
     lifetime = body.get("lifetimeSeconds", 3600)
     if isinstance(lifetime, bool) or not isinstance(lifetime, int):
         raise bad_request("'lifetimeSeconds' must be an integer.")

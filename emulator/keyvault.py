@@ -125,7 +125,7 @@ def secret_bundle(vault_url: str, name: str, version: dict) -> dict:
     return body
 
 
-def secret_item(vault_url: str, name: str, version: dict | None, with_version: bool) -> dict:
+def secret_item(vault_url: str, name: str, version: dict, with_version: bool) -> dict:
     """A SecretItem for list answers (never the value)."""
     item_id = f"{vault_url}/secrets/{name}" + (f"/{version['version']}" if with_version else "")
     item = {"id": item_id, "attributes": _attributes(version), "tags": version["tags"]}

@@ -127,6 +127,10 @@ class _Parser:
         if token.kind != "punct" or token.text != char:
             raise invalid_filter(f"expected '{char}' but found '{token.text}'.")
 
+    def at_punct(self, char: str) -> bool:
+        token = self.peek()
+        return token is not None and token.kind == "punct" and token.text == char
+
     def at_keyword(self, word: str) -> bool:
         token = self.peek()
         return token is not None and token.kind == "ident" and token.text.lower() == word
@@ -135,7 +139,7 @@ class _Parser:
     def parse(self) -> Callable[[dict, dict], Any]:
         node = self.parse_or()
         if self.peek() is not None:
-            raise invalid_filter(f"unexpected '{self.peek().text}' in '{self.text}'.")
+            raise invalid_filter(f"unexpected '{self.tokens[self.pos].text}' in '{self.text}'.")
         return node
 
     def parse_or(self):
@@ -172,7 +176,7 @@ class _Parser:
             self.next()
             self.expect_punct("(")
             options = [self.parse_operand()]
-            while self.peek() is not None and self.peek().text == ",":
+            while self.at_punct(","):
                 self.next()
                 options.append(self.parse_operand())
             self.expect_punct(")")
@@ -192,7 +196,7 @@ class _Parser:
         if token.kind == "ident":
             name = token.text
             nxt = self.peek()
-            if nxt is not None and nxt.text == "(" and "/" not in name:
+            if nxt is not None and nxt.kind == "punct" and nxt.text == "(" and "/" not in name:
                 return self.parse_function(name)
             return self.parse_path(name)
         raise invalid_filter(f"unexpected '{token.text}' in '{self.text}'.")
@@ -203,7 +207,7 @@ class _Parser:
             raise invalid_filter(f"unsupported function '{name}'.")
         self.expect_punct("(")
         args = [self.parse_or()]
-        while self.peek() is not None and self.peek().text == ",":
+        while self.at_punct(","):
             self.next()
             args.append(self.parse_or())
         self.expect_punct(")")
@@ -211,7 +215,8 @@ class _Parser:
             if len(args) != 1:
                 raise invalid_filter(f"function '{name}' takes one argument.")
             (arg,) = args
-            transform = {"tolower": str.lower, "toupper": str.upper, "trim": str.strip}[lowered]
+            transforms: dict[str, Callable[[str], str]] = {"tolower": str.lower, "toupper": str.upper, "trim": str.strip}
+            transform = transforms[lowered]
             return lambda item, scope: transform(v) if isinstance(v := arg(item, scope), str) else v
         if len(args) != 2:
             raise invalid_filter(f"function '{name}' takes two arguments.")
@@ -234,13 +239,13 @@ class _Parser:
 
     def parse_path(self, first: str):
         segments = first.split("/") if "/" in first else [first]
-        while self.peek() is not None and self.peek().text == "/":
+        while self.at_punct("/"):
             self.next()
             token = self.next()
             if token.kind != "ident":
                 raise invalid_filter(f"unexpected '{token.text}' after '/'.")
             segments.append(token.text)
-        if segments[-1].lower() in ("any", "all") and self.peek() is not None and self.peek().text == "(":
+        if segments[-1].lower() in ("any", "all") and self.at_punct("("):
             return self.parse_lambda(segments[:-1], segments[-1].lower())
         if not all(segments):
             raise invalid_filter(f"invalid property path '{'/'.join(segments)}'.")

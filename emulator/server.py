@@ -125,7 +125,7 @@ async def token_handler(request: web.Request) -> web.Response:
     info(request)["kind"] = "identity"
     info(request)["route"] = "/{tenant}/oauth2/v2.0/token"
     state = request.app[STATE_KEY]
-    form = dict(await request.post())
+    form = {key: str(value) for key, value in (await request.post()).items()}
     auth = request.headers.get("Authorization", "")
     if auth.lower().startswith("basic ") and "client_id" not in form:
         try:

@@ -1,0 +1,314 @@
+"""Graph handlers for directory objects: application templates and instantiate, applications,
+service principals, owners, app role assignments, users and groups."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from emulator.errors import bad_request, not_found
+from emulator.graph_request import GraphRequest, Reply
+
+# -- applicationTemplates -----------------------------------------------------------------------
+
+def list_templates(req: GraphRequest) -> Reply:
+    req.require("templates.read")
+    return req.collection(req.state.templates(), "applicationTemplates", "applicationTemplates", default_top=999)
+
+
+def get_template(req: GraphRequest, template_id: str) -> Reply:
+    req.require("templates.read")
+    template = req.state.find_template(template_id)
+    if template is None:
+        raise not_found(template_id)
+    return req.entity(template, "applicationTemplates")
+
+
+def instantiate(req: GraphRequest, template_id: str) -> Reply:
+    req.require("instantiate")
+    body = req.json()
+    display_name = body.get("displayName")
+    if display_name is None:
+        raise bad_request("Required property 'displayName' is missing.")
+    if not isinstance(display_name, str) or not display_name.strip():
+        raise bad_request("Property 'displayName' must be a non-empty string.")
+    if len(display_name) > 256:
+        raise bad_request("Property 'displayName' exceeds the maximum length of 256 characters.")
+    template = req.state.find_template(template_id)
+    if template is None:
+        raise not_found(template_id)
+    application, sp = req.directory.instantiate(template, display_name, req.caller.sp_id)
+    if req.state.provisioning is not None:
+        req.state.provisioning.on_instantiate(template["id"], sp["id"])
+    failure = req.state.faults.instantiate_failure()
+    if failure is not None:
+        raise failure  # the objects exist anyway, as with the real 504/404-but-created bug
+    return Reply(
+        201,
+        {
+            "@odata.context": req.context("microsoft.graph.applicationServicePrincipal"),
+            "application": application,
+            "servicePrincipal": sp,
+        },
+    )
+
+
+# -- applications and service principals ----------------------------------------------------------
+
+_SP_WRITABLE = {
+    "accountEnabled": bool, "appRoleAssignmentRequired": bool, "description": (str, type(None)),
+    "displayName": str, "homepage": (str, type(None)), "loginUrl": (str, type(None)),
+    "logoutUrl": (str, type(None)), "notes": (str, type(None)), "notificationEmailAddresses": list,
+    "preferredSingleSignOnMode": (str, type(None)), "replyUrls": list, "tags": list,
+    "servicePrincipalNames": list, "appRoles": list,
+}
+_APP_WRITABLE = {
+    "displayName": str, "description": (str, type(None)), "notes": (str, type(None)), "tags": list,
+    "identifierUris": list, "web": dict, "api": dict, "appRoles": list, "signInAudience": str,
+    "groupMembershipClaims": (str, type(None)), "isFallbackPublicClient": (bool, type(None)),
+}
+
+
+def _patch(obj: dict, body: dict, writable: dict) -> None:
+    updates = {}
+    for key, value in body.items():
+        if key.startswith("@odata."):
+            continue
+        if key not in writable:
+            if key in obj:
+                raise bad_request(f"Property '{key}' is read-only and cannot be set.")
+            raise bad_request(f"Property '{key}' does not exist as a declared property or extension property.")
+        if not isinstance(value, writable[key]):
+            raise bad_request(f"Invalid value for property '{key}'.")
+        if key in ("tags", "replyUrls", "servicePrincipalNames", "identifierUris", "notificationEmailAddresses"):
+            if not all(isinstance(v, str) for v in value):
+                raise bad_request(f"Property '{key}' must be a collection of strings.")
+        if key == "displayName" and not value.strip():
+            raise bad_request("Property 'displayName' must be a non-empty string.")
+        updates[key] = copy.deepcopy(value)
+    obj.update(updates)
+
+
+def list_applications(req: GraphRequest) -> Reply:
+    req.require("apps.read")
+    items = [a for a in req.directory.applications.values() if not req.recently_created(a["id"])]
+    return req.collection(items, "applications", "applications", directory=True)
+
+
+def _application(req: GraphRequest, object_id: str) -> dict:
+    app = req.directory.get_application(object_id)
+    req.visible(object_id)
+    return app
+
+
+def get_application(req: GraphRequest, object_id: str) -> Reply:
+    req.require("apps.read")
+    return req.entity(_application(req, object_id), "applications")
+
+
+def patch_application(req: GraphRequest, object_id: str) -> Reply:
+    app = _application(req, object_id)
+    req.require("apps.write", owned_object=object_id)
+    _patch(app, req.json(), _APP_WRITABLE)
+    return Reply(204)
+
+
+def delete_application(req: GraphRequest, object_id: str) -> Reply:
+    _application(req, object_id)
+    req.require("apps.write", owned_object=object_id)
+    sp_id = req.directory.delete_application(object_id)
+    if sp_id and req.state.provisioning is not None:
+        req.state.provisioning.on_service_principal_deleted(sp_id)
+    return Reply(204)
+
+
+def list_service_principals(req: GraphRequest) -> Reply:
+    req.require("apps.read")
+    items = [s for s in req.directory.service_principals.values() if not req.recently_created(s["id"])]
+    return req.collection(items, "servicePrincipals", "servicePrincipals", directory=True)
+
+
+def _sp(req: GraphRequest, sp_id: str) -> dict:
+    sp = req.directory.get_sp(sp_id)
+    req.visible(sp_id)
+    return sp
+
+
+def get_service_principal(req: GraphRequest, sp_id: str) -> Reply:
+    req.require("apps.read")
+    return req.entity(_sp(req, sp_id), "servicePrincipals")
+
+
+def patch_service_principal(req: GraphRequest, sp_id: str) -> Reply:
+    sp = _sp(req, sp_id)
+    req.require("apps.write", owned_object=sp_id)
+    _patch(sp, req.json(), _SP_WRITABLE)
+    return Reply(204)
+
+
+def delete_service_principal(req: GraphRequest, sp_id: str) -> Reply:
+    _sp(req, sp_id)
+    req.require("apps.write", owned_object=sp_id)
+    req.directory.delete_service_principal(sp_id)
+    if req.state.provisioning is not None:
+        req.state.provisioning.on_service_principal_deleted(sp_id)
+    return Reply(204)
+
+
+def _owners(req: GraphRequest, object_id: str) -> list[dict]:
+    result = []
+    for owner_id in req.directory.owners.get(object_id, []):
+        obj = req.directory.directory_object(owner_id)
+        if obj is not None:
+            result.append(obj)
+    return result
+
+
+def list_sp_owners(req: GraphRequest, sp_id: str) -> Reply:
+    req.require("apps.read")
+    _sp(req, sp_id)
+    return req.collection(_owners(req, sp_id), f"servicePrincipals/{sp_id}/owners", "directoryObjects")
+
+
+def list_app_owners(req: GraphRequest, object_id: str) -> Reply:
+    req.require("apps.read")
+    _application(req, object_id)
+    return req.collection(_owners(req, object_id), f"applications/{object_id}/owners", "directoryObjects")
+
+
+_REF_RE = re.compile(r"/directoryObjects/([^/?]+)$|^([0-9a-fA-F-]{36})$")
+
+
+def _add_owner(req: GraphRequest, object_id: str) -> Reply:
+    req.require("apps.write", owned_object=object_id)
+    ref = req.json().get("@odata.id")
+    match = _REF_RE.search(ref) if isinstance(ref, str) else None
+    if not match:
+        raise bad_request("Property '@odata.id' must reference a directory object, e.g. https://graph.microsoft.com/v1.0/directoryObjects/{id}.")
+    owner_id = match.group(1) or match.group(2)
+    if req.directory.directory_object(owner_id) is None:
+        raise not_found(owner_id)
+    owners = req.directory.owners.setdefault(object_id, [])
+    if owner_id in owners:
+        raise bad_request("One or more added object references already exist for the following modified properties: 'owners'.")
+    owners.append(owner_id)
+    return Reply(204)
+
+
+def add_sp_owner(req: GraphRequest, sp_id: str) -> Reply:
+    _sp(req, sp_id)
+    return _add_owner(req, sp_id)
+
+
+def add_app_owner(req: GraphRequest, object_id: str) -> Reply:
+    _application(req, object_id)
+    return _add_owner(req, object_id)
+
+
+def remove_sp_owner(req: GraphRequest, sp_id: str, owner_id: str) -> Reply:
+    _sp(req, sp_id)
+    req.require("apps.write", owned_object=sp_id)
+    owners = req.directory.owners.get(sp_id, [])
+    if owner_id not in owners:
+        raise not_found(owner_id)
+    owners.remove(owner_id)
+    return Reply(204)
+
+
+# -- app role assignments -------------------------------------------------------------------------
+
+def _assignments(req: GraphRequest, **match: str) -> list[dict]:
+    return [a for a in req.directory.assignments.values() if all(a[k] == v for k, v in match.items())]
+
+
+def list_assigned_to(req: GraphRequest, sp_id: str) -> Reply:
+    req.require("assignments.read")
+    _sp(req, sp_id)
+    return req.collection(
+        _assignments(req, resourceId=sp_id), f"servicePrincipals/{sp_id}/appRoleAssignedTo",
+        f"servicePrincipals('{sp_id}')/appRoleAssignedTo",
+    )
+
+
+def _assignment_body(req: GraphRequest) -> tuple[str, str, str]:
+    body = req.json()
+    values = []
+    for name in ("principalId", "resourceId", "appRoleId"):
+        value = body.get(name)
+        if value is None:
+            raise bad_request(f"Required property '{name}' is missing.")
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F-]{36}", value):
+            raise bad_request(f"Invalid value specified for property '{name}' of resource 'AppRoleAssignment'.")
+        values.append(value.lower())
+    return values[0], values[1], values[2]
+
+
+def add_assigned_to(req: GraphRequest, sp_id: str) -> Reply:
+    req.require("assignments.write")
+    _sp(req, sp_id)
+    principal_id, resource_id, role_id = _assignment_body(req)
+    if resource_id != sp_id.lower():
+        raise bad_request("The resourceId in the request body must match the service principal in the URL.")
+    assignment = req.directory.assign(principal_id, resource_id, role_id)
+    return Reply(201, {"@odata.context": req.context(f"servicePrincipals('{sp_id}')/appRoleAssignedTo/$entity"), **assignment})
+
+
+def remove_assigned_to(req: GraphRequest, sp_id: str, assignment_id: str) -> Reply:
+    req.require("assignments.write")
+    _sp(req, sp_id)
+    req.directory.unassign(assignment_id, resource_id=sp_id)
+    return Reply(204)
+
+
+def list_assignments(req: GraphRequest, sp_id: str) -> Reply:
+    req.require("assignments.read")
+    _sp(req, sp_id)
+    return req.collection(
+        _assignments(req, principalId=sp_id), f"servicePrincipals/{sp_id}/appRoleAssignments",
+        f"servicePrincipals('{sp_id}')/appRoleAssignments",
+    )
+
+
+def add_assignment(req: GraphRequest, sp_id: str) -> Reply:
+    req.require("assignments.write")
+    _sp(req, sp_id)
+    principal_id, resource_id, role_id = _assignment_body(req)
+    if principal_id != sp_id.lower():
+        raise bad_request("The principalId in the request body must match the service principal in the URL.")
+    assignment = req.directory.assign(principal_id, resource_id, role_id)
+    return Reply(201, {"@odata.context": req.context(f"servicePrincipals('{sp_id}')/appRoleAssignments/$entity"), **assignment})
+
+
+def remove_assignment(req: GraphRequest, sp_id: str, assignment_id: str) -> Reply:
+    req.require("assignments.write")
+    _sp(req, sp_id)
+    req.directory.unassign(assignment_id, principal_id=sp_id)
+    return Reply(204)
+
+
+# -- users and groups ---------------------------------------------------------------------------
+
+def list_users(req: GraphRequest) -> Reply:
+    req.require("directory.read")
+    return req.collection(list(req.directory.users.values()), "users", "users", directory=True)
+
+
+def get_user(req: GraphRequest, user_id: str) -> Reply:
+    req.require("directory.read")
+    return req.entity(req.directory.get_user(user_id), "users")
+
+
+def list_groups(req: GraphRequest) -> Reply:
+    req.require("directory.read")
+    return req.collection(list(req.directory.groups.values()), "groups", "groups", directory=True)
+
+
+def get_group(req: GraphRequest, group_id: str) -> Reply:
+    req.require("directory.read")
+    return req.entity(req.directory.get_group(group_id), "groups")
+
+
+def list_group_members(req: GraphRequest, group_id: str) -> Reply:
+    req.require("directory.read")
+    req.directory.get_group(group_id)
+    return req.collection(req.directory.group_members(group_id), f"groups/{group_id}/members", "directoryObjects", directory=True)

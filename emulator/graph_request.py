@@ -1,0 +1,131 @@
+"""The request and reply objects Graph route handlers work with.
+
+``GraphRequest`` is one authenticated Graph call as a handler sees it: parsed query, raw body
+(``json()`` gives Graph's 400 for malformed JSON), the caller and its roles (``require()`` applies
+the permission table, including ``Application.ReadWrite.OwnedBy`` ownership), collection paging
+(``collection()``) and the replication-lag fault (``visible()``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator import odata, permissions
+from emulator.errors import GraphError, not_found
+from emulator.identity import Caller
+from emulator.state import EmulatorState
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None
+    headers: dict = field(default_factory=dict)
+
+
+@dataclass
+class GraphRequest:
+    """One Graph call after authentication, as the handlers see it."""
+
+    method: str
+    version: str
+    path: str
+    query: dict[str, str]
+    raw_body: bytes
+    origin: str
+    caller: Caller
+    state: EmulatorState
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def directory(self):
+        return self.state.directory
+
+    @property
+    def service(self):
+        if self.state.provisioning is None:
+            raise GraphError(501, "NotImplemented", "The provisioning simulation is not available in this build.")
+        return self.state.provisioning
+
+    def json(self, required: bool = True) -> dict:
+        """The body as a JSON object; 400 for malformed JSON or a non-object."""
+        if not self.raw_body.strip():
+            if required:
+                raise GraphError(400, "BadRequest", "Empty Payload. JSON content expected.")
+            return {}
+        try:
+            body = json.loads(self.raw_body)
+        except (ValueError, UnicodeDecodeError):
+            raise GraphError(
+                400,
+                "BadRequest",
+                "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
+            ) from None
+        if not isinstance(body, dict):
+            raise GraphError(400, "BadRequest", "The request payload must be a JSON object.")
+        return body
+
+    def require(self, action: str, owned_object: str | None = None) -> None:
+        owns = self.directory.owns(self.caller.sp_id, owned_object) if owned_object else None
+        permissions.check(action, set(self.caller.roles), owns)
+
+    def context(self, fragment: str) -> str:
+        return f"{self.origin}/{self.version}/$metadata#{fragment}"
+
+    def collection(self, items: list[dict], path: str, fragment: str, max_top: int = 999, default_top: int = 100,
+                   ignore_case: bool = True, directory: bool = False) -> Reply:
+        eventual = False
+        if directory:
+            eventual = self._advanced_query_allowed()
+        body = odata.apply_query(
+            items,
+            self.query,
+            f"{self.origin}/{self.version}/{path}",
+            max_top=max_top,
+            default_top=default_top,
+            context=self.context(fragment),
+            ignore_case=ignore_case,
+            allow_search=eventual,
+        )
+        return Reply(200, body)
+
+    def _advanced_query_allowed(self) -> bool:
+        """Directory "advanced queries" need ``ConsistencyLevel: eventual`` (reference §6.1).
+
+        ``$count``, ``$search`` and ``$filter`` combined with ``$orderby`` are refused without the
+        header (400 Request_UnsupportedQuery; exact messages UNCONFIRMED). With it they are served
+        from the same in-memory data (the real index may lag recent writes; the emulator's
+        replication-lag fault covers that).
+        """
+        options = odata.normalize_query(self.query)
+        eventual = self.headers.get("consistencylevel", "").lower() == "eventual"
+        if eventual:
+            return True
+        if str(options.get("$count", "")).lower() == "true":
+            raise GraphError(400, "Request_UnsupportedQuery", "$count requires the ConsistencyLevel: eventual header.")
+        if "$search" in options:
+            raise GraphError(400, "Request_UnsupportedQuery", "$search requires the ConsistencyLevel: eventual header.")
+        if "$filter" in options and "$orderby" in options:
+            raise GraphError(400, "Request_UnsupportedQuery", "Sorting not supported for current query.")
+        return False
+
+    def entity(self, item: dict, fragment: str) -> Reply:
+        options = odata.normalize_query(self.query)
+        body = copy.deepcopy(item)
+        if options.get("$select"):
+            body = odata.select_fields(body, options["$select"])
+        return Reply(200, {"@odata.context": self.context(fragment + "/$entity"), **body})
+
+    # -- replication lag ----------------------------------------------------------------------
+    def visible(self, object_id: str) -> None:
+        """404 while a newly created object is still "replicating" (fault setting)."""
+        created = self.directory.created_at.get(object_id)
+        if self.state.faults.hidden(object_id, created):
+            raise not_found(object_id)
+
+    def recently_created(self, object_id: str) -> bool:
+        lag = self.state.faults.config["replicationLag"]["seconds"]
+        created = self.directory.created_at.get(object_id)
+        return bool(lag and created is not None and self.state.clock.monotonic() - created < lag)

@@ -1,0 +1,125 @@
+"""Graph handlers for ``/servicePrincipals/{id}/synchronization/...`` and ``/auditLogs/provisioning``.
+
+The behaviour belongs to the provisioning simulation (``emulator.provisioning``); these handlers
+add what the HTTP layer owns: the target service principal's existence and replication lag,
+permissions (``Application.ReadWrite.OwnedBy`` on owned service principals, or the
+Synchronization permissions), and the status codes (201 create, 204 actions, 200 on-demand).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from emulator.graph_request import GraphRequest, Reply
+
+# -- synchronization (delegated to the provisioning simulation) ----------------------------------
+
+def _sync_target(req: GraphRequest, sp_id: str, write: bool) -> None:
+    req.directory.get_sp(sp_id)
+    req.visible(sp_id)
+    req.require("sync.write" if write else "sync.read", owned_object=sp_id)
+
+
+def _job_visible(req: GraphRequest, job_id: str) -> None:
+    req.visible(job_id)
+
+
+def sync_templates(req: GraphRequest, sp_id: str) -> Reply:
+    _sync_target(req, sp_id, write=False)
+    return req.collection(req.service.list_templates(sp_id), f"servicePrincipals/{sp_id}/synchronization/templates",
+                          f"servicePrincipals('{sp_id}')/synchronization/templates")
+
+
+def sync_template(req: GraphRequest, sp_id: str, template_id: str) -> Reply:
+    _sync_target(req, sp_id, write=False)
+    template = req.service.get_template(sp_id, template_id)
+    return req.entity(template, f"servicePrincipals('{sp_id}')/synchronization/templates")
+
+
+def list_jobs(req: GraphRequest, sp_id: str) -> Reply:
+    _sync_target(req, sp_id, write=False)
+    return req.collection(req.service.list_jobs(sp_id), f"servicePrincipals/{sp_id}/synchronization/jobs",
+                          f"servicePrincipals('{sp_id}')/synchronization/jobs")
+
+
+def create_job(req: GraphRequest, sp_id: str) -> Reply:
+    _sync_target(req, sp_id, write=True)
+    job = req.service.create_job(sp_id, req.json())
+    req.directory.created_at[job["id"]] = req.state.clock.monotonic()
+    return Reply(201, {"@odata.context": req.context(f"servicePrincipals('{sp_id}')/synchronization/jobs/$entity"), **job})
+
+
+def get_job(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
+    _sync_target(req, sp_id, write=False)
+    job = req.service.get_job(sp_id, job_id)
+    _job_visible(req, job_id)
+    return req.entity(job, f"servicePrincipals('{sp_id}')/synchronization/jobs")
+
+
+def delete_job(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
+    _sync_target(req, sp_id, write=True)
+    req.service.delete_job(sp_id, job_id)
+    return Reply(204)
+
+
+def job_action(action: str) -> Callable[..., Reply]:
+    def handler(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
+        _sync_target(req, sp_id, write=True)
+        _job_visible(req, job_id)
+        if action == "start":
+            req.service.start_job(sp_id, job_id)
+        elif action == "pause":
+            req.service.pause_job(sp_id, job_id)
+        elif action == "restart":
+            req.service.restart_job(sp_id, job_id, req.json(required=False))
+        else:
+            req.service.validate_credentials(sp_id, job_id, req.json())
+        return Reply(204)
+
+    handler.__name__ = f"job_{action}"
+    return handler
+
+
+def validate_without_job(req: GraphRequest, sp_id: str) -> Reply:
+    _sync_target(req, sp_id, write=True)
+    req.service.validate_credentials(sp_id, None, req.json())
+    return Reply(204)
+
+
+def get_schema(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
+    _sync_target(req, sp_id, write=False)
+    _job_visible(req, job_id)
+    schema = req.service.get_schema(sp_id, job_id)
+    return Reply(200, {"@odata.context": req.context(f"servicePrincipals('{sp_id}')/synchronization/jobs('{job_id}')/schema/$entity"), **schema})
+
+
+def put_schema(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
+    _sync_target(req, sp_id, write=True)
+    _job_visible(req, job_id)
+    req.service.put_schema(sp_id, job_id, req.json())
+    return Reply(204)
+
+
+def provision_on_demand(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
+    _sync_target(req, sp_id, write=True)
+    _job_visible(req, job_id)
+    result = req.service.provision_on_demand(sp_id, job_id, req.json())
+    return Reply(200, {"@odata.context": req.context("microsoft.graph.stringKeyStringValuePair"), **result})
+
+
+def put_secrets(req: GraphRequest, sp_id: str) -> Reply:
+    _sync_target(req, sp_id, write=True)
+    req.service.put_secrets(sp_id, req.json())
+    return Reply(204)
+
+
+def get_secrets(req: GraphRequest, sp_id: str) -> Reply:
+    _sync_target(req, sp_id, write=False)
+    body = req.service.get_secrets(sp_id)
+    return Reply(200, {"@odata.context": req.context(f"servicePrincipals('{sp_id}')/synchronization/secrets"), **body})
+
+
+def provisioning_logs(req: GraphRequest) -> Reply:
+    req.require("auditlogs.read")
+    rows = req.service.provisioning_logs(req.version)
+    return req.collection(rows, "auditLogs/provisioning", "auditLogs/provisioning", max_top=1000, default_top=50)
