@@ -115,3 +115,21 @@ def test_missing_storage_connection_stops_startup_clearly(tmp_path):
     text = str(err.value)
     assert "storage connection 'AzureWebJobsStorage' is not configured" in text
     assert "function 'on_message'" in text and "Traceback" not in text
+
+
+@pytest.mark.timeout(60)
+def test_host_json_function_timeout_route_prefix_and_log_level(tmp_path):
+    from devhost.testing import start_devhost
+    from host_support import APPS
+
+    host = start_devhost(APPS / "host_options" / "function_app.py", tmp_path / "state")
+    try:
+        assert host.get("/fast").text == "fast"  # routePrefix "" serves at the root
+        assert host.get("/api/fast").status_code == 404
+        r = host.get("/slow")  # functionTimeout 1 s
+        assert r.status_code == 500 and r.content == b""
+        logs = host.log_text()
+        assert "timed out after 1.0s (functionTimeout)" in logs
+        assert "warning line from fast" in logs and "info line from fast" not in logs  # logLevel.default Warning
+    finally:
+        host.stop()
