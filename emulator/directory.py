@@ -88,6 +88,7 @@ class Directory:
         self.add_client("Unprivileged client", [], key_vault="none", name="unprivileged")
         self.add_client("Fleet managed identity", [], key_vault="none", name="managed-identity", sp_type="ManagedIdentity")
         self._seed_people()
+        self.created_at = {}  # seeded objects are long replicated: the lag fault never hides them
 
     def _seed_people(self) -> None:
         by_department: dict[str, list[str]] = {}

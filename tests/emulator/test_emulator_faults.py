@@ -204,3 +204,11 @@ def test_faults_merge_and_clear(emulator_env):
     cleared = admin.clear_faults()
     assert cleared["latency"]["ms"] == 0 and cleared["throttling"]["writes"] == {"limit": 3000, "windowSeconds": 150}
     assert math.isclose(admin.faults()["errors"]["rate"], 0.0)
+
+
+def test_replication_lag_never_hides_seeded_objects(emulator_env, graph: GraphClient):
+    emulator_env.admin.set_faults(replicationLag={"seconds": 600, "reads": 3})
+    graph_sp = graph.get("servicePrincipals(appId='00000003-0000-0000-c000-000000000000')")
+    assert graph_sp.status_code == 200
+    names = {sp["displayName"] for sp in graph.get("servicePrincipals").json()["value"]}
+    assert {"Microsoft Graph", "Provisioning fleet (workflow app)"} <= names
