@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="fan-out size (default 1000)")
     parser.add_argument("--subs", type=int, default=100, help="sub-orchestrations (default 100, 5 activities each)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per measurement; the median is reported")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     n, subs = args.n, args.subs
@@ -178,10 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="devhost-bench-") as tmp:
         devhost = DevhostRunner(tmp)
         devhost.run("bench_fanout", 50)  # warm-up: imports, first SQLite file
-        dh_fan = measure(devhost, "bench_fanout", n, args.repeat)
-        dh_sub = measure(devhost, "bench_parent", subs, args.repeat)
-        half = measure(devhost, "bench_fanout", n // 2, args.repeat)
+        # N/2 and N interleaved, so drift (other load, CPU frequency) hits both alike
+        half_runs, full_runs = [], []
+        for _ in range(args.repeat):
+            half_runs.append(devhost.run("bench_fanout", n // 2))
+            full_runs.append(devhost.run("bench_fanout", n))
+        half = {"seconds": statistics.median(t for t, _, _ in half_runs)}
+        dh_fan = {"seconds": statistics.median(t for t, _, _ in full_runs),
+                  "episodes": sorted(e for _, _, e in full_runs)[len(full_runs) // 2]}
         full_for_scaling = dh_fan
+        dh_sub = measure(devhost, "bench_parent", subs, args.repeat)
 
     dt_runner = DurableTaskRunner()
     try:

@@ -469,7 +469,7 @@ class DurableEngine:
             self._wake.set()
         elif instance_id not in self._deferred:
             self._deferred.add(instance_id)
-            asyncio.get_running_loop().call_later(min(cost, 0.5), self._undefer, instance_id)
+            asyncio.get_running_loop().call_later(min(2 * cost, 1.0), self._undefer, instance_id)
 
     def _undefer(self, instance_id: str) -> None:
         if instance_id in self._deferred:
