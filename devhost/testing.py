@@ -49,7 +49,7 @@ class DevhostStartError(DevhostError):
 class DevhostProcess:
     """Handle on a running devhost child process (see module docstring)."""
 
-    def __init__(self, app_path: str, state_dir: str, env: dict[str, str] | None, port: int,
+    def __init__(self, app_path: str, state_dir: str, env: dict[str, str | None] | None, port: int,
                  function_key: str | None, virtual_clock: bool, timeout: float, extra_args: list[str]) -> None:
         self.app_path = os.path.abspath(str(app_path))
         self.state_dir = os.path.abspath(str(state_dir))
@@ -101,7 +101,10 @@ class DevhostProcess:
             os.remove(ready)
         except FileNotFoundError:
             pass
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **{k: v for k, v in self.env.items() if v is not None}}
+        for k, v in self.env.items():
+            if v is None:  # None removes an inherited variable (e.g. a developer's AzureWebJobsStorage)
+                env.pop(k, None)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_REPO_ROOT, env.get("PYTHONPATH", "")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(self.logs(), "ab") as log:
@@ -277,13 +280,13 @@ def local_storage_connection_string() -> str:
     return dev_connection_string(*ports)
 
 
-def start_devhost(app_path: str | os.PathLike, state_dir: str | os.PathLike, env: dict[str, str] | None = None,
+def start_devhost(app_path: str | os.PathLike, state_dir: str | os.PathLike, env: dict[str, str | None] | None = None,
                   port: int = 0, function_key: str | None = None, virtual_clock: bool = False,
                   timeout: float = 60.0, extra_args: list[str] | None = None) -> DevhostProcess:
     """Start ``python -m devhost start`` as a subprocess and wait until it is ready.
 
     ``env`` is added to this process's environment for the child (and, as in ``func start``, wins
-    over the app's ``local.settings.json``). ``port=0`` picks a free port. Raises
+    over the app's ``local.settings.json``); a ``None`` value removes that variable. ``port=0`` picks a free port. Raises
     :class:`DevhostStartError` (with the log tail) if the child fails or is not ready in ``timeout``.
     """
     return DevhostProcess(str(app_path), str(state_dir), env, port, function_key, virtual_clock, timeout,

@@ -111,7 +111,7 @@ def test_missing_storage_connection_stops_startup_clearly(tmp_path):
     from host_support import APPS
 
     with pytest.raises(DevhostStartError) as err:
-        start_devhost(APPS / "host_basic" / "function_app.py", tmp_path / "state", env={"AzureWebJobsStorage": ""})
+        start_devhost(APPS / "host_basic" / "function_app.py", tmp_path / "state", env={"AzureWebJobsStorage": None})
     text = str(err.value)
     assert "storage connection 'AzureWebJobsStorage' is not configured" in text
     assert "function 'on_message'" in text and "Traceback" not in text
