@@ -34,8 +34,9 @@ DEFAULT_FAULTS: dict = {
     "latency": {"ms": 0, "jitterMs": 0},
     # Newly created applications, service principals and jobs answer 404 for a while:
     # "seconds" of simulated time and/or the first "reads" reads; "flap" makes an object vanish
-    # once more right after its first successful read.
-    "replicationLag": {"seconds": 0, "reads": 0, "flap": False},
+    # once more right after its first successful read. Synchronization calls answer "syncStatus"
+    # meanwhile (404, or the transient 403/409 seen right after instantiate).
+    "replicationLag": {"seconds": 0, "reads": 0, "flap": False, "syncStatus": 404},
     # instantiate creates the objects but answers "status" (504 or 404) for the next "count"
     # calls, or at random with "rate".
     "instantiate": {"status": 504, "count": 0, "rate": 0.0},
@@ -69,6 +70,10 @@ def validate_faults(config: dict, base: dict | None = None, path: str = "") -> d
         elif key == "statuses":
             if not isinstance(value, list) or not value or any(v not in _ERROR_CODES for v in value):
                 raise GraphError(400, "BadRequest", f"'{where}' must be a non-empty list of {sorted(_ERROR_CODES)}.")
+            base[key] = value
+        elif key == "syncStatus":
+            if value not in (403, 404, 409):
+                raise GraphError(400, "BadRequest", f"'{where}' must be 403, 404 or 409.")
             base[key] = value
         elif key == "status":
             if value not in (404, 500, 503, 504):

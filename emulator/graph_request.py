@@ -119,11 +119,21 @@ class GraphRequest:
         return Reply(200, {"@odata.context": self.context(fragment + "/$entity"), **body})
 
     # -- replication lag ----------------------------------------------------------------------
-    def visible(self, object_id: str) -> None:
-        """404 while a newly created object is still "replicating" (fault setting)."""
+    def visible(self, object_id: str, synchronization: bool = False) -> None:
+        """404 while a newly created object is still "replicating" (fault setting).
+
+        On synchronization calls the answer is ``replicationLag.syncStatus``: 404, or the 403 /
+        409 that Terraform retries on right after instantiate (reference §7, pitfall 2).
+        """
         created = self.directory.created_at.get(object_id)
-        if self.state.faults.hidden(object_id, created):
-            raise not_found(object_id)
+        if not self.state.faults.hidden(object_id, created):
+            return
+        status = self.state.faults.config["replicationLag"]["syncStatus"] if synchronization else 404
+        if status == 403:
+            raise permissions.denied()
+        if status == 409:
+            raise GraphError(409, "Conflict", "The object is being updated by another operation; retry later.")
+        raise not_found(object_id)
 
     def recently_created(self, object_id: str) -> bool:
         lag = self.state.faults.config["replicationLag"]["seconds"]

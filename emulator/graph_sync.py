@@ -16,12 +16,12 @@ from emulator.graph_request import GraphRequest, Reply
 
 def _sync_target(req: GraphRequest, sp_id: str, write: bool) -> None:
     req.directory.get_sp(sp_id)
-    req.visible(sp_id)
+    req.visible(sp_id, synchronization=True)
     req.require("sync.write" if write else "sync.read", owned_object=sp_id)
 
 
 def _job_visible(req: GraphRequest, job_id: str) -> None:
-    req.visible(job_id)
+    req.visible(job_id, synchronization=True)
 
 
 def sync_templates(req: GraphRequest, sp_id: str) -> Reply:

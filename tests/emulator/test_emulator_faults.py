@@ -212,3 +212,11 @@ def test_replication_lag_never_hides_seeded_objects(emulator_env, graph: GraphCl
     assert graph_sp.status_code == 200
     names = {sp["displayName"] for sp in graph.get("servicePrincipals").json()["value"]}
     assert {"Microsoft Graph", "Provisioning fleet (workflow app)"} <= names
+
+
+@pytest.mark.parametrize("status, code", [(403, "Authorization_RequestDenied"), (409, "Conflict")])
+def test_replication_lag_on_sync_calls_can_answer_403_or_409(emulator_env, graph: GraphClient, status, code):
+    emulator_env.admin.set_faults(replicationLag={"reads": 1, "syncStatus": status})
+    _, sp = graph.instantiate("Transient sync errors")
+    assert_graph_error(graph.get(f"servicePrincipals/{sp['id']}/synchronization/templates"), status, code)
+    assert graph.get(f"servicePrincipals/{sp['id']}/synchronization/templates").status_code == 200
