@@ -37,6 +37,7 @@ def start(args: argparse.Namespace) -> int:
         print(f"devhost: no function app at {app_path} (use --app PATH/function_app.py)", file=sys.stderr)
         return 2
     os.chdir(script_root)  # the worker's working directory is the script root
+    os.environ.setdefault("AzureWebJobsScriptRoot", script_root)  # set by the host for the worker, too
     try:
         settings = apply_local_settings(script_root)
         config = load_host_json(script_root)

@@ -190,6 +190,7 @@ class DevHost:
         self.port = sock.getsockname()[1]
         host_for_url = "127.0.0.1" if self.options.host in ("0.0.0.0", "") else self.options.host
         self.base_url = f"http://{host_for_url}:{self.port}"
+        os.environ.setdefault("WEBSITE_HOSTNAME", f"{host_for_url}:{self.port}")  # as Core Tools sets it
         # the engine runs before the first request can arrive, so durable clients always work
         if self.engine is not None:
             await self.engine.start()
