@@ -267,3 +267,12 @@ def test_list_managed_instances(ctx):
     assert [i["displayName"] for i in listed] == ["Fleet one", "Fleet two"]
     assert listed[0]["labels"] == {"env": "prod"} and listed[0]["instanceKey"] == model.instance_key("Fleet one")
     assert listed[0]["applicationTemplateId"] == CUSTOM_TEMPLATE_ID
+
+
+def test_a_client_lacking_one_role_gets_a_permanent_error_naming_the_call(ctx, core_env, make_ctx):
+    sp_id, job_id = _configured(ctx, "Log reader app")
+    core_env.admin.add_client("no-audit", ["Application.ReadWrite.OwnedBy", "Application.Read.All"], key_vault="read")
+    weak = make_ctx("no-audit", visibility_wait_seconds=0.2)
+    with pytest.raises(errors.PermissionDenied) as caught:
+        steps.get_provisioning_errors(weak, service_principal_id=sp_id, job_id=job_id, since="2026-01-01T00:00:00Z")
+    assert "/auditLogs/provisioning" in caught.value.message and caught.value.status == 403
