@@ -36,7 +36,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from devhost.durable import history as h
 from devhost.durable import sdk_speedups
@@ -545,17 +545,18 @@ class DurableEngine:
         if suspended:
             # While suspended only suspend/resume are recorded; other messages wait for the resume.
             control = [(mid, ev) for mid, ev in events if ev["EventType"] in (h.EXECUTION_SUSPENDED, h.EXECUTION_RESUMED)]
-            stale_only = [mid for mid in consumed]
             if not control:
-                if stale_only:
-                    store.commit_episode(EpisodeWrite(row, consumed_message_ids=stale_only))
+                if consumed:  # only stale messages to drop
+                    store.delete_messages(consumed)
                 return
-            self._commit_control_only(cached, stale_only + [mid for mid, _ in control], [ev for _, ev in control],
+            self._commit_control_only(cached, consumed + [mid for mid, _ in control], [ev for _, ev in control],
                                       "Suspended")
             return
         if not events:
             if consumed:
-                store.commit_episode(EpisodeWrite(row, consumed_message_ids=consumed))
+                store.delete_messages(consumed)
+            if row.status in TERMINAL_STATES:
+                self._cache.pop(instance_id, None)
             return
         consumed += [mid for mid, _ in events]
         new_events = [ev for _, ev in events]
@@ -923,8 +924,7 @@ class DurableEngine:
                 kept.append(h.event(h.ORCHESTRATOR_COMPLETED, self._now_text()))
             scheduled = {ev["EventId"]: ev for ev in kept if ev["EventType"] in (h.TASK_SCHEDULED, h.SUB_ORCHESTRATION_CREATED)}
             failed_ids = {ev["TaskScheduledId"] for ev in kept if ev["EventType"] in (h.TASK_FAILED, h.SUB_ORCHESTRATION_FAILED)}
-            kept = [ev for ev in kept if not (ev["EventType"] in (h.TASK_FAILED, h.SUB_ORCHESTRATION_FAILED))
-                    and not (ev["EventType"] == h.TIMER_CREATED and False)]
+            kept = [ev for ev in kept if ev["EventType"] not in (h.TASK_FAILED, h.SUB_ORCHESTRATION_FAILED)]
             activities, children = [], []
             for task_id in sorted(failed_ids):
                 ev = scheduled.get(task_id)

@@ -1,7 +1,6 @@
 """Test app for the durable engine's tests (tests/devhost/test_durable_*.py). Names start with durable_."""
 import asyncio
 import datetime as dt
-import os
 import time
 
 import azure.durable_functions as df
