@@ -248,6 +248,20 @@ def test_terminate_a_waiting_instance(app, tmp_path):
     assert history[-2]["OrchestrationStatus"] == h.STATUS_CODE["Terminated"]
 
 
+def test_terminating_a_child_fails_the_parents_task(app, tmp_path):
+    async def scenario(engine):
+        parent = await engine.start_orchestration("durable_parent_of_waiter", "the-child", instance_id="the-parent")
+        await engine.wait_idle(10)
+        child = engine.get_instance("the-child")
+        await engine.terminate("the-child", "enough")
+        return child, await finish(engine, parent)
+
+    child, (row, history) = run(app, tmp_path, scenario)
+    assert child.status == "Running" and child.parent_instance_id == "the-parent"
+    assert json.loads(row.output) == {"child failed": "Orchestrator function 'durable_wait_forever' failed: enough"}
+    assert "SubOrchestrationInstanceFailed" in kinds(history)
+
+
 def test_suspend_holds_events_until_resume(app, tmp_path):
     async def scenario(engine):
         iid = await engine.start_orchestration("durable_wait_forever", None, instance_id="s-1")

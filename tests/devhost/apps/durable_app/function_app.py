@@ -109,6 +109,14 @@ def durable_whenall_failfast(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def durable_parent_of_waiter(context: df.DurableOrchestrationContext):
+    try:
+        return (yield context.call_sub_orchestrator("durable_wait_forever", None, instance_id=context.get_input()))
+    except Exception as exc:
+        return {"child failed": str(exc).split(" \n ")[0]}
+
+
+@app.orchestration_trigger(context_name="context")
 def durable_approval(context: df.DurableOrchestrationContext):
     context.set_custom_status("waiting")
     first = yield context.wait_for_external_event("Approve")
