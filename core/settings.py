@@ -244,6 +244,8 @@ class Settings:
                 problems.append(Problem(setting.name, f"invalid value ({exc})"))
         if values.get("monitor_first_poll_seconds", 0) > values.get("monitor_max_poll_seconds", 1e18):
             problems.append(Problem("MONITOR_FIRST_POLL_SECONDS", "must not exceed MONITOR_MAX_POLL_SECONDS"))
+        if str(values.get("graph_base_url", "")).rstrip("/").endswith(("/v1.0", "/beta")):
+            problems.append(Problem("GRAPH_BASE_URL", "give the Graph root without the version (set GRAPH_API_VERSION)"))
         if values.get("provisioning_log_page_size", 0) > 1000:
             problems.append(Problem("PROVISIONING_LOG_PAGE_SIZE", "must be at most 1000"))
         if problems:

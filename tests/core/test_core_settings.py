@@ -51,6 +51,12 @@ def test_every_problem_is_reported_together_without_echoing_values():
     assert caught.value.kind == "permanent"
 
 
+def test_base_url_with_a_version_is_refused():
+    with pytest.raises(ConfigurationError) as caught:
+        s.Settings.from_env({**BASE, "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0/"})
+    assert [p.path for p in caught.value.problems] == ["GRAPH_BASE_URL"]
+
+
 def test_overrides_and_cached_reader(monkeypatch):
     assert s.Settings.from_env(BASE, visibility_wait_seconds=1.0).visibility_wait_seconds == 1.0
     monkeypatch.setenv("KEY_VAULT_URL", "https://a.vault.azure.net")
