@@ -29,10 +29,12 @@ def find_service_principals(client: GraphClient, *clauses: str, select: str = SP
 
 
 def get_service_principal(client: GraphClient, sp_id: str, select: str = SP_SELECT) -> dict:
+    """One service principal by object id (NotFound while it has not replicated yet)."""
     return client.get(f"/servicePrincipals/{sp_id}", {"$select": select})
 
 
 def get_application(client: GraphClient, app_object_id: str, select: str = "id,appId,displayName") -> dict:
+    """One application registration by object id."""
     return client.get(f"/applications/{app_object_id}", {"$select": select})
 
 

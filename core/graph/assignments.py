@@ -15,6 +15,7 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 
 
 def is_guid(text: str) -> bool:
+    """True for an object id."""
     return bool(_GUID.match(text))
 
 
@@ -55,6 +56,7 @@ def pick_app_role(service_principal: dict) -> str:
 
 
 def list_assigned(client: GraphClient, sp_id: str) -> list[dict]:
+    """Current app role assignments to the service principal."""
     return client.get_all(f"/servicePrincipals/{sp_id}/appRoleAssignedTo",
                           {"$select": "id,principalId,appRoleId,principalType"})
 

@@ -17,10 +17,12 @@ def _base(sp_id: str) -> str:
 
 
 def list_templates(client: GraphClient, sp_id: str) -> list[dict]:
+    """The synchronization templates the app offers (e.g. ``aws``, ``scim``)."""
     return client.get_all(_base(sp_id) + "/templates")
 
 
 def list_jobs(client: GraphClient, sp_id: str) -> list[dict]:
+    """Every synchronization job of the service principal."""
     return client.get_all(_base(sp_id) + "/jobs")
 
 
@@ -30,6 +32,7 @@ def create_job(client: GraphClient, sp_id: str, template_id: str) -> dict:
 
 
 def get_job(client: GraphClient, sp_id: str, job_id: str) -> dict:
+    """One synchronizationJob (schedule + status)."""
     return client.get(f"{_base(sp_id)}/jobs/{job_id}")
 
 
@@ -39,6 +42,7 @@ def start_job(client: GraphClient, sp_id: str, job_id: str) -> None:
 
 
 def pause_job(client: GraphClient, sp_id: str, job_id: str) -> None:
+    """POST pause; the running cycle still completes (known issue)."""
     client.post(f"{_base(sp_id)}/jobs/{job_id}/pause", idempotent=True)
 
 
@@ -49,6 +53,7 @@ def restart_job(client: GraphClient, sp_id: str, job_id: str, reset_scope: str |
 
 
 def delete_job(client: GraphClient, sp_id: str, job_id: str) -> None:
+    """DELETE the job and its state; the SP's secrets stay."""
     client.delete(f"{_base(sp_id)}/jobs/{job_id}")
 
 
@@ -81,6 +86,7 @@ def get_secret_keys(client: GraphClient, sp_id: str) -> dict[str, str]:
 
 
 def get_schema(client: GraphClient, sp_id: str, job_id: str) -> dict:
+    """The job's synchronizationSchema (rules, mappings)."""
     return client.get(f"{_base(sp_id)}/jobs/{job_id}/schema")
 
 

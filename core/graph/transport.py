@@ -241,13 +241,17 @@ class GraphClient:
         return items
 
     def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
+        """POST (not repeated on 503/504 unless ``idempotent=True``)."""
         return self.request("POST", path, json=json, **kwargs)
 
     def patch(self, path: str, json: Any, **kwargs: Any) -> Any:
+        """PATCH (idempotent)."""
         return self.request("PATCH", path, json=json, **kwargs)
 
     def put(self, path: str, json: Any, **kwargs: Any) -> Any:
+        """PUT (idempotent)."""
         return self.request("PUT", path, json=json, **kwargs)
 
     def delete(self, path: str, **kwargs: Any) -> Any:
+        """DELETE (idempotent)."""
         return self.request("DELETE", path, **kwargs)
