@@ -10,6 +10,7 @@ EC P-256 keys keep creation well under the 2-second start budget.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import os
 import ssl
@@ -45,11 +46,24 @@ def _write_public(path: Path, data: bytes) -> None:
 
 
 def ensure_certificates(folder: Path) -> CertificatePaths:
-    """Create the CA and server certificate in ``folder`` unless they already exist and are valid."""
+    """Create the CA and server certificate in ``folder`` unless they already exist and are valid.
+
+    A lock file serialises creation, so emulators started at the same moment on a fresh folder
+    (parallel test processes) never mix one's CA with another's server certificate.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     paths = CertificatePaths(folder / "ca.pem", folder / "server.pem", folder / "server-key.pem")
-    if all(p.exists() for p in (paths.ca_pem, paths.server_pem, paths.server_key)) and _still_valid(paths.server_pem):
-        return paths
+    with open(folder / ".certs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (all(p.exists() for p in (paths.ca_pem, paths.server_pem, paths.server_key)) and _still_valid(paths.server_pem)):
+                _create(paths)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return paths
+
+
+def _create(paths: CertificatePaths) -> None:
     now = dt.datetime.now(dt.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Entra provisioning emulator local CA")])
@@ -111,7 +125,6 @@ def ensure_certificates(folder: Path) -> CertificatePaths:
         server_cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM),
     )
     _write_public(paths.ca_pem, ca_cert.public_bytes(serialization.Encoding.PEM))
-    return paths
 
 
 def _still_valid(server_pem: Path) -> bool:
