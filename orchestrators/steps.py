@@ -14,6 +14,7 @@ host's own log).
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 from typing import Any, Generator, Iterable
 
 import azure.durable_functions as df
@@ -70,16 +71,26 @@ def call_step(
             return failure(activity, error.get("code") or "TooManyRequests",
                            f"still throttled after {waits} waits", kind="throttled")
         waits += 1
-        delay = _throttle_delay(error.get("retryAfterSeconds"), options)
+        delay = throttle_delay(error.get("retryAfterSeconds"), waits, f"{context.instance_id}:{activity}", options)
         yield context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=delay))
 
 
-def _throttle_delay(retry_after: Any, options: WorkflowOptions) -> float:
+def throttle_delay(retry_after: Any, wait_number: int, seed: str, options: WorkflowOptions) -> float:
+    """How long to wait before calling a throttled activity again (seconds).
+
+    At least Graph's ``Retry-After``, and at least a floor that doubles with every wait (0.5 s, 1 s,
+    2 s, ...): when many instances compete for one write budget, Retry-After is tiny for each of
+    them and a fixed floor would spend the wait budget in seconds. A deterministic jitter of up to
+    50 % (a hash of the instance, the step and the wait number - never a random number, which
+    would break replay) spreads the contenders apart.
+    """
     try:
         delay = float(retry_after)
     except (TypeError, ValueError):
         delay = options.default_throttle_wait
-    return min(max(delay, 0.5), options.max_throttle_wait)
+    floor = 0.5 * 2 ** max(0, wait_number - 1)
+    jitter = 1 + (zlib.crc32(f"{seed}:{wait_number}".encode()) % 1000) / 2000
+    return round(min(max(delay, floor) * jitter, options.max_throttle_wait), 3)
 
 
 def gather_settled(context: df.DurableOrchestrationContext, tasks: list) -> Generator[Any, Any, list]:

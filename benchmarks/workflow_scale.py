@@ -1,0 +1,121 @@
+"""Benchmark: provision 200 instances through the whole workflow against Graph's write limit.
+
+Setup: the emulator with its identity write limit at Graph's sustained rate (20 writes per
+1-second window) and instant provisioning cycles; devhost running ``function_app.py`` with the
+default batch concurrency (``BATCH_MAX_IN_FLIGHT``) and fast monitor polling. One request of N
+instances (custom SCIM app, one group assigned) goes in through the HTTP trigger; the clock runs
+from the POST to the batch's completion.
+
+Printed: Graph requests per instance (setup, status polls and provisioning-log reads separately),
+429s received, wall time, the lower bound ``accepted writes / 20 per s`` and the ratio wall/bound
+(target <= 1.3), and devhost's peak resident memory. The last line is one JSON object.
+
+Run: ``python benchmarks/workflow_scale.py [--instances 200]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "workflow"))
+
+WRITE_LIMIT = 20  # writes per second: Graph's 3,000 per 150 s per app and tenant
+WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
+JOB_POLL = re.compile(r"/servicePrincipals/[^/]+/synchronization/jobs/[^/]+$")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=900.0)
+    args = parser.parse_args(argv)
+
+    from support import Stack, make_batch  # the workflow tests' stack: emulator + devhost subprocess
+
+    faults = {"throttling": {"writes": {"limit": WRITE_LIMIT, "windowSeconds": 1}}}
+    instant = {"cycle_start_delay_seconds": 0.0, "initial_seconds_per_object_min": 0.0,
+               "initial_seconds_per_object_max": 0.0, "minimum_cycle_seconds": 0.0}
+    work = Path(tempfile.mkdtemp(prefix="workflow-scale-"))
+    stack = Stack(work, time_scale=1.0, faults=faults, provisioning_settings=instant,
+                  env={"MONITOR_FIRST_POLL_SECONDS": "1", "MONITOR_MAX_POLL_SECONDS": "2"})
+    try:
+        body = make_batch(f"scale-{args.instances}", args.instances, prefix="Scale")
+        stack.emulator.admin.clear_requests()
+        log(f"submitting {args.instances} instances ...")
+        started = time.monotonic()
+        batch_id = stack.submit(body)
+        last = ""
+        while True:
+            status = stack.host.get_status(batch_id) or {}
+            if status.get("runtimeStatus") in {"Completed", "Failed", "Terminated"}:
+                break
+            counts = json.dumps((status.get("customStatus") or {}).get("counts") or {})
+            if counts != last:
+                log(f"[{time.monotonic() - started:6.1f}s] {counts}")
+                last = counts
+            if time.monotonic() - started > args.timeout:
+                raise TimeoutError(f"batch not done after {args.timeout} s")
+            time.sleep(0.5)
+        wall = time.monotonic() - started
+        peak_kib = _peak_rss_kib(stack.host.pid)
+        report = status.get("output") or {}
+        figures = _figures(stack.graph_requests(kind="graph"), args.instances, wall, report, peak_kib)
+    finally:
+        stack.stop()
+    for key, value in figures.items():
+        print(f"{key:>32}: {value}")
+    print(json.dumps(figures))
+    return 0 if figures["steadyState"] == args.instances else 1
+
+
+def _figures(log_entries: list[dict], n: int, wall: float, report: dict, peak_kib: int | None) -> dict:
+    polls = [e for e in log_entries if e["method"] == "GET" and JOB_POLL.search(e["path"])]
+    log_reads = [e for e in log_entries if "/auditLogs/provisioning" in e["path"]]
+    setup = [e for e in log_entries if e not in polls and e not in log_reads]
+    throttled = [e for e in log_entries if e["status"] == 429]
+    writes = [e for e in log_entries if e["method"] in WRITE_METHODS and e["status"] != 429]
+    bound = len(writes) / WRITE_LIMIT
+    return {
+        "instances": n,
+        "steadyState": (report.get("counts") or {}).get("steadyState", 0),
+        "wallSeconds": round(wall, 1),
+        "graphRequests": len(log_entries),
+        "setupRequestsPerInstance": round(len(setup) / n, 2),
+        "pollRequestsPerInstance": round(len(polls) / n, 2),
+        "logReadRequestsPerInstance": round(len(log_reads) / n, 2),
+        "throttled429": len(throttled),
+        "acceptedWrites": len(writes),
+        "writesPerInstance": round(len(writes) / n, 2),
+        "lowerBoundSeconds": round(bound, 1),
+        "ratioToLowerBound": round(wall / bound, 2) if bound else None,
+        "devhostPeakRssMiB": round(peak_kib / 1024, 1) if peak_kib else None,
+        "notSteady": {i.get("displayName"): f"{i.get('outcome')}: {i.get('reason')}"[:200]
+                      for i in report.get("instances") or [] if i.get("outcome") != "steadyState"},
+    }
+
+
+def _peak_rss_kib(pid: int) -> int | None:
+    """VmHWM (peak resident set) of the devhost process, from /proc (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
