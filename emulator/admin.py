@@ -208,6 +208,8 @@ async def requests_log(request: web.Request) -> web.Response:
         entries = [e for e in entries if e["method"] == q["method"].upper()]
     if q.get("pathContains"):
         entries = [e for e in entries if q["pathContains"] in e["path"]]
+    if q.get("routeContains"):
+        entries = [e for e in entries if q["routeContains"] in e["route"]]
     if q.get("caller"):
         entries = [e for e in entries if e["caller"] == q["caller"]]
     if q.get("status"):

@@ -4,6 +4,12 @@ Raised anywhere (routing, directory, provisioning simulation, faults); the serve
 OData error envelope ``{"error": {"code", "message", "innerError": {"date", "request-id",
 "client-request-id"}}}`` plus the ``request-id``, ``client-request-id`` and ``date`` headers, so no
 module ever has to build an error body by hand.
+
+The other error types of the emulator, each answered in its own service's shape:
+``identity.TokenRequestError`` (Entra's ``error``/``error_description``/``error_codes``),
+``identity.InvalidToken`` (becomes a Graph 401 or a Key Vault 401 challenge),
+``keyvault.KeyVaultError`` (``{"error": {"code", "message"}}``), and on the client side
+``testing.AdminError`` (an admin API call failed).
 """
 
 from __future__ import annotations

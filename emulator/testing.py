@@ -56,7 +56,11 @@ class AdminClient:
         return self._call("GET", "state")
 
     def reset(self, seed: int | None = None, keep_faults: bool = False) -> dict:
-        """Back to the seeded tenant; faults back to defaults unless ``keep_faults``."""
+        """Back to the seeded tenant; faults back to the start settings unless ``keep_faults``.
+
+        Another ``seed`` means another tenant id and other client ids/secrets: read them from
+        ``state()`` / ``clients()`` then (``RunningEmulator.env`` keeps the start values).
+        """
         body: dict = {"keepFaults": keep_faults}
         if seed is not None:
             body["seed"] = seed
@@ -106,8 +110,8 @@ class AdminClient:
     def requests(self, **filters: Any) -> dict:
         """Request log: ``{"count", "counts": {byStatus, byRoute, byCaller, byKind}, "value": [...]}``.
 
-        Filters: ``kind`` (graph/identity/keyvault), ``method``, ``pathContains``, ``caller``,
-        ``status``, ``since`` (Unix time).
+        Filters: ``kind`` (graph/identity/keyvault), ``method``, ``pathContains``, ``routeContains``
+        (e.g. ``"synchronization/jobs"``), ``caller`` (client id), ``status``, ``since`` (Unix time).
         """
         return self._call("GET", "requests", params={k: str(v) for k, v in filters.items()})
 
