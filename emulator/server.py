@@ -75,10 +75,14 @@ async def correlation_middleware(request: web.Request, handler):
     except GraphError as error:
         response = error_response(request, error)
     except web.HTTPException as http_error:
-        if http_error.status == 404 and request.path.startswith(("/v1.0", "/beta")):
-            response = error_response(request, GraphError(400, "BadRequest", "Resource not found."))
-        else:
+        if not request.path.startswith(("/v1.0", "/beta")):
             raise
+        if http_error.status == 404:
+            response = error_response(request, GraphError(400, "BadRequest", "Resource not found."))
+        elif http_error.status == 413:
+            response = error_response(request, GraphError(413, "RequestEntityTooLarge", "The request body is too large."))
+        else:
+            response = error_response(request, GraphError(http_error.status, "BadRequest", http_error.reason))
     except Exception:  # never a stack trace to the client; the emulator's own log gets it
         log.error("unhandled error on %s %s\n%s", request.method, request.path, traceback.format_exc())
         response = error_response(

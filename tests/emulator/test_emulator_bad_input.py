@@ -147,3 +147,9 @@ def test_admin_api_bad_input(emulator_env):
     assert requests.post(f"{base}/seed", json={"users": [{"noName": True}]}).status_code == 400
     assert requests.post(f"{base}/tokens", json={"client": "nobody"}).status_code == 400
     assert requests.patch(f"{base}/settings", json={"directory": {"unknown": 1}}).status_code == 400
+
+
+def test_oversized_body_gets_the_envelope(graph: GraphClient, sp):
+    huge = b'{"notes": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+    response = graph.patch(f"servicePrincipals/{sp['id']}", data=huge, headers={"Content-Type": "application/json"})
+    assert_graph_error(response, 413, "RequestEntityTooLarge")
