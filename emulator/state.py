@@ -197,7 +197,8 @@ class EmulatorState:
         self.directory.load_state(state["directory"])
         self.seed = self.directory.seed
         self.key_vault.load_state(state["keyVault"])
-        self.faults.update(state.get("faults") or {}, replace=True)
+        if self.options.faults is None:  # a --faults file given at this start wins over the saved settings
+            self.faults.update(state.get("faults") or {}, replace=True)
         self.provisioning = self._new_provisioning(self.seed)
         if self.provisioning is not None and state.get("provisioning") is not None:
             self.provisioning.load_state(state["provisioning"])
