@@ -159,3 +159,16 @@ def test_tenant_survives_kill_after_flush(tmp_path: Path):
         assert GraphClient(emu).get(f"servicePrincipals/{sp['id']}").status_code == 200
     finally:
         emu.stop()
+
+
+def test_port_in_use_is_a_clear_error():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "emulator", "--port", str(port), "--cert-dir", str(REPO_ROOT / ".emulator")],
+                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=20)
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and "Traceback" not in result.stderr
