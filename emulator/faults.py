@@ -122,11 +122,15 @@ class Faults:
         return copy.deepcopy(self.config)
 
     # -- throttling ---------------------------------------------------------------------------
-    def throttle(self, bucket: str, app_id: str, tenant_id: str) -> None:
-        """Take one token from ``bucket`` for the caller or raise the 429."""
+    def throttle(self, bucket: str, app_id: str, tenant_id: str) -> float | None:
+        """Take one token from ``bucket`` for the caller or raise the 429.
+
+        Returns the share of the quota in use after this request (for
+        ``x-ms-throttle-limit-percentage``), or None when throttling is off.
+        """
         throttling = self.config["throttling"]
         if not throttling["enabled"]:
-            return
+            return None
         limit = throttling[bucket]["limit"]
         window = throttling[bucket]["windowSeconds"]
         rate = limit / window
@@ -138,7 +142,7 @@ class Faults:
         state.updated = now
         if state.tokens >= 1:
             state.tokens -= 1
-            return
+            return 1 - state.tokens / limit
         wait_real = (1 - state.tokens) / rate / self.clock.scale
         headers = self._retry_after(wait_real, throttling["retryAfter"])
         kind = "Write" if bucket == "writes" else "Read"

@@ -213,10 +213,12 @@ async def graph_handler(request: web.Request) -> web.Response:
     path = graph_routes.resolve_alternate_key(path, state)
     route, params = graph_routes.match_route(request.method, path)
     info(request)["route"] = f"/{version}/{route.name}"
+    usage = []
     if graph_routes.is_write(request.method):
-        state.faults.throttle("writes", caller.client_id, state.directory.tenant_id)
+        usage.append(state.faults.throttle("writes", caller.client_id, state.directory.tenant_id))
     if route.budget:
-        state.faults.throttle(route.budget, caller.client_id, state.directory.tenant_id)
+        usage.append(state.faults.throttle(route.budget, caller.client_id, state.directory.tenant_id))
+    highest = max((u for u in usage if u is not None), default=0.0)
     state.faults.maybe_error()
     body = await request.read()
     graph_request = graph_routes.GraphRequest(
@@ -234,6 +236,8 @@ async def graph_handler(request: web.Request) -> web.Response:
     cost = graph_routes.resource_units(request.method, route, graph_request.query)
     if cost is not None:
         reply.headers["x-ms-resource-unit"] = str(cost)
+    if highest >= 0.8:  # Graph adds this header once usage passes 80% of a limit (reference §5.2)
+        reply.headers["x-ms-throttle-limit-percentage"] = f"{highest:.1f}"
     if reply.status == 204 or reply.body is None:
         return web.Response(status=reply.status, headers=reply.headers)
     return web.json_response(

@@ -220,3 +220,11 @@ def test_replication_lag_on_sync_calls_can_answer_403_or_409(emulator_env, graph
     _, sp = graph.instantiate("Transient sync errors")
     assert_graph_error(graph.get(f"servicePrincipals/{sp['id']}/synchronization/templates"), status, code)
     assert graph.get(f"servicePrincipals/{sp['id']}/synchronization/templates").status_code == 200
+
+
+def test_limit_percentage_header_near_the_quota(emulator_env, graph: GraphClient):
+    _, sp = graph.instantiate("Near the quota")
+    emulator_env.admin.set_faults(throttling={"writes": {"limit": 10, "windowSeconds": 100}})
+    headers = [_write(graph, sp["id"], n).headers for n in range(9)]
+    assert "x-ms-throttle-limit-percentage" not in headers[0]
+    assert headers[8]["x-ms-throttle-limit-percentage"] == "0.9"
