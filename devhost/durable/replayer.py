@@ -54,6 +54,9 @@ class ReplayResult:
     failure_details: str | None = None
     continue_input: str | None = None
     unconsumed_events: list[dict] = field(default_factory=list)
+    # The shim's state after this episode when it is still blocked on a task: lets the engine tell
+    # whether a further result would change anything (see Replayer.feed).
+    blocked_replayer: "Replayer | None" = None
 
 
 class _Task:
@@ -303,6 +306,18 @@ class Replayer:
                 else:
                     self._buffer[key].append(ev)
 
+    def feed(self, event: dict) -> bool:
+        """Apply one more completion event after the episode; True if the extension would act on it.
+
+        The shim only schedules something new when its sequential loop moves on (the task it waits
+        for completed) or when a retry handler allocates a timer or a new attempt. A result that
+        does neither (e.g. one more of N results of a ``task_all``) changes nothing the extension
+        does, so the engine can let it wait for the next episode instead of replaying for it.
+        """
+        before = (self._index, self.loop_done, self._next_id)
+        self.replay([event])
+        return (self._index, self.loop_done, self._next_id) != before
+
     def new_decisions(self) -> list[Decision]:
         return [self._pending[k] for k in sorted(self._pending)]
 
@@ -336,7 +351,7 @@ def replay_episode(*, orchestrator_name: str, execution_id: str, events: list[di
         return ReplayResult([], "failed", replayer.next_id, failure=str(exc), failure_details=str(exc))
     decisions = replayer.new_decisions()
     if not replayer.loop_done:
-        return ReplayResult(decisions, "running", replayer.next_id)
+        return ReplayResult(decisions, "running", replayer.next_id, blocked_replayer=replayer)
     if state.get("error") is not None or error_text is not None:
         error = state.get("error") if state.get("error") is not None else error_text
         return ReplayResult(decisions, "failed", replayer.next_id, failure=failure_prefix + str(error),

@@ -96,6 +96,7 @@ class Message:
     execution_id: str | None
     visible_at: float
     event: str  # JSON text
+    child_result: bool = False  # a sub-orchestration's result for its parent (not stored: scheduling hint)
 
 
 @dataclass
@@ -166,6 +167,12 @@ class Store:
     def has_message_at(self, instance_id: str, visible_at: float) -> bool:
         return self.db.execute("SELECT 1 FROM messages WHERE instance_id=? AND visible_at BETWEEN ? AND ? LIMIT 1",
                                (instance_id, visible_at - 1e-6, visible_at + 1e-6)).fetchone() is not None
+
+    def running_children(self) -> list[str]:
+        """Parent instance id once per sub-orchestration of it that has not finished."""
+        return [r[0] for r in self.db.execute(
+            "SELECT parent_instance_id FROM instances WHERE parent_instance_id IS NOT NULL "
+            "AND status IN ('Pending', 'Running', 'Suspended', 'ContinuedAsNew')")]
 
     def activities(self) -> list[ActivityItem]:
         return [ActivityItem(*r) for r in self.db.execute(

@@ -117,6 +117,14 @@ def durable_parent_of_waiter(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def durable_race(context: df.DurableOrchestrationContext):
+    slow = context.call_activity("durable_block", context.get_input())
+    fast = context.call_activity("durable_hello", "fast")
+    winner = yield context.task_any([slow, fast])
+    return winner.result
+
+
+@app.orchestration_trigger(context_name="context")
 def durable_approval(context: df.DurableOrchestrationContext):
     context.set_custom_status("waiting")
     first = yield context.wait_for_external_event("Approve")
