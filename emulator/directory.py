@@ -18,7 +18,7 @@ import uuid
 from typing import Any
 
 from emulator import seed_data
-from emulator.clock import Clock, iso
+from emulator.clock import Clock, iso, parse_iso
 from emulator.errors import GraphError, bad_request, not_found
 from emulator.permissions import ADMIN_ROLES, GRAPH_APP_ID, GRAPH_APP_ROLES, LEAST_PRIVILEGE_ROLES, graph_app_roles
 
@@ -76,6 +76,7 @@ class Directory:
         self.members: dict[str, list[str]] = {}
         self.owners: dict[str, list[str]] = {}
         self.assignments: dict[str, dict] = {}
+        self.deleted: dict[str, dict] = {}
         self.created_at: dict[str, float] = {}
         graph_sp = self._service_principal(
             app_id=GRAPH_APP_ID, display_name="Microsoft Graph", app_roles=graph_app_roles(), sp_type="Application"
@@ -337,20 +338,21 @@ class Directory:
         return caller_sp_id is not None and caller_sp_id in self.owners.get(object_id, [])
 
     def delete_application(self, object_id: str) -> str | None:
-        """Delete an application and its service principal; return the deleted SP id (if any)."""
+        """Soft-delete an application and its service principal; return the deleted SP id (if any)."""
         app = self.get_application(object_id)
         sp = self.sp_for_application(app)
         del self.applications[object_id]
-        self.owners.pop(object_id, None)
+        self._to_bin(app, "#microsoft.graph.application")
         if sp is not None:
             self.delete_service_principal(sp["id"])
             return sp["id"]
         return None
 
     def delete_service_principal(self, sp_id: str) -> None:
-        self.get_sp(sp_id)
+        """Soft-delete a service principal; its app role assignments (both ways) are removed."""
+        sp = self.get_sp(sp_id)
         del self.service_principals[sp_id]
-        self.owners.pop(sp_id, None)
+        self._to_bin(sp, SP_TYPE)
         for owned in self.owners.values():
             if sp_id in owned:
                 owned.remove(sp_id)
@@ -358,6 +360,48 @@ class Directory:
             a["id"] for a in self.assignments.values() if sp_id in (a["principalId"], a["resourceId"])
         ]:
             del self.assignments[assignment_id]
+
+    # -- deleted items (soft delete, restore within 30 days, purge) ---------------------------
+    def _to_bin(self, obj: dict, odata_type: str) -> None:
+        obj["deletedDateTime"] = iso(self.clock.now())
+        self.deleted[obj["id"]] = {"@odata.type": odata_type, **obj}
+
+    def deleted_items(self, odata_type: str) -> list[dict]:
+        self._purge_expired()
+        return [copy.deepcopy(o) for o in self.deleted.values() if o["@odata.type"] == odata_type]
+
+    def get_deleted(self, object_id: str) -> dict:
+        self._purge_expired()
+        obj = self.deleted.get(object_id)
+        if obj is None:
+            raise not_found(object_id)
+        return obj
+
+    def restore(self, object_id: str) -> dict:
+        """Restore a soft-deleted application or service principal (owners kept, assignments not)."""
+        obj = self.get_deleted(object_id)
+        restored = {k: v for k, v in obj.items() if k != "@odata.type"}
+        restored["deletedDateTime"] = None
+        if obj["@odata.type"] == SP_TYPE:
+            if any(sp["appId"] == restored["appId"] for sp in self.service_principals.values()):
+                raise bad_request(f"A service principal for appId '{restored['appId']}' already exists.")
+            self.service_principals[object_id] = restored
+        else:
+            self.applications[object_id] = restored
+        del self.deleted[object_id]
+        return copy.deepcopy(obj | {"deletedDateTime": None})
+
+    def purge(self, object_id: str) -> None:
+        self.get_deleted(object_id)
+        del self.deleted[object_id]
+        self.owners.pop(object_id, None)
+
+    def _purge_expired(self) -> None:
+        # DOC: soft-deleted applications can be restored within 30 days, then they are purged.
+        limit = self.clock.now().timestamp() - 30 * 86400
+        for object_id in [i for i, o in self.deleted.items() if parse_iso(o["deletedDateTime"]).timestamp() < limit]:
+            del self.deleted[object_id]
+            self.owners.pop(object_id, None)
 
     # -- people -------------------------------------------------------------------------------
     def get_user(self, user_id: str) -> dict:
@@ -469,7 +513,7 @@ class Directory:
     # -- persistence --------------------------------------------------------------------------
     _STATE_FIELDS = (
         "seed", "tenant_id", "signing_key", "clients", "applications", "service_principals", "users",
-        "groups", "members", "owners", "assignments", "graph_sp_id",
+        "groups", "members", "owners", "assignments", "graph_sp_id", "deleted",
     )
 
     def to_state(self) -> dict[str, Any]:
@@ -480,7 +524,7 @@ class Directory:
 
     def load_state(self, state: dict[str, Any]) -> None:
         for name in self._STATE_FIELDS:
-            setattr(self, name, copy.deepcopy(state[name]))
+            setattr(self, name, copy.deepcopy(state.get(name, {}) if name == "deleted" else state[name]))
         self.rng.setstate(_rng_from_state(state["rng"]))
         self.settings.update(state.get("settings", {}))
         # Objects restored from disk are long replicated.

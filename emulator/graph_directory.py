@@ -215,6 +215,50 @@ def remove_sp_owner(req: GraphRequest, sp_id: str, owner_id: str) -> Reply:
     return Reply(204)
 
 
+# -- deleted items ------------------------------------------------------------------------------
+
+_DELETED_TYPES = {"microsoft.graph.application": "#microsoft.graph.application",
+                  "microsoft.graph.serviceprincipal": "#microsoft.graph.servicePrincipal"}
+
+
+def list_deleted(req: GraphRequest, type_name: str) -> Reply:
+    req.require("apps.read")
+    odata_type = _DELETED_TYPES.get(type_name.lower())
+    if odata_type is None:
+        raise bad_request(f"Deleted items of type '{type_name}' are not supported; use microsoft.graph.application or microsoft.graph.servicePrincipal.")
+    return req.collection(req.directory.deleted_items(odata_type), f"directory/deletedItems/{type_name}",
+                          f"directory/deletedItems/{type_name}")
+
+
+def get_deleted(req: GraphRequest, object_id: str) -> Reply:
+    req.require("apps.read")
+    return req.entity(req.directory.get_deleted(object_id), "directory/deletedItems")
+
+
+def deleted_item(req: GraphRequest, item: str) -> Reply:
+    """``/directory/deletedItems/microsoft.graph.application`` (a typed list) or ``/{id}`` (one item)."""
+    if item.lower().startswith("microsoft.graph."):
+        return list_deleted(req, item)
+    return get_deleted(req, item)
+
+
+def restore_deleted(req: GraphRequest, object_id: str) -> Reply:
+    req.directory.get_deleted(object_id)
+    req.require("apps.write", owned_object=object_id)
+    restored = req.directory.restore(object_id)
+    if restored["@odata.type"] == "#microsoft.graph.servicePrincipal" and req.state.provisioning is not None:
+        if restored.get("applicationTemplateId"):
+            req.state.provisioning.on_instantiate(restored["applicationTemplateId"], object_id)
+    return Reply(200, {"@odata.context": req.context("directoryObjects/$entity"), **restored})
+
+
+def purge_deleted(req: GraphRequest, object_id: str) -> Reply:
+    req.directory.get_deleted(object_id)
+    req.require("apps.write", owned_object=object_id)
+    req.directory.purge(object_id)
+    return Reply(204)
+
+
 # -- app role assignments -------------------------------------------------------------------------
 
 def _assignments(req: GraphRequest, **match: str) -> list[dict]:

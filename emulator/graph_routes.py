@@ -18,7 +18,7 @@ from emulator.graph_directory import (
     get_application, get_group, get_service_principal, get_template, get_user, instantiate, list_app_owners,
     list_applications, list_assigned_to, list_assignments, list_group_members, list_groups, list_service_principals,
     list_sp_owners, list_templates, list_users, patch_application, patch_service_principal, remove_assigned_to,
-    remove_assignment, remove_sp_owner,
+    remove_assignment, remove_sp_owner, deleted_item, restore_deleted, purge_deleted,
 )
 from emulator.graph_request import GraphRequest, Reply
 from emulator.graph_sync import (
@@ -89,6 +89,9 @@ ROUTES: list[Route] = [
     _route("PUT", SYNC + "/secrets", put_secrets),
     _route("GET", SYNC + "/secrets", get_secrets),
     _route("GET", "auditLogs/provisioning", provisioning_logs, budget="reports"),
+    _route("GET", "directory/deletedItems/{item}", deleted_item),
+    _route("POST", "directory/deletedItems/{object_id}/restore", restore_deleted),
+    _route("DELETE", "directory/deletedItems/{object_id}", purge_deleted),
     _route("GET", "users", list_users),
     _route("GET", "users/{user_id}", get_user),
     _route("GET", "groups", list_groups),

@@ -253,3 +253,34 @@ def test_resource_unit_header(graph: GraphClient, path, params, cost):
 
 def test_no_resource_units_outside_identity_resources(graph: GraphClient):
     assert "x-ms-resource-unit" not in graph.get("applicationTemplates").headers
+
+
+def test_soft_delete_restore_and_purge(graph: GraphClient):
+    app, sp = graph.instantiate("Soft deleted")
+    assert graph.delete(f"applications/{app['id']}").status_code == 204
+    deleted_apps = graph.get("directory/deletedItems/microsoft.graph.application").json()["value"]
+    assert [a["id"] for a in deleted_apps] == [app["id"]]
+    assert deleted_apps[0]["deletedDateTime"].endswith("Z")
+    deleted_sps = graph.get("directory/deletedItems/microsoft.graph.servicePrincipal").json()["value"]
+    assert [s["id"] for s in deleted_sps] == [sp["id"]]
+    assert graph.get(f"directory/deletedItems/{app['id']}").json()["displayName"] == "Soft deleted"
+    # The owner (Application.ReadWrite.OwnedBy) can restore what it owned.
+    restored = graph.post(f"directory/deletedItems/{app['id']}/restore")
+    assert restored.status_code == 200 and restored.json()["deletedDateTime"] is None
+    assert graph.get(f"applications/{app['id']}").status_code == 200
+    restored_sp = graph.post(f"directory/deletedItems/{sp['id']}/restore")
+    assert restored_sp.status_code == 200
+    assert graph.get(f"servicePrincipals/{sp['id']}/synchronization/templates").status_code == 200
+    # Delete again and purge: gone for good.
+    assert graph.delete(f"applications/{app['id']}").status_code == 204
+    assert graph.delete(f"directory/deletedItems/{app['id']}").status_code == 204
+    assert_graph_error(graph.get(f"directory/deletedItems/{app['id']}"), 404, "Request_ResourceNotFound")
+    assert_graph_error(graph.post(f"directory/deletedItems/{app['id']}/restore"), 404, "Request_ResourceNotFound")
+    assert_graph_error(graph.get("directory/deletedItems/microsoft.graph.user"), 400, "Request_BadRequest")
+
+
+def test_deleted_items_are_purged_after_30_days(emulator_env, graph: GraphClient):
+    app, _ = graph.instantiate("Old deletion")
+    assert graph.delete(f"applications/{app['id']}").status_code == 204
+    emulator_env.admin.advance(31 * 86400)
+    assert graph.get("directory/deletedItems/microsoft.graph.application").json()["value"] == []
