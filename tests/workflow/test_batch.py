@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from support import Stack, load_example, make_batch, secret_names, secret_values, wait_until
@@ -85,6 +86,19 @@ def test_resubmitting_the_same_request_starts_nothing_new(stack, demo):
     assert all(before[name] == 1 for name in names_in_batch), before
     instantiations = stack.graph_requests(method="POST", pathContains="/instantiate")
     assert len(instantiations) == len(names_in_batch)
+
+
+def test_concurrent_submissions_of_one_request_start_one_batch(stack):
+    body = make_batch("race-001", 2, prefix="Race")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(lambda _: stack.request("POST", "/api/provisioning-requests", json=body), range(6)))
+    assert {r.status_code for r in responses} == {202}
+    assert {r.json()["id"] for r in responses} == {"batch-race-001"}
+    assert [r.headers["X-Provisioning-Duplicate"] for r in responses].count("false") == 1
+    status = stack.wait("batch-race-001", timeout=120)
+    assert status["output"]["counts"]["steadyState"] == 2
+    apps = stack.applications_by_name()
+    assert apps["Race 001"] == 1 and apps["Race 002"] == 1
 
 
 def test_same_request_id_with_another_body_is_a_conflict(stack, demo):
@@ -166,7 +180,7 @@ def test_the_same_queue_message_three_times_starts_one_batch(stack):
     apps = stack.applications_by_name()
     assert [apps[f"Queue Dup {i:03d}"] for i in (1, 2, 3)] == [1, 1, 1]
     instantiations = [r for r in stack.graph_requests(method="POST", pathContains="/instantiate")]
-    assert len(instantiations) == 22 + 3  # the demo batch and this one, each instance once
+    assert len(instantiations) == 22 + 2 + 3  # the demo batch, the race batch and this one, once each
 
 
 def test_health_sweep_reports_the_quarantined_job(stack, demo):
@@ -176,9 +190,9 @@ def test_health_sweep_reports_the_quarantined_job(stack, demo):
     status = stack.wait(sweep_id, timeout=120)
     assert status["runtimeStatus"] == "Completed", status
     report = status["output"]
-    assert report["total"] == 22 + 3  # every app this workflow created (found by correlation tag)
+    assert report["total"] == 22 + 2 + 3  # every app this workflow created (found by correlation tag)
     assert report["counts"]["quarantined"] == 1
-    assert report["counts"]["healthy"] == 20 + 3
+    assert report["counts"]["healthy"] == 20 + 2 + 3
     assert report["quarantinedByReason"] == {"EncounteredEscrowProportionThreshold": 1}
     unhealthy = {u["displayName"]: u for u in report["unhealthy"]}
     assert "Wingtip SCIM Escrow" in unhealthy
