@@ -5,6 +5,15 @@ action shim (see ``replayer``), persists instances, histories and work queues in
 (``store``), runs activities on a bounded worker pool and serves the Durable HTTP management API
 (``http_api``). ``DurableEngine`` in ``engine`` is the entry point.
 """
-from devhost.durable.errors import DurableEngineError, InstanceExistsError, InvalidInstanceIdError, UnknownFunctionError
+from devhost.durable.errors import (
+    DurableEngineError,
+    InstanceExistsError,
+    InstanceGone,
+    InstanceNotFound,
+    InvalidInstanceIdError,
+    NonDeterminismError,
+    UnknownFunctionError,
+)
 
-__all__ = ["DurableEngineError", "InstanceExistsError", "InvalidInstanceIdError", "UnknownFunctionError"]
+__all__ = ["DurableEngineError", "InstanceExistsError", "InstanceGone", "InstanceNotFound", "InvalidInstanceIdError",
+           "NonDeterminismError", "UnknownFunctionError"]

@@ -43,8 +43,9 @@ from devhost.durable import history as h
 from devhost.durable import sdk_speedups
 from devhost.durable.clock import Clock
 from devhost.durable.errors import (
-    DurableEngineError,
     InstanceExistsError,
+    InstanceGone,
+    InstanceNotFound,
     InvalidInstanceIdError,
     UnknownFunctionError,
 )
@@ -57,14 +58,6 @@ TERMINAL_STATES = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
 RUNNING_STATES = frozenset({"Pending", "Running", "Suspended", "ContinuedAsNew"})
 OUT_OF_PROC_LABEL = "\n\n$OutOfProcData$:"
 _INVALID_ID = re.compile(r"[/\\#?\x00-\x1f\x7f]")
-
-
-class InstanceNotFound(DurableEngineError):
-    """No instance with that id (HTTP 404)."""
-
-
-class InstanceGone(DurableEngineError):
-    """The instance already finished (HTTP 410)."""
 
 
 @dataclass

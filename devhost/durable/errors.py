@@ -4,6 +4,8 @@ DurableEngineError
 ├── UnknownFunctionError      start of / call to a function the app does not define (HTTP 400)
 ├── InvalidInstanceIdError    instance id the extension would refuse (HTTP 400)
 ├── InstanceExistsError       start_new on an instance that is still running (HTTP 500, as Azure)
+├── InstanceNotFound          no instance with that id (HTTP 404)
+├── InstanceGone              the instance already finished (HTTP 410)
 └── NonDeterminismError       orchestrator replay diverges from its history (instance fails)
 """
 
@@ -26,3 +28,11 @@ class InstanceExistsError(DurableEngineError):
 
 class NonDeterminismError(DurableEngineError):
     """The actions the orchestrator returned do not match what its history says it did before."""
+
+
+class InstanceNotFound(DurableEngineError):
+    """No instance with that id (HTTP 404)."""
+
+
+class InstanceGone(DurableEngineError):
+    """The instance already finished, so it cannot take events or be terminated again (HTTP 410)."""
