@@ -90,6 +90,10 @@ def _completed_task(failed: bool = False) -> _Task:
     return task
 
 
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
+
+
 class UnsupportedActionError(Exception):
     """An action type devhost does not implement (entities, call_http)."""
 
@@ -270,15 +274,15 @@ class Replayer:
         if decision is None:
             raise NonDeterminismError(
                 f"Non-Deterministic workflow detected: A previous execution of this orchestration scheduled "
-                f"a {label} with sequence ID {event_id}" + (f" and name '{name}' (version '')" if name else "")
+                f"{_article(label)} {label} with sequence ID {event_id}" + (f" and name '{name}' (version '')" if name else "")
                 + ", but the current replay execution hasn't (yet?) scheduled this task. Was a change made "
                 "to the orchestrator code after this instance had already started running?")
         if decision.kind != kind or (name or "").lower() != (decision.name or "").lower():
             replayed = KIND_NAMES.get(decision.kind, "task") + (f" named '{decision.name}'" if decision.name else "")
             raise NonDeterminismError(
                 f"Non-Deterministic workflow detected: A previous execution of this orchestration scheduled "
-                f"a {label} with sequence number {event_id}" + (f" named '{name}'" if name else "")
-                + f", but the current orchestration replay instead scheduled a {replayed}. Was a change made "
+                f"{_article(label)} {label} with sequence number {event_id}" + (f" named '{name}'" if name else "")
+                + f", but the current orchestration replay instead scheduled {_article(replayed)} {replayed}. Was a change made "
                 "to the orchestrator code after this instance had already started running?")
 
     def replay(self, events: list[dict]) -> None:

@@ -319,6 +319,22 @@ def test_when_all_waits_for_every_child_as_the_extension_does(app, tmp_path):
     assert names.index("TaskFailed") < names.index("TimerFired") < hello
 
 
+def test_re_awaiting_retry_tasks_is_reported_as_non_deterministic_like_the_extension(app, tmp_path):
+    """§3.8 item 2: the shim moves on when the WhenAny completes; the retry timer allocated later in
+    Python's order takes the id the shim gave the next action, so the replay diverges."""
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_reawait", None, instance_id=f"ra-{tmp_path.name}")
+        return await finish(engine, iid)
+
+    row, _ = run(app, tmp_path, scenario)
+    assert row.status == "Failed"
+    message = json.loads(row.output)
+    assert message.startswith("Non-Deterministic workflow detected: A previous execution of this orchestration "
+                              "scheduled a timer with sequence number 3")
+    assert "durable_hello" in message
+
+
 def test_orchestrator_failure_keeps_scheduled_work_and_custom_status(app, tmp_path):
     async def scenario(engine):
         failing = await engine.start_orchestration("durable_fail")

@@ -117,6 +117,18 @@ def durable_parent_of_waiter(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def durable_reawait(context: df.DurableOrchestrationContext):
+    """Protocol reference §3.8 item 2: re-awaiting already-yielded retry tasks emits no action."""
+    key = context.instance_id
+    fa = context.call_activity_with_retry("durable_flaky", df.RetryOptions(60000, 4), {"key": f"{key}-a", "fail_times": 0})
+    fb = context.call_activity_with_retry("durable_flaky", df.RetryOptions(1000, 4), {"key": f"{key}-b", "fail_times": 1})
+    timer = context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=30))
+    yield context.task_any([fa, fb, timer])
+    yield context.task_all([fa, fb])
+    return (yield context.call_activity("durable_hello", "end"))
+
+
+@app.orchestration_trigger(context_name="context")
 def durable_race(context: df.DurableOrchestrationContext):
     slow = context.call_activity("durable_block", context.get_input())
     fast = context.call_activity("durable_hello", "fast")
