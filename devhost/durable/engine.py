@@ -533,6 +533,10 @@ class DurableEngine:
             log.exception("Episode of instance %s failed inside devhost", instance_id)
         finally:
             self._busy.discard(instance_id)
+            lock = self._locks.get(instance_id)
+            if (instance_id not in self._cache and lock is not None and not lock.locked()
+                    and not getattr(lock, "_waiters", None)):
+                del self._locks[instance_id]  # finished instance: do not keep a lock per id forever
             self._wake.set()
             self._timer_wake.set()
 
