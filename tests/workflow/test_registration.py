@@ -76,3 +76,19 @@ def test_local_settings_example_documents_every_setting():
     assert "AZURE_CLIENT_SECRET" not in example["Values"]
     gitignore = (ROOT / ".gitignore").read_text().split()
     assert "local.settings.json" in gitignore
+
+
+def test_every_example_request_is_valid():
+    from core import model
+
+    examples = sorted(p for p in (ROOT / "examples").glob("*.json") if not p.name.endswith("-expected.json"))
+    assert len(examples) >= 3
+    for path in examples:
+        request = model.parse_request(json.loads(path.read_text()))
+        assert request.instances, path.name
+    expected = json.loads((ROOT / "examples" / "demo-expected.json").read_text())["instances"]
+    demo = json.loads((ROOT / "examples" / "demo-batch.json").read_text())
+    assert {i["displayName"] for i in demo["instances"]} == set(expected)
+    assert len(expected) >= 20 and len({i["applicationTemplate"].get("id") or i["applicationTemplate"]["displayName"]
+                                        for i in demo["instances"]}) >= 3
+    assert {e["outcome"] for e in expected.values()} == {"steadyState", "failed", "quarantined"}
