@@ -91,7 +91,8 @@ def wait_until_visible_body(p: dict, ctx: steps.StepContext) -> dict:
 
 def ensure_job_body(p: dict, ctx: steps.StepContext) -> dict:
     return steps.ensure_job(ctx, service_principal_id=_field(p, "servicePrincipalId"),
-                            synchronization_template_id=_field(p, "synchronizationTemplateId", required=False))
+                            synchronization_template_id=_field(p, "synchronizationTemplateId", required=False),
+                            application_template_id=_field(p, "applicationTemplateId", required=False))
 
 
 def validate_credentials_body(p: dict, ctx: steps.StepContext) -> dict:

@@ -3,9 +3,12 @@
 Runs the setup steps of issue #3's budget (article steps 1-4: template, application, visibility,
 job, credentials, secrets, start - no status polls) against a fresh in-process emulator, with the
 production clients (DefaultAzureCredential, SecretClient), and reads the emulator's request log
-per step. The template look-up is amortised: it is cached per process and shared by a batch, so
-it is shown but not counted. Then N more instances show the per-instance average with the cache.
-Prints one line per step, then one JSON object (last line).
+per step. Two look-ups are amortised over a batch (cached per process): the application template
+and the synchronization template list of that application template; they are shown but not
+counted. The figures are split as issue #3 and the reference (limits-and-guarantees C5) need them:
+all requests, writes, the visibility polls (reads that wait out replication) and the tag PATCH (a
+write the issue requires; instantiate takes no tags). Prints one line per step, then one JSON
+object (last line).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def provision_one(ctx: steps.StepContext, display_name: str, read_log: Callable[
     sp_id = app["servicePrincipalId"]
     steps.wait_until_visible(ctx, service_principal_id=sp_id, application_id=app["applicationId"])
     record("wait_until_visible")
-    job_id = steps.ensure_job(ctx, service_principal_id=sp_id)["jobId"]
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=template_id)["jobId"]
     record("ensure_job")
     refs = model.parse_credentials(credentials or CREDENTIALS)
     steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=refs)
@@ -60,13 +63,26 @@ def provision_one(ctx: steps.StepContext, display_name: str, read_log: Callable[
     return per_step
 
 
+def _amortised(step: str, route: str) -> bool:
+    return step in AMORTISED or route.endswith("/synchronization/templates")
+
+
 def summarize(per_step: dict[str, list]) -> dict[str, Any]:
-    """``{requests, writes, reads, byStep}`` with the amortised template look-up left out of the totals."""
-    calls = [c for step, items in per_step.items() if step not in AMORTISED for c in items]
-    writes = sum(1 for method, _, _ in calls if method in WRITE_METHODS)
-    visibility = len(per_step.get("wait_until_visible", []))
-    return {"requests": len(calls), "writes": writes, "reads": len(calls) - writes,
-            "requestsWithoutVisibilityPolls": len(calls) - visibility,
+    """The per-instance figures, with the amortised look-ups (cached per process) left out of the totals.
+
+    ``requests``: every counted Graph request; ``writes``: the POST/PUT/PATCH/DELETE among them;
+    ``visibilityPolls``: the reads of wait_until_visible; ``tagPatches``: the PATCH of the tags.
+    """
+    calls = [(step, m, r) for step, items in per_step.items() for m, r, _ in items if not _amortised(step, r)]
+    writes = [(step, m, r) for step, m, r in calls if m in WRITE_METHODS]
+    visibility = sum(1 for step, _, _ in calls if step == "wait_until_visible")
+    tag_patches = sum(1 for _, m, r in calls if m == "PATCH" and "/servicePrincipals/" in r)
+    amortised = sum(1 for step, items in per_step.items() for _, r, _ in items if _amortised(step, r))
+    return {"requests": len(calls), "writes": len(writes), "reads": len(calls) - len(writes),
+            "visibilityPolls": visibility, "requestsWithoutVisibilityPolls": len(calls) - visibility,
+            "tagPatches": tag_patches, "writesWithoutTagPatch": len(writes) - tag_patches,
+            "amortisedLookups": amortised,
+            "writeCalls": [f"{m} {r.rsplit('/', 1)[-1]}" for _, m, r in writes],
             "byStep": {step: len(items) for step, items in per_step.items()}}
 
 
@@ -85,14 +101,16 @@ def main() -> None:
 
         first = provision_one(ctx, "Cost benchmark app 0", read_log)
         for step, items in first.items():
-            note = " (amortised, not counted)" if step in AMORTISED else ""
-            print(f"{step:30s} {len(items):2d}{note}: " + ", ".join(f"{m} {r} {s}" for m, r, s in items))
+            print(f"{step:30s} {len(items):2d}: " + ", ".join(
+                f"{m} {r} {s}" + (" (amortised)" if _amortised(step, r) else "") for m, r, s in items))
         summary = summarize(first)
         more = [summarize(provision_one(ctx, f"Cost benchmark app {i}", read_log)) for i in range(1, 6)]
-        summary["batchOf5AverageRequestsPerInstance"] = sum(m["requests"] + m["byStep"][AMORTISED[0]]
+        summary["batchOf5AverageRequestsPerInstance"] = sum(m["requests"] + m["amortisedLookups"]
                                                             for m in more) / len(more)
-        print(f"one new instance: {summary['requests']} Graph requests, {summary['writes']} writes "
-              f"({summary['requestsWithoutVisibilityPolls']} without the visibility polls)")
+        print(f"one new instance: {summary['requests']} Graph requests, {summary['writes']} writes; "
+              f"{summary['requestsWithoutVisibilityPolls']} without the {summary['visibilityPolls']} visibility polls, "
+              f"{summary['writesWithoutTagPatch']} writes without the {summary['tagPatches']} tag PATCH "
+              f"(+{summary['amortisedLookups']} look-ups amortised over the batch)")
         print(json.dumps(summary, sort_keys=True))
     finally:
         emu.stop()

@@ -49,3 +49,13 @@ def gt(prop: str, raw: str) -> str:
 def and_(*clauses: str) -> str:
     """Join clauses with ``and`` (empty clauses are skipped)."""
     return " and ".join(c for c in clauses if c)
+
+
+def group(clause: str) -> str:
+    """``(clause)``: bracket an ``and`` clause before it is joined with :func:`or_`."""
+    return f"({clause})"
+
+
+def or_(*clauses: str) -> str:
+    """Join clauses with ``or`` (empty ones skipped); ``and`` binds tighter, so :func:`group` compound clauses."""
+    return " or ".join(c for c in clauses if c)

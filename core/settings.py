@@ -72,6 +72,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GRAPH_RETRY_BUDGET_SECONDS", "float", 15.0,
             "Most seconds one Graph call may sleep on 429/503/504 before handing the wait to the orchestrator."),
     Setting("GRAPH_MAX_ATTEMPTS", "int", 4, "Most attempts of one Graph call (first try included)."),
+    Setting("GRAPH_COMBINED_LOOKUP", "bool", True,
+            "Find an instance's service principal with one filter (tag or name+template, joined by 'or'); "
+            "false, or a 400 from Graph, uses two look-ups."),
     Setting("VISIBILITY_WAIT_SECONDS", "float", 60.0,
             "Most seconds an activity waits for a new object to become readable (replication lag)."),
     Setting("VISIBILITY_POLL_SECONDS", "float", 5.0,
@@ -196,6 +199,7 @@ class Settings:
     graph_read_timeout_seconds: float
     graph_retry_budget_seconds: float
     graph_max_attempts: int
+    graph_combined_lookup: bool
     visibility_wait_seconds: float
     visibility_poll_seconds: float
     visibility_consecutive_reads: int

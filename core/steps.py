@@ -125,19 +125,48 @@ def _tag(ctx: StepContext, sp: dict, key: str, labels: dict | None) -> None:
         sp["tags"] = tags
 
 
+#: Set once Graph answers 400 to the combined look-up filter; the process then uses two look-ups.
+_combined_lookup_rejected = False
+
+
+def _lookup(ctx: StepContext, tag: str, display_name: str, template_id: str) -> tuple[list[dict], list[dict] | None]:
+    """``(tagged or named, None)`` from one request, or ``(tagged, named)`` from two.
+
+    Why one request: it saves a Graph call per instance (issue #3 budget). Whether Graph accepts
+    ``or`` between a lambda and plain properties without advanced query is UNCONFIRMED, so a 400
+    switches this process to the two documented look-ups (logged once), and ``GRAPH_COMBINED_LOOKUP``
+    turns it off. The caller sorts the combined answer into tagged and named itself.
+    """
+    global _combined_lookup_rejected
+    by_tag = odata.any_eq("tags", tag)
+    by_name = odata.and_(odata.eq("displayName", display_name), odata.eq("applicationTemplateId", template_id))
+    if ctx.settings.graph_combined_lookup and not _combined_lookup_rejected:
+        try:
+            return apps.find_service_principals(ctx.graph, odata.or_(by_tag, odata.group(by_name))), None
+        except errors.BadRequest as exc:
+            _combined_lookup_rejected = True
+            logger.warning("Graph refused the combined service principal filter (%s); using two look-ups from now on "
+                           "(set GRAPH_COMBINED_LOOKUP=false to skip the attempt)", exc.code)
+    tagged = apps.find_service_principals(ctx.graph, by_tag)
+    if any(str(sp.get("applicationTemplateId") or "").lower() == template_id.lower() for sp in tagged):
+        return tagged, []  # found by tag: the name look-up is not needed
+    return tagged, apps.find_service_principals(ctx.graph, by_name)
+
+
 def _find_ours(ctx: StepContext, key: str, display_name: str, template_id: str) -> dict | None:
     """Our service principal: by instance tag, else one untagged SP with the same name and template."""
     tag = model.instance_tag(ctx.tag, key)
-    tagged = [sp for sp in apps.find_service_principals(ctx.graph, odata.any_eq("tags", tag))
-              if str(sp.get("applicationTemplateId") or "").lower() == template_id.lower()]
+    first, named = _lookup(ctx, tag, display_name, template_id)
+    tagged = [sp for sp in first if tag.casefold() in {str(t).casefold() for t in sp.get("tags") or []}
+              and str(sp.get("applicationTemplateId") or "").lower() == template_id.lower()]
     if len(tagged) > 1:
         raise errors.AmbiguousMatch(
             f"{len(tagged)} service principals carry tag '{tag}' ({display_name}); delete the extra ones",
             ids=[apps.object_id(sp) for sp in tagged])
     if tagged:
         return tagged[0]
-    named = apps.find_service_principals(ctx.graph, odata.eq("displayName", display_name),
-                                         odata.eq("applicationTemplateId", template_id))
+    if named is None:  # the combined answer: the rest matched by name and template
+        named = [sp for sp in first if str(sp.get("applicationTemplateId") or "").lower() == template_id.lower()]
     key_prefix = f"{ctx.tag}:key:"
     untagged = [sp for sp in named if str(sp.get("displayName", "")).casefold() == display_name.casefold()
                 and not any(str(t).startswith(key_prefix) for t in sp.get("tags") or [])]
@@ -234,23 +263,53 @@ def _pick_template(sp_id: str, found: list[dict]) -> str:
         ids=[str(t["id"]) for t in found])
 
 
-def ensure_job(ctx: StepContext, *, service_principal_id: str, synchronization_template_id: str | None = None) -> dict:
-    """Reuse the job of the wanted synchronization template, else create it (jobs are listed first)."""
+def _create_job(ctx: StepContext, sp_id: str, template_id: str, lag: tuple[type[errors.ProvisioningError], ...]) -> dict:
+    return _wait_for(ctx, f"create job on {sp_id}", lambda: sync.create_job(ctx.graph, sp_id, template_id),
+                     retry_on=lag)
+
+
+def ensure_job(ctx: StepContext, *, service_principal_id: str, synchronization_template_id: str | None = None,
+               application_template_id: str | None = None) -> dict:
+    """Reuse the job of the wanted synchronization template, else create it (jobs are listed first).
+
+    The wanted template: the request's, else the one existing job's, else the app's default one
+    from its template list - cached per process by ``application_template_id``
+    (:func:`core.graph.synchronization.list_templates_cached`). A cached id that create refuses
+    (400/404) is dropped and the list is read once more for this service principal.
+    """
     sp_id = service_principal_id
     jobs = sorted(_wait_for(ctx, f"list jobs of {sp_id}", lambda: sync.list_jobs(ctx.graph, sp_id)),
                   key=lambda j: str(j.get("id")))
     wanted = synchronization_template_id
     if not wanted and len(jobs) == 1:
         wanted = str(jobs[0].get("templateId"))
+    from_cache = False
     if not wanted:
-        wanted = _pick_template(sp_id, _wait_for(ctx, f"list templates of {sp_id}",
-                                                 lambda: sync.list_templates(ctx.graph, sp_id)))
+        from_cache = sync.is_template_cached(ctx.graph, application_template_id)
+        wanted = _pick_template(sp_id, _wait_for(
+            ctx, f"list templates of {sp_id}",
+            lambda: sync.list_templates_cached(ctx.graph, sp_id, application_template_id)))
     for job in jobs:
         if str(job.get("templateId")) == wanted:
             return {"jobId": job["id"], "templateId": wanted, "created": False}
     try:
-        job = _wait_for(ctx, f"create job on {sp_id}", lambda: sync.create_job(ctx.graph, sp_id, wanted),
-                        retry_on=(errors.NotFound, errors.PermissionDenied))
+        if not from_cache:
+            job = _create_job(ctx, sp_id, wanted, (errors.NotFound, errors.PermissionDenied))
+        else:
+            try:
+                # The jobs list answered, so a 404 here is the template id, not replication lag.
+                job = _create_job(ctx, sp_id, wanted, (errors.PermissionDenied,))
+            except (errors.BadRequest, errors.NotFound) as refused:
+                logger.warning("cached synchronization template %s refused on %s (%s); listing templates again",
+                               wanted, sp_id, refused.code)
+                sync.forget_templates(ctx.graph, application_template_id)
+                wanted = _pick_template(sp_id, _wait_for(
+                    ctx, f"list templates of {sp_id}",
+                    lambda: sync.list_templates_cached(ctx.graph, sp_id, application_template_id)))
+                for existing in jobs:
+                    if str(existing.get("templateId")) == wanted:
+                        return {"jobId": existing["id"], "templateId": wanted, "created": False}
+                job = _create_job(ctx, sp_id, wanted, (errors.NotFound, errors.PermissionDenied))
     except (errors.Conflict, errors.GraphTransient):
         # The create may have happened (409, or a 5xx we did not repeat): look before failing.
         for again in sync.list_jobs(ctx.graph, sp_id):

@@ -7,9 +7,14 @@ PATCH fails with "No HTTP resource was found" (msgraph-sdk-powershell#3391).
 from __future__ import annotations
 
 import json
+import threading
 from typing import Iterable
 
 from core.graph.transport import GraphClient
+
+#: ``(graph root, applicationTemplateId) -> templates``; see :func:`list_templates_cached`.
+_template_cache: dict[tuple[str, str], list[dict]] = {}
+_lock = threading.Lock()
 
 
 def _base(sp_id: str) -> str:
@@ -19,6 +24,45 @@ def _base(sp_id: str) -> str:
 def list_templates(client: GraphClient, sp_id: str) -> list[dict]:
     """The synchronization templates the app offers (e.g. ``aws``, ``scim``)."""
     return client.get_all(_base(sp_id) + "/templates")
+
+
+def list_templates_cached(client: GraphClient, sp_id: str, application_template_id: str | None) -> list[dict]:
+    """The templates, listed once per process per gallery application template.
+
+    Why cached: every instance of a gallery app offers the same synchronization templates (the
+    connector comes with the gallery entry), so one list serves a whole batch, like the application
+    template look-up. Without an application template id nothing is cached. Callers that see a
+    cached template id refused call :func:`forget_templates` and list again.
+    """
+    key = (client.root, (application_template_id or "").lower())
+    if application_template_id:
+        with _lock:
+            hit = _template_cache.get(key)
+        if hit:
+            return [dict(t) for t in hit]
+    found = list_templates(client, sp_id)
+    if application_template_id and found:  # an empty list is never cached (it may be replication lag)
+        with _lock:
+            _template_cache[key] = [dict(t) for t in found]
+    return found
+
+
+def is_template_cached(client: GraphClient, application_template_id: str | None) -> bool:
+    """Whether :func:`list_templates_cached` would answer from the cache."""
+    with _lock:
+        return bool(application_template_id) and (client.root, str(application_template_id).lower()) in _template_cache
+
+
+def forget_templates(client: GraphClient, application_template_id: str | None) -> None:
+    """Drop the cached templates of one application template (a cached id was refused)."""
+    with _lock:
+        _template_cache.pop((client.root, (application_template_id or "").lower()), None)
+
+
+def clear_cache() -> None:
+    """Forget every cached template list (tests)."""
+    with _lock:
+        _template_cache.clear()
 
 
 def list_jobs(client: GraphClient, sp_id: str) -> list[dict]:

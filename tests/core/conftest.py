@@ -7,35 +7,16 @@ secret value, a client secret or a bearer token.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from core import clients, steps
-from core.graph import templates
+from core.graph import synchronization, templates
 from core.graph.transport import GraphClient
 from core.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
-SEEDED_SECRETS = {name: item["value"] for name, item in
-                  json.loads((REPO / "emulator/data/secrets.json").read_text())["secrets"].items()}
-CUSTOM_TEMPLATE_ID = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"  # the non-gallery ("Custom") template, sync id "scim"
-HEALTHY_CREDENTIALS = {"BaseAddress": "https://scim.contoso.test/scim/v2",
-                       "SecretToken": {"keyVaultSecret": "scim-contoso-token"}}
-WRONG_CREDENTIALS = {"BaseAddress": "https://scim.contoso.test/scim/v2",
-                     "SecretToken": {"keyVaultSecret": "scim-contoso-wrong-token"}}
-FAST = {
-    "VISIBILITY_POLL_SECONDS": "0.05",
-    "VISIBILITY_WAIT_SECONDS": "3",
-    "GRAPH_RETRY_BUDGET_SECONDS": "6",
-    "PROVISIONING_LOG_MIN_INTERVAL_SECONDS": "0.01",
-}
-_BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._-]{20,}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
-
+from core_support import FAST, leaks, secret_texts
 
 class _Capture(logging.Handler):
     def __init__(self) -> None:
@@ -44,25 +25,6 @@ class _Capture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
-
-
-def secret_texts(extra: dict[str, str] | None = None) -> list[str]:
-    values = list(SEEDED_SECRETS.values())
-    values += [v for k, v in (extra or {}).items() if k.endswith("SECRET") and v]
-    return values
-
-
-def leaks(text: str, values: list[str]) -> list[str]:
-    """Secret values (or bearer tokens) found in ``text``.
-
-    Secret *names* are removed first: a seeded name such as ``scim-wingtip-token`` contains its
-    own value ``wingtip-token``, and names may be logged.
-    """
-    for name in sorted(SEEDED_SECRETS, key=len, reverse=True):
-        text = text.replace(name, "<name>")
-    found = [v for v in values if v and v in text]
-    found += _BEARER.findall(text)
-    return found
 
 
 @pytest.fixture(autouse=True)
@@ -98,6 +60,8 @@ def core_env(emulator_env, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv(key, value)
     clients.reset()
     templates.clear_cache()
+    synchronization.clear_cache()
+    monkeypatch.setattr(steps, "_combined_lookup_rejected", False)
     yield emulator_env
     clients.reset()
 
@@ -125,8 +89,3 @@ def make_ctx(core_env) -> Callable[..., steps.StepContext]:
         return steps.StepContext(graph=GraphClient(settings, credential), settings=settings, secrets=secrets)
 
     return build
-
-
-def graph_requests(emu, **filters: Any) -> list[dict]:
-    """The emulator's log of Graph requests (oldest first)."""
-    return emu.admin.requests(kind="graph", **filters)["value"]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import activities
-from conftest import CUSTOM_TEMPLATE_ID, HEALTHY_CREDENTIALS, SEEDED_SECRETS, WRONG_CREDENTIALS
+from core_support import CUSTOM_TEMPLATE_ID, HEALTHY_CREDENTIALS, SEEDED_SECRETS, WRONG_CREDENTIALS
 from core import errors, model, names
 
 

@@ -8,7 +8,7 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.keyvault.secrets import SecretClient
 
-from conftest import CUSTOM_TEMPLATE_ID, HEALTHY_CREDENTIALS
+from core_support import CUSTOM_TEMPLATE_ID, HEALTHY_CREDENTIALS
 from core import clients, errors, model, steps
 from core.graph import applications as apps
 from core.graph import assignments, provisioning_logs

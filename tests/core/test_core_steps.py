@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import CUSTOM_TEMPLATE_ID, HEALTHY_CREDENTIALS, SEEDED_SECRETS, WRONG_CREDENTIALS, graph_requests
+from core_support import CUSTOM_TEMPLATE_ID, HEALTHY_CREDENTIALS, SEEDED_SECRETS, WRONG_CREDENTIALS, graph_requests
 from core import errors, model, odata, steps
 from core.graph import applications as apps
 from core.graph import synchronization as sync

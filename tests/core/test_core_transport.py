@@ -9,7 +9,7 @@ import time
 import pytest
 from azure.identity import DefaultAzureCredential
 
-from conftest import graph_requests
+from core_support import graph_requests
 from core import errors
 from core.graph.transport import GraphClient
 from core.settings import Settings

@@ -34,6 +34,8 @@ def test_clauses():
     assert odata.any_eq("tags", "x:y") == "tags/any(t:t eq 'x:y')"
     assert odata.gt("activityDateTime", "2026-01-01T00:00:00Z") == "activityDateTime gt 2026-01-01T00:00:00Z"
     assert odata.and_("a eq 'b'", "", "c eq 'd'") == "a eq 'b' and c eq 'd'"
+    assert odata.or_(odata.any_eq("tags", "it's"), "", odata.group(odata.and_("a eq 'b'", "c eq 'd'"))) == \
+        "tags/any(t:t eq 'it''s') or (a eq 'b' and c eq 'd')"
     with pytest.raises(ValueError):
         odata.eq("displayName eq 'x' or 1", "y")
     with pytest.raises(ValueError):
