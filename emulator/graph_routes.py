@@ -22,7 +22,7 @@ from emulator.graph_directory import (
 )
 from emulator.graph_request import GraphRequest, Reply
 from emulator.graph_sync import (
-    create_job, delete_job, get_job, get_schema, get_secrets, job_action, list_jobs, provision_on_demand,
+    application_sync_templates, create_job, delete_job, get_job, get_schema, get_secrets, job_action, list_jobs, provision_on_demand,
     provisioning_logs, put_schema, put_secrets, sync_template, sync_templates, validate_without_job,
 )
 from emulator.state import EmulatorState
@@ -59,6 +59,7 @@ ROUTES: list[Route] = [
     _route("DELETE", "applications/{object_id}", delete_application),
     _route("GET", "applications/{object_id}/owners", list_app_owners),
     _route("POST", "applications/{object_id}/owners/$ref", add_app_owner),
+    _route("GET", "applications/{object_id}/synchronization/templates", application_sync_templates),
     _route("GET", "servicePrincipals", list_service_principals),
     _route("GET", "servicePrincipals/{sp_id}", get_service_principal),
     _route("PATCH", "servicePrincipals/{sp_id}", patch_service_principal),

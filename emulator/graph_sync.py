@@ -36,6 +36,17 @@ def sync_template(req: GraphRequest, sp_id: str, template_id: str) -> Reply:
     return req.entity(template, f"servicePrincipals('{sp_id}')/synchronization/templates")
 
 
+def application_sync_templates(req: GraphRequest, object_id: str) -> Reply:
+    """``/applications/{id}/synchronization/templates``: the same templates, via the application."""
+    app = req.directory.get_application(object_id)
+    req.visible(object_id, synchronization=True)
+    req.require("sync.read", owned_object=object_id)
+    sp = req.directory.sp_for_application(app)
+    templates = req.service.list_templates(sp["id"]) if sp is not None else []
+    return req.collection(templates, f"applications/{object_id}/synchronization/templates",
+                          f"applications('{object_id}')/synchronization/templates")
+
+
 def list_jobs(req: GraphRequest, sp_id: str) -> Reply:
     _sync_target(req, sp_id, write=False)
     return req.collection(req.service.list_jobs(sp_id), f"servicePrincipals/{sp_id}/synchronization/jobs",

@@ -284,3 +284,10 @@ def test_deleted_items_are_purged_after_30_days(emulator_env, graph: GraphClient
     assert graph.delete(f"applications/{app['id']}").status_code == 204
     emulator_env.admin.advance(31 * 86400)
     assert graph.get("directory/deletedItems/microsoft.graph.application").json()["value"] == []
+
+
+def test_sync_templates_via_the_application(graph: GraphClient):
+    app, sp = graph.instantiate("Templates via app", AWS_SINGLE_ACCOUNT)
+    via_app = graph.get(f"applications/{app['id']}/synchronization/templates").json()["value"]
+    via_sp = graph.get(f"servicePrincipals/{sp['id']}/synchronization/templates").json()["value"]
+    assert [t["id"] for t in via_app] == [t["id"] for t in via_sp] == ["aws"]
