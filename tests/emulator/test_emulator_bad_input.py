@@ -153,3 +153,32 @@ def test_oversized_body_gets_the_envelope(graph: GraphClient, sp):
     huge = b'{"notes": "' + b"x" * (5 * 1024 * 1024) + b'"}'
     response = graph.patch(f"servicePrincipals/{sp['id']}", data=huge, headers={"Content-Type": "application/json"})
     assert_graph_error(response, 413, "RequestEntityTooLarge")
+
+
+def test_admin_api_refuses_non_loopback_callers(emulator):
+    """Unit check of the admin guard (a second network interface is not guaranteed in CI)."""
+    import asyncio
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from emulator import admin
+    from emulator.app_keys import STATE_KEY
+    from emulator.errors import GraphError
+
+    class Transport:
+        def __init__(self, peer):
+            self.peer = peer
+
+        def get_extra_info(self, name, default=None):
+            return self.peer if name == "peername" else default
+
+        def is_closing(self):
+            return False
+
+    app = {STATE_KEY: emulator.state}
+    remote = make_mocked_request("GET", "/_emulator/state", app=app, transport=Transport(("192.0.2.9", 5000)))
+    with pytest.raises(GraphError) as refused:
+        asyncio.run(admin.get_state(remote))
+    assert refused.value.status == 403
+    local = make_mocked_request("GET", "/_emulator/health", app=app, transport=Transport(("127.0.0.1", 5000)))
+    assert asyncio.run(admin.health(local)).status == 200
