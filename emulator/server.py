@@ -107,7 +107,8 @@ async def correlation_middleware(request: web.Request, handler):
                 "durationMs": round((time.monotonic() - started) * 1000, 2),
             }
         )
-        request.app[ORIGIN_KEY]["dirty"] = True
+    if kind != "admin" or request.method != "GET":
+        request.app[ORIGIN_KEY]["dirty"] = True  # the flush loop saves the tenant (with --state-dir)
     return response
 
 

@@ -145,10 +145,11 @@ def test_tenant_survives_kill_after_flush(tmp_path: Path):
     try:
         graph = GraphClient(emu)
         _, sp = graph.instantiate("Survives SIGKILL")
+        emu.admin.add_client("registered-before-kill", [])  # admin changes are flushed too
         deadline = time.monotonic() + 10
         state_file = state_dir / "tenant.json"
         while time.monotonic() < deadline:
-            if state_file.exists() and "Survives SIGKILL" in state_file.read_text():
+            if state_file.exists() and "registered-before-kill" in state_file.read_text():
                 break
             time.sleep(0.05)
         emu.kill()
@@ -157,6 +158,7 @@ def test_tenant_survives_kill_after_flush(tmp_path: Path):
     emu = start_emulator_process(state_dir=state_dir)
     try:
         assert GraphClient(emu).get(f"servicePrincipals/{sp['id']}").status_code == 200
+        assert emu.admin.client("registered-before-kill")["clientId"]
     finally:
         emu.stop()
 
