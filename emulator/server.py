@@ -265,7 +265,11 @@ async def _flush_loop(app: web.Application) -> None:
         await asyncio.sleep(0.5)
         if folder is not None and app[ORIGIN_KEY].get("dirty"):
             app[ORIGIN_KEY]["dirty"] = False
-            state.save(folder)
+            try:
+                state.save(folder)
+            except OSError as error:  # keep serving; the next change retries the save
+                app[ORIGIN_KEY]["dirty"] = True
+                log.error("cannot save the tenant to %s: %s", folder, error)
 
 
 async def _on_startup(app: web.Application) -> None:
