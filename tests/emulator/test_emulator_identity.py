@@ -185,3 +185,11 @@ def test_managed_identity_endpoint(emulator_env, monkeypatch):
     wrong = requests.get(env["EMULATOR_IDENTITY_ENDPOINT"], params={"api-version": "2019-08-01", "resource": "https://vault.azure.net"},
                          headers={"X-IDENTITY-HEADER": "wrong"})
     assert wrong.status_code == 400
+
+
+def test_scope_built_from_the_emulator_url(emulator_env):
+    env = emulator_env.env
+    graph = _token_request(env, scope=f"{env['GRAPH_BASE_URL']}/.default")
+    assert claims(graph.json()["access_token"])["aud"] == "https://graph.microsoft.com"
+    vault = _token_request(env, scope="https://myvault.vault.azure.net/.default")
+    assert claims(vault.json()["access_token"])["aud"] == "https://vault.azure.net"
