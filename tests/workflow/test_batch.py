@@ -4,7 +4,6 @@ a scan for secrets - all on one emulator + devhost stack (tests run in file orde
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -184,9 +183,10 @@ def test_the_same_queue_message_three_times_starts_one_batch(stack):
 
 
 def test_health_sweep_reports_the_quarantined_job(stack, demo):
-    client = stack.host.durable_client()
-    sweep_id = asyncio.run(client.start_new(names.HEALTH_SWEEP, "health-sweep-test",
-                                            {"options": {"sweepMaxInFlight": 5}}))
+    started = stack.host.session.post(f"{stack.host.durable_api}/orchestrators/{names.HEALTH_SWEEP}/health-sweep-test",
+                                      json={"options": {"sweepMaxInFlight": 5}}, timeout=30)
+    assert started.status_code == 202, started.text
+    sweep_id = started.json()["id"]
     status = stack.wait(sweep_id, timeout=120)
     assert status["runtimeStatus"] == "Completed", status
     report = status["output"]
