@@ -9,6 +9,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from support import Stack, load_example, make_batch, secret_names, secret_values, wait_until
 
 from core import names
@@ -203,6 +204,45 @@ def test_health_sweep_reports_the_quarantined_job(stack, demo):
     lines = [line for line in stack.host.log_text().splitlines()
              if "unhealthyProvisioningInstance" in line and sweep_id in line and "Wingtip SCIM Escrow" in line]
     assert len(lines) == 1, "one structured line per unhealthy instance, not repeated on replay"
+
+
+def _put_target_token(stack, sp_id: str, address: str, token: str) -> None:
+    """Change the credentials saved on a job behind the workflow's back (as an expired token would)."""
+    bearer = stack.emulator.admin.token(client="workflow")
+    response = requests.put(f"{stack.emulator.url}/v1.0/servicePrincipals/{sp_id}/synchronization/secrets",
+                            json={"value": [{"key": "BaseAddress", "value": address},
+                                            {"key": "SecretToken", "value": token}]},
+                            headers={"Authorization": f"Bearer {bearer}"}, verify=stack.emulator.ca_bundle, timeout=30)
+    assert response.status_code == 204, response.text
+
+
+def _sweep(stack, sweep_id: str, options: dict) -> dict:
+    started = stack.host.session.post(f"{stack.host.durable_api}/orchestrators/{names.HEALTH_SWEEP}/{sweep_id}",
+                                      json={"options": options}, timeout=30)
+    assert started.status_code == 202, started.text
+    return stack.wait(sweep_id, timeout=120)["output"]
+
+
+def test_sweep_restarts_a_credential_quarantine_only_once_the_credentials_validate(stack, demo):
+    _, status = demo
+    target = next(i for i in status["output"]["instances"] if i["displayName"] == "Zoom Contoso 01")
+    sp_id, address = target["ids"]["servicePrincipalId"], "https://api.zoom.us/scim"
+    _put_target_token(stack, sp_id, address, "an-expired-token")
+    stack.emulator.admin.advance(3 * 3600)  # past the next incremental cycle, which fails: quarantine
+
+    report = _sweep(stack, "sweep-restart-1", {"restartCredentialQuarantine": True})
+    entry = next(u for u in report["unhealthy"] if u["servicePrincipalId"] == sp_id)
+    assert entry["category"] == "quarantined" and entry["reason"] == "EncounteredQuarantineException"
+    attempt = next(r for r in report["restarted"] if r["servicePrincipalId"] == sp_id)
+    assert attempt["restarted"] is False and "invalid" in attempt["reason"]
+
+    report = _sweep(stack, "sweep-restart-off", {"restartCredentialQuarantine": False})
+    assert report["restarted"] == [] and any(u["servicePrincipalId"] == sp_id for u in report["unhealthy"])
+
+    _put_target_token(stack, sp_id, address, "zoom-demo-jwt")  # the operator fixes the token
+    report = _sweep(stack, "sweep-restart-2", {"restartCredentialQuarantine": True})
+    attempt = next(r for r in report["restarted"] if r["servicePrincipalId"] == sp_id)
+    assert attempt["restarted"] is True, attempt
 
 
 def test_no_secret_value_in_task_hub_logs_or_responses(stack, demo):
