@@ -33,6 +33,8 @@ log = logging.getLogger("triggers.http")
 ROUTE = "provisioning-requests"
 _JSON_TYPES = ("application/json",)
 _SUMMARY_CONCURRENCY = 16
+#: above this many instances a running batch's summary shows counts only (one status read per instance)
+_LIVE_DETAIL_LIMIT = 250
 
 
 @bp.function_name(names.HTTP_SUBMIT_PROVISIONING_REQUEST)
@@ -113,6 +115,8 @@ async def _summary(client: df.DurableOrchestrationClient, status: Any) -> dict[s
 async def _live_instances(client, batch_id: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     """Per-instance state while the batch runs, read from the children's own statuses."""
     instances = (data.get("request") or {}).get("instances") or []
+    if len(instances) > _LIVE_DETAIL_LIMIT:
+        return []
     limit = asyncio.Semaphore(_SUMMARY_CONCURRENCY)
 
     async def one(inst: dict[str, Any]) -> dict[str, Any]:
