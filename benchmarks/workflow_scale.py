@@ -89,6 +89,7 @@ def _figures(log_entries: list[dict], n: int, wall: float, report: dict, peak_ki
         "wallSeconds": round(wall, 1),
         "graphRequests": len(log_entries),
         "setupRequestsPerInstance": round(len(setup) / n, 2),
+        "setupRequestsPerInstanceWithout429": round(len([e for e in setup if e["status"] != 429]) / n, 2),
         "pollRequestsPerInstance": round(len(polls) / n, 2),
         "logReadRequestsPerInstance": round(len(log_reads) / n, 2),
         "throttled429": len(throttled),
