@@ -10,15 +10,19 @@ Output: the batch report of :func:`orchestrators.report.batch_report` - per inst
 (steadyState / quarantined / failed / timedOut) with reason, ids, timings and provisioning errors,
 plus counts and the top errors of the batch.
 
-Custom status while running: ``{"phase": "...", "counts": {total, queued, running, steadyState,
-quarantined, failed, timedOut}}``.
+Custom status while running: ``{"phase": "...", "counts": {total, queued, configuring,
+monitoring, running, steadyState, quarantined, failed, timedOut}}``.
 
 Failure modes: this orchestrator does not fail for instance problems; each is an outcome. An
 unknown application template fails the instances that use it before they start.
 
 Bounded fan-out
 ---------------
-At most ``options.maxInstancesInFlight`` children run at once. New children are started with a
+At most ``options.maxInstancesInFlight`` instances are *being configured* at once: the bound exists
+for Graph's identity write limit, and only setup writes. So each ``provision_instance`` child runs
+with ``monitor: false`` and returns ``configured``; the batch then starts that instance's
+``monitor_job`` itself (same id as ``provision_instance`` would use) and frees the slot - a job
+whose first cycle takes an hour must not hold back the rest of the fleet. New children are started with a
 zero-delay "dispatch" timer next to them in a ``task_any``: the .NET extension replays the action
 list *in order, awaiting each action* (durable-host-protocol §3.8), so a WhenAny that held only the
 new children would block every later start until those children finished. The timer makes each
@@ -36,8 +40,10 @@ import azure.durable_functions as df
 from core import names
 from orchestrators.blueprint import bp
 from orchestrators.options import WorkflowOptions
+from orchestrators.provision_instance import monitor_job_input
 from orchestrators.report import (
-    batch_report, child_instance_id, crashed_outcome, not_started_outcome, progress_counts,
+    CONFIGURED, batch_report, child_instance_id, crashed_outcome, final_outcome, monitor_instance_id,
+    not_started_outcome, progress_counts,
 )
 from orchestrators.steps import call_step, failure_message, iso, seconds_between
 
@@ -54,7 +60,7 @@ def provision_batch(context: df.DurableOrchestrationContext):
     outcomes: dict[str, dict[str, Any]] = {}
 
     context.set_custom_status({"phase": "resolving templates",
-                               "counts": progress_counts(len(instances), len(instances), 0, [])})
+                               "counts": progress_counts(len(instances), len(instances), 0, 0, [])})
     templates = yield from _resolve_templates(context, instances, options)
 
     pending: list[dict[str, Any]] = []
@@ -66,40 +72,61 @@ def provision_batch(context: df.DurableOrchestrationContext):
         else:
             pending.append(inst)
 
-    in_flight: dict[Any, tuple[str, dict[str, Any]]] = {}
-    while pending or in_flight:
+    raw_options = data.get("options") or {}
+    configuring: dict[Any, tuple[str, dict[str, Any]]] = {}  # setup children: bounded
+    monitoring: dict[Any, tuple[str, dict[str, Any]]] = {}   # monitor_job children: not bounded
+    ready_to_watch: list[tuple[str, dict[str, Any]]] = []    # configured, monitor not started yet
+    while pending or configuring or monitoring or ready_to_watch:
         dispatched = []
-        while pending and len(in_flight) < max(1, options.max_instances_in_flight):
+        while pending and len(configuring) < max(1, options.max_instances_in_flight):
             inst = pending.pop(0)
             child_id = child_instance_id(batch_id, inst.get("key"))
             child_input = {"batchId": batch_id, "instance": _with_template(inst, templates),
-                           "options": data.get("options") or {}}
+                           "options": raw_options, "monitor": False}
             task = context.call_sub_orchestrator(names.PROVISION_INSTANCE, child_input, instance_id=child_id)
-            in_flight[task] = (child_id, inst)
+            configuring[task] = (child_id, inst)
             dispatched.append(task)
-        _report_progress(context, len(instances), len(pending), len(in_flight), outcomes)
+        for child_id, configured in ready_to_watch:
+            monitor_input = monitor_job_input(configured["ids"], configured["jobStartedAt"],
+                                              context.current_utc_datetime, raw_options, options)
+            task = context.call_sub_orchestrator(names.MONITOR_JOB, monitor_input,
+                                                 instance_id=monitor_instance_id(child_id))
+            monitoring[task] = (child_id, configured)
+            dispatched.append(task)
+        ready_to_watch = []
+        _report_progress(context, len(instances), len(pending), len(configuring), len(monitoring), outcomes)
         if dispatched:
             yield context.task_any(dispatched + [context.create_timer(context.current_utc_datetime)])
         else:
-            try:
-                yield context.task_any(list(in_flight))
-            except Exception:  # a failed child surfaces below as its own outcome
-                pass
-        for task in [t for t in in_flight if t.is_completed]:
-            child_id, inst = in_flight.pop(task)
-            outcomes[child_id] = _child_outcome(task, inst, child_id, iso(context.current_utc_datetime))
+            yield context.task_any(list(configuring) + list(monitoring))
+        now = iso(context.current_utc_datetime)
+        for task in [t for t in configuring if t.is_completed]:
+            child_id, inst = configuring.pop(task)
+            result = _child_outcome(task, inst, child_id, now)
+            if result.get("outcome") == CONFIGURED:
+                ready_to_watch.append((child_id, result))
+            else:
+                outcomes[child_id] = result
+        for task in [t for t in monitoring if t.is_completed]:
+            child_id, configured = monitoring.pop(task)
+            if task.state.name == "SUCCEEDED" and isinstance(task.result, dict):
+                watched = task.result
+            else:
+                reason = failure_message(task.result) if isinstance(task.result, BaseException) else "no result"
+                watched = {"outcome": "failed", "reason": f"monitor_job failed: {reason}"}
+            outcomes[child_id] = final_outcome(configured, watched, now)
 
     finished_at = iso(context.current_utc_datetime)
     ordered = [outcomes[child_instance_id(batch_id, inst.get("key"))] for inst in instances]
     report = batch_report(batch_id, data.get("requestId"), started_at, finished_at, ordered,
                           seconds_between(started_at, finished_at))
-    context.set_custom_status({"phase": "completed", "counts": progress_counts(len(instances), 0, 0, ordered)})
+    context.set_custom_status({"phase": "completed", "counts": progress_counts(len(instances), 0, 0, 0, ordered)})
     return report
 
 
-def _report_progress(context, total: int, queued: int, running: int, outcomes: dict) -> None:
-    context.set_custom_status({"phase": "provisioning",
-                               "counts": progress_counts(total, queued, running, list(outcomes.values()))})
+def _report_progress(context, total: int, queued: int, configuring: int, monitoring: int, outcomes: dict) -> None:
+    counts = progress_counts(total, queued, configuring, monitoring, list(outcomes.values()))
+    context.set_custom_status({"phase": "provisioning", "counts": counts})
 
 
 def _child_outcome(task, inst: dict[str, Any], child_id: str, at: str) -> dict[str, Any]:

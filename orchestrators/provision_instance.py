@@ -7,6 +7,10 @@ credentials, assignments?: {users, groups}, syncAll?, labels?, notificationEmail
 synchronizationTemplateId?}, "options": {...}}`` (the request form of ``core.model`` plus ``key``).
 ``credentials`` holds Key Vault references and non-secret literals only.
 
+With ``"monitor": false`` in the input it stops after setup and returns the outcome ``configured``
+(plus ``jobStartedAt``); ``provision_batch`` does that so that its concurrency bound, which exists
+for Graph's write limit, covers only the write-heavy setup and not hours of monitoring.
+
 Output (always returned, never raised, so the batch report has the reason): ``{instanceKey,
 displayName, orchestrationId, outcome, reason, error?, ids: {applicationId, appId,
 servicePrincipalId, jobId}, timings: {startedAt, configuredAt, finishedAt, setupSeconds,
@@ -29,18 +33,17 @@ import azure.durable_functions as df
 from core import names
 from orchestrators.blueprint import bp
 from orchestrators.options import WorkflowOptions
-from orchestrators.report import monitor_instance_id
-from orchestrators.steps import call_step, failure_message, iso, seconds_between
+from orchestrators.report import CONFIGURED, final_outcome, monitor_instance_id
+from orchestrators.steps import call_step, failure_message, iso
 
 
 @bp.function_name(names.PROVISION_INSTANCE)
 @bp.orchestration_trigger(context_name="context")
 def provision_instance(context: df.DurableOrchestrationContext):
-    """Run the setup activities for one instance, then ``monitor_job``; return its outcome."""
+    """Run the setup activities for one instance, then (unless told not to) ``monitor_job``."""
     data: dict[str, Any] = context.get_input() or {}
     options = WorkflowOptions.from_dict(data.get("options"))
     inst: dict[str, Any] = data.get("instance") or {}
-    started_at = iso(context.current_utc_datetime)
     outcome: dict[str, Any] = {
         "instanceKey": inst.get("key"),
         "displayName": inst.get("displayName"),
@@ -48,7 +51,7 @@ def provision_instance(context: df.DurableOrchestrationContext):
         "outcome": None,
         "reason": None,
         "ids": {},
-        "timings": {"startedAt": started_at},
+        "timings": {"startedAt": iso(context.current_utc_datetime)},
         "polls": 0,
         "provisioningErrors": [],
     }
@@ -59,26 +62,34 @@ def provision_instance(context: df.DurableOrchestrationContext):
 
     setup = yield from _setup(context, inst, data.get("batchId"), outcome["ids"], step)
     if not setup.get("ok"):
-        return _finish(context, outcome, {"outcome": "failed", "error": setup["error"],
-                                          "reason": _reason(setup["error"])})
+        error = setup["error"]
+        return _done(context, outcome, {"outcome": "failed", "error": error, "reason": _reason(error)})
     outcome["timings"]["configuredAt"] = iso(context.current_utc_datetime)
+    if data.get("monitor") is False:  # the batch watches the job itself (its concurrency bound is for setup)
+        context.set_custom_status({"step": "configured", "instanceKey": inst.get("key")})
+        return {**outcome, "outcome": CONFIGURED, "jobStartedAt": setup["startedAt"]}
 
     context.set_custom_status({"step": names.MONITOR_JOB, "instanceKey": inst.get("key")})
-    started = setup["startedAt"]
-    deadline = context.current_utc_datetime + dt.timedelta(seconds=options.monitor_deadline)
-    monitor_input = {
-        "servicePrincipalId": outcome["ids"]["servicePrincipalId"],
-        "jobId": outcome["ids"]["jobId"],
-        "startedAt": started,
-        "deadline": iso(deadline),
-        "options": data.get("options") or {},
-    }
+    monitor_input = monitor_job_input(outcome["ids"], setup["startedAt"], context.current_utc_datetime,
+                                      data.get("options") or {}, options)
     try:
         watched = yield context.call_sub_orchestrator(names.MONITOR_JOB, monitor_input,
                                                       instance_id=monitor_instance_id(context.instance_id))
     except Exception as exc:
         watched = {"outcome": "failed", "reason": f"monitor_job failed: {failure_message(exc)}"}
-    return _finish(context, outcome, watched or {})
+    return _done(context, outcome, watched or {})
+
+
+def monitor_job_input(ids: dict[str, Any], job_started_at: str, now: dt.datetime, raw_options: dict[str, Any],
+                      options: WorkflowOptions) -> dict[str, Any]:
+    """The input of ``monitor_job`` for a job started at ``job_started_at`` (deadline counted from ``now``)."""
+    return {
+        "servicePrincipalId": ids.get("servicePrincipalId"),
+        "jobId": ids.get("jobId"),
+        "startedAt": job_started_at,
+        "deadline": iso(now + dt.timedelta(seconds=options.monitor_deadline)),
+        "options": raw_options,
+    }
 
 
 def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, Any], step):
@@ -148,19 +159,7 @@ def _reason(error: dict[str, Any]) -> str:
     return f"{step}: {detail}"
 
 
-def _finish(context, outcome: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    finished_at = iso(context.current_utc_datetime)
-    timings = outcome["timings"]
-    timings["finishedAt"] = finished_at
-    timings["setupSeconds"] = seconds_between(timings["startedAt"], timings.get("configuredAt"))
-    timings["totalSeconds"] = seconds_between(timings["startedAt"], finished_at)
-    outcome["outcome"] = result.get("outcome") or "failed"
-    outcome["reason"] = result.get("reason")
-    if result.get("error"):
-        outcome["error"] = result["error"]
-    for key in ("polls", "status", "steadyStateAt"):
-        if key in result:
-            outcome[key] = result[key]
-    outcome["provisioningErrors"] = result.get("provisioningErrors") or []
-    context.set_custom_status({"step": "done", "instanceKey": outcome["instanceKey"], "outcome": outcome["outcome"]})
-    return outcome
+def _done(context, outcome: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    done = final_outcome(outcome, result, iso(context.current_utc_datetime))
+    context.set_custom_status({"step": "done", "instanceKey": done["instanceKey"], "outcome": done["outcome"]})
+    return done

@@ -11,6 +11,9 @@ Outcome vocabulary (``outcome`` field of every instance):
 * ``failed``      - a setup step failed (invalid input, missing permission, bad credentials...);
   ``reason`` and ``error.step`` say which and why.
 * ``timedOut``    - the job did not settle before the monitoring deadline.
+
+``configured`` is only an intermediate state: ``provision_instance`` called with ``monitor: false``
+(as ``provision_batch`` does) returns it when setup succeeded, and the batch then watches the job.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from collections import Counter
 from typing import Any
 
 from core import model
+from orchestrators.steps import seconds_between
 
 OUTCOMES = ("steadyState", "quarantined", "failed", "timedOut")
+CONFIGURED = "configured"
 
 
 def child_instance_id(batch_id: str, instance_key: str) -> str:
@@ -38,9 +43,11 @@ def monitor_instance_id(child_id: str) -> str:
     return f"{child_id}:monitor"
 
 
-def progress_counts(total: int, queued: int, running: int, outcomes: list[dict[str, Any]]) -> dict[str, int]:
+def progress_counts(total: int, queued: int, configuring: int, monitoring: int,
+                    outcomes: list[dict[str, Any]]) -> dict[str, int]:
     """Counts per phase for the batch's custom status while it runs."""
-    counts = {"total": total, "queued": queued, "running": running}
+    counts = {"total": total, "queued": queued, "configuring": configuring, "monitoring": monitoring,
+              "running": configuring + monitoring}
     tally = Counter(o.get("outcome") for o in outcomes)
     for name in OUTCOMES:
         counts[name] = tally.get(name, 0)
@@ -69,8 +76,9 @@ def top_errors(outcomes: list[dict[str, Any]], limit: int = 10) -> list[dict[str
 def batch_report(batch_id: str, request_id: str | None, started_at: str, finished_at: str,
                  outcomes: list[dict[str, Any]], duration_seconds: float | None) -> dict[str, Any]:
     """The batch report: the orchestration output of ``provision_batch``."""
-    counts = progress_counts(len(outcomes), 0, 0, outcomes)
-    del counts["queued"], counts["running"]
+    counts = progress_counts(len(outcomes), 0, 0, 0, outcomes)
+    for phase in ("queued", "configuring", "monitoring", "running"):
+        del counts[phase]
     return {
         "batchId": batch_id,
         "requestId": request_id,
@@ -82,6 +90,30 @@ def batch_report(batch_id: str, request_id: str | None, started_at: str, finishe
         "instances": outcomes,
         "topErrors": top_errors(outcomes),
     }
+
+
+def final_outcome(outcome: dict[str, Any], result: dict[str, Any], finished_at: str) -> dict[str, Any]:
+    """Complete an instance outcome (from setup) with the final result (failed setup or ``monitor_job``).
+
+    ``outcome`` carries the instance's ids and ``timings.startedAt``/``configuredAt``; ``result``
+    has ``outcome``, ``reason`` and optionally ``error``, ``polls``, ``status``, ``steadyStateAt``,
+    ``provisioningErrors``. Returns a new dict; neither argument is changed.
+    """
+    done = {**outcome, "timings": dict(outcome.get("timings") or {})}
+    timings = done["timings"]
+    timings["finishedAt"] = finished_at
+    timings["setupSeconds"] = seconds_between(timings.get("startedAt"), timings.get("configuredAt"))
+    timings["totalSeconds"] = seconds_between(timings.get("startedAt"), finished_at)
+    done["outcome"] = result.get("outcome") or "failed"
+    done["reason"] = result.get("reason")
+    if result.get("error"):
+        done["error"] = result["error"]
+    for key in ("polls", "status", "steadyStateAt"):
+        if key in result:
+            done[key] = result[key]
+    done["provisioningErrors"] = result.get("provisioningErrors") or []
+    done.pop("jobStartedAt", None)
+    return done
 
 
 def not_started_outcome(instance: dict[str, Any], child_id: str, error: dict[str, Any], at: str) -> dict[str, Any]:

@@ -120,17 +120,28 @@ async def _live_instances(client, batch_id: str, data: dict[str, Any]) -> list[d
     limit = asyncio.Semaphore(_SUMMARY_CONCURRENCY)
 
     async def one(inst: dict[str, Any]) -> dict[str, Any]:
+        child_id = child_instance_id(batch_id, inst.get("key"))
         async with limit:
-            child = await client.get_status(child_instance_id(batch_id, inst.get("key")))
+            child = await client.get_status(child_id)
         view = {"instanceKey": inst.get("key"), "displayName": inst.get("displayName"), "outcome": None,
                 "step": "queued"}
-        if child:
-            if child.runtime_status and child.runtime_status.value == "Completed" and isinstance(child.output, dict):
-                return _instance_view(child.output)
+        if not child:
+            return view
+        runtime = child.runtime_status.value if child.runtime_status else "Pending"
+        output = child.output if isinstance(child.output, dict) else {}
+        if runtime == "Completed" and output.get("outcome") == "configured":
+            # configured; the batch watches the job (monitor_job <child id>:monitor)
+            async with limit:
+                monitor = await client.get_status(child_id + ":monitor")
+            custom = monitor.custom_status if monitor and isinstance(monitor.custom_status, dict) else {}
+            view.update(step="monitor_job", ids=output.get("ids"), polls=custom.get("polls", 0))
+        elif runtime == "Completed" and output:
+            return _instance_view(output)
+        elif runtime == "Failed":
+            view.update(step="failed", outcome="failed", reason="the instance orchestration failed")
+        else:
             custom = child.custom_status if isinstance(child.custom_status, dict) else {}
-            view["step"] = custom.get("step") or (child.runtime_status.value if child.runtime_status else "pending")
-            if child.runtime_status and child.runtime_status.value == "Failed":
-                view.update(outcome="failed", reason="the instance orchestration failed")
+            view["step"] = custom.get("step") or runtime
         return view
 
     return list(await asyncio.gather(*(one(inst) for inst in instances)))

@@ -13,9 +13,9 @@ COUNT = 30
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    # a slower provisioning clock and fewer instances in flight, so the kill lands mid-batch
+    # fewer instances configured at once, so the kill finds some queued, some in setup, some watched
     running = Stack(tmp_path_factory.mktemp("workflow-crash"), time_scale=10.0,
-                    env={"BATCH_MAX_IN_FLIGHT": "10"})
+                    env={"BATCH_MAX_IN_FLIGHT": "5"})
     yield running
     running.stop()
 
@@ -27,10 +27,11 @@ def test_sigkill_mid_batch_then_restart_finishes_every_instance_once(stack):
     def mid_batch():
         status = stack.host.get_status(batch_id) or {}
         counts = (status.get("customStatus") or {}).get("counts") or {}
-        done = sum(counts.get(k, 0) for k in ("steadyState", "quarantined", "failed", "timedOut"))
-        return counts if counts.get("running", 0) > 0 and counts.get("queued", 0) > 0 and done >= 1 else None
+        busy = counts.get("queued", 0) > 0 and counts.get("configuring", 0) > 0 and counts.get("monitoring", 0) > 0
+        return counts if busy else None
 
-    at_kill = wait_until(mid_batch, timeout=120, interval=0.1, what="a batch with finished, running and queued instances")
+    at_kill = wait_until(mid_batch, timeout=120, interval=0.05,
+                         what="a batch with queued, configuring and monitored instances")
     stack.host.kill()
     assert not stack.host.is_running()
     stack.host.start()
