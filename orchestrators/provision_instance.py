@@ -117,7 +117,8 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
     if not result.get("ok"):
         return result
 
-    job_request = {"servicePrincipalId": sp_id}
+    # the application template id lets the activity reuse its cached list of synchronization templates
+    job_request = {"servicePrincipalId": sp_id, "applicationTemplateId": template_id}
     if inst.get("synchronizationTemplateId"):
         job_request["synchronizationTemplateId"] = inst["synchronizationTemplateId"]
     result = yield from step(names.ENSURE_JOB, job_request)
