@@ -23,6 +23,8 @@ from orchestrators.options import WorkflowOptions
 
 #: longest error text kept in outputs and custom status
 _MAX_MESSAGE = 300
+#: cap of the doubling minimum wait between throttled calls (seconds)
+_MAX_THROTTLE_FLOOR = 8.0
 
 
 def failure(step: str, code: str, message: str, kind: str = "permanent") -> dict[str, Any]:
@@ -79,8 +81,9 @@ def throttle_delay(retry_after: Any, wait_number: int, seed: str, options: Workf
     """How long to wait before calling a throttled activity again (seconds).
 
     At least Graph's ``Retry-After``, and at least a floor that doubles with every wait (0.5 s, 1 s,
-    2 s, ...): when many instances compete for one write budget, Retry-After is tiny for each of
-    them and a fixed floor would spend the wait budget in seconds. A deterministic jitter of up to
+    2 s, ... up to 8 s): when many instances compete for one write budget, Retry-After is tiny for
+    each of them and a fixed floor would spend the wait budget in seconds, while an uncapped one
+    leaves a straggler asleep long after the others are done. A deterministic jitter of up to
     50 % (a hash of the instance, the step and the wait number - never a random number, which
     would break replay) spreads the contenders apart.
     """
@@ -88,7 +91,7 @@ def throttle_delay(retry_after: Any, wait_number: int, seed: str, options: Workf
         delay = float(retry_after)
     except (TypeError, ValueError):
         delay = options.default_throttle_wait
-    floor = 0.5 * 2 ** max(0, wait_number - 1)
+    floor = min(0.5 * 2 ** max(0, wait_number - 1), _MAX_THROTTLE_FLOOR)
     jitter = 1 + (zlib.crc32(f"{seed}:{wait_number}".encode()) % 1000) / 2000
     return round(min(max(delay, floor) * jitter, options.max_throttle_wait), 3)
 
