@@ -214,12 +214,8 @@ async def graph_handler(request: web.Request) -> web.Response:
     path = graph_routes.resolve_alternate_key(path, state)
     route, params = graph_routes.match_route(request.method, path)
     info(request)["route"] = f"/{version}/{route.name}"
-    usage = []
-    if graph_routes.is_write(request.method):
-        usage.append(state.faults.throttle("writes", caller.client_id, state.directory.tenant_id))
-    if route.budget:
-        usage.append(state.faults.throttle(route.budget, caller.client_id, state.directory.tenant_id))
-    highest = max((u for u in usage if u is not None), default=0.0)
+    buckets = (["writes"] if graph_routes.is_write(request.method) else []) + ([route.budget] if route.budget else [])
+    highest = state.faults.throttle(buckets, caller.client_id, state.directory.tenant_id) or 0.0
     state.faults.maybe_error()
     body = await request.read()
     graph_request = graph_routes.GraphRequest(
@@ -254,6 +250,12 @@ def _dumps(value: Any) -> str:
 async def graph_root_handler(request: web.Request) -> web.Response:
     info(request)["kind"] = "graph"
     raise GraphError(400, "BadRequest", "Invalid version.")
+
+
+async def unknown_version_handler(request: web.Request) -> web.Response:
+    """``/v2.0/...`` and the like: Graph answers 400 "Invalid version: v2.0" in its envelope."""
+    info(request)["kind"] = "graph"
+    raise GraphError(400, "BadRequest", f"Invalid version: {request.match_info['version']}")
 
 
 # -- application ---------------------------------------------------------------------------------
@@ -295,6 +297,7 @@ def build_app(state: EmulatorState) -> web.Application:
     keyvault_routes.add_routes(app)
     app.router.add_route("*", r"/{version:v1\.0|beta}/{tail:.*}", graph_handler)
     app.router.add_route("*", r"/{version:v1\.0|beta}", graph_root_handler)
+    app.router.add_route("*", r"/{version:v\d+(?:\.\d+)?}/{tail:.*}", unknown_version_handler)
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", openid_config_handler)
     app.router.add_post("/{tenant}/oauth2/v2.0/token", token_handler)
     app.router.add_get("/{tenant}/discovery/v2.0/keys", jwks_handler)

@@ -91,10 +91,11 @@ def test_unknown_routes(graph: GraphClient, sp, path, segment):
     assert segment in error["message"]
 
 
-def test_unknown_version(graph: GraphClient):
-    response = graph.request("GET", f"{graph.base}/v2.0/servicePrincipals")
-    assert response.status_code in (400, 404)
-    assert "Traceback" not in response.text
+@pytest.mark.parametrize("version", ["v2.0", "v1", "v3.0"])
+def test_unknown_version(graph: GraphClient, version):
+    """Graph answers an unknown version with 400 "Invalid version: ..." in its envelope."""
+    error = assert_graph_error(graph.request("GET", f"{graph.base}/{version}/servicePrincipals"), 400, "BadRequest")
+    assert error["message"] == f"Invalid version: {version}"
 
 
 def test_wrong_method(graph: GraphClient, sp):
