@@ -22,8 +22,9 @@ from emulator.graph_directory import (
 )
 from emulator.graph_request import GraphRequest, Reply
 from emulator.graph_sync import (
-    application_sync_templates, create_job, delete_job, get_job, get_schema, get_secrets, job_action, list_jobs, provision_on_demand,
-    provisioning_logs, put_schema, put_secrets, sync_template, sync_templates, validate_without_job,
+    application_sync_template, application_sync_template_schema, application_sync_templates, application_validate_credentials,
+    create_job, delete_job, get_job, get_schema, get_secrets, job_action, list_jobs, provision_on_demand, provisioning_logs,
+    put_schema, put_secrets, sync_template, sync_template_schema, sync_templates, validate_without_job,
 )
 from emulator.state import EmulatorState
 
@@ -60,6 +61,9 @@ ROUTES: list[Route] = [
     _route("GET", "applications/{object_id}/owners", list_app_owners),
     _route("POST", "applications/{object_id}/owners/$ref", add_app_owner),
     _route("GET", "applications/{object_id}/synchronization/templates", application_sync_templates),
+    _route("GET", "applications/{object_id}/synchronization/templates/{template_id}", application_sync_template),
+    _route("GET", "applications/{object_id}/synchronization/templates/{template_id}/schema", application_sync_template_schema),
+    _route("POST", "applications/{object_id}/synchronization/jobs/validateCredentials", application_validate_credentials),
     _route("GET", "servicePrincipals", list_service_principals),
     _route("GET", "servicePrincipals/{sp_id}", get_service_principal),
     _route("PATCH", "servicePrincipals/{sp_id}", patch_service_principal),
@@ -75,6 +79,7 @@ ROUTES: list[Route] = [
     _route("DELETE", "servicePrincipals/{sp_id}/appRoleAssignments/{assignment_id}", remove_assignment),
     _route("GET", SYNC + "/templates", sync_templates),
     _route("GET", SYNC + "/templates/{template_id}", sync_template),
+    _route("GET", SYNC + "/templates/{template_id}/schema", sync_template_schema),
     _route("GET", SYNC + "/jobs", list_jobs),
     _route("POST", SYNC + "/jobs", create_job),
     _route("POST", SYNC + "/jobs/validateCredentials", validate_without_job),

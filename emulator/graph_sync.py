@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from emulator.errors import not_found
 from emulator.graph_request import GraphRequest, Reply
 
 # -- synchronization (delegated to the provisioning simulation) ----------------------------------
@@ -36,15 +37,64 @@ def sync_template(req: GraphRequest, sp_id: str, template_id: str) -> Reply:
     return req.entity(template, f"servicePrincipals('{sp_id}')/synchronization/templates")
 
 
-def application_sync_templates(req: GraphRequest, object_id: str) -> Reply:
-    """``/applications/{id}/synchronization/templates``: the same templates, via the application."""
+def _template_schema(req: GraphRequest, template: dict, context: str) -> Reply:
+    """A synchronization template's schema (its ``id`` is the template id, as a job schema's is the job id)."""
+    schema = template.get("schema") or {"directories": [], "synchronizationRules": []}
+    return Reply(200, {"@odata.context": req.context(context), "id": template["id"], **schema})
+
+
+def sync_template_schema(req: GraphRequest, sp_id: str, template_id: str) -> Reply:
+    """``GET .../synchronization/templates/{templateId}/schema`` (reference §2 table)."""
+    _sync_target(req, sp_id, write=False)
+    template = req.service.get_template(sp_id, template_id)
+    return _template_schema(req, template, f"servicePrincipals('{sp_id}')/synchronization/templates('{template_id}')/schema/$entity")
+
+
+def _application_sp(req: GraphRequest, object_id: str, write: bool) -> dict | None:
+    """The service principal behind ``/applications/{id}/synchronization/...`` (None if it has none)."""
     app = req.directory.get_application(object_id)
     req.visible(object_id, synchronization=True)
-    req.require("sync.read", owned_object=object_id)
-    sp = req.directory.sp_for_application(app)
+    req.require("sync.write" if write else "sync.read", owned_object=object_id)
+    return req.directory.sp_for_application(app)
+
+
+def application_sync_templates(req: GraphRequest, object_id: str) -> Reply:
+    """``/applications/{id}/synchronization/templates``: the same templates, via the application."""
+    sp = _application_sp(req, object_id, write=False)
     templates = req.service.list_templates(sp["id"]) if sp is not None else []
     return req.collection(templates, f"applications/{object_id}/synchronization/templates",
                           f"applications('{object_id}')/synchronization/templates")
+
+
+def _application_template(req: GraphRequest, object_id: str, template_id: str) -> dict:
+    sp = _application_sp(req, object_id, write=False)
+    if sp is None:
+        raise not_found(template_id)
+    return req.service.get_template(sp["id"], template_id)
+
+
+def application_sync_template(req: GraphRequest, object_id: str, template_id: str) -> Reply:
+    """``GET /applications/{id}/synchronization/templates/{templateId}``."""
+    template = _application_template(req, object_id, template_id)
+    return req.entity(template, f"applications('{object_id}')/synchronization/templates")
+
+
+def application_sync_template_schema(req: GraphRequest, object_id: str, template_id: str) -> Reply:
+    """``GET /applications/{id}/synchronization/templates/{templateId}/schema``."""
+    template = _application_template(req, object_id, template_id)
+    return _template_schema(req, template, f"applications('{object_id}')/synchronization/templates('{template_id}')/schema/$entity")
+
+
+def application_validate_credentials(req: GraphRequest, object_id: str) -> Reply:
+    """``POST /applications/{id}/synchronization/jobs/validateCredentials`` (reference §2.9, OBS form).
+
+    Same body and answers as the service principal's collection-bound form (``templateId`` needed).
+    """
+    sp = _application_sp(req, object_id, write=True)
+    if sp is None:
+        raise not_found(object_id)
+    req.service.validate_credentials(sp["id"], None, req.json())
+    return Reply(204)
 
 
 def list_jobs(req: GraphRequest, sp_id: str) -> Reply:

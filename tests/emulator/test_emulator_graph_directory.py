@@ -291,3 +291,30 @@ def test_sync_templates_via_the_application(graph: GraphClient):
     via_app = graph.get(f"applications/{app['id']}/synchronization/templates").json()["value"]
     via_sp = graph.get(f"servicePrincipals/{sp['id']}/synchronization/templates").json()["value"]
     assert [t["id"] for t in via_app] == [t["id"] for t in via_sp] == ["aws"]
+
+
+def test_template_by_id_and_template_schemas(graph: GraphClient):
+    """Reference §2: templates and template schemas, under the service principal and the application."""
+    app, sp = graph.instantiate("Template schemas", AWS_SINGLE_ACCOUNT)
+    listed = graph.get(f"servicePrincipals/{sp['id']}/synchronization/templates").json()["value"][0]
+    for base in (f"servicePrincipals/{sp['id']}", f"applications/{app['id']}"):
+        one = graph.get(f"{base}/synchronization/templates/aws")
+        assert one.status_code == 200, one.text
+        assert {k: v for k, v in one.json().items() if k != "@odata.context"} == listed
+        schema = graph.get(f"{base}/synchronization/templates/aws/schema")
+        assert schema.status_code == 200, schema.text
+        body = schema.json()
+        assert body["id"] == "aws" and body["synchronizationRules"] == listed["schema"]["synchronizationRules"]
+        assert body["directories"] == listed["schema"]["directories"]
+        assert_graph_error(graph.get(f"{base}/synchronization/templates/nope/schema"), 404, "Request_ResourceNotFound")
+
+
+def test_validate_credentials_through_the_application(graph: GraphClient):
+    """Reference §2.9: the collection-bound form also exists under ``/applications/{id}`` (OBS)."""
+    app, _ = graph.instantiate("Validate via app")
+    good = [{"key": "BaseAddress", "value": "https://scim.contoso.test/scim/v2"}, {"key": "SecretToken", "value": "demo-scim-token"}]
+    path = f"applications/{app['id']}/synchronization/jobs/validateCredentials"
+    assert graph.post(path, json={"templateId": "scim", "credentials": good}).status_code == 204
+    bad = [good[0], {"key": "SecretToken", "value": "wrong"}]
+    assert graph.post(path, json={"templateId": "scim", "credentials": bad}).status_code == 400
+    assert_graph_error(graph.post(path, json={"credentials": good}), 400, "BadRequest")  # templateId is needed here
