@@ -122,33 +122,40 @@ class Faults:
         return copy.deepcopy(self.config)
 
     # -- throttling ---------------------------------------------------------------------------
-    def throttle(self, bucket: str, app_id: str, tenant_id: str) -> float | None:
-        """Take one token from ``bucket`` for the caller or raise the 429.
+    def throttle(self, buckets: list[str], app_id: str, tenant_id: str) -> float | None:
+        """Take one token from each of ``buckets`` for the caller, or raise the 429.
 
-        Returns the share of the quota in use after this request (for
-        ``x-ms-throttle-limit-percentage``), or None when throttling is off.
+        All or nothing: a request that one bucket throttles takes no token from the others
+        (provisionOnDemand counts against its own 5-per-10-s budget *and* the write quota), so
+        a throttled request consumes nothing. Returns the highest share of a quota in use after
+        this request (for ``x-ms-throttle-limit-percentage``), or None when throttling is off.
         """
         throttling = self.config["throttling"]
-        if not throttling["enabled"]:
+        if not throttling["enabled"] or not buckets:
             return None
-        limit = throttling[bucket]["limit"]
-        window = throttling[bucket]["windowSeconds"]
-        rate = limit / window
         now = self.clock.monotonic()
-        state = self.buckets.get((bucket, app_id))
-        if state is None:
-            state = self.buckets[(bucket, app_id)] = _Bucket(tokens=float(limit), updated=now)
-        state.tokens = min(float(limit), state.tokens + (now - state.updated) * rate)
-        state.updated = now
-        if state.tokens >= 1:
+        states = []
+        for bucket in buckets:
+            limit = throttling[bucket]["limit"]
+            rate = limit / throttling[bucket]["windowSeconds"]
+            state = self.buckets.get((bucket, app_id))
+            if state is None:
+                state = self.buckets[(bucket, app_id)] = _Bucket(tokens=float(limit), updated=now)
+            state.tokens = min(float(limit), state.tokens + (now - state.updated) * rate)
+            state.updated = now
+            if state.tokens < 1:
+                wait_real = (1 - state.tokens) / rate / self.clock.scale
+                headers = self._retry_after(wait_real, throttling["retryAfter"])
+                kind = "Write" if bucket == "writes" else "Read"
+                headers["x-ms-throttle-scope"] = f"Tenant_Application/{kind}/{app_id}/{tenant_id}"
+                headers["x-ms-throttle-information"] = "WriteLimitExceeded" if bucket == "writes" else "ResourceUnitLimitExceeded"
+                raise GraphError(429, "TooManyRequests", "Please retry again later.", headers)
+            states.append((state, limit))
+        usage = 0.0
+        for state, limit in states:
             state.tokens -= 1
-            return 1 - state.tokens / limit
-        wait_real = (1 - state.tokens) / rate / self.clock.scale
-        headers = self._retry_after(wait_real, throttling["retryAfter"])
-        kind = "Write" if bucket == "writes" else "Read"
-        headers["x-ms-throttle-scope"] = f"Tenant_Application/{kind}/{app_id}/{tenant_id}"
-        headers["x-ms-throttle-information"] = "WriteLimitExceeded" if bucket == "writes" else "ResourceUnitLimitExceeded"
-        raise GraphError(429, "TooManyRequests", "Please retry again later.", headers)
+            usage = max(usage, 1 - state.tokens / limit)
+        return usage
 
     @staticmethod
     def _retry_after(seconds: float, mode: str) -> dict:

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from emulator.testing import start_emulator
 from emulator_graph import NON_GALLERY, GraphClient, assert_graph_error
 
 SMALL_WRITES = {"writes": {"limit": 2, "windowSeconds": 10}}
@@ -93,6 +94,28 @@ def test_reports_limit_is_5_per_10_seconds_by_default(emulator_env, graph: Graph
     assert graph.get("auditLogs/provisioning").status_code == 200
 
 
+def test_provision_on_demand_limit_is_5_per_10_seconds_and_a_throttled_call_takes_no_write(emulator_env, graph: GraphClient):
+    """provisionOnDemand has its own budget (reference §2.12) and also counts as a write; a call
+    that its own budget throttles must not use up the write quota."""
+    _, sp = graph.instantiate("On-demand throttle target")
+    sync = f"servicePrincipals/{sp['id']}/synchronization"
+    job_id = graph.post(f"{sync}/jobs", json={"templateId": "scim"}).json()["id"]
+    secrets = [{"key": "BaseAddress", "value": "https://scim.contoso.test/scim/v2"}, {"key": "SecretToken", "value": "demo-scim-token"}]
+    assert graph.put(f"{sync}/secrets", json={"value": secrets}).status_code == 204
+    rule_id = graph.get(f"{sync}/jobs/{job_id}/schema").json()["synchronizationRules"][0]["id"]
+    user_id = graph.get("users", params={"$top": "1"}).json()["value"][0]["id"]
+    body = {"parameters": [{"ruleId": rule_id, "subjects": [{"objectId": user_id, "objectTypeName": "User"}]}]}
+    emulator_env.admin.set_faults(throttling={"writes": {"limit": 6, "windowSeconds": 3600}})
+    statuses = [graph.post(f"{sync}/jobs/{job_id}/provisionOnDemand", json=body).status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    throttled = graph.post(f"{sync}/jobs/{job_id}/provisionOnDemand", json=body)
+    assert_graph_error(throttled, 429, "TooManyRequests")
+    assert float(throttled.headers["Retry-After"]) > 0
+    # Five writes used so far: the sixth still goes through, the seventh is over the write quota.
+    assert _write(graph, sp["id"], 1).status_code == 204
+    assert _write(graph, sp["id"], 2).status_code == 429
+
+
 def test_throttling_can_be_disabled(emulator_env, graph: GraphClient):
     emulator_env.admin.set_faults(throttling={"enabled": False})
     assert all(graph.get("auditLogs/provisioning").status_code == 200 for _ in range(8))
@@ -116,6 +139,28 @@ def test_error_rate_is_deterministic_under_the_seed(emulator_env, graph: GraphCl
     first, second = run(), run()
     assert first == second
     assert {200, 503, 504} == set(first)
+
+
+def test_random_faults_follow_the_seed():
+    """``--seed`` fixes the whole fault history (5xx draws and instantiate failures) of a request
+    sequence: the same seed repeats it exactly, another seed gives another one."""
+    faults = {"errors": {"rate": 0.4, "statuses": [500, 503, 504]}, "instantiate": {"status": 404, "rate": 0.5}}
+
+    def history(seed: int) -> list[int]:
+        emu = start_emulator(seed=seed, faults=faults)
+        try:
+            graph = GraphClient(emu)
+            statuses = [graph.get("applicationTemplates", params={"$top": "1"}).status_code for _ in range(20)]
+            statuses += [graph.post(f"applicationTemplates/{NON_GALLERY}/instantiate", json={"displayName": f"app {n}"}).status_code
+                         for n in range(12)]
+            return statuses
+        finally:
+            emu.stop()
+
+    first, again, other = history(7), history(7), history(8)
+    assert first == again
+    assert first != other
+    assert {200, 201, 404} <= set(first) and set(first) & {500, 503, 504}
 
 
 def test_added_latency(emulator_env, graph: GraphClient):
