@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from emulator.runner import load_faults_file, start_server, stop_server
+from emulator.runner import load_faults_file, load_settings_file, start_server, stop_server
 from emulator.state import Options
 
 
@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, bool]:
     parser.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds per real second (default 1)")
     parser.add_argument("--faults", type=Path, help="JSON file of fault settings (see README 'Faults')")
     parser.add_argument("--secrets-file", type=Path, help="JSON file seeding Key Vault (default emulator/data/secrets.json)")
+    parser.add_argument("--settings", type=Path,
+                        help='JSON file {"directory": {...}, "provisioning": {...}} of start settings (see README "Settings")')
     parser.add_argument("--quiet", action="store_true", help="print only the environment")
     args = parser.parse_args(argv)
     if args.time_scale <= 0:
@@ -38,6 +40,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, bool]:
         faults = load_faults_file(args.faults) if args.faults else None
     except (OSError, ValueError) as error:
         parser.error(f"--faults: {error}")
+    try:
+        directory_settings, provisioning_settings = load_settings_file(args.settings) if args.settings else ({}, {})
+    except (OSError, ValueError) as error:
+        parser.error(f"--settings: {error}")
     return Options(
         host=args.host,
         port=args.port,
@@ -48,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, bool]:
         time_scale=args.time_scale,
         faults=faults,
         secrets_file=args.secrets_file,
+        directory_settings=directory_settings,
+        provisioning_settings=provisioning_settings,
     ), args.quiet
 
 

@@ -13,6 +13,7 @@ import time
 from aiohttp import web
 
 from emulator.app_keys import info, state_of
+from emulator.directory import check_directory_setting
 from emulator.errors import GraphError, bad_request
 from emulator.identity import mint_token
 from emulator.permissions import GRAPH_AUDIENCE, VAULT_AUDIENCE
@@ -250,19 +251,34 @@ async def tokens(request: web.Request) -> web.Response:
 
 @_admin
 async def settings(request: web.Request) -> web.Response:
+    """Directory switches and the provisioning simulation's knobs (UNCONFIRMED behaviours, timings).
+
+    PATCH changes last until ``reset`` or a restart (``--settings FILE`` sets start values).
+    """
     state = state_of(request)
     if request.method == "PATCH":
         body = await _body(request)
+        unknown = set(body) - {"directory", "provisioning"}
+        if unknown:
+            raise bad_request(f"Unknown settings section(s): {', '.join(sorted(unknown))} (directory, provisioning).")
         directory_settings = body.get("directory", {})
+        if not isinstance(directory_settings, dict):
+            raise bad_request("'directory' must be an object.")
         for key, value in directory_settings.items():
-            if key not in state.directory.settings:
-                raise bad_request(f"Unknown directory setting '{key}'.")
-            if key == "duplicateAssignmentStatus" and value not in (400, 409):
-                raise bad_request("'duplicateAssignmentStatus' must be 400 or 409.")
-            if key == "instantiateOwnsServicePrincipal" and not isinstance(value, bool):
-                raise bad_request("'instantiateOwnsServicePrincipal' must be true or false.")
+            try:
+                check_directory_setting(key, value)
+            except ValueError as error:
+                raise bad_request(str(error)) from None
             state.directory.settings[key] = value
-    return web.json_response({"directory": state.directory.settings})
+        if "provisioning" in body:
+            if state.provisioning is None:
+                raise bad_request("The provisioning simulation is not available.")
+            try:
+                state.provisioning.update_settings(body["provisioning"])
+            except ValueError as error:
+                raise bad_request(str(error)) from None
+    provisioning = state.provisioning.settings.public() if state.provisioning is not None else None
+    return web.json_response({"directory": state.directory.settings, "provisioning": provisioning})
 
 
 def add_routes(app: web.Application) -> None:

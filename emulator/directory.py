@@ -29,6 +29,18 @@ GROUP_TYPE = "#microsoft.graph.group"
 SP_TYPE = "#microsoft.graph.servicePrincipal"
 
 
+def check_directory_setting(key: str, value: object) -> None:
+    """ValueError unless ``key`` is a directory setting and ``value`` one of its allowed values."""
+    if key == "duplicateAssignmentStatus":
+        if value not in (400, 409) or isinstance(value, bool):
+            raise ValueError("'duplicateAssignmentStatus' must be 400 or 409.")
+    elif key == "instantiateOwnsServicePrincipal":
+        if not isinstance(value, bool):
+            raise ValueError("'instantiateOwnsServicePrincipal' must be true or false.")
+    else:
+        raise ValueError(f"Unknown directory setting '{key}'.")
+
+
 class Directory:
     """One tenant's directory state plus the registered OAuth clients."""
 

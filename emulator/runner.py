@@ -17,6 +17,7 @@ from aiohttp import web
 
 from emulator.app_keys import ORIGIN_KEY
 from emulator.certs import ensure_certificates, server_ssl_context
+from emulator.directory import check_directory_setting
 from emulator.identity import managed_identity_header
 from emulator.server import build_app
 from emulator.state import EmulatorState, Options
@@ -39,6 +40,22 @@ def load_faults_file(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: the faults file must hold a JSON object")
     return data
+
+
+def load_settings_file(path: Path) -> tuple[dict, dict]:
+    """``--settings``: (directory settings, provisioning settings), checked before the server starts."""
+    from emulator.provisioning.settings import EngineSettings  # the provisioning package loads lazily (state.py)
+
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or set(data) - {"directory", "provisioning"}:
+        raise ValueError(f"{path}: expected a JSON object with 'directory' and/or 'provisioning'")
+    directory, provisioning = data.get("directory") or {}, data.get("provisioning") or {}
+    if not isinstance(directory, dict) or not isinstance(provisioning, dict):
+        raise ValueError(f"{path}: 'directory' and 'provisioning' must be objects")
+    for key, value in directory.items():
+        check_directory_setting(key, value)
+    EngineSettings().with_changes(provisioning)
+    return directory, provisioning
 
 
 def client_env(state: EmulatorState, origin: str, ca_pem: Path) -> dict[str, str]:

@@ -129,6 +129,12 @@ class AdminClient:
             return self._call("PATCH", "settings", json={"directory": directory})
         return self._call("GET", "settings")
 
+    def provisioning_settings(self, **changes: Any) -> dict:
+        """Read or change the provisioning simulation's knobs (camelCase, e.g. ``secretKeyErrorStatus=400``)."""
+        if changes:
+            return self._call("PATCH", "settings", json={"provisioning": changes})["provisioning"]
+        return self._call("GET", "settings")["provisioning"]
+
 
 class RunningEmulator:
     """Handle on a started emulator (in-process thread or subprocess)."""

@@ -260,6 +260,18 @@ class ProvisioningService:
             version = "beta" if api_version == "beta" else "v1.0"
             return [render(row, version) for row in self.logs.rows()]
 
+    def update_settings(self, changes: dict) -> dict:
+        """Change knobs at runtime (``PATCH /_emulator/settings``); returns all of them.
+
+        Raises ValueError for an unknown key or a value of the wrong type. Timings apply to the
+        cycles scheduled from now on.
+        """
+        with self._lock:
+            self._advance()
+            self.settings = self.settings.with_changes(changes)
+            self.engine.settings = self.settings
+            return self.settings.public()
+
     def advance(self) -> None:
         """Run the simulation up to ``clock.now()`` (the server calls this before every request)."""
         with self._lock:

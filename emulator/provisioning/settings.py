@@ -72,12 +72,56 @@ class EngineSettings:
             raise ValueError("secrets_put_mode must be 'replace' or 'merge'")
         if kwargs.get("start_without_secrets", "error") not in ("error", "quarantine"):
             raise ValueError("start_without_secrets must be 'error' or 'quarantine'")
+        if kwargs.get("secret_key_error_status", 500) not in (400, 500):
+            raise ValueError("secret_key_error_status must be 400 or 500")
+        if kwargs.get("pause_schedule_state", "Disabled") not in ("Disabled", "Paused"):
+            raise ValueError("pause_schedule_state must be 'Disabled' or 'Paused'")
         return cls(**kwargs, extra=extra)
+
+    def public(self) -> dict[str, Any]:
+        """The knobs with camelCase names, as ``GET /_emulator/settings`` shows them."""
+        return {_camel(f.name): getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+
+    def with_changes(self, changes: dict) -> "EngineSettings":
+        """A copy with ``changes`` (camelCase or snake_case) applied; ValueError names a bad key.
+
+        Each value must have the type of the default it replaces (ints are accepted for floats),
+        so a typo or a string where a number belongs is refused instead of failing mid-cycle.
+        """
+        if not isinstance(changes, dict):
+            raise ValueError("provisioning settings must be a JSON object")
+        current = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        for key, value in changes.items():
+            name = _snake(key)
+            if name not in current or name == "log_capacity":
+                raise ValueError(f"unknown or start-only provisioning setting '{key}'")
+            default = current[name]
+            if isinstance(default, tuple):
+                ok = isinstance(value, (list, tuple)) and all(_is_number(v) and v > 0 for v in value)
+            elif isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, (int, float)):
+                ok = _is_number(value) and value >= 0 and (isinstance(value, int) or isinstance(default, float))
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                raise ValueError(f"provisioning setting '{key}' must be like {default!r}")
+            current[name] = value
+        return EngineSettings.from_dict({**current, **self.extra})
 
     def quarantine_backoff(self, series_count: int) -> float:
         """Seconds until the next re-evaluation after the ``series_count``-th imposition (1-based)."""
         steps = self.quarantine_backoff_seconds or (86400.0,)
         return steps[min(max(series_count, 1), len(steps)) - 1]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _snake(name: str) -> str:

@@ -148,6 +148,22 @@ def test_admin_api_bad_input(emulator_env):
     assert requests.post(f"{base}/seed", json={"users": [{"noName": True}]}).status_code == 400
     assert requests.post(f"{base}/tokens", json={"client": "nobody"}).status_code == 400
     assert requests.patch(f"{base}/settings", json={"directory": {"unknown": 1}}).status_code == 400
+    for bad in ({"provisioning": {"noSuchKnob": 1}}, {"provisioning": {"secretKeyErrorStatus": "400"}},
+                {"provisioning": {"secretsPutMode": "append"}}, {"provisioning": []}, {"elsewhere": {}}):
+        assert requests.patch(f"{base}/settings", json=bad).status_code == 400, bad
+
+
+def test_unconfirmed_behaviours_are_runtime_settings(emulator_env, graph: GraphClient, sp):
+    """The reference's UNCONFIRMED choices can be switched without code (PATCH /_emulator/settings)."""
+    admin = emulator_env.admin
+    assert admin.provisioning_settings()["secretKeyErrorStatus"] == 500
+    wrong_case = {"value": [{"key": "baseAddress", "value": "https://x"}]}
+    assert_graph_error(graph.put(f"servicePrincipals/{sp['id']}/synchronization/secrets", json=wrong_case), 500, "InternalError")
+    assert admin.provisioning_settings(secretKeyErrorStatus=400)["secretKeyErrorStatus"] == 400
+    error = assert_graph_error(graph.put(f"servicePrincipals/{sp['id']}/synchronization/secrets", json=wrong_case), 400, "BadRequest")
+    assert "baseAddress" in error["message"]
+    admin.reset()  # back to the start settings
+    assert admin.provisioning_settings()["secretKeyErrorStatus"] == 500
 
 
 def test_oversized_body_gets_the_envelope(graph: GraphClient, sp):

@@ -82,7 +82,8 @@ def test_same_seed_same_tenant_other_seed_other_tenant():
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--time-scale", "0"], "time-scale"), (["--port", "70000"], "port"), (["--faults", "/nonexistent.json"], "faults")],
+    [(["--time-scale", "0"], "time-scale"), (["--port", "70000"], "port"), (["--faults", "/nonexistent.json"], "faults"),
+     (["--settings", "/nonexistent.json"], "settings")],
 )
 def test_bad_flags_exit_with_usage_error(args, message):
     result = subprocess.run([sys.executable, "-m", "emulator", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20)
@@ -90,15 +91,42 @@ def test_bad_flags_exit_with_usage_error(args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_faults_file_is_applied(tmp_path: Path):
+def test_faults_and_settings_files_are_applied(tmp_path: Path):
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps({"latency": {"ms": 1}, "throttling": {"retryAfter": "integer"}}))
-    emu = start_emulator_process(faults_file=faults)
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"directory": {"duplicateAssignmentStatus": 409},
+                                    "provisioning": {"secretKeyErrorStatus": 400, "pauseScheduleState": "Paused"}}))
+    emu = start_emulator_process(faults_file=faults, extra_args=["--settings", str(settings)])
     try:
         config = emu.admin.faults()
         assert config["latency"]["ms"] == 1 and config["throttling"]["retryAfter"] == "integer"
+        assert emu.admin.settings()["directory"]["duplicateAssignmentStatus"] == 409
+        knobs = emu.admin.provisioning_settings()
+        assert knobs["secretKeyErrorStatus"] == 400 and knobs["pauseScheduleState"] == "Paused"
+        graph = GraphClient(emu)
+        _, sp = graph.instantiate("Settings file app")
+        wrong = graph.put(f"servicePrincipals/{sp['id']}/synchronization/secrets", json={"value": [{"key": "baseAddress", "value": "x"}]})
+        assert wrong.status_code == 400
     finally:
         emu.stop()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [{"provisioning": {"noSuchKnob": 1}}, {"provisioning": {"secretKeyErrorStatus": 418}},
+     {"directory": {"duplicateAssignmentStatus": 401}}, {"other": {}}, []],
+)
+def test_bad_settings_file_is_a_usage_error(tmp_path: Path, capsys, content):
+    """Checked by the argument parser (in-process here; the subprocess path is in the test above)."""
+    from emulator.__main__ import parse_args
+
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(content))
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--settings", str(settings)])
+    assert exited.value.code == 2
+    assert "--settings" in capsys.readouterr().err
 
 
 def test_tenant_survives_graceful_restart(tmp_path: Path):
