@@ -91,14 +91,27 @@ def test_bad_flags_exit_with_usage_error(args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_faults_and_settings_files_are_applied(tmp_path: Path):
+def test_faults_settings_and_secrets_files_are_applied(tmp_path: Path):
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps({"latency": {"ms": 1}, "throttling": {"retryAfter": "integer"}}))
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"directory": {"duplicateAssignmentStatus": 409},
                                     "provisioning": {"secretKeyErrorStatus": 400, "pauseScheduleState": "Paused"}}))
-    emu = start_emulator_process(faults_file=faults, extra_args=["--settings", str(settings)])
+    vault_seed = tmp_path / "secrets.json"
+    vault_seed.write_text(json.dumps({"secrets": {"my-target-token": {"value": "s3cret", "tags": {"scenario": "healthy"}},
+                                                  "plain-one": "plain"}}))
+    emu = start_emulator_process(faults_file=faults, extra_args=["--settings", str(settings), "--secrets-file", str(vault_seed)])
     try:
+        import requests
+
+        vault_token = GraphClient(emu).fetch_token("https://vault.azure.net/.default")
+        seeded = requests.get(f"{emu.env['KEY_VAULT_URL']}/secrets/my-target-token", params={"api-version": "7.6"},
+                              headers={"Authorization": f"Bearer {vault_token}"}, verify=emu.ca_bundle, timeout=10)
+        assert seeded.status_code == 200 and seeded.json()["value"] == "s3cret"
+        assert seeded.json()["tags"] == {"scenario": "healthy"}
+        default_seed = requests.get(f"{emu.env['KEY_VAULT_URL']}/secrets/scim-contoso-token", params={"api-version": "7.6"},
+                                    headers={"Authorization": f"Bearer {vault_token}"}, verify=emu.ca_bundle, timeout=10)
+        assert default_seed.status_code == 404  # the file replaces the default seed
         config = emu.admin.faults()
         assert config["latency"]["ms"] == 1 and config["throttling"]["retryAfter"] == "integer"
         assert emu.admin.settings()["directory"]["duplicateAssignmentStatus"] == 409
