@@ -100,6 +100,11 @@ def _tokenize(text: str) -> list[_Token]:
     return tokens
 
 
+# How deeply a $filter may nest (parentheses, not, functions, lambdas). Graph's own limit is not
+# documented; real filters use a handful of levels.
+MAX_FILTER_DEPTH = 50
+
+
 class _Parser:
     """Recursive-descent parser producing closures ``(item, scope) -> value``."""
 
@@ -109,6 +114,7 @@ class _Parser:
         self.pos = 0
         self.ignore_case = ignore_case
         self.lambda_vars: list[str] = []
+        self.depth = 0
 
     # -- token helpers -------------------------------------------------------------------------
     def peek(self, offset: int = 0) -> _Token | None:
@@ -143,25 +149,38 @@ class _Parser:
         return node
 
     def parse_or(self):
-        left = self.parse_and()
+        # Every nested group, function argument, lambda body and "not" comes through here or
+        # parse_not: bounding the depth keeps a hostile filter from ending in a RecursionError (500).
+        self.depth += 1
+        if self.depth > MAX_FILTER_DEPTH:
+            raise invalid_filter(f"the expression is nested more than {MAX_FILTER_DEPTH} levels deep.")
+        terms = [self.parse_and()]
         while self.at_keyword("or"):
             self.next()
-            right = self.parse_and()
-            left = (lambda a, b: lambda item, scope: a(item, scope) is True or b(item, scope) is True)(left, right)
-        return left
+            terms.append(self.parse_and())
+        self.depth -= 1
+        if len(terms) == 1:
+            return terms[0]
+        # A flat any() rather than nested closures: long "a or b or c ..." chains evaluate without deep recursion.
+        return lambda item, scope: any(term(item, scope) is True for term in terms)
 
     def parse_and(self):
-        left = self.parse_not()
+        terms = [self.parse_not()]
         while self.at_keyword("and"):
             self.next()
-            right = self.parse_not()
-            left = (lambda a, b: lambda item, scope: a(item, scope) is True and b(item, scope) is True)(left, right)
-        return left
+            terms.append(self.parse_not())
+        if len(terms) == 1:
+            return terms[0]
+        return lambda item, scope: all(term(item, scope) is True for term in terms)
 
     def parse_not(self):
         if self.at_keyword("not"):
             self.next()
+            self.depth += 1
+            if self.depth > MAX_FILTER_DEPTH:
+                raise invalid_filter(f"the expression is nested more than {MAX_FILTER_DEPTH} levels deep.")
             inner = self.parse_not()
+            self.depth -= 1
             return lambda item, scope: inner(item, scope) is not True
         return self.parse_comparison()
 

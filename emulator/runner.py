@@ -127,7 +127,9 @@ async def start_server(options: Options) -> Started:
     host = f"[{options.host}]" if ":" in options.host else options.host
     origin = f"https://{host}:{port}"
     app[ORIGIN_KEY]["origin"] = origin
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    # Request lines up to 32 KiB (aiohttp's default is 8 KiB): long $filter queries get Graph's
+    # answers from the app instead of aiohttp's plain-text 400, which has no OData envelope.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0, max_line_size=32768)
     await runner.setup()
     site = web.SockSite(runner, sock, ssl_context=server_ssl_context(certs))
     await site.start()
