@@ -1,6 +1,7 @@
 """Test app for the durable engine's tests (tests/devhost/test_durable_*.py). Names start with durable_."""
 import asyncio
 import datetime as dt
+import threading
 import time
 
 import azure.durable_functions as df
@@ -251,3 +252,111 @@ async def durable_block(key: str) -> str:
 async def durable_http_start(req: func.HttpRequest, client) -> func.HttpResponse:
     instance_id = await client.start_new(req.route_params["name"], None, req.get_json())
     return client.create_check_status_response(req, instance_id)
+
+
+# ---- races, concurrency bounds and slow sync activities (tests/devhost/test_durable_races.py)
+
+@app.orchestration_trigger(context_name="context")
+def durable_race_n(context: df.DurableOrchestrationContext):
+    """task_any over N blocking activities: whichever key the test releases first wins."""
+    data = context.get_input()
+    tasks = [context.call_activity("durable_block", f"{data['prefix']}-{i}") for i in range(data["n"])]
+    winner = yield context.task_any(tasks)
+    return winner.result
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_race_twice(context: df.DurableOrchestrationContext):
+    """Two races in a row; the losers of the first are still running while the second is decided."""
+    p = context.get_input()
+    first = yield context.task_any([context.call_activity("durable_block", f"{p}-a"),
+                                    context.call_activity("durable_block", f"{p}-b")])
+    second = yield context.task_any([context.call_activity("durable_block", f"{p}-c"),
+                                     context.call_activity("durable_block", f"{p}-d")])
+    return [first.result, second.result]
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_race_children_or_timer(context: df.DurableOrchestrationContext):
+    """task_any over two sub-orchestrations (each blocked on a key) and a 1-hour timer."""
+    p = context.get_input()
+    a = context.call_sub_orchestrator("durable_blocked", f"{p}-a")
+    b = context.call_sub_orchestrator("durable_blocked", f"{p}-b")
+    timer = context.create_timer(context.current_utc_datetime + dt.timedelta(hours=1))
+    winner = yield context.task_any([a, b, timer])
+    if winner == timer:
+        return {"winner": "timer"}
+    timer.cancel()
+    return {"winner": winner.result}
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_work_event_or_timer(context: df.DurableOrchestrationContext):
+    """An activity in flight, an external event and a 1-hour timer race; the test decides the winner."""
+    work = context.call_activity("durable_block", context.get_input())
+    event = context.wait_for_external_event("Go")
+    timer = context.create_timer(context.current_utc_datetime + dt.timedelta(hours=1))
+    winner = yield context.task_any([work, event, timer])
+    if winner != timer:
+        timer.cancel()
+    return "work" if winner == work else "event" if winner == event else "timer"
+
+
+# Concurrency probes: how many orchestrator replays / activities ran at the same time (this process).
+PROBE_LOCK = threading.Lock()
+PROBE = {"orch_now": 0, "orch_max": 0, "act_now": 0, "act_max": 0}
+
+
+def _probe_enter(kind: str) -> None:
+    with PROBE_LOCK:
+        PROBE[f"{kind}_now"] += 1
+        PROBE[f"{kind}_max"] = max(PROBE[f"{kind}_max"], PROBE[f"{kind}_now"])
+
+
+def _probe_leave(kind: str) -> None:
+    with PROBE_LOCK:
+        PROBE[f"{kind}_now"] -= 1
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_probe_orchestrator(context: df.DurableOrchestrationContext):
+    _probe_enter("orch")  # not deterministic-safe on purpose: it only measures, it decides nothing
+    try:
+        time.sleep(0.03)
+    finally:
+        _probe_leave("orch")
+    results = yield context.task_all([context.call_activity("durable_probe_activity", i)
+                                      for i in range(context.get_input())])
+    return sum(results)
+
+
+@app.activity_trigger(input_name="i")
+async def durable_probe_activity(i: int) -> int:
+    _probe_enter("act")
+    try:
+        await asyncio.sleep(0.03)
+    finally:
+        _probe_leave("act")
+    return i
+
+
+# Sync activities blocked on a threading.Event per key (they hold a worker thread while they wait).
+SYNC_GATES: dict = {}
+SYNC_GATES_LOCK = threading.Lock()
+
+
+def sync_gate(key: str) -> threading.Event:
+    with SYNC_GATES_LOCK:
+        return SYNC_GATES.setdefault(key, threading.Event())
+
+
+@app.activity_trigger(input_name="key")
+def durable_block_sync(key: str) -> str:
+    if not sync_gate(key).wait(timeout=60):
+        raise TimeoutError(f"gate {key} was never opened")
+    return f"released {key}"
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_blocked_sync(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("durable_block_sync", context.get_input()))
