@@ -133,6 +133,18 @@ def _timespan_seconds(text: str) -> float:
     return days * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+def timespan_text(seconds: float) -> str:
+    """A .NET TimeSpan in its "c" format, ``[d.]hh:mm:ss[.fffffff]`` (how host.json timeouts are shown)."""
+    ticks = round(seconds * 10_000_000)
+    days, ticks = divmod(ticks, 86400 * 10_000_000)
+    whole, fraction = divmod(ticks, 10_000_000)
+    hours, rest = divmod(whole, 3600)
+    text = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    if days:
+        text = f"{days}.{text}"
+    return text + (f".{fraction:07d}" if fraction else "")
+
+
 @dataclass
 class _Cached:
     """The current execution of one instance, as the episodes see it."""
@@ -428,8 +440,9 @@ class DurableEngine:
             event = h.event(h.TASK_COMPLETED, now_text, TaskScheduledId=item.task_id, Result=result)
         except Exception as exc:  # the activity's own failure becomes TaskFailed, like the extension's shim
             if isinstance(exc, asyncio.TimeoutError):
-                message = f"Timeout value of {self.settings.activity_timeout} seconds was exceeded by function: " \
-                          f"Functions.{item.name}"
+                # the WebJobs host's FunctionTimeoutException text, with the TimeSpan in .NET "c" format
+                message = f"Timeout value of {timespan_text(self.settings.activity_timeout)} was exceeded by " \
+                          f"function: Functions.{item.name}"
                 exc_text = f"FunctionTimeoutException: {message}"
             else:
                 exc_text = f"{type(exc).__name__}: {exc}"

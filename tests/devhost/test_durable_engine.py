@@ -14,7 +14,7 @@ import pytest
 
 from devhost.app_loader import LoadedApp
 from devhost.durable import history as h
-from devhost.durable.engine import DurableEngine, InstanceGone
+from devhost.durable.engine import DurableEngine, InstanceGone, timespan_text
 from devhost.durable.errors import InstanceExistsError
 
 APP_PATH = os.path.join(os.path.dirname(__file__), "apps", "durable_app", "function_app.py")
@@ -411,7 +411,12 @@ def test_function_timeout_fails_the_activity(app, tmp_path):
 
     row, _ = run(app, tmp_path, scenario, host_config={"functionTimeout": "00:00:00.3", "extensions": {}})
     assert row.status == "Failed"
-    assert "Timeout value of 0.3 seconds was exceeded by function: Functions.durable_slow" in json.loads(row.output)
+    assert "Timeout value of 00:00:00.3000000 was exceeded by function: Functions.durable_slow" in json.loads(row.output)
+
+
+def test_timespan_text_is_the_dotnet_c_format():
+    assert [timespan_text(s) for s in (0.3, 300, 5400.25, 86400 + 61)] == \
+        ["00:00:00.3000000", "00:05:00", "01:30:00.2500000", "1.00:01:01"]
 
 
 def test_rewind_runs_the_failed_activity_again(app, tmp_path):
