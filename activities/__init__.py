@@ -85,8 +85,11 @@ def ensure_application_body(p: dict, ctx: steps.StepContext) -> dict:
 
 
 def wait_until_visible_body(p: dict, ctx: steps.StepContext) -> dict:
+    labels = p.get("labels")
     return steps.wait_until_visible(ctx, service_principal_id=_field(p, "servicePrincipalId"),
-                                    application_id=_field(p, "applicationId", required=False))
+                                    application_id=_field(p, "applicationId", required=False),
+                                    instance_key=_field(p, "instanceKey", required=False),
+                                    labels=labels if isinstance(labels, dict) else None)
 
 
 def ensure_job_body(p: dict, ctx: steps.StepContext) -> dict:

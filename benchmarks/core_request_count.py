@@ -45,11 +45,12 @@ def provision_one(ctx: steps.StepContext, display_name: str, read_log: Callable[
 
     template_id = steps.resolve_template(ctx, template)["templateId"]
     record("resolve_application_template")
-    app = steps.ensure_application(ctx, batch_id="cost", instance_key=model.instance_key(display_name),
-                                   display_name=display_name, template_id=template_id)
+    key = model.instance_key(display_name)
+    app = steps.ensure_application(ctx, batch_id="cost", instance_key=key, display_name=display_name,
+                                   template_id=template_id)
     record("ensure_application")
     sp_id = app["servicePrincipalId"]
-    steps.wait_until_visible(ctx, service_principal_id=sp_id, application_id=app["applicationId"])
+    steps.wait_until_visible(ctx, service_principal_id=sp_id, application_id=app["applicationId"], instance_key=key)
     record("wait_until_visible")
     job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=template_id)["jobId"]
     record("ensure_job")
@@ -71,11 +72,12 @@ def summarize(per_step: dict[str, list]) -> dict[str, Any]:
     """The per-instance figures, with the amortised look-ups (cached per process) left out of the totals.
 
     ``requests``: every counted Graph request; ``writes``: the POST/PUT/PATCH/DELETE among them;
-    ``visibilityPolls``: the reads of wait_until_visible; ``tagPatches``: the PATCH of the tags.
+    ``visibilityPolls``: the reads of wait_until_visible; ``tagPatches``: the PATCH of the tags (sent by
+    wait_until_visible once the new service principal reads back).
     """
     calls = [(step, m, r) for step, items in per_step.items() for m, r, _ in items if not _amortised(step, r)]
     writes = [(step, m, r) for step, m, r in calls if m in WRITE_METHODS]
-    visibility = sum(1 for step, _, _ in calls if step == "wait_until_visible")
+    visibility = sum(1 for step, m, _ in calls if step == "wait_until_visible" and m == "GET")
     tag_patches = sum(1 for _, m, r in calls if m == "PATCH" and "/servicePrincipals/" in r)
     amortised = sum(1 for step, items in per_step.items() for _, r, _ in items if _amortised(step, r))
     return {"requests": len(calls), "writes": len(writes), "reads": len(calls) - len(writes),

@@ -117,12 +117,10 @@ def _desired_tags(ctx: StepContext, existing: Iterable[str], key: str, labels: d
     return list(dict.fromkeys(wanted))  # de-duplicated, order kept
 
 
-def _tag(ctx: StepContext, sp: dict, key: str, labels: dict | None) -> None:
-    tags = _desired_tags(ctx, sp.get("tags") or [], key, labels)
-    if tags != list(sp.get("tags") or []):
-        sp_id = apps.object_id(sp)
-        _wait_for(ctx, f"tag service principal {sp_id}", lambda: apps.set_service_principal_tags(ctx.graph, sp_id, tags))
-        sp["tags"] = tags
+def _is_tagged(ctx: StepContext, sp: dict, key: str, labels: dict | None) -> bool:
+    """True when the service principal already carries every tag it should (order does not matter)."""
+    current = [str(t) for t in sp.get("tags") or []]
+    return set(_desired_tags(ctx, current, key, labels)) == set(current)
 
 
 #: Set once Graph answers 400 to the combined look-up filter; the process then uses two look-ups.
@@ -186,19 +184,26 @@ def _application_id(ctx: StepContext, sp: dict) -> str:
 
 def ensure_application(ctx: StepContext, *, batch_id: str, instance_key: str, display_name: str,
                        template_id: str, labels: dict | None = None) -> dict:
-    """Find or create the instance's application + service principal, tagged with its instance key.
+    """Find or create the instance's application + service principal; never writes anything else.
 
     Looks up by tag, then by name + template; instantiates only when neither finds it. After an
     instantiate answer that may hide a success (404/5xx/timeout) it looks up again - waiting out
     replication - before giving up, so a retry never creates a duplicate the first call made.
+
+    Why no tag PATCH here: once instantiate has succeeded this step must *return* the new ids. A
+    write right after instantiate is the request most likely to fail (the new service principal has
+    not replicated yet: 404; or the write budget is spent: 429), and if that made the activity fail,
+    its retry would look up by tag and name while the new SP is still missing from lists (lag by
+    time) and instantiate a second application. :func:`wait_until_visible` applies the tags once the
+    SP reads back; ``tagged`` says whether it already carries them.
     """
     found = _find_ours(ctx, instance_key, display_name, template_id)
     if found:
-        _tag(ctx, found, instance_key, labels)
         logger.info("batch %s: reusing service principal %s for instance %s", batch_id, apps.object_id(found),
                     instance_key)
         return {"applicationId": _application_id(ctx, found), "appId": found.get("appId"),
-                "servicePrincipalId": apps.object_id(found), "created": False}
+                "servicePrincipalId": apps.object_id(found), "created": False,
+                "tagged": _is_tagged(ctx, found, instance_key, labels)}
     try:
         pair = apps.instantiate(ctx.graph, template_id, display_name)
     except (errors.NotFound, errors.GraphTransient) as exc:
@@ -209,15 +214,13 @@ def ensure_application(ctx: StepContext, *, batch_id: str, instance_key: str, di
         found = _wait_for(ctx, f"find '{display_name}' after instantiate {failure.code}",
                           lambda: _find_ours(ctx, instance_key, display_name, template_id) or _raise_not_found(failure),
                           retry_on=(errors.NotFound,))
-        _tag(ctx, found, instance_key, labels)
         return {"applicationId": _application_id(ctx, found), "appId": found.get("appId"),
-                "servicePrincipalId": apps.object_id(found), "created": True}
+                "servicePrincipalId": apps.object_id(found), "created": True,
+                "tagged": _is_tagged(ctx, found, instance_key, labels)}
     app, sp = pair.get("application") or {}, pair.get("servicePrincipal") or {}
-    sp.setdefault("tags", [])
     logger.info("batch %s: instantiated %s -> service principal %s", batch_id, template_id, apps.object_id(sp))
-    _tag(ctx, sp, instance_key, labels)
     return {"applicationId": apps.object_id(app), "appId": sp.get("appId") or app.get("appId"),
-            "servicePrincipalId": apps.object_id(sp), "created": True}
+            "servicePrincipalId": apps.object_id(sp), "created": True, "tagged": False}
 
 
 def _raise_not_found(exc: errors.ProvisioningError) -> Any:
@@ -226,18 +229,28 @@ def _raise_not_found(exc: errors.ProvisioningError) -> Any:
 
 # -- 3. visibility ----------------------------------------------------------------------------------
 
-def wait_until_visible(ctx: StepContext, *, service_principal_id: str, application_id: str | None = None) -> dict:
-    """Read the service principal until it is found VISIBILITY_CONSECUTIVE_READS times in a row."""
+def wait_until_visible(ctx: StepContext, *, service_principal_id: str, application_id: str | None = None,
+                       instance_key: str | None = None, labels: dict | None = None) -> dict:
+    """Read the service principal until it is found VISIBILITY_CONSECUTIVE_READS times in a row, then tag it.
+
+    The tags (fleet, instance key, labels) are written here rather than right after instantiate
+    (see :func:`ensure_application`): once the SP has read back in a row, a PATCH is no longer
+    refused for lag, and the last read already holds the current tags, so the PATCH (the complete
+    list: collections are replaced) is sent only when one is missing - no extra request. A
+    throttled PATCH makes this step, not ensure_application, wait and run again. Without
+    ``instance_key`` (an orchestration started before this step tagged) nothing is written.
+    """
     needed = ctx.settings.visibility_consecutive_reads
     deadline = ctx.monotonic() + ctx.settings.visibility_wait_seconds
     reads = streak = 0
     while True:
         reads += 1
         try:
-            apps.get_service_principal(ctx.graph, service_principal_id, select="id")
+            sp = apps.get_service_principal(ctx.graph, service_principal_id, select="id,tags")
             streak += 1
             if streak >= needed:
-                return {"visible": True, "reads": reads}
+                tagged = bool(instance_key) and _tag(ctx, sp, str(instance_key), labels)
+                return {"visible": True, "reads": reads, "tagged": tagged}
         except errors.NotFound:
             streak = 0
         if ctx.monotonic() + ctx.settings.visibility_poll_seconds > deadline:
@@ -245,6 +258,17 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
                 f"service principal {service_principal_id} not readable {needed} times in a row after "
                 f"{ctx.settings.visibility_wait_seconds:g} s", code="NotYetVisible")
         ctx.sleep(ctx.settings.visibility_poll_seconds)
+
+
+def _tag(ctx: StepContext, sp: dict, key: str, labels: dict | None) -> bool:
+    """PATCH the complete tag list when a tag is missing (idempotent); True once the SP carries them all."""
+    current = [str(t) for t in sp.get("tags") or []]
+    wanted = _desired_tags(ctx, current, key, labels)
+    if set(wanted) != set(current):
+        sp_id = apps.object_id(sp)
+        _wait_for(ctx, f"tag service principal {sp_id}", lambda: apps.set_service_principal_tags(ctx.graph, sp_id, wanted))
+        logger.info("tagged service principal %s for instance %s", sp_id, key)
+    return True
 
 
 # -- 4. synchronization job ----------------------------------------------------------------------------

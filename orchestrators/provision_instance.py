@@ -112,8 +112,12 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
         ids[key] = result.get(key)
     sp_id = ids["servicePrincipalId"]
 
+    # wait_until_visible also tags the new service principal (a tag write right after instantiate
+    # fails while it replicates, and ensure_application must not fail after instantiate succeeded)
     result = yield from step(names.WAIT_UNTIL_VISIBLE, {"servicePrincipalId": sp_id,
-                                                        "applicationId": ids["applicationId"]})
+                                                        "applicationId": ids["applicationId"],
+                                                        "instanceKey": inst.get("key"),
+                                                        "labels": inst.get("labels") or {}})
     if not result.get("ok"):
         return result
 

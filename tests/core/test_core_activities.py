@@ -38,10 +38,12 @@ def test_a_whole_instance_through_the_activities(core_env):
     app = call(names.ENSURE_APPLICATION, {"batchId": "b", "instanceKey": key, "displayName": "Activity app",
                                           "templateId": CUSTOM_TEMPLATE_ID, "labels": {"team": "ops"}})
     assert app["ok"] and app["created"] is True and set(app) == {"ok", "applicationId", "appId", "servicePrincipalId",
-                                                                 "created"}
+                                                                 "created", "tagged"}
+    assert app["tagged"] is False  # wait_until_visible tags it
     sp = app["servicePrincipalId"]
-    assert call(names.WAIT_UNTIL_VISIBLE, {"servicePrincipalId": sp, "applicationId": app["applicationId"]}) == \
-        {"ok": True, "visible": True, "reads": 2}
+    assert call(names.WAIT_UNTIL_VISIBLE, {"servicePrincipalId": sp, "applicationId": app["applicationId"],
+                                           "instanceKey": key, "labels": {"team": "ops"}}) == \
+        {"ok": True, "visible": True, "reads": 2, "tagged": True}
     job = call(names.ENSURE_JOB, {"servicePrincipalId": sp})
     assert job["ok"] and job["created"] and job["templateId"] == "scim"
     valid = call(names.VALIDATE_CREDENTIALS, {"servicePrincipalId": sp, "jobId": job["jobId"],

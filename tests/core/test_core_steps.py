@@ -17,8 +17,14 @@ def creds(doc: dict) -> dict:
 
 
 def new_app(ctx, name: str, labels: dict | None = None) -> dict:
-    return steps.ensure_application(ctx, batch_id="b1", instance_key=model.instance_key(name), display_name=name,
-                                    template_id=CUSTOM_TEMPLATE_ID, labels=labels)
+    """ensure_application, then wait_until_visible (which applies the tags), as provision_instance runs them."""
+    key = model.instance_key(name)
+    found = steps.ensure_application(ctx, batch_id="b1", instance_key=key, display_name=name,
+                                     template_id=CUSTOM_TEMPLATE_ID, labels=labels)
+    seen = steps.wait_until_visible(ctx, service_principal_id=found["servicePrincipalId"], instance_key=key,
+                                    labels=labels)
+    assert seen["tagged"] is True
+    return found
 
 
 def sps_named(ctx, name: str) -> list[dict]:
@@ -45,7 +51,7 @@ def test_ensure_application_twice_gives_one_app(ctx, core_env, name):
     first = new_app(ctx, name, labels={"env": "prod"})
     assert first["created"] is True and first["servicePrincipalId"] and first["applicationId"] and first["appId"]
     second = new_app(ctx, name, labels={"env": "prod"})
-    assert second == {**first, "created": False}
+    assert second == {**first, "created": False, "tagged": True}
     found = sps_named(ctx, name)
     assert len(found) == 1
     tags = found[0]["tags"]
@@ -98,7 +104,8 @@ def test_instantiate_5xx_with_nothing_created_is_transient(ctx, core_env):
 
 def test_wait_until_visible_waits_out_replication_lag(ctx, core_env):
     app = new_app(ctx, "Visible later")
-    assert steps.wait_until_visible(ctx, service_principal_id=app["servicePrincipalId"]) == {"visible": True, "reads": 2}
+    assert steps.wait_until_visible(ctx, service_principal_id=app["servicePrincipalId"]) == \
+        {"visible": True, "reads": 2, "tagged": False}  # no instance key: reads only
     core_env.admin.set_faults(replicationLag={"reads": 0, "flap": True})
     fresh = apps.instantiate(ctx.graph, CUSTOM_TEMPLATE_ID, "Flapping")["servicePrincipal"]["id"]
     seen = steps.wait_until_visible(ctx, service_principal_id=fresh)

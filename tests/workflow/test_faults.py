@@ -13,11 +13,11 @@ COUNT = 24
 FAULTS = {
     "throttling": {"writes": {"limit": 20, "windowSeconds": 1}},
     "errors": {"rate": 0.1, "statuses": [503]},
-    # reads-based lag: a new object answers 404 to its first two direct reads and vanishes once more
-    # after its first success. (Time-based lag also hides new objects from $filter lists; with it, a
-    # throttled tag write right after instantiate can make ensure_application instantiate twice -
-    # reported to core, see the workflow report.)
-    "replicationLag": {"reads": 2, "flap": True},
+    # time-based lag (real seconds here, time scale 1): a new object answers 404 to every read and
+    # write and is missing from $filter lists for 3 s (less than VISIBILITY_WAIT_SECONDS below), then
+    # to one more read, and vanishes once more after its first success. The lists matter: a retried
+    # ensure_application that instantiated once must never instantiate again while its SP is unlisted.
+    "replicationLag": {"seconds": 3, "reads": 1, "flap": True},
 }
 # real-time clock (so the 1-second write window is a real second) with short simulated cycles
 FAST_CYCLES = {"cycle_start_delay_seconds": 1.0, "initial_seconds_per_object_min": 0.05,
