@@ -109,6 +109,10 @@ def issue_token(directory: Directory, form: dict[str, str], tenant: str, origin:
     if tenant.lower() != directory.tenant_id:
         raise TokenRequestError(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
     grant = form.get("grant_type")
+    if not grant:
+        raise TokenRequestError(
+            400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'."
+        )
     if grant != "client_credentials":
         raise TokenRequestError(
             400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant}'."

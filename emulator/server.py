@@ -130,7 +130,11 @@ async def token_handler(request: web.Request) -> web.Response:
     info(request)["kind"] = "identity"
     info(request)["route"] = "/{tenant}/oauth2/v2.0/token"
     state = request.app[STATE_KEY]
-    form = {key: str(value) for key, value in (await request.post()).items()}
+    try:
+        form = {key: str(value) for key, value in (await request.post()).items()}
+    except (UnicodeDecodeError, ValueError):
+        error = TokenRequestError(400, "invalid_request", 900144, "The request body must be a UTF-8 form (application/x-www-form-urlencoded).")
+        return web.json_response(error.body, status=error.status)
     auth = request.headers.get("Authorization", "")
     if auth.lower().startswith("basic ") and "client_id" not in form:
         try:

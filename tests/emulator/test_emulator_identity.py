@@ -82,6 +82,7 @@ def _token_request(env: dict, **form: str) -> requests.Response:
         ({"scope": "https://graph.microsoft.com/User.Read"}, 400, "invalid_scope", 1002012),
         ({"scope": "https://unknown.example.com/.default"}, 400, "invalid_resource", 500011),
         ({"scope": ""}, 400, "invalid_request", 900144),
+        ({"grant_type": ""}, 400, "invalid_request", 900144),
     ],
 )
 def test_token_endpoint_errors(emulator_env, form, status, error, code):
@@ -92,6 +93,14 @@ def test_token_endpoint_errors(emulator_env, form, status, error, code):
     assert body["error_codes"] == [code]
     assert body["error_description"].startswith(f"AADSTS{code}:")
     assert emulator_env.env["AZURE_CLIENT_SECRET"] not in response.text
+
+
+def test_undecodable_token_request_is_an_entra_error(emulator_env):
+    env = emulator_env.env
+    response = requests.post(f"{env['AZURE_AUTHORITY_HOST']}/{env['AZURE_TENANT_ID']}/oauth2/v2.0/token", data=b"\xff\xfe=\xff",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request" and response.json()["error_codes"] == [900144]
 
 
 def test_wrong_secret_makes_azure_identity_fail(emulator_env):
