@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator.clock import parse_iso
 from emulator.testing import REPO_ROOT, start_emulator_process
 from emulator_graph import GraphClient
 
@@ -152,6 +153,16 @@ def test_tenant_survives_graceful_restart(tmp_path: Path):
         assert graph.put(f"servicePrincipals/{sp['id']}/synchronization/secrets", json={"value": [
             {"key": "BaseAddress", "value": "https://scim.contoso.test/scim/v2"},
             {"key": "SecretToken", "value": "demo-scim-token"}]}).status_code == 204
+        user_id = graph.get("users", params={"$top": "1"}).json()["value"][0]["id"]
+        role_id = next(r["id"] for r in sp["appRoles"] if r["displayName"] == "User")
+        assert graph.post(f"servicePrincipals/{sp['id']}/appRoleAssignedTo",
+                          json={"principalId": user_id, "resourceId": sp["id"], "appRoleId": role_id}).status_code == 201
+        assert graph.post(f"servicePrincipals/{sp['id']}/synchronization/jobs/{job['id']}/start").status_code == 204
+        clock_before = emu.admin.advance(600)["now"]
+        status_before = graph.get(f"servicePrincipals/{sp['id']}/synchronization/jobs/{job['id']}").json()["status"]
+        assert status_before["code"] == "Active"
+        logs_before = graph.get("auditLogs/provisioning", params={"$filter": f"jobId eq '{job['id']}'"}).json()["value"]
+        assert logs_before
         first = _kv_put(emu, "persisted-secret", "one")
         second = _kv_put(emu, "persisted-secret", "two")
         emu.admin.add_client("added-later", ["Application.Read.All"])
@@ -174,6 +185,13 @@ def test_tenant_survives_graceful_restart(tmp_path: Path):
         assert {s["key"] for s in secrets} == {"BaseAddress", "SecretToken"}
         assert _kv_versions(emu, "persisted-secret") == [first, second]
         assert emu.admin.client("added-later")["clientId"]
+        # The simulation continues where it was: clock not behind, job still steady, its logs kept.
+        assert parse_iso(emu.admin.clock()["now"]) >= parse_iso(clock_before)
+        status_after = graph.get(f"servicePrincipals/{sp['id']}/synchronization/jobs/{job['id']}").json()["status"]
+        assert status_after["code"] == "Active"
+        assert status_after["steadyStateFirstAchievedTime"] == status_before["steadyStateFirstAchievedTime"]
+        logs_after = graph.get("auditLogs/provisioning", params={"$filter": f"jobId eq '{job['id']}'"}).json()["value"]
+        assert {r["id"] for r in logs_before} <= {r["id"] for r in logs_after}
         # Ownership survived too: the least-privilege app can still write its own SP.
         assert graph.patch(f"servicePrincipals/{sp['id']}", json={"tags": ["after-restart"]}).status_code == 204
     finally:
