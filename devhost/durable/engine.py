@@ -74,6 +74,9 @@ class EngineSettings:
     any_state_overridable: bool = False  # overridableExistingInstanceStates = AnyState
     activity_timeout: float | None = None  # host.json functionTimeout, seconds
     task_hub: str = "TestHubName"
+    # defaultVersion: the version of instances started without one (orchestration versioning);
+    # ExecutionStarted.Version, read by the SDK as context.version.
+    default_version: str = ""
     # Replays are CPU-bound Python: in a thread they only contend for the GIL with the event loop
     # (every SQLite call and thread hand-off then waits for a GIL switch), so by default they run on
     # the loop itself, one at a time. Set DEVHOST_ORCHESTRATOR_THREADS=N to use N threads instead.
@@ -94,6 +97,7 @@ class EngineSettings:
             settings.batch_size = max(1, int(provider["controlQueueBatchSize"]))
         provider_type = str(provider.get("type") or "AzureStorage").lower()
         settings.long_timers = provider_type in ("azurestorage", "azure_storage", "")
+        settings.default_version = str(durable.get("defaultVersion") or "")
         settings.any_state_overridable = str(durable.get("overridableExistingInstanceStates", "")).lower() == "anystate"
         timeout = full.get("functionTimeout")
         if timeout and str(timeout) != "-1":
@@ -131,6 +135,11 @@ def _timespan_seconds(text: str) -> float:
         days = int(day_part)
     hours, minutes, seconds = text.split(":")
     return days * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _version_of(events: list[dict]) -> str | None:
+    """The execution's version (its ExecutionStarted ``Version``); None if not in ``events``."""
+    return next((ev.get("Version") for ev in events if ev["EventType"] == h.EXECUTION_STARTED), None)
 
 
 def timespan_text(seconds: float) -> str:
@@ -719,7 +728,7 @@ class DurableEngine:
             row.status = "Running"
             row.output = None
             started = h.execution_started(now_text, row.name, iid, new_execution, row.input,
-                                          parent=self._parent_ref(row))
+                                          parent=self._parent_ref(row), version=_version_of(cached.events + new_events))
             messages.append(Message(iid, new_execution, 0.0, json.dumps(started)))
             for ev in result.unconsumed_events:  # carried over to the new execution
                 carried = dict(ev, IsPlayed=False)
@@ -803,7 +812,8 @@ class DurableEngine:
                 messages.append(Message(iid, execution_id, d.fire_at.timestamp(), json.dumps(fired)))
         elif d.kind == h.SUB_ORCHESTRATION_CREATED:
             child_id = d.instance_id
-            out_events.append(h.event(h.SUB_ORCHESTRATION_CREATED, now_text, d.id, Name=d.name, Version="",
+            child_version = d.version if d.version is not None else self.settings.default_version
+            out_events.append(h.event(h.SUB_ORCHESTRATION_CREATED, now_text, d.id, Name=d.name, Version=child_version,
                                       InstanceId=child_id, Input=d.input))
             existing = self.store.get_instance(child_id)
             taken = any(o.instance_id == child_id for o in others)
@@ -821,7 +831,7 @@ class DurableEngine:
             if existing is not None:
                 resets.append(child_id)
             started = h.execution_started(now_text, d.name, child_id, child_execution, child_input,
-                                          parent=self._parent_ref(child, parent_name=row.name))
+                                          parent=self._parent_ref(child, parent_name=row.name), version=child_version)
             messages.append(Message(child_id, child_execution, 0.0, json.dumps(started)))
 
     @staticmethod
@@ -895,8 +905,12 @@ class DurableEngine:
     def get_history(self, instance_id: str) -> list[dict]:
         return [json.loads(t) for t in self.store.history(instance_id)]
 
-    async def start_new(self, name: str, instance_id: str | None = None, input_text: str | None = None) -> str:
-        """Create an instance (Pending) and queue its ExecutionStarted. ``input_text`` is stored JSON text."""
+    async def start_new(self, name: str, instance_id: str | None = None, input_text: str | None = None,
+                        version: str | None = None) -> str:
+        """Create an instance (Pending) and queue its ExecutionStarted. ``input_text`` is stored JSON text.
+
+        ``version`` (the client's ``?version=``) defaults to host.json ``defaultVersion``.
+        """
         registered = self.resolve_orchestrator(name)
         instance_id = instance_id or uuid.uuid4().hex
         validate_instance_id(instance_id)
@@ -907,7 +921,8 @@ class DurableEngine:
             execution_id = uuid.uuid4().hex
             now = self.clock.now()
             row = InstanceRow(instance_id, registered, execution_id, "Pending", input_text, None, None, now, now)
-            started = h.execution_started(self._now_text(), registered, instance_id, execution_id, input_text)
+            started = h.execution_started(self._now_text(), registered, instance_id, execution_id, input_text,
+                                          version=self.settings.default_version if version is None else version)
             self.store.create_instance(row, Message(instance_id, execution_id, 0.0, json.dumps(started)),
                                        replace=existing is not None)
             self._cache.pop(instance_id, None)
@@ -915,7 +930,8 @@ class DurableEngine:
         self._schedule_instance(instance_id, 0.0)
         return instance_id
 
-    async def start_orchestration(self, name: str, value: Any = None, instance_id: str | None = None) -> str:
+    async def start_orchestration(self, name: str, value: Any = None, instance_id: str | None = None,
+                                  version: str | None = None) -> str:
         """Start as ``DurableOrchestrationClient.start_new(name, instance_id, value)`` would over HTTP.
 
         The client sends ``json.dumps(df_dumps(value))`` and the extension stores the parsed body
@@ -924,7 +940,7 @@ class DurableEngine:
         from azure.durable_functions.models.utils.df_serialization import df_dumps
 
         text = None if value is None else dumps(df_dumps(value))
-        return await self.start_new(name, instance_id, text)
+        return await self.start_new(name, instance_id, text, version)
 
     def _require(self, instance_id: str, *, gone_if_finished: bool = True) -> InstanceRow:
         row = self.store.get_instance(instance_id)
@@ -958,7 +974,10 @@ class DurableEngine:
 
     async def restart(self, instance_id: str, new_instance_id: bool = True) -> str:
         row = self._require(instance_id, gone_if_finished=False)
-        return await self.start_new(row.name, uuid.uuid4().hex if new_instance_id else instance_id, row.input)
+        # The restarted instance keeps the original's version (UNCONFIRMED whether the extension keeps it
+        # or takes defaultVersion; keeping it restarts the same code path, which is what a restart is for).
+        version = _version_of([json.loads(t) for t in self.store.history(instance_id)[:2]])
+        return await self.start_new(row.name, uuid.uuid4().hex if new_instance_id else instance_id, row.input, version)
 
     async def purge(self, instance_ids: list[str]) -> int:
         deleted = 0

@@ -69,8 +69,8 @@ def event(event_type: int, timestamp: str, event_id: int = -1, **fields: Any) ->
 
 
 def execution_started(timestamp: str, name: str, instance_id: str, execution_id: str, input_text: str | None,
-                      parent: dict | None = None) -> dict:
-    return event(EXECUTION_STARTED, timestamp, Name=name, Version="", Input=input_text,
+                      parent: dict | None = None, version: str | None = "") -> dict:
+    return event(EXECUTION_STARTED, timestamp, Name=name, Version=version or "", Input=input_text,
                  OrchestrationInstance={"InstanceId": instance_id, "ExecutionId": execution_id},
                  ParentInstance=parent, Tags=None, Correlation=None, ParentTraceContext=None,
                  ScheduledStartTime=None, Generation=0)

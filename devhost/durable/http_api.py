@@ -192,7 +192,7 @@ class _Handlers:
             except ValueError:
                 return _bad_request("The request content is not valid JSON.")
         try:
-            instance_id = await self.engine.start_new(name, instance_id, input_text)
+            instance_id = await self.engine.start_new(name, instance_id, input_text, request.query.get("version"))
         except (UnknownFunctionError, InvalidInstanceIdError) as exc:
             return _bad_request(str(exc))
         except InstanceExistsError as exc:

@@ -40,6 +40,7 @@ class Decision:
     fire_at: dt.datetime | None = None
     instance_id: str | None = None
     canceled: bool = False
+    version: str | None = None  # sub-orchestrations: the action's version (None = host.json defaultVersion)
 
 
 @dataclass
@@ -141,6 +142,7 @@ class Replayer:
         name = self._resolve_orchestrator(action["functionName"])
         decision = self._allocate(h.SUB_ORCHESTRATION_CREATED, name=name, input=action.get("input"))
         decision.instance_id = action.get("instanceId") or f"{self._execution_id}:{decision.id}"
+        decision.version = action.get("version")
         return decision.id, _Task()
 
     def _timer(self, fire_at: dt.datetime, on_fired: Callable[[dict], None], canceled: bool = False) -> int:

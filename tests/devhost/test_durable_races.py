@@ -257,3 +257,39 @@ def test_slow_sync_activity_does_not_block_a_fast_one(app, tmp_path):
     assert json.loads(fast_row.output) == ["Hello fast!", "Hello London!"]
     assert slow_status == "Running"
     assert json.loads(slow_row.output) == f"released {key}"
+
+
+def test_orchestration_versions_default_explicit_sub_orchestration_and_continue_as_new(app, tmp_path):
+    from aiohttp import web
+
+    import azure.durable_functions as df
+
+    from devhost.testing import close_sdk_session
+
+    async def scenario(engine):
+        default = await engine.start_orchestration("durable_versioned", 0)
+        explicit = await engine.start_orchestration("durable_versioned", 2, version="2.0")  # 2 x continue-as-new
+        web_app = web.Application()
+        web_app.add_routes(engine.routes())
+        runner = web.AppRunner(web_app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        try:  # the client's start_new(version=...) sends ?version=
+            client = df.DurableOrchestrationClient(engine.client_binding_json(base_url))
+            via_http = await client.start_new("durable_versioned", None, 0, version="3.0")
+            rows = [await engine.wait_for_instance(i, 20) for i in (default, explicit, via_http)]
+            restarted = await engine.restart(explicit)
+            rows.append(await engine.wait_for_instance(restarted, 20))
+        finally:
+            await close_sdk_session()
+            await runner.cleanup()
+        return rows, engine.get_history(default)
+
+    rows, history = run(app, tmp_path, scenario, host_config={"defaultVersion": "1.0"})
+    assert [json.loads(r.output) for r in rows] == [["1.0", "0.9", "1.0"], ["2.0", "0.9", "1.0"],
+                                                    ["3.0", "0.9", "1.0"], ["2.0", "0.9", "1.0"]]
+    assert history[1]["Version"] == "1.0"
+    created = [ev["Version"] for ev in history if ev["EventType"] == h.SUB_ORCHESTRATION_CREATED]
+    assert created == ["0.9", "1.0"]

@@ -360,3 +360,21 @@ def durable_block_sync(key: str) -> str:
 @app.orchestration_trigger(context_name="context")
 def durable_blocked_sync(context: df.DurableOrchestrationContext):
     return (yield context.call_activity("durable_block_sync", context.get_input()))
+
+
+# ---- orchestration versioning (host.json defaultVersion, start_new(version=...), sub-orchestrator version)
+
+@app.orchestration_trigger(context_name="context")
+def durable_versioned(context: df.DurableOrchestrationContext):
+    rounds = context.get_input() or 0
+    if rounds > 0:  # continue-as-new keeps the instance's version
+        context.continue_as_new(rounds - 1)
+        return None
+    explicit = yield context.call_sub_orchestrator("durable_version_of", None, version="0.9")
+    default = yield context.call_sub_orchestrator("durable_version_of")
+    return [context.version, explicit, default]
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_version_of(context: df.DurableOrchestrationContext):
+    return context.version
