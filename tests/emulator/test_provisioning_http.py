@@ -216,6 +216,11 @@ def test_audit_log_filters_and_paging(emulator_env):
     middle = times[4].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     later = rows(f"$filter=activityDateTime gt {middle}")
     assert all(parse_iso(r["activityDateTime"]) > times[4] for r in later) and 0 < len(later) < 9
+    low, high = (t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for t in (times[1], times[6]))
+    window = rows(f"$filter=activityDateTime gt {low} and activityDateTime lt {high}")
+    assert len(window) == sum(1 for t in times if times[1] < t < times[6]) > 0
+    day = times[0].strftime("%Y-%m-%d")  # Microsoft's own example compares with a bare date
+    assert len(rows(f"$filter=activityDateTime gt {day}&$top=100")) == 9
     ordered = rows("$orderby=activityDateTime desc&$top=100")
     assert [r["activityDateTime"] for r in ordered] == sorted((r["activityDateTime"] for r in ordered), reverse=True)
     # paging: $top + @odata.nextLink with $skiptoken until it is absent

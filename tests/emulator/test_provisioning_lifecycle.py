@@ -60,6 +60,9 @@ def test_catalog_has_the_required_gallery_templates():
         assert any(r["displayName"] == "msiam_access" for r in template["appRoles"])
         if template["supportedProvisioningTypes"] == ["sync"]:
             assert template["synchronizationTemplates"], template["displayName"]
+        for sync_template in template["synchronizationTemplates"]:  # each names the credential keys its job needs
+            keys = [c["key"] for c in sync_template["credentials"] if c.get("required")]
+            assert keys and all(k[:1].isupper() for k in keys), (template["displayName"], keys)
 
 
 def test_new_job_is_not_configured_with_sentinels_and_the_job_id_format():
