@@ -54,7 +54,12 @@ def load_settings_file(path: Path) -> tuple[dict, dict]:
         raise ValueError(f"{path}: 'directory' and 'provisioning' must be objects")
     for key, value in directory.items():
         check_directory_setting(key, value)
-    EngineSettings().with_changes(provisioning)
+    capacity = provisioning.get("logCapacity", 1)
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise ValueError("'logCapacity' must be a positive integer")
+    runtime = {k: v for k, v in provisioning.items() if k not in EngineSettings.START_ONLY}
+    EngineSettings().with_changes(runtime)  # the same checks as PATCH /_emulator/settings
+    EngineSettings.from_dict(provisioning)
     return directory, provisioning
 
 

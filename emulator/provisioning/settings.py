@@ -78,6 +78,8 @@ class EngineSettings:
             raise ValueError("pause_schedule_state must be 'Disabled' or 'Paused'")
         return cls(**kwargs, extra=extra)
 
+    START_ONLY = ("logCapacity", "tenantId", "targetsPath")  # read once, when the service is built (not a field)
+
     def public(self) -> dict[str, Any]:
         """The knobs with camelCase names, as ``GET /_emulator/settings`` shows them."""
         return {_camel(f.name): getattr(self, f.name) for f in fields(self) if f.name != "extra"}
@@ -94,7 +96,7 @@ class EngineSettings:
         for key, value in changes.items():
             name = _snake(key)
             if name not in current or name == "log_capacity":
-                raise ValueError(f"unknown or start-only provisioning setting '{key}'")
+                raise ValueError(f"unknown or start-only provisioning setting '{key}'")  # start-only: logCapacity, tenantId, targetsPath
             default = current[name]
             if isinstance(default, tuple):
                 ok = isinstance(value, (list, tuple)) and all(_is_number(v) and v > 0 for v in value)

@@ -97,7 +97,8 @@ def test_faults_settings_and_secrets_files_are_applied(tmp_path: Path):
     faults.write_text(json.dumps({"latency": {"ms": 1}, "throttling": {"retryAfter": "integer"}}))
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"directory": {"duplicateAssignmentStatus": 409},
-                                    "provisioning": {"secretKeyErrorStatus": 400, "pauseScheduleState": "Paused"}}))
+                                    "provisioning": {"secretKeyErrorStatus": 400, "pauseScheduleState": "Paused",
+                                                     "logCapacity": 500, "targetsPath": str(REPO_ROOT / "emulator/data/targets.json")}}))
     vault_seed = tmp_path / "secrets.json"
     vault_seed.write_text(json.dumps({"secrets": {"my-target-token": {"value": "s3cret", "tags": {"scenario": "healthy"}},
                                                   "plain-one": "plain"}}))
@@ -129,7 +130,7 @@ def test_faults_settings_and_secrets_files_are_applied(tmp_path: Path):
 @pytest.mark.parametrize(
     "content",
     [{"provisioning": {"noSuchKnob": 1}}, {"provisioning": {"secretKeyErrorStatus": 418}},
-     {"directory": {"duplicateAssignmentStatus": 401}}, {"other": {}}, []],
+     {"directory": {"duplicateAssignmentStatus": 401}}, {"other": {}}, [], {"provisioning": {"logCapacity": "many"}}],
 )
 def test_bad_settings_file_is_a_usage_error(tmp_path: Path, capsys, content):
     """Checked by the argument parser (in-process here; the subprocess path is in the test above)."""
