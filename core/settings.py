@@ -102,8 +102,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALTH_SWEEP_SCHEDULE", "ncrontab", "0 0 * * * *",
             "NCRONTAB schedule of the health sweep (6 fields, seconds first); default hourly."),
     Setting("HEALTH_SWEEP_MAX_IN_FLIGHT", "int", 10, "Instances the health sweep checks at the same time."),
-    Setting("HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE", "bool", True,
-            "Let the sweep restart a job quarantined for bad credentials once its credentials validate."),
+    Setting("HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE", "bool", False,
+            "Let the sweep restart a job quarantined for bad credentials once its Key Vault secret validates "
+            "(off: quarantined jobs are only reported)."),
 )
 
 _SETTING_BY_NAME = {s.name: s for s in SETTINGS}

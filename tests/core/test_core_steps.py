@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -225,6 +226,10 @@ def test_quarantine_restart_and_provisioning_errors(ctx, core_env):
     status = steps.get_job_status(ctx, service_principal_id=sp_id, job_id=job_id, started_at=started["startedAt"])
     assert status["status"]["state"] == "Quarantined"
     assert status["status"]["quarantine"]["credentialProblem"] is True
+    off = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id)  # the default: report only
+    assert off["restarted"] is False and "switched off" in off["reason"]
+    ctx = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings,
+                                                                health_sweep_restart_credential_quarantine=True))
     still_bad = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id)
     assert still_bad["restarted"] is False and "still invalid" in still_bad["reason"]
     fixed = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=None,
