@@ -273,3 +273,18 @@ def test_limit_percentage_header_near_the_quota(emulator_env, graph: GraphClient
     headers = [_write(graph, sp["id"], n).headers for n in range(9)]
     assert "x-ms-throttle-limit-percentage" not in headers[0]
     assert headers[8]["x-ms-throttle-limit-percentage"] == "0.9"
+
+
+def test_readme_documents_the_real_defaults(emulator_env):
+    """emulator/README.md's Faults JSON is the default fault set, and its Settings JSON is accepted."""
+    import json
+    import re
+
+    from emulator.testing import REPO_ROOT
+
+    readme = (REPO_ROOT / "emulator" / "README.md").read_text(encoding="utf-8")
+    faults_doc, settings_doc = (json.loads(block) for block in re.findall(r"```json\n(.*?)```", readme, re.S)[:2])
+    assert emulator_env.admin.faults() == faults_doc
+    changed = emulator_env.admin.provisioning_settings(**settings_doc["provisioning"])
+    assert all(changed[key] == value for key, value in settings_doc["provisioning"].items())
+    assert emulator_env.admin.settings(**settings_doc["directory"])["directory"] == settings_doc["directory"]
