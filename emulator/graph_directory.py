@@ -11,9 +11,21 @@ from emulator.graph_request import GraphRequest, Reply
 
 # -- applicationTemplates -----------------------------------------------------------------------
 
+# Reference §1.2: beta's applicationTemplate has these fields besides v1.0's (values are not
+# documented for our catalog entries, so empty unless the catalog gives them).
+BETA_TEMPLATE_FIELDS = {"configurationUris": [], "deprecationDate": None, "endpoints": []}
+
+
+def _for_version(template: dict, version: str) -> dict:
+    if version != "beta":
+        return template
+    return {**template, **{k: template.get(k, v) for k, v in BETA_TEMPLATE_FIELDS.items()}}
+
+
 def list_templates(req: GraphRequest) -> Reply:
     req.require("templates.read")
-    return req.collection(req.state.templates(), "applicationTemplates", "applicationTemplates", default_top=999)
+    templates = [_for_version(t, req.version) for t in req.state.templates()]
+    return req.collection(templates, "applicationTemplates", "applicationTemplates", default_top=999)
 
 
 def get_template(req: GraphRequest, template_id: str) -> Reply:
@@ -21,7 +33,7 @@ def get_template(req: GraphRequest, template_id: str) -> Reply:
     template = req.state.find_template(template_id)
     if template is None:
         raise not_found(template_id)
-    return req.entity(template, "applicationTemplates")
+    return req.entity(_for_version(template, req.version), "applicationTemplates")
 
 
 def instantiate(req: GraphRequest, template_id: str) -> Reply:

@@ -318,3 +318,14 @@ def test_validate_credentials_through_the_application(graph: GraphClient):
     bad = [good[0], {"key": "SecretToken", "value": "wrong"}]
     assert graph.post(path, json={"templateId": "scim", "credentials": bad}).status_code == 400
     assert_graph_error(graph.post(path, json={"credentials": good}), 400, "BadRequest")  # templateId is needed here
+
+
+def test_beta_templates_have_the_beta_only_fields(graph_as):
+    """Reference §1.2: beta adds configurationUris, deprecationDate and endpoints; v1.0 has none of them."""
+    beta_only = {"configurationUris", "deprecationDate", "endpoints"}
+    beta = graph_as("workflow", "beta").get(f"applicationTemplates/{AWS_SINGLE_ACCOUNT}").json()
+    assert beta_only <= set(beta) and beta["deprecationDate"] is None
+    listed = graph_as("workflow", "beta").get("applicationTemplates").json()["value"]
+    assert all(beta_only <= set(t) for t in listed)
+    v1 = graph_as("workflow", "v1.0").get(f"applicationTemplates/{AWS_SINGLE_ACCOUNT}").json()
+    assert not beta_only & set(v1)
