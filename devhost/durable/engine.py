@@ -469,7 +469,10 @@ class DurableEngine:
             await self._flush_wake.wait()
             self._flush_wake.clear()
             await asyncio.sleep(0)  # let workers that are finishing right now join this batch
-            self._flush_completions()
+            try:
+                self._flush_completions()
+            except Exception:  # keep flushing later results; the batch's work items stay in SQLite
+                log.exception("Recording activity results failed; their work items run again after a restart")
 
     def _enqueue_activity(self, item: ActivityItem) -> None:
         self._work_started(item.instance_id)
@@ -501,7 +504,11 @@ class DurableEngine:
         if (cached is None or cached.blocked is None or instance_id in self._busy
                 or execution_id != cached.row.execution_id or instance_id not in self._outstanding):
             return False
-        if cached.blocked.feed(event):
+        try:
+            moves_on = cached.blocked.feed(event)
+        except Exception:  # e.g. the shim now invokes an unknown activity: the episode reports it
+            moves_on = True
+        if moves_on:
             cached.blocked = None  # it moves on: replay now (the next episode builds a fresh state)
             return False
         return True

@@ -293,3 +293,33 @@ def test_orchestration_versions_default_explicit_sub_orchestration_and_continue_
     assert history[1]["Version"] == "1.0"
     created = [ev["Version"] for ev in history if ev["EventType"] == h.SUB_ORCHESTRATION_CREATED]
     assert created == ["0.9", "1.0"]
+
+
+def test_shim_catching_up_on_an_unknown_activity_fails_the_instance(app, tmp_path):
+    """The result that unblocks the shim makes it invoke an action naming an unknown activity: the
+    instance fails with the extension's message (the engine must not choke on it between episodes)."""
+    released = app.module.RELEASED
+    p = f"ff-{tmp_path.name}"
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_failfast_then_unknown", p)
+        await until(lambda: app.module.FLAKY_CALLS.get(p) == 1 and engine._activities_in_flight == 2,
+                    what="the flaky activity failed")
+        # an event nobody waits for makes an episode: Python sees the failure and yields the unknown
+        # activity, while the shim still waits for k1
+        await engine.raise_event(iid, "Poke", None)
+        await until(lambda: any(ev["EventType"] == h.EVENT_RAISED for ev in engine.get_history(iid)),
+                    what="the episode with the event")
+        released.add(f"{p}-k1")  # the loser of the first race stays blocked
+        try:
+            row = await engine.wait_for_instance(iid, 20)
+            chain = await engine.start_orchestration("durable_chain", {"a": "still working"})
+            after = await engine.wait_for_instance(chain, 20)
+        finally:
+            released.add(f"{p}-loser")
+        return row, after
+
+    row, after = run(app, tmp_path, scenario)
+    assert row.status == "Failed"
+    assert json.loads(row.output).startswith("The function 'durable_does_not_exist' doesn't exist")
+    assert after.status == "Completed"  # the engine still completes activities afterwards

@@ -378,3 +378,18 @@ def durable_versioned(context: df.DurableOrchestrationContext):
 @app.orchestration_trigger(context_name="context")
 def durable_version_of(context: df.DurableOrchestrationContext):
     return context.version
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_failfast_then_unknown(context: df.DurableOrchestrationContext):
+    """Python moves past a failed task_all before the shim does (§3.8 item 1) and yields an unknown
+    activity; a loser of an earlier race is still in flight when the shim catches up."""
+    p = context.get_input()
+    yield context.task_any([context.call_activity("durable_block", f"{p}-loser"),
+                            context.call_activity("durable_hello", "winner")])
+    try:
+        yield context.task_all([context.call_activity("durable_flaky", {"key": p, "fail_times": 1}),
+                                context.call_activity("durable_block", f"{p}-k1")])
+    except Exception:
+        yield context.call_activity("durable_does_not_exist", 1)
+    return "unreachable"
