@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from emulator.errors import not_found
+from emulator import odata
+from emulator.errors import GraphError, not_found
 from emulator.graph_request import GraphRequest, Reply
 
 # -- synchronization (delegated to the provisioning simulation) ----------------------------------
@@ -182,5 +183,9 @@ def get_secrets(req: GraphRequest, sp_id: str) -> Reply:
 
 def provisioning_logs(req: GraphRequest) -> Reply:
     req.require("auditlogs.read")
+    if "$skip" in odata.normalize_query(req.query):
+        # Reference §4.2 (DOC): no skip count here; pages come from @odata.nextLink's $skiptoken.
+        raise GraphError(400, "BadRequest", "Query option '$skip' is not supported on auditLogs/provisioning; "
+                         "use $top and follow @odata.nextLink.")
     rows = req.service.provisioning_logs(req.version)
     return req.collection(rows, "auditLogs/provisioning", "auditLogs/provisioning", max_top=1000, default_top=50)
