@@ -586,8 +586,12 @@ class DurableEngine:
         events: list[dict] = []
         terminate: dict | None = None
         suspended = row.status == "Suspended"
-        for message_id, execution_id, text in rows:
-            event = json.loads(text)
+        # Arrival order, as the extension delivers a batch: a message's Timestamp is when it arrived
+        # (a timer's is its fire time), while ids follow insertion, and a timer message is inserted
+        # when the timer is created. The sort is stable, so equal times keep their insertion order.
+        parsed = sorted(((mid, eid, json.loads(text)) for mid, eid, text in rows),
+                        key=lambda r: r[2].get("Timestamp") or "")
+        for message_id, execution_id, event in parsed:
             kind = event["EventType"]
             if row.status in TERMINAL_STATES or (execution_id and execution_id != row.execution_id):
                 consumed.append(message_id)  # stale: for a finished instance or an older execution

@@ -323,3 +323,54 @@ def test_shim_catching_up_on_an_unknown_activity_fails_the_instance(app, tmp_pat
     assert row.status == "Failed"
     assert json.loads(row.output).startswith("The function 'durable_does_not_exist' doesn't exist")
     assert after.status == "Completed"  # the engine still completes activities afterwards
+
+
+def test_results_and_timers_that_arrive_while_suspended_wait_for_resume(app, tmp_path):
+    released = app.module.RELEASED
+    key = f"susp-{tmp_path.name}"
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_work_event_or_timer", key)
+        await until(lambda: engine._activities_in_flight == 1, what="the activity running")
+        await engine.suspend(iid, "hold on")
+        await until(lambda: engine.get_instance(iid).status == "Suspended", what="suspended")
+        released.add(key)  # the activity finishes while the instance is suspended
+        await until(lambda: engine._activities_in_flight == 0 and engine.is_idle(), what="activity result recorded")
+        engine.advance_clock(2 * 3600)  # and its timer comes due
+        await engine.wait_idle(5)
+        held = engine.get_instance(iid).status, [ev["EventType"] for ev in engine.get_history(iid)]
+        await engine.resume(iid, "go on")
+        row = await engine.wait_for_instance(iid, 20)
+        return held, row, engine.get_history(iid)
+
+    (held_status, held_events), row, history = run(app, tmp_path, scenario)
+    assert held_status == "Suspended"
+    assert h.TASK_COMPLETED not in held_events and h.TIMER_FIRED not in held_events
+    assert row.status == "Completed"
+    assert json.loads(row.output) == "work"  # delivered after ExecutionResumed, in arrival order
+    names = [h.EVENT_TYPE_NAMES[ev["EventType"]] for ev in history]
+    assert names.index("ExecutionResumed") < names.index("TaskCompleted") < names.index("TimerFired")
+
+
+def test_a_result_that_arrived_before_a_timer_fired_wins_when_both_are_in_one_episode(app, tmp_path):
+    """Batches are delivered in arrival order: the timer message was stored when the timer was
+    created (before the activity result), but it arrived when it fired, after the result."""
+    released = app.module.RELEASED
+    key = f"order-{tmp_path.name}"
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_work_event_or_timer", key)
+        await until(lambda: engine._activities_in_flight == 1, what="the activity running")
+        async with engine._lock(iid):  # hold the next episode back until both have arrived
+            released.add(key)
+            await until(lambda: engine._activities_in_flight == 0 and not engine._completions, what="result stored")
+            engine.advance_clock(2 * 3600)
+            await asyncio.sleep(0.05)  # the timer loop makes the (locked) instance ready
+        row = await engine.wait_for_instance(iid, 20)
+        return row, engine.get_history(iid)
+
+    row, history = run(app, tmp_path, scenario)
+    assert json.loads(row.output) == "work"
+    names = [h.EVENT_TYPE_NAMES[ev["EventType"]] for ev in history]
+    assert names.index("TaskCompleted") < names.index("TimerFired")  # both in the same, last episode
+    assert names[names.index("TaskCompleted") - 1] == "OrchestratorStarted"
