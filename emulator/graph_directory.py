@@ -14,6 +14,9 @@ from emulator.graph_request import GraphRequest, Reply
 # Reference §1.2: beta's applicationTemplate has these fields besides v1.0's (values are not
 # documented for our catalog entries, so empty unless the catalog gives them).
 BETA_TEMPLATE_FIELDS = {"configurationUris": [], "deprecationDate": None, "endpoints": []}
+# applicationTemplate's v1.0 properties (reference §1.2 table), for the $filter property check.
+TEMPLATE_FIELDS = ("id", "displayName", "description", "homePageUrl", "logoUrl", "publisher", "categories",
+                   "supportedSingleSignOnModes", "supportedProvisioningTypes")
 
 
 def _for_version(template: dict, version: str) -> dict:
@@ -25,7 +28,9 @@ def _for_version(template: dict, version: str) -> dict:
 def list_templates(req: GraphRequest) -> Reply:
     req.require("templates.read")
     templates = [_for_version(t, req.version) for t in req.state.templates()]
-    return req.collection(templates, "applicationTemplates", "applicationTemplates", default_top=999)
+    known = frozenset(TEMPLATE_FIELDS) | (frozenset(BETA_TEMPLATE_FIELDS) if req.version == "beta" else frozenset())
+    return req.collection(templates, "applicationTemplates", "applicationTemplates", default_top=999,
+                          entity=("applicationTemplate", known))
 
 
 def get_template(req: GraphRequest, template_id: str) -> Reply:

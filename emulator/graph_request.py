@@ -75,7 +75,13 @@ class GraphRequest:
         return f"{self.origin}/{self.version}/$metadata#{fragment}"
 
     def collection(self, items: list[dict], path: str, fragment: str, max_top: int = 999, default_top: int = 100,
-                   ignore_case: bool = True, directory: bool = False) -> Reply:
+                   ignore_case: bool = True, directory: bool = False,
+                   entity: tuple[str, frozenset[str]] | None = None) -> Reply:
+        """One page of ``items`` per the query options.
+
+        ``entity`` = (type name, every property of the type) turns on the unknown-property check
+        of ``$filter``; give it where the full property list is known (reference tables).
+        """
         eventual = False
         if directory:
             eventual = self._advanced_query_allowed()
@@ -88,6 +94,7 @@ class GraphRequest:
             context=self.context(fragment),
             ignore_case=ignore_case,
             allow_search=eventual,
+            entity=entity,
         )
         return Reply(200, body)
 

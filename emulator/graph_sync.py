@@ -181,6 +181,15 @@ def get_secrets(req: GraphRequest, sp_id: str) -> Reply:
     return Reply(200, {"@odata.context": req.context(f"servicePrincipals('{sp_id}')/synchronization/secrets"), **body})
 
 
+# provisioningObjectSummary's properties (reference §4.4), and beta's deprecated extras (§4.5).
+LOG_PROPERTIES = frozenset({
+    "id", "activityDateTime", "tenantId", "jobId", "cycleId", "changeId", "provisioningAction", "durationInMilliseconds",
+    "initiatedBy", "servicePrincipal", "sourceSystem", "targetSystem", "sourceIdentity", "targetIdentity",
+    "provisioningStatusInfo", "provisioningSteps", "modifiedProperties",
+})
+BETA_LOG_PROPERTIES = frozenset({"action", "statusInfo"})
+
+
 def provisioning_logs(req: GraphRequest) -> Reply:
     req.require("auditlogs.read")
     if "$skip" in odata.normalize_query(req.query):
@@ -188,4 +197,6 @@ def provisioning_logs(req: GraphRequest) -> Reply:
         raise GraphError(400, "BadRequest", "Query option '$skip' is not supported on auditLogs/provisioning; "
                          "use $top and follow @odata.nextLink.")
     rows = req.service.provisioning_logs(req.version)
-    return req.collection(rows, "auditLogs/provisioning", "auditLogs/provisioning", max_top=1000, default_top=50)
+    known = LOG_PROPERTIES | BETA_LOG_PROPERTIES if req.version == "beta" else LOG_PROPERTIES
+    return req.collection(rows, "auditLogs/provisioning", "auditLogs/provisioning", max_top=1000, default_top=50,
+                          entity=("provisioningObjectSummary", known))

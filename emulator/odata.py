@@ -115,6 +115,7 @@ class _Parser:
         self.ignore_case = ignore_case
         self.lambda_vars: list[str] = []
         self.depth = 0
+        self.properties: set[str] = set()  # top-level property names the filter reads
 
     # -- token helpers -------------------------------------------------------------------------
     def peek(self, offset: int = 0) -> _Token | None:
@@ -295,6 +296,8 @@ class _Parser:
     def _resolver(self, segments: list[str]):
         head, rest = segments[0], segments[1:]
         is_var = head in self.lambda_vars
+        if not is_var:
+            self.properties.add(head)
 
         def resolve(item, scope):
             if is_var:
@@ -374,8 +377,26 @@ def parse_filter(text: str, ignore_case: bool = True) -> Predicate:
     """
     if not text or not text.strip():
         raise invalid_filter("the expression is empty.")
-    node = _Parser(text, ignore_case).parse()
-    return lambda item: node(item, {}) is True
+    parser = _Parser(text, ignore_case)
+    node = parser.parse()
+
+    def predicate(item: dict) -> bool:
+        return node(item, {}) is True
+
+    predicate.properties = frozenset(parser.properties)  # type: ignore[attr-defined]
+    return predicate
+
+
+def check_properties(properties: frozenset[str] | set[str], known: frozenset[str], entity_type: str) -> None:
+    """400 for a property the entity type does not have (Graph: "Could not find a property named ...").
+
+    Names compare case-insensitively, as the emulator resolves them. A misspelt property is then
+    an error, as in Graph, instead of a silent empty result.
+    """
+    lowered = {name.lower() for name in known}
+    for name in sorted(properties):
+        if name.lower() not in lowered:
+            raise GraphError(400, "BadRequest", f"Could not find a property named '{name}' on type 'microsoft.graph.{entity_type}'.")
 
 
 # -- collection paging ------------------------------------------------------------------------
@@ -497,11 +518,13 @@ def apply_query(
     context: str | None = None,
     ignore_case: bool = True,
     allow_search: bool = False,
+    entity: tuple[str, frozenset[str]] | None = None,
 ) -> dict:
     """Filter, order, page and project ``items`` per the request's query options.
 
     ``base_url`` is the absolute collection URL (no query); the next page link repeats the
     request's options with a ``$skiptoken`` appended, as Graph's ``@odata.nextLink`` does.
+    ``entity`` = (type name, its property names) turns on the unknown-property check of ``$filter``.
     """
     options = normalize_query(query)
     selected = list(items)
@@ -511,6 +534,8 @@ def apply_query(
         selected = [item for item in selected if _search_matches(item, options["$search"])]
     if "$filter" in options:
         predicate = parse_filter(options["$filter"], ignore_case=ignore_case)
+        if entity is not None:
+            check_properties(predicate.properties, entity[1], entity[0])  # type: ignore[attr-defined]
         selected = [item for item in selected if predicate(item)]
     if "$orderby" in options:
         selected = _apply_orderby(selected, options["$orderby"])

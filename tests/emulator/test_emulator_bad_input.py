@@ -215,3 +215,21 @@ def test_long_filter_chains_are_answered(graph: GraphClient):
     response = graph.get("servicePrincipals", params={"$filter": " or ".join(terms), "$select": "id"})
     assert response.status_code == 200, response.text[:300]
     assert [s["id"] for s in response.json()["value"]] == [sp["id"]]
+
+
+@pytest.mark.parametrize(
+    "version, path, expression, type_name",
+    [("v1.0", "applicationTemplates", "displayNam eq 'Box'", "applicationTemplate"),
+     ("v1.0", "auditLogs/provisioning", "jobID2 eq 'x'", "provisioningObjectSummary"),
+     ("v1.0", "auditLogs/provisioning", "statusInfo/status eq 'failure'", "provisioningObjectSummary")],  # beta-only name
+)
+def test_filter_on_an_unknown_property_is_a_400(graph_as, version, path, expression, type_name):
+    """A misspelt property is Graph's 400, not an empty page (even while the log is empty)."""
+    error = assert_graph_error(graph_as("workflow", version).get(path, params={"$filter": expression}), 400, "BadRequest")
+    assert error["message"].startswith("Could not find a property named") and f"microsoft.graph.{type_name}" in error["message"]
+
+
+def test_beta_log_names_are_filterable_on_beta(graph_as):
+    beta = graph_as("workflow", "beta")
+    for expression in ("statusInfo/status eq 'failure'", "action eq 'Create'", "jobId eq 'x'"):
+        assert beta.get("auditLogs/provisioning", params={"$filter": expression}).status_code == 200, expression
