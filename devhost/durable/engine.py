@@ -447,7 +447,10 @@ class DurableEngine:
                 result = await call
             now_text = h.iso(self.clock.now_datetime())
             event = h.event(h.TASK_COMPLETED, now_text, TaskScheduledId=item.task_id, Result=result)
-        except Exception as exc:  # the activity's own failure becomes TaskFailed, like the extension's shim
+        except (Exception, asyncio.CancelledError) as exc:  # the activity's failure becomes TaskFailed, like the shim
+            current = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and (not self._running or current is None or current.cancelling()):
+                raise  # the engine is stopping: this worker is being cancelled, not the activity failing
             if isinstance(exc, asyncio.TimeoutError):
                 # the WebJobs host's FunctionTimeoutException text, with the TimeSpan in .NET "c" format
                 message = f"Timeout value of {timespan_text(self.settings.activity_timeout)} was exceeded by " \

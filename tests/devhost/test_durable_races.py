@@ -374,3 +374,17 @@ def test_a_result_that_arrived_before_a_timer_fired_wins_when_both_are_in_one_ep
     names = [h.EVENT_TYPE_NAMES[ev["EventType"]] for ev in history]
     assert names.index("TaskCompleted") < names.index("TimerFired")  # both in the same, last episode
     assert names[names.index("TaskCompleted") - 1] == "OrchestratorStarted"
+
+
+def test_an_activity_raising_cancelled_error_fails_its_task_and_keeps_the_workers(app, tmp_path):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_survives_cancelled", None)
+        first = await engine.wait_for_instance(iid, 20)
+        again = await engine.start_orchestration("durable_fanout", 10)  # both workers still there
+        return first, await engine.wait_for_instance(again, 20)
+
+    first, again = run(app, tmp_path, scenario, host_config={"maxConcurrentActivityFunctions": 2})
+    outcome, after = json.loads(first.output)
+    assert outcome.startswith("Activity function 'durable_raises_cancelled' failed:  CancelledError")
+    assert after == "Hello after!"
+    assert json.loads(again.output) == 90

@@ -393,3 +393,18 @@ def durable_failfast_then_unknown(context: df.DurableOrchestrationContext):
     except Exception:
         yield context.call_activity("durable_does_not_exist", 1)
     return "unreachable"
+
+
+@app.activity_trigger(input_name="payload")
+async def durable_raises_cancelled(payload) -> None:
+    raise asyncio.CancelledError("cancelled inside the activity")
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_survives_cancelled(context: df.DurableOrchestrationContext):
+    try:
+        yield context.task_all([context.call_activity("durable_raises_cancelled", i) for i in range(3)])
+        outcome = "no error"
+    except Exception as exc:
+        outcome = str(exc).split(" \n ")[0]
+    return [outcome, (yield context.call_activity("durable_hello", "after"))]
