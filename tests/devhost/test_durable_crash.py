@@ -32,7 +32,12 @@ def test_sigkill_during_fan_out_then_restart_completes_exactly_once(tmp_path):
                       key=False)
         assert r.status_code == 202, r.text
         kills = 0
-        for _ in range(3):
+        # the first kill lands while the fan-out is half-way: some work items done, others not
+        done_at_first_kill = _wait_for_partial_fan_out(tmp_path / "state" / "durable.sqlite3")
+        time.sleep(rng.uniform(0.0, 0.05))
+        host.restart(kill=True)
+        kills += 1
+        for _ in range(2):  # then at random moments (start-up, episodes, activities, commits)
             time.sleep(rng.uniform(0.05, 0.5))
             status = host.get_status("crash-1")
             if status and status["runtimeStatus"] == "Completed":
@@ -52,4 +57,24 @@ def test_sigkill_during_fan_out_then_restart_completes_exactly_once(tmp_path):
     assert sorted(completed) == list(range(N + 1)) and set(completed.values()) == {1}, f"seed={seed}"
     assert [e["EventType"] for e in events].count(1) == 1  # one ExecutionCompleted
     assert db.execute("SELECT COUNT(*) FROM activities").fetchone()[0] == 0
-    assert kills >= 1, f"seed={seed}: the fan-out finished before the first kill"
+    assert kills >= 1 and 0 < done_at_first_kill < N, f"seed={seed}"
+
+
+def _wait_for_partial_fan_out(db_path, timeout: float = 60.0) -> int:
+    """Poll the store (read-only) until some but not all of the N work items have run; how many ran."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
+            try:
+                pending = db.execute("SELECT COUNT(*) FROM activities").fetchone()[0]
+                scheduled = db.execute("SELECT COUNT(*) FROM history WHERE instance_id='crash-1' "
+                                       "AND event LIKE '%\"EventType\": 4,%'").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error:  # not created yet
+            pending = scheduled = 0
+        if scheduled == N and 0 < pending < N:
+            return N - pending
+        time.sleep(0.005)
+    raise AssertionError("the fan-out was never seen half-way")
