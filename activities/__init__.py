@@ -89,7 +89,10 @@ def wait_until_visible_body(p: dict, ctx: steps.StepContext) -> dict:
     return steps.wait_until_visible(ctx, service_principal_id=_field(p, "servicePrincipalId"),
                                     application_id=_field(p, "applicationId", required=False),
                                     instance_key=_field(p, "instanceKey", required=False),
-                                    labels=labels if isinstance(labels, dict) else None)
+                                    labels=labels if isinstance(labels, dict) else None,
+                                    credentials=_credentials(p, required=False),
+                                    sync_all=bool(p.get("syncAll", False)),
+                                    notification_email=_field(p, "notificationEmail", required=False))
 
 
 def ensure_job_body(p: dict, ctx: steps.StepContext) -> dict:
@@ -141,7 +144,9 @@ def list_managed_instances_body(p: dict, ctx: steps.StepContext) -> dict:
 def restart_quarantined_job_body(p: dict, ctx: steps.StepContext) -> dict:
     return steps.restart_quarantined_job(ctx, service_principal_id=_field(p, "servicePrincipalId"),
                                          job_id=_field(p, "jobId", required=False),
-                                         credentials=_credentials(p, required=False))
+                                         credentials=_credentials(p, required=False),
+                                         sync_all=bool(p.get("syncAll", False)),
+                                         notification_email=_field(p, "notificationEmail", required=False))
 
 
 BODIES: dict[str, Callable[[dict, steps.StepContext], dict]] = {

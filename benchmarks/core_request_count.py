@@ -50,11 +50,13 @@ def provision_one(ctx: steps.StepContext, display_name: str, read_log: Callable[
                                    template_id=template_id)
     record("ensure_application")
     sp_id = app["servicePrincipalId"]
-    steps.wait_until_visible(ctx, service_principal_id=sp_id, application_id=app["applicationId"], instance_key=key)
+    refs = model.parse_credentials(credentials or CREDENTIALS)
+    # one PATCH: the tags and the credential references (notes) for the health sweep
+    steps.wait_until_visible(ctx, service_principal_id=sp_id, application_id=app["applicationId"], instance_key=key,
+                             credentials=refs)
     record("wait_until_visible")
     job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=template_id)["jobId"]
     record("ensure_job")
-    refs = model.parse_credentials(credentials or CREDENTIALS)
     steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=refs)
     record("validate_credentials")
     steps.save_secrets(ctx, service_principal_id=sp_id, credentials=refs)

@@ -230,15 +230,19 @@ def _raise_not_found(exc: errors.ProvisioningError) -> Any:
 # -- 3. visibility ----------------------------------------------------------------------------------
 
 def wait_until_visible(ctx: StepContext, *, service_principal_id: str, application_id: str | None = None,
-                       instance_key: str | None = None, labels: dict | None = None) -> dict:
-    """Read the service principal until it is found VISIBILITY_CONSECUTIVE_READS times in a row, then tag it.
+                       instance_key: str | None = None, labels: dict | None = None,
+                       credentials: dict | None = None, sync_all: bool = False,
+                       notification_email: str | None = None) -> dict:
+    """Read the service principal until it is found VISIBILITY_CONSECUTIVE_READS times in a row, then label it.
 
-    The tags (fleet, instance key, labels) are written here rather than right after instantiate
-    (see :func:`ensure_application`): once the SP has read back in a row, a PATCH is no longer
-    refused for lag, and the last read already holds the current tags, so the PATCH (the complete
-    list: collections are replaced) is sent only when one is missing - no extra request. A
-    throttled PATCH makes this step, not ensure_application, wait and run again. Without
-    ``instance_key`` (an orchestration started before this step tagged) nothing is written.
+    The labels are the tags (fleet, instance key, labels) and, with ``credentials``, the notes
+    (:func:`instance_notes`: Key Vault references, never values, for the health sweep's restart).
+    They are written here rather than right after instantiate (see :func:`ensure_application`):
+    once the SP has read back in a row a PATCH is no longer refused for lag, and the last read
+    already holds the current tags and notes, so one PATCH (the complete tag list: collections are
+    replaced) is sent only when something is missing - no extra request. A throttled PATCH makes
+    this step, not ensure_application, wait and run again. Without ``instance_key`` (an
+    orchestration started before this step labelled) nothing is written.
     """
     needed = ctx.settings.visibility_consecutive_reads
     deadline = ctx.monotonic() + ctx.settings.visibility_wait_seconds
@@ -246,10 +250,11 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
     while True:
         reads += 1
         try:
-            sp = apps.get_service_principal(ctx.graph, service_principal_id, select="id,tags")
+            sp = apps.get_service_principal(ctx.graph, service_principal_id, select="id,tags,notes")
             streak += 1
             if streak >= needed:
-                tagged = bool(instance_key) and _tag(ctx, sp, str(instance_key), labels)
+                notes = instance_notes(ctx, credentials, sync_all, notification_email) if credentials else None
+                tagged = bool(instance_key) and _label(ctx, sp, str(instance_key), labels, notes)
                 return {"visible": True, "reads": reads, "tagged": tagged}
         except errors.NotFound:
             streak = 0
@@ -260,14 +265,69 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
         ctx.sleep(ctx.settings.visibility_poll_seconds)
 
 
-def _tag(ctx: StepContext, sp: dict, key: str, labels: dict | None) -> bool:
-    """PATCH the complete tag list when a tag is missing (idempotent); True once the SP carries them all."""
+#: Graph's limit for ``servicePrincipal.notes`` (characters).
+NOTES_MAX_CHARS = 1024
+
+
+def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
+                   notification_email: str | None = None) -> dict:
+    """What the service principal's ``notes`` hold for the health sweep: references, never values.
+
+    ``{"managedBy": <correlation tag>, "credentials": {"SecretToken": {"keyVaultSecret": "name"},
+    "BaseAddress": "https://..."}, "syncAll": false, "notificationEmail"?: "..."}`` - the Key Vault
+    secret names and the non-secret literals (the only literals the request model accepts), plus
+    what the full secret set needs besides them, so the sweep can read the *current* Key Vault
+    versions, validate them and PUT the complete set without the original request.
+    """
+    refs = {key: (value.to_dict() if isinstance(value, model.SecretRef) else str(value))
+            for key, value in sorted(credentials.items())}
+    notes: dict[str, Any] = {"managedBy": ctx.tag, "credentials": refs, "syncAll": bool(sync_all)}
+    if notification_email:
+        notes["notificationEmail"] = notification_email
+    return notes
+
+
+def _dump_notes(notes: dict) -> str:
+    return json.dumps(notes, separators=(",", ":"), sort_keys=True)
+
+
+def read_notes(ctx: StepContext, text: Any) -> dict | None:
+    """Our notes from a service principal's ``notes`` (None when empty, not JSON, or someone else's)."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        notes = json.loads(text)
+    except ValueError:
+        return None
+    return notes if isinstance(notes, dict) and notes.get("managedBy") == ctx.tag else None
+
+
+def _label(ctx: StepContext, sp: dict, key: str, labels: dict | None, notes: dict | None) -> bool:
+    """One PATCH with the complete tag list (and notes) when something is missing; True once tagged.
+
+    Notes that are not ours (an operator's free text on an adopted app) are left alone: the sweep
+    then finds no references and reports instead of restarting.
+    """
+    sp_id = apps.object_id(sp)
     current = [str(t) for t in sp.get("tags") or []]
     wanted = _desired_tags(ctx, current, key, labels)
+    body: dict[str, Any] = {}
     if set(wanted) != set(current):
-        sp_id = apps.object_id(sp)
-        _wait_for(ctx, f"tag service principal {sp_id}", lambda: apps.set_service_principal_tags(ctx.graph, sp_id, wanted))
-        logger.info("tagged service principal %s for instance %s", sp_id, key)
+        body["tags"] = wanted
+    if notes is not None and read_notes(ctx, sp.get("notes")) != notes:
+        text = _dump_notes(notes)
+        if sp.get("notes") and read_notes(ctx, sp.get("notes")) is None:
+            logger.warning("service principal %s has notes that are not ours; credential references not stored "
+                           "(the health sweep will report, not restart, its credential quarantine)", sp_id)
+        elif len(text) > NOTES_MAX_CHARS:
+            logger.warning("credential references of %s exceed the %d characters of notes; not stored "
+                           "(the health sweep will report, not restart, its credential quarantine)", sp_id,
+                           NOTES_MAX_CHARS)
+        else:
+            body["notes"] = text
+    if body:
+        _wait_for(ctx, f"label service principal {sp_id}", lambda: apps.update_service_principal(ctx.graph, sp_id, body))
+        logger.info("labelled service principal %s for instance %s (%s)", sp_id, key, ", ".join(sorted(body)))
     return True
 
 
@@ -385,8 +445,14 @@ def save_secrets(ctx: StepContext, *, service_principal_id: str, credentials: di
     Always the full set: whether Graph merges or replaces is UNCONFIRMED, and a partial PUT may drop
     the notification email or the scope (graph-provisioning-api.md pitfall 7).
     """
-    sp_id = service_principal_id
     resolved = _resolve(ctx, credentials)
+    keys = _put_secret_set(ctx, service_principal_id, resolved, sync_all, notification_email)
+    return {"keys": keys, "secretVersions": dict(resolved.versions)}
+
+
+def _put_secret_set(ctx: StepContext, sp_id: str, resolved: Any, sync_all: bool,
+                    notification_email: str | None) -> list[str]:
+    """PUT resolved credentials + SyncAll + SyncNotificationSettings, then wait until the keys read back."""
     values = dict(resolved.values)
     values["SyncAll"] = "true" if sync_all else "false"
     values["SyncNotificationSettings"] = notification_settings(notification_email)
@@ -400,8 +466,7 @@ def save_secrets(ctx: StepContext, *, service_principal_id: str, credentials: di
             raise errors.NotFound(f"stored secrets lack {', '.join(missing)}", code="SecretKeysMissing")
         return sorted(values)
 
-    keys = _wait_for(ctx, f"check secrets on {sp_id}", check, retry_on=(errors.NotFound,))
-    return {"keys": keys, "secretVersions": dict(resolved.versions)}
+    return _wait_for(ctx, f"check secrets on {sp_id}", check, retry_on=(errors.NotFound,))
 
 
 # -- 6. assignments -----------------------------------------------------------------------------------------
@@ -494,28 +559,45 @@ def get_provisioning_errors(ctx: StepContext, *, service_principal_id: str, job_
 # -- 9. health sweep ---------------------------------------------------------------------------------------
 
 def list_managed_instances(ctx: StepContext) -> dict:
-    """Every service principal carrying the fleet tag, with its instance key and labels."""
+    """Every service principal carrying the fleet tag: instance key, labels and credential references.
+
+    ``credentials`` (with ``syncAll`` and ``notificationEmail``) come from the SP's notes
+    (:func:`instance_notes`): Key Vault secret names and non-secret literals, never values; absent
+    when the notes hold none (an instance set up before they were stored, or someone else's notes).
+    """
     found = apps.find_service_principals(ctx.graph, odata.any_eq("tags", ctx.tag),
-                                         select="id,displayName,applicationTemplateId,tags")
+                                         select="id,displayName,applicationTemplateId,tags,notes")
     key_prefix, label_prefix = f"{ctx.tag}:key:", f"{ctx.tag}:label:"
     instances = []
     for sp in sorted(found, key=lambda s: str(s.get("displayName"))):
         tags = [str(t) for t in sp.get("tags") or []]
         labels = dict(t[len(label_prefix):].split("=", 1) for t in tags if t.startswith(label_prefix) and "=" in t)
         key = next((t[len(key_prefix):] for t in tags if t.startswith(key_prefix)), None)
-        instances.append({"servicePrincipalId": apps.object_id(sp), "displayName": sp.get("displayName"),
-                          "applicationTemplateId": sp.get("applicationTemplateId"), "instanceKey": key,
-                          "labels": labels})
+        instance: dict[str, Any] = {"servicePrincipalId": apps.object_id(sp), "displayName": sp.get("displayName"),
+                                    "applicationTemplateId": sp.get("applicationTemplateId"), "instanceKey": key,
+                                    "labels": labels}
+        notes = read_notes(ctx, sp.get("notes"))
+        if notes and isinstance(notes.get("credentials"), dict):
+            instance["credentials"] = notes["credentials"]
+            instance["syncAll"] = bool(notes.get("syncAll"))
+            if notes.get("notificationEmail"):
+                instance["notificationEmail"] = str(notes["notificationEmail"])
+        instances.append(instance)
     return {"instances": instances}
 
 
 def restart_quarantined_job(ctx: StepContext, *, service_principal_id: str, job_id: str | None,
-                            credentials: dict | None = None) -> dict:
-    """Restart a job quarantined for bad credentials once its credentials validate; otherwise leave it.
+                            credentials: dict | None = None, sync_all: bool = False,
+                            notification_email: str | None = None) -> dict:
+    """Restart a job quarantined for bad credentials once its Key Vault secret validates; otherwise leave it.
 
-    With ``credentials`` (references) the fresh values are validated and saved first (keeping the
-    stored non-secret keys such as SyncAll and the notification settings); without, the saved
-    credentials are validated. Other quarantine reasons (e.g. TooManyDeletes) need an operator.
+    The operator's story: the token expired, the job went into quarantine, they put a new version
+    of the secret into Key Vault. ``credentials`` are the instance's references (from its notes,
+    :func:`list_managed_instances`): the current Key Vault versions are read, validated against
+    the target (validateCredentials), the complete secret set is PUT, and the job restarted (scope
+    ``QuarantineState``). Still invalid, or no references: not restarted, with the reason. The
+    credentials already saved in Graph are not what is validated - they are what failed. Other
+    quarantine reasons (e.g. TooManyDeletes) need an operator.
     """
     sp_id = service_principal_id
     job_id = _job_id(ctx, sp_id, job_id)
@@ -528,21 +610,19 @@ def restart_quarantined_job(ctx: StepContext, *, service_principal_id: str, job_
                 "reason": f"quarantined for {quarantine.get('reason')}: needs an operator"}
     if not ctx.settings.health_sweep_restart_credential_quarantine:
         return {"jobId": job_id, "restarted": False, "reason": "restarting credential quarantine is switched off"}
-    versions: dict[str, str] = {}
+    if not credentials:
+        return {"jobId": job_id, "restarted": False,
+                "reason": "no Key Vault references stored on the service principal (notes): re-submit the instance "
+                          "or restart the job by hand"}
+    resolved = _resolve(ctx, credentials)
     try:
-        if credentials:
-            resolved = _resolve(ctx, credentials)
-            _validate(ctx, sp_id, job_id, resolved.values)
-            stored = sync.get_secret_keys(ctx.graph, sp_id)
-            merged = {k: v for k, v in stored.items() if v != "*"}  # masked values cannot be sent back
-            merged.update(resolved.values)
-            sync.put_secrets(ctx.graph, sp_id, merged, resolved.secret_values())
-            versions = dict(resolved.versions)
-        else:
-            _validate(ctx, sp_id, job_id, {}, use_saved=True)
+        _validate(ctx, sp_id, job_id, resolved.values)
     except errors.InvalidCredentials as exc:
-        return {"jobId": job_id, "restarted": False, "reason": f"credentials still invalid: {exc.message}"}
+        return {"jobId": job_id, "restarted": False, "secretVersions": dict(resolved.versions),
+                "reason": f"Key Vault secret still invalid: {exc.message}"}
+    _put_secret_set(ctx, sp_id, resolved, sync_all, notification_email)
     sync.restart_job(ctx.graph, sp_id, job_id, "QuarantineState")
-    logger.info("restarted quarantined job %s on %s", job_id, sp_id)
-    return {"jobId": job_id, "restarted": True, "reason": "credentials validate; quarantine lifted",
-            "restartedAt": _iso(ctx.now()), "secretVersions": versions}
+    logger.info("restarted quarantined job %s on %s with Key Vault versions %s", job_id, sp_id,
+                ", ".join(f"{k}={v}" for k, v in sorted(resolved.versions.items())))
+    return {"jobId": job_id, "restarted": True, "reason": "Key Vault secret validates; saved and restarted",
+            "restartedAt": _iso(ctx.now()), "secretVersions": dict(resolved.versions)}

@@ -11,8 +11,10 @@ paused, disabled, missingJob, unknown, unreadable}, "quarantinedByReason": {reas
 Side effect: one structured log line (JSON) per unhealthy instance, written only when the
 orchestrator is not replaying, so each appears once. Quarantined jobs are only reported, unless
 ``options.restartCredentialQuarantine`` is on: then a job quarantined because of its target
-credentials is restarted by ``restart_quarantined_job``, which first re-validates the Key Vault
-secret (and does nothing if it is still wrong).
+credentials is restarted by ``restart_quarantined_job``, which reads the current version of its
+Key Vault secret (the references - names, never values - come from the service principal's notes,
+listed by ``list_managed_instances``), validates it against the target, saves the full secret set
+and restarts the job; it does nothing while the secret is still wrong.
 
 Status reads run in chunks of ``options.sweepMaxInFlight`` (fan-out bounded for Graph's limits).
 """
@@ -71,11 +73,10 @@ def health_sweep(context: df.DurableOrchestrationContext):
     restarted = []
     if options.restart_credential_quarantine:
         context.set_custom_status({"phase": "restarting"})
-        for entry in entries:
+        for inst, entry in zip(instances, entries):
             if entry["category"] == "quarantined" and entry.pop("_credentialCaused", False):
                 result = yield from call_step(context, names.RESTART_QUARANTINED_JOB,
-                                              {"servicePrincipalId": entry["servicePrincipalId"],
-                                               "jobId": entry.get("jobId")}, options)
+                                              _restart_request(inst, entry), options)
                 restarted.append({"servicePrincipalId": entry["servicePrincipalId"],
                                   "restarted": bool(result.get("ok") and result.get("restarted")),
                                   "reason": result.get("reason") if result.get("ok")
@@ -90,6 +91,15 @@ def health_sweep(context: df.DurableOrchestrationContext):
                                     **entry}, sort_keys=True))
     context.set_custom_status({"phase": "completed", "counts": report["counts"]})
     return report
+
+
+def _restart_request(inst: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The restart's input: the instance's Key Vault references (names, never values) from its notes."""
+    request = {"servicePrincipalId": entry["servicePrincipalId"], "jobId": entry.get("jobId")}
+    for key in ("credentials", "syncAll", "notificationEmail"):
+        if inst.get(key) is not None:
+            request[key] = inst[key]
+    return request
 
 
 def _status_request(inst: dict[str, Any]) -> dict[str, Any]:

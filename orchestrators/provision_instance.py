@@ -112,12 +112,16 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
         ids[key] = result.get(key)
     sp_id = ids["servicePrincipalId"]
 
-    # wait_until_visible also tags the new service principal (a tag write right after instantiate
-    # fails while it replicates, and ensure_application must not fail after instantiate succeeded)
-    result = yield from step(names.WAIT_UNTIL_VISIBLE, {"servicePrincipalId": sp_id,
-                                                        "applicationId": ids["applicationId"],
-                                                        "instanceKey": inst.get("key"),
-                                                        "labels": inst.get("labels") or {}})
+    # wait_until_visible also tags the new service principal and stores the credential references
+    # (names, never values) in its notes for the health sweep - one PATCH, once the SP reads back: a
+    # write right after instantiate fails while it replicates, and ensure_application must not fail
+    # after its instantiate succeeded (a retry would instantiate a second app)
+    visible_request = {"servicePrincipalId": sp_id, "applicationId": ids["applicationId"],
+                       "instanceKey": inst.get("key"), "labels": inst.get("labels") or {},
+                       "credentials": inst.get("credentials") or {}, "syncAll": bool(inst.get("syncAll"))}
+    if inst.get("notificationEmail"):
+        visible_request["notificationEmail"] = inst["notificationEmail"]
+    result = yield from step(names.WAIT_UNTIL_VISIBLE, visible_request)
     if not result.get("ok"):
         return result
 

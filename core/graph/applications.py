@@ -48,6 +48,11 @@ def set_service_principal_tags(client: GraphClient, sp_id: str, tags: list[str])
     client.patch(f"/servicePrincipals/{sp_id}", {"tags": tags})
 
 
+def update_service_principal(client: GraphClient, sp_id: str, body: dict) -> None:
+    """PATCH some properties (e.g. the complete ``tags`` list and ``notes``) in one write."""
+    client.patch(f"/servicePrincipals/{sp_id}", body)
+
+
 def delete_application(client: GraphClient, app_object_id: str) -> None:
     """DELETE the application (soft delete); its service principal and jobs go with it."""
     client.delete(f"/applications/{app_object_id}")

@@ -42,7 +42,8 @@ def test_a_whole_instance_through_the_activities(core_env):
     assert app["tagged"] is False  # wait_until_visible tags it
     sp = app["servicePrincipalId"]
     assert call(names.WAIT_UNTIL_VISIBLE, {"servicePrincipalId": sp, "applicationId": app["applicationId"],
-                                           "instanceKey": key, "labels": {"team": "ops"}}) == \
+                                           "instanceKey": key, "labels": {"team": "ops"},
+                                           "credentials": HEALTHY_CREDENTIALS}) == \
         {"ok": True, "visible": True, "reads": 2, "tagged": True}
     job = call(names.ENSURE_JOB, {"servicePrincipalId": sp})
     assert job["ok"] and job["created"] and job["templateId"] == "scim"
@@ -64,7 +65,9 @@ def test_a_whole_instance_through_the_activities(core_env):
     assert logs == {"ok": True, "errors": []}
     listed = call(names.LIST_MANAGED_INSTANCES, {})
     assert listed["ok"] and listed["instances"][0]["labels"] == {"team": "ops"}
-    restart = call(names.RESTART_QUARANTINED_JOB, {"servicePrincipalId": sp, "jobId": job["jobId"]})
+    assert listed["instances"][0]["credentials"] == HEALTHY_CREDENTIALS  # references only, from the notes
+    restart = call(names.RESTART_QUARANTINED_JOB, {"servicePrincipalId": sp, "jobId": job["jobId"],
+                                                   "credentials": listed["instances"][0]["credentials"]})
     assert restart["ok"] and restart["restarted"] is False
 
 

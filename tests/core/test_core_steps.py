@@ -17,13 +17,15 @@ def creds(doc: dict) -> dict:
     return model.parse_credentials(doc)
 
 
-def new_app(ctx, name: str, labels: dict | None = None) -> dict:
-    """ensure_application, then wait_until_visible (which applies the tags), as provision_instance runs them."""
+def new_app(ctx, name: str, labels: dict | None = None, credentials: dict | None = None,
+            notification_email: str | None = None) -> dict:
+    """ensure_application, then wait_until_visible (which applies the tags and notes), as provision_instance does."""
     key = model.instance_key(name)
     found = steps.ensure_application(ctx, batch_id="b1", instance_key=key, display_name=name,
                                      template_id=CUSTOM_TEMPLATE_ID, labels=labels)
     seen = steps.wait_until_visible(ctx, service_principal_id=found["servicePrincipalId"], instance_key=key,
-                                    labels=labels)
+                                    labels=labels, credentials=creds(credentials) if credentials else None,
+                                    notification_email=notification_email)
     assert seen["tagged"] is True
     return found
 
@@ -219,27 +221,61 @@ def test_start_once_then_status_until_steady(ctx, core_env):
         steps.MISSING_JOB
 
 
-def test_quarantine_restart_and_provisioning_errors(ctx, core_env):
-    sp_id, job_id = _configured(ctx, "Quarantined app", WRONG_CREDENTIALS)
+def test_sweep_restart_revalidates_the_key_vault_secret_not_the_saved_one(ctx, core_env):
+    """The token was wrong (expired), the job quarantined; the operator puts a new version into Key Vault."""
+    rotating = {"BaseAddress": "https://scim.contoso.test/scim/v2",
+                "SecretToken": {"keyVaultSecret": "rotating-contoso-token"}}
+    core_env.admin.seed(secrets={"rotating-contoso-token": "expired-contoso-token"})  # not the target's token
+    sp_id = new_app(ctx, "Rotated app", credentials=rotating, notification_email="ops@contoso.com")["servicePrincipalId"]
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id)["jobId"]
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(rotating), notification_email="ops@contoso.com")
     started = steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
     core_env.admin.advance(3 * 3600)
     status = steps.get_job_status(ctx, service_principal_id=sp_id, job_id=job_id, started_at=started["startedAt"])
-    assert status["status"]["state"] == "Quarantined"
-    assert status["status"]["quarantine"]["credentialProblem"] is True
-    off = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id)  # the default: report only
+    assert status["status"]["state"] == "Quarantined" and status["status"]["quarantine"]["credentialProblem"] is True
+
+    # The service principal keeps the references (names, never values) in its notes.
+    (listed,) = [i for i in steps.list_managed_instances(ctx)["instances"] if i["servicePrincipalId"] == sp_id]
+    assert listed["credentials"] == rotating and listed["syncAll"] is False
+    assert listed["notificationEmail"] == "ops@contoso.com"
+    notes = apps.get_service_principal(ctx.graph, sp_id, select="id,notes")["notes"]
+    assert json.loads(notes)["managedBy"] == "entra-provisioning-fleet" and "expired-contoso-token" not in notes
+    refs = {"credentials": creds(listed["credentials"]), "sync_all": listed["syncAll"],
+            "notification_email": listed["notificationEmail"]}
+
+    off = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id, **refs)  # default: report
     assert off["restarted"] is False and "switched off" in off["reason"]
     ctx = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings,
                                                                 health_sweep_restart_credential_quarantine=True))
-    still_bad = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    unknown = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    assert unknown["restarted"] is False and "no Key Vault references" in unknown["reason"]
+    still_bad = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id, **refs)
     assert still_bad["restarted"] is False and "still invalid" in still_bad["reason"]
-    fixed = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=None,
-                                          credentials=creds(HEALTHY_CREDENTIALS))
-    assert fixed["restarted"] is True and set(fixed["secretVersions"]) == {"SecretToken"}
-    assert not any(v in json.dumps(fixed) for v in SEEDED_SECRETS.values())
-    assert sync.get_secret_keys(ctx.graph, sp_id)["SyncAll"] == "false"  # kept from the stored set
-    healthy = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id)
+
+    # The saved credentials are not what counts: a valid token saved in Graph behind our back does not
+    # make the sweep restart while Key Vault still holds the expired one.
+    sync.put_secrets(ctx.graph, sp_id, {"BaseAddress": rotating["BaseAddress"], "SecretToken": "demo-scim-token"},
+                     ["demo-scim-token"])
+    assert steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id, **refs)["restarted"] is False
+
+    rotated = core_env.admin.seed(secrets={"rotating-contoso-token": "demo-scim-token"})["secrets"][0]["version"]
+    fixed = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=None, **refs)
+    assert fixed["restarted"] is True and fixed["secretVersions"] == {"SecretToken": rotated}
+    assert not any(v in json.dumps([fixed, still_bad, listed]) for v in [*SEEDED_SECRETS.values(), "expired-contoso-token"])
+    stored = sync.get_secret_keys(ctx.graph, sp_id)  # the full set, from the notes
+    assert stored["SyncAll"] == "false" and json.loads(stored["SyncNotificationSettings"])["Recipients"] == \
+        "ops@contoso.com"
+    core_env.admin.advance(3 * 3600)
+    after = steps.get_job_status(ctx, service_principal_id=sp_id, job_id=job_id, started_at=fixed["restartedAt"])
+    assert after["status"]["state"] == "SteadyState"
+    healthy = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id, **refs)
     assert healthy["restarted"] is False and healthy["reason"].startswith("not quarantined")
-    core_env.admin.advance(3600)
+
+
+def test_provisioning_errors_of_a_quarantined_job(ctx, core_env):
+    sp_id, job_id = _configured(ctx, "Quarantined app", WRONG_CREDENTIALS)
+    steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    core_env.admin.advance(4 * 3600)
     rows = steps.get_provisioning_errors(ctx, service_principal_id=sp_id, job_id=job_id, since="2000-01-01T00:00:00Z",
                                          top=5)["errors"]
     assert isinstance(rows, list)
@@ -288,3 +324,25 @@ def test_a_client_lacking_one_role_gets_a_permanent_error_naming_the_call(ctx, c
     with pytest.raises(errors.PermissionDenied) as caught:
         steps.get_provisioning_errors(weak, service_principal_id=sp_id, job_id=job_id, since="2026-01-01T00:00:00Z")
     assert "/auditLogs/provisioning" in caught.value.message and caught.value.status == 403
+
+
+def test_notes_hold_references_once_and_leave_foreign_notes_alone(ctx, core_env):
+    sp_id = new_app(ctx, "Noted app", credentials=HEALTHY_CREDENTIALS)["servicePrincipalId"]
+    key = model.instance_key("Noted app")
+    patches = len(graph_requests(core_env, method="PATCH"))
+    again = steps.wait_until_visible(ctx, service_principal_id=sp_id, instance_key=key,
+                                     credentials=creds(HEALTHY_CREDENTIALS))
+    assert again["tagged"] is True and len(graph_requests(core_env, method="PATCH")) == patches  # nothing to write
+    steps.wait_until_visible(ctx, service_principal_id=sp_id, instance_key=key, credentials=creds(WRONG_CREDENTIALS))
+    assert len(graph_requests(core_env, method="PATCH")) == patches + 1  # a re-submission with other references
+    (listed,) = [i for i in steps.list_managed_instances(ctx)["instances"] if i["servicePrincipalId"] == sp_id]
+    assert listed["credentials"] == WRONG_CREDENTIALS
+
+    # An adopted app whose notes an operator wrote: tagged, notes kept, so no references to restart with.
+    pair = apps.instantiate(ctx.graph, CUSTOM_TEMPLATE_ID, "Operator notes app")
+    foreign = pair["servicePrincipal"]["id"]
+    ctx.graph.patch(f"/servicePrincipals/{foreign}", {"notes": "owned by the identity team"})
+    new_app(ctx, "Operator notes app", credentials=HEALTHY_CREDENTIALS)
+    assert apps.get_service_principal(ctx.graph, foreign, select="id,notes")["notes"] == "owned by the identity team"
+    (adopted,) = [i for i in steps.list_managed_instances(ctx)["instances"] if i["servicePrincipalId"] == foreign]
+    assert "credentials" not in adopted

@@ -18,6 +18,7 @@ from examples.demo import matches
 pytestmark = pytest.mark.timeout(240)
 
 MAX_BODY = 65536
+EXPIRED_TOKEN = "an-expired-zoom-token"  # a Key Vault secret value too: must never show up anywhere
 
 
 @pytest.fixture(scope="module")
@@ -225,30 +226,46 @@ def _sweep(stack, sweep_id: str, options: dict) -> dict:
     return stack.wait(sweep_id, timeout=120)["output"]
 
 
-def test_sweep_restarts_a_credential_quarantine_only_once_the_credentials_validate(stack, demo):
+def test_sweep_restarts_a_credential_quarantine_once_its_key_vault_secret_validates(stack, demo):
+    """The operator's story: the token expired, the job quarantined, they put a new version into Key Vault."""
     _, status = demo
     target = next(i for i in status["output"]["instances"] if i["displayName"] == "Zoom Contoso 01")
     sp_id, address = target["ids"]["servicePrincipalId"], "https://api.zoom.us/scim"
-    _put_target_token(stack, sp_id, address, "an-expired-token")
+    # The emulator's target only ever accepts one token, so an expiry is played by another value: the
+    # one saved on the job, and still the current version in Key Vault.
+    stack.emulator.admin.seed(secrets={"zoom-scim-token": EXPIRED_TOKEN})
+    _put_target_token(stack, sp_id, address, EXPIRED_TOKEN)
     stack.emulator.admin.advance(3 * 3600)  # past the next incremental cycle, which fails: quarantine
 
-    report = _sweep(stack, "sweep-restart-1", {"restartCredentialQuarantine": True})
+    report = _sweep(stack, "sweep-restart-off", {"restartCredentialQuarantine": False})
     entry = next(u for u in report["unhealthy"] if u["servicePrincipalId"] == sp_id)
     assert entry["category"] == "quarantined" and entry["reason"] == "EncounteredQuarantineException"
+    assert report["restarted"] == []  # off: only reported
+
+    report = _sweep(stack, "sweep-restart-1", {"restartCredentialQuarantine": True})
     attempt = next(r for r in report["restarted"] if r["servicePrincipalId"] == sp_id)
-    assert attempt["restarted"] is False and "invalid" in attempt["reason"]
+    assert attempt["restarted"] is False and "still invalid" in attempt["reason"]
 
-    report = _sweep(stack, "sweep-restart-off", {"restartCredentialQuarantine": False})
-    assert report["restarted"] == [] and any(u["servicePrincipalId"] == sp_id for u in report["unhealthy"])
-
-    _put_target_token(stack, sp_id, address, "zoom-demo-jwt")  # the operator fixes the token
+    # The sweep validates Key Vault's secret, not the one saved in Graph: fixing only the latter is not enough.
+    _put_target_token(stack, sp_id, address, "zoom-demo-jwt")
     report = _sweep(stack, "sweep-restart-2", {"restartCredentialQuarantine": True})
+    assert next(r for r in report["restarted"] if r["servicePrincipalId"] == sp_id)["restarted"] is False
+    _put_target_token(stack, sp_id, address, EXPIRED_TOKEN)
+
+    stack.emulator.admin.seed(secrets={"zoom-scim-token": "zoom-demo-jwt"})  # the operator rotates the secret
+    report = _sweep(stack, "sweep-restart-3", {"restartCredentialQuarantine": True})
     attempt = next(r for r in report["restarted"] if r["servicePrincipalId"] == sp_id)
     assert attempt["restarted"] is True, attempt
 
+    stack.emulator.admin.advance(3 * 3600)
+    report = _sweep(stack, "sweep-after-restart", {"restartCredentialQuarantine": True})
+    assert not any(u["servicePrincipalId"] == sp_id for u in report["unhealthy"]), report["unhealthy"]
+    (job,) = stack.jobs_of(sp_id)
+    assert job["status"]["code"] == "Active" and job["status"]["quarantine"] is None
+
 
 def test_no_secret_value_in_task_hub_logs_or_responses(stack, demo):
-    secrets = secret_values(stack)
+    secrets = secret_values(stack) | {EXPIRED_TOKEN}
     assert "demo-scim-token" in secrets and len(secrets) >= 8
     haystacks = {
         "task hub": stack.task_hub_bytes().decode("utf-8", "replace"),
