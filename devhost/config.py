@@ -42,6 +42,18 @@ def parse_timespan(text: str | int | float, what: str = "timespan") -> float:
     return -seconds if neg else seconds
 
 
+def timespan_text(seconds: float) -> str:
+    """A .NET TimeSpan in its "c" format, ``[d.]hh:mm:ss[.fffffff]`` (how host.json timeouts are shown)."""
+    ticks = round(seconds * 10_000_000)
+    days, ticks = divmod(ticks, 86400 * 10_000_000)
+    whole, fraction = divmod(ticks, 10_000_000)
+    hours, rest = divmod(whole, 3600)
+    text = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    if days:
+        text = f"{days}.{text}"
+    return text + (f".{fraction:07d}" if fraction else "")
+
+
 def resolve_setting_refs(value: str, env: dict[str, str] | None = None, what: str = "binding") -> str:
     """Replace every ``%NAME%`` with the app setting ``NAME``; a missing setting is a ConfigError."""
     env = os.environ if env is None else env

@@ -39,6 +39,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from devhost.config import timespan_text
 from devhost.durable import history as h
 from devhost.durable import sdk_speedups
 from devhost.durable.clock import Clock
@@ -140,18 +141,6 @@ def _timespan_seconds(text: str) -> float:
 def _version_of(events: list[dict]) -> str | None:
     """The execution's version (its ExecutionStarted ``Version``); None if not in ``events``."""
     return next((ev.get("Version") for ev in events if ev["EventType"] == h.EXECUTION_STARTED), None)
-
-
-def timespan_text(seconds: float) -> str:
-    """A .NET TimeSpan in its "c" format, ``[d.]hh:mm:ss[.fffffff]`` (how host.json timeouts are shown)."""
-    ticks = round(seconds * 10_000_000)
-    days, ticks = divmod(ticks, 86400 * 10_000_000)
-    whole, fraction = divmod(ticks, 10_000_000)
-    hours, rest = divmod(whole, 3600)
-    text = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
-    if days:
-        text = f"{days}.{text}"
-    return text + (f".{fraction:07d}" if fraction else "")
 
 
 @dataclass

@@ -27,7 +27,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from devhost.app_loader import FunctionSpec, LoadedApp
-from devhost.config import resolve_setting_refs
+from devhost.config import resolve_setting_refs, timespan_text
 
 log = logging.getLogger("devhost.http")
 
@@ -262,7 +262,9 @@ class HttpTriggers:
             result = await (asyncio.wait_for(call, self.function_timeout) if self.function_timeout else call)
             await self.writer.write(route.spec, result)
         except asyncio.TimeoutError:
-            log.error("Function 'Functions.%s' timed out after %ss (functionTimeout)", route.spec.name, self.function_timeout)
+            log.error("Function 'Functions.%s' timed out after %ss (functionTimeout): Timeout value of %s was exceeded "
+                      "by function: Functions.%s", route.spec.name, self.function_timeout,
+                      timespan_text(self.function_timeout), route.spec.name)
             return web.Response(status=500)
         except Exception:
             log.exception("Function 'Functions.%s' failed", route.spec.name)

@@ -30,7 +30,7 @@ from azure.functions.queue import QueueMessage
 
 from devhost.app_loader import FunctionSpec, InvocationResult, LoadedApp
 from devhost.azurite import StorageConnection, resolve_connection
-from devhost.config import QueuesConfig, resolve_setting_refs
+from devhost.config import QueuesConfig, resolve_setting_refs, timespan_text
 
 log = logging.getLogger("devhost.queue")
 
@@ -268,7 +268,9 @@ class QueueListener:
             except Exception as exc:
                 ok = False
                 if isinstance(exc, asyncio.TimeoutError):
-                    log.error("Function 'Functions.%s' timed out after %ss (functionTimeout)", self.spec.name, self.function_timeout)
+                    log.error("Function 'Functions.%s' timed out after %ss (functionTimeout): Timeout value of %s was exceeded "
+                      "by function: Functions.%s", self.spec.name, self.function_timeout,
+                      timespan_text(self.function_timeout), self.spec.name)
                 else:
                     log.error("Function 'Functions.%s' failed for message '%s' (dequeue count %s)",
                               self.spec.name, m.id, m.dequeue_count, exc_info=True)

@@ -28,7 +28,7 @@ from typing import Any
 from azure.functions import meta
 
 from devhost.app_loader import FunctionSpec, LoadedApp
-from devhost.config import resolve_setting_refs
+from devhost.config import resolve_setting_refs, timespan_text
 from devhost.triggers.ncrontab import ConstantSchedule, CronSchedule, parse_schedule
 
 log = logging.getLogger("devhost.timer")
@@ -145,7 +145,9 @@ class TimerListener:
         except asyncio.CancelledError:
             raise
         except asyncio.TimeoutError:
-            log.error("Function 'Functions.%s' timed out after %ss (functionTimeout)", self.spec.name, self.function_timeout)
+            log.error("Function 'Functions.%s' timed out after %ss (functionTimeout): Timeout value of %s was exceeded "
+                      "by function: Functions.%s", self.spec.name, self.function_timeout,
+                      timespan_text(self.function_timeout), self.spec.name)
         except Exception:
             log.exception("Timer function 'Functions.%s' failed", self.spec.name)
 

@@ -14,7 +14,8 @@ import pytest
 
 from devhost.app_loader import LoadedApp
 from devhost.durable import history as h
-from devhost.durable.engine import DurableEngine, InstanceGone, timespan_text
+from devhost.config import timespan_text
+from devhost.durable.engine import DurableEngine, InstanceGone
 from devhost.durable.errors import InstanceExistsError
 
 APP_PATH = os.path.join(os.path.dirname(__file__), "apps", "durable_app", "function_app.py")

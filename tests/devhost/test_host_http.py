@@ -130,6 +130,7 @@ def test_host_json_function_timeout_route_prefix_and_log_level(tmp_path):
         assert r.status_code == 500 and r.content == b""
         logs = host.log_text()
         assert "timed out after 1.0s (functionTimeout)" in logs
+        assert "Timeout value of 00:00:01 was exceeded by function: Functions.slow" in logs  # the host's words
         assert "warning line from fast" in logs and "info line from fast" not in logs  # logLevel.default Warning
     finally:
         host.stop()

@@ -51,4 +51,5 @@ def test_batch_size_visibility_timeout_and_function_timeout(tmp_path):
         # visibilityTimeout 1 s: the retry cannot come earlier (a lower bound, not a speed check)
         assert tries[1]["at"] - tries[0]["at"] >= 1.0
     assert "Function 'Functions.on_job' timed out after 1.0s (functionTimeout)" in logs
+    assert "Timeout value of 00:00:01 was exceeded by function: Functions.on_job" in logs
     assert "Message has reached MaxDequeueCount of 2" in logs
