@@ -275,3 +275,28 @@ def test_create_and_wait_uri_answers_with_the_output(app, tmp_path):
 
     status, body = serve(app, tmp_path, scenario)
     assert status == 200 and body == ["Hello wait!", "Hello London!"]
+
+
+def test_operations_on_unknown_and_finished_instances(app, tmp_path):
+    """§5.2: terminate/suspend/resume/rewind answer 404 for an unknown id and 410 once it has finished."""
+
+    async def scenario(engine, client, base_url):
+        iid = await client.start_new("durable_chain", "op-done", {"a": "x"})
+        await engine.wait_for_instance(iid, 10)
+        codes = {}
+        async with aiohttp.ClientSession() as session:
+            for op in ("terminate", "suspend", "resume", "rewind"):
+                for target in ("op-done", "op-missing"):
+                    url = f"{base_url}/runtime/webhooks/durabletask/instances/{target}/{op}?reason=x"
+                    async with session.post(url) as resp:
+                        codes[(op, target)] = resp.status
+            async with session.post(f"{base_url}/runtime/webhooks/durabletask/instances/op-done/raiseEvent/E",
+                                    data="1", headers={"Content-Type": "text/plain"}) as resp:
+                codes["raiseEvent text/plain"] = resp.status
+        return codes
+
+    codes = serve(app, tmp_path, scenario)
+    for op in ("terminate", "suspend", "resume", "rewind"):
+        assert codes[(op, "op-done")] == 410, op
+        assert codes[(op, "op-missing")] == 404, op
+    assert codes["raiseEvent text/plain"] == 400
