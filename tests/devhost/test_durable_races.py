@@ -388,3 +388,25 @@ def test_an_activity_raising_cancelled_error_fails_its_task_and_keeps_the_worker
     assert outcome.startswith("Activity function 'durable_raises_cancelled' failed:  CancelledError")
     assert after == "Hello after!"
     assert json.loads(again.output) == 90
+
+
+def test_an_action_removed_from_the_code_is_reported_as_non_deterministic(app, tmp_path):
+    module = app.module
+
+    async def scenario(engine):
+        module.NONDETERMINISTIC["variant"] = "a"
+        iid = await engine.start_orchestration("durable_nondeterministic", None)
+        await until(lambda: engine.get_instance(iid).status == "Running" and engine.is_idle(), what="waiting for Go")
+        module.NONDETERMINISTIC["variant"] = "c"  # the deployed code no longer calls the activity
+        try:
+            await engine.raise_event(iid, "Go", None)
+            return await engine.wait_for_instance(iid, 20)
+        finally:
+            module.NONDETERMINISTIC["variant"] = "a"
+
+    row = run(app, tmp_path, scenario)
+    assert row.status == "Failed"
+    assert json.loads(row.output) == (
+        "Non-Deterministic workflow detected: A previous execution of this orchestration scheduled an activity task "
+        "with sequence ID 0 and name 'durable_hello' (version ''), but the current replay execution hasn't (yet?) "
+        "scheduled this task. Was a change made to the orchestrator code after this instance had already started running?")
