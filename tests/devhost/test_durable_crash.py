@@ -78,3 +78,71 @@ def _wait_for_partial_fan_out(db_path, timeout: float = 60.0) -> int:
             return N - pending
         time.sleep(0.005)
     raise AssertionError("the fan-out was never seen half-way")
+
+
+@pytest.mark.timeout(240)
+def test_sigkill_during_sub_orchestrations_with_timers_on_the_virtual_clock(tmp_path):
+    """30 children, each a durable timer then an activity; kills at random moments, restarts on the same
+    state folder (the virtual clock offset is kept): every child and the parent finish exactly once."""
+    seed = int(os.environ.get("DURABLE_CRASH_SEED", time.time_ns() % 100_000))
+    rng = random.Random(seed)
+    children = 30
+    host = start_devhost(APP_PATH, tmp_path / "state", virtual_clock=True)
+    try:
+        r = host.post("/runtime/webhooks/durabletask/orchestrators/durable_crash_parent/crash-p",
+                      json=json.dumps(children), key=False)
+        assert r.status_code == 202, r.text
+        kills = 0
+        # first kill: some children finished, others still waiting for their timer or activity
+        done = _poll(tmp_path / "state" / "durable.sqlite3",
+                     "SELECT COUNT(*) FROM instances WHERE parent_instance_id='crash-p' AND status='Completed'",
+                     lambda n: 0 < n < children)
+        host.restart(kill=True)
+        kills += 1
+        for _ in range(2):
+            time.sleep(rng.uniform(0.02, 0.3))
+            status = host.get_status("crash-p")
+            if status and status["runtimeStatus"] == "Completed":
+                break
+            host.restart(kill=True)
+            kills += 1
+        status = host.wait_for_instance("crash-p", timeout=120)
+    finally:
+        host.stop()
+    assert status["runtimeStatus"] == "Completed", f"seed={seed}: {status}"
+    assert status["output"] == 2 * sum(range(children)), f"seed={seed}"
+    db = sqlite3.connect(str(tmp_path / "state" / "durable.sqlite3"))
+
+    def events(iid):
+        return [json.loads(t) for (t,) in db.execute("SELECT event FROM history WHERE instance_id=? ORDER BY idx",
+                                                     (iid,))]
+
+    parent = events("crash-p")
+    created = Counter(e["EventId"] for e in parent if e["EventType"] == 7)
+    completed = Counter(e["TaskScheduledId"] for e in parent if e["EventType"] == 8)
+    assert sorted(created) == list(range(children)) and set(created.values()) == {1}, f"seed={seed}"
+    assert sorted(completed) == list(range(children)) and set(completed.values()) == {1}, f"seed={seed}"
+    for e in parent:
+        if e["EventType"] == 7:
+            kinds = Counter(c["EventType"] for c in events(e["InstanceId"]))
+            # one ExecutionStarted, TimerCreated, TimerFired, TaskScheduled, TaskCompleted, ExecutionCompleted
+            assert [kinds[k] for k in (0, 10, 11, 4, 5, 1)] == [1] * 6, f"seed={seed}: {e['InstanceId']} {kinds}"
+    assert kills >= 1 and 0 < done < children, f"seed={seed}"
+
+
+def _poll(db_path, sql: str, accept, timeout: float = 60.0) -> int:
+    """Poll the store (read-only) until ``accept(value of sql)``; returns that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
+            try:
+                value = db.execute(sql).fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error:  # not created yet
+            value = None
+        if value is not None and accept(value):
+            return value
+        time.sleep(0.005)
+    raise AssertionError(f"never saw an accepted value for {sql}")

@@ -409,3 +409,20 @@ def durable_survives_cancelled(context: df.DurableOrchestrationContext):
     except Exception as exc:
         outcome = str(exc).split(" \n ")[0]
     return [outcome, (yield context.call_activity("durable_hello", "after"))]
+
+
+# ---- crash test with sub-orchestrations and durable timers (tests/devhost/test_durable_crash.py)
+
+@app.orchestration_trigger(context_name="context")
+def durable_crash_parent(context: df.DurableOrchestrationContext):
+    n = context.get_input()
+    results = yield context.task_all([context.call_sub_orchestrator("durable_crash_child", i) for i in range(n)])
+    return sum(results)
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_crash_child(context: df.DurableOrchestrationContext):
+    i = context.get_input()
+    yield context.create_timer(context.current_utc_datetime + dt.timedelta(minutes=5 + i))
+    value = yield context.call_activity("durable_work", i)
+    return 2 * value
