@@ -50,7 +50,7 @@ from devhost.durable.errors import (
     InvalidInstanceIdError,
     UnknownFunctionError,
 )
-from devhost.durable.replayer import Decision, Replayer, ReplayResult, replay_episode
+from devhost.durable.replayer import DEFAULT_MAX_ORCHESTRATION_ACTIONS, Decision, Replayer, ReplayResult, replay_episode
 from devhost.durable.store import ActivityItem, EpisodeWrite, InstanceRow, Message, Store, dumps
 
 log = logging.getLogger("devhost.durable")
@@ -78,6 +78,7 @@ class EngineSettings:
     # defaultVersion: the version of instances started without one (orchestration versioning);
     # ExecutionStarted.Version, read by the SDK as context.version.
     default_version: str = ""
+    max_actions: int = DEFAULT_MAX_ORCHESTRATION_ACTIONS  # maxOrchestrationActions
     # Replays are CPU-bound Python: in a thread they only contend for the GIL with the event loop
     # (every SQLite call and thread hand-off then waits for a GIL switch), so by default they run on
     # the loop itself, one at a time. Set DEVHOST_ORCHESTRATOR_THREADS=N to use N threads instead.
@@ -99,6 +100,8 @@ class EngineSettings:
         provider_type = str(provider.get("type") or "AzureStorage").lower()
         settings.long_timers = provider_type in ("azurestorage", "azure_storage", "")
         settings.default_version = str(durable.get("defaultVersion") or "")
+        if durable.get("maxOrchestrationActions"):
+            settings.max_actions = max(1, int(durable["maxOrchestrationActions"]))
         settings.any_state_overridable = str(durable.get("overridableExistingInstanceStates", "")).lower() == "anystate"
         timeout = full.get("functionTimeout")
         if timeout and str(timeout) != "-1":
@@ -697,7 +700,8 @@ class DurableEngine:
             result = replay_episode(orchestrator_name=row.name, execution_id=row.execution_id,
                                     events=cached.events + episode_events, state=state, error_text=error_text,
                                     resolve_activity=self.resolve_activity,
-                                    resolve_orchestrator=self.resolve_orchestrator)
+                                    resolve_orchestrator=self.resolve_orchestrator,
+                                    max_actions=self.settings.max_actions)
         except Exception as exc:  # malformed action list: fail the instance rather than wedge it
             log.exception("Could not replay the actions of instance %s", row.instance_id)
             result = ReplayResult([], "failed", 0, failure=f"Orchestrator function '{row.name}' failed: devhost could "

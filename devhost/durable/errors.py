@@ -6,7 +6,8 @@ DurableEngineError
 ├── InstanceExistsError       start_new on an instance that is still running (HTTP 500, as Azure)
 ├── InstanceNotFound          no instance with that id (HTTP 404)
 ├── InstanceGone              the instance already finished (HTTP 410)
-└── NonDeterminismError       orchestrator replay diverges from its history (instance fails)
+├── NonDeterminismError       orchestrator replay diverges from its history (instance fails)
+└── TooManyActionsError       more actions than host.json maxOrchestrationActions (instance fails)
 """
 
 
@@ -36,3 +37,7 @@ class InstanceNotFound(DurableEngineError):
 
 class InstanceGone(DurableEngineError):
     """The instance already finished, so it cannot take events or be terminated again (HTTP 410)."""
+
+
+class TooManyActionsError(DurableEngineError):
+    """The orchestration scheduled more actions than ``maxOrchestrationActions`` allows (default 100,000)."""

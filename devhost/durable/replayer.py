@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from devhost.durable import history as h
-from devhost.durable.errors import NonDeterminismError, UnknownFunctionError
+from devhost.durable.errors import NonDeterminismError, TooManyActionsError, UnknownFunctionError
 
 # RetryOptions defaults of the extension's RetryOptionsConverter; Python never sends these two.
 DEFAULT_MAX_RETRY_INTERVAL_MS = 6 * 24 * 3600 * 1000
+DEFAULT_MAX_ORCHESTRATION_ACTIONS = 100_000  # host.json durableTask.maxOrchestrationActions
 KIND_NAMES = {h.TASK_SCHEDULED: "activity task", h.TIMER_CREATED: "timer",
               h.SUB_ORCHESTRATION_CREATED: "sub-orchestration", h.EVENT_SENT: "event"}
 
@@ -103,8 +104,10 @@ class Replayer:
     """Replays one execution's history against the SDK's action list (one instance per episode)."""
 
     def __init__(self, *, orchestrator_name: str, execution_id: str, actions: list[dict],
-                 resolve_activity: Callable[[str], str], resolve_orchestrator: Callable[[str], str]) -> None:
+                 resolve_activity: Callable[[str], str], resolve_orchestrator: Callable[[str], str],
+                 max_actions: int = DEFAULT_MAX_ORCHESTRATION_ACTIONS) -> None:
         self._name = orchestrator_name
+        self._max_actions = max_actions
         self._execution_id = execution_id
         self._actions = actions
         self._resolve_activity = resolve_activity
@@ -129,6 +132,10 @@ class Replayer:
 
     # -- allocation -------------------------------------------------------------------------
     def _allocate(self, kind: int, **fields: Any) -> Decision:
+        if self._next_id >= self._max_actions:  # the extension's IncrementActionsOrThrowException
+            raise TooManyActionsError(
+                f"Maximum amount of orchestration actions ({self._max_actions}) has been reached. This value can be "
+                "configured in host.json file as MaxOrchestrationActions.")
         decision = Decision(id=self._next_id, kind=kind, **fields)
         self._next_id += 1
         self._pending[decision.id] = decision
@@ -337,7 +344,8 @@ class Replayer:
 
 def replay_episode(*, orchestrator_name: str, execution_id: str, events: list[dict], state: dict | None,
                    error_text: str | None, resolve_activity: Callable[[str], str],
-                   resolve_orchestrator: Callable[[str], str]) -> ReplayResult:
+                   resolve_orchestrator: Callable[[str], str],
+                   max_actions: int = DEFAULT_MAX_ORCHESTRATION_ACTIONS) -> ReplayResult:
     """Run the shim over one episode. ``state`` is the SDK's OrchestratorState (None if it gave none)."""
     failure_prefix = f"Orchestrator function '{orchestrator_name}' failed: "
     if state is None:
@@ -348,13 +356,17 @@ def replay_episode(*, orchestrator_name: str, execution_id: str, events: list[di
     if len(actions_outer) > 1:
         return ReplayResult([], "failed", 0, failure=failure_prefix + "schema V1 action lists are not supported")
     replayer = Replayer(orchestrator_name=orchestrator_name, execution_id=execution_id, actions=actions,
-                        resolve_activity=resolve_activity, resolve_orchestrator=resolve_orchestrator)
+                        resolve_activity=resolve_activity, resolve_orchestrator=resolve_orchestrator,
+                        max_actions=max_actions)
     try:
         replayer.replay(events)
     except NonDeterminismError as exc:
         return ReplayResult([], "failed", replayer.next_id, failure=str(exc), failure_details=str(exc))
     except (UnknownFunctionError, UnsupportedActionError) as exc:
         return ReplayResult([], "failed", replayer.next_id, failure=str(exc), failure_details=str(exc))
+    except TooManyActionsError as exc:  # raised inside the orchestration in the extension: a function failure
+        return ReplayResult([], "failed", replayer.next_id, failure=failure_prefix + str(exc),
+                            failure_details=f"Message: {exc}")
     decisions = replayer.new_decisions()
     if not replayer.loop_done:
         return ReplayResult(decisions, "running", replayer.next_id, blocked_replayer=replayer)

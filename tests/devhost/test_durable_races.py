@@ -410,3 +410,17 @@ def test_an_action_removed_from_the_code_is_reported_as_non_deterministic(app, t
         "Non-Deterministic workflow detected: A previous execution of this orchestration scheduled an activity task "
         "with sequence ID 0 and name 'durable_hello' (version ''), but the current replay execution hasn't (yet?) "
         "scheduled this task. Was a change made to the orchestrator code after this instance had already started running?")
+
+
+def test_max_orchestration_actions_fails_the_orchestration_as_the_extension_does(app, tmp_path):
+    async def scenario(engine):
+        small = await engine.start_orchestration("durable_fanout", 4)  # 4 actions: allowed
+        big = await engine.start_orchestration("durable_fanout", 6)
+        return await engine.wait_for_instance(small, 20), await engine.wait_for_instance(big, 20)
+
+    small, big = run(app, tmp_path, scenario, host_config={"maxOrchestrationActions": 5})
+    assert small.status == "Completed" and json.loads(small.output) == 12
+    assert big.status == "Failed"
+    assert json.loads(big.output) == (
+        "Orchestrator function 'durable_fanout' failed: Maximum amount of orchestration actions (5) has been reached. "
+        "This value can be configured in host.json file as MaxOrchestrationActions.")
