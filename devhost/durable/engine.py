@@ -701,7 +701,8 @@ class DurableEngine:
                                     events=cached.events + episode_events, state=state, error_text=error_text,
                                     resolve_activity=self.resolve_activity,
                                     resolve_orchestrator=self.resolve_orchestrator,
-                                    max_actions=self.settings.max_actions)
+                                    max_actions=self.settings.max_actions, instance_id=row.instance_id,
+                                    parent_instance_id=row.parent_instance_id)
         except Exception as exc:  # malformed action list: fail the instance rather than wedge it
             log.exception("Could not replay the actions of instance %s", row.instance_id)
             result = ReplayResult([], "failed", 0, failure=f"Orchestrator function '{row.name}' failed: devhost could "

@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from devhost.durable import history as h
-from devhost.durable.errors import NonDeterminismError, TooManyActionsError, UnknownFunctionError
+from devhost.durable.errors import (
+    InvalidInstanceIdError,
+    NonDeterminismError,
+    TooManyActionsError,
+    UnknownFunctionError,
+)
 
 # RetryOptions defaults of the extension's RetryOptionsConverter; Python never sends these two.
 DEFAULT_MAX_RETRY_INTERVAL_MS = 6 * 24 * 3600 * 1000
@@ -105,8 +110,10 @@ class Replayer:
 
     def __init__(self, *, orchestrator_name: str, execution_id: str, actions: list[dict],
                  resolve_activity: Callable[[str], str], resolve_orchestrator: Callable[[str], str],
-                 max_actions: int = DEFAULT_MAX_ORCHESTRATION_ACTIONS) -> None:
+                 max_actions: int = DEFAULT_MAX_ORCHESTRATION_ACTIONS, instance_id: str | None = None,
+                 parent_instance_id: str | None = None) -> None:
         self._name = orchestrator_name
+        self._family = {i.lower() for i in (instance_id, parent_instance_id) if i}
         self._max_actions = max_actions
         self._execution_id = execution_id
         self._actions = actions
@@ -147,6 +154,12 @@ class Replayer:
 
     def _schedule_sub(self, action: dict) -> tuple[int, _Task]:
         name = self._resolve_orchestrator(action["functionName"])
+        wanted = action.get("instanceId")
+        if wanted and wanted.lower() in self._family:  # the extension's checks (CallDurableTaskFunctionAsync)
+            raise InvalidInstanceIdError("The instance ID of a sub-orchestration must be different than the instance "
+                                         "ID of a parent orchestration.")
+        if wanted and wanted.startswith("@"):  # .NET ArgumentException(message, paramName), arguments swapped there
+            raise InvalidInstanceIdError("instanceId (Parameter 'Orchestration instance ids must not start with @')")
         decision = self._allocate(h.SUB_ORCHESTRATION_CREATED, name=name, input=action.get("input"))
         decision.instance_id = action.get("instanceId") or f"{self._execution_id}:{decision.id}"
         decision.version = action.get("version")
@@ -345,7 +358,8 @@ class Replayer:
 def replay_episode(*, orchestrator_name: str, execution_id: str, events: list[dict], state: dict | None,
                    error_text: str | None, resolve_activity: Callable[[str], str],
                    resolve_orchestrator: Callable[[str], str],
-                   max_actions: int = DEFAULT_MAX_ORCHESTRATION_ACTIONS) -> ReplayResult:
+                   max_actions: int = DEFAULT_MAX_ORCHESTRATION_ACTIONS, instance_id: str | None = None,
+                   parent_instance_id: str | None = None) -> ReplayResult:
     """Run the shim over one episode. ``state`` is the SDK's OrchestratorState (None if it gave none)."""
     failure_prefix = f"Orchestrator function '{orchestrator_name}' failed: "
     if state is None:
@@ -357,12 +371,12 @@ def replay_episode(*, orchestrator_name: str, execution_id: str, events: list[di
         return ReplayResult([], "failed", 0, failure=failure_prefix + "schema V1 action lists are not supported")
     replayer = Replayer(orchestrator_name=orchestrator_name, execution_id=execution_id, actions=actions,
                         resolve_activity=resolve_activity, resolve_orchestrator=resolve_orchestrator,
-                        max_actions=max_actions)
+                        max_actions=max_actions, instance_id=instance_id, parent_instance_id=parent_instance_id)
     try:
         replayer.replay(events)
     except NonDeterminismError as exc:
         return ReplayResult([], "failed", replayer.next_id, failure=str(exc), failure_details=str(exc))
-    except (UnknownFunctionError, UnsupportedActionError) as exc:
+    except (UnknownFunctionError, UnsupportedActionError, InvalidInstanceIdError) as exc:
         return ReplayResult([], "failed", replayer.next_id, failure=str(exc), failure_details=str(exc))
     except TooManyActionsError as exc:  # raised inside the orchestration in the extension: a function failure
         return ReplayResult([], "failed", replayer.next_id, failure=failure_prefix + str(exc),

@@ -424,3 +424,17 @@ def test_max_orchestration_actions_fails_the_orchestration_as_the_extension_does
     assert json.loads(big.output) == (
         "Orchestrator function 'durable_fanout' failed: Maximum amount of orchestration actions (5) has been reached. "
         "This value can be configured in host.json file as MaxOrchestrationActions.")
+
+
+@pytest.mark.parametrize("target, message", [
+    ("self", "The instance ID of a sub-orchestration must be different than the instance ID of a parent orchestration."),
+    ("@odd", "instanceId (Parameter 'Orchestration instance ids must not start with @')"),
+])
+def test_a_sub_orchestration_id_the_extension_refuses_fails_the_orchestration(app, tmp_path, target, message):
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_bad_child_id", target, instance_id="bad-child-parent")
+        return await engine.wait_for_instance(iid, 20)
+
+    row = run(app, tmp_path, scenario)
+    assert row.status == "Failed"
+    assert json.loads(row.output) == message

@@ -426,3 +426,14 @@ def durable_crash_child(context: df.DurableOrchestrationContext):
     yield context.create_timer(context.current_utc_datetime + dt.timedelta(minutes=5 + i))
     value = yield context.call_activity("durable_work", i)
     return 2 * value
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_bad_child_id(context: df.DurableOrchestrationContext):
+    """Calls a sub-orchestration with its own instance id (input "self") or the id given as input."""
+    target = context.get_input()
+    child_id = context.instance_id.upper() if target == "self" else target
+    try:
+        return (yield context.call_sub_orchestrator("durable_version_of", None, instance_id=child_id))
+    except Exception as exc:  # the extension does not fail the task: it fails the orchestration
+        return {"caught": str(exc)}
