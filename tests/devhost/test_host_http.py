@@ -120,7 +120,7 @@ def test_missing_storage_connection_stops_startup_clearly(tmp_path):
 @pytest.mark.timeout(60)
 def test_host_json_function_timeout_route_prefix_and_log_level(tmp_path):
     from devhost.testing import start_devhost
-    from host_support import APPS
+    from host_support import APPS, wait_until
 
     host = start_devhost(APPS / "host_options" / "function_app.py", tmp_path / "state")
     try:
@@ -131,6 +131,9 @@ def test_host_json_function_timeout_route_prefix_and_log_level(tmp_path):
         logs = host.log_text()
         assert "timed out after 1.0s (functionTimeout)" in logs
         assert "Timeout value of 00:00:01 was exceeded by function: Functions.slow" in logs  # the host's words
+        # timer functions are bounded too (run_on_startup started one at start)
+        assert wait_until(lambda: "Timeout value of 00:00:01 was exceeded by function: Functions.slow_timer"
+                          in host.log_text(), timeout=30, what="the timer function's timeout")
         assert "warning line from fast" in logs and "info line from fast" not in logs  # logLevel.default Warning
     finally:
         host.stop()
