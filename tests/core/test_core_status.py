@@ -41,6 +41,11 @@ CASES = [
     ("active, never steady", job("Active"), STARTED, JobState.RUNNING),
     ("active, no start known", job("Active", steadyStateLastAchievedTime="2026-11-27T09:00:00.5Z"),
      None, JobState.STEADY_STATE),
+    # the health sweep's view (no start known) of a steady job in a later, incremental cycle: still steady
+    ("steady, in an incremental cycle", job("Active", steadyStateLastAchievedTime="2026-11-27T10:20:00Z",
+                                            progress=[{"completedUnits": 1, "totalUnits": 4, "units": "Entries",
+                                                       "progressObservationDateTime": "2026-11-27T11:01:00Z"}]),
+     None, JobState.STEADY_STATE),
     ("quarantine code", job("Quarantine", quarantine=QUARANTINE), STARTED, JobState.QUARANTINED),
     ("quarantine object on Paused job", job("Paused", quarantine=QUARANTINE), STARTED, JobState.QUARANTINED),
     ("quarantine code without object", job("Quarantine"), STARTED, JobState.QUARANTINED),

@@ -19,18 +19,23 @@ def stack(tmp_path_factory):
 
 def test_scheduled_sweeps_run_under_one_id_and_report_the_fleet(stack):
     batch_id = stack.submit(make_batch("timer-sweep-1", 2, prefix="Swept"))
-    assert stack.wait(batch_id, timeout=120)["runtimeStatus"] == "Completed"
+    done = stack.wait(batch_id, timeout=120)
+    assert done["runtimeStatus"] == "Completed"
+    assert [i["outcome"] for i in done["output"]["instances"]] == ["steadyState", "steadyState"]
 
-    def sweep_saw_both_healthy():
-        # a sweep that started while the batch ran may still see a job in its first cycle: wait for
-        # a later one (the schedule keeps starting them under the same id)
+    def sweep_started_after_the_batch():
+        # Sweeps start every 2 s, also while the batch runs: one started just before the batch
+        # completed may have read a job still in its first cycle ("running") - that was the flaky
+        # failure. Only a sweep created after the batch completed must see both jobs healthy
+        # (Durable times have 1-second resolution, hence a later second).
         status = stack.host.get_status("health-sweep")
-        if status and status["runtimeStatus"] == "Completed" and status["output"]["counts"]["healthy"] == 2:
+        if status and status["runtimeStatus"] == "Completed" and status["createdTime"] > done["lastUpdatedTime"]:
             return status
         return None
 
-    status = wait_until(sweep_saw_both_healthy, timeout=60, what="a scheduled sweep that sees the batch healthy")
-    assert status["output"]["total"] == 2 and status["output"]["unhealthy"] == []
+    status = wait_until(sweep_started_after_the_batch, timeout=60, what="a scheduled sweep started after the batch")
+    assert status["output"]["total"] == 2 and status["output"]["counts"]["healthy"] == 2
+    assert status["output"]["unhealthy"] == []
     log = stack.host.log_text()
     assert "health sweep health-sweep started" in log
     starts = log.count("health sweep health-sweep started")
