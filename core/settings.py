@@ -72,6 +72,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GRAPH_RETRY_BUDGET_SECONDS", "float", 15.0,
             "Most seconds one Graph call may sleep on 429/503/504 before handing the wait to the orchestrator."),
     Setting("GRAPH_MAX_ATTEMPTS", "int", 4, "Most attempts of one Graph call (first try included)."),
+    Setting("GRAPH_WRITES_PER_SECOND", "count", _GRAPH_WRITES_PER_SECOND,
+            "Graph writes (POST/PATCH/PUT/DELETE) one worker process sends per second at most, evenly spaced "
+            "(Graph's identity write limit per app and tenant); 0 turns the pacing off."),
     Setting("GRAPH_COMBINED_LOOKUP", "bool", True,
             "Find an instance's service principal with one filter (tag or name+template, joined by 'or'); "
             "false, or a 400 from Graph, uses two look-ups."),
@@ -149,6 +152,16 @@ def _parse_positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def _parse_count(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError("expected an integer") from None
+    if value < 0:
+        raise ValueError("must be 0 or greater")
+    return value
+
+
 def _parse_tag(text: str) -> str:
     value = text.strip()
     if not _TAG_RE.match(value):
@@ -179,6 +192,7 @@ def _parser(setting: Setting) -> Callable[[str], Any]:
         "url": _parse_url,
         "bool": _parse_bool,
         "int": _parse_positive(int),
+        "count": _parse_count,
         "float": _parse_positive(float),
         "tag": _parse_tag,
         "ncrontab": _parse_ncrontab,
@@ -200,6 +214,7 @@ class Settings:
     graph_read_timeout_seconds: float
     graph_retry_budget_seconds: float
     graph_max_attempts: int
+    graph_writes_per_second: int
     graph_combined_lookup: bool
     visibility_wait_seconds: float
     visibility_poll_seconds: float

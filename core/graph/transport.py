@@ -8,6 +8,9 @@ the retry budget, the error envelope and log redaction are written (and tested) 
 * 429 (and 503/504 when the request is safe to repeat) are retried with ``Retry-After`` or jittered
   backoff inside a small cumulative budget; beyond it :class:`~core.errors.GraphThrottled` carries
   the wait to the orchestrator.
+* Writes (POST, PATCH, PUT, DELETE) are paced process-wide (:class:`WritePacer`,
+  ``GRAPH_WRITES_PER_SECOND``) so that the concurrent activities of one worker do not all hit
+  Graph's identity write limit at once and collect 429s.
 * Logs name the method, the path (no query values: filters carry user text) and the status; bodies
   are never logged. Callers pass ``secret_values`` for calls that carry credentials, and those
   values are scrubbed from any error message Graph echoes back.
@@ -49,6 +52,56 @@ def scrub(text: str, secret_values: Iterable[str]) -> str:
     return text
 
 
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+class WritePacer:
+    """At most ``rate`` Graph writes per second from this process, evenly spaced (a token bucket of one).
+
+    Why: Graph allows 3,000 identity writes per 150 s per app and tenant (20 per second,
+    limits-and-guarantees C1), and one worker runs many activities at once. Without pacing they
+    write in bursts, collect 429s, sleep on Retry-After and retry in bursts again; spacing the
+    writes ``1 / rate`` seconds apart keeps the process under the limit, so the writes go through
+    the first time. Each caller reserves the next free slot under a lock and sleeps outside it.
+    No burst allowance: Graph's window is not documented finely enough to spend one safely
+    (UNCONFIRMED), and the spacing costs a single write at most ``1 / rate`` seconds. Only this
+    process is paced: several workers (scale-out) share the limit, so set the rate per worker.
+    """
+
+    def __init__(self, rate: float, monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be greater than 0")
+        self.interval = 1.0 / rate
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait for this write's slot; return the seconds waited."""
+        with self._lock:
+            now = self._monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        wait = slot - now
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+_pacers: dict[float, WritePacer] = {}
+_pacers_lock = threading.Lock()
+
+
+def shared_write_pacer(rate: float) -> WritePacer | None:
+    """The process's pacer for ``rate`` writes per second (every client of the process shares it); 0: none."""
+    if rate <= 0:
+        return None
+    with _pacers_lock:
+        return _pacers.setdefault(rate, WritePacer(rate))
+
+
 class GraphClient:
     """Synchronous Graph client over one ``requests.Session``.
 
@@ -64,6 +117,7 @@ class GraphClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: Any = None,
+        write_pacer: WritePacer | None | bool = True,
     ) -> None:
         self.settings = settings
         self.root = settings.graph_root
@@ -75,6 +129,9 @@ class GraphClient:
         self._timeout = (settings.graph_connect_timeout_seconds, settings.graph_read_timeout_seconds)
         self._token: Any = None
         self._token_lock = threading.Lock()
+        # True: the process-wide pacer for GRAPH_WRITES_PER_SECOND; None/False: no pacing; or a given pacer
+        self._write_pacer = shared_write_pacer(settings.graph_writes_per_second) if write_pacer is True \
+            else (write_pacer or None)
 
     # -- tokens ---------------------------------------------------------------------------------
     def _bearer(self, refresh: bool = False) -> str:
@@ -136,6 +193,8 @@ class GraphClient:
             }
             if attempt > 1:
                 headers["Retry-Attempt"] = str(attempt - 1)
+            if self._write_pacer is not None and method in WRITE_METHODS:
+                self._write_pacer.acquire()
             started = time.monotonic()
             try:
                 response = self._session.request(

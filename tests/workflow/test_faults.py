@@ -28,8 +28,10 @@ FAST_CYCLES = {"cycle_start_delay_seconds": 1.0, "initial_seconds_per_object_min
 def stack(tmp_path_factory):
     running = Stack(tmp_path_factory.mktemp("workflow-faults"), time_scale=1.0, faults=FAULTS,
                     provisioning_settings=FAST_CYCLES,
-                    # an instantiate that answered 503 is looked for before retrying; 5 s is plenty here
-                    env={"VISIBILITY_WAIT_SECONDS": "5"})
+                    # an instantiate that answered 503 is looked for before retrying; 5 s is plenty here.
+                    # Writes paced at 40/s, as if two workers at the default 20/s shared the app's limit:
+                    # at 20/s one worker alone never meets a 429, and the 429 path is what this tests.
+                    env={"VISIBILITY_WAIT_SECONDS": "5", "GRAPH_WRITES_PER_SECOND": "40"})
     yield running
     running.stop()
 
