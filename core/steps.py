@@ -352,6 +352,18 @@ def _create_job(ctx: StepContext, sp_id: str, template_id: str, lag: tuple[type[
                      retry_on=lag)
 
 
+def _default_template(ctx: StepContext, sp_id: str, application_template_id: str | None) -> str:
+    """The template to use when the request names none: picked from the (cached) template list."""
+    return _pick_template(sp_id, _wait_for(
+        ctx, f"list templates of {sp_id}",
+        lambda: sync.list_templates_cached(ctx.graph, sp_id, application_template_id)))
+
+
+def _job_of(jobs: Iterable[dict], template_id: str) -> dict | None:
+    """The first of ``jobs`` that runs ``template_id``, if any."""
+    return next((job for job in jobs if str(job.get("templateId")) == template_id), None)
+
+
 def ensure_job(ctx: StepContext, *, service_principal_id: str, synchronization_template_id: str | None = None,
                application_template_id: str | None = None) -> dict:
     """Reuse the job of the wanted synchronization template, else create it (jobs are listed first).
@@ -370,12 +382,10 @@ def ensure_job(ctx: StepContext, *, service_principal_id: str, synchronization_t
     from_cache = False
     if not wanted:
         from_cache = sync.is_template_cached(ctx.graph, application_template_id)
-        wanted = _pick_template(sp_id, _wait_for(
-            ctx, f"list templates of {sp_id}",
-            lambda: sync.list_templates_cached(ctx.graph, sp_id, application_template_id)))
-    for job in jobs:
-        if str(job.get("templateId")) == wanted:
-            return {"jobId": job["id"], "templateId": wanted, "created": False}
+        wanted = _default_template(ctx, sp_id, application_template_id)
+    existing = _job_of(jobs, wanted)
+    if existing is not None:
+        return {"jobId": existing["id"], "templateId": wanted, "created": False}
     try:
         if not from_cache:
             job = _create_job(ctx, sp_id, wanted, (errors.NotFound, errors.PermissionDenied))
@@ -387,18 +397,16 @@ def ensure_job(ctx: StepContext, *, service_principal_id: str, synchronization_t
                 logger.warning("cached synchronization template %s refused on %s (%s); listing templates again",
                                wanted, sp_id, refused.code)
                 sync.forget_templates(ctx.graph, application_template_id)
-                wanted = _pick_template(sp_id, _wait_for(
-                    ctx, f"list templates of {sp_id}",
-                    lambda: sync.list_templates_cached(ctx.graph, sp_id, application_template_id)))
-                for existing in jobs:
-                    if str(existing.get("templateId")) == wanted:
-                        return {"jobId": existing["id"], "templateId": wanted, "created": False}
+                wanted = _default_template(ctx, sp_id, application_template_id)
+                existing = _job_of(jobs, wanted)
+                if existing is not None:
+                    return {"jobId": existing["id"], "templateId": wanted, "created": False}
                 job = _create_job(ctx, sp_id, wanted, (errors.NotFound, errors.PermissionDenied))
     except (errors.Conflict, errors.GraphTransient):
         # The create may have happened (409, or a 5xx we did not repeat): look before failing.
-        for again in sync.list_jobs(ctx.graph, sp_id):
-            if str(again.get("templateId")) == wanted:
-                return {"jobId": again["id"], "templateId": wanted, "created": True}
+        again = _job_of(sync.list_jobs(ctx.graph, sp_id), wanted)
+        if again is not None:
+            return {"jobId": again["id"], "templateId": wanted, "created": True}
         raise
     logger.info("created job %s (template %s) on %s", job.get("id"), wanted, sp_id)
     return {"jobId": job["id"], "templateId": wanted, "created": True}
