@@ -162,6 +162,13 @@ def _bad_request(exc_message: str) -> web.Response:
     return _error(400, "One or more of the arguments submitted is incorrect", exc_message, "System.ArgumentException")
 
 
+def _body_input(body: bytes) -> str | None:
+    """A request body as stored input text (None when empty); ValueError when it is not JSON."""
+    if not body.strip():
+        return None
+    return dumps(json.loads(body))
+
+
 def _parse_time(text: str | None) -> float | None:
     if not text:
         return None
@@ -185,12 +192,10 @@ class _Handlers:
         name = request.match_info["name"]
         instance_id = request.match_info.get("instance_id") or None
         body = await request.read()
-        input_text = None
-        if body.strip():
-            try:
-                input_text = dumps(json.loads(body))
-            except ValueError:
-                return _bad_request("The request content is not valid JSON.")
+        try:
+            input_text = _body_input(body)
+        except ValueError:
+            return _bad_request("The request content is not valid JSON.")
         try:
             instance_id = await self.engine.start_new(name, instance_id, input_text, request.query.get("version"))
         except (UnknownFunctionError, InvalidInstanceIdError) as exc:
@@ -313,12 +318,10 @@ class _Handlers:
         if request.content_type != "application/json":
             return _bad_request("Only application/json request content is supported")
         body = await request.read()
-        input_text = None
-        if body.strip():
-            try:
-                input_text = dumps(json.loads(body))
-            except ValueError:
-                return _bad_request("Invalid JSON content")
+        try:
+            input_text = _body_input(body)
+        except ValueError:
+            return _bad_request("Invalid JSON content")
         try:
             await self.engine.raise_event(instance_id, event_name, input_text)
         except InstanceNotFound:
