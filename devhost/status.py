@@ -16,8 +16,7 @@ import sys
 from typing import TextIO
 
 from devhost.durable.history import EVENT_TYPE_NAMES
-
-DB_NAME = "durable.sqlite3"
+from devhost.durable.store import DB_NAME, loads_stored
 
 
 def _time(epoch: float | None) -> str:
@@ -33,18 +32,9 @@ def _short(text: str | None, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _value(text: str | None):
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def _last_error(status: str, output: str | None) -> str | None:
     if status in ("Failed", "Terminated"):
-        value = _value(output)
+        value = loads_stored(output)
         return value if isinstance(value, str) else json.dumps(value)
     return None
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from aiohttp import web
@@ -23,7 +23,7 @@ from aiohttp import web
 from devhost.durable import history as h
 from devhost.durable.engine import InstanceGone, InstanceNotFound, TERMINAL_STATES
 from devhost.durable.errors import InstanceExistsError, InvalidInstanceIdError, UnknownFunctionError
-from devhost.durable.store import InstanceRow, dumps
+from devhost.durable.store import InstanceRow, dumps, loads_stored
 
 if TYPE_CHECKING:
     from devhost.durable.engine import DurableEngine
@@ -37,20 +37,10 @@ def _format_time(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_stored(text: str | None) -> Any:
-    """Stored text parsed back to JSON; text that is not JSON is returned as a plain string."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def status_payload(row: InstanceRow, *, show_input: bool = True, history: list[dict] | None = None) -> dict:
     payload = {"name": row.name, "instanceId": row.instance_id, "runtimeStatus": row.status,
-               "input": _parse_stored(row.input) if show_input else None,
-               "customStatus": _parse_stored(row.custom_status), "output": _parse_stored(row.output),
+               "input": loads_stored(row.input) if show_input else None,
+               "customStatus": loads_stored(row.custom_status), "output": loads_stored(row.output),
                "createdTime": _format_time(row.created_time), "lastUpdatedTime": _format_time(row.last_updated_time)}
     if history is not None:
         payload["historyEvents"] = history
@@ -76,7 +66,7 @@ def fold_history(events: list[dict], *, show_output: bool, show_input: bool) -> 
         if kind == h.EXECUTION_STARTED:
             item["FunctionName"] = ev.get("Name")
             if show_input:
-                item["Input"] = _parse_stored(ev.get("Input"))
+                item["Input"] = loads_stored(ev.get("Input"))
         elif kind in (h.TASK_COMPLETED, h.TASK_FAILED, h.SUB_ORCHESTRATION_COMPLETED, h.SUB_ORCHESTRATION_FAILED):
             source = scheduled.get(ev.get("TaskScheduledId"), {})
             item["FunctionName"] = source.get("Name")
@@ -84,26 +74,26 @@ def fold_history(events: list[dict], *, show_output: bool, show_input: bool) -> 
             if source.get("InstanceId"):
                 item["InstanceId"] = source["InstanceId"]
             if show_input:
-                item["Input"] = _parse_stored(source.get("Input"))
+                item["Input"] = loads_stored(source.get("Input"))
             if kind in (h.TASK_COMPLETED, h.SUB_ORCHESTRATION_COMPLETED):
                 if show_output:
-                    item["Result"] = _parse_stored(ev.get("Result"))
+                    item["Result"] = loads_stored(ev.get("Result"))
             else:
                 item["Reason"] = ev.get("Reason")
                 item["Details"] = ev.get("Details")
         elif kind in (h.TASK_SCHEDULED, h.SUB_ORCHESTRATION_CREATED):
             item["Name"] = ev.get("Name")
             if show_input:
-                item["Input"] = _parse_stored(ev.get("Input"))
+                item["Input"] = loads_stored(ev.get("Input"))
         elif kind == h.EXECUTION_COMPLETED:
             code = ev.get("OrchestrationStatus")
             item["OrchestrationStatus"] = next((k for k, v in h.STATUS_CODE.items() if v == code), code)
             if show_output:
-                item["Result"] = _parse_stored(ev.get("Result"))
+                item["Result"] = loads_stored(ev.get("Result"))
         else:
             for key, value in ev.items():
                 if key not in ("EventType", "EventId", "IsPlayed", "Timestamp"):
-                    item[key] = _parse_stored(value) if key in ("Input", "Result") else value
+                    item[key] = loads_stored(value) if key in ("Input", "Result") else value
         folded.append(item)
     return folded
 

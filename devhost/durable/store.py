@@ -20,7 +20,9 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
+
+DB_NAME = "durable.sqlite3"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -127,7 +129,7 @@ class EpisodeWrite:
 class Store:
     def __init__(self, state_dir: str) -> None:
         os.makedirs(state_dir, exist_ok=True)
-        self.path = os.path.join(state_dir, "durable.sqlite3")
+        self.path = os.path.join(state_dir, DB_NAME)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -295,3 +297,13 @@ class _Transaction:
 def dumps(value) -> str:
     """Compact JSON, as the extension re-serialises values."""
     return json.dumps(value, separators=(",", ":"))
+
+
+def loads_stored(text: str | None) -> Any:
+    """Stored text parsed back to JSON; text that is not JSON is returned as a plain string."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
