@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Awaitable, Callable
 
+from devhost.durable.engine import DurableEngine
 from devhost.testing import local_storage_connection_string
 
 APPS = Path(__file__).parent / "apps"
@@ -41,3 +43,23 @@ def read_records(record_dir: Path, kind: str) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_engine(app, tmp_path: Path, scenario: Callable[[DurableEngine], Awaitable[Any]], *, virtual_clock: bool = True,
+               host_config: dict | None = None, orchestrator_threads: int | None = None) -> Any:
+    """Run ``scenario(engine)`` on a fresh in-process DurableEngine (state under ``tmp_path``), then stop it.
+
+    ``orchestrator_threads``, when given, replaces the DEVHOST_ORCHESTRATOR_THREADS default.
+    """
+
+    async def main():
+        engine = DurableEngine(app, str(tmp_path / "state"), host_config or {}, virtual_clock=virtual_clock)
+        if orchestrator_threads is not None:
+            engine.settings.orchestrator_threads = orchestrator_threads
+        await engine.start()
+        try:
+            return await scenario(engine)
+        finally:
+            await engine.stop()
+
+    return asyncio.run(main())

@@ -6,7 +6,6 @@ written (sequence numbers, retry timers, batching), since that history is what r
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 
@@ -15,8 +14,9 @@ import pytest
 from devhost.app_loader import LoadedApp
 from devhost.durable import history as h
 from devhost.config import timespan_text
-from devhost.durable.engine import DurableEngine, InstanceGone
+from devhost.durable.engine import InstanceGone
 from devhost.durable.errors import InstanceExistsError
+from host_support import run_engine
 
 APP_PATH = os.path.join(os.path.dirname(__file__), "apps", "durable_app", "function_app.py")
 
@@ -26,20 +26,6 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def app() -> LoadedApp:
     return LoadedApp.load(APP_PATH)
-
-
-def run(app, tmp_path, scenario, *, virtual_clock=True, host_config=None):
-    """Run ``scenario(engine)`` on a fresh engine and stop it afterwards."""
-
-    async def main():
-        engine = DurableEngine(app, str(tmp_path / "state"), host_config or {}, virtual_clock=virtual_clock)
-        await engine.start()
-        try:
-            return await scenario(engine)
-        finally:
-            await engine.stop()
-
-    return asyncio.run(main())
 
 
 async def finish(engine, instance_id, timeout=60):
@@ -56,7 +42,7 @@ def test_chain_completes_with_the_extension_history_shape(app, tmp_path):
         iid = await engine.start_orchestration("durable_chain", {"a": "Tokyo", "b": "London"})
         return await finish(engine, iid)
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     assert row.status == "Completed"
     assert json.loads(row.output) == ["Hello Tokyo!", "Hello London!"]
     assert json.loads(json.loads(row.input)) == {"a": "Tokyo", "b": "London"}  # stored double-encoded (§5.4)
@@ -74,7 +60,7 @@ def test_fan_out_fan_in_of_500_activities(app, tmp_path):
         iid = await engine.start_orchestration("durable_fanout", 500)
         return await finish(engine, iid)
 
-    row, history = run(app, tmp_path, scenario, host_config={"maxConcurrentActivityFunctions": 16})
+    row, history = run_engine(app, tmp_path, scenario, host_config={"maxConcurrentActivityFunctions": 16})
     assert row.status == "Completed"
     assert json.loads(row.output) == sum(2 * i for i in range(500))
     completed = [ev["TaskScheduledId"] for ev in history if ev["EventType"] == h.TASK_COMPLETED]
@@ -93,7 +79,7 @@ def test_events_waiting_together_are_delivered_in_one_episode(app, tmp_path):
             await engine.raise_event(iid, "Approve", '"two"')
         return await finish(engine, iid)
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     assert row.status == "Completed"
     assert json.loads(row.output) == ["one", "two"]
     assert json.loads(row.custom_status) == "approved"
@@ -106,7 +92,7 @@ def test_retry_that_succeeds_records_a_timer_after_each_failed_attempt(app, tmp_
         iid = await engine.start_orchestration("durable_retry", {"key": f"ok-{tmp_path.name}", "fail_times": 2, "attempts": 3})
         return await finish(engine, iid)
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     assert json.loads(row.output) == {"ok": "ok after 3 calls"}
     significant = [(h.EVENT_TYPE_NAMES[ev["EventType"]], ev.get("EventId") if ev["EventType"] in (4, 10) else
                     ev.get("TaskScheduledId", ev.get("TimerId")))
@@ -123,7 +109,7 @@ def test_retry_that_runs_out_fails_the_task_after_an_immediate_timer(app, tmp_pa
         iid = await engine.start_orchestration("durable_retry", {"key": f"out-{tmp_path.name}", "fail_times": 9, "attempts": 3})
         return await finish(engine, iid)
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     output = json.loads(row.output)
     assert output["error"].startswith("Activity function 'durable_flaky' failed:  RuntimeError: flaky out-")
     assert output["after"] == "Hello after!"
@@ -141,7 +127,7 @@ def test_sub_orchestration_fan_out_with_retry(app, tmp_path):
         children = {r.instance_id: r for r in engine.store.query() if r.parent_instance_id == iid}
         return row, history, children
 
-    row, history, children = run(app, tmp_path, scenario)
+    row, history, children = run_engine(app, tmp_path, scenario)
     assert row.status == "Completed"
     assert json.loads(row.output) == [{"child_of": "parent-1", "v": 2 * i} for i in range(4)]
     created = [ev for ev in history if ev["EventType"] == h.SUB_ORCHESTRATION_CREATED]
@@ -159,7 +145,7 @@ def test_timers_on_the_virtual_clock_including_a_long_timer(app, tmp_path):
         iid = await engine.start_orchestration("durable_timer", 2)
         return await finish(engine, iid)
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     assert row.status == "Completed"
     assert json.loads(row.output) == pytest.approx(2 * 3600 + 10 * 86400, abs=1)
     timers = [ev for ev in history if ev["EventType"] == h.TIMER_CREATED]
@@ -176,7 +162,7 @@ def test_continue_as_new_loop_keeps_history_bounded(app, tmp_path):
         row, history = await finish(engine, iid)
         return row, history
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     assert row.status == "Completed"
     assert json.loads(row.output) == "counted to 30"
     assert json.loads(json.loads(row.input)) == {"n": 30, "limit": 30}  # carried input, stored as a JSON string
@@ -193,7 +179,7 @@ def test_continue_as_new_carries_unconsumed_events_over(app, tmp_path):
                 await engine.raise_event(iid, "Add", json.dumps(value))
         return await finish(engine, iid)
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     assert row.status == "Completed"
     assert json.loads(row.output) == ["a", "b", "c"]
     assert kinds(history).count("EventRaised") == 1  # the third execution got the last carried event
@@ -211,7 +197,7 @@ def test_virtual_clock_can_be_advanced_and_skips_timers_of_finished_executions(a
         engine.advance_clock(7200)
         return idle_jump, engine.clock.now() - before
 
-    idle_jump, advanced = run(app, tmp_path, scenario)
+    idle_jump, advanced = run_engine(app, tmp_path, scenario)
     assert idle_jump < 60
     assert advanced >= 7200
 
@@ -226,7 +212,7 @@ def test_external_events_buffered_and_with_timeout(app, tmp_path):
         late_row, late_history = await finish(engine, late)  # nothing raised: the virtual clock fires the timer
         return early_row, late_row, late_history
 
-    early_row, late_row, late_history = run(app, tmp_path, scenario)
+    early_row, late_row, late_history = run_engine(app, tmp_path, scenario)
     assert json.loads(early_row.output) == {"approved": '{"by": "alice"}'}  # a str, as the real client gives (§3.7)
     assert json.loads(late_row.output) == {"approved": None}
     assert "TimerFired" in kinds(late_history)
@@ -243,7 +229,7 @@ def test_terminate_a_waiting_instance(app, tmp_path):
             await engine.raise_event(iid, "Go", "1")
         return row, history
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     assert row.status == "Terminated"
     assert json.loads(row.output) == "bye now"
     assert kinds(history)[-3:] == ["ExecutionTerminated", "ExecutionCompleted", "OrchestratorCompleted"]
@@ -258,7 +244,7 @@ def test_terminating_a_child_fails_the_parents_task(app, tmp_path):
         await engine.terminate("the-child", "enough")
         return child, await finish(engine, parent)
 
-    child, (row, history) = run(app, tmp_path, scenario)
+    child, (row, history) = run_engine(app, tmp_path, scenario)
     assert child.status == "Running" and child.parent_instance_id == "the-parent"
     assert json.loads(row.output) == {"child failed": "Orchestrator function 'durable_wait_forever' failed: enough"}
     assert "SubOrchestrationInstanceFailed" in kinds(history)
@@ -277,7 +263,7 @@ def test_suspend_holds_events_until_resume(app, tmp_path):
         row, history = await finish(engine, iid)
         return suspended, row, history
 
-    suspended, row, history = run(app, tmp_path, scenario)
+    suspended, row, history = run_engine(app, tmp_path, scenario)
     assert suspended == "Suspended"
     assert row.status == "Completed"
     assert json.loads(row.output) == ["7", "Hello after!"]
@@ -299,7 +285,7 @@ def test_non_deterministic_orchestrator_is_failed_as_in_azure(app, tmp_path):
         finally:
             module.NONDETERMINISTIC["variant"] = "a"
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     assert row.status == "Failed"
     message = json.loads(row.output)
     assert message.startswith("Non-Deterministic workflow detected:")
@@ -313,7 +299,7 @@ def test_when_all_waits_for_every_child_as_the_extension_does(app, tmp_path):
         iid = await engine.start_orchestration("durable_whenall_failfast", None, instance_id=f"wa-{tmp_path.name}")
         return await finish(engine, iid)
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     assert json.loads(row.output) == "Hello after-whenall!"
     names = kinds(history)
     hello = next(i for i, ev in enumerate(history) if ev["EventType"] == h.TASK_SCHEDULED and ev["Name"] == "durable_hello")
@@ -328,7 +314,7 @@ def test_re_awaiting_retry_tasks_is_reported_as_non_deterministic_like_the_exten
         iid = await engine.start_orchestration("durable_reawait", None, instance_id=f"ra-{tmp_path.name}")
         return await finish(engine, iid)
 
-    row, _ = run(app, tmp_path, scenario)
+    row, _ = run_engine(app, tmp_path, scenario)
     assert row.status == "Failed"
     message = json.loads(row.output)
     assert message.startswith("Non-Deterministic workflow detected: A previous execution of this orchestration "
@@ -342,7 +328,7 @@ def test_orchestrator_failure_keeps_scheduled_work_and_custom_status(app, tmp_pa
         unknown = await engine.start_orchestration("durable_unknown_activity")
         return (await finish(engine, failing)), (await finish(engine, unknown))
 
-    (row, history), (unknown_row, _) = run(app, tmp_path, scenario)
+    (row, history), (unknown_row, _) = run_engine(app, tmp_path, scenario)
     assert row.status == "Failed"
     assert json.loads(row.output) == "Orchestrator function 'durable_fail' failed: kaputt: x"
     assert json.loads(row.custom_status) == {"stage": 1}
@@ -362,7 +348,7 @@ def test_starting_a_running_instance_id_is_refused_but_a_finished_one_is_replace
         await engine.start_orchestration("durable_chain", {"a": "again"}, instance_id="dup")
         return await finish(engine, "dup")
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     assert row.status == "Completed" and row.name == "durable_chain"
     assert json.loads(row.output)[0] == "Hello again!"
     assert kinds(history).count("ExecutionStarted") == 1  # the old execution's history is gone
@@ -380,8 +366,9 @@ def test_a_slow_activity_does_not_block_other_orchestrations(app, tmp_path):
         slow_row = await engine.wait_for_instance(slow, 30)
         return fast_row, slow_status, slow_row
 
-    fast_row, slow_status, slow_row = run(app, tmp_path, scenario, host_config={"maxConcurrentActivityFunctions": 2,
-                                                                               "maxConcurrentOrchestratorFunctions": 1})
+    fast_row, slow_status, slow_row = run_engine(app, tmp_path, scenario,
+                                                 host_config={"maxConcurrentActivityFunctions": 2,
+                                                              "maxConcurrentOrchestratorFunctions": 1})
     assert fast_row.status == "Completed"
     assert slow_status == "Running"  # still blocked while the other instance completed
     assert json.loads(slow_row.output) == "released slow-key"
@@ -400,7 +387,7 @@ def test_first_result_of_a_task_any_is_acted_on_while_other_work_is_in_flight(ap
             module.RELEASED.add(key)
         return row, still_blocked
 
-    row, still_blocked = run(app, tmp_path, scenario)
+    row, still_blocked = run_engine(app, tmp_path, scenario)
     assert row.status == "Completed" and json.loads(row.output) == "Hello fast!"
     assert still_blocked  # the slow activity was still running when the instance completed
 
@@ -410,7 +397,7 @@ def test_function_timeout_fails_the_activity(app, tmp_path):
         iid = await engine.start_orchestration("durable_slow_and_fast", 30)
         return await finish(engine, iid)
 
-    row, _ = run(app, tmp_path, scenario, host_config={"functionTimeout": "00:00:00.3", "extensions": {}})
+    row, _ = run_engine(app, tmp_path, scenario, host_config={"functionTimeout": "00:00:00.3", "extensions": {}})
     assert row.status == "Failed"
     assert "Timeout value of 00:00:00.3000000 was exceeded by function: Functions.durable_slow" in json.loads(row.output)
 
@@ -429,7 +416,7 @@ def test_rewind_runs_the_failed_activity_again(app, tmp_path):
         await engine.rewind(iid, "try again")
         return await finish(engine, iid)
 
-    row, history = run(app, tmp_path, scenario)
+    row, history = run_engine(app, tmp_path, scenario)
     assert row.status == "Completed"
     assert json.loads(row.output) == "ok after 2 calls"
     assert kinds(history).count("TaskFailed") == 0

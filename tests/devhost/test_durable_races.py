@@ -19,7 +19,7 @@ import pytest
 
 from devhost.app_loader import LoadedApp
 from devhost.durable import history as h
-from devhost.durable.engine import DurableEngine
+from host_support import run_engine
 
 APP_PATH = os.path.join(os.path.dirname(__file__), "apps", "durable_app", "function_app.py")
 
@@ -31,17 +31,9 @@ def app() -> LoadedApp:
     return LoadedApp.load(APP_PATH)
 
 
-def run(app, tmp_path, scenario, *, virtual_clock=True, host_config=None, orchestrator_threads=0):
-    async def main():
-        engine = DurableEngine(app, str(tmp_path / "state"), host_config or {}, virtual_clock=virtual_clock)
-        engine.settings.orchestrator_threads = orchestrator_threads
-        await engine.start()
-        try:
-            return await scenario(engine)
-        finally:
-            await engine.stop()
-
-    return asyncio.run(main())
+def run(app, tmp_path, scenario, *, orchestrator_threads=0, **options):
+    """:func:`host_support.run_engine`, with replays on the event loop unless a test asks for threads."""
+    return run_engine(app, tmp_path, scenario, orchestrator_threads=orchestrator_threads, **options)
 
 
 async def until(predicate, timeout=20.0, what="condition"):
