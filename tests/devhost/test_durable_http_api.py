@@ -16,11 +16,11 @@ import azure.functions as func
 import pytest
 from aiohttp import web
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
-from azure.durable_functions.models.utils import http_utils
 from azure.durable_functions.models.utils.entity_utils import EntityId
 
 from devhost.app_loader import LoadedApp
 from devhost.durable.engine import DurableEngine
+from devhost.testing import close_sdk_session
 
 APP_PATH = os.path.join(os.path.dirname(__file__), "apps", "durable_app", "function_app.py")
 pytestmark = pytest.mark.timeout(120)
@@ -29,13 +29,6 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def app() -> LoadedApp:
     return LoadedApp.load(APP_PATH)
-
-
-async def _close_sdk_session() -> None:
-    """The SDK keeps one global aiohttp session, bound to the loop of its first use; each test has its own loop."""
-    if http_utils._client_session is not None:
-        await http_utils._client_session.close()
-        http_utils._client_session = None
 
 
 def serve(app, tmp_path, scenario, **engine_options):
@@ -56,7 +49,7 @@ def serve(app, tmp_path, scenario, **engine_options):
         try:
             return await scenario(engine, client, base_url)
         finally:
-            await _close_sdk_session()
+            await close_sdk_session()  # the SDK's global session is bound to this test's loop
             await runner.cleanup()
             await engine.stop()
 
