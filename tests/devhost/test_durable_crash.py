@@ -33,17 +33,16 @@ def test_sigkill_during_fan_out_then_restart_completes_exactly_once(tmp_path):
         assert r.status_code == 202, r.text
         kills = 0
         # the first kill lands while the fan-out is half-way: some work items done, others not
-        done_at_first_kill = _wait_for_partial_fan_out(tmp_path / "state" / "durable.sqlite3")
+        pending, _ = _poll(tmp_path / "state" / "durable.sqlite3",
+                           "SELECT (SELECT COUNT(*) FROM activities), (SELECT COUNT(*) FROM history "
+                           "WHERE instance_id='crash-1' AND event LIKE '%\"EventType\": 4,%')",
+                           lambda row: row[1] == N and 0 < row[0] < N)
+        done_at_first_kill = N - pending
         time.sleep(rng.uniform(0.0, 0.05))
         host.restart(kill=True)
         kills += 1
-        for _ in range(2):  # then at random moments (start-up, episodes, activities, commits)
-            time.sleep(rng.uniform(0.05, 0.5))
-            status = host.get_status("crash-1")
-            if status and status["runtimeStatus"] == "Completed":
-                break
-            host.restart(kill=True)
-            kills += 1
+        # then at random moments (start-up, episodes, activities, commits)
+        kills += _kill_at_random_moments(host, "crash-1", rng, 0.05, 0.5)
         status = host.wait_for_instance("crash-1", timeout=120)
     finally:
         host.stop()
@@ -60,26 +59,6 @@ def test_sigkill_during_fan_out_then_restart_completes_exactly_once(tmp_path):
     assert kills >= 1 and 0 < done_at_first_kill < N, f"seed={seed}"
 
 
-def _wait_for_partial_fan_out(db_path, timeout: float = 60.0) -> int:
-    """Poll the store (read-only) until some but not all of the N work items have run; how many ran."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
-            try:
-                pending = db.execute("SELECT COUNT(*) FROM activities").fetchone()[0]
-                scheduled = db.execute("SELECT COUNT(*) FROM history WHERE instance_id='crash-1' "
-                                       "AND event LIKE '%\"EventType\": 4,%'").fetchone()[0]
-            finally:
-                db.close()
-        except sqlite3.Error:  # not created yet
-            pending = scheduled = 0
-        if scheduled == N and 0 < pending < N:
-            return N - pending
-        time.sleep(0.005)
-    raise AssertionError("the fan-out was never seen half-way")
-
-
 @pytest.mark.timeout(240)
 def test_sigkill_during_sub_orchestrations_with_timers_on_the_virtual_clock(tmp_path):
     """30 children, each a durable timer then an activity; kills at random moments, restarts on the same
@@ -94,18 +73,12 @@ def test_sigkill_during_sub_orchestrations_with_timers_on_the_virtual_clock(tmp_
         assert r.status_code == 202, r.text
         kills = 0
         # first kill: some children finished, others still waiting for their timer or activity
-        done = _poll(tmp_path / "state" / "durable.sqlite3",
-                     "SELECT COUNT(*) FROM instances WHERE parent_instance_id='crash-p' AND status='Completed'",
-                     lambda n: 0 < n < children)
+        (done,) = _poll(tmp_path / "state" / "durable.sqlite3",
+                        "SELECT COUNT(*) FROM instances WHERE parent_instance_id='crash-p' AND status='Completed'",
+                        lambda row: 0 < row[0] < children)
         host.restart(kill=True)
         kills += 1
-        for _ in range(2):
-            time.sleep(rng.uniform(0.02, 0.3))
-            status = host.get_status("crash-p")
-            if status and status["runtimeStatus"] == "Completed":
-                break
-            host.restart(kill=True)
-            kills += 1
+        kills += _kill_at_random_moments(host, "crash-p", rng, 0.02, 0.3)
         status = host.wait_for_instance("crash-p", timeout=120)
     finally:
         host.stop()
@@ -130,19 +103,34 @@ def test_sigkill_during_sub_orchestrations_with_timers_on_the_virtual_clock(tmp_
     assert kills >= 1 and 0 < done < children, f"seed={seed}"
 
 
-def _poll(db_path, sql: str, accept, timeout: float = 60.0) -> int:
-    """Poll the store (read-only) until ``accept(value of sql)``; returns that value."""
+def _kill_at_random_moments(host, instance_id: str, rng: random.Random, low: float, high: float,
+                            times: int = 2) -> int:
+    """SIGKILL and restart the host up to ``times`` more, each after a random pause, unless the instance
+    has completed by then; how many kills."""
+    kills = 0
+    for _ in range(times):
+        time.sleep(rng.uniform(low, high))
+        status = host.get_status(instance_id)
+        if status and status["runtimeStatus"] == "Completed":
+            break
+        host.restart(kill=True)
+        kills += 1
+    return kills
+
+
+def _poll(db_path, sql: str, accept, timeout: float = 60.0) -> tuple:
+    """Poll the store (read-only) until ``accept(row of sql)``; returns that row."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
             try:
-                value = db.execute(sql).fetchone()[0]
+                row = db.execute(sql).fetchone()
             finally:
                 db.close()
         except sqlite3.Error:  # not created yet
-            value = None
-        if value is not None and accept(value):
-            return value
+            row = None
+        if row is not None and accept(row):
+            return row
         time.sleep(0.005)
-    raise AssertionError(f"never saw an accepted value for {sql}")
+    raise AssertionError(f"never saw an accepted row for {sql}")
