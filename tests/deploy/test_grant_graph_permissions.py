@@ -66,17 +66,21 @@ def run_json(emulator: RunningEmulator, *args: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def graph_get(emulator: RunningEmulator, path: str) -> dict[str, Any]:
-    admin = emulator.admin.client("admin")
+def graph_token(emulator: RunningEmulator, identity: dict[str, Any]) -> str:
+    """A Graph token issued by the emulator to ``identity`` (its clientId and secret)."""
     credential = ClientSecretCredential(
         emulator.env["AZURE_TENANT_ID"],
-        admin["clientId"],
-        admin["secret"],
+        identity["clientId"],
+        identity["secret"],
         authority=emulator.env["AZURE_AUTHORITY_HOST"],
         disable_instance_discovery=True,
         connection_verify=emulator.ca_bundle,
     )
-    token = credential.get_token("https://graph.microsoft.com/.default").token
+    return credential.get_token("https://graph.microsoft.com/.default").token
+
+
+def graph_get(emulator: RunningEmulator, path: str) -> dict[str, Any]:
+    token = graph_token(emulator, emulator.admin.client("admin"))
     response = requests.get(
         f"{emulator.url}/v1.0/{path}",
         headers={"Authorization": f"Bearer {token}"},
@@ -97,15 +101,7 @@ def granted_roles(emulator: RunningEmulator, sp_id: str) -> list[str]:
 
 def token_roles(emulator: RunningEmulator, identity: dict[str, Any]) -> set[str]:
     """The ``roles`` claim of a token freshly issued to ``identity``."""
-    credential = ClientSecretCredential(
-        emulator.env["AZURE_TENANT_ID"],
-        identity["clientId"],
-        identity["secret"],
-        authority=emulator.env["AZURE_AUTHORITY_HOST"],
-        disable_instance_discovery=True,
-        connection_verify=emulator.ca_bundle,
-    )
-    token = credential.get_token("https://graph.microsoft.com/.default").token
+    token = graph_token(emulator, identity)
     payload = token.split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     return set(claims.get("roles", []))
