@@ -138,6 +138,16 @@ class _Parser:
         token = self.peek()
         return token is not None and token.kind == "punct" and token.text == char
 
+    def parse_parenthesised(self, parse: Callable[[], Any]) -> list:
+        """``(x, y, ...)`` with each item read by ``parse``."""
+        self.expect_punct("(")
+        items = [parse()]
+        while self.at_punct(","):
+            self.next()
+            items.append(parse())
+        self.expect_punct(")")
+        return items
+
     def at_keyword(self, word: str) -> bool:
         token = self.peek()
         return token is not None and token.kind == "ident" and token.text.lower() == word
@@ -194,12 +204,7 @@ class _Parser:
             return self._compare(op, left, right)
         if token is not None and token.kind == "ident" and token.text.lower() == "in":
             self.next()
-            self.expect_punct("(")
-            options = [self.parse_operand()]
-            while self.at_punct(","):
-                self.next()
-                options.append(self.parse_operand())
-            self.expect_punct(")")
+            options = self.parse_parenthesised(self.parse_operand)
             compares = [self._compare("eq", left, option) for option in options]
             return lambda item, scope: any(c(item, scope) for c in compares)
         return left
@@ -225,12 +230,7 @@ class _Parser:
         lowered = name.lower()
         if lowered not in _BOOL_FUNCS | _VALUE_FUNCS:
             raise invalid_filter(f"unsupported function '{name}'.")
-        self.expect_punct("(")
-        args = [self.parse_or()]
-        while self.at_punct(","):
-            self.next()
-            args.append(self.parse_or())
-        self.expect_punct(")")
+        args = self.parse_parenthesised(self.parse_or)
         if lowered in _VALUE_FUNCS:
             if len(args) != 1:
                 raise invalid_filter(f"function '{name}' takes one argument.")
