@@ -530,24 +530,29 @@ def start_job(ctx: StepContext, *, service_principal_id: str, job_id: str) -> di
 
 # -- 8. status and errors --------------------------------------------------------------------------------
 
+def _first_job_id(ctx: StepContext, sp_id: str) -> str | None:
+    """The id of the service principal's first job (by id) when a step was given none; None without jobs."""
+    jobs = sorted(sync.list_jobs(ctx.graph, sp_id), key=lambda j: str(j.get("id")))
+    return str(jobs[0]["id"]) if jobs else None
+
+
 def _job_id(ctx: StepContext, sp_id: str, job_id: str | None) -> str:
     if job_id:
         return job_id
-    jobs = sorted(sync.list_jobs(ctx.graph, sp_id), key=lambda j: str(j.get("id")))
-    if not jobs:
+    first = _first_job_id(ctx, sp_id)
+    if first is None:
         raise errors.NotFound(f"service principal {sp_id} has no synchronization job", code="JobNotFound", status=404)
-    return str(jobs[0]["id"])
+    return first
 
 
 def get_job_status(ctx: StepContext, *, service_principal_id: str, job_id: str | None,
                    started_at: str | None) -> dict:
     """The job's classification (:mod:`core.status`) relative to ``started_at``."""
     if not job_id:
-        jobs = sorted(sync.list_jobs(ctx.graph, service_principal_id), key=lambda j: str(j.get("id")))
-        if not jobs:
+        job_id = _first_job_id(ctx, service_principal_id)
+        if job_id is None:
             missing = {"state": MISSING_JOB, "settled": False, "code": None, "jobId": None}
             return {"jobId": None, "status": missing}
-        job_id = str(jobs[0]["id"])
     job = sync.get_job(ctx.graph, service_principal_id, job_id)
     classified = job_status.classify(job, started_at).to_dict()
     classified["jobId"] = job_id
