@@ -1006,7 +1006,7 @@ class DurableEngine:
         if row.status != "Failed":
             raise InstanceGone(f"Instance with ID {instance_id} is not in the Failed state and cannot be rewound")
         async with self._lock(instance_id):
-            events = [json.loads(t) for t in self.store.history(instance_id)]
+            events = self.get_history(instance_id)
             end = max((i for i, ev in enumerate(events) if ev["EventType"] == h.EXECUTION_COMPLETED), default=len(events))
             kept = events[:end]
             if kept and kept[-1]["EventType"] != h.ORCHESTRATOR_COMPLETED:
