@@ -252,22 +252,14 @@ class Directory:
         app_roles = [
             {
                 "allowedMemberTypes": ["User"],
-                "description": "User",
-                "displayName": "User",
+                "description": role_name,
+                "displayName": role_name,
                 "id": self.new_id(),
                 "isEnabled": True,
                 "origin": "Application",
                 "value": None,
-            },
-            {
-                "allowedMemberTypes": ["User"],
-                "description": "msiam_access",
-                "displayName": "msiam_access",
-                "id": self.new_id(),
-                "isEnabled": True,
-                "origin": "Application",
-                "value": None,
-            },
+            }
+            for role_name in ("User", "msiam_access")  # the roles a gallery instance starts with
         ]
         now = iso(self.clock.now().replace(microsecond=0))
         app_object_id = self.new_id()
