@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devhost.testing import DevhostProcess, start_devhost
-from host_support import APPS, azurite_connection_string
+from host_support import APPS, azurite_connection_string, host_basic_app
 
 @pytest.fixture(scope="session")
 def apps_dir() -> Path:
@@ -28,7 +28,7 @@ def basic_host(tmp_path_factory) -> DevhostProcess:
     records.mkdir()
     conn = azurite_connection_string()
     host = start_devhost(
-        APPS / "host_basic" / "function_app.py", root / "state",
+        host_basic_app(root), root / "state",
         env={"AzureWebJobsStorage": conn, "HOST_TEST_RECORD_DIR": str(records),
              "HOST_TEST_OVERRIDDEN": "from-env", "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "65536"},
         timeout=90,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -13,6 +14,19 @@ from devhost.durable.engine import DurableEngine
 from devhost.testing import local_storage_connection_string
 
 APPS = Path(__file__).parent / "apps"
+
+
+def host_basic_app(dest: Path) -> Path:
+    """A copy of ``apps/host_basic`` under ``dest`` with its ``local.settings.json`` in place.
+
+    The repository keeps that file as ``local.settings.fixture.json``: ``local.settings.json`` is
+    git-ignored everywhere (it holds real settings in a real app), so the test app's copy is laid
+    down at test time, the way a developer's own file would be.
+    """
+    app_dir = dest / "host_basic"
+    shutil.copytree(APPS / "host_basic", app_dir)
+    (app_dir / "local.settings.fixture.json").rename(app_dir / "local.settings.json")
+    return app_dir / "function_app.py"
 
 
 def free_port() -> int:

@@ -108,10 +108,10 @@ def test_route_from_an_app_setting(basic_host):
 @pytest.mark.timeout(60)
 def test_missing_storage_connection_stops_startup_clearly(tmp_path):
     from devhost.testing import DevhostStartError, start_devhost
-    from host_support import APPS
+    from host_support import host_basic_app
 
     with pytest.raises(DevhostStartError) as err:
-        start_devhost(APPS / "host_basic" / "function_app.py", tmp_path / "state", env={"AzureWebJobsStorage": None})
+        start_devhost(host_basic_app(tmp_path), tmp_path / "state", env={"AzureWebJobsStorage": None})
     text = str(err.value)
     assert "storage connection 'AzureWebJobsStorage' is not configured" in text
     assert "function 'on_message'" in text and "Traceback" not in text
