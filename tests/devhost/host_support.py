@@ -6,12 +6,12 @@ import asyncio
 import json
 import shutil
 import socket
-import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from devhost.durable.engine import DurableEngine
 from devhost.testing import local_storage_connection_string
+from polling import wait_until  # noqa: F401  (re-exported for the devhost tests)
 
 APPS = Path(__file__).parent / "apps"
 
@@ -40,15 +40,6 @@ def azurite_connection_string() -> str:
     return local_storage_connection_string()
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value (returned) or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def read_records(record_dir: Path, kind: str) -> list[dict]:

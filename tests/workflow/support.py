@@ -8,19 +8,21 @@ that devhost starts on free ports. Every HTTP response the tests receive from de
 
 from __future__ import annotations
 
+import functools
+
 import json
 import socket
 import sqlite3
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from devhost.azurite import dev_connection_string
 from devhost.testing import DevhostProcess, start_devhost
 from emulator.testing import RunningEmulator, start_emulator
+from polling import wait_until as _wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "function_app.py"
@@ -44,15 +46,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy (returned), else fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+#: the workflow's end-to-end waits are longer and poll less often than devhost's unit-level ones
+wait_until = functools.partial(_wait_until, timeout=60.0, interval=0.2)
 
 
 def load_example(name: str) -> dict:
