@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tests/polling.py, shared by the test stacks
 sys.path.insert(0, str(ROOT / "tests" / "workflow"))
 
 WRITE_LIMIT = 20  # writes per second: Graph's 3,000 per 150 s per app and tenant
