@@ -11,6 +11,7 @@ Use :func:`get_settings` in running code (cached per process) and :meth:`Setting
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from dataclasses import dataclass, fields
@@ -145,6 +146,8 @@ def _parse_positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
             value = kind(text.strip())
         except ValueError:
             raise ValueError(f"expected {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):  # nan/inf parse as floats, and nan compares False to everything
+            raise ValueError("expected a finite number")
         if value <= 0:
             raise ValueError("must be greater than 0")
         return value

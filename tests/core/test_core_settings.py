@@ -53,6 +53,17 @@ def test_every_problem_is_reported_together_without_echoing_values():
     assert caught.value.kind == "permanent"
 
 
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e999"])
+def test_numbers_that_are_not_finite_are_refused(text):
+    """nan compares False to everything: a nan wait would make every bounded wait endless."""
+    float_settings = [row.name for row in s.SETTINGS if row.type == "float"]
+    assert "VISIBILITY_WAIT_SECONDS" in float_settings
+    with pytest.raises(ConfigurationError) as caught:
+        s.Settings.from_env({**BASE, **{name: text for name in float_settings}})
+    assert {p.path for p in caught.value.problems} == set(float_settings)
+    assert all("finite" in p.message for p in caught.value.problems)
+
+
 def test_base_url_with_a_version_is_refused():
     with pytest.raises(ConfigurationError) as caught:
         s.Settings.from_env({**BASE, "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0/"})
