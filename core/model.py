@@ -70,6 +70,10 @@ EMAIL_PATTERN = r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
 LABEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
 LABEL_VALUE_PATTERN = r"^[A-Za-z0-9 _.:/@-]{0,64}$"
 PRINCIPAL_PATTERN = r"^[^\x00-\x1f\x7f<>]{1,256}$"
+#: A user: object id, or userPrincipalName (local part may hold '#', as guests' "x_y.com#EXT#@..." do).
+#: No '/', '\\', '?' or whitespace: the reference becomes a URL path segment (/users/{ref}).
+USER_PATTERN = (r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+                r"|[^\x00-\x20\x7f<>/\\?@]{1,113}@[A-Za-z0-9][A-Za-z0-9.-]{0,252})$")
 HTTPS_URL_PATTERN = r"^https://[^\s/?#]+[^\s]*$"
 MAX_LITERAL = 2048
 
@@ -77,7 +81,7 @@ _RE = {name: re.compile(value) for name, value in {
     "requestId": REQUEST_ID_PATTERN, "guid": GUID_PATTERN, "displayName": DISPLAY_NAME_PATTERN,
     "kv": KEY_VAULT_SECRET_PATTERN, "syncTemplate": SYNC_TEMPLATE_PATTERN, "email": EMAIL_PATTERN,
     "labelKey": LABEL_KEY_PATTERN, "labelValue": LABEL_VALUE_PATTERN, "principal": PRINCIPAL_PATTERN,
-    "https": HTTPS_URL_PATTERN,
+    "user": USER_PATTERN, "https": HTTPS_URL_PATTERN,
 }.items()}
 
 REQUEST_FIELDS = ("requestId", "instances")
@@ -298,7 +302,8 @@ def _parse_assignments(obj: Any, path: str, c: _Collector) -> tuple[tuple[str, .
         return (), ()
     c.unknown_fields(obj, ("users", "groups"), path)
     out: dict[str, tuple[str, ...]] = {}
-    for kind, what in (("users", "a user id or userPrincipalName"), ("groups", "a group id or display name")):
+    for kind, pattern, what in (("users", "user", "a user id or userPrincipalName"),
+                                ("groups", "principal", "a group id or display name")):
         items = obj.get(kind, [])
         if not isinstance(items, list):
             c.add(f"{path}.{kind}", "must be a list")
@@ -306,7 +311,7 @@ def _parse_assignments(obj: Any, path: str, c: _Collector) -> tuple[tuple[str, .
             continue
         if len(items) > MAX_ASSIGNEES:
             c.add(f"{path}.{kind}", f"at most {MAX_ASSIGNEES} entries")
-        values = [c.string(v, f"{path}.{kind}[{i}]", "principal", what) for i, v in enumerate(items)]
+        values = [c.string(v, f"{path}.{kind}[{i}]", pattern, what) for i, v in enumerate(items)]
         out[kind] = tuple(v for v in values if v)
     return out["users"], out["groups"]
 
@@ -458,7 +463,8 @@ def json_schema(max_instances: int = MAX_INSTANCES) -> dict:
             "assignments": {
                 "type": "object", "additionalProperties": False,
                 "properties": {
-                    "users": {"type": "array", "maxItems": MAX_ASSIGNEES, "items": principal},
+                    "users": {"type": "array", "maxItems": MAX_ASSIGNEES,
+                              "items": {"type": "string", "pattern": USER_PATTERN}},
                     "groups": {"type": "array", "maxItems": MAX_ASSIGNEES, "items": principal},
                 },
             },

@@ -6,6 +6,7 @@ Users are named by object id or userPrincipalName, groups by object id or exact 
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from core import errors, odata
 from core.graph.transport import GraphClient
@@ -22,7 +23,8 @@ def is_guid(text: str) -> bool:
 def resolve_user(client: GraphClient, ref: str) -> str:
     """Object id of a user named by id or userPrincipalName (a UPN is an alternate key of /users)."""
     try:
-        return str(client.get(f"/users/{ref}", {"$select": "id"})["id"])
+        # Percent-encoded: a guest's UPN holds '#' ("x_y.com#EXT#@..."), which would end the URL path.
+        return str(client.get(f"/users/{quote(ref, safe='@')}", {"$select": "id"})["id"])
     except errors.NotFound:
         raise errors.NotFound(f"user '{ref}' does not exist", code="UserNotFound", status=404) from None
 
