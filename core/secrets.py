@@ -25,6 +25,7 @@ from azure.core.exceptions import (
 )
 
 from core import errors
+from core.identity import token_failure_is_transient
 from core.model import SecretRef
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,10 @@ class SecretResolver:
                 f"Key Vault secret '{name}' does not exist; create it or fix the reference", secret_name=name,
                 status=404) from None
         except ClientAuthenticationError as exc:
+            if token_failure_is_transient(exc):  # the token endpoint is unreachable or busy: try again later
+                raise errors.SecretUnavailable(
+                    f"could not get a Key Vault token to read secret '{name}' now: {type(exc).__name__}",
+                    secret_name=name) from None
             raise errors.SecretAccessDenied(
                 f"could not authenticate to Key Vault to read secret '{name}': {type(exc).__name__}",
                 secret_name=name) from None

@@ -35,6 +35,8 @@ T = TypeVar("T")
 _LAG_ERRORS = (errors.NotFound, errors.PermissionDenied, errors.Conflict)
 #: instantiate answers after which the app may exist anyway (terraform-provider-azuread #1406, #936).
 _MAYBE_CREATED_STATUSES = frozenset({404, 500, 502, 503, 504})
+#: Entra's 400 message for an app role assignment that exists already (lower case).
+_DUPLICATE_ASSIGNMENT = "already exists on the object"
 #: ``state`` reported by get_job_status for a service principal without a synchronization job.
 MISSING_JOB = "MissingJob"
 
@@ -207,7 +209,9 @@ def ensure_application(ctx: StepContext, *, batch_id: str, instance_key: str, di
     try:
         pair = apps.instantiate(ctx.graph, template_id, display_name)
     except (errors.NotFound, errors.GraphTransient) as exc:
-        if exc.status is not None and exc.status not in _MAYBE_CREATED_STATUSES:
+        # No status (no answer, or its body broke while read), a 2xx whose body is unreadable, or a
+        # status that may hide a success: the app may exist, so look before anything is repeated.
+        if exc.status is not None and exc.status not in _MAYBE_CREATED_STATUSES and not 200 <= exc.status < 300:
             raise
         failure: errors.ProvisioningError = exc
         logger.warning("batch %s: instantiate answered %s; looking for the app before any retry", batch_id, failure.code)
@@ -221,6 +225,10 @@ def ensure_application(ctx: StepContext, *, batch_id: str, instance_key: str, di
     logger.info("batch %s: instantiated %s -> service principal %s", batch_id, template_id, apps.object_id(sp))
     return {"applicationId": apps.object_id(app), "appId": sp.get("appId") or app.get("appId"),
             "servicePrincipalId": apps.object_id(sp), "created": True, "tagged": False}
+
+
+def _raise_job_not_found(exc: errors.ProvisioningError) -> Any:
+    raise errors.NotFound(f"no job listed after create answered {exc.code}", code="JobNotFound", status=404)
 
 
 def _raise_not_found(exc: errors.ProvisioningError) -> Any:
@@ -402,12 +410,16 @@ def ensure_job(ctx: StepContext, *, service_principal_id: str, synchronization_t
                 if existing is not None:
                     return {"jobId": existing["id"], "templateId": wanted, "created": False}
                 job = _create_job(ctx, sp_id, wanted, (errors.NotFound, errors.PermissionDenied))
-    except (errors.Conflict, errors.GraphTransient):
-        # The create may have happened (409, or a 5xx we did not repeat): look before failing.
-        again = _job_of(sync.list_jobs(ctx.graph, sp_id), wanted)
-        if again is not None:
-            return {"jobId": again["id"], "templateId": wanted, "created": True}
-        raise
+    except (errors.Conflict, errors.GraphTransient) as unclear:
+        # The create may have happened (409, a 5xx we did not repeat, a lost answer): look before
+        # failing, and give a new job the time to show in the list (as ensure_application does for
+        # apps) - the retry would otherwise create a second job while the first is still unlisted.
+        failure: errors.ProvisioningError = unclear
+        logger.warning("creating a job on %s answered %s; looking for it before any retry", sp_id, failure.code)
+        again = _wait_for(ctx, f"find the job created on {sp_id}",
+                          lambda: _job_of(sync.list_jobs(ctx.graph, sp_id), wanted) or _raise_job_not_found(failure),
+                          retry_on=(errors.NotFound,))
+        return {"jobId": again["id"], "templateId": wanted, "created": True}
     logger.info("created job %s (template %s) on %s", job.get("id"), wanted, sp_id)
     return {"jobId": job["id"], "templateId": wanted, "created": True}
 
@@ -500,6 +512,14 @@ def assign_principals(ctx: StepContext, *, service_principal_id: str, users: Ite
                       retry_on=(errors.NotFound,))
             assigned += 1
         except errors.Conflict:
+            already += 1
+        except errors.BadRequest as refused:
+            # Entra answers a duplicate assignment 400 ("Permission being assigned already exists on
+            # the object"), not 409: the list above missed it (lag, or a lost 201 before a re-run).
+            # Accepted when Graph says so or the list now shows it; any other 400 fails the step.
+            if not (_DUPLICATE_ASSIGNMENT in refused.message.casefold() or principal in {
+                    str(a.get("principalId")) for a in assign.list_assigned(ctx.graph, sp_id)}):
+                raise
             already += 1
     return {"assigned": assigned, "alreadyAssigned": already}
 

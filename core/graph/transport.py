@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import requests
 
 from core import errors
+from core.identity import token_failure_is_transient
 from core.graph.retry import backoff_delay, parse_retry_after, should_retry
 from core.settings import Settings
 
@@ -53,6 +54,9 @@ def scrub(text: str, secret_values: Iterable[str]) -> str:
 
 
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+#: requests' failures of a sent request whose answer is missing or broken (the body cut off while read).
+_LOST = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+         requests.exceptions.ContentDecodingError)
 
 
 class WritePacer:
@@ -141,11 +145,11 @@ class GraphClient:
                     self._token = self._credential.get_token(self.settings.graph_scope)
                 except Exception as exc:  # azure-identity raises ClientAuthenticationError and others
                     # The credential's message can be long; it never holds the client secret.
-                    raise errors.PermissionDenied(
-                        f"could not get a Graph token for {self.settings.graph_scope}: "
-                        f"{type(exc).__name__}: {str(exc)[:300]}",
-                        code="AuthenticationFailed",
-                    ) from None
+                    text = f"could not get a Graph token for {self.settings.graph_scope}: " \
+                           f"{type(exc).__name__}: {str(exc)[:300]}"
+                    if token_failure_is_transient(exc):  # the token endpoint is unreachable or busy
+                        raise errors.GraphTransient(text, code="TokenUnavailable") from None
+                    raise errors.PermissionDenied(text, code="AuthenticationFailed") from None
             return self._token.token
 
     # -- core request ---------------------------------------------------------------------------
@@ -200,11 +204,13 @@ class GraphClient:
                 response = self._session.request(
                     method, url, params=params, json=json, headers=headers, timeout=self._timeout
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except _LOST as exc:
                 elapsed = time.monotonic() - started
-                # A connect failure never reached Graph; a read timeout on a POST may have succeeded.
+                # A connect failure never reached Graph; a read timeout, a dropped connection or a
+                # broken body on a POST may hide a success (the caller looks before it repeats).
                 repeatable = safe or isinstance(exc, requests.ConnectTimeout)
-                kind = "Timeout" if isinstance(exc, requests.Timeout) else "ConnectionError"
+                kind = "Timeout" if isinstance(exc, requests.Timeout) else \
+                    "ConnectionError" if isinstance(exc, requests.ConnectionError) else "BrokenResponse"
                 logger.warning("Graph %s %s failed after %.0f ms: %s (attempt %d)", method, shown,
                                elapsed * 1000, kind, attempt)
                 delay = backoff_delay(attempt, self._rng)
@@ -272,7 +278,7 @@ class GraphClient:
         cls: type[errors.GraphError] = {
             400: errors.BadRequest, 401: errors.PermissionDenied, 403: errors.PermissionDenied,
             404: errors.NotFound, 409: errors.Conflict, 412: errors.Conflict,
-        }.get(status) or (errors.GraphTransient if status >= 500 or status == 429 else errors.GraphPermanent)
+        }.get(status) or (errors.GraphTransient if status >= 500 or status in (408, 429) else errors.GraphPermanent)
         return cls(text, code=code, status=status, request_id=request_id)
 
     # -- conveniences ---------------------------------------------------------------------------
