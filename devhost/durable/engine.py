@@ -612,6 +612,14 @@ class DurableEngine:
                 if consumed:  # only stale messages to drop
                     store.delete_messages(consumed)
                 return
+            if not cached.events:
+                # Suspended before its first episode: record ExecutionStarted ahead of the suspend, as
+                # the extension's history has it, so the execution still starts after the resume
+                # (later episodes never take an ExecutionStarted into a non-empty history).
+                start = next(((mid, ev) for mid, ev in events if ev["EventType"] == h.EXECUTION_STARTED), None)
+                if start is None:
+                    return  # ExecutionStarted not visible yet; leave the messages alone
+                control.insert(0, start)
             self._commit_control_only(cached, consumed + [mid for mid, _ in control], [ev for _, ev in control],
                                       "Suspended")
             return

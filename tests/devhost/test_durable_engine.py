@@ -271,6 +271,27 @@ def test_suspend_holds_events_until_resume(app, tmp_path):
     assert names.index("ExecutionSuspended") < names.index("ExecutionResumed") < names.index("EventRaised")
 
 
+def test_suspend_before_the_first_episode_keeps_execution_started(app, tmp_path):
+    """A Pending instance can be suspended (202); after the resume it must still start and run."""
+    async def scenario(engine):
+        iid = await engine.start_orchestration("durable_chain", None, instance_id="s-pending")
+        await engine.suspend(iid, "hold")  # queued behind ExecutionStarted, before any episode ran
+        await engine.wait_idle(10)
+        suspended = engine.get_instance(iid).status
+        await engine.resume(iid, "go")
+        row, history = await finish(engine, iid, timeout=20)
+        return suspended, row, history
+
+    suspended, row, history = run_engine(app, tmp_path, scenario)
+    assert suspended == "Suspended"
+    assert row.status == "Completed"
+    assert json.loads(row.output) == ["Hello Tokyo!", "Hello London!"]
+    names = kinds(history)
+    assert names[:3] == ["OrchestratorStarted", "ExecutionStarted", "ExecutionSuspended"]
+    assert names.count("ExecutionStarted") == 1
+    assert names.index("ExecutionSuspended") < names.index("ExecutionResumed") < names.index("TaskScheduled")
+
+
 def test_non_deterministic_orchestrator_is_failed_as_in_azure(app, tmp_path):
     module = app.module
 
