@@ -730,7 +730,7 @@ class DurableEngine:
         resets: list[str] = []
         for decision in result.decisions:
             self._apply_decision(row, decision, now_text, now, out_events, activities, messages, others, resets)
-        if state is not None:
+        if state is not None and not result.custom_status_rejected:
             custom = state.get("customStatus")
             row.custom_status = dumps(custom) if custom is not None else None
         write = EpisodeWrite(row, consumed_message_ids=consumed)

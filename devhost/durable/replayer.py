@@ -16,6 +16,7 @@ non-deterministic.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -31,6 +32,7 @@ from devhost.durable.errors import (
 # RetryOptions defaults of the extension's RetryOptionsConverter; Python never sends these two.
 DEFAULT_MAX_RETRY_INTERVAL_MS = 6 * 24 * 3600 * 1000
 DEFAULT_MAX_ORCHESTRATION_ACTIONS = 100_000  # host.json durableTask.maxOrchestrationActions
+MAX_CUSTOM_STATUS_KB = 16  # DurableOrchestrationContext.SetCustomStatus: MaxCustomStatusPayloadSizeInKB
 KIND_NAMES = {h.TASK_SCHEDULED: "activity task", h.TIMER_CREATED: "timer",
               h.SUB_ORCHESTRATION_CREATED: "sub-orchestration", h.EVENT_SENT: "event"}
 
@@ -61,6 +63,8 @@ class ReplayResult:
     failure_details: str | None = None
     continue_input: str | None = None
     unconsumed_events: list[dict] = field(default_factory=list)
+    # SetCustomStatus threw (payload over 16 KB): the instance keeps its previous custom status.
+    custom_status_rejected: bool = False
     # The shim's state after this episode when it is still blocked on a task: lets the engine tell
     # whether a further result would change anything (see Replayer.feed).
     blocked_replayer: "Replayer | None" = None
@@ -355,6 +359,24 @@ class Replayer:
         return self._next_id
 
 
+def custom_status_size_error(custom_status: Any) -> str | None:
+    """The extension's ArgumentException text if the custom status is over 16 KB, else None.
+
+    ``MessagePayloadDataConverter.Serialize(value, maxSizeInKB)``: compact JSON, its UTF-16 size in
+    whole KB (truncated) must not exceed the limit (Azure Storage keeps strings as UTF-16).
+    """
+    if custom_status is None:
+        return None
+    text = json.dumps(custom_status, separators=(",", ":"), ensure_ascii=False)
+    if len(text) * 4 < (MAX_CUSTOM_STATUS_KB + 1) * 1024:  # at most 4 UTF-16 bytes a character: small enough
+        return None
+    size_kb = len(text.encode("utf-16-le", "surrogatepass")) // 1024
+    if size_kb <= MAX_CUSTOM_STATUS_KB:
+        return None
+    return (f"The UTF-16 size of the JSON-serialized payload must not exceed {MAX_CUSTOM_STATUS_KB:,} KB. "
+            f"The current payload size is {size_kb:,} KB.")
+
+
 def replay_episode(*, orchestrator_name: str, execution_id: str, events: list[dict], state: dict | None,
                    error_text: str | None, resolve_activity: Callable[[str], str],
                    resolve_orchestrator: Callable[[str], str],
@@ -365,6 +387,10 @@ def replay_episode(*, orchestrator_name: str, execution_id: str, events: list[di
     if state is None:
         return ReplayResult([], "failed", 0, failure=failure_prefix + (error_text or "no orchestrator state"),
                             failure_details=f"Message: {error_text}")
+    size_error = custom_status_size_error(state.get("customStatus"))
+    if size_error is not None:  # the shim sets the custom status before it replays any action
+        return ReplayResult([], "failed", 0, failure=failure_prefix + size_error,
+                            failure_details=f"Message: {size_error}", custom_status_rejected=True)
     actions_outer = state.get("actions") or [[]]
     actions = actions_outer[0] if actions_outer else []
     if len(actions_outer) > 1:

@@ -343,6 +343,24 @@ def test_re_awaiting_retry_tasks_is_reported_as_non_deterministic_like_the_exten
     assert "durable_hello" in message
 
 
+def test_custom_status_over_16kb_fails_the_orchestration(app, tmp_path):
+    """SetCustomStatus serialises with a 16 KB limit (UTF-16, whole KB truncated) and throws before the
+    shim replays any action: the instance fails and keeps its previous custom status."""
+    async def scenario(engine):
+        ok = await engine.start_orchestration("durable_big_status", 8701)  # '"x..."' = 17,406 bytes: 16 KB
+        too_big = await engine.start_orchestration("durable_big_status", 8702)  # 17,408 bytes: 17 KB
+        return (await finish(engine, ok)), (await finish(engine, too_big))
+
+    (ok_row, _), (row, history) = run_engine(app, tmp_path, scenario)
+    assert ok_row.status == "Completed" and len(json.loads(ok_row.custom_status)) == 8701
+    assert row.status == "Failed"
+    assert json.loads(row.output) == (
+        "Orchestrator function 'durable_big_status' failed: The UTF-16 size of the JSON-serialized payload must "
+        "not exceed 16 KB. The current payload size is 17 KB.")
+    assert json.loads(row.custom_status) == "small"
+    assert kinds(history).count("TaskScheduled") == 1  # the second activity was never scheduled
+
+
 def test_orchestrator_failure_keeps_scheduled_work_and_custom_status(app, tmp_path):
     async def scenario(engine):
         failing = await engine.start_orchestration("durable_fail")

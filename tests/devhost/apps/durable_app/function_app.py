@@ -201,6 +201,15 @@ def durable_blocked(context: df.DurableOrchestrationContext):
     return (yield context.call_activity("durable_block", context.get_input()))
 
 
+@app.orchestration_trigger(context_name="context")
+def durable_big_status(context: df.DurableOrchestrationContext):
+    context.set_custom_status("small")
+    yield context.call_activity("durable_hello", "a")
+    context.set_custom_status("x" * context.get_input())  # over 16 KB of UTF-16 fails the instance
+    yield context.call_activity("durable_hello", "b")
+    return "done"
+
+
 @app.activity_trigger(input_name="name")
 def durable_hello(name: str) -> str:
     return f"Hello {name}!"
