@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from devhost.durable.engine import DurableEngine
 
 PREFIX = "/runtime/webhooks/durabletask"
+DEFAULT_PAGE_SIZE = 100  # OrchestrationStatusQueryCondition.PageSize (the list API's ?top= default)
 CONNECTION = "Storage"  # UNCONFIRMED default connection name in the URLs (§5.1); only echoed back
 
 
@@ -243,13 +244,16 @@ class _Handlers:
                 offset = int(base64.b64decode(token).decode())
             except ValueError:
                 return _bad_request("Invalid continuation token.")
-        limit = int(top) if top and top.isdigit() and int(top) > 0 else None
-        rows = self.engine.store.query(**filters, limit=(limit + 1) if limit else None, offset=offset)
+        # OrchestrationStatusQueryCondition: PageSize 100 unless ?top=N; ShowInput true unless ?showInput=false.
+        # The 1.7.0 client's get_status_all()/get_status_by() never send the continuation token back,
+        # so in Azure (and here) they return at most the first 100 instances.
+        limit = int(top) if top and top.isdigit() and int(top) > 0 else DEFAULT_PAGE_SIZE
+        rows = self.engine.store.query(**filters, limit=limit + 1, offset=offset)
         headers = {}
-        if limit is not None and len(rows) > limit:
+        if len(rows) > limit:
             rows = rows[:limit]
             headers["x-ms-continuation-token"] = base64.b64encode(str(offset + limit).encode()).decode()
-        show_input = _flag(request, "showInput", False)
+        show_input = _flag(request, "showInput", True)
         return web.json_response([status_payload(r, show_input=show_input) for r in rows], headers=headers)
 
     async def purge_one(self, request: web.Request) -> web.Response:

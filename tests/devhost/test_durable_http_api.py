@@ -170,6 +170,33 @@ def test_terminate_suspend_resume_and_query(app, tmp_path):
     assert {p["instanceId"] for p in page1 + page2} == {"q-a", "q-b", "other-c"}
 
 
+def test_list_pages_at_100_and_shows_input_by_default(app, tmp_path):
+    """HttpApiHandler's list: `new OrchestrationStatusQueryCondition()` has PageSize 100 and ShowInput
+    true; the next page comes with the x-ms-continuation-token header (the 1.7.0 client ignores it)."""
+    async def scenario(engine, client, base_url):
+        for i in range(103):
+            await engine.start_orchestration("durable_wait_forever", {"n": i}, instance_id=f"l-{i:03d}")
+        await engine.wait_idle(30)
+        everything = await client.get_status_all()
+        url = f"{base_url}/runtime/webhooks/durabletask/instances/"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as resp:
+                page1, token = await resp.json(), resp.headers.get("x-ms-continuation-token")
+            async with session.get(url, headers={"x-ms-continuation-token": token}) as resp:
+                page2, token2 = await resp.json(), resp.headers.get("x-ms-continuation-token")
+            async with session.get(url + "?showInput=false&top=3") as resp:
+                hidden = await resp.json()
+        return everything, page1, token, page2, token2, hidden
+
+    everything, page1, token, page2, token2, hidden = serve(app, tmp_path, scenario)
+    assert len(everything) == 100
+    assert all(s.input_ is not None for s in everything)
+    assert json.loads(everything[0].input_) == {"n": 0}
+    assert len(page1) == 100 and token and len(page2) == 3 and token2 is None
+    assert {p["instanceId"] for p in page1 + page2} == {f"l-{i:03d}" for i in range(103)}
+    assert len(hidden) == 3 and all(p["input"] is None for p in hidden)
+
+
 def test_purge_restart_rewind_and_check_status_responses(app, tmp_path):
     async def scenario(engine, client, base_url):
         iid = await client.start_new("durable_chain", "p-1", {"a": "x"})
