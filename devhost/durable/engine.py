@@ -83,6 +83,11 @@ class EngineSettings:
     # (every SQLite call and thread hand-off then waits for a GIL switch), so by default they run on
     # the loop itself, one at a time. Set DEVHOST_ORCHESTRATOR_THREADS=N to use N threads instead.
     orchestrator_threads: int = int(os.environ.get("DEVHOST_ORCHESTRATOR_THREADS", "0") or 0)
+    # Continue-as-new drops the EventRaised events the old execution received but had not consumed, as
+    # the extension does for out-of-process apps: OutOfProcOrchestrationShim calls
+    # ContinueAsNew(input), i.e. preserveUnprocessedEvents=false, so RescheduleBufferedExternalEvents
+    # never runs. DEVHOST_PRESERVE_UNPROCESSED_EVENTS=true carries them over instead (devhost only).
+    preserve_unprocessed_events: bool = False
 
     @classmethod
     def from_host_config(cls, host_config: dict | None, task_hub: str) -> "EngineSettings":
@@ -91,6 +96,8 @@ class EngineSettings:
         durable = (full.get("extensions") or {}).get("durableTask") or {}
         provider = durable.get("storageProvider") or {}
         settings = cls(task_hub=durable.get("hubName") or task_hub)
+        settings.preserve_unprocessed_events = os.environ.get(
+            "DEVHOST_PRESERVE_UNPROCESSED_EVENTS", "").strip().lower() in ("1", "true", "yes")
         if durable.get("maxConcurrentActivityFunctions"):
             settings.max_concurrent_activities = max(1, int(durable["maxConcurrentActivityFunctions"]))
         if durable.get("maxConcurrentOrchestratorFunctions"):
@@ -746,9 +753,15 @@ class DurableEngine:
             started = h.execution_started(now_text, row.name, iid, new_execution, row.input,
                                           parent=self._parent_ref(row), version=_version_of(cached.events + new_events))
             messages.append(Message(iid, new_execution, 0.0, json.dumps(started)))
-            for ev in result.unconsumed_events:  # carried over to the new execution
-                carried = dict(ev, IsPlayed=False)
-                messages.append(Message(iid, None, 0.0, json.dumps(carried)))
+            # Events still queued reach the new execution; received but unconsumed ones are dropped,
+            # unless DEVHOST_PRESERVE_UNPROCESSED_EVENTS asks to carry them over (see EngineSettings).
+            if self.settings.preserve_unprocessed_events:
+                for ev in result.unconsumed_events:
+                    carried = dict(ev, IsPlayed=False)
+                    messages.append(Message(iid, None, 0.0, json.dumps(carried)))
+            elif result.unconsumed_events:
+                log.info("Orchestrator '%s' continued as new with %d unconsumed external event(s), dropped as in "
+                         "Azure (instance=%s)", row.name, len(result.unconsumed_events), iid)
             write.reset_history = True
             write.drop_execution_messages = execution_id
             log.info("Orchestrator '%s' continued as new (instance=%s, invocation=%s)", row.name, iid, invocation_id)

@@ -171,8 +171,35 @@ def test_continue_as_new_loop_keeps_history_bounded(app, tmp_path):
     assert history[1]["OrchestrationInstance"]["InstanceId"] == "counter"
 
 
-def test_continue_as_new_carries_unconsumed_events_over(app, tmp_path):
+def test_continue_as_new_drops_received_but_unconsumed_events(app, tmp_path):
+    """The extension's out-of-proc shim calls ContinueAsNew(input) (preserveUnprocessedEvents=false):
+    events the old execution received but did not consume are gone; events still queued arrive."""
     async def scenario(engine):
+        iid = await engine.start_orchestration("durable_event_loop", {"seen": [], "want": 3}, instance_id="loop")
+        async with engine._lock(iid):  # all three arrive with ExecutionStarted; only one is consumed
+            for value in ("a", "b", "c"):
+                await engine.raise_event(iid, "Add", json.dumps(value))
+        await engine.wait_idle(10)
+        waiting = engine.get_instance(iid)
+        await engine.raise_event(iid, "Add", json.dumps("d"))  # queued: reaches the current execution
+        await engine.wait_idle(10)
+        await engine.raise_event(iid, "Add", json.dumps("e"))
+        row, history = await finish(engine, iid, timeout=10)
+        return waiting, row, history
+
+    waiting, row, history = run_engine(app, tmp_path, scenario)
+    assert waiting.status == "Running"
+    assert json.loads(json.loads(waiting.input)) == {"seen": ["a"], "want": 3}
+    assert row.status == "Completed"
+    assert json.loads(row.output) == ["a", "d", "e"]  # "b" and "c" were dropped with the first execution
+    assert kinds(history).count("EventRaised") == 1
+
+
+def test_continue_as_new_carries_unconsumed_events_over_when_asked(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEVHOST_PRESERVE_UNPROCESSED_EVENTS", "true")
+
+    async def scenario(engine):
+        assert engine.settings.preserve_unprocessed_events
         iid = await engine.start_orchestration("durable_event_loop", {"seen": [], "want": 3}, instance_id="loop")
         async with engine._lock(iid):  # all three arrive with ExecutionStarted; only one is consumed per execution
             for value in ("a", "b", "c"):
