@@ -51,7 +51,7 @@ from devhost.durable.errors import (
     UnknownFunctionError,
 )
 from devhost.durable.replayer import DEFAULT_MAX_ORCHESTRATION_ACTIONS, Decision, Replayer, ReplayResult, replay_episode
-from devhost.durable.store import ActivityItem, EpisodeWrite, InstanceRow, Message, Store, dumps
+from devhost.durable.store import ActivityItem, EpisodeWrite, InstanceRow, Message, Store, dumps, loads_stored
 
 log = logging.getLogger("devhost.durable")
 
@@ -1017,11 +1017,16 @@ class DurableEngine:
         return deleted
 
     async def rewind(self, instance_id: str, reason: str | None) -> None:
-        """Rewind a Failed instance: drop its failure events and run the failed work again.
+        """Rewind a Failed instance: cut its history at the first failure and run the failed work again.
 
-        Backend-specific and deprecated in Azure (§3.9), so this is the cheap variant: failed
-        activities are scheduled again under their original task ids, failed sub-orchestrations are
-        rewound recursively, and the orchestrator is replayed (a failure in its own code reruns).
+        Backend-specific and deprecated in Azure (§3.9), so this is devhost's own variant. The history
+        is cut just before the first ``TaskFailed`` / ``SubOrchestrationInstanceFailed``, so everything
+        the orchestrator did in reaction to it (retry timers and attempts, later tasks, the failure) is
+        re-derived by the replay. Work scheduled before the cut is settled again: failed activities
+        run again under their original task ids, failed sub-orchestrations are rewound recursively,
+        and results, fired timers and raised events that arrived after the cut are queued again; a
+        timer that had not fired yet is scheduled again. Without a failed task (the orchestrator's own
+        code failed) the whole history is kept and the orchestrator is replayed.
         """
         row = self._require(instance_id, gone_if_finished=False)
         if row.status != "Failed":
@@ -1029,29 +1034,24 @@ class DurableEngine:
         async with self._lock(instance_id):
             events = self.get_history(instance_id)
             end = max((i for i, ev in enumerate(events) if ev["EventType"] == h.EXECUTION_COMPLETED), default=len(events))
-            kept = events[:end]
+            cut = next((i for i, ev in enumerate(events[:end])
+                        if ev["EventType"] in (h.TASK_FAILED, h.SUB_ORCHESTRATION_FAILED)), end)
+            kept, tail = events[:cut], events[cut:end]
             if kept and kept[-1]["EventType"] != h.ORCHESTRATOR_COMPLETED:
                 kept.append(h.event(h.ORCHESTRATOR_COMPLETED, self._now_text()))
-            scheduled = {ev["EventId"]: ev for ev in kept if ev["EventType"] in (h.TASK_SCHEDULED, h.SUB_ORCHESTRATION_CREATED)}
-            failed_ids = {ev["TaskScheduledId"] for ev in kept if ev["EventType"] in (h.TASK_FAILED, h.SUB_ORCHESTRATION_FAILED)}
-            kept = [ev for ev in kept if ev["EventType"] not in (h.TASK_FAILED, h.SUB_ORCHESTRATION_FAILED)]
-            activities, children = [], []
-            for task_id in sorted(failed_ids):
-                ev = scheduled.get(task_id)
-                if ev is None:
-                    continue
-                if ev["EventType"] == h.TASK_SCHEDULED:
-                    activities.append(ActivityItem(instance_id, row.execution_id, task_id, ev["Name"], ev.get("Input")))
-                else:
-                    children.append(ev["InstanceId"])
+            activities, children, messages = self._settle_for_rewind(row, kept, tail)
             new_row = dataclasses.replace(row, status="Running", output=None, last_updated_time=self.clock.now(),
                                           history_length=len(kept))
-            rewound = h.event(21, self._now_text(), Reason=reason)  # ExecutionRewound: unknown to the SDK, ignored
-            messages = [] if (activities or children) else [Message(instance_id, row.execution_id, 0.0, json.dumps(rewound))]
+            if not (activities or children or messages):
+                rewound = h.event(21, self._now_text(), Reason=reason)  # ExecutionRewound: unknown to the SDK, ignored
+                messages = [Message(instance_id, row.execution_id, 0.0, json.dumps(rewound))]
             self.store.commit_episode(EpisodeWrite(new_row, reset_history=True, activities=activities,
                                                    new_history=[(i, json.dumps(ev)) for i, ev in enumerate(kept)],
                                                    messages=messages))
             self._cache.pop(instance_id, None)
+        log.info("Rewound instance %s: history cut at event %d of %d, %d activities run again, %d messages queued "
+                 "again, %d sub-orchestrations rewound", instance_id, cut, end, len(activities), len(messages),
+                 len(children))
         for item in activities:
             self._enqueue_activity(item)
         self._deliver(messages)
@@ -1059,6 +1059,82 @@ class DurableEngine:
             child_row = self.store.get_instance(child)
             if child_row is not None and child_row.status == "Failed":
                 await self.rewind(child, reason)
+
+    def _settle_for_rewind(self, row: InstanceRow, kept: list[dict],
+                           tail: list[dict]) -> tuple[list[ActivityItem], list[str], list[Message]]:
+        """What a rewound instance needs for the work it had scheduled before the cut (see ``rewind``)."""
+        iid, execution_id = row.instance_id, row.execution_id
+        scheduled = {ev["EventId"]: ev for ev in kept if ev["EventType"] in (h.TASK_SCHEDULED, h.SUB_ORCHESTRATION_CREATED)}
+        timers = {ev["EventId"]: ev for ev in kept if ev["EventType"] == h.TIMER_CREATED}
+        settled = {ev.get("TaskScheduledId") for ev in kept
+                   if ev["EventType"] in (h.TASK_COMPLETED, h.TASK_FAILED, h.SUB_ORCHESTRATION_COMPLETED,
+                                          h.SUB_ORCHESTRATION_FAILED)}
+        fired = {ev.get("TimerId") for ev in kept if ev["EventType"] == h.TIMER_FIRED}
+        for text in self.store.pending_events(iid):  # results still queued are delivered after the rewind
+            ev = json.loads(text)
+            settled.add(ev.get("TaskScheduledId"))
+            fired.add(ev.get("TimerId"))
+        settled.discard(None)
+        fired.discard(None)
+        activities: list[ActivityItem] = []
+        children: list[str] = []
+        messages: list[Message] = []
+
+        def requeue(ev: dict) -> None:
+            messages.append(Message(iid, execution_id, 0.0, json.dumps(dict(ev, IsPlayed=False))))
+
+        def rerun(task_id: int) -> None:
+            source = scheduled[task_id]
+            if source["EventType"] == h.TASK_SCHEDULED:
+                activities.append(ActivityItem(iid, execution_id, task_id, source["Name"], source.get("Input")))
+            else:
+                children.append(source["InstanceId"])
+
+        for ev in tail:
+            kind = ev["EventType"]
+            task_id = ev.get("TaskScheduledId")
+            if kind in (h.TASK_COMPLETED, h.SUB_ORCHESTRATION_COMPLETED) and task_id in scheduled and task_id not in settled:
+                requeue(ev)
+                settled.add(task_id)
+            elif kind in (h.TASK_FAILED, h.SUB_ORCHESTRATION_FAILED) and task_id in scheduled and task_id not in settled:
+                rerun(task_id)
+                settled.add(task_id)
+            elif kind == h.TIMER_FIRED and ev.get("TimerId") in timers and ev.get("TimerId") not in fired:
+                requeue(ev)
+                fired.add(ev.get("TimerId"))
+            elif kind == h.EVENT_RAISED:
+                requeue(ev)
+            # anything else (scheduled after the cut, suspend/resume) is re-derived by the replay or moot
+        # Work in flight when the instance failed: its result was dropped as stale, or is still to come.
+        running = self.store.activity_task_ids(iid, execution_id)
+        now_text = self._now_text()
+        for task_id, source in scheduled.items():
+            if task_id in settled:
+                continue
+            if source["EventType"] == h.TASK_SCHEDULED:
+                if task_id not in running:
+                    rerun(task_id)
+                continue
+            child = self.store.get_instance(source["InstanceId"])
+            if child is None or child.parent_instance_id != iid or child.status in RUNNING_STATES:
+                continue
+            if child.status == "Completed":
+                messages.append(Message(iid, execution_id, 0.0, json.dumps(h.event(
+                    h.SUB_ORCHESTRATION_COMPLETED, now_text, TaskScheduledId=task_id, Result=child.output))))
+            elif child.status == "Failed":
+                children.append(child.instance_id)
+            else:  # Terminated: the parent sees a failed sub-orchestration, as at the time
+                reason = loads_stored(child.output)
+                failure = f"Orchestrator function '{child.name}' failed: {reason}"
+                messages.append(Message(iid, execution_id, 0.0, json.dumps(h.event(
+                    h.SUB_ORCHESTRATION_FAILED, now_text, TaskScheduledId=task_id, Reason=failure,
+                    Details=f"Message: {reason}", FailureDetails=None))))
+        for timer_id, source in timers.items():
+            if timer_id not in fired:
+                fire_at = h.parse_iso(source["FireAt"])
+                event = h.event(h.TIMER_FIRED, source["FireAt"], TimerId=timer_id, FireAt=source["FireAt"])
+                messages.append(Message(iid, execution_id, fire_at.timestamp(), json.dumps(event)))
+        return activities, children, messages
 
     # ------------------------------------------------------------------ HTTP
     def routes(self) -> list:

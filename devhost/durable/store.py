@@ -176,6 +176,16 @@ class Store:
             "SELECT parent_instance_id FROM instances WHERE parent_instance_id IS NOT NULL "
             "AND status IN ('Pending', 'Running', 'Suspended', 'ContinuedAsNew')")]
 
+    def pending_events(self, instance_id: str) -> list[str]:
+        """JSON text of every queued message of the instance (visible or not)."""
+        return [r[0] for r in self.db.execute("SELECT event FROM messages WHERE instance_id=? ORDER BY id",
+                                              (instance_id,))]
+
+    def activity_task_ids(self, instance_id: str, execution_id: str) -> set[int]:
+        """Task ids of the execution's activity work items not finished yet."""
+        return {r[0] for r in self.db.execute("SELECT task_id FROM activities WHERE instance_id=? AND execution_id=?",
+                                              (instance_id, execution_id))}
+
     def activities(self) -> list[ActivityItem]:
         return [ActivityItem(*r) for r in self.db.execute(
             "SELECT instance_id, execution_id, task_id, name, input FROM activities")]

@@ -486,3 +486,39 @@ def test_rewind_runs_the_failed_activity_again(app, tmp_path):
     assert row.status == "Completed"
     assert json.loads(row.output) == "ok after 2 calls"
     assert kinds(history).count("TaskFailed") == 0
+
+
+def test_rewind_of_an_instance_failed_by_exhausted_retries(app, tmp_path):
+    """The history is cut before the first TaskFailed: the retry timers and attempts that followed are
+    re-derived by the replay instead of clashing with it (non-determinism)."""
+    async def scenario(engine):
+        key = f"rw-retry-{tmp_path.name}"
+        iid = await engine.start_orchestration("durable_retry_exhausted", {"key": key, "fail_times": 2})
+        failed, failed_history = await finish(engine, iid)
+        await engine.rewind(iid, "again")
+        return failed, failed_history, await finish(engine, iid)
+
+    failed, failed_history, (row, history) = run_engine(app, tmp_path, scenario)
+    assert failed.status == "Failed"
+    assert kinds(failed_history).count("TaskScheduled") == 2  # both attempts, with a retry timer between them
+    assert row.status == "Completed", row.output
+    assert json.loads(row.output) == "ok after 3 calls"
+    assert kinds(history).count("TaskFailed") == 0 and kinds(history).count("TimerCreated") == 0
+
+
+def test_rewind_requeues_results_that_arrived_after_the_failure(app, tmp_path):
+    async def scenario(engine):
+        key = f"rw-fan-{tmp_path.name}"
+        iid = await engine.start_orchestration("durable_flaky_and_slow", {"key": key, "fail_times": 1})
+        failed, failed_history = await finish(engine, iid)
+        await engine.rewind(iid, "again")
+        return failed, failed_history, await finish(engine, iid)
+
+    failed, failed_history, (row, history) = run_engine(app, tmp_path, scenario)
+    assert failed.status == "Failed"
+    names = kinds(failed_history)
+    assert names.index("TaskFailed") < names.index("TaskCompleted")  # the slow result came after the failure
+    assert row.status == "Completed", row.output
+    assert json.loads(row.output) == ["ok after 2 calls", 0.3, "Hello after!"]
+    assert kinds(history).count("TaskFailed") == 0
+    assert kinds(history).count("TaskScheduled") == 3  # the slow activity was not scheduled again

@@ -202,6 +202,21 @@ def durable_blocked(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def durable_retry_exhausted(context: df.DurableOrchestrationContext):
+    opts = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=2)
+    return (yield context.call_activity_with_retry("durable_flaky", opts, context.get_input()))
+
+
+@app.orchestration_trigger(context_name="context")
+def durable_flaky_and_slow(context: df.DurableOrchestrationContext):
+    data = context.get_input()
+    results = yield context.task_all([context.call_activity("durable_flaky", data),
+                                      context.call_activity("durable_slow", 0.3)])
+    done = yield context.call_activity("durable_hello", "after")
+    return results + [done]
+
+
+@app.orchestration_trigger(context_name="context")
 def durable_big_status(context: df.DurableOrchestrationContext):
     context.set_custom_status("small")
     yield context.call_activity("durable_hello", "a")
