@@ -378,11 +378,42 @@ def validate_request(doc: Any, max_instances: int = MAX_INSTANCES) -> list[Probl
     return []
 
 
+_MAX_SCAN_DEPTH = 32
+
+
+def _unencodable(node: Any, path: str, out: list[Problem], depth: int = 0) -> None:
+    """Strings that are not Unicode text: JSON's ``\\ud800`` escapes decode to lone surrogates, which
+    pass the patterns but cannot be encoded (the instance key hashes the UTF-8 display name)."""
+    if depth > _MAX_SCAN_DEPTH:
+        return  # deeper than any valid request; its shape is reported by the checks below
+    if isinstance(node, str):
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError:
+            out.append(Problem(path or "$", "contains a lone surrogate escape (\\ud800-\\udfff); send Unicode text"))
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            child = f"{path}.{key}" if path else str(key)
+            try:
+                str(key).encode("utf-8")
+            except UnicodeEncodeError:
+                out.append(Problem(path or "$", "a field name contains a lone surrogate escape"))
+                continue
+            _unencodable(value, child, out, depth + 1)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _unencodable(value, f"{path}[{index}]", out, depth + 1)
+
+
 def parse_request(doc: Any, max_instances: int = MAX_INSTANCES) -> ProvisioningRequest:
     """Validate a request document; raise :class:`InvalidRequest` listing every problem with its path."""
     c = _Collector()
     if not isinstance(doc, dict):
         raise InvalidRequest([Problem("$", "the request must be a JSON object")])
+    text_problems: list[Problem] = []
+    _unencodable(doc, "", text_problems)
+    if text_problems:
+        raise InvalidRequest(text_problems)
     c.unknown_fields(doc, REQUEST_FIELDS, "")
     request_id = None
     if "requestId" not in doc:

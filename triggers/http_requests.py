@@ -26,7 +26,8 @@ from core.errors import ConfigurationError, InvalidRequest
 from core.settings import get_settings
 from triggers.blueprint import bp
 from triggers.responses import error_response, json_response
-from triggers.submission import RequestConflict, batch_instance_id, prepare, start_once
+from triggers.submission import (BodyNotJson, RequestConflict, batch_instance_id, prepare_safely, read_json,
+                                 start_once)
 
 log = logging.getLogger("triggers.http")
 
@@ -54,12 +55,12 @@ async def http_submit_provisioning_request(req: func.HttpRequest, client: df.Dur
         return error_response(413, "RequestTooLarge",
                               f"the body is {len(raw)} bytes; the limit is {settings.request_max_body_bytes}")
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        body = read_json(raw)
+    except BodyNotJson as exc:
         return error_response(400, "InvalidJson", "the body is not valid UTF-8 JSON",
-                              [{"path": "$", "message": _json_problem(exc)}])
+                              [{"path": "$", "message": str(exc)}])
     try:
-        submission = prepare(body, settings)
+        submission = prepare_safely(body, settings)
     except InvalidRequest as exc:
         return error_response(400, "InvalidRequest", f"{len(exc.problems)} problem(s) in the request",
                               [p.to_dict() for p in exc.problems])
@@ -168,7 +169,3 @@ def _time(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _json_problem(exc: Exception) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    return "the body is not UTF-8"

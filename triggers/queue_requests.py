@@ -26,7 +26,7 @@ from core import names
 from core.errors import InvalidRequest
 from core.settings import get_settings
 from triggers.blueprint import bp
-from triggers.submission import RequestConflict, prepare, start_once
+from triggers.submission import BodyNotJson, RequestConflict, prepare_safely, read_json, start_once
 
 log = logging.getLogger("triggers.queue")
 
@@ -48,15 +48,15 @@ async def queue_provisioning_request(msg: func.QueueMessage, rejected: func.Out[
                 f"the message is {len(raw)} bytes; the limit is {settings.request_max_body_bytes}")
         return
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        body = read_json(raw)
+    except BodyNotJson as exc:
         _reject(rejected, meta, "InvalidJson", "the message is not valid UTF-8 JSON",
-                [{"path": "$", "message": "not valid JSON"}])
+                [{"path": "$", "message": str(exc)}])
         return
     if isinstance(body, dict) and isinstance(body.get("requestId"), str):
         meta["requestId"] = body["requestId"][:200]
     try:
-        submission = prepare(body, settings)
+        submission = prepare_safely(body, settings)
     except InvalidRequest as exc:
         _reject(rejected, meta, "InvalidRequest", f"{len(exc.problems)} problem(s) in the request",
                 [p.to_dict() for p in exc.problems])

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import model, names
+from core.errors import InvalidRequest, Problem
 from core.settings import Settings
 from triggers.options import workflow_options
 
@@ -35,6 +36,41 @@ class RequestConflict(Exception):
     def __init__(self, instance_id: str) -> None:
         super().__init__(f"requestId is already used by batch {instance_id} with a different request")
         self.instance_id = instance_id
+
+
+class BodyNotJson(Exception):
+    """The body is not UTF-8 JSON that can be read; ``str(exc)`` says where, never quoting the body."""
+
+
+def read_json(raw: bytes) -> Any:
+    """The JSON document in ``raw``, or :class:`BodyNotJson`.
+
+    RecursionError is caught too: a small body of thousands of nested brackets makes ``json.loads``
+    recurse past Python's limit, and must be a 400 (or a rejected message), not a crash.
+    """
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BodyNotJson("the body is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise BodyNotJson(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise BodyNotJson("nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON") from None
+
+
+def prepare_safely(body: Any, settings: Settings) -> Submission:
+    """:func:`prepare`, with any unexpected failure turned into a request problem (logged for operators).
+
+    A request that makes validation itself fail is still the request's problem to the caller (400 /
+    the rejected queue), never a 500 or a poison message; the log keeps the error type, not the body.
+    """
+    try:
+        return prepare(body, settings)
+    except InvalidRequest:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported to the caller as a request problem
+        log.error("could not validate a provisioning request: %s", type(exc).__name__)
+        raise InvalidRequest([Problem("$", f"the request could not be read ({type(exc).__name__})")]) from None
 
 
 @dataclass(frozen=True)

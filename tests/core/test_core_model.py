@@ -172,3 +172,11 @@ def test_parse_credentials_raises_alone():
         model.parse_credentials("nope")
     assert model.parse_credentials({"Url": "https://x.example"}) == {"Url": "https://x.example"}
     assert model.credentials_to_json({"A": model.SecretRef("n"), "B": "v"}) == {"A": {"keyVaultSecret": "n"}, "B": "v"}
+
+
+def test_lone_surrogates_are_field_errors_wherever_they_are():
+    doc = req(with_(INSTANCE, displayName="App \ud800", labels={"env": "p\udfffrod"}))
+    with pytest.raises(InvalidRequest) as caught:
+        model.parse_request(doc)
+    assert [p.path for p in caught.value.problems] == ["instances[0].displayName", "instances[0].labels.env"]
+    assert all("surrogate" in p.message for p in caught.value.problems)

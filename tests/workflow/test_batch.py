@@ -21,6 +21,13 @@ MAX_BODY = 65536
 EXPIRED_TOKEN = "an-expired-zoom-token"  # a Key Vault secret value too: must never show up anywhere
 
 
+#: 10 kB of nested brackets: under the size limits, but past json.loads' recursion limit
+DEEP = ("[" * 5_000 + "]" * 5_000).encode()
+#: valid JSON whose displayName holds a lone surrogate escape (not Unicode text)
+SURROGATE = (b'{"requestId": "surrogate-001", "instances": [{"applicationTemplate": {"displayName": "Custom"},'
+             b' "displayName": "App \\ud800", "credentials": {"BaseAddress": "https://scim.contoso.test/scim/v2",'
+             b' "SecretToken": {"keyVaultSecret": "scim-contoso-token"}}}]}')
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     running = Stack(tmp_path_factory.mktemp("workflow-batch"), time_scale=30.0,
@@ -138,6 +145,13 @@ def test_http_rejects_bad_requests_with_every_field_error(stack):
     huge["padding"] = "x" * (MAX_BODY + 1)
     too_large = stack.request("POST", "/api/provisioning-requests", json=huge)
     assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "RequestTooLarge"
+    # bodies that break the parser or the validation itself are still 400s with a reason
+    deep = stack.request("POST", "/api/provisioning-requests", data=DEEP, headers={"Content-Type": "application/json"})
+    assert deep.status_code == 400 and deep.json()["error"]["details"] == [{"path": "$", "message": "nested too deeply"}]
+    surrogate = stack.request("POST", "/api/provisioning-requests", data=SURROGATE,
+                              headers={"Content-Type": "application/json"})
+    assert surrogate.status_code == 400 and surrogate.json()["error"]["code"] == "InvalidRequest"
+    assert [d["path"] for d in surrogate.json()["error"]["details"]] == ["instances[0].displayName"]
     anonymous = stack.request("POST", "/api/provisioning-requests", json=make_batch("anon", 1, prefix="Anon"),
                               key=False)
     assert anonymous.status_code == 401
@@ -168,6 +182,22 @@ def test_invalid_queue_message_goes_to_the_rejected_queue(stack):
     poison = stack.queue(names.QUEUE_PROVISIONING_REQUESTS + "-poison")
     assert poison.peek_messages(max_messages=32) == []
     assert stack.host.get_status("batch-queue-bad-001") is None
+
+
+def test_queue_messages_that_break_the_parser_are_rejected_with_a_reason(stack):
+    incoming = stack.queue(names.QUEUE_PROVISIONING_REQUESTS)
+    rejected = stack.queue(names.QUEUE_PROVISIONING_REQUESTS_REJECTED)
+    sent = {incoming.send_message(DEEP.decode()).id: "InvalidJson",
+            incoming.send_message(SURROGATE.decode()).id: "InvalidRequest"}
+
+    def both():
+        found = {r["messageId"]: r for r in (json.loads(m.content) for m in rejected.peek_messages(max_messages=32))
+                 if r["messageId"] in sent}
+        return found if len(found) == 2 else None
+
+    records = wait_until(both, timeout=60, what="both messages rejected")
+    assert {mid: r["error"]["code"] for mid, r in records.items()} == sent
+    assert stack.queue(names.QUEUE_PROVISIONING_REQUESTS + "-poison").peek_messages(max_messages=32) == []
 
 
 def test_the_same_queue_message_three_times_starts_one_batch(stack):
