@@ -14,6 +14,11 @@ Per queue-triggered function one listener polls with ``azure-storage-queue`` (as
   its dequeue count has reached ``maxDequeueCount`` it is copied to ``<queue>-poison`` and deleted.
   A message fetched with a dequeue count already above the maximum (e.g. the host crashed while
   running it) is poisoned without a call.
+* a queue whose name ends in ``-poison``, or whose ``<name>-poison`` would not be a valid queue name
+  (over 63 characters), has **no** poison queue (WebJobs ``QueueListenerFactory.CreatePoisonQueueReference``):
+  a failed message is not released but left invisible until its lease ends, then retried; one
+  above ``maxDequeueCount`` is not run and is left the same way (``QueueProcessor``), and an invalid
+  base64 message too. Nothing is ever moved to ``<queue>-poison-poison``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 from typing import Any
 
 from azure.functions import meta
@@ -43,6 +49,23 @@ def queue_name_of(binding: dict) -> str:
     """The binding's queue name with ``%SETTING%`` resolved; queue names are lower case."""
     name = binding.get("queueName") or binding.get("queue_name") or ""
     return resolve_setting_refs(name, what=f"queue binding '{binding.get('name')}'").lower()
+
+
+POISON_SUFFIX = "-poison"
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+
+
+def is_valid_queue_name(name: str) -> bool:
+    """Azure queue naming rules: 3-63 of a-z 0-9 and single hyphens, starting and ending alphanumeric."""
+    return bool(_QUEUE_NAME.match(name))
+
+
+def poison_queue_name(queue_name: str) -> str | None:
+    """``<queue>-poison``, or None where the host uses no poison queue (``CreatePoisonQueueReference``)."""
+    if queue_name.endswith(POISON_SUFFIX):
+        return None
+    candidate = queue_name + POISON_SUFFIX
+    return candidate if is_valid_queue_name(candidate) else None
 
 
 def connection_of(binding: dict) -> str:
@@ -162,7 +185,7 @@ class QueueListener:
         self.queue_name = queue_name_of(trigger)
         self.setting = connection_of(trigger)
         self.function_timeout = function_timeout
-        self.poison_name = f"{self.queue_name}-poison"
+        self.poison_name = poison_queue_name(self.queue_name)
         self._inflight: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
         self._stopping = False
@@ -232,10 +255,18 @@ class QueueListener:
                 delay = min(delay * 2, self.config.max_polling_interval)
 
     async def _poison(self, client, message, why: str) -> None:
+        if self.poison_name is None:
+            self._leave_invisible(message, why)
+            return
         log.warning("%s Moving message '%s' to queue '%s'.", why, message.id, self.poison_name)
         poison = await self.clients.queue(self.setting, self.poison_name)
         await poison.send_message(message.content or "")
         await client.delete_message(message.id, message.pop_receipt)
+
+    def _leave_invisible(self, message, why: str) -> None:
+        """No poison queue: the host leaves the message invisible (no release) to avoid a fast retry loop."""
+        log.warning("%s Queue '%s' has no poison queue, so message '%s' is left invisible until its lease ends "
+                    "(at most %d s), then retried.", why, self.queue_name, message.id, RECEIVE_VISIBILITY)
 
     async def _renew(self, client, state: dict) -> None:
         while True:
@@ -279,6 +310,8 @@ class QueueListener:
             m.pop_receipt = state["pop_receipt"]
             if ok:
                 await client.delete_message(m.id, m.pop_receipt)
+            elif self.poison_name is None:
+                self._leave_invisible(m, f"Function 'Functions.{self.spec.name}' failed.")
             elif m.dequeue_count >= max_dq:
                 await self._poison(client, m, f"Message has reached MaxDequeueCount of {max_dq}.")
             else:

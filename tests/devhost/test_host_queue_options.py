@@ -1,13 +1,15 @@
 """Queue trigger options of host.json against the Azurite devhost starts: ``batchSize`` with
 ``newBatchThreshold`` bound the messages in flight, ``visibilityTimeout`` delays the retry of a failed
 message, ``functionTimeout`` fails a slow call (which then goes to ``-poison`` after
-``maxDequeueCount``). See ``apps/host_queue_options``."""
+``maxDequeueCount``), and a queue named ``*-poison`` has no poison queue: a failed message stays
+invisible until its lease ends. See ``apps/host_queue_options``."""
 from __future__ import annotations
 
 import pytest
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from devhost.testing import start_devhost
+from devhost.triggers.queue import poison_queue_name
 from host_support import APPS, azurite_connection_string, read_records, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -23,11 +25,14 @@ def test_batch_size_visibility_timeout_and_function_timeout(tmp_path):
         policies = {"message_encode_policy": TextBase64EncodePolicy(), "message_decode_policy": TextBase64DecodePolicy()}
         jobs = QueueClient.from_connection_string(conn, "opts-jobs", **policies)
         poison = QueueClient.from_connection_string(conn, "opts-jobs-poison", **policies)
-        for q in (jobs, poison):
+        dead = QueueClient.from_connection_string(conn, "opts-dead-poison", **policies)
+        for q in (jobs, poison, dead):
             try:
                 q.create_queue()
             except Exception:  # already created by the listener
                 pass
+        dead.send_message("dead-1")
+        wait_until(lambda: read_records(records, "dead"), timeout=60, what="the call for dead-1")
         for i in range(6):
             jobs.send_message(f"batch-{i}")
         jobs.send_message("fail-1")
@@ -38,9 +43,17 @@ def test_batch_size_visibility_timeout_and_function_timeout(tmp_path):
 
         wait_until(poisoned, timeout=60, what="fail-1 and slow-1 in opts-jobs-poison")
         calls = read_records(records, "calls")
+        dead_calls = read_records(records, "dead")
+        queues = [q.name for q in QueueServiceClient.from_connection_string(conn).list_queues()]
+        dead_left = dead.get_queue_properties().approximate_message_count
         logs = host.log_text()
     finally:
         host.stop()
+    # No '-poison-poison' queue: the failed message was neither released (visibilityTimeout 1 s would
+    # have retried it by now, maxDequeueCount 2 then moved it) nor moved; it waits out its lease.
+    assert [c["dequeue_count"] for c in dead_calls] == [1]
+    assert "opts-dead-poison-poison" not in queues and dead_left == 1
+    assert "Queue 'opts-dead-poison' has no poison queue, so message" in logs
     batch = [c for c in calls if c["body"].startswith("batch-")]
     assert sorted(c["body"] for c in batch) == [f"batch-{i}" for i in range(6)]
     # batchSize 2, newBatchThreshold 0: never more than two calls at once, and two did overlap
@@ -53,3 +66,11 @@ def test_batch_size_visibility_timeout_and_function_timeout(tmp_path):
     assert "Function 'Functions.on_job' timed out after 1.0s (functionTimeout)" in logs
     assert "Timeout value of 00:00:01 was exceeded by function: Functions.on_job" in logs
     assert "Message has reached MaxDequeueCount of 2" in logs
+
+
+def test_poison_queue_names_follow_the_host():
+    """QueueListenerFactory.CreatePoisonQueueReference: none for '*-poison' or when the name gets too long."""
+    assert poison_queue_name("jobs") == "jobs-poison"
+    assert poison_queue_name("jobs-poison") is None
+    assert poison_queue_name("a" * 56) == "a" * 56 + "-poison"  # 63 characters: still valid
+    assert poison_queue_name("a" * 57) is None

@@ -1,6 +1,6 @@
 """devhost test app: queue options (batchSize + newBatchThreshold bound the calls in flight,
-visibilityTimeout delays a retry, functionTimeout fails a slow call). Calls are appended to
-``$HOST_TEST_RECORD_DIR/calls.jsonl``."""
+visibilityTimeout delays a retry, functionTimeout fails a slow call; a queue named ``*-poison`` has
+no poison queue of its own). Calls are appended to ``$HOST_TEST_RECORD_DIR/calls.jsonl``."""
 import asyncio
 import json
 import os
@@ -28,3 +28,11 @@ async def on_job(msg: func.QueueMessage) -> None:
         await asyncio.sleep(0.2)  # long enough for a fetched batch to overlap
     finally:
         IN_FLIGHT["now"] -= 1
+
+
+@app.queue_trigger(arg_name="msg", queue_name="opts-dead-poison", connection="AzureWebJobsStorage")
+async def on_dead(msg: func.QueueMessage) -> None:
+    with open(os.path.join(os.environ["HOST_TEST_RECORD_DIR"], "dead.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps({"body": msg.get_body().decode("utf-8"), "dequeue_count": msg.dequeue_count,
+                            "at": time.time()}) + "\n")
+    raise ValueError("the handler of a poison queue fails too")
