@@ -21,6 +21,7 @@ Status reads run in chunks of ``options.sweepMaxInFlight`` (fan-out bounded for 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections import Counter
@@ -35,7 +36,7 @@ from orchestrators.phases import (
     DISABLED, FAILING, MISSING_JOB, NOT_STARTED, PAUSED, QUARANTINED, RUNNING, STEADY, UNKNOWN,
     is_credential_quarantine, phase_of, quarantine_reason,
 )
-from orchestrators.steps import call_step, chunks, failure_message, gather_settled, iso
+from orchestrators.steps import call_step, chunks, failure_message, gather_settled, iso, throttle_delay
 
 log = logging.getLogger("orchestrators.health_sweep")
 
@@ -68,6 +69,17 @@ def health_sweep(context: df.DurableOrchestrationContext):
         tasks = [context.call_activity_with_retry(names.GET_JOB_STATUS, retry, _status_request(inst))
                  for inst in chunk]
         settled = yield from gather_settled(context, tasks)
+        throttled = [i for i, (ok, value) in enumerate(settled)
+                     if ok and isinstance(value, dict) and (value.get("error") or {}).get("kind") == "throttled"]
+        if throttled:
+            # wait the throttling out on a durable timer, then read those again (architecture §3;
+            # call_step waits out any further throttling, a bounded number of times)
+            delay = max(throttle_delay((settled[i][1].get("error") or {}).get("retryAfterSeconds"), 1,
+                                       f"{context.instance_id}:{index}", options) for i in throttled)
+            yield context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=delay))
+            for i in throttled:
+                settled[i] = (True, (yield from call_step(context, names.GET_JOB_STATUS,
+                                                          _status_request(chunk[i]), options)))
         entries.extend(_entry(inst, ok, value) for inst, (ok, value) in zip(chunk, settled))
 
     restarted = []

@@ -9,6 +9,11 @@ the input of a continued-as-new execution.
 Output: ``{"outcome": steadyState|quarantined|timedOut|failed, "reason", "polls", "status" (the
 last classification), "provisioningErrors": [...], "steadyStateAt"?}``.
 
+Never past the deadline: throttle waits are cut at it (``call_step(deadline=...)``), and a status
+that cannot be read then gives ``timedOut`` with the last status read. A read that fails for a
+passing reason (transient errors or throttling outliving their budgets) is tried again at the next
+poll; only the third in a row, or a permanent error, fails the monitor.
+
 Custom status: ``{"polls", "phase", "nextPollAt"}``.
 
 Loop: read the status (activity ``get_job_status``) and classify; steady state → done; paused or
@@ -42,6 +47,8 @@ def monitor_job(context: df.DurableOrchestrationContext):
     options = WorkflowOptions.from_dict(data.get("options"))
     state: dict[str, Any] = dict(data.get("state") or {})
     polls = int(state.get("polls", 0))
+    failed_reads = int(state.get("failedReads", 0))
+    last_status: dict[str, Any] | None = state.get("lastStatus")
     interval = float(state.get("interval") or options.poll_first_interval)
     deadline = parse_iso(data.get("deadline")) or (
         context.current_utc_datetime + dt.timedelta(seconds=options.monitor_deadline))
@@ -49,15 +56,27 @@ def monitor_job(context: df.DurableOrchestrationContext):
            "startedAt": data.get("startedAt")}
 
     for _ in range(max(1, options.polls_per_execution)):
-        result = yield from call_step(context, names.GET_JOB_STATUS, job, options)
+        result = yield from call_step(context, names.GET_JOB_STATUS, job, options, deadline=deadline)
         polls += 1
+        now = context.current_utc_datetime
         if not result.get("ok"):
             error = result["error"]
-            return {"outcome": "failed", "reason": f"{error.get('step')}: {error.get('message') or error.get('code')}",
-                    "error": error, "polls": polls, "provisioningErrors": []}
+            if error.get("kind") == "deadline" or now >= deadline:
+                return _timed_out(last_status, polls, f"status unreadable at the deadline ({error.get('code')})")
+            failed_reads += 1
+            if error.get("kind") not in _PASSING or failed_reads >= _MAX_FAILED_READS:
+                return {"outcome": "failed",
+                        "reason": f"{error.get('step')}: {error.get('message') or error.get('code')}",
+                        "error": error, "polls": polls, "status": last_status, "provisioningErrors": []}
+            # a passing failure (retries or throttle waits used up): the job is unaffected, look again later
+            next_poll = min(now + dt.timedelta(seconds=interval), deadline)
+            context.set_custom_status({"polls": polls, "phase": "unreadable", "nextPollAt": iso(next_poll)})
+            yield context.create_timer(next_poll)
+            continue
+        failed_reads = 0
         status = result.get("status") or {}
+        last_status = status
         phase = phase_of(status)
-        now = context.current_utc_datetime
         if phase == STEADY:
             return {"outcome": "steadyState", "reason": None, "polls": polls, "status": status,
                     "steadyStateAt": iso(now), "provisioningErrors": []}
@@ -73,15 +92,25 @@ def monitor_job(context: df.DurableOrchestrationContext):
             return {"outcome": "failed", "reason": f"job is {phase} (code {status.get('code')})", "polls": polls,
                     "status": status, "provisioningErrors": []}
         if now >= deadline:
-            return {"outcome": "timedOut", "reason": f"job still {phase} at the deadline", "polls": polls,
-                    "status": status, "provisioningErrors": []}
+            return _timed_out(status, polls, f"job still {phase} at the deadline")
         next_poll = min(now + dt.timedelta(seconds=interval), deadline)
         context.set_custom_status({"polls": polls, "phase": phase, "nextPollAt": iso(next_poll)})
         yield context.create_timer(next_poll)
         interval = min(interval * max(1.0, options.poll_backoff), options.poll_max_interval)
 
-    context.continue_as_new({**data, "state": {"polls": polls, "interval": interval}})
+    context.continue_as_new({**data, "state": {"polls": polls, "interval": interval, "failedReads": failed_reads,
+                                               "lastStatus": last_status}})
     return None
+
+
+#: error kinds of a status read that say nothing about the job (Graph busy or briefly unreachable)
+_PASSING = ("transient", "throttled")
+#: consecutive passing failures (each after its own retries) before the monitor gives up
+_MAX_FAILED_READS = 3
+
+
+def _timed_out(status: dict[str, Any] | None, polls: int, reason: str) -> dict[str, Any]:
+    return {"outcome": "timedOut", "reason": reason, "polls": polls, "status": status, "provisioningErrors": []}
 
 
 def _provisioning_errors(context, job: dict[str, Any], options: WorkflowOptions):

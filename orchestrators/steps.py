@@ -48,10 +48,13 @@ def call_step(
     activity: str,
     payload: dict[str, Any],
     options: WorkflowOptions,
+    deadline: dt.datetime | None = None,
 ) -> Generator[Any, Any, dict[str, Any]]:
     """Call one activity until it succeeds, fails permanently, or its budgets run out.
 
     Returns the activity's result dict (``ok`` true or false); never raises for activity failures.
+    With ``deadline``, throttling is not waited out past it: the wait is cut at the deadline, and a
+    call still throttled then ends with kind ``deadline`` (the caller's own time is up).
     """
     policy = options.retry_for(activity)
     retry = df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
@@ -72,9 +75,14 @@ def call_step(
         if waits >= options.max_throttle_waits:
             return failure(activity, error.get("code") or "TooManyRequests",
                            f"still throttled after {waits} waits", kind="throttled")
+        now = context.current_utc_datetime
+        if deadline is not None and now >= deadline:
+            return failure(activity, "DeadlineReached", f"still throttled at the deadline after {waits} waits",
+                           kind="deadline")
         waits += 1
         delay = throttle_delay(error.get("retryAfterSeconds"), waits, f"{context.instance_id}:{activity}", options)
-        yield context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=delay))
+        wake = now + dt.timedelta(seconds=delay)
+        yield context.create_timer(min(wake, deadline) if deadline is not None else wake)
 
 
 def throttle_delay(retry_after: Any, wait_number: int, seed: str, options: WorkflowOptions) -> float:

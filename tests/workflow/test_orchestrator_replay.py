@@ -1,0 +1,91 @@
+"""The orchestrators' waiting rules, replayed by the real SDK on devhost's engine with scripted activities.
+
+Architecture §3: a throttled result is waited out on durable timers and the call made again; the
+monitor never waits past its deadline, and a status read that fails for a passing reason (Graph
+busy or briefly unreachable) is tried again at the next poll instead of failing the instance.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from replay_support import calls, output, run, script
+
+from devhost.durable import history as h
+
+pytestmark = pytest.mark.timeout(180)
+
+RUNNING = {"ok": True, "jobId": "job1", "status": {"state": "Running", "settled": False, "code": "Active"}}
+STEADY = {"ok": True, "jobId": "job1", "status": {"state": "SteadyState", "settled": True, "code": "Active"}}
+CRED_QUARANTINE = {"ok": True, "jobId": "job1", "status": {
+    "state": "Quarantined", "settled": True, "code": "Quarantine",
+    "quarantine": {"reason": "EncounteredQuarantineException", "credentialProblem": True}}}
+THROTTLED = {"ok": False, "error": {"kind": "throttled", "code": "TooManyRequests", "retryAfterSeconds": 20.0,
+                                    "message": "throttled", "step": "get_job_status"}}
+UNREACHABLE = {"ok": False, "error": {"kind": "transient", "code": "TransientErrorsExhausted",
+                                      "message": "Graph unreachable", "step": "get_job_status"}}
+FAST_POLLS = {"pollFirstInterval": 10, "pollMaxInterval": 10, "pollsPerExecution": 100}
+
+
+def test_health_sweep_waits_out_a_throttled_status_read(tmp_path):
+    script(
+        list_managed_instances=[{"ok": True, "instances": [
+            {"servicePrincipalId": "sp1", "displayName": "One", "credentials": {"SecretToken": {"keyVaultSecret": "s"}}},
+            {"servicePrincipalId": "sp2", "displayName": "Two"}]}],
+        get_job_status=lambda payload, n: (THROTTLED if n == 1 else CRED_QUARANTINE)
+        if payload["servicePrincipalId"] == "sp1" else STEADY,
+        restart_quarantined_job=[{"ok": True, "jobId": "job1", "restarted": True, "reason": "restarted"}],
+    )
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("health_sweep", {"options": {"restartCredentialQuarantine": True}},
+                                               instance_id="sweep-throttled")
+        return await engine.wait_for_instance(iid, 60), engine.get_history(iid)
+
+    row, history = run(tmp_path, scenario)
+    assert row.status == "Completed"
+    report = output(row)
+    assert [p["servicePrincipalId"] for _, p in calls("get_job_status")].count("sp1") == 2
+    assert report["counts"]["quarantined"] == 1 and report["counts"]["unreadable"] == 0, report["counts"]
+    assert report["counts"]["healthy"] == 1
+    assert report["restarted"] == [{"servicePrincipalId": "sp1", "restarted": True, "reason": "restarted"}]
+    assert any(ev["EventType"] == h.TIMER_CREATED for ev in history)  # the wait was a durable timer
+
+
+def _monitor(tmp_path, statuses, deadline_seconds: int):
+    script(get_job_status=statuses, get_provisioning_errors=[{"ok": True, "errors": []}])
+    times: dict[str, dt.datetime] = {}
+
+    async def scenario(engine):
+        start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=engine.clock.offset)
+        times["deadline"] = start + dt.timedelta(seconds=deadline_seconds)
+        iid = await engine.start_orchestration("monitor_job", {
+            "servicePrincipalId": "sp1", "jobId": "job1", "startedAt": start.isoformat(),
+            "deadline": times["deadline"].isoformat().replace("+00:00", "Z"), "options": FAST_POLLS},
+            instance_id="monitor")
+        return await engine.wait_for_instance(iid, 60), engine.get_history(iid)
+
+    row, history = run(tmp_path, scenario)
+    fires = [dt.datetime.fromisoformat(ev["FireAt"].replace("Z", "+00:00"))
+             for ev in history if ev["EventType"] == h.TIMER_CREATED]
+    return output(row), fires, times["deadline"]
+
+
+def test_monitor_never_waits_past_its_deadline_while_throttled(tmp_path):
+    result, fires, deadline = _monitor(tmp_path, lambda payload, n: RUNNING if n <= 3 else THROTTLED, 30)
+    assert result["outcome"] == "timedOut", result
+    assert result["status"]["state"] == "Running"  # the last status read, not nothing
+    assert max(fires) <= deadline + dt.timedelta(seconds=1), f"a timer fires {max(fires) - deadline} after"
+
+
+def test_monitor_reads_again_after_a_passing_failure(tmp_path):
+    result, _, _ = _monitor(tmp_path, [RUNNING, UNREACHABLE, THROTTLED, STEADY], 3600)
+    assert result["outcome"] == "steadyState", result
+    assert len(calls("get_job_status")) >= 4
+
+
+def test_monitor_gives_up_after_three_passing_failures_in_a_row(tmp_path):
+    result, _, _ = _monitor(tmp_path, [RUNNING, UNREACHABLE, UNREACHABLE, UNREACHABLE, STEADY], 3600)
+    assert result["outcome"] == "failed" and "unreachable" in result["reason"], result
+    assert result["status"]["state"] == "Running"
