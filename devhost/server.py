@@ -42,6 +42,8 @@ log = logging.getLogger("devhost")
 
 READY_FILE = "devhost.ready.json"
 KEYS_FILE = "keys.json"
+#: the system key the Durable extension registers; it (or the master key) opens /runtime/webhooks/durabletask
+DURABLE_SYSTEM_KEY_NAME = "durabletask_extension"
 #: binding types devhost implements; others are reported at start and their values ignored
 SUPPORTED_BINDINGS = {"httpTrigger", "http", "queueTrigger", "queue", "timerTrigger", "orchestrationTrigger",
                       "activityTrigger", "durableClient", "entityTrigger"}
@@ -57,26 +59,40 @@ class StartOptions:
     virtual_clock: bool = False
 
 
-def load_keys(state_dir: str, function_key: str | None) -> tuple[str, str]:
-    """``(function_key, master_key)``: generated once and kept in ``<state-dir>/keys.json``."""
+@dataclass
+class HostKeys:
+    function_key: str
+    master_key: str
+    system_key: str  # the ``durabletask_extension`` system key (Durable HTTP API)
+
+
+def load_keys(state_dir: str, function_key: str | None) -> HostKeys:
+    """The host's keys, generated once and kept in ``<state-dir>/keys.json`` (mode 600)."""
     path = os.path.join(state_dir, KEYS_FILE)
-    data: dict[str, str] = {}
+    data: dict[str, Any] = {}
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (FileNotFoundError, ValueError):
         pass
+    if not isinstance(data, dict):
+        data = {}
     changed = False
     for k in ("functionKey", "masterKey"):
         if not data.get(k):
             data[k] = secrets.token_urlsafe(32)
             changed = True
+    system_keys = data.get("systemKeys") if isinstance(data.get("systemKeys"), dict) else {}
+    if not system_keys.get(DURABLE_SYSTEM_KEY_NAME):
+        data["systemKeys"] = {**system_keys, DURABLE_SYSTEM_KEY_NAME: secrets.token_urlsafe(32)}
+        changed = True
     if changed:
         os.makedirs(state_dir, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f)
-    return function_key or data["functionKey"], data["masterKey"]
+    return HostKeys(function_key or data["functionKey"], data["masterKey"],
+                    data["systemKeys"][DURABLE_SYSTEM_KEY_NAME])
 
 
 def _bind_socket(host: str, port: int) -> socket.socket:
@@ -99,7 +115,8 @@ class DevHost:
         self.options = options
         self.app = app
         self.config = host_config
-        self.function_key, self.master_key = load_keys(options.state_dir, options.function_key)
+        keys = load_keys(options.state_dir, options.function_key)
+        self.function_key, self.master_key, self.system_key = keys.function_key, keys.master_key, keys.system_key
         self.clients = QueueClients(host_config.queues)
         self.writer = OutputWriter(self.clients)
         self.http = HttpTriggers(app, host_config.route_prefix, self.function_key, self.master_key,
@@ -163,8 +180,8 @@ class DevHost:
         # the whole host.json (so functionTimeout also bounds activities), with hubName resolved
         raw = json.loads(json.dumps(self.config.raw))
         raw.setdefault("extensions", {}).setdefault("durableTask", {})["hubName"] = hub
-        return DurableEngine(self.app, self.options.state_dir, raw,
-                             virtual_clock=self.options.virtual_clock, task_hub=hub)
+        return DurableEngine(self.app, self.options.state_dir, raw, virtual_clock=self.options.virtual_clock,
+                             task_hub=hub, system_key=self.system_key, master_key=self.master_key)
 
     def _web_app(self) -> web.Application:
         limit = int(os.environ.get("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT") or DEFAULT_BODY_LIMIT)
@@ -323,7 +340,9 @@ class DevHost:
                 lines.append(f"        {item['name']}: {item['trigger']}")
         lines += ["", f"Function key: {self.function_key}   (header 'x-functions-key' or query '?code=')",
                   f"Master key:   {self.master_key}",
-                  f"Durable HTTP API: {self.base_url}/runtime/webhooks/durabletask/",
+                  f"System key ({DURABLE_SYSTEM_KEY_NAME}): {self.system_key}",
+                  f"Durable HTTP API: {self.base_url}/runtime/webhooks/durabletask/   (system key or master key, "
+                  "header 'x-functions-key' or query '?code=')",
                   f"State folder: {os.path.abspath(self.options.state_dir)}", "",
                   f"Host started; listening on {self.base_url}"]
         print("\n".join(lines), flush=True)
@@ -334,6 +353,7 @@ class DevHost:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump({"pid": os.getpid(), "port": self.port, "baseUrl": self.base_url,
                        "functionKey": self.function_key, "masterKey": self.master_key,
+                       "systemKey": self.system_key,
                        "startedAt": time.time(), "functions": [f["name"] for f in self.function_list()]}, f)
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)

@@ -38,6 +38,7 @@ from devhost.errors import DevhostError
 
 READY_FILE = "devhost.ready.json"
 LOG_FILE = "devhost.log"
+DURABLE_WEBHOOK = "/runtime/webhooks/durabletask"  # the Durable HTTP API (system key or master key)
 TERMINAL_STATUSES = {"Completed", "Failed", "Terminated", "Canceled"}
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,6 +65,7 @@ class DevhostProcess:
         self.port = 0
         self.function_key = ""
         self.master_key = ""
+        self.system_key = ""  # durabletask_extension: opens /runtime/webhooks/durabletask
         self.session = requests.Session()
 
     # ------------------------------------------------------------------ lifecycle
@@ -123,6 +125,7 @@ class DevhostProcess:
                 self.base_url = info["baseUrl"]
                 self.function_key = info["functionKey"]
                 self.master_key = info["masterKey"]
+                self.system_key = info.get("systemKey", "")
                 return self
             time.sleep(0.05)
         self.kill()
@@ -182,11 +185,21 @@ class DevhostProcess:
         return self.base_url + (path if path.startswith("/") else "/" + path)
 
     def request(self, method: str, path: str, *, key: bool = True, timeout: float = 30.0, **kwargs: Any) -> requests.Response:
-        """HTTP request to ``base_url + path``; adds ``x-functions-key`` unless ``key=False``."""
+        """HTTP request to ``base_url + path``; adds ``x-functions-key`` unless ``key=False``.
+
+        The key is the one the route needs: the system key for the Durable HTTP API
+        (``/runtime/webhooks/durabletask/...``), the function key for everything else.
+        """
         headers = dict(kwargs.pop("headers", None) or {})
         if key and "x-functions-key" not in {k.lower() for k in headers}:
-            headers["x-functions-key"] = self.function_key
+            headers["x-functions-key"] = self.key_for(path)
         return self.session.request(method, self.url(path), headers=headers, timeout=timeout, **kwargs)
+
+    def key_for(self, path: str) -> str:
+        """The key ``request`` sends for ``path`` (see there)."""
+        if path.split("?", 1)[0].lstrip("/").startswith(DURABLE_WEBHOOK.lstrip("/")):
+            return self.system_key
+        return self.function_key
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.request("GET", path, **kwargs)
@@ -203,8 +216,12 @@ class DevhostProcess:
     # ------------------------------------------------------------------ durable helpers
     @property
     def durable_api(self) -> str:
-        """Base URL of the Durable HTTP API (``.../runtime/webhooks/durabletask``)."""
-        return self.base_url + "/runtime/webhooks/durabletask"
+        """Base URL of the Durable HTTP API (``.../runtime/webhooks/durabletask``; needs :attr:`system_key`)."""
+        return self.base_url + DURABLE_WEBHOOK
+
+    def durable_request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A Durable HTTP API call, ``path`` relative to :attr:`durable_api`, with the system key."""
+        return self.request(method, DURABLE_WEBHOOK + "/" + path.lstrip("/"), **kwargs)
 
     def get_status(self, instance_id: str, *, show_history: bool = False, show_history_output: bool = False) -> dict | None:
         """The instance's status JSON, or None if unknown (404)."""
@@ -213,7 +230,7 @@ class DevhostProcess:
             params["showHistory"] = "true"
         if show_history_output:
             params["showHistoryOutput"] = "true"
-        r = self.session.get(f"{self.durable_api}/instances/{instance_id}", params=params, timeout=30)
+        r = self.durable_request("GET", f"instances/{instance_id}", params=params)
         if r.status_code == 404:
             return None
         r.raise_for_status()

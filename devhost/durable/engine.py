@@ -180,12 +180,16 @@ class DurableEngine:
     """The local Durable extension. See the module docstring for the flow."""
 
     def __init__(self, app: Any, state_dir: str, host_config: dict | None = None, *, virtual_clock: bool = False,
-                 task_hub: str = "TestHubName", system_key: str | None = None) -> None:
+                 task_hub: str = "TestHubName", system_key: str | None = None,
+                 master_key: str | None = None) -> None:
         self.app = app
         self.state_dir = state_dir
         self.settings = EngineSettings.from_host_config(host_config, task_hub)
         self.task_hub = self.settings.task_hub
+        # Keys that open the public /runtime/webhooks/durabletask routes (the durabletask_extension
+        # system key, or the master key); with neither set (in-process tests) those routes are open.
         self.system_key = system_key
+        self.master_key = master_key
         self.clock = Clock(virtual_clock)
         self.store: Store | None = None
         self._activities, self._orchestrators = self._index_functions(app)

@@ -2,8 +2,16 @@
 
 Routes, status codes and bodies follow the extension's ``HttpApiHandler`` as recorded in the
 protocol reference §5.2-§5.5 (probe e12), so the real ``DurableOrchestrationClient`` works
-unchanged. The same routes serve as the client's ``rpcBaseUrl`` (the binding points it here, with
-a trailing ``/`` because the client concatenates ``instances/...`` onto it).
+unchanged. The same handlers are served twice, as in Azure:
+
+* ``/runtime/webhooks/durabletask/...``, the public webhook: it needs the ``durabletask_extension``
+  system key or the master key (``code`` query parameter or ``x-functions-key`` header), else 401.
+  The binding's creation and management URLs (and so ``create_check_status_response``) carry the
+  system key as ``code=``.
+* ``/durabletask/...``, the client's ``rpcBaseUrl`` (with a trailing ``/`` because the client
+  concatenates ``instances/...`` onto it): keyless, but it only answers peers on this machine
+  (loopback, or this server's own address), like the extension's local RPC endpoint
+  ``http://127.0.0.1:17071/durabletask/``; others get 404.
 
 Parity choices: inputs and event data are stored as the extension stores them (the client's
 double encoding is kept, so status ``input`` of a client-started instance is a string and raised
@@ -14,8 +22,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import json
-from typing import TYPE_CHECKING
+import secrets
+from typing import TYPE_CHECKING, Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
@@ -29,6 +39,7 @@ if TYPE_CHECKING:
     from devhost.durable.engine import DurableEngine
 
 PREFIX = "/runtime/webhooks/durabletask"
+RPC_PREFIX = "/durabletask"  # the SDK client's rpcBaseUrl path (the extension's local RPC endpoint)
 DEFAULT_PAGE_SIZE = 100  # OrchestrationStatusQueryCondition.PageSize (the list API's ?top= default)
 CONNECTION = "Storage"  # UNCONFIRMED default connection name in the URLs (§5.1); only echoed back
 
@@ -132,7 +143,7 @@ def client_binding(engine: "DurableEngine", base_url: str) -> dict:
         "managementUrls": _management_urls(base, "INSTANCEID", engine.task_hub, key),
         "baseUrl": base,
         "requiredQueryStringParameters": f"code={key}" if key else "",
-        "rpcBaseUrl": base + "/",
+        "rpcBaseUrl": base_url.rstrip("/") + RPC_PREFIX + "/",
     }
 
 
@@ -219,8 +230,8 @@ class _Handlers:
         if row.status in TERMINAL_STATES:
             code = 500 if (row.status == "Failed" and _flag(request, "returnInternalServerErrorOnFailure")) else 200
             return web.json_response(payload, status=code)
-        location = f"{self._base(request)}/instances/{instance_id}?taskHub={self.engine.task_hub}&connection={CONNECTION}"
-        return web.json_response(payload, status=202, headers={"Location": location, "Retry-After": "5"})
+        # the extension answers with the request's own URL (its key included) as Location
+        return web.json_response(payload, status=202, headers={"Location": str(request.url), "Retry-After": "5"})
 
     def _filters(self, request: web.Request) -> dict:
         statuses = None
@@ -349,22 +360,76 @@ def _clock_handler(engine: "DurableEngine"):
     return clock
 
 
-def make_routes(engine: "DurableEngine", prefix: str = PREFIX) -> list:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def request_key(request: web.Request) -> str:
+    """The key a caller sent: ``x-functions-key`` header, else the ``code`` query parameter."""
+    return request.headers.get("x-functions-key") or request.query.get("code") or ""
+
+
+def _require_key(engine: "DurableEngine", handler: Handler) -> Handler:
+    """The public webhook: the durabletask_extension system key or the master key, else 401."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        keys = [k for k in (engine.system_key, engine.master_key) if k]
+        if keys:
+            given = request_key(request)
+            if not any(secrets.compare_digest(given.encode(), k.encode()) for k in keys):
+                return web.Response(status=401)
+        return await handler(request)
+
+    return guarded
+
+
+def _is_local_peer(request: web.Request) -> bool:
+    """True for a loopback peer, or one connecting from this server's own address (same machine)."""
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    own = transport.get_extra_info("sockname") if transport is not None else None
+    if not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    if address.is_loopback or (mapped is not None and mapped.is_loopback):
+        return True
+    return bool(own) and str(peer[0]) == str(own[0])
+
+
+def _local_only(handler: Handler) -> Handler:
+    """The client's rpcBaseUrl: keyless, but only for callers on this machine (404 for others)."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if not _is_local_peer(request):
+            return web.Response(status=404)
+        return await handler(request)
+
+    return guarded
+
+
+def make_routes(engine: "DurableEngine") -> list:
+    """The API under the public webhook prefix (key required) and under the local RPC prefix."""
     handlers = _Handlers(engine)
     clock = _clock_handler(engine)
-    return [
-        web.get(prefix + "/devhost/clock", clock),
-        web.post(prefix + "/devhost/clock", clock),
-        web.get(prefix + "/entities/{name}/{key}", _entity_get),
-        web.post(prefix + "/entities/{name}/{key}", _entity_signal),
-        web.post(prefix + "/orchestrators/{name}", handlers.start),
-        web.post(prefix + "/orchestrators/{name}/{instance_id}", handlers.start),
-        web.get(prefix + "/instances", handlers.list),
-        web.get(prefix + "/instances/", handlers.list),
-        web.delete(prefix + "/instances", handlers.purge_many),
-        web.delete(prefix + "/instances/", handlers.purge_many),
-        web.get(prefix + "/instances/{instance_id}", handlers.status),
-        web.delete(prefix + "/instances/{instance_id}", handlers.purge_one),
-        web.post(prefix + "/instances/{instance_id}/raiseEvent/{event_name}", handlers.raise_event),
-        web.post(prefix + "/instances/{instance_id}/{operation}", handlers.operation),
+    table: list[tuple[str, str, Handler]] = [
+        ("GET", "/devhost/clock", clock),
+        ("POST", "/devhost/clock", clock),
+        ("GET", "/entities/{name}/{key}", _entity_get),
+        ("POST", "/entities/{name}/{key}", _entity_signal),
+        ("POST", "/orchestrators/{name}", handlers.start),
+        ("POST", "/orchestrators/{name}/{instance_id}", handlers.start),
+        ("GET", "/instances", handlers.list),
+        ("GET", "/instances/", handlers.list),
+        ("DELETE", "/instances", handlers.purge_many),
+        ("DELETE", "/instances/", handlers.purge_many),
+        ("GET", "/instances/{instance_id}", handlers.status),
+        ("DELETE", "/instances/{instance_id}", handlers.purge_one),
+        ("POST", "/instances/{instance_id}/raiseEvent/{event_name}", handlers.raise_event),
+        ("POST", "/instances/{instance_id}/{operation}", handlers.operation),
     ]
+    routes = [web.route(method, PREFIX + path, _require_key(engine, handler)) for method, path, handler in table]
+    routes += [web.route(method, RPC_PREFIX + path, _local_only(handler)) for method, path, handler in table]
+    return routes

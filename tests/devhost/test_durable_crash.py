@@ -28,8 +28,7 @@ def test_sigkill_during_fan_out_then_restart_completes_exactly_once(tmp_path):
     host = start_devhost(APP_PATH, tmp_path / "state")
     try:
         # body as the Python client sends it: the JSON of df_dumps(input), i.e. a JSON string
-        r = host.post("/runtime/webhooks/durabletask/orchestrators/durable_crash_fanout/crash-1", json=json.dumps(N),
-                      key=False)
+        r = host.post("/runtime/webhooks/durabletask/orchestrators/durable_crash_fanout/crash-1", json=json.dumps(N))
         assert r.status_code == 202, r.text
         kills = 0
         # the first kill lands while the fan-out is half-way: some work items done, others not
@@ -69,7 +68,7 @@ def test_sigkill_during_sub_orchestrations_with_timers_on_the_virtual_clock(tmp_
     host = start_devhost(APP_PATH, tmp_path / "state", virtual_clock=True)
     try:
         r = host.post("/runtime/webhooks/durabletask/orchestrators/durable_crash_parent/crash-p",
-                      json=json.dumps(children), key=False)
+                      json=json.dumps(children))
         assert r.status_code == 202, r.text
         kills = 0
         # first kill: some children finished, others still waiting for their timer or activity

@@ -62,7 +62,9 @@ def test_client_binding_json_shape(app, tmp_path):
 
     binding = serve(app, tmp_path, scenario, system_key="XYZ")
     base = binding["baseUrl"]
-    assert binding["rpcBaseUrl"] == base + "/" and base.endswith("/runtime/webhooks/durabletask")
+    assert base.endswith("/runtime/webhooks/durabletask")
+    # the client's calls go to the keyless local endpoint (Azure: http://127.0.0.1:17071/durabletask/)
+    assert binding["rpcBaseUrl"] == base.removesuffix("/runtime/webhooks/durabletask") + "/durabletask/"
     assert binding["taskHubName"] == "TestHubName"
     assert binding["requiredQueryStringParameters"] == "code=XYZ"
     assert binding["creationUrls"]["createNewInstancePostUri"] == f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]?code=XYZ"
@@ -72,6 +74,62 @@ def test_client_binding_json_shape(app, tmp_path):
     assert urls["terminatePostUri"] == f"{base}/instances/INSTANCEID/terminate?reason={{text}}&taskHub=TestHubName&connection=Storage&code=XYZ"
     assert set(urls) == {"id", "statusQueryGetUri", "sendEventPostUri", "terminatePostUri", "rewindPostUri",
                          "purgeHistoryDeleteUri", "restartPostUri", "suspendPostUri", "resumePostUri"}
+
+
+def test_public_webhook_needs_the_system_or_master_key_and_the_rpc_endpoint_is_local(app, tmp_path):
+    """In Azure /runtime/webhooks/durabletask needs the durabletask_extension system key or the master
+    key (`code` or `x-functions-key`); the client's own calls go to the keyless local RPC endpoint."""
+    async def scenario(engine, client, base_url):
+        public = f"{base_url}/runtime/webhooks/durabletask"
+        codes = {}
+        async with aiohttp.ClientSession() as session:
+            for label, kwargs in {"none": {}, "wrong": {"params": {"code": "nope"}},
+                                  "system code": {"params": {"code": "sys-key"}},
+                                  "master header": {"headers": {"x-functions-key": "master-key"}}}.items():
+                async with session.post(f"{public}/orchestrators/durable_wait_forever/k-{len(codes)}", **kwargs) as resp:
+                    codes[("start", label)] = resp.status
+                async with session.get(f"{public}/instances/", **kwargs) as resp:
+                    codes[("list", label)] = resp.status
+                async with session.get(f"{public}/devhost/clock", **kwargs) as resp:
+                    codes[("clock", label)] = resp.status
+            async with session.post(f"{public}/orchestrators/durable_wait_forever/k-key?code=sys-key") as resp:
+                check = await resp.json()
+            await engine.wait_idle(10)
+            async with session.get(check["statusQueryGetUri"]) as resp:  # the key travels in the URL
+                polled, location = resp.status, resp.headers["Location"]
+            async with session.get(f"{base_url}/durabletask/instances/k-key") as resp:  # keyless, from loopback
+                rpc = resp.status
+        started = await client.start_new("durable_chain", "k-client")  # through rpcBaseUrl, no key
+        done = await engine.wait_for_instance(started, 10)
+        return codes, check, polled, location, rpc, done
+
+    codes, check, polled, location, rpc, done = serve(app, tmp_path, scenario, system_key="sys-key",
+                                                      master_key="master-key")
+    for op in ("start", "list", "clock"):
+        assert codes[(op, "none")] == 401 and codes[(op, "wrong")] == 401, op
+        assert codes[(op, "system code")] in (200, 202) and codes[(op, "master header")] in (200, 202), op
+    assert check["statusQueryGetUri"].endswith("&code=sys-key")
+    assert all(url.endswith("&code=sys-key") for key, url in check.items() if key != "id")
+    assert polled == 202 and location == check["statusQueryGetUri"]  # Location is the request URL, key included
+    assert rpc == 202
+    assert done.status == "Completed"
+
+
+def test_rpc_endpoint_answers_only_peers_on_this_machine():
+    from types import SimpleNamespace
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from devhost.durable.http_api import _is_local_peer
+
+    def peer(address, own="10.1.2.3"):
+        info = {"peername": (address, 50000), "sockname": (own, 7071)}
+        transport = SimpleNamespace(get_extra_info=lambda name, default=None: info.get(name, default))
+        return _is_local_peer(make_mocked_request("GET", "/durabletask/instances/", transport=transport))
+
+    assert peer("127.0.0.1") and peer("127.8.9.10") and peer("::1") and peer("::ffff:127.0.0.1")
+    assert peer("10.1.2.3")  # this machine through its own address (devhost --host 10.1.2.3)
+    assert not peer("10.1.2.4") and not peer("192.168.0.7") and not peer("::ffff:10.9.9.9")
 
 
 def test_start_status_and_history_through_the_client(app, tmp_path):

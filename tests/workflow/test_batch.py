@@ -217,8 +217,8 @@ def test_the_same_queue_message_three_times_starts_one_batch(stack):
 
 
 def test_health_sweep_reports_the_quarantined_job(stack, demo):
-    started = stack.host.session.post(f"{stack.host.durable_api}/orchestrators/{names.HEALTH_SWEEP}/health-sweep-test",
-                                      json={"options": {"sweepMaxInFlight": 5}}, timeout=30)
+    started = stack.host.durable_request("POST", f"orchestrators/{names.HEALTH_SWEEP}/health-sweep-test",
+                                         json={"options": {"sweepMaxInFlight": 5}})  # with the system key
     assert started.status_code == 202, started.text
     sweep_id = started.json()["id"]
     status = stack.wait(sweep_id, timeout=120)
@@ -250,8 +250,8 @@ def _put_target_token(stack, sp_id: str, address: str, token: str) -> None:
 
 
 def _sweep(stack, sweep_id: str, options: dict) -> dict:
-    started = stack.host.session.post(f"{stack.host.durable_api}/orchestrators/{names.HEALTH_SWEEP}/{sweep_id}",
-                                      json={"options": options}, timeout=30)
+    started = stack.host.durable_request("POST", f"orchestrators/{names.HEALTH_SWEEP}/{sweep_id}",
+                                         json={"options": options})
     assert started.status_code == 202, started.text
     return stack.wait(sweep_id, timeout=120)["output"]
 
