@@ -92,7 +92,10 @@ def wait_until_visible_body(p: dict, ctx: steps.StepContext) -> dict:
                                     labels=labels if isinstance(labels, dict) else None,
                                     credentials=_credentials(p, required=False),
                                     sync_all=bool(p.get("syncAll", False)),
-                                    notification_email=_field(p, "notificationEmail", required=False))
+                                    notification_email=_field(p, "notificationEmail", required=False),
+                                    display_name=_field(p, "displayName", required=False),
+                                    template_id=_field(p, "templateId", required=False),
+                                    created=bool(p.get("created", False)))
 
 
 def ensure_job_body(p: dict, ctx: steps.StepContext) -> dict:

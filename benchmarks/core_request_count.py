@@ -58,7 +58,8 @@ def provision_one(ctx: steps.StepContext, display_name: str, read_log: Callable[
     refs = model.parse_credentials(credentials or CREDENTIALS)
     # one PATCH: the tags and the credential references (notes) for the health sweep
     steps.wait_until_visible(ctx, service_principal_id=sp_id, application_id=app["applicationId"], instance_key=key,
-                             credentials=refs)
+                             credentials=refs, display_name=display_name, template_id=template_id,
+                             created=app["created"])
     record("wait_until_visible")
     job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=template_id)["jobId"]
     record("ensure_job")

@@ -240,7 +240,8 @@ def _raise_not_found(exc: errors.ProvisioningError) -> Any:
 def wait_until_visible(ctx: StepContext, *, service_principal_id: str, application_id: str | None = None,
                        instance_key: str | None = None, labels: dict | None = None,
                        credentials: dict | None = None, sync_all: bool = False,
-                       notification_email: str | None = None) -> dict:
+                       notification_email: str | None = None, display_name: str | None = None,
+                       template_id: str | None = None, created: bool = False) -> dict:
     """Read the service principal until it is found VISIBILITY_CONSECUTIVE_READS times in a row, then label it.
 
     The labels are the tags (fleet, instance key, labels) and, with ``credentials``, the notes
@@ -251,16 +252,40 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
     replaced) is sent only when something is missing - no extra request. A throttled PATCH makes
     this step, not ensure_application, wait and run again. Without ``instance_key`` (an
     orchestration started before this step labelled) nothing is written.
+
+    **Concurrent creators.** For a service principal this run has just ``created`` (with its
+    ``display_name`` and ``template_id``), the reads are the name + template look-up itself, until
+    it lists the new SP in a row. Two runs that set up the same instance at the same moment (two
+    requests naming it, or another tool) have each instantiated an app; both now list both, and
+    both pick the same one to keep - one already carrying the instance tag, else the lowest
+    ``appId``. The other run deletes the application it created and answers ``yielded`` with the
+    kept ids, so exactly one application remains. Same cost as reading by id: the polls are needed
+    anyway. (Two runs that each list only their own app would both keep it; the next run then stops
+    at the ambiguity, as before.)
     """
     needed = ctx.settings.visibility_consecutive_reads
     deadline = ctx.monotonic() + ctx.settings.visibility_wait_seconds
+    by_list = bool(created and display_name and template_id)
     reads = streak = 0
     while True:
         reads += 1
         try:
-            sp = apps.get_service_principal(ctx.graph, service_principal_id, select="id,tags,notes")
+            if by_list:
+                listed = apps.find_service_principals(
+                    ctx.graph, odata.eq("displayName", str(display_name)),
+                    odata.eq("applicationTemplateId", str(template_id)),
+                    select="id,appId,displayName,applicationTemplateId,tags,notes")
+                sp = next((item for item in listed if apps.object_id(item) == service_principal_id), None)
+                if sp is None:
+                    raise errors.NotFound("not listed yet", code="NotYetListed", status=404)
+            else:
+                sp = apps.get_service_principal(ctx.graph, service_principal_id, select="id,tags,notes")
             streak += 1
             if streak >= needed:
+                if by_list:
+                    kept = _kept_of(ctx, sp, listed, str(display_name), str(template_id), instance_key)
+                    if kept is not sp:
+                        return _yield_to(ctx, kept, application_id, service_principal_id, reads)
                 notes = instance_notes(ctx, credentials, sync_all, notification_email) if credentials else None
                 tagged = bool(instance_key) and _label(ctx, sp, str(instance_key), labels, notes)
                 return {"visible": True, "reads": reads, "tagged": tagged}
@@ -271,6 +296,43 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
                 f"service principal {service_principal_id} not readable {needed} times in a row after "
                 f"{ctx.settings.visibility_wait_seconds:g} s", code="NotYetVisible")
         ctx.sleep(ctx.settings.visibility_poll_seconds)
+
+
+def _kept_of(ctx: StepContext, ours: dict, listed: list[dict], display_name: str, template_id: str,
+             instance_key: str | None) -> dict:
+    """Which of the same-named service principals created for this instance stays (ours if it is alone).
+
+    Rivals: same name and template, and no instance tag of another instance. Kept: the one already
+    tagged for this instance, else the lowest appId - a rule every concurrent run applies alike.
+    """
+    key_prefix = f"{ctx.tag}:key:"
+    mine = model.instance_tag(ctx.tag, instance_key).casefold() if instance_key else None
+
+    def eligible(sp: dict) -> bool:
+        tags = {str(t).casefold() for t in sp.get("tags") or []}
+        other_keys = {t for t in tags if t.startswith(key_prefix.casefold()) and t != mine}
+        return (str(sp.get("displayName", "")).casefold() == display_name.casefold()
+                and str(sp.get("applicationTemplateId") or "").lower() == template_id.lower() and not other_keys)
+
+    contenders = [ours] + [sp for sp in listed if apps.object_id(sp) != apps.object_id(ours) and eligible(sp)]
+    if len(contenders) == 1:
+        return ours
+    tagged = [sp for sp in contenders if mine and mine in {str(t).casefold() for t in sp.get("tags") or []}]
+    return min(tagged or contenders, key=lambda sp: str(sp.get("appId") or ""))
+
+
+def _yield_to(ctx: StepContext, kept: dict, application_id: str | None, sp_id: str, reads: int) -> dict:
+    """Delete the application this run created (another run's copy of the instance stays); say which stays."""
+    if application_id:
+        try:
+            apps.delete_application(ctx.graph, application_id)
+        except errors.NotFound:
+            pass  # deleted by an earlier attempt of this step
+    logger.warning("service principal %s was created at the same time as %s for the same instance; keeping %s and "
+                   "deleting this run's application %s", sp_id, apps.object_id(kept), apps.object_id(kept),
+                   application_id)
+    return {"visible": True, "reads": reads, "tagged": False, "yielded": True,
+            "kept": {"servicePrincipalId": apps.object_id(kept), "appId": kept.get("appId")}}
 
 
 #: Graph's limit for ``servicePrincipal.notes`` (characters).

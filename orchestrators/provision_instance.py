@@ -34,7 +34,7 @@ from core import names
 from orchestrators.blueprint import bp
 from orchestrators.options import WorkflowOptions
 from orchestrators.report import CONFIGURED, final_outcome, monitor_instance_id
-from orchestrators.steps import call_step, failure_message, iso
+from orchestrators.steps import call_step, failure, failure_message, iso
 
 
 @bp.function_name(names.PROVISION_INSTANCE)
@@ -116,14 +116,24 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
     # (names, never values) in its notes for the health sweep - one PATCH, once the SP reads back: a
     # write right after instantiate fails while it replicates, and ensure_application must not fail
     # after its instantiate succeeded (a retry would instantiate a second app)
+    # for a new app the visibility reads are the name look-up, which also settles a concurrent run
+    # that created the same instance at the same moment: one app stays, the other run yields
     visible_request = {"servicePrincipalId": sp_id, "applicationId": ids["applicationId"],
                        "instanceKey": inst.get("key"), "labels": inst.get("labels") or {},
-                       "credentials": inst.get("credentials") or {}, "syncAll": bool(inst.get("syncAll"))}
+                       "credentials": inst.get("credentials") or {}, "syncAll": bool(inst.get("syncAll")),
+                       "displayName": inst.get("displayName"), "templateId": template_id,
+                       "created": bool(result.get("created"))}
     if inst.get("notificationEmail"):
         visible_request["notificationEmail"] = inst["notificationEmail"]
     result = yield from step(names.WAIT_UNTIL_VISIBLE, visible_request)
     if not result.get("ok"):
         return result
+    if result.get("yielded"):
+        kept = result.get("kept") or {}
+        ids.update(servicePrincipalId=kept.get("servicePrincipalId"), appId=kept.get("appId"), applicationId=None)
+        return failure(names.WAIT_UNTIL_VISIBLE, "ConcurrentRequest",
+                       f"another run created '{inst.get('displayName')}' at the same moment; its service principal "
+                       f"{kept.get('servicePrincipalId')} is kept and set up there, and this run deleted its copy")
 
     # the application template id lets the activity reuse its cached list of synchronization templates
     job_request = {"servicePrincipalId": sp_id, "applicationTemplateId": template_id}

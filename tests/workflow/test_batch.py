@@ -311,3 +311,24 @@ def test_no_secret_value_in_task_hub_logs_or_responses(stack, demo):
              if secret in names_re.sub("<secret-name>", text)}
     assert not leaks, f"secret values found: {sorted(leaks)}"
     assert not re.search(r"Bearer\s+ey", haystacks["devhost log"])
+
+
+def test_two_requests_naming_the_same_instances_at_once_make_one_app_each(stack):
+    """Different requestIds, same five instances, submitted together: one application per name.
+
+    Last in the module: it adds five apps the health-sweep tests above do not count."""
+    first = stack.submit(make_batch("cross-a", 5, prefix="Shared"))
+    second = stack.submit(make_batch("cross-b", 5, prefix="Shared"))
+    reports = [stack.wait(batch, timeout=200)["output"] for batch in (first, second)]
+    apps = stack.applications_by_name()
+    assert {f"Shared {i:03d}": apps[f"Shared {i:03d}"] for i in range(1, 6)} == \
+        {f"Shared {i:03d}": 1 for i in range(1, 6)}
+    by_name: dict[str, list[dict]] = {}
+    for report in reports:
+        for item in report["instances"]:
+            by_name.setdefault(item["displayName"], []).append(item)
+    for name, items in by_name.items():
+        # each instance is set up by one of the two; the other yielded (or found it already there)
+        assert any(i["outcome"] == "steadyState" for i in items), (name, items)
+        for item in items:
+            assert item["outcome"] == "steadyState" or "ConcurrentRequest" in json.dumps(item), (name, item)
