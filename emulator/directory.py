@@ -21,6 +21,7 @@ from emulator import seed_data
 from emulator.clock import Clock, iso, parse_iso
 from emulator.errors import GraphError, bad_request, not_found
 from emulator.permissions import ADMIN_ROLES, GRAPH_APP_ID, GRAPH_APP_ROLES, LEAST_PRIVILEGE_ROLES, graph_app_roles
+from emulator.rng import rng_from_state, rng_state
 
 NON_GALLERY_TEMPLATE_ID = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"
 DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
@@ -522,24 +523,15 @@ class Directory:
 
     def to_state(self) -> dict[str, Any]:
         state = {name: copy.deepcopy(getattr(self, name)) for name in self._STATE_FIELDS}
-        state["rng"] = _rng_state(self.rng)
+        state["rng"] = rng_state(self.rng)
         state["settings"] = dict(self.settings)
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         for name in self._STATE_FIELDS:
             setattr(self, name, copy.deepcopy(state.get(name, {}) if name == "deleted" else state[name]))
-        self.rng.setstate(_rng_from_state(state["rng"]))
+        self.rng.setstate(rng_from_state(state["rng"]))
         self.settings.update(state.get("settings", {}))
         # Objects restored from disk are long replicated.
         self.created_at = {}
 
-
-def _rng_state(rng: random.Random) -> list:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def _rng_from_state(state: list) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)

@@ -64,12 +64,28 @@ class SecretStore:
         for name, spec in entries.items():
             self.set(name, spec["value"], spec.get("contentType"), spec.get("tags"))
 
+    def canonical(self, name: str) -> str:
+        """The stored spelling of ``name``: Key Vault object names are case-insensitive (DOC).
+
+        A secret keeps the spelling it was created with (UNCONFIRMED: the spelling real Key Vault
+        echoes in ``id`` when a later call uses another case); an unknown name is returned as given.
+        """
+        if name in self.secrets:
+            return name
+        lowered = name.lower()
+        return next((stored for stored in self.secrets if stored.lower() == lowered), name)
+
     def set(self, name: str, value: str, content_type: str | None = None, tags: dict | None = None) -> dict:
         if not NAME_RE.match(name):
             raise KeyVaultError(400, "BadParameter", "The request URI contains an invalid name: " + name)
+        name = self.canonical(name)
         now = int(time.time())
+        taken = {v["version"] for v in self.secrets.get(name, [])}
+        version_id = self._new_version()
+        while version_id in taken:  # a version id names one version only
+            version_id = self._new_version()
         version = {
-            "version": self._new_version(),
+            "version": version_id,
             "value": value,
             "contentType": content_type,
             "tags": dict(tags or {}),
@@ -81,7 +97,7 @@ class SecretStore:
         return version
 
     def get(self, name: str, version: str | None) -> dict:
-        versions = self.secrets.get(name)
+        versions = self.secrets.get(self.canonical(name))
         if not versions:
             raise KeyVaultError(
                 404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault. If you recently deleted this secret you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"

@@ -89,16 +89,17 @@ async def kv_list(request: web.Request) -> web.Response:
 
 @_handler(write=False)
 async def kv_get(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
+    store = _state(request).key_vault
+    name = store.canonical(request.match_info["name"])
     version = request.match_info.get("version") or None
-    found = _state(request).key_vault.get(name, version)
+    found = store.get(name, version)
     return web.json_response(secret_bundle(_vault_url(request), name, found))
 
 
 @_handler(write=False)
 async def kv_versions(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
     store = _state(request).key_vault
+    name = store.canonical(request.match_info["name"])
     store.get(name, None)  # 404 SecretNotFound for an unknown name
     vault = _vault_url(request)
     items = [secret_item(vault, name, v, with_version=True) for v in store.secrets[name]]
@@ -124,8 +125,9 @@ async def kv_set(request: web.Request) -> web.Response:
     content_type = body.get("contentType")
     if content_type is not None and not isinstance(content_type, str):
         raise KeyVaultError(400, "BadParameter", "Property 'contentType' must be a string.")
-    version = _state(request).key_vault.set(name, value, content_type, tags)
-    return web.json_response(secret_bundle(_vault_url(request), name, version))
+    store = _state(request).key_vault
+    version = store.set(name, value, content_type, tags)
+    return web.json_response(secret_bundle(_vault_url(request), store.canonical(name), version))
 
 
 def add_routes(app: web.Application) -> None:

@@ -20,6 +20,7 @@ from emulator.clock import Clock
 from emulator.directory import Directory
 from emulator.faults import Faults
 from emulator.keyvault import SecretStore, load_secrets_file
+from emulator.rng import rng_from_state, rng_state
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_SECRETS_FILE = DATA_DIR / "secrets.json"
@@ -94,8 +95,8 @@ class EmulatorState:
         self.seed = seed
         self.directory.reset(seed)
         self.clock.scale = self.options.time_scale
-        kv_rng = random.Random(f"kv-{seed}")
-        self.key_vault = SecretStore(lambda: uuid.UUID(int=kv_rng.getrandbits(128)).hex)
+        self.kv_rng = random.Random(f"kv-{seed}")
+        self.key_vault = SecretStore(lambda: uuid.UUID(int=self.kv_rng.getrandbits(128)).hex)
         self.key_vault.seed(self.secret_seed)
         if not keep_faults:
             self.faults = Faults(self.clock, seed, self.options.faults)
@@ -186,6 +187,8 @@ class EmulatorState:
             "clock": self.clock.to_state(),
             "directory": self.directory.to_state(),
             "keyVault": self.key_vault.to_state(),
+            # The version-id generator continues where it stopped, so a restart never reissues an id.
+            "keyVaultRng": rng_state(self.kv_rng),
             "faults": self.faults.config,
             "provisioning": self.provisioning.to_state() if self.provisioning is not None else None,
         }
@@ -197,6 +200,10 @@ class EmulatorState:
         self.directory.load_state(state["directory"])
         self.seed = self.directory.seed
         self.key_vault.load_state(state["keyVault"])
+        if state.get("keyVaultRng") is not None:
+            self.kv_rng.setstate(rng_from_state(state["keyVaultRng"]))
+        else:  # a state file from before the generator was saved: fresh ids rather than repeats
+            self.kv_rng.seed(uuid.uuid4().int)
         if self.options.faults is None:  # a --faults file given at this start wins over the saved settings
             self.faults.update(state.get("faults") or {}, replace=True)
         self.provisioning = self._new_provisioning(self.seed)

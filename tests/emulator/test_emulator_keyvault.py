@@ -40,6 +40,20 @@ def test_versions_are_kept(emulator_env):
     assert {"rotating-token", "scim-contoso-token", "github-emu-token"} <= names
 
 
+def test_secret_names_are_case_insensitive(emulator_env):
+    """Key Vault object names compare case-insensitively (DOC); a secret keeps its first spelling."""
+    client = secret_client(emulator_env)
+    assert client.get_secret("SCIM-Contoso-Token").value == "demo-scim-token"
+    first = client.set_secret("Mixed-Case", "v1")
+    second = client.set_secret("mixed-case", "v2")  # a new version of the same secret, not a second secret
+    assert second.name == "Mixed-Case"
+    assert client.get_secret("MIXED-CASE").value == "v2"
+    assert client.get_secret("mixed-CASE", first.properties.version).value == "v1"
+    assert [p.version for p in client.list_properties_of_secret_versions("mixed-case")] == [
+        first.properties.version, second.properties.version]
+    assert [p.name for p in client.list_properties_of_secrets() if p.name.lower() == "mixed-case"] == ["Mixed-Case"]
+
+
 def test_missing_secret_and_version(emulator_env):
     client = secret_client(emulator_env)
     with pytest.raises(ResourceNotFoundError) as missing:
