@@ -26,6 +26,7 @@ from emulator.provisioning.jobs import Job, delete_threshold, render_job, reset_
 from emulator.provisioning.logs import LogStore, render
 from emulator.provisioning.scenarios import load_targets, resolve, target_identity
 from emulator.provisioning.settings import EngineSettings
+from emulator.rng import rng_from_state, rng_state
 
 STATE_VERSION = 1
 
@@ -108,7 +109,10 @@ class ProvisioningService:
                 available = ", ".join(t["id"] for t in self._sync_templates(record)) or "none"
                 raise _bad(f"The synchronization template '{body['templateId']}' is not available for this application (available: {available}).")
             tenant = self._tenant(sp).replace("-", "")
-            job = Job(id=f"{sync['id']}.{tenant}.{new_guid(self.rng)}", template_id=sync["id"], sp_id=sp_id, seed=self.rng.getrandbits(63))
+            job_id = f"{sync['id']}.{tenant}.{new_guid(self.rng)}"
+            while job_id in self.engine.jobs:  # one id, one job (the generator state is also persisted)
+                job_id = f"{sync['id']}.{tenant}.{new_guid(self.rng)}"
+            job = Job(id=job_id, template_id=sync["id"], sp_id=sp_id, seed=self.rng.getrandbits(63))
             self.engine.jobs[job.id] = job
             record["jobs"].append(job.id)
             return copy.deepcopy(render_job(job, self._now()))
@@ -286,6 +290,8 @@ class ProvisioningService:
                 "servicePrincipals": copy.deepcopy(self._sps),
                 "jobs": [job.to_state() for job in self.engine.jobs.values()],
                 "logs": self.logs.to_state(),
+                # Job ids and seeds continue from here after a restart instead of being drawn again.
+                "rng": rng_state(self.rng),
             }
 
     def load_state(self, state: dict) -> None:
@@ -296,6 +302,10 @@ class ProvisioningService:
             self._sps = copy.deepcopy(state.get("servicePrincipals", {}))
             self.engine.jobs = {data["id"]: Job.from_state(copy.deepcopy(data)) for data in state.get("jobs", [])}
             self.logs.load_state(copy.deepcopy(state.get("logs", [])))
+            if state.get("rng") is not None:
+                self.rng.setstate(rng_from_state(state["rng"]))
+            else:  # saved before the generator was persisted: fresh draws rather than repeats
+                self.rng.seed(uuid.uuid4().int)
             self.engine.rebuild_heap()
 
     # ----- helpers --------------------------------------------------------------------
