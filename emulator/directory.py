@@ -199,7 +199,11 @@ class Directory:
 
     def roles_of(self, sp_id: str) -> list[str]:
         """Graph application permissions granted to a service principal (its token's ``roles``)."""
-        graph_roles = {r["id"]: r["value"] for r in self.service_principals[self.graph_sp_id]["appRoles"]}
+        graph_roles = {
+            r["id"].lower(): r["value"]
+            for r in self.service_principals[self.graph_sp_id]["appRoles"]
+            if isinstance(r.get("id"), str) and isinstance(r.get("value"), str)
+        }
         return sorted(
             graph_roles[a["appRoleId"]]
             for a in self.assignments.values()
@@ -440,13 +444,17 @@ class Directory:
         if principal is None:
             raise not_found(principal_id)
         principal_type = {USER_TYPE: "User", GROUP_TYPE: "Group", SP_TYPE: "ServicePrincipal"}[principal["@odata.type"]]
-        roles = {r["id"]: r for r in resource.get("appRoles", []) if r.get("isEnabled", True)}
+        roles = {
+            r["id"].lower(): r
+            for r in resource.get("appRoles", [])
+            if isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("isEnabled", True)
+        }
         if app_role_id != DEFAULT_ACCESS_ROLE_ID or roles:
             role = roles.get(app_role_id)
             if role is None:
                 raise bad_request(f"Permission being assigned was not found on application '{resource['appId']}'.")
             member_type = "Application" if principal_type == "ServicePrincipal" else "User"
-            if member_type not in role.get("allowedMemberTypes", []):
+            if member_type not in (role.get("allowedMemberTypes") or []):
                 raise bad_request(
                     f"The app role '{app_role_id}' cannot be assigned to a principal of type '{principal_type}'."
                 )

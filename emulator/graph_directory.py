@@ -86,6 +86,33 @@ _APP_WRITABLE = {
 }
 
 
+_GUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_APP_ROLE_TEXT = ("description", "displayName", "value", "origin")
+
+
+def _check_app_roles(roles: list) -> None:
+    """400 unless every item is an appRole: a GUID ``id``, ``allowedMemberTypes`` strings, ``isEnabled`` bool."""
+    seen: set[str] = set()
+    for index, role in enumerate(roles):
+        where = f"appRoles[{index}]"
+        if not isinstance(role, dict):
+            raise bad_request(f"Invalid value for property 'appRoles': {where} must be an appRole object.")
+        role_id = role.get("id")
+        if not isinstance(role_id, str) or not _GUID_RE.fullmatch(role_id):
+            raise bad_request(f"Invalid value for property 'appRoles': {where}.id must be a GUID.")
+        if role_id.lower() in seen:
+            raise bad_request(f"Invalid value for property 'appRoles': the id '{role_id}' is used more than once.")
+        seen.add(role_id.lower())
+        members = role.get("allowedMemberTypes", [])
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise bad_request(f"Invalid value for property 'appRoles': {where}.allowedMemberTypes must be a collection of strings.")
+        if not isinstance(role.get("isEnabled", True), bool):
+            raise bad_request(f"Invalid value for property 'appRoles': {where}.isEnabled must be true or false.")
+        for name in _APP_ROLE_TEXT:
+            if not isinstance(role.get(name), (str, type(None))):
+                raise bad_request(f"Invalid value for property 'appRoles': {where}.{name} must be a string.")
+
+
 def _patch(obj: dict, body: dict, writable: dict) -> None:
     updates = {}
     for key, value in body.items():
@@ -100,6 +127,8 @@ def _patch(obj: dict, body: dict, writable: dict) -> None:
         if key in ("tags", "replyUrls", "servicePrincipalNames", "identifierUris", "notificationEmailAddresses"):
             if not all(isinstance(v, str) for v in value):
                 raise bad_request(f"Property '{key}' must be a collection of strings.")
+        if key == "appRoles":
+            _check_app_roles(value)
         if key == "displayName" and not value.strip():
             raise bad_request("Property 'displayName' must be a non-empty string.")
         updates[key] = copy.deepcopy(value)
