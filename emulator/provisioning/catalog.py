@@ -79,10 +79,15 @@ def public_sync_template(sync: dict, application_id: str) -> dict:
 def target_types(schema: dict) -> tuple[str, str]:
     """Target object names for users and groups, from the schema's object mappings."""
     user_type, group_type = "User", "Group"
-    for rule in schema.get("synchronizationRules", []):
-        for mapping in rule.get("objectMappings", []):
-            if mapping.get("sourceObjectName") == "User" and mapping.get("targetObjectName"):
-                user_type = mapping["targetObjectName"]
-            if mapping.get("sourceObjectName") == "Group" and mapping.get("targetObjectName"):
-                group_type = mapping["targetObjectName"]
+    rules = schema.get("synchronizationRules") if isinstance(schema, dict) else None
+    for rule in rules if isinstance(rules, list) else []:
+        mappings = rule.get("objectMappings") if isinstance(rule, dict) else None
+        for mapping in mappings if isinstance(mappings, list) else []:
+            target = mapping.get("targetObjectName") if isinstance(mapping, dict) else None
+            if not isinstance(target, str) or not target:
+                continue  # anything malformed keeps the defaults (put_schema refuses it anyway)
+            if mapping.get("sourceObjectName") == "User":
+                user_type = target
+            if mapping.get("sourceObjectName") == "Group":
+                group_type = target
     return user_type, group_type

@@ -12,6 +12,7 @@ differ: the directory only changes through requests, and every request advances 
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import random
 import uuid
@@ -23,6 +24,8 @@ from emulator.provisioning.jobs import NEVER_INTERVAL, Job, execution, ts
 from emulator.provisioning.logs import LogStore
 from emulator.provisioning.scope import scope_objects
 from emulator.provisioning.settings import EngineSettings
+
+log = logging.getLogger("emulator.provisioning")
 
 # Error codes the simulated targets produce. The real codes depend on the connector; these follow
 # the SCIM connector's naming (SystemForCrossDomainIdentityManagement...). UNCONFIRMED exact codes.
@@ -79,11 +82,15 @@ class Engine:
             job = self.jobs.get(job_id)
             if job is None or job.gen != gen:
                 continue
-            if job.cycle is None:
-                if job.running:
-                    self._start_cycle(job, at, now)
-            else:
-                self._process_next(job, at)
+            try:
+                if job.cycle is None:
+                    if job.running:
+                        self._start_cycle(job, at, now)
+                else:
+                    self._process_next(job, at)
+            except Exception as error:  # noqa: BLE001 - one broken job must not stop every other job
+                log.exception("provisioning job %s: the cycle failed inside the emulator", job_id)
+                self._fail_cycle(job, at, now, error)
 
     # ----- job control ------------------------------------------------------------------
     def start(self, job: Job, now: float) -> None:
@@ -177,6 +184,29 @@ class Engine:
             "deletesApplied": any(action in ("disable", "delete") for _, action in changes),
         }
         self.schedule(job, items[0]["at"] if items else job.cycle["endsAt"])
+
+    def _fail_cycle(self, job: Job, at: float, now: float, error: Exception) -> None:
+        """End a cycle the emulator could not run (a bug or state it cannot use): the job records a
+        failed execution and tries again one interval later, instead of being stranded (attempts a
+        clock jump skipped over are not replayed)."""
+        cycle = job.cycle or {}
+        cycle_id = cycle.get("id") or str(uuid.uuid5(uuid.NAMESPACE_URL, f"failed:{job.id}:{job.cycle_count}"))
+        detail = {
+            "code": "InternalError",
+            "message": f"The provisioning cycle could not run ({type(error).__name__}: {error}); it is retried at the next interval.",
+            "tenantActionable": False,
+        }
+        job.last_execution = execution(cycle_id, cycle.get("began", at), at, {}, "Failed", detail)
+        job.cycle = None
+        job.cycle_count += 1
+        job.successive_failures += 1
+        job.next_cycle_at = None
+        if job.running:
+            interval = max(self.settings.incremental_interval_seconds, 1.0)
+            job.next_cycle_at = at + interval * max(1, math.ceil((now - at) / interval))
+            self.schedule(job, job.next_cycle_at)
+        else:
+            self.schedule(job, None)
 
     def _steady(self, job: Job) -> bool:
         return job.watermark and job.quarantine is None and not job.escrows and job.code == "Active"

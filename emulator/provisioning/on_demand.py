@@ -35,11 +35,12 @@ def parse_subjects(body: dict, schema: dict, directory: DirectoryView) -> list[d
     params = body.get("parameters") if isinstance(body, dict) else None
     if not isinstance(params, list) or not params:
         raise _bad("'parameters' is required: [{ruleId, subjects: [{objectId, objectTypeName}]}].")
-    rule_ids = {r.get("id") for r in schema.get("synchronizationRules", [])}
+    rule_ids = {r["id"] for r in schema.get("synchronizationRules", []) if isinstance(r, dict) and isinstance(r.get("id"), str)}
     objects = None
     found: list[dict] = []
     for index, param in enumerate(params):
-        if not isinstance(param, dict) or param.get("ruleId") not in rule_ids:
+        rule_id = param.get("ruleId") if isinstance(param, dict) else None
+        if not isinstance(rule_id, str) or rule_id not in rule_ids:
             raise _bad(f"parameters[{index}].ruleId must be the id of a synchronizationRule of the job's schema.")
         subjects = param.get("subjects")
         if not isinstance(subjects, list) or not subjects:

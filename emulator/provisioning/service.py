@@ -35,6 +35,37 @@ def _bad(message: str) -> GraphError:
     return GraphError(400, "BadRequest", message)
 
 
+def _objects(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(x, dict) for x in value)
+
+
+def _check_schema(body: dict) -> None:
+    """400 for a synchronizationSchema the simulation could not use (checked before it is stored).
+
+    The parts the engine reads must have their documented types: rules and their ``id``, object
+    mappings with their source and target object names, attribute mappings, directories' objects.
+    """
+    for name in ("directories", "synchronizationRules"):
+        if not _objects(body.get(name)):
+            raise _bad(f"'{name}' is required and must be an array of objects.")
+    for d, directory in enumerate(body["directories"]):
+        if "objects" in directory and not _objects(directory["objects"]):
+            raise _bad(f"directories[{d}].objects must be an array of objects.")
+    for r, rule in enumerate(body["synchronizationRules"]):
+        if not isinstance(rule.get("id", ""), str):
+            raise _bad(f"synchronizationRules[{r}].id must be a string.")
+        mappings = rule.get("objectMappings", [])
+        if not _objects(mappings):
+            raise _bad(f"synchronizationRules[{r}].objectMappings must be an array of objects.")
+        for m, mapping in enumerate(mappings):
+            where = f"synchronizationRules[{r}].objectMappings[{m}]"
+            for key in ("sourceObjectName", "targetObjectName", "name"):
+                if not isinstance(mapping.get(key), (str, type(None))):
+                    raise _bad(f"{where}.{key} must be a string.")
+            if "attributeMappings" in mapping and not _objects(mapping["attributeMappings"]):
+                raise _bad(f"{where}.attributeMappings must be an array of objects.")
+
+
 class ProvisioningService:
     """Templates, jobs, secrets, schema, on-demand provisioning and logs of every service principal."""
 
@@ -232,9 +263,7 @@ class ProvisioningService:
             job = self._job(sp_id, job_id)
             if not isinstance(body, dict):
                 raise _bad("The request body must be a synchronizationSchema object.")
-            for name in ("directories", "synchronizationRules"):
-                if not isinstance(body.get(name), list) or not all(isinstance(x, dict) for x in body[name]):
-                    raise _bad(f"'{name}' is required and must be an array of objects.")
+            _check_schema(body)
             job.schema = {
                 "version": body.get("version") or self._schema(job).get("version"),
                 "directories": copy.deepcopy(body["directories"]),
