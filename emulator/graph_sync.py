@@ -196,7 +196,8 @@ def provisioning_logs(req: GraphRequest) -> Reply:
         # Reference §4.2 (DOC): no skip count here; pages come from @odata.nextLink's $skiptoken.
         raise GraphError(400, "BadRequest", "Query option '$skip' is not supported on auditLogs/provisioning; "
                          "use $top and follow @odata.nextLink.")
-    rows = req.service.provisioning_logs(req.version)
+    rows, written = req.service.provisioning_log_snapshot(req.version)
     known = LOG_PROPERTIES | BETA_LOG_PROPERTIES if req.version == "beta" else LOG_PROPERTIES
+    # Rows arrive at the front (newest first) while a client pages: the pages are one snapshot.
     return req.collection(rows, "auditLogs/provisioning", "auditLogs/provisioning", max_top=1000, default_top=50,
-                          entity=("provisioningObjectSummary", known))
+                          entity=("provisioningObjectSummary", known), snapshot=written)

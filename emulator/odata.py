@@ -416,21 +416,33 @@ def normalize_query(query: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
-def encode_skiptoken(offset: int) -> str:
-    """Opaque token for the next page (clients must treat it as opaque; Graph's are too)."""
-    raw = json.dumps({"o": offset}).encode()
+def encode_skiptoken(offset: int, bound: int | None = None) -> str:
+    """Opaque token for the next page (clients must treat it as opaque; Graph's are too).
+
+    ``bound`` (snapshot paging, see :func:`apply_query`) is how many items the collection had ever
+    had when its first page was served.
+    """
+    data = {"o": offset} if bound is None else {"o": offset, "b": bound}
+    raw = json.dumps(data).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_skiptoken(token: str) -> int:
+def _decode_token(token: str) -> tuple[int, int | None]:
     try:
         padded = token + "=" * (-len(token) % 4)
-        offset = json.loads(base64.urlsafe_b64decode(padded.encode()))["o"]
-        if not isinstance(offset, int) or offset < 0:
-            raise ValueError
-        return offset
-    except (ValueError, KeyError, TypeError):
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        offset, bound = data["o"], data.get("b")
+        for number in (offset, bound):
+            if number is not None and (not isinstance(number, int) or isinstance(number, bool) or number < 0):
+                raise ValueError
+        return offset, bound
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise GraphError(400, "BadRequest", "The $skiptoken value is invalid.") from None
+
+
+def decode_skiptoken(token: str) -> int:
+    """The offset a token from :func:`encode_skiptoken` carries (400 for anything else)."""
+    return _decode_token(token)[0]
 
 
 def _parse_top(raw: str | None, default_top: int, max_top: int) -> int:
@@ -519,15 +531,25 @@ def apply_query(
     ignore_case: bool = True,
     allow_search: bool = False,
     entity: tuple[str, frozenset[str]] | None = None,
+    snapshot: int | None = None,
 ) -> dict:
     """Filter, order, page and project ``items`` per the request's query options.
 
     ``base_url`` is the absolute collection URL (no query); the next page link repeats the
     request's options with a ``$skiptoken`` appended, as Graph's ``@odata.nextLink`` does.
     ``entity`` = (type name, its property names) turns on the unknown-property check of ``$filter``.
+
+    ``snapshot`` is for collections that grow at the front while a client pages (the provisioning
+    logs, newest first): the number of items ever added. The first page's count travels in the
+    ``$skiptoken``, and later pages leave out the items added since, so following
+    ``@odata.nextLink`` never returns a row twice nor skips one (the pages are one snapshot).
     """
     options = normalize_query(query)
     selected = list(items)
+    offset, bound = _decode_token(options["$skiptoken"]) if options.get("$skiptoken") else (0, None)
+    if snapshot is not None:
+        bound = snapshot if bound is None else bound
+        selected = selected[max(0, snapshot - bound):]
     if "$search" in options:
         if not allow_search:
             raise GraphError(400, "Request_UnsupportedQuery", "$search is not supported on this collection.")
@@ -541,7 +563,6 @@ def apply_query(
         selected = _apply_orderby(selected, options["$orderby"])
     total = len(selected)
     top = _parse_top(options.get("$top"), default_top, max_top)
-    offset = decode_skiptoken(options["$skiptoken"]) if options.get("$skiptoken") else 0
     if options.get("$skip"):
         try:
             offset += max(0, int(options["$skip"]))
@@ -557,7 +578,7 @@ def apply_query(
         body["@odata.count"] = total
     if offset + top < total:
         carry = {k: v for k, v in options.items() if k not in ("$skiptoken", "$skip")}
-        carry["$skiptoken"] = encode_skiptoken(offset + top)
+        carry["$skiptoken"] = encode_skiptoken(offset + top, bound if snapshot is not None else None)
         encoded = "&".join(f"{quote(k, safe='$')}={quote(str(v), safe='')}" for k, v in carry.items())
         body["@odata.nextLink"] = f"{base_url}?{encoded}"
     body["value"] = page

@@ -19,10 +19,12 @@ class LogStore:
 
     def __init__(self, capacity: int) -> None:
         self._rows: deque[dict] = deque(maxlen=max(1, capacity))
+        self.added = 0  # rows ever added: rows()[k] is the (added - k)-th row written
 
     def add(self, row: dict) -> None:
         """Append one row (drops the oldest when full)."""
         self._rows.append(row)
+        self.added += 1
 
     def last(self) -> dict:
         """The newest row."""
@@ -39,10 +41,11 @@ class LogStore:
         """Rows oldest first, JSON-ready."""
         return list(self._rows)
 
-    def load_state(self, rows: list[dict]) -> None:
-        """Replace the buffer with saved rows (oldest first)."""
+    def load_state(self, rows: list[dict], added: int | None = None) -> None:
+        """Replace the buffer with saved rows (oldest first) and the count of rows ever added."""
         self._rows.clear()
         self._rows.extend(rows)
+        self.added = max(added or 0, len(self._rows))
 
 
 def render(row: dict, api_version: str) -> dict:

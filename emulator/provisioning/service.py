@@ -288,10 +288,14 @@ class ProvisioningService:
     # ----- logs, time, persistence ------------------------------------------------------
     def provisioning_logs(self, api_version: str) -> list[dict]:
         """Every kept provisioningObjectSummary row, newest first, in the version's shape."""
+        return self.provisioning_log_snapshot(api_version)[0]
+
+    def provisioning_log_snapshot(self, api_version: str) -> tuple[list[dict], int]:
+        """(every kept row newest first, rows ever written): the count lets paging hold a snapshot."""
         with self._lock:
             self._advance()
             version = "beta" if api_version == "beta" else "v1.0"
-            return [render(row, version) for row in self.logs.rows()]
+            return [render(row, version) for row in self.logs.rows()], self.logs.added
 
     def update_settings(self, changes: dict) -> dict:
         """Change knobs at runtime (``PATCH /_emulator/settings``); returns all of them.
@@ -319,6 +323,7 @@ class ProvisioningService:
                 "servicePrincipals": copy.deepcopy(self._sps),
                 "jobs": [job.to_state() for job in self.engine.jobs.values()],
                 "logs": self.logs.to_state(),
+                "logsAdded": self.logs.added,
                 # Job ids and seeds continue from here after a restart instead of being drawn again.
                 "rng": rng_state(self.rng),
             }
@@ -330,7 +335,7 @@ class ProvisioningService:
                 raise ValueError(f"unsupported provisioning state version {state.get('version')!r}")
             self._sps = copy.deepcopy(state.get("servicePrincipals", {}))
             self.engine.jobs = {data["id"]: Job.from_state(copy.deepcopy(data)) for data in state.get("jobs", [])}
-            self.logs.load_state(copy.deepcopy(state.get("logs", [])))
+            self.logs.load_state(copy.deepcopy(state.get("logs", [])), state.get("logsAdded"))
             if state.get("rng") is not None:
                 self.rng.setstate(rng_from_state(state["rng"]))
             else:  # saved before the generator was persisted: fresh draws rather than repeats
