@@ -103,21 +103,25 @@ class GraphRequest:
     def _advanced_query_allowed(self) -> bool:
         """Directory "advanced queries" need ``ConsistencyLevel: eventual`` (reference §6.1).
 
-        ``$count``, ``$search`` and ``$filter`` combined with ``$orderby`` are refused without the
-        header (400 Request_UnsupportedQuery; exact messages UNCONFIRMED). With it they are served
+        ``$count`` and ``$search`` are refused without the header, ``$filter`` combined with
+        ``$orderby`` without the header and ``$count=true`` (400 Request_UnsupportedQuery; exact
+        messages UNCONFIRMED). With it they are served
         from the same in-memory data (the real index may lag recent writes; the emulator's
         replication-lag fault covers that).
         """
         options = odata.normalize_query(self.query)
         eventual = self.headers.get("consistencylevel", "").lower() == "eventual"
+        count = str(options.get("$count", "")).lower() == "true"
+        if "$filter" in options and "$orderby" in options and not (eventual and count):
+            # Reference §6.1: this combination needs the header *and* $count=true.
+            raise GraphError(400, "Request_UnsupportedQuery", "Sorting not supported for current query. "
+                             "$filter with $orderby needs the ConsistencyLevel: eventual header and $count=true.")
         if eventual:
             return True
-        if str(options.get("$count", "")).lower() == "true":
+        if count:
             raise GraphError(400, "Request_UnsupportedQuery", "$count requires the ConsistencyLevel: eventual header.")
         if "$search" in options:
             raise GraphError(400, "Request_UnsupportedQuery", "$search requires the ConsistencyLevel: eventual header.")
-        if "$filter" in options and "$orderby" in options:
-            raise GraphError(400, "Request_UnsupportedQuery", "Sorting not supported for current query.")
         return False
 
     def entity(self, item: dict, fragment: str) -> Reply:

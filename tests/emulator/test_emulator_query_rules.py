@@ -1,10 +1,10 @@
 """OData rules of the reference that the emulator did not enforce (found in review): provisioning-log
-paging while rows arrive (§4.3)."""
+paging while rows arrive (§4.3) and advanced queries (§6.1)."""
 
 from __future__ import annotations
 
 from emulator.odata import apply_query, decode_skiptoken, encode_skiptoken
-from emulator_graph import GraphClient
+from emulator_graph import GraphClient, assert_graph_error
 
 SCIM_CREDS = [{"key": "BaseAddress", "value": "https://scim.contoso.test/scim/v2"},
               {"key": "SecretToken", "value": "demo-scim-token"},
@@ -50,3 +50,14 @@ def test_snapshot_paging_in_apply_query():
     assert [i["n"] for i in first["value"]] == [10, 9, 8, 7]
     assert [i["n"] for i in second["value"]] == [6, 5, 4, 3]
     assert decode_skiptoken(encode_skiptoken(4, 10)) == 4
+
+
+def test_filter_with_orderby_needs_consistency_level_and_count(graph: GraphClient):
+    params = {"$filter": "startswith(displayName,'P')", "$orderby": "displayName"}
+    for headers, extra in (({}, {}), ({"ConsistencyLevel": "eventual"}, {}), ({}, {"$count": "true"})):
+        response = graph.get("servicePrincipals", params={**params, **extra}, headers=headers)
+        assert_graph_error(response, 400, "Request_UnsupportedQuery")
+    ok = graph.get("servicePrincipals", params={**params, "$count": "true"}, headers={"ConsistencyLevel": "eventual"})
+    assert ok.status_code == 200, ok.text
+    names = [sp["displayName"] for sp in ok.json()["value"]]
+    assert names == sorted(names, key=str.lower) and ok.json()["@odata.count"] == len(names)
