@@ -98,6 +98,12 @@ def wait_until_visible_body(p: dict, ctx: steps.StepContext) -> dict:
                                     created=bool(p.get("created", False)))
 
 
+def discard_application_body(p: dict, ctx: steps.StepContext) -> dict:
+    return steps.discard_application(ctx, application_id=_field(p, "applicationId"),
+                                     service_principal_id=_field(p, "servicePrincipalId"),
+                                     instance_key=_field(p, "instanceKey", required=False))
+
+
 def ensure_job_body(p: dict, ctx: steps.StepContext) -> dict:
     return steps.ensure_job(ctx, service_principal_id=_field(p, "servicePrincipalId"),
                             synchronization_template_id=_field(p, "synchronizationTemplateId", required=False),
@@ -165,6 +171,7 @@ BODIES: dict[str, Callable[[dict, steps.StepContext], dict]] = {
     names.GET_PROVISIONING_ERRORS: get_provisioning_errors_body,
     names.LIST_MANAGED_INSTANCES: list_managed_instances_body,
     names.RESTART_QUARANTINED_JOB: restart_quarantined_job_body,
+    names.DISCARD_APPLICATION: discard_application_body,
 }
 assert set(BODIES) == set(names.ACTIVITIES), "every activity name needs a body"
 
@@ -241,3 +248,9 @@ def list_managed_instances(payload: dict) -> dict:
 @bp.activity_trigger(input_name="payload")
 def restart_quarantined_job(payload: dict) -> dict:
     return run(names.RESTART_QUARANTINED_JOB, payload, restart_quarantined_job_body)
+
+
+@bp.function_name(names.DISCARD_APPLICATION)
+@bp.activity_trigger(input_name="payload")
+def discard_application(payload: dict) -> dict:
+    return run(names.DISCARD_APPLICATION, payload, discard_application_body)

@@ -26,6 +26,7 @@ GET_JOB_STATUS = "get_job_status"
 GET_PROVISIONING_ERRORS = "get_provisioning_errors"
 LIST_MANAGED_INSTANCES = "list_managed_instances"
 RESTART_QUARANTINED_JOB = "restart_quarantined_job"
+DISCARD_APPLICATION = "discard_application"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -40,6 +41,7 @@ ACTIVITIES = (
     GET_PROVISIONING_ERRORS,
     LIST_MANAGED_INSTANCES,
     RESTART_QUARANTINED_JOB,
+    DISCARD_APPLICATION,
 )
 
 # Triggers

@@ -223,8 +223,9 @@ def ensure_application(ctx: StepContext, *, batch_id: str, instance_key: str, di
                 "tagged": _is_tagged(ctx, found, instance_key, labels)}
     app, sp = pair.get("application") or {}, pair.get("servicePrincipal") or {}
     logger.info("batch %s: instantiated %s -> service principal %s", batch_id, template_id, apps.object_id(sp))
+    # createdHere: these ids came from this call's own instantiate answer (so only this run may delete them)
     return {"applicationId": apps.object_id(app), "appId": sp.get("appId") or app.get("appId"),
-            "servicePrincipalId": apps.object_id(sp), "created": True, "tagged": False}
+            "servicePrincipalId": apps.object_id(sp), "created": True, "createdHere": True, "tagged": False}
 
 
 def _raise_job_not_found(exc: errors.ProvisioningError) -> Any:
@@ -258,8 +259,10 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
     it lists the new SP in a row. Two runs that set up the same instance at the same moment (two
     requests naming it, or another tool) have each instantiated an app; both now list both, and
     both pick the same one to keep - one already carrying the instance tag, else the lowest
-    ``appId``. The other run deletes the application it created and answers ``yielded`` with the
-    kept ids, so exactly one application remains. Same cost as reading by id: the polls are needed
+    ``appId``. The other run answers ``yielded`` with the kept ids and then deletes the application
+    it created (:func:`discard_application`), so exactly one application remains. ``created`` must
+    mean "this run's own instantiate answer gave these ids": after a lost answer the app found may
+    be another run's, and is never discarded. Same cost as reading by id: the polls are needed
     anyway. (Two runs that each list only their own app would both keep it; the next run then stops
     at the ambiguity, as before.)
     """
@@ -285,7 +288,7 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
                 if by_list:
                     kept = _kept_of(ctx, sp, listed, str(display_name), str(template_id), instance_key)
                     if kept is not sp:
-                        return _yield_to(ctx, kept, application_id, service_principal_id, reads)
+                        return _yield_to(kept, application_id, service_principal_id, reads)
                 notes = instance_notes(ctx, credentials, sync_all, notification_email) if credentials else None
                 tagged = bool(instance_key) and _label(ctx, sp, str(instance_key), labels, notes)
                 return {"visible": True, "reads": reads, "tagged": tagged}
@@ -321,18 +324,41 @@ def _kept_of(ctx: StepContext, ours: dict, listed: list[dict], display_name: str
     return min(tagged or contenders, key=lambda sp: str(sp.get("appId") or ""))
 
 
-def _yield_to(ctx: StepContext, kept: dict, application_id: str | None, sp_id: str, reads: int) -> dict:
-    """Delete the application this run created (another run's copy of the instance stays); say which stays."""
-    if application_id:
-        try:
-            apps.delete_application(ctx.graph, application_id)
-        except errors.NotFound:
-            pass  # deleted by an earlier attempt of this step
-    logger.warning("service principal %s was created at the same time as %s for the same instance; keeping %s and "
-                   "deleting this run's application %s", sp_id, apps.object_id(kept), apps.object_id(kept),
-                   application_id)
+def _yield_to(kept: dict, application_id: str | None, sp_id: str, reads: int) -> dict:
+    """Say which copy stays; this run's own copy is deleted by the next step (:func:`discard_application`).
+
+    Not deleted here: a re-run of this step (at-least-once) must reach the same answer, and it can
+    only while this run's service principal is still listed.
+    """
+    logger.warning("service principal %s was created at the same time as %s for the same instance; %s is kept",
+                   sp_id, apps.object_id(kept), apps.object_id(kept))
     return {"visible": True, "reads": reads, "tagged": False, "yielded": True,
-            "kept": {"servicePrincipalId": apps.object_id(kept), "appId": kept.get("appId")}}
+            "kept": {"servicePrincipalId": apps.object_id(kept), "appId": kept.get("appId")},
+            "discard": {"applicationId": application_id, "servicePrincipalId": sp_id}}
+
+
+def discard_application(ctx: StepContext, *, application_id: str, service_principal_id: str,
+                        instance_key: str | None = None) -> dict:
+    """Delete the copy of an instance this run created and then yielded (:func:`wait_until_visible`).
+
+    Refused when its service principal carries the instance's tag (then it is the copy in use, not
+    a discarded one). Deleting twice is fine: the second answer is 404.
+    """
+    try:
+        sp = apps.get_service_principal(ctx.graph, service_principal_id, select="id,tags")
+    except errors.NotFound:
+        sp = {}
+    if instance_key and model.instance_tag(ctx.tag, instance_key).casefold() in \
+            {str(t).casefold() for t in sp.get("tags") or []}:
+        raise errors.GraphPermanent(f"service principal {service_principal_id} carries the instance tag; not deleting "
+                                    "its application", code="InUse")
+    try:
+        apps.delete_application(ctx.graph, application_id)
+    except errors.NotFound:
+        return {"deleted": False}
+    logger.info("deleted application %s (service principal %s), the copy of a concurrent run", application_id,
+                service_principal_id)
+    return {"deleted": True}
 
 
 #: Graph's limit for ``servicePrincipal.notes`` (characters).
@@ -473,6 +499,8 @@ def ensure_job(ctx: StepContext, *, service_principal_id: str, synchronization_t
                     return {"jobId": existing["id"], "templateId": wanted, "created": False}
                 job = _create_job(ctx, sp_id, wanted, (errors.NotFound, errors.PermissionDenied))
     except (errors.Conflict, errors.GraphTransient) as unclear:
+        if unclear.code == "NotYetVisible":
+            raise  # every create answered "not replicated yet": no job was made, nothing to look for
         # The create may have happened (409, a 5xx we did not repeat, a lost answer): look before
         # failing, and give a new job the time to show in the list (as ensure_application does for
         # apps) - the retry would otherwise create a second job while the first is still unlisted.

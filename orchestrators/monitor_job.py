@@ -61,7 +61,7 @@ def monitor_job(context: df.DurableOrchestrationContext):
         now = context.current_utc_datetime
         if not result.get("ok"):
             error = result["error"]
-            if error.get("kind") == "deadline" or now >= deadline:
+            if error.get("kind") == "deadline" or (now >= deadline and error.get("kind") in _PASSING):
                 return _timed_out(last_status, polls, f"status unreadable at the deadline ({error.get('code')})")
             failed_reads += 1
             if error.get("kind") not in _PASSING or failed_reads >= _MAX_FAILED_READS:

@@ -122,7 +122,7 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
                        "instanceKey": inst.get("key"), "labels": inst.get("labels") or {},
                        "credentials": inst.get("credentials") or {}, "syncAll": bool(inst.get("syncAll")),
                        "displayName": inst.get("displayName"), "templateId": template_id,
-                       "created": bool(result.get("created"))}
+                       "created": bool(result.get("createdHere"))}
     if inst.get("notificationEmail"):
         visible_request["notificationEmail"] = inst["notificationEmail"]
     result = yield from step(names.WAIT_UNTIL_VISIBLE, visible_request)
@@ -130,10 +130,15 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
         return result
     if result.get("yielded"):
         kept = result.get("kept") or {}
+        discard = result.get("discard") or {}
         ids.update(servicePrincipalId=kept.get("servicePrincipalId"), appId=kept.get("appId"), applicationId=None)
+        removed = yield from step(names.DISCARD_APPLICATION, {**discard, "instanceKey": inst.get("key")})
+        what = "this run deleted its copy" if removed.get("ok") else \
+            f"this run's copy (application {discard.get('applicationId')}) could not be deleted: " \
+            f"{(removed.get('error') or {}).get('message')}"
         return failure(names.WAIT_UNTIL_VISIBLE, "ConcurrentRequest",
                        f"another run created '{inst.get('displayName')}' at the same moment; its service principal "
-                       f"{kept.get('servicePrincipalId')} is kept and set up there, and this run deleted its copy")
+                       f"{kept.get('servicePrincipalId')} is kept and set up there, and {what}")
 
     # the application template id lets the activity reuse its cached list of synchronization templates
     job_request = {"servicePrincipalId": sp_id, "applicationTemplateId": template_id}

@@ -9,8 +9,9 @@ the other run deletes the application it made and answers ``yielded`` with the k
 from __future__ import annotations
 
 import pytest
+import requests
 
-from core import model, odata, steps
+from core import errors, model, odata, steps
 from core.graph import applications as apps
 from core_support import CUSTOM_TEMPLATE_ID, graph_requests
 
@@ -51,14 +52,26 @@ def test_two_runs_that_instantiated_the_same_instance_keep_one_application(ctx, 
     kept = [i for i in (0, 1) if not results[i].get("yielded")]
     assert len(kept) == 1, results
     winner, loser = runs[kept[0]], runs[1 - kept[0]]
-    assert results[1 - kept[0]]["kept"] == {"servicePrincipalId": winner["servicePrincipalId"],
-                                            "appId": winner["appId"]}
+    yielded = results[1 - kept[0]]
+    assert yielded["kept"] == {"servicePrincipalId": winner["servicePrincipalId"], "appId": winner["appId"]}
+    assert yielded["discard"] == {"applicationId": loser["applicationId"],
+                                  "servicePrincipalId": loser["servicePrincipalId"]}
     assert winner is lowest  # both untagged when the first check decided: the lowest appId stays
+    # at least once: the yielding step run again gives the same answer (nothing deleted yet)
+    assert _visible(ctx, loser) == {**yielded, "reads": 2}
+    assert graph_requests(core_env, method="DELETE") == []
+    # the next step deletes the loser's copy; twice is fine
+    assert steps.discard_application(ctx, application_id=loser["applicationId"],
+                                     service_principal_id=loser["servicePrincipalId"], instance_key=KEY) == \
+        {"deleted": True}
+    assert steps.discard_application(ctx, application_id=loser["applicationId"],
+                                     service_principal_id=loser["servicePrincipalId"], instance_key=KEY) == \
+        {"deleted": False}
     (left,) = _listed(ctx)
     assert apps.object_id(left) == winner["servicePrincipalId"]
     assert model.instance_tag(ctx.tag, KEY) in left["tags"]
     deleted = graph_requests(core_env, method="DELETE")
-    assert [d["path"].rsplit("/", 1)[-1] for d in deleted] == [loser["applicationId"]]
+    assert [d["path"].rsplit("/", 1)[-1] for d in deleted] == [loser["applicationId"]] * 2
 
     # a re-run of either finds the one kept app by its tag
     again = steps.ensure_application(ctx, batch_id="batch-c", instance_key=KEY, display_name=NAME,
@@ -86,3 +99,35 @@ def test_an_app_of_another_instance_with_the_same_name_is_no_rival(ctx, core_env
     assert run["created"] is True
     result = _visible(ctx, run)
     assert not result.get("yielded") and len(_listed(ctx)) == 2
+
+
+def test_the_copy_in_use_is_never_discarded(ctx, core_env):
+    run = steps.ensure_application(ctx, batch_id="b", instance_key=KEY, display_name=NAME,
+                                   template_id=CUSTOM_TEMPLATE_ID)
+    assert _visible(ctx, run)["tagged"] is True
+    with pytest.raises(errors.GraphPermanent) as refused:
+        steps.discard_application(ctx, application_id=run["applicationId"],
+                                  service_principal_id=run["servicePrincipalId"], instance_key=KEY)
+    assert refused.value.code == "InUse" and graph_requests(core_env, method="DELETE") == []
+
+
+def test_after_a_lost_instantiate_answer_the_app_found_is_not_called_this_runs_own(ctx, core_env, monkeypatch):
+    """The app found after a lost answer may be a concurrent run's: no createdHere, so never discarded."""
+    session = ctx.graph._session
+    real = session.request
+    lost = {"armed": True}
+
+    def request(method, url, **kwargs):
+        response = real(method, url, **kwargs)
+        if lost["armed"] and method == "POST" and url.split("?")[0].endswith("/instantiate"):
+            lost["armed"] = False
+            raise requests.ReadTimeout("read timed out")
+        return response
+
+    monkeypatch.setattr(session, "request", request)
+    found = steps.ensure_application(ctx, batch_id="b", instance_key=KEY, display_name=NAME,
+                                     template_id=CUSTOM_TEMPLATE_ID)
+    assert found["created"] is True and not found.get("createdHere")
+    direct = steps.ensure_application(ctx, batch_id="b", instance_key="other", display_name="Other app",
+                                      template_id=CUSTOM_TEMPLATE_ID)
+    assert direct["createdHere"] is True

@@ -89,3 +89,35 @@ def test_monitor_gives_up_after_three_passing_failures_in_a_row(tmp_path):
     result, _, _ = _monitor(tmp_path, [RUNNING, UNREACHABLE, UNREACHABLE, UNREACHABLE, STEADY], 3600)
     assert result["outcome"] == "failed" and "unreachable" in result["reason"], result
     assert result["status"]["state"] == "Running"
+
+
+def test_monitor_fails_on_a_permanent_error_even_at_the_deadline(tmp_path):
+    denied = {"ok": False, "error": {"kind": "permanent", "code": "Authorization_RequestDenied",
+                                     "message": "Insufficient privileges", "step": "get_job_status"}}
+    result, _, _ = _monitor(tmp_path, [RUNNING, RUNNING, RUNNING, denied], 30)
+    assert result["outcome"] == "failed" and "Insufficient privileges" in result["reason"], result
+
+
+def test_a_yielded_instance_discards_its_copy_and_reports_the_kept_one(tmp_path):
+    created = {"ok": True, "applicationId": "app-b", "appId": "b", "servicePrincipalId": "sp-b", "created": True,
+               "createdHere": True, "tagged": False}
+    yielded = {"ok": True, "visible": True, "reads": 2, "tagged": False, "yielded": True,
+               "kept": {"servicePrincipalId": "sp-a", "appId": "a"},
+               "discard": {"applicationId": "app-b", "servicePrincipalId": "sp-b"}}
+    script(ensure_application=[created], wait_until_visible=[yielded],
+           discard_application=[{"ok": True, "deleted": True}])
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("provision_instance", {
+            "batchId": "b", "instance": {"key": "k1", "displayName": "Shared", "templateId": "t1",
+                                         "credentials": {}}, "options": {}}, instance_id="inst")
+        return await engine.wait_for_instance(iid, 60)
+
+    result = output(run(tmp_path, scenario))
+    assert result["outcome"] == "failed" and "ConcurrentRequest" in str(result), result
+    assert result["ids"]["servicePrincipalId"] == "sp-a"
+    assert calls("wait_until_visible")[0][1]["created"] is True
+    assert calls("discard_application") == [("discard_application", {"applicationId": "app-b",
+                                                                     "servicePrincipalId": "sp-b",
+                                                                     "instanceKey": "k1"})]
+    assert calls("ensure_job") == []  # the kept copy is set up by the run that created it
