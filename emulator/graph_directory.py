@@ -17,6 +17,8 @@ BETA_TEMPLATE_FIELDS = {"configurationUris": [], "deprecationDate": None, "endpo
 # applicationTemplate's v1.0 properties (reference §1.2 table), for the $filter property check.
 TEMPLATE_FIELDS = ("id", "displayName", "description", "homePageUrl", "logoUrl", "publisher", "categories",
                    "supportedSingleSignOnModes", "supportedProvisioningTypes")
+# Reference §1.1 (DOC): $filter on applicationTemplates is limited to displayName and categories.
+TEMPLATE_FILTERABLE = frozenset({"displayName", "categories"})
 
 
 def _for_version(template: dict, version: str) -> dict:
@@ -30,7 +32,7 @@ def list_templates(req: GraphRequest) -> Reply:
     templates = [_for_version(t, req.version) for t in req.state.templates()]
     known = frozenset(TEMPLATE_FIELDS) | (frozenset(BETA_TEMPLATE_FIELDS) if req.version == "beta" else frozenset())
     return req.collection(templates, "applicationTemplates", "applicationTemplates", default_top=999,
-                          entity=("applicationTemplate", known))
+                          entity=("applicationTemplate", known), filterable=TEMPLATE_FILTERABLE)
 
 
 def get_template(req: GraphRequest, template_id: str) -> Reply:

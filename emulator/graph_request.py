@@ -76,12 +76,14 @@ class GraphRequest:
 
     def collection(self, items: list[dict], path: str, fragment: str, max_top: int = 999, default_top: int = 100,
                    ignore_case: bool = True, directory: bool = False,
-                   entity: tuple[str, frozenset[str]] | None = None, snapshot: int | None = None) -> Reply:
+                   entity: tuple[str, frozenset[str]] | None = None, snapshot: int | None = None,
+                   filterable: frozenset[str] | None = None) -> Reply:
         """One page of ``items`` per the query options.
 
         ``entity`` = (type name, every property of the type) turns on the unknown-property check
         of ``$filter``; give it where the full property list is known (reference tables).
-        ``snapshot``: see ``odata.apply_query`` (paging of a collection that grows at the front).
+        ``snapshot``: see ``odata.apply_query`` (paging of a collection that grows at the front);
+        ``filterable``: the only properties ``$filter`` may read (with ``entity``).
         """
         eventual = False
         if directory:
@@ -97,6 +99,7 @@ class GraphRequest:
             allow_search=eventual,
             entity=entity,
             snapshot=snapshot,
+            filterable=filterable,
         )
         return Reply(200, body)
 

@@ -399,6 +399,16 @@ def check_properties(properties: frozenset[str] | set[str], known: frozenset[str
             raise GraphError(400, "BadRequest", f"Could not find a property named '{name}' on type 'microsoft.graph.{entity_type}'.")
 
 
+def check_filterable(properties: frozenset[str] | set[str], filterable: frozenset[str], entity_type: str) -> None:
+    """400 for a property the collection does not support ``$filter`` on (names case-insensitive)."""
+    lowered = {name.lower() for name in filterable}
+    for name in sorted(properties):
+        if name.lower() not in lowered:
+            allowed = " and ".join(sorted(filterable))
+            raise invalid_filter(f"filtering on property '{name}' of type 'microsoft.graph.{entity_type}' is not supported; "
+                                 f"$filter supports {allowed}.")
+
+
 # -- collection paging ------------------------------------------------------------------------
 
 _KNOWN_OPTIONS = ("filter", "top", "skiptoken", "select", "orderby", "count", "skip", "expand", "search")
@@ -532,12 +542,14 @@ def apply_query(
     allow_search: bool = False,
     entity: tuple[str, frozenset[str]] | None = None,
     snapshot: int | None = None,
+    filterable: frozenset[str] | None = None,
 ) -> dict:
     """Filter, order, page and project ``items`` per the request's query options.
 
     ``base_url`` is the absolute collection URL (no query); the next page link repeats the
     request's options with a ``$skiptoken`` appended, as Graph's ``@odata.nextLink`` does.
-    ``entity`` = (type name, its property names) turns on the unknown-property check of ``$filter``.
+    ``entity`` = (type name, its property names) turns on the unknown-property check of ``$filter``;
+    ``filterable`` (with ``entity``) names the only properties ``$filter`` may read.
 
     ``snapshot`` is for collections that grow at the front while a client pages (the provisioning
     logs, newest first): the number of items ever added. The first page's count travels in the
@@ -558,6 +570,8 @@ def apply_query(
         predicate = parse_filter(options["$filter"], ignore_case=ignore_case)
         if entity is not None:
             check_properties(predicate.properties, entity[1], entity[0])  # type: ignore[attr-defined]
+            if filterable is not None:
+                check_filterable(predicate.properties, filterable, entity[0])  # type: ignore[attr-defined]
         selected = [item for item in selected if predicate(item)]
     if "$orderby" in options:
         selected = _apply_orderby(selected, options["$orderby"])

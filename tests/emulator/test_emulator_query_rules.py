@@ -1,7 +1,10 @@
 """OData rules of the reference that the emulator did not enforce (found in review): provisioning-log
-paging while rows arrive (§4.3) and advanced queries (§6.1)."""
+paging while rows arrive (§4.3), advanced queries (§6.1) and applicationTemplates' filterable
+properties (§1.1)."""
 
 from __future__ import annotations
+
+import pytest
 
 from emulator.odata import apply_query, decode_skiptoken, encode_skiptoken
 from emulator_graph import GraphClient, assert_graph_error
@@ -61,3 +64,19 @@ def test_filter_with_orderby_needs_consistency_level_and_count(graph: GraphClien
     assert ok.status_code == 200, ok.text
     names = [sp["displayName"] for sp in ok.json()["value"]]
     assert names == sorted(names, key=str.lower) and ok.json()["@odata.count"] == len(names)
+
+
+@pytest.mark.parametrize("expression", ["publisher eq 'Amazon'", "id eq '8b1025e4-1dd2-430b-a150-2ef79cd700f5'",
+                                        "displayName eq 'Box' or publisher eq 'Box'",
+                                        "supportedProvisioningTypes/any(t:t eq 'sync')"])
+def test_template_filter_is_limited_to_display_name_and_categories(graph: GraphClient, expression):
+    error = assert_graph_error(graph.get("applicationTemplates", params={"$filter": expression}), 400, "BadRequest")
+    assert "displayName" in error["message"] and "categories" in error["message"]
+
+
+@pytest.mark.parametrize("expression", ["displayName eq 'AWS Single-Account Access'", "contains(displayName,'aws')",
+                                        "categories/any(c:contains(c,'developer'))",
+                                        "startswith(displayName,'Box') and categories/any(c:c eq 'collaboration')"])
+def test_template_filter_on_display_name_and_categories_works(graph: GraphClient, expression):
+    response = graph.get("applicationTemplates", params={"$filter": expression})
+    assert response.status_code == 200, response.text
