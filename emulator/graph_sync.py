@@ -199,5 +199,7 @@ def provisioning_logs(req: GraphRequest) -> Reply:
     rows, written = req.service.provisioning_log_snapshot(req.version)
     known = LOG_PROPERTIES | BETA_LOG_PROPERTIES if req.version == "beta" else LOG_PROPERTIES
     # Rows arrive at the front (newest first) while a client pages: the pages are one snapshot.
+    # Reference §4.2 (DOC): filters are case-sensitive; the logFiltersIgnoreCase setting relaxes it.
     return req.collection(rows, "auditLogs/provisioning", "auditLogs/provisioning", max_top=1000, default_top=50,
-                          entity=("provisioningObjectSummary", known), snapshot=written)
+                          entity=("provisioningObjectSummary", known), snapshot=written,
+                          ignore_case=req.service.settings.log_filters_ignore_case)

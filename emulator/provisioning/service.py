@@ -139,6 +139,11 @@ class ProvisioningService:
             if sync is None:
                 available = ", ".join(t["id"] for t in self._sync_templates(record)) or "none"
                 raise _bad(f"The synchronization template '{body['templateId']}' is not available for this application (available: {available}).")
+            existing = [j for j in record["jobs"] if j in self.engine.jobs and self.engine.jobs[j].template_id == sync["id"]]
+            if existing and self.settings.duplicate_job_status == 409:
+                # UNCONFIRMED (reference §2.3): the real service may well create a second job (the default).
+                raise GraphError(409, "Conflict", f"A synchronization job for template '{sync['id']}' already exists "
+                                 f"on this service principal: {existing[0]}.")
             tenant = self._tenant(sp).replace("-", "")
             job_id = f"{sync['id']}.{tenant}.{new_guid(self.rng)}"
             while job_id in self.engine.jobs:  # one id, one job (the generator state is also persisted)

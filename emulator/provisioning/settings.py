@@ -50,6 +50,12 @@ class EngineSettings:
     default_sync_all: bool = False
     # UNCONFIRMED: the error code of a failed validateCredentials (the portal's Test Connection shows this one).
     validate_error_code: str = "SystemForCrossDomainIdentityManagementCredentialValidationUnavailable"
+    # DOC (reference §4.2): the current page says every provisioning-log filter is case-sensitive
+    # (an older one: all but status). True compares string values ignoring case instead.
+    log_filters_ignore_case: bool = False
+    # UNCONFIRMED (reference §2.3, §7 pitfall 5): whether a second job with a templateId the service
+    # principal already has a job for is refused. 201 creates it; 409 answers Conflict.
+    duplicate_job_status: int = 201
     # Provisioning log rows kept in memory (oldest dropped first).
     log_capacity: int = 20000
     # Largest clock jump processed cycle by cycle for an idle, steady job; beyond it idle cycles are coalesced.
@@ -76,6 +82,8 @@ class EngineSettings:
             raise ValueError("secret_key_error_status must be 400 or 500")
         if kwargs.get("pause_schedule_state", "Disabled") not in ("Disabled", "Paused"):
             raise ValueError("pause_schedule_state must be 'Disabled' or 'Paused'")
+        if kwargs.get("duplicate_job_status", 201) not in (201, 409) or isinstance(kwargs.get("duplicate_job_status"), bool):
+            raise ValueError("duplicate_job_status must be 201 or 409")
         return cls(**kwargs, extra=extra)
 
     START_ONLY = ("logCapacity", "tenantId", "targetsPath")  # read once, when the service is built (not a field)
