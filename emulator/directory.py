@@ -61,6 +61,10 @@ class Directory:
         self.settings.update(self.overrides)
         self.reset(seed)
 
+    def is_tenant(self, name: str) -> bool:
+        """Whether ``name`` names this tenant in a login URL: its id or its domain (both, as in Entra)."""
+        return name.lower() in (self.tenant_id, seed_data.DOMAIN.lower())
+
     # -- identity of generated things ---------------------------------------------------------
     def new_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))

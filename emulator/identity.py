@@ -106,7 +106,7 @@ def audience_for_scope(scope: str, origin: str) -> str:
 
 def issue_token(directory: Directory, form: dict[str, str], tenant: str, origin: str) -> dict:
     """Handle a token request; return the JSON body MSAL expects."""
-    if tenant.lower() != directory.tenant_id:
+    if not directory.is_tenant(tenant):
         raise TokenRequestError(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
     grant = form.get("grant_type")
     if not grant:

@@ -119,7 +119,7 @@ async def openid_config_handler(request: web.Request) -> web.Response:
     info(request)["route"] = "/{tenant}/v2.0/.well-known/openid-configuration"
     state = request.app[STATE_KEY]
     tenant = request.match_info["tenant"]
-    if tenant.lower() != state.directory.tenant_id:
+    if not state.directory.is_tenant(tenant):
         return web.json_response(
             {"error": "invalid_tenant", "error_description": f"AADSTS90002: Tenant '{tenant}' not found."}, status=400
         )

@@ -66,6 +66,22 @@ def test_openid_configuration_and_unknown_tenant(emulator_env):
     assert "AADSTS90002" in other.json()["error_description"]
 
 
+def test_tenant_domain_works_like_the_tenant_id(emulator_env):
+    """Entra accepts the tenant's domain name in login URLs as well as its GUID."""
+    env = emulator_env.env
+    domain = "contoso-emulator.onmicrosoft.com"
+    config = requests.get(f"{env['AZURE_AUTHORITY_HOST']}/{domain.upper()}/v2.0/.well-known/openid-configuration")
+    assert config.status_code == 200
+    assert config.json()["token_endpoint"] == f"{env['AZURE_AUTHORITY_HOST']}/{env['AZURE_TENANT_ID']}/oauth2/v2.0/token"
+    credential = ClientSecretCredential(domain, env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
+                                        authority=env["AZURE_AUTHORITY_HOST"], disable_instance_discovery=True)
+    assert claims(credential.get_token(GRAPH_SCOPE).token)["tid"] == env["AZURE_TENANT_ID"]
+    data = {"grant_type": "client_credentials", "client_id": env["AZURE_CLIENT_ID"],
+            "client_secret": env["AZURE_CLIENT_SECRET"], "scope": GRAPH_SCOPE}
+    other = requests.post(f"{env['AZURE_AUTHORITY_HOST']}/fabrikam.onmicrosoft.com/oauth2/v2.0/token", data=data)
+    assert other.status_code == 400 and other.json()["error_codes"] == [90002]
+
+
 def _token_request(env: dict, **form: str) -> requests.Response:
     data = {"grant_type": "client_credentials", "client_id": env["AZURE_CLIENT_ID"],
             "client_secret": env["AZURE_CLIENT_SECRET"], "scope": GRAPH_SCOPE}
