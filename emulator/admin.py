@@ -253,7 +253,9 @@ async def tokens(request: web.Request) -> web.Response:
 async def settings(request: web.Request) -> web.Response:
     """Directory switches and the provisioning simulation's knobs (UNCONFIRMED behaviours, timings).
 
-    PATCH changes last until ``reset`` or a restart (``--settings FILE`` sets start values).
+    PATCH changes last until ``reset``; with ``--state-dir`` they are saved with the tenant and
+    survive a restart, except for the keys the new start's ``--settings FILE`` names (the file wins,
+    as a ``--faults`` file does).
     """
     state = state_of(request)
     if request.method == "PATCH":

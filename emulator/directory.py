@@ -543,7 +543,10 @@ class Directory:
         for name in self._STATE_FIELDS:
             setattr(self, name, copy.deepcopy(state.get(name, {}) if name == "deleted" else state[name]))
         self.rng.setstate(rng_from_state(state["rng"]))
-        self.settings.update(state.get("settings", {}))
+        # Settings changed at runtime survive a restart; those this start names (--settings) win.
+        saved = state.get("settings", {})
+        self.settings.update({k: v for k, v in saved.items() if k in self.defaults})
+        self.settings.update(self.overrides)
         # Objects restored from disk are long replicated.
         self.created_at = {}
 

@@ -35,6 +35,10 @@ def _bad(message: str) -> GraphError:
     return GraphError(400, "BadRequest", message)
 
 
+def _snake_name(key: str) -> str:
+    return "".join("_" + ch.lower() if ch.isupper() else ch for ch in key).lstrip("_")
+
+
 def _objects(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(x, dict) for x in value)
 
@@ -83,6 +87,7 @@ class ProvisioningService:
         self.directory = directory
         self.catalog = catalog
         self.settings = EngineSettings.from_dict(settings)
+        self._start_settings = dict(settings or {})  # the start values (--settings), which win on load_state
         self.targets = targets if targets is not None else load_targets(self.settings.extra.get("targetsPath"))
         self.logs = LogStore(self.settings.log_capacity)
         self.engine = Engine(self.settings, directory, self.logs, self._context)
@@ -329,6 +334,8 @@ class ProvisioningService:
                 "jobs": [job.to_state() for job in self.engine.jobs.values()],
                 "logs": self.logs.to_state(),
                 "logsAdded": self.logs.added,
+                # Knobs changed at runtime (PATCH /_emulator/settings) survive a restart.
+                "settings": {k: v for k, v in self.settings.public().items() if k != "logCapacity"},
                 # Job ids and seeds continue from here after a restart instead of being drawn again.
                 "rng": rng_state(self.rng),
             }
@@ -345,7 +352,22 @@ class ProvisioningService:
                 self.rng.setstate(rng_from_state(state["rng"]))
             else:  # saved before the generator was persisted: fresh draws rather than repeats
                 self.rng.seed(uuid.uuid4().int)
+            saved = state.get("settings")
+            if isinstance(saved, dict):
+                self._restore_settings(saved)
             self.engine.rebuild_heap()
+
+    def _restore_settings(self, saved: dict) -> None:
+        """Saved runtime knobs, except those this start's settings name (like a --faults file, they win)."""
+        runtime = set(self.settings.public()) - {"logCapacity"}
+        given = {_snake_name(k) for k in self._start_settings}
+        for key, value in saved.items():
+            if key in runtime and _snake_name(key) not in given:
+                try:
+                    self.settings = self.settings.with_changes({key: value})
+                except ValueError:  # a value this version no longer accepts: the start value stays
+                    continue
+        self.engine.settings = self.settings
 
     # ----- helpers --------------------------------------------------------------------
     def _advance(self) -> None:

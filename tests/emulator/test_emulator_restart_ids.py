@@ -73,3 +73,47 @@ def test_job_ids_do_not_repeat_after_restart_and_other_jobs_are_untouched(tmp_pa
         assert [j["id"] for j in graph.get(f"{base2}/jobs").json()["value"]] == [job2["id"]]
     finally:
         emu.stop()
+
+
+def _settings(emu, patch: dict | None = None) -> dict:
+    url = f"{emu.env['EMULATOR_URL']}/settings"
+    if patch is None:
+        response = requests.get(url, verify=emu.ca_bundle, timeout=10)
+    else:
+        response = requests.patch(url, json=patch, verify=emu.ca_bundle, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_settings_changed_at_runtime_survive_a_restart(tmp_path: Path):
+    emu = start_emulator(state_dir=tmp_path, provisioning_settings={"pauseScheduleState": "Paused"})
+    try:
+        _settings(emu, {"directory": {"duplicateAssignmentStatus": 409},
+                        "provisioning": {"secretKeyErrorStatus": 400, "cycleStartDelaySeconds": 5,
+                                         "pauseScheduleState": "Disabled"}})
+    finally:
+        emu.stop()
+    # The same start settings: everything PATCHed is back, including what overrode the start file.
+    emu = start_emulator(state_dir=tmp_path)
+    try:
+        settings = _settings(emu)
+        assert settings["directory"]["duplicateAssignmentStatus"] == 409
+        assert settings["provisioning"]["secretKeyErrorStatus"] == 400
+        assert settings["provisioning"]["cycleStartDelaySeconds"] == 5
+        assert settings["provisioning"]["pauseScheduleState"] == "Disabled"
+        emu.admin.reset()  # reset goes back to this start's values
+        settings = _settings(emu)
+        assert settings["directory"]["duplicateAssignmentStatus"] == 400
+        assert settings["provisioning"]["secretKeyErrorStatus"] == 500
+        _settings(emu, {"provisioning": {"secretKeyErrorStatus": 400}, "directory": {"duplicateAssignmentStatus": 409}})
+    finally:
+        emu.stop()
+    # Keys named by the new start's settings win over the saved values; the others are restored.
+    emu = start_emulator(state_dir=tmp_path, provisioning_settings={"secret_key_error_status": 500},
+                         directory_settings={"duplicateAssignmentStatus": 400})
+    try:
+        settings = _settings(emu)
+        assert settings["provisioning"]["secretKeyErrorStatus"] == 500
+        assert settings["directory"]["duplicateAssignmentStatus"] == 400
+    finally:
+        emu.stop()
