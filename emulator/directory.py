@@ -35,9 +35,12 @@ def check_directory_setting(key: str, value: object) -> None:
     if key == "duplicateAssignmentStatus":
         if value not in (400, 409) or isinstance(value, bool):
             raise ValueError("'duplicateAssignmentStatus' must be 400 or 409.")
-    elif key == "instantiateOwnsServicePrincipal":
+    elif key in ("instantiateOwnsServicePrincipal", "filtersIgnoreCase"):
         if not isinstance(value, bool):
-            raise ValueError("'instantiateOwnsServicePrincipal' must be true or false.")
+            raise ValueError(f"'{key}' must be true or false.")
+    elif key == "unknownTemplateStatus":
+        if value not in (400, 404) or isinstance(value, bool):
+            raise ValueError("'unknownTemplateStatus' must be 400 or 404.")
     else:
         raise ValueError(f"Unknown directory setting '{key}'.")
 
@@ -56,6 +59,12 @@ class Directory:
             # Graph answers a duplicate app role assignment with 400 Request_BadRequest
             # ("Permission being assigned already exists on the object."); 409 is selectable.
             "duplicateAssignmentStatus": 400,
+            # UNCONFIRMED (reference §6.1): directory string comparisons in $filter (eq, startswith...)
+            # ignore case, as Terraform's case-insensitive recheck suggests; false compares exactly.
+            "filtersIgnoreCase": True,
+            # UNCONFIRMED (reference §2.13): an unknown application template id (GET, instantiate)
+            # answers 404 Request_ResourceNotFound; 400 Request_BadRequest is the alternative.
+            "unknownTemplateStatus": 404,
         }
         self.defaults = dict(self.settings)
         self.settings.update(self.overrides)

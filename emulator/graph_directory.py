@@ -35,12 +35,18 @@ def list_templates(req: GraphRequest) -> Reply:
                           entity=("applicationTemplate", known), filterable=TEMPLATE_FILTERABLE)
 
 
-def get_template(req: GraphRequest, template_id: str) -> Reply:
-    req.require("templates.read")
+def _template(req: GraphRequest, template_id: str) -> dict:
     template = req.state.find_template(template_id)
     if template is None:
+        if req.directory.settings.get("unknownTemplateStatus") == 400:  # UNCONFIRMED code (setting)
+            raise bad_request(f"Invalid object identifier '{template_id}': no application template has this id.")
         raise not_found(template_id)
-    return req.entity(_for_version(template, req.version), "applicationTemplates")
+    return template
+
+
+def get_template(req: GraphRequest, template_id: str) -> Reply:
+    req.require("templates.read")
+    return req.entity(_for_version(_template(req, template_id), req.version), "applicationTemplates")
 
 
 def instantiate(req: GraphRequest, template_id: str) -> Reply:
@@ -53,9 +59,7 @@ def instantiate(req: GraphRequest, template_id: str) -> Reply:
         raise bad_request("Property 'displayName' must be a non-empty string.")
     if len(display_name) > 256:
         raise bad_request("Property 'displayName' exceeds the maximum length of 256 characters.")
-    template = req.state.find_template(template_id)
-    if template is None:
-        raise not_found(template_id)
+    template = _template(req, template_id)
     application, sp = req.directory.instantiate(template, display_name, req.caller.sp_id)
     if req.state.provisioning is not None:
         req.state.provisioning.on_instantiate(template["id"], sp["id"])

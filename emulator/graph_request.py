@@ -88,6 +88,7 @@ class GraphRequest:
         eventual = False
         if directory:
             eventual = self._advanced_query_allowed()
+            ignore_case = bool(self.directory.settings.get("filtersIgnoreCase", True))
         body = odata.apply_query(
             items,
             self.query,

@@ -71,3 +71,37 @@ def test_second_job_with_the_same_template_is_a_setting(emulator_env, graph: Gra
                                   {"logFiltersIgnoreCase": "yes"}])
 def test_bad_values_of_the_new_provisioning_settings_are_refused(emulator_env, body):
     assert _settings(emulator_env, provisioning=body).status_code == 400
+
+
+def test_directory_filters_ignore_case_is_a_setting(emulator_env, graph: GraphClient):
+    """Reference §6.1 (UNCONFIRMED): directory string eq ignores case by default; a setting makes it exact."""
+    _, sp = graph.instantiate("Case Sensitive App")
+    assert _settings(emulator_env).json()["directory"]["filtersIgnoreCase"] is True
+
+    def names(expression: str) -> list[str]:
+        response = graph.get("servicePrincipals", params={"$filter": expression})
+        assert response.status_code == 200, response.text
+        return [item["displayName"] for item in response.json()["value"]]
+
+    assert names("displayName eq 'case sensitive app'") == ["Case Sensitive App"]
+    assert names("startswith(displayName,'CASE SENS')") == ["Case Sensitive App"]
+    assert _settings(emulator_env, directory={"filtersIgnoreCase": False}).status_code == 200
+    assert names("displayName eq 'case sensitive app'") == []
+    assert names("startswith(displayName,'CASE SENS')") == []
+    assert names("displayName eq 'Case Sensitive App'") == ["Case Sensitive App"]
+    assert _settings(emulator_env, directory={"filtersIgnoreCase": "no"}).status_code == 400
+
+
+@pytest.mark.parametrize("method, path", [("GET", "applicationTemplates/{t}"),
+                                          ("POST", "applicationTemplates/{t}/instantiate")])
+def test_unknown_template_status_is_a_setting(emulator_env, graph: GraphClient, method, path):
+    """Reference §2.13 (UNCONFIRMED): 404 Request_ResourceNotFound by default, 400 when set."""
+    url = path.format(t="00000000-0000-0000-0000-00000000abcd")
+    body = {"json": {"displayName": "x"}} if method == "POST" else {}
+    assert _settings(emulator_env).json()["directory"]["unknownTemplateStatus"] == 404
+    assert_graph_error(graph.request(method, url, **body), 404, "Request_ResourceNotFound")
+    assert _settings(emulator_env, directory={"unknownTemplateStatus": 400}).status_code == 200
+    error = assert_graph_error(graph.request(method, url, **body), 400, "Request_BadRequest")
+    assert "00000000-0000-0000-0000-00000000abcd" in error["message"]
+    assert _settings(emulator_env, directory={"unknownTemplateStatus": 409}).status_code == 400
+    assert graph.get("applicationTemplates/8b1025e4-1dd2-430b-a150-2ef79cd700f5").status_code == 200
