@@ -38,7 +38,8 @@ def test_a_whole_instance_through_the_activities(core_env):
     app = call(names.ENSURE_APPLICATION, {"batchId": "b", "instanceKey": key, "displayName": "Activity app",
                                           "templateId": CUSTOM_TEMPLATE_ID, "labels": {"team": "ops"}})
     assert app["ok"] and app["created"] is True and set(app) == {"ok", "applicationId", "appId", "servicePrincipalId",
-                                                                 "created", "tagged"}
+                                                                 "created", "createdHere", "tagged"}
+    assert app["createdHere"] is True
     assert app["tagged"] is False  # wait_until_visible tags it
     sp = app["servicePrincipalId"]
     assert call(names.WAIT_UNTIL_VISIBLE, {"servicePrincipalId": sp, "applicationId": app["applicationId"],
