@@ -1,41 +1,16 @@
 """Provisioning logs (``/auditLogs/provisioning``): by job and time window, paged and paced.
 
 Graph allows 5 report requests per 10 s per app and tenant, so every request in this process waits
-for :class:`Pacer` first (one pacer per process: concurrent activities share the budget). Rows are
+for a :class:`~core.graph.transport.Pacer` first (one pacer per process: concurrent activities share the budget). Rows are
 reduced to a small summary and both the v1.0 and the deprecated beta field names are read.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import datetime, timezone
-from typing import Callable
 
 from core import odata
-from core.graph.transport import GraphClient
-
-
-class Pacer:
-    """Keeps at least ``interval`` seconds between the starts of successive requests (thread-safe)."""
-
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._sleep = sleep
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> float:
-        """Block until the next request may go; returns the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            delay = max(0.0, self._next - now)
-            self._next = max(now, self._next) + self.interval
-        if delay:
-            self._sleep(delay)
-        return delay
+from core.graph.transport import GraphClient, Pacer
 
 
 def iso_z(moment: datetime) -> str:

@@ -59,39 +59,55 @@ _LOST = (requests.ConnectionError, requests.Timeout, requests.exceptions.Chunked
          requests.exceptions.ContentDecodingError)
 
 
-class WritePacer:
+class Pacer:
+    """Keeps at least ``interval`` seconds between the starts of successive requests (thread-safe).
+
+    Each caller reserves the next free slot under a lock and sleeps outside it, so concurrent
+    callers queue up evenly spaced. Used for writes (:class:`WritePacer`) and for the provisioning
+    logs' 5 requests per 10 s (:mod:`core.graph.provisioning_logs`).
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> float:
+        """Block until the next request may go; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        delay = slot - now
+        if delay > 0:
+            self._sleep(delay)
+        return delay
+
+
+class WritePacer(Pacer):
     """At most ``rate`` Graph writes per second from this process, evenly spaced (a token bucket of one).
 
     Why: Graph allows 3,000 identity writes per 150 s per app and tenant (20 per second,
     limits-and-guarantees C1), and one worker runs many activities at once. Without pacing they
     write in bursts, collect 429s, sleep on Retry-After and retry in bursts again; spacing the
     writes ``1 / rate`` seconds apart keeps the process under the limit, so the writes go through
-    the first time. Each caller reserves the next free slot under a lock and sleeps outside it.
-    No burst allowance: Graph's window is not documented finely enough to spend one safely
-    (UNCONFIRMED), and the spacing costs a single write at most ``1 / rate`` seconds. Only this
-    process is paced: several workers (scale-out) share the limit, so set the rate per worker.
+    the first time. No burst allowance: Graph's window is not documented finely enough to spend one
+    safely (UNCONFIRMED), and the spacing costs a single write at most ``1 / rate`` seconds. Only
+    this process is paced: several workers (scale-out) share the limit, so set the rate per worker.
     """
 
     def __init__(self, rate: float, monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if rate <= 0:
             raise ValueError("rate must be greater than 0")
-        self.interval = 1.0 / rate
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._next = 0.0
-        self._lock = threading.Lock()
+        super().__init__(1.0 / rate, monotonic, sleep)
 
     def acquire(self) -> float:
         """Wait for this write's slot; return the seconds waited."""
-        with self._lock:
-            now = self._monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        wait = slot - now
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+        return self.wait()
 
 
 _pacers: dict[float, WritePacer] = {}

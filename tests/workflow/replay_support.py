@@ -7,20 +7,21 @@ logic - waits, deadlines, counts - is tested without Graph, in a second or two.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-STUB_APP = Path(__file__).resolve().parent / "stub_app" / "stub_function_app.py"  # not "function_app": that module name belongs to the real app
-if str(STUB_APP.parent) not in sys.path:
-    sys.path.insert(0, str(STUB_APP.parent))
+STUB_APP = Path(__file__).resolve().parent / "stub_app" / "stub_function_app.py"  # not "function_app": the real app's
+DEVHOST_TESTS = Path(__file__).resolve().parents[1] / "devhost"
+for _path in (STUB_APP.parent, DEVHOST_TESTS):  # the stub state; host_support.run_engine
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 import stubstate  # noqa: E402
+from host_support import run_engine  # noqa: E402
 
 from devhost.app_loader import LoadedApp  # noqa: E402
-from devhost.durable.engine import DurableEngine  # noqa: E402
 
 _APP = None
 
@@ -34,14 +35,7 @@ def app() -> LoadedApp:
 
 def run(tmp_path: Path, scenario, virtual_clock: bool = True) -> Any:
     """Run ``await scenario(engine)`` on a fresh engine (state under ``tmp_path``); return its result."""
-    async def main():
-        engine = DurableEngine(app(), str(tmp_path / "state"), {}, virtual_clock=virtual_clock)
-        await engine.start()
-        try:
-            return await scenario(engine)
-        finally:
-            await engine.stop()
-    return asyncio.run(main())
+    return run_engine(app(), tmp_path, scenario, virtual_clock=virtual_clock)
 
 
 def script(**answers: Any) -> None:
