@@ -4,8 +4,10 @@ The Python worker (``azure-functions-python-worker``) imports ``function_app.py`
 root, finds the ``FunctionApp``/``DFApp`` object, calls ``app.get_functions()`` once (a second call
 raises "does not have a unique function name", probe e10c) and later invokes each user function with
 keyword arguments named after its bindings, decoding trigger data with the converters registered in
-``azure.functions.meta`` (durable-host-protocol.md §6, probes e10/e11). This module reproduces that,
-so the rest of devhost never touches ``azure.functions`` internals:
+``azure.functions.meta`` (durable-host-protocol.md §6, probes e10/e11). Between the two, the worker
+checks every function's parameters against its bindings and refuses the app on the first mismatch;
+devhost applies the same checks with the same messages (:mod:`devhost.indexing`). This module
+reproduces all that, so the rest of devhost never touches ``azure.functions`` internals:
 
 * :meth:`LoadedApp.call_orchestrator` - the orchestration trigger (always sync, returns the SDK's
   ``OrchestratorState`` JSON text or raises with the ``$OutOfProcData$`` message).
@@ -36,6 +38,7 @@ import azure.functions as func
 from azure.functions import _abc, meta
 
 from devhost.errors import AppLoadError, FunctionNotFoundError
+from devhost.indexing import find_function_app, validate_indexed_function
 
 log = logging.getLogger("devhost.functions")
 
@@ -222,15 +225,13 @@ class LoadedApp:
         except Exception as exc:  # the user's import-time error, reported with its type and message
             sys.modules.pop(mod_name, None)
             raise AppLoadError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
-        apps = [v for v in vars(module).values() if isinstance(v, func.FunctionRegister)]
-        unique = list({id(a): a for a in apps}.values())
-        if not unique:
-            raise AppLoadError(f"{path} defines no FunctionApp/DFApp object at module level (v2 programming model)")
-        if len(unique) > 1:
-            raise AppLoadError(f"{path} defines {len(unique)} FunctionApp objects; the worker allows exactly one")
-        app = unique[0]
         try:
+            # the worker's checks (devhost/indexing.py): one top-level app, then each function's
+            # parameters, bindings and annotations, in get_functions() order; the first failure stops
+            app = find_function_app(module, os.environ.get("PYTHON_SCRIPT_FILE_NAME") or os.path.basename(path))
             indexed = app.get_functions()
+            for f in indexed:
+                validate_indexed_function(f)
         except Exception as exc:
             raise AppLoadError(f"indexing {path} failed: {type(exc).__name__}: {exc}") from exc
         functions: dict[str, FunctionSpec] = {}

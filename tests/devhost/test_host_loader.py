@@ -150,8 +150,9 @@ def test_call_function_context_outputs_and_durable_client(loaded):
 
 
 @pytest.mark.parametrize("source, message", [
-    ("import azure.functions as func\n", "defines no FunctionApp"),
-    ("import azure.functions as func\na = func.FunctionApp()\nb = func.FunctionApp()\n", "exactly one"),
+    ("import azure.functions as func\n", "ValueError: Could not find top level function app instances in function_app.py"),
+    ("import azure.functions as func\na = func.FunctionApp()\nb = func.FunctionApp()\n",
+     "ValueError: More than one FunctionApp or other top level function app instances are defined"),
     ("raise RuntimeError('boom at import')\n", "RuntimeError: boom at import"),
     ("def broken(:\n", "SyntaxError"),
     ("import azure.functions as func\napp = func.FunctionApp()\n"
