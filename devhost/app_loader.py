@@ -38,7 +38,7 @@ import azure.functions as func
 from azure.functions import _abc, meta
 
 from devhost.errors import AppLoadError, FunctionNotFoundError
-from devhost.indexing import find_function_app, validate_indexed_function
+from devhost.indexing import check_retry_policy, find_function_app, validate_indexed_function
 
 log = logging.getLogger("devhost.functions")
 
@@ -232,6 +232,7 @@ class LoadedApp:
             indexed = app.get_functions()
             for f in indexed:
                 validate_indexed_function(f)
+                check_retry_policy(f)
         except Exception as exc:
             raise AppLoadError(f"indexing {path} failed: {type(exc).__name__}: {exc}") from exc
         functions: dict[str, FunctionSpec] = {}

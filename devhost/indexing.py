@@ -18,6 +18,7 @@ This module is a port of those checks, with the worker's message texts copied ex
   ``check_output_type_annotation`` of the real ``azure.functions`` converters).
 * ``Registry.get_function_return_type`` - with a ``$return`` binding, the return annotation is a
   type (not ``Out``) that the ``$return`` binding's converter accepts.
+* ``loader.build_retry_protos`` - an ``@app.retry`` policy's count and intervals parse.
 
 Sources (public, MIT licensed):
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import operator
+import time
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Generic, Tuple, Union, _GenericAlias, _SpecialGenericAlias  # type: ignore[attr-defined]
@@ -303,6 +305,29 @@ def validate_indexed_function(function: Any) -> IndexedSignature:
     sig.return_type = _get_function_return_type(annotations, has_explicit_return, has_implicit_return,
                                                 return_binding_name, func_name)
     return sig
+
+
+# ----------------------------------------------------------------------------- loader.build_retry_protos
+def check_retry_policy(function: Any) -> None:
+    """``loader.build_retry_protos`` without the protos: an ``@app.retry`` setting must parse.
+
+    ``max_retry_count`` goes through ``int()``; ``fixed_delay`` needs ``delay_interval``, any other
+    strategy ``minimum_interval`` and ``maximum_interval``, each ``hh:mm:ss`` (``time.strptime(...,
+    '%H:%M:%S')``). The worker's ``ValueError``/``TypeError`` propagate unchanged. devhost itself
+    does not retry failed executions (see devhost/README.md).
+    """
+    try:
+        retry = function.get_settings_dict("retry_policy")
+    except AttributeError:  # the worker logs a warning and goes on without a policy
+        return
+    if not retry:
+        return
+    int(retry.get("max_retry_count"))
+    if retry.get("strategy") == "fixed_delay":
+        time.strptime(retry.get("delay_interval"), "%H:%M:%S")
+    else:
+        time.strptime(retry.get("minimum_interval"), "%H:%M:%S")
+        time.strptime(retry.get("maximum_interval"), "%H:%M:%S")
 
 
 # ----------------------------------------------------------------------------- loader.index_function_app

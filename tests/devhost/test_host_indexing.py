@@ -306,3 +306,54 @@ def test_the_real_app_and_every_test_app_pass_the_worker_rules(app):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.strip().splitlines()[-1]) > 0
+
+
+@pytest.mark.parametrize("retry, message", ids=["delay-not-hh:mm:ss", "no-delay", "count-not-int", "no-maximum"], argvalues=[
+    ('strategy="fixed_delay", max_retry_count="3", delay_interval="5s"',
+     "ValueError: time data '5s' does not match format '%H:%M:%S'"),
+    ('strategy="fixed_delay", max_retry_count="3"',
+     "TypeError: strptime() argument 0 must be str, not <class 'NoneType'>"),
+    ('strategy="fixed_delay", max_retry_count="three", delay_interval="00:00:05"',
+     "ValueError: invalid literal for int() with base 10: 'three'"),
+    ('strategy="exponential_backoff", max_retry_count="3", minimum_interval="00:00:01"',
+     "TypeError: strptime() argument 0 must be str, not <class 'NoneType'>"),
+])
+def test_a_retry_policy_the_worker_cannot_parse_fails_indexing(tmp_path, retry, message):
+    """``loader.build_retry_protos`` parses ``@app.retry`` at indexing: int count, hh:mm:ss intervals."""
+    path = _write(tmp_path, f'''
+        @app.timer_trigger(arg_name="timer", schedule="0 * * * * *")
+        @app.retry({retry})
+        def f(timer: func.TimerRequest) -> None:
+            pass
+        ''')
+    assert _load_error(path) == f"indexing {path} failed: {message}"
+
+
+def test_a_parsable_retry_policy_indexes(tmp_path):
+    path = _write(tmp_path, '''
+        @app.timer_trigger(arg_name="timer", schedule="0 * * * * *")
+        @app.retry(strategy="exponential_backoff", max_retry_count="3", minimum_interval="00:00:01",
+                   maximum_interval="00:15:00")
+        def f(timer: func.TimerRequest) -> None:
+            pass
+        ''')
+    assert set(LoadedApp.load(str(path)).functions) == {"f"}
+
+
+def test_an_annotation_that_does_not_resolve_fails_indexing(tmp_path):
+    """The worker calls ``typing.get_type_hints``: a name imported only for type checkers breaks it."""
+    path = tmp_path / "function_app.py"
+    path.write_text(textwrap.dedent('''
+        from __future__ import annotations
+        from typing import TYPE_CHECKING
+        import azure.functions as func
+        if TYPE_CHECKING:
+            from decimal import Decimal
+
+        app = func.FunctionApp()
+
+        @app.route(route="f")
+        def f(req: func.HttpRequest) -> Decimal:
+            return "x"
+        '''))
+    assert _load_error(path) == f"indexing {path} failed: NameError: name 'Decimal' is not defined"
