@@ -20,8 +20,15 @@ param location string
 @description('Object id of the deployer (user or CI principal): gets Key Vault Secrets Officer and queue access. Empty to skip.')
 param principalId string = ''
 
+@description('Type of principalId. azd 1.17.1+ fills it from the sign-in (ServicePrincipal after `azd auth login --client-id`); with an older azd or outside azd set AZURE_PRINCIPAL_TYPE=ServicePrincipal for a service principal, or ARM refuses the assignments (UnmatchedPrincipalType). docs/deploy.md, "Deploy as a service principal".')
 @allowed(['User', 'ServicePrincipal', 'Group'])
 param principalType string = 'User'
+
+@description('Object id of the CI deploy identity (the service principal behind the GitHub workflow\'s federated credential). When set, it gets what `azd env refresh` and `azd deploy` need: ciSubscriptionRoleId on the subscription (reads the subscription-scope deployment) and Website Contributor on the function app. Empty to skip.')
+param ciPrincipalId string = ''
+
+@description('Role the CI deploy identity gets on the subscription; it must allow Microsoft.Resources/deployments/read there. Default: Reader. A custom role id with only that action narrows it (docs/deploy.md, "CI/CD").')
+param ciSubscriptionRoleId string = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
 
 @description('Durable storage backend. AzureStorage (default) is cheapest for small fleets; DurableTaskScheduler is the managed backend for large or fast batches (docs/deploy.md, "Scaling").')
 @allowed(['AzureStorage', 'DurableTaskScheduler'])
@@ -66,6 +73,17 @@ var queueNames = [
   'provisioning-requests-rejected'
   'provisioning-requests-poison'
 ]
+// The Microsoft Graph application permissions the managed identity needs: exactly
+// core/permissions.py REQUIRED_GRAPH_PERMISSIONS, same order (tests/deploy checks it). Bicep cannot
+// grant them (Graph app roles are not Azure RBAC); the outputs below hand them to a tenant admin.
+var graphApplicationPermissions = [
+  'Application.ReadWrite.All'
+  'Synchronization.ReadWrite.All'
+  'AppRoleAssignment.ReadWrite.All'
+  'AuditLog.Read.All'
+  'Directory.Read.All'
+]
+var useCi = !empty(ciPrincipalId)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: '${abbrs.resourcesResourceGroups}${environmentName}'
@@ -133,6 +151,12 @@ module scheduler 'app/dts.bicep' = if (useScheduler) {
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
+  // The app reads its package from the deployment container, the host its storage, with the
+  // identity's roles: create the app only once every role assignment exists, so the first
+  // package pull does not answer 403 (docs/deploy.md, "What gets deployed").
+  dependsOn: [
+    rbac
+  ]
   params: {
     name: functionAppName
     planName: '${abbrs.webServerFarms}${resourceToken}'
@@ -170,6 +194,26 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
+// The CI deploy identity (optional): `azd env refresh` lists the subscription-scope deployments
+// (Microsoft.Resources/deployments/read on the subscription), `azd deploy` publishes to the app.
+resource ciSubscriptionRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (useCi) {
+  name: guid(subscription().id, ciPrincipalId, ciSubscriptionRoleId)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', ciSubscriptionRoleId)
+    principalId: ciPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+module ciRbac 'app/ci-rbac.bicep' = if (useCi) {
+  name: 'ci-rbac'
+  scope: rg
+  params: {
+    functionAppName: api.outputs.SERVICE_API_NAME
+    ciPrincipalId: ciPrincipalId
+  }
+}
+
 // Outputs become azd environment values (azd env get-values).
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
@@ -187,3 +231,7 @@ output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsN
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
 output DURABLE_BACKEND string = durableBackend
 output DURABLE_TASK_SCHEDULER_ENDPOINT string = useScheduler ? scheduler!.outputs.endpoint : ''
+// Handed to a tenant admin, who needs neither this azd environment nor the subscription: the
+// permissions to grant and the command that grants them (infra/scripts/postprovision.sh prints both).
+output GRAPH_APPLICATION_PERMISSIONS array = graphApplicationPermissions
+output GRAPH_GRANT_COMMAND string = 'python infra/scripts/grant_graph_permissions.py --identity-client-id ${identity.outputs.clientId}'

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 from bicep_text import BicepFile, check_balanced, matching_close, top_level_keys
-from deploy_support import REPO_ROOT
+from deploy_support import REPO_ROOT, load_script
 
 from core import names
+from core.permissions import REQUIRED_GRAPH_PERMISSIONS
 
 INFRA = REPO_ROOT / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
@@ -82,13 +84,23 @@ def test_every_app_module_is_used_by_main() -> None:
         assert path.resolve() in used, f"{path.name} is not referenced by main.bicep"
 
 
+def hook_scripts() -> dict[str, Path]:
+    """The postprovision hook's script per platform, from azure.yaml (paths relative to the root)."""
+    hooks = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text(encoding="utf-8"))["hooks"]["postprovision"]
+    return {platform: REPO_ROOT / hook["run"] for platform, hook in hooks.items()}
+
+
 def test_outputs_azd_needs_are_present_and_hooks_use_only_outputs() -> None:
     outputs = set(bicep("main.bicep").outputs())
     assert AZD_OUTPUTS <= outputs
-    azure_yaml = (REPO_ROOT / "azure.yaml").read_text(encoding="utf-8")
-    referenced = set(re.findall(r"\$(?:env:)?([A-Z][A-Z0-9_]+)", azure_yaml))
-    assert referenced, "the postprovision hook should print the grant command with the identity's client id"
-    assert referenced <= outputs | {"AZURE_ENV_NAME", "AZURE_SUBSCRIPTION_ID"}, referenced - outputs
+    scripts = hook_scripts()
+    assert set(scripts) == {"posix", "windows"}
+    for script in scripts.values():
+        assert script.is_file(), script
+        text = script.read_text(encoding="utf-8")
+        referenced = set(re.findall(r"\$(?:env:|\{)?([A-Z][A-Z0-9_]+)", text))
+        assert "AZURE_MANAGED_IDENTITY_CLIENT_ID" in referenced, "the hook must print the identity's client id"
+        assert referenced <= outputs | {"AZURE_ENV_NAME", "AZURE_SUBSCRIPTION_ID"}, referenced - outputs
 
 
 def test_azure_yaml_deploys_the_repository_root_as_a_python_function_service() -> None:
@@ -200,6 +212,160 @@ def test_durable_task_scheduler_is_optional_and_identity_based() -> None:
     durable = api.object_after(r"^var durableSettings =")
     assert "DURABLE_TASK_SCHEDULER_CONNECTION_STRING" in top_level_keys(durable)
     assert "AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'" in durable
+
+
+def module_body(file: BicepFile, symbol: str) -> str:
+    match = re.search(rf"^module {symbol} '[^']+' = (?:if \([^)]*\) )?\{{", file.text, re.MULTILINE)
+    assert match, f"module {symbol} not found"
+    open_index = match.end() - 1
+    return file.text[open_index + 1 : matching_close(file.text, open_index)]
+
+
+def resource_body(file: BicepFile, symbol: str) -> str:
+    match = re.search(rf"^resource {symbol} '[^']+' = (?:if \([^)]*\) )?[{{\[]", file.text, re.MULTILINE)
+    assert match, f"resource {symbol} not found"
+    open_index = match.end() - 1
+    return file.text[open_index + 1 : matching_close(file.text, open_index)]
+
+
+def test_api_waits_for_every_role_assignment_of_the_identity() -> None:
+    """The function app is created after the identity's roles exist, so the first package pull
+    from the deployment container (and the host's first storage call) is not refused with 403."""
+    main = bicep("main.bicep")
+    api = module_body(main, "api")
+    depends = re.search(r"^\s*dependsOn:\s*\[([^\]]*)\]", api, re.MULTILINE)
+    assert depends, "module api has no dependsOn"
+    assert "rbac" in re.findall(r"\w+", depends.group(1))
+    # No cycle: rbac needs nothing from api.
+    assert "api." not in module_body(main, "rbac")
+    # Every role assignment of the managed identity is in rbac.bicep (what api waits for), and the
+    # deployment container's reader role is among them.
+    for path in BICEP_FILES:
+        if path.name == "rbac.bicep":
+            continue
+        file = BicepFile(path)
+        for match in re.finditer(r"^resource (\w+) 'Microsoft\.Authorization/roleAssignments@", file.text, re.MULTILINE):
+            # Outside rbac.bicep only the CI identity's roles, which nothing waits for.
+            assert "principalId: ciPrincipalId" in resource_body(file, match.group(1)), (path.name, match.group(1))
+    rbac = bicep("app/rbac.bicep").text
+    storage_roles = resource_body(bicep("app/rbac.bicep"), "identityStorageRoles")
+    assert "roles.storageBlobDataOwner" in storage_roles and "managedIdentityPrincipalId" in storage_roles
+    assert ROLE_IDS["Storage Blob Data Owner"] in rbac
+
+
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+WEBSITE_CONTRIBUTOR = "de139f84-1756-47ae-9be6-808fbbe84772"
+
+
+def test_ci_deploy_identity_can_read_the_subscription_deployment_and_publish() -> None:
+    """`azd env refresh` lists the subscription-scope deployments (deployments/read on the
+    subscription, which Reader includes); `azd deploy` publishes to the function app."""
+    main = bicep("main.bicep")
+    params = {p.name: p for p in main.params()}
+    assert params["ciPrincipalId"].has_default and re.search(r"^param ciPrincipalId string = ''", main.text, re.MULTILINE)
+    assert re.search(rf"^param ciSubscriptionRoleId string = '{READER}'", main.text, re.MULTILINE)
+    assert re.search(r"^var useCi = !empty\(ciPrincipalId\)", main.text, re.MULTILINE)
+    role = resource_body(main, "ciSubscriptionRole")
+    assert re.search(r"^resource ciSubscriptionRole 'Microsoft\.Authorization/roleAssignments@[^']+' = if \(useCi\)",
+                     main.text, re.MULTILINE)
+    # No scope property in a subscription-scope template: the assignment is on the subscription.
+    assert re.search(r"^targetScope = 'subscription'", main.text, re.MULTILINE)
+    assert "scope:" not in role
+    assert "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', ciSubscriptionRoleId)" in role
+    assert "principalId: ciPrincipalId" in role and "principalType: 'ServicePrincipal'" in role
+    assert "name: guid(subscription().id, ciPrincipalId, ciSubscriptionRoleId)" in role
+
+    ci = module_body(main, "ciRbac")
+    assert re.search(r"^module ciRbac 'app/ci-rbac\.bicep' = if \(useCi\)", main.text, re.MULTILINE)
+    assert "api.outputs.SERVICE_API_NAME" in ci
+    ci_rbac = bicep("app/ci-rbac.bicep")
+    assignment = resource_body(ci_rbac, "ciWebsiteContributor")
+    assert f"var websiteContributor = '{WEBSITE_CONTRIBUTOR}'" in ci_rbac.text
+    assert "scope: functionApp" in assignment and "principalType: 'ServicePrincipal'" in assignment
+    # Nothing else: no storage data role, no write on the subscription or resource group.
+    assert ci_rbac.text.count("Microsoft.Authorization/roleAssignments@") == 1
+
+    parameters = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert parameters["ciPrincipalId"]["value"] == "${AZURE_CI_PRINCIPAL_ID}"
+    assert parameters["ciSubscriptionRoleId"]["value"] == "${AZURE_CI_SUBSCRIPTION_ROLE_ID}"
+    docs = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert "AZURE_CI_PRINCIPAL_ID" in docs and "Microsoft.Resources/deployments/read" in docs
+
+
+def test_deployer_principal_type_comes_from_azure_principal_type() -> None:
+    main = bicep("main.bicep")
+    parameters = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert parameters["principalType"]["value"] == "${AZURE_PRINCIPAL_TYPE=User}"
+    assert re.search(r"@allowed\(\['User', 'ServicePrincipal', 'Group'\]\)\nparam principalType string", main.text)
+    assert "deployerPrincipalType: principalType" in module_body(main, "rbac")
+    rbac = bicep("app/rbac.bicep")
+    deployer = [m.group(1) for m in re.finditer(r"^resource (deployer\w+) ", rbac.text, re.MULTILINE)]
+    assert len(deployer) == 3
+    for symbol in deployer:
+        assert "principalType: deployerPrincipalType" in resource_body(rbac, symbol), symbol
+    docs = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert "azd env set AZURE_PRINCIPAL_TYPE ServicePrincipal" in docs and "UnmatchedPrincipalType" in docs
+
+
+def bundle_range(version: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    match = re.fullmatch(r"\[(\d+\.\d+\.\d+),\s*(\d+\.\d+\.\d+)\)", version)
+    assert match, f"{version!r} is not a [floor, ceiling) range with full versions"
+    low, high = (tuple(int(part) for part in bound.split(".")) for bound in match.groups())
+    return low, high
+
+
+def test_extension_bundle_floor_includes_the_durable_task_scheduler() -> None:
+    """The scheduler backend (durableBackend=DurableTaskScheduler) needs the azureManaged provider,
+    which Microsoft documents in the standard v4 bundle from 4.32.0
+    (https://learn.microsoft.com/azure/durable-task/durable-task-scheduler/quickstart-durable-task-scheduler)."""
+    host = json.loads((REPO_ROOT / "host.json").read_text(encoding="utf-8"))
+    bundle = host["extensionBundle"]
+    assert bundle["id"] == "Microsoft.Azure.Functions.ExtensionBundle"  # the standard bundle, not .Preview
+    low, high = bundle_range(bundle["version"])
+    assert low >= (4, 32, 0) and high == (5, 0, 0)
+    durable = bicep("app/api.bicep").object_after(r"^var durableSettings =")
+    assert "storageProvider__type: 'azureManaged'" in durable
+    docs = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert bundle["version"] in docs
+    assert "[4.*, 5.0.0)" not in docs and ".Preview" not in docs
+
+
+def test_bundle_range_parser_rejects_a_wildcard_floor() -> None:
+    with pytest.raises(AssertionError):
+        bundle_range("[4.*, 5.0.0)")
+    assert bundle_range("[4.32.0, 5.0.0)") == ((4, 32, 0), (5, 0, 0))
+
+
+def graph_permissions_in_bicep() -> list[str]:
+    main = bicep("main.bicep")
+    declared = re.search(r"^var graphApplicationPermissions = \[(.*?)\]", main.text, re.MULTILINE | re.DOTALL)
+    assert declared
+    return re.findall(r"'([^']+)'", declared.group(1))
+
+
+def test_graph_permissions_output_is_exactly_core_permissions() -> None:
+    assert graph_permissions_in_bicep() == list(REQUIRED_GRAPH_PERMISSIONS)
+    main = bicep("main.bicep")
+    assert re.search(r"^output GRAPH_APPLICATION_PERMISSIONS array = graphApplicationPermissions$", main.text, re.MULTILINE)
+
+
+def grant_command_from_bicep(client_id: str) -> str:
+    """main.bicep's GRAPH_GRANT_COMMAND output with the identity's client id filled in."""
+    main = bicep("main.bicep")
+    match = re.search(r"^output GRAPH_GRANT_COMMAND string = '([^'\n]*)'$", main.text, re.MULTILINE)
+    assert match, "GRAPH_GRANT_COMMAND output missing"
+    template = match.group(1)
+    assert template.count("${identity.outputs.clientId}") == 1 and template.count("${") == 1
+    return template.replace("${identity.outputs.clientId}", client_id)
+
+
+def test_grant_command_output_runs_the_grant_script_with_only_the_client_id() -> None:
+    client_id = "8a1d3c9e-0000-4000-8000-000000000001"
+    argv = shlex.split(grant_command_from_bicep(client_id))
+    assert argv[0] == "python" and (REPO_ROOT / argv[1]).is_file()
+    args = load_script("grant_graph_permissions").parse_args(argv[2:])
+    assert args.identity_client_id == client_id
+    assert not args.dry_run and args.identity_object_id is None and args.identity_name is None
 
 
 # -- the checks above can fail: the parser on planted files ---------------------------------------

@@ -58,7 +58,9 @@ def test_trigger_bindings_match_the_contract():
 def test_host_json_settings():
     host = json.loads((ROOT / "host.json").read_text())
     assert host["version"] == "2.0"
-    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
+    # 4.32.0: the first standard bundle Microsoft documents with the Durable Task Scheduler provider
+    # (tests/deploy/test_bicep_structure.py checks the floor against the scheduler backend).
+    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.32.0, 5.0.0)"}
     durable = host["extensions"]["durableTask"]
     assert durable["hubName"].isalnum() and durable["hubName"][0].isalpha()
     assert durable["maxConcurrentActivityFunctions"] > 0 and durable["maxConcurrentOrchestratorFunctions"] > 0
