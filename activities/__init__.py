@@ -143,7 +143,8 @@ def get_provisioning_errors_body(p: dict, ctx: steps.StepContext) -> dict:
     if not isinstance(top, int) or isinstance(top, bool) or top < 1:
         raise errors.InvalidRequest([errors.Problem("top", "must be a positive integer")])
     return steps.get_provisioning_errors(ctx, service_principal_id=_field(p, "servicePrincipalId"),
-                                         job_id=_field(p, "jobId"), since=_field(p, "since"), top=top)
+                                         job_id=_field(p, "jobId"), since=_field(p, "since"), top=top,
+                                         until=_field(p, "until", required=False))
 
 
 def list_managed_instances_body(p: dict, ctx: steps.StepContext) -> dict:

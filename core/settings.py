@@ -101,6 +101,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PROVISIONING_LOG_PAGE_SIZE", "int", 500, "$top for provisioning-log reads (max 1000)."),
     Setting("PROVISIONING_LOG_MIN_INTERVAL_SECONDS", "float", 2.0,
             "Least seconds between provisioning-log requests (Graph allows 5 per 10 s)."),
+    Setting("PROVISIONING_LOG_MAX_PAGES", "int", 20,
+            "Most pages of one cycle's provisioning errors read back to the cycle's start (bounds one read)."),
     Setting("REQUEST_MAX_BODY_BYTES", "int", 1048576, "Largest provisioning request body accepted."),
     Setting("REQUEST_MAX_INSTANCES", "int", 1000, "Most instances in one provisioning request."),
     Setting("HEALTH_SWEEP_SCHEDULE", "ncrontab", "0 0 * * * *",
@@ -232,6 +234,7 @@ class Settings:
     batch_max_in_flight: int
     provisioning_log_page_size: int
     provisioning_log_min_interval_seconds: float
+    provisioning_log_max_pages: int
     request_max_body_bytes: int
     request_max_instances: int
     health_sweep_schedule: str

@@ -670,13 +670,23 @@ def get_job_status(ctx: StepContext, *, service_principal_id: str, job_id: str |
 
 
 def get_provisioning_errors(ctx: StepContext, *, service_principal_id: str, job_id: str, since: str,
-                            top: int = 20) -> dict:
-    """Failed provisioning events of the job after ``since`` (newest first, at most ``top``)."""
+                            top: int = 20, until: str | None = None) -> dict:
+    """The job's failed provisioning events between ``since`` (a cycle's start) and ``until``.
+
+    Every failure row back to ``since`` is read (filtered by Graph, paged through ``@odata.nextLink``,
+    at most ``PROVISIONING_LOG_MAX_PAGES`` pages) so that ``failedObjects`` and ``topErrorCodes``
+    cover the whole cycle; ``errors`` holds the newest ``top`` rows. ``complete`` is False when the
+    page bound cut the read short (the counts are then lower bounds).
+    """
     moment = job_status.parse_time(since) or datetime(1970, 1, 1, tzinfo=timezone.utc)
     pacer = ctx.pacer or logs.Pacer(ctx.settings.provisioning_log_min_interval_seconds, ctx.monotonic, ctx.sleep)
-    rows = logs.list_rows(ctx.graph, pacer, job_id, moment, ctx.settings.provisioning_log_page_size,
-                          status="failure", limit=max(1, min(int(top), 500)))
-    return {"errors": rows}
+    read = logs.read_rows(ctx.graph, pacer, job_id, moment, ctx.settings.provisioning_log_page_size,
+                          status="failure", until=job_status.parse_time(until),
+                          max_pages=ctx.settings.provisioning_log_max_pages)
+    limit = max(1, min(int(top), 500))
+    rows = read["rows"]
+    return {"errors": rows[:limit], **logs.error_summary(rows, limit), "since": logs.iso_z(moment),
+            "pages": read["pages"], "complete": read["complete"]}
 
 
 # -- 9. health sweep ---------------------------------------------------------------------------------------

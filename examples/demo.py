@@ -128,6 +128,8 @@ def watch(host: Any, batch_id: str, deadline: float, stream: TextIO = sys.stdout
 def _line(view: dict[str, Any]) -> str:
     name = (view.get("displayName") or "?")[:28]
     state = view.get("outcome") or view.get("step") or "queued"
+    if view.get("withFailures"):
+        state = f"{state} ({view.get('failedObjects')} failed)"
     reason = f" - {view['reason']}" if view.get("reason") else ""
     return f"  {name:<28} {state:<22}{reason}"[:160]
 
@@ -141,7 +143,10 @@ def print_table(instances: list[dict[str, Any]], expected: dict[str, dict[str, A
         ok = matches(inst, want)
         all_ok &= ok
         timings = inst.get("timings") or {}
-        rows.append((inst.get("displayName") or "?", inst.get("outcome") or "-", want.get("outcome", "?"),
+        outcome = inst.get("outcome") or "-"
+        if inst.get("failedObjects"):
+            outcome = f"{outcome} ({inst['failedObjects']} failed)"
+        rows.append((inst.get("displayName") or "?", outcome, want.get("outcome", "?"),
                      "yes" if ok else "NO", _num(timings.get("setupSeconds")), _num(timings.get("totalSeconds")),
                      str(inst.get("polls") or 0), (inst.get("reason") or "")[:70]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -155,7 +160,8 @@ def print_table(instances: list[dict[str, Any]], expected: dict[str, dict[str, A
 
 
 def matches(inst: dict[str, Any], want: dict[str, Any]) -> bool:
-    """An instance matches when its outcome (and, if given, failed step and reason) is the expected one."""
+    """An instance matches when its outcome (and, if given, failed step, reason and whether a steady
+    instance's cycle failed objects) is the expected one."""
     if not want or inst.get("outcome") != want.get("outcome"):
         return False
     if want.get("step") and (inst.get("error") or {}).get("step", want["step"]) != want["step"] \
@@ -163,6 +169,8 @@ def matches(inst: dict[str, Any], want: dict[str, Any]) -> bool:
         return False
     if want.get("reason") and want["reason"] not in (inst.get("reason") or ""):
         return False
+    if "withFailures" in want and bool(inst.get("failedObjects")) != bool(want["withFailures"]):
+        return False  # steady state with failed objects is told apart from a clean one
     return True
 
 

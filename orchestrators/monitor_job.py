@@ -7,7 +7,12 @@ time), "options": {...}, "state"?: {polls, interval, lastStatus}}`` - ``state`` 
 the input of a continued-as-new execution.
 
 Output: ``{"outcome": steadyState|quarantined|timedOut|failed, "reason", "polls", "status" (the
-last classification), "provisioningErrors": [...], "steadyStateAt"?}``.
+last classification), "provisioningErrors": [...], "steadyStateAt"?, "failedObjects"?,
+"topErrorCodes"?, "errorsRead"?}``. Steady state is not success by itself: Graph quarantines for
+failed objects only past 5,000 failures, so a small job with half its users failing reaches steady
+state. When the cycle that reached it did not end ``Succeeded`` (``lastExecution.state``
+``EntryLevelErrors``), that cycle's failures are read and the outcome carries ``failedObjects`` (distinct
+objects that failed), ``topErrorCodes`` and ``provisioningErrors``; the outcome stays ``steadyState``.
 
 Never past the deadline: throttle waits are cut at it (``call_step(deadline=...)``), and a status
 that cannot be read then gives ``timedOut`` with the last status read. A read that fails for a
@@ -16,11 +21,11 @@ poll; only the third in a row, or a permanent error, fails the monitor.
 
 Custom status: ``{"polls", "phase", "nextPollAt"}``.
 
-Loop: read the status (activity ``get_job_status``) and classify; steady state → done; paused or
-disabled → done as failed (it will not move by itself); quarantined
+Loop: read the status (activity ``get_job_status``) and classify; steady state → read the cycle's
+errors if it had any → done; paused or disabled → done as failed (it will not move by itself); quarantined
 → read the job's provisioning errors (``get_provisioning_errors``; Graph allows 5 such requests per
 10 s per app and tenant, so the activity reports throttling and we wait it out on a timer) → done;
-deadline passed → timed out; otherwise sleep on a durable timer whose interval grows from
+deadline passed → timed out (with the errors of the latest cycle); otherwise sleep on a durable timer whose interval grows from
 ``pollFirstInterval`` by ``pollBackoff`` up to ``pollMaxInterval``. Every ``pollsPerExecution``
 polls it continues as new, carrying its state, so its history stays bounded however long it runs.
 """
@@ -78,21 +83,28 @@ def monitor_job(context: df.DurableOrchestrationContext):
         last_status = status
         phase = phase_of(status)
         if phase == STEADY:
-            return {"outcome": "steadyState", "reason": None, "polls": polls, "status": status,
+            done = {"outcome": "steadyState", "reason": None, "polls": polls, "status": status,
                     "steadyStateAt": iso(now), "provisioningErrors": []}
+            if _cycle_had_errors(status):
+                read = yield from _provisioning_errors(context, job, options, status)
+                done.update(read)
+                if read.get("failedObjects"):
+                    done["reason"] = _with_failures_reason(read)
+            return done
         if phase == QUARANTINED:
-            errors = yield from _provisioning_errors(context, job, options)
+            read = yield from _provisioning_errors(context, job, options, status)
             reason = quarantine_reason(status) or "Quarantine"
             error = quarantine_error(status)
             if error and error.get("code"):
                 reason = f"{reason} ({error['code']})"
-            return {"outcome": "quarantined", "reason": reason, "polls": polls, "status": status,
-                    "provisioningErrors": errors}
+            return {"outcome": "quarantined", "reason": reason, "polls": polls, "status": status, **read}
         if is_settled(status):  # paused or disabled: it will not reach steady state by itself
             return {"outcome": "failed", "reason": f"job is {phase} (code {status.get('code')})", "polls": polls,
                     "status": status, "provisioningErrors": []}
         if now >= deadline:
-            return _timed_out(status, polls, f"job still {phase} at the deadline")
+            timed_out = _timed_out(status, polls, f"job still {phase} at the deadline")
+            read = yield from _provisioning_errors(context, job, options, status)
+            return {**timed_out, **read}
         next_poll = min(now + dt.timedelta(seconds=interval), deadline)
         context.set_custom_status({"polls": polls, "phase": phase, "nextPollAt": iso(next_poll)})
         yield context.create_timer(next_poll)
@@ -113,12 +125,51 @@ def _timed_out(status: dict[str, Any] | None, polls: int, reason: str) -> dict[s
     return {"outcome": "timedOut", "reason": reason, "polls": polls, "status": status, "provisioningErrors": []}
 
 
-def _provisioning_errors(context, job: dict[str, Any], options: WorkflowOptions):
-    """The job's recent provisioning errors; an empty list (not a failure) if they cannot be read."""
-    request = {"servicePrincipalId": job["servicePrincipalId"], "jobId": job["jobId"],
-               "since": job.get("startedAt"), "top": options.provisioning_errors_top}
+def _cycle_had_errors(status: dict[str, Any] | None) -> bool:
+    """True when the latest cycle did not end ``Succeeded`` (Graph's synchronizationTaskExecution
+    states: Succeeded, Failed, EntryLevelErrors): only then is reading its errors worth a log request."""
+    last = (status or {}).get("lastExecution")
+    return isinstance(last, dict) and last.get("state") not in (None, "Succeeded")
+
+
+def _cycle_window(status: dict[str, Any] | None, started_at: str | None) -> tuple[str | None, str | None]:
+    """``(since, until)`` of the latest cycle's log rows, from the job status Graph documents.
+
+    ``lastExecution`` (synchronizationTaskExecution) is the latest completed cycle: its ``timeBegan``
+    is where the read starts and its ``timeEnded`` (plus a second: rows carry their own timestamps)
+    where it stops, so rows of the next cycle already running are not counted twice. A cycle that
+    began before we started the job is not ours: then the read starts at our start, unbounded.
+    """
+    last = (status or {}).get("lastExecution")
+    began = parse_iso(last.get("timeBegan")) if isinstance(last, dict) else None
+    ended = parse_iso(last.get("timeEnded")) if isinstance(last, dict) else None
+    ours = parse_iso(started_at)
+    if began is None or (ours is not None and began < ours - dt.timedelta(seconds=1)):
+        return started_at, None
+    return iso(began), (iso(ended + dt.timedelta(seconds=1)) if ended else None)
+
+
+def _with_failures_reason(read: dict[str, Any]) -> str:
+    codes = ", ".join(f"{c.get('code')} x{c.get('count')}" for c in (read.get("topErrorCodes") or [])[:3])
+    more = "" if (read.get("errorsRead") or {}).get("complete", True) else " (at least; the read was cut short)"
+    return f"steady state with {read['failedObjects']} failed objects{more}: {codes}"
+
+
+def _provisioning_errors(context, job: dict[str, Any], options: WorkflowOptions, status: dict[str, Any] | None):
+    """The errors of the job's latest cycle: ``{"provisioningErrors", "failedObjects", "topErrorCodes",
+    "errorsRead"}``; a placeholder error (not a failure) if they cannot be read."""
+    since, until = _cycle_window(status, job.get("startedAt"))
+    request: dict[str, Any] = {"servicePrincipalId": job["servicePrincipalId"], "jobId": job["jobId"],
+                               "since": since, "top": options.provisioning_errors_top}
+    if until:
+        request["until"] = until
     result = yield from call_step(context, names.GET_PROVISIONING_ERRORS, request, options)
     if not result.get("ok"):
-        return [{"code": "ProvisioningErrorsUnavailable",
-                 "message": (result.get("error") or {}).get("message") or "could not read provisioning logs"}]
-    return list(result.get("errors") or [])[: options.provisioning_errors_top]
+        return {"provisioningErrors": [{
+            "code": "ProvisioningErrorsUnavailable",
+            "message": (result.get("error") or {}).get("message") or "could not read provisioning logs"}]}
+    return {"provisioningErrors": list(result.get("errors") or [])[: options.provisioning_errors_top],
+            "failedObjects": int(result.get("failedObjects") or 0),
+            "topErrorCodes": list(result.get("topErrorCodes") or []),
+            "errorsRead": {"since": result.get("since") or since, "until": until, "pages": result.get("pages"),
+                           "complete": bool(result.get("complete", True))}}

@@ -6,7 +6,10 @@ plain JSON dicts; nothing here can see a secret (outcomes carry ids, codes and m
 
 Outcome vocabulary (``outcome`` field of every instance):
 
-* ``steadyState`` - the job finished its initial cycle and is running normally.
+* ``steadyState`` - the job finished its initial cycle and is running. Steady state is not success by
+  itself: an instance whose cycle failed objects (Graph quarantines for that only past 5,000
+  failures) carries ``failedObjects`` (> 0), ``topErrorCodes`` and ``provisioningErrors``, and the
+  counts list it under ``steadyWithFailures``, apart from the clean ``steadyState``.
 * ``quarantined`` - the job is in quarantine; ``reason`` and ``provisioningErrors`` say why.
 * ``failed``      - a setup step failed (invalid input, missing permission, bad credentials...);
   ``reason`` and ``error.step`` say which and why.
@@ -26,6 +29,14 @@ from orchestrators.steps import seconds_between
 
 OUTCOMES = ("steadyState", "quarantined", "failed", "timedOut")
 CONFIGURED = "configured"
+#: the count of steady instances whose cycle failed objects (``counts.steadyState`` holds the clean ones)
+STEADY_WITH_FAILURES = "steadyWithFailures"
+
+
+def steady_with_failures(outcome: dict[str, Any]) -> bool:
+    """True for a ``steadyState`` instance whose cycle failed objects (or whose errors could not be read)."""
+    return outcome.get("outcome") == "steadyState" and bool(outcome.get("failedObjects")
+                                                           or outcome.get("provisioningErrors"))
 
 
 def child_instance_id(batch_id: str, instance_key: str) -> str:
@@ -48,8 +59,8 @@ def progress_counts(total: int, queued: int, configuring: int, monitoring: int,
     """Counts per phase for the batch's custom status while it runs."""
     counts = {"total": total, "queued": queued, "configuring": configuring, "monitoring": monitoring,
               "running": configuring + monitoring}
-    tally = Counter(o.get("outcome") for o in outcomes)
-    for name in OUTCOMES:
+    tally = Counter(STEADY_WITH_FAILURES if steady_with_failures(o) else o.get("outcome") for o in outcomes)
+    for name in OUTCOMES[:1] + (STEADY_WITH_FAILURES,) + OUTCOMES[1:]:
         counts[name] = tally.get(name, 0)
     return counts
 
@@ -59,6 +70,12 @@ def top_errors(outcomes: list[dict[str, Any]], limit: int = 10) -> list[dict[str
     tally: Counter[str] = Counter()
     example: dict[str, dict[str, Any]] = {}
     for outcome in outcomes:
+        if outcome.get("topErrorCodes"):  # the whole cycle's counts, not only the rows kept
+            for item in outcome["topErrorCodes"]:
+                code = str(item.get("code") or "Unknown")
+                tally[code] += int(item.get("count") or 1)
+                example.setdefault(code, {"message": item.get("reason"), "instanceKey": outcome.get("instanceKey")})
+            continue
         for err in outcome.get("provisioningErrors") or []:
             code = str(err.get("code") or err.get("errorCode") or "Unknown")
             tally[code] += 1
@@ -86,7 +103,7 @@ def batch_report(batch_id: str, request_id: str | None, started_at: str, finishe
         "finishedAt": finished_at,
         "durationSeconds": duration_seconds,
         "counts": counts,
-        "succeeded": counts["steadyState"] == len(outcomes),
+        "succeeded": counts["steadyState"] == len(outcomes),  # clean steady state everywhere
         "instances": outcomes,
         "topErrors": top_errors(outcomes),
     }
@@ -108,7 +125,7 @@ def final_outcome(outcome: dict[str, Any], result: dict[str, Any], finished_at: 
     done["reason"] = result.get("reason")
     if result.get("error"):
         done["error"] = result["error"]
-    for key in ("polls", "status", "steadyStateAt"):
+    for key in ("polls", "status", "steadyStateAt", "failedObjects", "topErrorCodes", "errorsRead"):
         if key in result:
             done[key] = result[key]
     done["provisioningErrors"] = result.get("provisioningErrors") or []

@@ -6,8 +6,9 @@ when the ``requestId`` is taken by a different request; 413 over ``REQUEST_MAX_B
 for a non-JSON content type.
 
 ``GET /api/provisioning-requests/{id}`` (function key; ``id`` = the batch id or the caller's
-request id): a readable summary - status, counts, per-instance outcomes with reasons, ids and
-timings. No request input, no secrets, no management URLs (those carry keys).
+request id): a readable summary - status, counts (``steadyWithFailures`` apart from the clean
+``steadyState``), per-instance outcomes with reasons, ids, timings and, for a steady instance,
+``failedObjects`` / ``topErrorCodes`` / ``withFailures``. No request input, no secrets, no management URLs (those carry keys).
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ async def _live_instances(client, batch_id: str, data: dict[str, Any]) -> list[d
 def _instance_view(outcome: dict[str, Any]) -> dict[str, Any]:
     keys = ("instanceKey", "displayName", "outcome", "reason", "ids", "timings", "polls", "provisioningErrors")
     view = {key: outcome.get(key) for key in keys}
+    if outcome.get("outcome") == "steadyState" or outcome.get("failedObjects") is not None:
+        # steady with failures reads apart from a clean steady state (failedObjects > 0, topErrorCodes)
+        view["failedObjects"] = int(outcome.get("failedObjects") or 0)
+        view["topErrorCodes"] = outcome.get("topErrorCodes") or []
+        view["withFailures"] = outcome.get("outcome") == "steadyState" and bool(
+            outcome.get("failedObjects") or outcome.get("provisioningErrors"))
     view["step"] = "done"
     return view
 

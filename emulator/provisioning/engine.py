@@ -36,6 +36,14 @@ TARGET_ERRORS = {
 }
 
 
+#: internal action of a change the cycle skips (a disabled user): logged as provisioningAction create, status skipped
+SKIP = "skip"
+
+
+def _disabled_user(obj: dict) -> bool:
+    return obj["type"] == "User" and obj.get("attrs", {}).get("accountEnabled") == "False"
+
+
 def new_guid(rng: random.Random) -> str:
     """A GUID from a seeded generator (deterministic ids)."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -137,7 +145,14 @@ class Engine:
         changes: list[tuple[dict, str]] = []
         for obj in sorted(scope.values(), key=lambda o: (o["type"] != "User", o["displayName"].lower(), o["id"])):
             link = job.links.get(obj["id"])
-            if link is None:
+            if link is None and _disabled_user(obj):
+                # DOC: a disabled user is not provisioned; the log shows action Create, status Skipped,
+                # SkipReason NotEffectivelyEntitled (learn.microsoft.com/entra/identity/app-provisioning/
+                # application-provisioning-config-problem-no-users-provisioned). Logged by initial cycles
+                # only: incremental cycles process changes, and a disabled user has none to export.
+                if initial:
+                    changes.append((obj, SKIP))
+            elif link is None:
                 changes.append((obj, "create"))
             elif link["hash"] != obj["hash"]:
                 changes.append((obj, "update"))
@@ -180,7 +195,7 @@ class Engine:
             "entitled": len(scope),
             "exported": 0,
             "hardFailures": 0,
-            "exports": sum(1 for _, action in changes if action != "other"),
+            "exports": sum(1 for _, action in changes if action not in ("other", SKIP)),
             "deletesApplied": any(action in ("disable", "delete") for _, action in changes),
         }
         self.schedule(job, items[0]["at"] if items else job.cycle["endsAt"])
@@ -221,8 +236,8 @@ class Engine:
 
     def _outcomes(self, job: Job, changes: list, scenario: str, params: dict, rng: random.Random) -> list[tuple[str, str | None]]:
         """(status, target error kind) per change, from the scenario."""
-        result: list[tuple[str, str | None]] = [("skipped" if a == "other" else "success", None) for _, a in changes]
-        exports = [i for i, (_, action) in enumerate(changes) if action != "other"]
+        result: list[tuple[str, str | None]] = [("skipped" if a in ("other", SKIP) else "success", None) for _, a in changes]
+        exports = [i for i, (_, action) in enumerate(changes) if action not in ("other", SKIP)]
         if scenario == "invalidCredentials":  # the connection itself fails: every entry fails
             return [("failure", "unauthorized") for _ in changes]
         if scenario not in ("escrowFailures", "neverSteady") or not exports:
@@ -295,7 +310,7 @@ class Engine:
                 "jobId": job.id,
                 "cycleId": cycle["id"],
                 "changeId": new_guid(rng),
-                "provisioningAction": action,
+                "provisioningAction": "create" if action == SKIP else action,
                 "durationInMilliseconds": item["ms"],
                 "sourceSystem": dict(logrows.AAD_SYSTEM),
                 "targetSystem": {
@@ -333,9 +348,12 @@ class Engine:
         hard = cycle["hardFailures"]
         exports = cycle["exports"]
         reason = None
+        hard_escrows = sum(1 for entry in job.escrows.values() if not entry.get("transient"))
         if failed:
             reason = "EncounteredQuarantineException"
-        elif hard and hard >= s.escrow_quarantine_min_failures and hard / max(exports, 1) > s.escrow_quarantine_proportion:
+        elif hard and hard_escrows >= max(1, s.escrow_quarantine_min_failures) and hard / max(exports, 1) > s.escrow_quarantine_proportion:
+            # DOC: evaluated only from escrowQuarantineMinFailures failures on (5,000); below it the
+            # failures are only logged and the job goes on to steady state
             reason = "EncounteredEscrowProportionThreshold"
         elif cycle["heldDeletes"]:
             reason = "TooManyDeletes"
@@ -372,7 +390,10 @@ class Engine:
                 self.schedule(job, None)  # paused meanwhile: the next Start re-evaluates
             return
         job.watermark = True
-        if not job.escrows and cycle["ctx"]["scenario"] != "neverSteady":
+        # entries that failed for good (escrowed below the quarantine threshold) do not hold back steady
+        # state: a small job with half its users failing reaches it (DOC, quarantine article); entries
+        # retried for a passing reason (throttling, neverSteady) do
+        if not any(entry.get("transient") for entry in job.escrows.values()) and cycle["ctx"]["scenario"] != "neverSteady":
             job.steady_first = job.steady_first or at
             job.steady_last = at
         if not job.running:  # paused while the cycle ran: it completed, nothing more is scheduled

@@ -82,6 +82,8 @@ def error_info(code: str, reason: str) -> dict:
 
 def steps_for(action: str, kind: str, name: str, app: str, status: str, in_scope: bool) -> list[dict]:
     """provisioningSteps of one event, with the step names the real service logs."""
+    if action == "skip":
+        return skipped_steps(kind, name)
     change = {"create": "Add", "update": "Update", "disable": "Update", "delete": "Delete", "other": "Update"}[action]
     import_name = "EntryImportAdd" if action == "create" else "EntryImport"
     steps = [
@@ -139,6 +141,55 @@ def steps_for(action: str, kind: str, name: str, app: str, status: str, in_scope
         }
     )
     return steps
+
+
+#: SkipReason of a user the service does not provision (disabled, unassigned or out of the scoping filter)
+NOT_EFFECTIVELY_ENTITLED = "NotEffectivelyEntitled"
+
+
+def skipped_steps(kind: str, name: str) -> list[dict]:
+    """provisioningSteps of a disabled user a cycle skips (status skipped, SkipReason NotEffectivelyEntitled).
+
+    DOC: "filter the log to the action Create and status Skipped. If users were skipped with the
+    SkipReason code of NotEffectivelyEntitled, this may indicate that the user accounts [...] were
+    not matched because the user account status was Disabled"
+    (https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-config-problem-no-users-provisioned).
+    The description follows the service's wording as users quote it
+    (https://learn.microsoft.com/answers/questions/1023522/user-provisioning-noteffectivelyentitled).
+    """
+    return [
+        {
+            "name": "EntryImportAdd",
+            "provisioningStepType": "import",
+            "status": "success",
+            "description": f"Received {kind} '{name}' change of type (Add) from Azure Active Directory",
+            "details": {},
+        },
+        {
+            "name": "EntrySynchronizationScoping",
+            "provisioningStepType": "scoping",
+            "status": "success",
+            "description": f"Determine if {kind} in scope by evaluating against each scoping filter",
+            "details": {
+                "Active in the source system": "False",
+                "Assigned to the application": "True",
+                f"{kind} has the required role": "True",
+                "Scoping filter evaluation passed": "True",
+            },
+        },
+        {
+            "name": "EntrySynchronizationSkip",
+            "provisioningStepType": "matching",
+            "status": "skipped",
+            "description": (
+                f"The {kind} '{name}' will be skipped due to the following reasons: 1) This object does not have "
+                "required entitlement for provisioning. If you did not expect the object to be skipped, update "
+                "provisioning scope to 'Sync all users and groups' or assign the object to the application with "
+                "entitlement of provisioning category"
+            ),
+            "details": {"SkipReason": NOT_EFFECTIVELY_ENTITLED},
+        },
+    ]
 
 
 def modified_properties(action: str, obj: dict, previous: dict | None) -> list[dict]:

@@ -32,10 +32,15 @@ class EngineSettings:
     quarantine_backoff_seconds: tuple[float, ...] = (21600.0, 43200.0, 86400.0)
     # DOC: after more than four weeks in quarantine the job is disabled.
     quarantine_disable_after_seconds: float = 28 * 86400.0
-    # DOC: quarantine when more than 40% of events fail. The real service only evaluates after
-    # about 5,000 failures; the emulator's tenants are small, so it evaluates from this count.
+    # DOC (https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-quarantine-status,
+    # "Escrow thresholds"): "5,000 failures are the minimum to start evaluating whether to quarantine
+    # because of too many failures"; then quarantine when more than 40% of events fail. Below the
+    # minimum failures are only logged and the job reaches steady state. Failures counted = the job's
+    # escrowed entries (non-transient), which restart with resetScope Escrows clears. Credential
+    # problems quarantine at once, whatever the count. Tests of escrow quarantine on small jobs set
+    # escrowQuarantineMinFailures low explicitly.
     escrow_quarantine_proportion: float = 0.4
-    escrow_quarantine_min_failures: int = 1
+    escrow_quarantine_min_failures: int = 5000
     # OBS: a wrong-case secret key gave 500 InternalError (msgraph-beta-sdk-java#372); 400 is a choice.
     secret_key_error_status: int = 500
     # UNCONFIRMED: merge or replace on PUT secrets. "replace" = the stored set is exactly what was

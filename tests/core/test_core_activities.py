@@ -63,7 +63,11 @@ def test_a_whole_instance_through_the_activities(core_env):
     assert status["ok"] and status["status"]["state"] == "SteadyState"
     logs = call(names.GET_PROVISIONING_ERRORS, {"servicePrincipalId": sp, "jobId": job["jobId"],
                                                 "since": started["startedAt"], "top": 5})
-    assert logs == {"ok": True, "errors": []}
+    assert logs["ok"] and logs["errors"] == [] and logs["failedObjects"] == 0 and logs["topErrorCodes"] == []
+    assert logs["complete"] is True and logs["pages"] == 1
+    bad_until = call(names.GET_PROVISIONING_ERRORS, {"servicePrincipalId": sp, "jobId": job["jobId"],
+                                                     "since": started["startedAt"], "until": 5})
+    assert not bad_until["ok"] and bad_until["error"]["kind"] == "permanent"
     listed = call(names.LIST_MANAGED_INSTANCES, {})
     assert listed["ok"] and listed["instances"][0]["labels"] == {"team": "ops"}
     assert listed["instances"][0]["credentials"] == HEALTHY_CREDENTIALS  # references only, from the notes

@@ -130,6 +130,8 @@ def test_seed_article_five_steps_on_beta(emulator_env):
 )
 def test_every_scenario_over_https(emulator_env, scenario, secrets, validates, code, reason):
     graph = Graph(emulator_env)
+    if scenario == "escrowFailures":  # escrow quarantine of a small job: only under a low evaluation threshold
+        emulator_env.admin.provisioning_settings(escrowQuarantineMinFailures=1)
     sp_id, job_id, _ = provisioned_app(graph, f"Scenario {scenario}", secrets)
     validate = graph.call("POST", f"servicePrincipals/{sp_id}/synchronization/jobs/{job_id}/validateCredentials", {"useSavedCredentials": True})
     if validates:
@@ -235,3 +237,26 @@ def test_audit_log_filters_and_paging(emulator_env):
     assert bad.status_code == 400
     skip = graph.call("GET", "auditLogs/provisioning?$top=4&$skip=4")  # reference §4.2: no skip count
     assert skip.status_code == 400 and skip.json()["error"]["code"] == "BadRequest"
+
+
+def test_steady_with_failures_and_skipped_rows_over_https(emulator_env):
+    """Default settings: a small escrowFailures job is steady with its failures logged (escrow quarantine is
+    evaluated from 5,000 failures); the seeded disabled user is logged Skipped / NotEffectivelyEntitled."""
+    emulator_env.admin.set_faults(throttling={"reports": {"limit": 1000, "windowSeconds": 10}})
+    graph = Graph(emulator_env)
+    sync_all = [{"key": "SyncAll", "value": "true"}]
+    sp_id, job_id, _ = provisioned_app(graph, "Steady failing", scim("https://scim.wingtip.test/scim/v2", "wingtip-token", sync_all), users=1)
+    assert graph.call("POST", f"servicePrincipals/{sp_id}/synchronization/jobs/{job_id}/start").status_code == 204
+    emulator_env.admin.advance(600)
+    status = graph.ok("GET", f"servicePrincipals/{sp_id}/synchronization/jobs/{job_id}")["status"]
+    assert status["code"] == "Active" and status["quarantine"] is None and status["steadyStateLastAchievedTime"] != SENTINEL
+    assert status["lastExecution"]["state"] == "EntryLevelErrors" and status["lastExecution"]["countEscrowed"] > 0
+    failed = graph.ok("GET", f"auditLogs/provisioning?$filter=jobId eq '{job_id}' and provisioningStatusInfo/status eq 'failure'&$top=500")["value"]
+    assert len(failed) == status["lastExecution"]["countEscrowed"]
+    skipped = graph.ok("GET", f"auditLogs/provisioning?$filter=jobId eq '{job_id}' and provisioningStatusInfo/status eq 'skipped'", version="beta")["value"]
+    disabled = [u for u in graph.ok("GET", "users?$top=999")["value"] if u.get("accountEnabled") is False]
+    assert disabled and {r["sourceIdentity"]["id"] for r in skipped} == {u["id"] for u in disabled}
+    for row in skipped:
+        assert row["provisioningAction"] == "create" and row["action"] == "Create"
+        assert row["statusInfo"]["status"] == "skipped" and row["provisioningStatusInfo"]["errorInformation"] is None
+        assert row["provisioningSteps"][-1]["details"] == {"SkipReason": "NotEffectivelyEntitled"}

@@ -113,7 +113,9 @@ def test_quarantine_longer_than_four_weeks_disables_the_job():
 
 
 def test_escrow_failures_quarantine_with_escrow_proportion_threshold():
-    service, _, clock, sp_id, job_id = started_job("https://scim.wingtip.test/scim/v2", "wingtip-token", users=5)
+    # the documented evaluation threshold is 5,000 failures: a five-user job needs it set low
+    service, _, clock, sp_id, job_id = started_job("https://scim.wingtip.test/scim/v2", "wingtip-token", users=5,
+                                                   settings={"escrowQuarantineMinFailures": 1})
     service.validate_credentials(sp_id, job_id, {"useSavedCredentials": True})  # credentials are fine
     clock.advance(120)
     status = service.get_job(sp_id, job_id)["status"]
@@ -134,6 +136,86 @@ def test_escrow_failures_quarantine_with_escrow_proportion_threshold():
     assert status["quarantine"] is None and status["code"] == "NotRun"  # no clean initial cycle yet
     clock.advance(120)
     assert service.get_job(sp_id, job_id)["status"]["quarantine"]["seriesCount"] == 1
+
+
+def test_escrow_failures_below_the_evaluation_threshold_are_logged_and_the_job_reaches_steady_state():
+    """DOC: 5,000 failures are the minimum to start evaluating an escrow quarantine (the default)."""
+    service, _, clock, sp_id, job_id = started_job("https://scim.wingtip.test/scim/v2", "wingtip-token", users=5)
+    assert service.settings.escrow_quarantine_min_failures == 5000
+    clock.advance(120)
+    status = service.get_job(sp_id, job_id)["status"]
+    assert status["code"] == "Active" and status["quarantine"] is None
+    assert status["steadyStateLastAchievedTime"] != SENTINEL  # 3 of 5 users failed, and still steady
+    assert status["lastExecution"]["state"] == "EntryLevelErrors" and status["lastExecution"]["countEscrowed"] == 3
+    failed = [r for r in service.provisioning_logs("v1.0")
+              if r["jobId"] == job_id and r["provisioningStatusInfo"]["status"] == "failure"]
+    assert len(failed) == 3 and all(r["provisioningStatusInfo"]["errorInformation"]["errorCode"] for r in failed)
+    # the next cycles retry the escrowed users, fail again, log again, and still do not quarantine
+    clock.advance(2 * 2400)
+    status = service.get_job(sp_id, job_id)["status"]
+    assert status["code"] == "Active" and status["quarantine"] is None
+    again = [r for r in service.provisioning_logs("v1.0")
+             if r["jobId"] == job_id and r["provisioningStatusInfo"]["status"] == "failure"]
+    assert len(again) == 3 * 3 and len({r["cycleId"] for r in again}) == 3
+
+
+@pytest.mark.parametrize(("minimum", "quarantined"), [(3, True), (4, False)])
+def test_escrow_quarantine_is_evaluated_from_the_failure_count_setting(minimum, quarantined):
+    # 3 of 5 exports fail (60 % > 40 %): evaluated when 3 failures reach the minimum, not when they are below it
+    service, _, clock, sp_id, job_id = started_job("https://scim.wingtip.test/scim/v2", "wingtip-token", users=5,
+                                                   settings={"escrowQuarantineMinFailures": minimum})
+    clock.advance(120)
+    status = service.get_job(sp_id, job_id)["status"]
+    assert (status["code"] == "Quarantine") is quarantined
+    assert ((status["quarantine"] or {}).get("reason") == "EncounteredEscrowProportionThreshold") is quarantined
+
+
+def test_credential_failures_quarantine_at_once_whatever_the_failure_count_setting():
+    service, _, clock, sp_id, job_id = started_job("https://scim.test/v2", "invalid-credentials", users=2)
+    assert service.settings.escrow_quarantine_min_failures == 5000
+    clock.advance(120)
+    status = service.get_job(sp_id, job_id)["status"]
+    assert status["code"] == "Quarantine" and status["quarantine"]["reason"] == "EncounteredQuarantineException"
+
+
+def test_a_disabled_user_is_logged_as_skipped_not_effectively_entitled():
+    service, directory, clock = make_service()
+    sp = directory.add_service_principal("Skip app", SCIM)
+    service.on_instantiate(SCIM, sp["id"])
+    active = directory.add_user("Active Person")
+    disabled = directory.add_user("Disabled Person", accountEnabled=False)
+    for user in (active, disabled):
+        directory.assign(sp["id"], user["id"])
+    service.put_secrets(sp["id"], {"value": creds("https://scim.contoso.test/scim/v2", "demo-scim-token")})
+    job_id = service.create_job(sp["id"], {"templateId": "scim"})["id"]
+    service.start_job(sp["id"], job_id)
+    clock.advance(120)
+    status = service.get_job(sp["id"], job_id)["status"]
+    assert status["code"] == "Active" and status["steadyStateLastAchievedTime"] != SENTINEL
+    assert status["lastExecution"]["state"] == "Succeeded"
+    assert status["lastExecution"]["countExports"] == 1 and status["lastExecution"]["countExported"] == 1
+    assert status["synchronizedEntryCountByType"] == [{"key": "User to User", "value": 1}]
+    rows = {r["sourceIdentity"]["id"]: r for r in service.provisioning_logs("v1.0") if r["jobId"] == job_id}
+    assert rows[active["id"]]["provisioningStatusInfo"] == {"status": "success", "errorInformation": None}
+    skipped = rows[disabled["id"]]
+    assert skipped["provisioningAction"] == "create"  # DOC: "filter the log to the action Create and status Skipped"
+    assert skipped["provisioningStatusInfo"] == {"status": "skipped", "errorInformation": None}
+    assert skipped["targetIdentity"]["id"] == ""
+    skip_step = skipped["provisioningSteps"][-1]
+    assert skip_step["name"] == "EntrySynchronizationSkip" and skip_step["status"] == "skipped"
+    assert skip_step["details"] == {"SkipReason": "NotEffectivelyEntitled"}
+    beta = {r["sourceIdentity"]["id"]: r for r in service.provisioning_logs("beta") if r["jobId"] == job_id}
+    assert beta[disabled["id"]]["action"] == "Create"
+    assert beta[disabled["id"]]["statusInfo"] == {"@odata.type": "#microsoft.graph.statusBase", "status": "skipped"}
+    # an incremental cycle has nothing to do for the disabled user: no second row
+    clock.advance(2400 + 120)
+    again = [r for r in service.provisioning_logs("v1.0") if r["sourceIdentity"]["id"] == disabled["id"]]
+    assert len(again) == 1
+    # once enabled, the next cycle provisions the user
+    directory.users[disabled["id"]]["accountEnabled"] = True
+    clock.advance(2400)
+    latest = [r for r in service.provisioning_logs("v1.0") if r["sourceIdentity"]["id"] == disabled["id"]][0]
+    assert latest["provisioningAction"] == "create" and latest["provisioningStatusInfo"]["status"] == "success"
 
 
 def test_too_many_deletes_then_force_deletes():

@@ -53,8 +53,8 @@ def test_health_sweep_waits_out_a_throttled_status_read(tmp_path):
     assert any(ev["EventType"] == h.TIMER_CREATED for ev in history)  # the wait was a durable timer
 
 
-def _monitor(tmp_path, statuses, deadline_seconds: int):
-    script(get_job_status=statuses, get_provisioning_errors=[{"ok": True, "errors": []}])
+def _monitor(tmp_path, statuses, deadline_seconds: int, provisioning_errors=None):
+    script(get_job_status=statuses, get_provisioning_errors=provisioning_errors or [{"ok": True, "errors": []}])
     times: dict[str, dt.datetime] = {}
 
     async def scenario(engine):
@@ -83,6 +83,46 @@ def test_monitor_reads_again_after_a_passing_failure(tmp_path):
     result, _, _ = _monitor(tmp_path, [RUNNING, UNREACHABLE, THROTTLED, STEADY], 3600)
     assert result["outcome"] == "steadyState", result
     assert len(calls("get_job_status")) >= 4
+
+
+#: steady state reached by a cycle that failed objects (Graph quarantines for that only past 5,000 failures)
+STEADY_WITH_ERRORS = {"ok": True, "jobId": "job1", "status": {
+    "state": "SteadyState", "settled": True, "code": "Active",
+    "lastExecution": {"state": "EntryLevelErrors", "timeBegan": "2100-01-01T10:00:00Z",
+                      "timeEnded": "2100-01-01T10:05:00Z", "error": None}}}
+CYCLE_ERRORS = {"ok": True, "errors": [{"status": "failure", "errorCode": "E1", "reason": "target said no"}],
+                "failedObjects": 2, "failures": 2, "topErrorCodes": [{"code": "E1", "count": 2, "reason": "no"}],
+                "since": "2100-01-01T10:00:00Z", "pages": 1, "complete": True}
+LOGS_THROTTLED = {"ok": False, "error": {"kind": "throttled", "code": "TooManyRequests", "retryAfterSeconds": 5.0,
+                                         "message": "throttled", "step": "get_provisioning_errors"}}
+
+
+def test_steady_state_with_failed_objects_reads_that_cycles_errors(tmp_path):
+    result, _, _ = _monitor(tmp_path, [RUNNING, STEADY_WITH_ERRORS], 3600, [LOGS_THROTTLED, CYCLE_ERRORS])
+    assert result["outcome"] == "steadyState", result
+    assert result["failedObjects"] == 2 and result["topErrorCodes"] == CYCLE_ERRORS["topErrorCodes"]
+    assert result["provisioningErrors"] == CYCLE_ERRORS["errors"]
+    assert result["reason"] == "steady state with 2 failed objects: E1 x2"
+    # the cycle's window from the job status: timeBegan to a second past timeEnded; the 429 was waited out
+    requests = [payload for _, payload in calls("get_provisioning_errors")]
+    assert len(requests) == 2
+    assert requests[-1]["since"].startswith("2100-01-01T10:00:00") and requests[-1]["until"].startswith(
+        "2100-01-01T10:05:01")
+
+
+def test_a_clean_steady_state_reads_no_provisioning_logs(tmp_path):
+    clean = {"ok": True, "jobId": "job1", "status": {**STEADY_WITH_ERRORS["status"], "lastExecution": {
+        **STEADY_WITH_ERRORS["status"]["lastExecution"], "state": "Succeeded"}}}
+    result, _, _ = _monitor(tmp_path, [clean], 3600, [CYCLE_ERRORS])
+    assert result["outcome"] == "steadyState" and result["reason"] is None and "failedObjects" not in result
+    assert calls("get_provisioning_errors") == []
+
+
+def test_a_timed_out_job_reports_the_errors_since_it_started(tmp_path):
+    result, _, _ = _monitor(tmp_path, lambda payload, n: RUNNING, 20, [CYCLE_ERRORS])
+    assert result["outcome"] == "timedOut" and result["failedObjects"] == 2
+    (request,) = [payload for _, payload in calls("get_provisioning_errors")]
+    assert "until" not in request  # no cycle completed: from our start on
 
 
 def test_monitor_gives_up_after_three_passing_failures_in_a_row(tmp_path):

@@ -93,4 +93,6 @@ def test_every_example_request_is_valid():
     assert {i["displayName"] for i in demo["instances"]} == set(expected)
     assert len(expected) >= 20 and len({i["applicationTemplate"].get("id") or i["applicationTemplate"]["displayName"]
                                         for i in demo["instances"]}) >= 3
-    assert {e["outcome"] for e in expected.values()} == {"steadyState", "failed", "quarantined"}
+    # a clean steady state, steady state with failed objects (below Graph's escrow-quarantine threshold) and a failure
+    assert {e["outcome"] for e in expected.values()} == {"steadyState", "failed"}
+    assert {bool(e.get("withFailures")) for e in expected.values() if e["outcome"] == "steadyState"} == {True, False}
