@@ -66,7 +66,7 @@ OK, FAILED, WARNING, SKIPPED = "ok", "failed", "warning", "skipped"
 STATUSES = (OK, FAILED, WARNING, SKIPPED)
 
 GRANT_DOC = "docs/deploy.md, 'Grant Microsoft Graph permissions'"
-GRANT_COMMAND = "python infra/scripts/grant_graph_permissions.py --identity-client-id <the app identity's client id>"
+GRANT_COMMAND = "python infra/scripts/grant_graph_permissions.py --identity-client-id <client id>"
 #: Managed identity tokens are cached by Azure: a new grant can take a while to reach them.
 MI_CACHE_DOC = ("https://learn.microsoft.com/entra/identity/managed-identities-azure-resources/"
                 "managed-identity-best-practice-recommendations#limitation-of-using-managed-identities-for-authorization")
@@ -134,9 +134,9 @@ def check_settings(env: Mapping[str, str]) -> tuple[list[CheckResult], Settings 
 
 def _setting_fix(name: str) -> str:
     setting = _SETTINGS_BY_NAME.get(name)
-    what = f" ({setting.description})" if setting else ""
-    return (f"set {name} in the function app's settings (Azure: infra/app/api.bicep or 'az functionapp config "
-            f"appsettings set'; locally: local.settings.json){what}")
+    what = f" ({setting.description.rstrip('.')})" if setting else ""
+    return (f"set {name}{what} in the function app's settings: in Azure infra/app/api.bicep or 'az functionapp "
+            f"config appsettings set', locally local.settings.json")
 
 
 def _usable_settings(env: Mapping[str, str], bad: set[str]) -> Settings | None:
@@ -205,7 +205,7 @@ def check_graph_token(settings: Settings, credential: Any) -> tuple[CheckResult,
     who = claims.get("appid") or claims.get("azp") or "?"
     detail = (f"token for {claims.get('aud', '?')} issued to client {who} in tenant {claims.get('tid', '?')}, "
               f"valid {minutes} more minutes")
-    if "roles" not in claims and "scp" in claims:
+    if not claims.get("roles") and claims.get("scp"):
         return CheckResult(
             "graph token", FAILED,
             detail + "; it is a user's (delegated) token: the app calls Graph with its own identity, whose "
@@ -223,13 +223,13 @@ def check_graph_permissions(claims: Mapping[str, Any]) -> list[CheckResult]:
     for permission, why in REQUIRED_GRAPH_PERMISSIONS.items():
         name = f"graph permission: {permission}"
         if permission in roles:
-            rows.append(CheckResult(name, OK, f"granted; needed to {why}"))
+            rows.append(CheckResult(name, OK, f"granted; needed for: {why}"))
         else:
             rows.append(CheckResult(
-                name, FAILED, f"not granted (absent from the token's roles claim); the app needs it to {why}",
-                f"an admin grants the Microsoft Graph application permission {permission} to the app's identity: "
-                f"{GRANT_COMMAND} ({GRANT_DOC}). A new grant reaches a new token only; a managed identity's tokens "
-                f"are cached by Azure, so it can take a while to show ({MI_CACHE_DOC})"))
+                name, FAILED, f"not granted (absent from the token's roles claim); the app needs it for: {why}",
+                f"an admin grants the Graph application permission {permission} to the app's identity: "
+                f"{GRANT_COMMAND} ({GRANT_DOC}); only new tokens carry it, and Azure caches a managed "
+                f"identity's tokens for a while ({MI_CACHE_DOC})"))
     extra = sorted(roles - set(REQUIRED_GRAPH_PERMISSIONS))
     if extra:
         rows.append(CheckResult(
@@ -448,32 +448,28 @@ _LABELS = {OK: "ok", FAILED: "FAILED", WARNING: "warning", SKIPPED: "skipped"}
 
 
 def format_report(report: Mapping[str, Any] | PreflightReport, width: int | None = None) -> str:
-    """The report as a readable table (accepts the ``to_dict`` form, e.g. the HTTP answer)."""
+    """The report as readable text: one block per check (result and name, then detail and fix).
+
+    Accepts a :class:`PreflightReport` or its ``to_dict`` form (e.g. the HTTP answer).
+    """
     data = report.to_dict() if isinstance(report, PreflightReport) else report
-    checks = data.get("checks") or []
-    width = width or shutil.get_terminal_size((120, 20)).columns
-    name_width = min(44, max([len(c.get("name", "")) for c in checks] + [5]))
-    indent = 2 + 8 + name_width + 2
-    text_width = max(40, width - indent)
+    width = max(60, width or shutil.get_terminal_size((110, 20)).columns) - 1
     counts = data.get("counts") or {}
-    lines = [f"Preflight: {'PASSED' if data.get('ok') else 'FAILED'} - "
-             + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES if counts.get(s)), ""]
-    lines.append(f"  {'Result':<8}{'Check':<{name_width}}  Detail")
-    lines.append(f"  {'-' * 7} {'-' * name_width}  {'-' * min(text_width, 40)}")
-    for check in checks:
-        label = _LABELS.get(check.get("status", ""), check.get("status", ""))
-        name = check.get("name", "")
-        detail = textwrap.wrap(check.get("detail", ""), text_width) or [""]
-        if len(name) > name_width:
-            lines.append(f"  {label:<8}{name}")
-            first = " " * indent + detail[0]
-        else:
-            first = f"  {label:<8}{name:<{name_width}}  {detail[0]}"
-        lines.append(first)
-        lines += [" " * indent + more for more in detail[1:]]
-        if check.get("fix") and check.get("status") in (FAILED, WARNING, SKIPPED):
-            lines += [" " * indent + part for part in textwrap.wrap("fix: " + check["fix"], text_width)]
+    lines = [f"Preflight {'PASSED' if data.get('ok') else 'FAILED'}: "
+             + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES if counts.get(s))]
+    pad = " " * 11
+    for check in data.get("checks") or []:
+        status = check.get("status", "")
+        lines.append(f"  {_LABELS.get(status, status):<8} {check.get('name', '')}")
+        lines += _wrap(check.get("detail", ""), width, pad, pad)
+        if check.get("fix") and status in (FAILED, WARNING, SKIPPED):
+            lines += _wrap(check["fix"], width, pad + "fix: ", pad + "     ")
     return "\n".join(lines)
+
+
+def _wrap(text: str, width: int, first: str, rest: str) -> list[str]:
+    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest, break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
