@@ -299,8 +299,8 @@ def check_key_vault(settings: Settings, credential: Any) -> CheckResult:
                            "check KEY_VAULT_URL (https://<vault>.vault.azure.net) and the network path to the vault")
     finally:
         client.close()
-    return CheckResult("key vault", OK, f"listed secret properties of {settings.key_vault_url} (no values read; "
-                       f"{count} on the first page of at most 5)")
+    return CheckResult("key vault", OK, f"listed secret properties of {settings.key_vault_url} ({count} on the first "
+                       "page; names and attributes only, no value read)")
 
 
 def check_storage(env: Mapping[str, str], credential: Any) -> CheckResult:
