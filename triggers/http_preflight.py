@@ -8,7 +8,7 @@ problems show as an error status or an exception.
 
 Why the SDK's request helper and not ``client.get_status``: the public method maps 404 *and* 500
 to the same empty status object, so it cannot tell "no such instance" from "the task hub failed".
-``_get_async_request`` and ``_orchestration_bindings.rpc_base_url`` are the client's own (pinned
+``_get_async_request`` and ``_orchestration_bindings`` (RPC base URL, task hub name) are the client's own (pinned
 azure-functions-durable 1.7.0); tests/workflow/test_preflight_http.py runs this through devhost
 with the real SDK.
 
@@ -54,10 +54,10 @@ async def task_hub_check(client: df.DurableOrchestrationClient) -> preflight.Che
     """The task-hub row: one status read of :data:`core.preflight.PROBE_INSTANCE_ID` through the client."""
     from azure.durable_functions.models.RpcManagementOptions import RpcManagementOptions
 
-    hub = getattr(client, "task_hub_name", None)
+    bindings = client._orchestration_bindings
+    hub = getattr(bindings, "task_hub_name", None)
     try:
-        url = RpcManagementOptions(instance_id=preflight.PROBE_INSTANCE_ID).to_url(
-            client._orchestration_bindings.rpc_base_url)
+        url = RpcManagementOptions(instance_id=preflight.PROBE_INSTANCE_ID).to_url(bindings.rpc_base_url)
         answer = await client._get_async_request(url)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the task hub is the finding
         return preflight.task_hub_result(None, hub, exc)
