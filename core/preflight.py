@@ -496,17 +496,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="read settings from a KEY=VALUE file or local.settings.json (repeatable); variables "
                              "already set in the environment win, as with the Functions host")
     args = parser.parse_args(argv)
-    env: dict[str, str] = {}
     for path in args.env_file:
         try:
-            env.update(read_env_file(path))
+            values = read_env_file(path)
         except (OSError, ValueError) as exc:
             parser.error(f"cannot read {path}: {type(exc).__name__}")
-    env.update(os.environ)
-    for key in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "AZURE_AUTHORITY_HOST", "AZURE_TENANT_ID", "AZURE_CLIENT_ID",
-                "AZURE_CLIENT_SECRET", "IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
-        if key in env:  # the SDKs read these from the process environment, not from our mapping
-            os.environ[key] = env[key]
+        for key, value in values.items():  # as the Functions host does: app settings become variables,
+            os.environ.setdefault(key, value)  # and the SDKs (azure-identity, requests) read them from there
+    env = dict(os.environ)
     report = run_preflight(env)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))

@@ -245,12 +245,20 @@ def test_cli_json_names_a_removed_permission_and_exits_1(env, core_env):
     assert_no_secret(done.stdout + done.stderr, env, core_env)
 
 
-def test_cli_reads_settings_from_an_env_file(env, core_env, tmp_path: Path):
-    env_file = tmp_path / "app.env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in {**core_env.env, "AzureWebJobsStorage": env[
-        "AzureWebJobsStorage"]}.items()))
-    bare = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
-    done = _cli(bare, "--env-file", str(env_file))
-    assert done.returncode == 0, done.stdout + done.stderr
+def test_cli_reads_settings_from_an_env_file_or_local_settings_json(env, core_env, tmp_path: Path):
+    values = {**core_env.env, "AzureWebJobsStorage": env["AzureWebJobsStorage"]}
+    dotenv = tmp_path / "app.env"
+    dotenv.write_text("# the emulator's variables\n" + "".join(f"{k}={v}\n" for k, v in values.items()))
+    local_settings = tmp_path / "local.settings.json"
+    local_settings.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
+    bare = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    for path in (dotenv, local_settings):
+        done = _cli(bare, "--env-file", str(path))
+        assert done.returncode == 0, done.stdout + done.stderr
+    # the environment wins over the file, as with the Functions host
+    overridden = _cli({**bare, "GRAPH_API_VERSION": "v3"}, "--env-file", str(local_settings), "--json")
+    assert overridden.returncode == 1
+    assert [c["name"] for c in json.loads(overridden.stdout)["checks"] if c["status"] == "failed"] == [
+        "setting: GRAPH_API_VERSION"]
     missing = _cli(bare)
     assert missing.returncode == 1 and "setting: KEY_VAULT_URL" in missing.stdout
