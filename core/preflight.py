@@ -140,25 +140,26 @@ def _setting_fix(name: str) -> str:
 
 
 def _usable_settings(env: Mapping[str, str], bad: set[str]) -> Settings | None:
-    """Settings with every bad value left out (its default used), for the checks that do not read it.
+    """Settings with every bad value replaced by its default, for the checks that do not read it.
 
     Checks that read a bad setting are skipped, so a default never stands in for what the operator
-    meant. A required setting that is missing gets a placeholder for the same reason.
+    meant; a missing required setting gets a placeholder for the same reason. Built field by field
+    (the cross-field rules of ``from_env`` already reported their problems: a default may well
+    conflict with a good value, e.g. a small MONITOR_MAX_POLL_SECONDS).
     """
-    dropped = set(bad)
-    for _ in range(len(SETTINGS)):
-        trial = {k: v for k, v in env.items() if k not in dropped}
+    from core.settings import _parser
+
+    values: dict[str, Any] = {}
+    try:
         for setting in SETTINGS:
-            if setting.required and setting.name in dropped:
-                trial[setting.name] = "https://preflight.invalid"
-        try:
-            return Settings.from_env(trial)
-        except errors.ConfigurationError as exc:
-            more = {p.path for p in exc.problems} - dropped
-            if not more:
-                return None
-            dropped |= more  # e.g. a default that now conflicts with another value
-    return None
+            raw = env.get(setting.name)
+            if setting.name in bad or raw is None or raw.strip() == "":
+                values[setting.field] = "https://preflight.invalid" if setting.required else setting.default
+            else:
+                values[setting.field] = _parser(setting)(raw)
+        return Settings(**values)
+    except (ValueError, TypeError):
+        return None
 
 
 def _skipped(name: str, needs: Iterable[str], bad: set[str]) -> CheckResult | None:

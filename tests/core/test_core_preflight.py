@@ -262,3 +262,56 @@ def test_cli_reads_settings_from_an_env_file_or_local_settings_json(env, core_en
         "setting: GRAPH_API_VERSION"]
     missing = _cli(bare)
     assert missing.returncode == 1 and "setting: KEY_VAULT_URL" in missing.stdout
+
+
+def test_unreachable_graph_and_key_vault_are_named(env):
+    closed = f"https://127.0.0.1:{_free_port()}"
+    report = preflight.run_preflight({**env, "GRAPH_BASE_URL": closed, "KEY_VAULT_URL": closed,
+                                      "GRAPH_MAX_ATTEMPTS": "1", "GRAPH_CONNECT_TIMEOUT_SECONDS": "2"})
+    by_name = rows(report)
+    assert [r.name for r in report.failed()] == ["graph gallery", "key vault"]
+    assert "ConnectionError" in by_name["graph gallery"].detail and "network" in by_name["graph gallery"].fix
+    assert "cannot reach Key Vault" in by_name["key vault"].detail and "KEY_VAULT_URL" in by_name["key vault"].fix
+    assert by_name["graph token"].status == preflight.OK  # the token comes from the authority, not from Graph
+
+
+def test_a_token_that_is_not_a_jwt_is_reported():
+    with pytest.raises(ValueError):
+        preflight.decode_claims("opaque-token")
+    with pytest.raises(ValueError):
+        preflight.decode_claims("a.bm90LWpzb24tb2JqZWN0.c")  # payload 'not-json-object'
+
+
+def test_a_setting_whose_default_conflicts_is_left_out_too(env):
+    """MONITOR_FIRST_POLL_SECONDS invalid: its default (60) would exceed MONITOR_MAX_POLL_SECONDS=3."""
+    report = preflight.run_preflight({**env, "MONITOR_FIRST_POLL_SECONDS": "x", "MONITOR_MAX_POLL_SECONDS": "3"})
+    assert [r.name for r in report.failed()] == ["setting: MONITOR_FIRST_POLL_SECONDS"]
+    assert rows(report)["key vault"].status == preflight.OK
+
+
+def test_main_in_process_prints_json_and_the_table(env, core_env, monkeypatch, capsys):
+    monkeypatch.setenv("AzureWebJobsStorage", env["AzureWebJobsStorage"])
+    assert preflight.main(["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    remove_permission(core_env, "Directory.Read.All")
+    assert preflight.main([]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("Preflight FAILED: 9 ok, 1 failed") and "fix: an admin grants" in out
+
+
+def test_a_bad_identity_setting_skips_every_check_that_gets_a_token(env):
+    report = preflight.run_preflight({**env, "AZURE_DISABLE_INSTANCE_DISCOVERY": "perhaps"})
+    by_name = rows(report)
+    assert [r.name for r in report.failed()] == ["setting: AZURE_DISABLE_INSTANCE_DISCOVERY"]
+    for name in ("graph token", "graph gallery", "key vault"):
+        assert by_name[name].status == preflight.SKIPPED, name
+    assert not report.ok
+
+
+def test_env_files_are_read_as_dotenv_or_local_settings_json(tmp_path: Path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("# comment\n\nexport GRAPH_API_VERSION=beta\nKEY_VAULT_URL=\"https://v.vault.azure.net\"\nnoise\n")
+    assert preflight.read_env_file(dotenv) == {"GRAPH_API_VERSION": "beta", "KEY_VAULT_URL": "https://v.vault.azure.net"}
+    settings_json = tmp_path / "local.settings.json"
+    settings_json.write_text(json.dumps({"IsEncrypted": False, "Values": {"A": "1", "B": None}}))
+    assert preflight.read_env_file(settings_json) == {"A": "1"}
