@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import os
 import re
 import shutil
@@ -56,11 +57,13 @@ import time
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from core import errors, names
 from core.permissions import REQUIRED_GRAPH_PERMISSIONS
 from core.settings import SETTINGS, Settings
+
+logger = logging.getLogger(__name__)
 
 OK, FAILED, WARNING, SKIPPED = "ok", "failed", "warning", "skipped"
 STATUSES = (OK, FAILED, WARNING, SKIPPED)
@@ -388,14 +391,25 @@ def run_preflight(environ: Mapping[str, str] | None = None, *, credential: Any =
             rows += [CheckResult(name, SKIPPED, "not run: the settings cannot be read (see above)",
                                  "fix the setting rows above") for name in ("graph token", "graph gallery", "key vault")]
         else:
-            rows += _graph_rows(settings, credential, bad)
-            rows.append(_skipped("key vault", _KEY_VAULT_SETTINGS, bad) or check_key_vault(settings, credential))
-        rows.append(task_hub if task_hub is not None else check_storage(env, credential))
+            rows += _guarded("graph token", lambda: _graph_rows(settings, credential, bad))
+            rows += _guarded("key vault", lambda: [_skipped("key vault", _KEY_VAULT_SETTINGS, bad)
+                                                   or check_key_vault(settings, credential)])
+        rows += [task_hub] if task_hub is not None else _guarded("storage", lambda: [check_storage(env, credential)])
     finally:
         if own_credential is not None:
             own_credential.close()
     secrets = secret_values(env)
     return PreflightReport(tuple(_scrubbed(row, secrets) for row in rows))
+
+
+def _guarded(name: str, check: Callable[[], list[CheckResult]]) -> list[CheckResult]:
+    """``check()``, or one failed row naming the unexpected error's type (a bug must not hide the other rows)."""
+    try:
+        return check()
+    except Exception as exc:  # noqa: BLE001 - reported as the check's result
+        logger.error("preflight check %s raised %s", name, type(exc).__name__)  # no message: it could quote a value
+        return [CheckResult(name, FAILED, f"the check itself failed: {type(exc).__name__}: {_first_line(exc)}",
+                            "report this as a bug, with the log line 'preflight check ... raised'")]
 
 
 def _graph_rows(settings: Settings, credential: Any, bad: set[str]) -> list[CheckResult]:

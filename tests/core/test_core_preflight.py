@@ -315,3 +315,20 @@ def test_env_files_are_read_as_dotenv_or_local_settings_json(tmp_path: Path):
     settings_json = tmp_path / "local.settings.json"
     settings_json.write_text(json.dumps({"IsEncrypted": False, "Values": {"A": "1", "B": None}}))
     assert preflight.read_env_file(settings_json) == {"A": "1"}
+
+
+class _BrokenCredential:
+    """A credential that answers something that is not a token (a bug in a custom credential)."""
+
+    def get_token(self, *scopes, **kwargs):
+        return None
+
+    get_token_info = None
+
+
+def test_a_check_that_raises_is_a_failed_row_and_the_others_still_run(env):
+    report = preflight.run_preflight(env, credential=_BrokenCredential())
+    by_name = rows(report)
+    assert by_name["graph token"].status == preflight.FAILED
+    assert "the check itself failed: AttributeError" in by_name["graph token"].detail
+    assert by_name["key vault"].status == preflight.FAILED and by_name["storage"].status == preflight.OK
