@@ -16,16 +16,20 @@ from typing import Any
 from core.settings import Settings, get_settings
 
 
-@functools.lru_cache(maxsize=1)
-def get_credential() -> Any:
-    """The app's token credential (managed identity in Azure, environment credentials locally)."""
+def make_credential(settings: Settings) -> Any:
+    """A new ``DefaultAzureCredential`` as the app uses it (its own token cache; the preflight check)."""
     from azure.identity import DefaultAzureCredential
 
-    settings = get_settings()
     return DefaultAzureCredential(
         exclude_interactive_browser_credential=True,
         disable_instance_discovery=settings.azure_disable_instance_discovery,
     )
+
+
+@functools.lru_cache(maxsize=1)
+def get_credential() -> Any:
+    """The app's token credential (managed identity in Azure, environment credentials locally)."""
+    return make_credential(get_settings())
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,12 +40,12 @@ def get_graph() -> Any:
     return GraphClient(get_settings(), get_credential())
 
 
-def make_secret_client(settings: Settings, credential: Any) -> Any:
-    """A Key Vault ``SecretClient`` for the configured vault."""
+def make_secret_client(settings: Settings, credential: Any, **options: Any) -> Any:
+    """A Key Vault ``SecretClient`` for the configured vault (``options``: azure-core, e.g. ``retry_total``)."""
     from azure.keyvault.secrets import SecretClient
 
     return SecretClient(settings.key_vault_url, credential,
-                        verify_challenge_resource=settings.key_vault_verify_challenge_resource)
+                        verify_challenge_resource=settings.key_vault_verify_challenge_resource, **options)
 
 
 @functools.lru_cache(maxsize=1)

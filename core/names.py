@@ -49,12 +49,14 @@ HTTP_SUBMIT_PROVISIONING_REQUEST = "http_submit_provisioning_request"
 HTTP_GET_PROVISIONING_REQUEST = "http_get_provisioning_request"
 QUEUE_PROVISIONING_REQUEST = "queue_provisioning_request"
 TIMER_HEALTH_SWEEP = "timer_health_sweep"
+HTTP_PREFLIGHT = "http_preflight"
 
 TRIGGERS = (
     HTTP_SUBMIT_PROVISIONING_REQUEST,
     HTTP_GET_PROVISIONING_REQUEST,
     QUEUE_PROVISIONING_REQUEST,
     TIMER_HEALTH_SWEEP,
+    HTTP_PREFLIGHT,
 )
 
 # Storage queues

@@ -37,13 +37,7 @@ GRAPH_APP_ROLES: dict[str, str] = {
 }
 ROLE_BY_ID = {role_id: value for value, role_id in GRAPH_APP_ROLES.items()}
 
-LEAST_PRIVILEGE_ROLES = [
-    "Application.ReadWrite.OwnedBy",
-    "AppRoleAssignment.ReadWrite.All",
-    "Application.Read.All",
-    "AuditLog.Read.All",
-    "Directory.Read.All",
-]
+LEAST_PRIVILEGE_ROLES = ["Application.ReadWrite.All", "Synchronization.ReadWrite.All", "AppRoleAssignment.ReadWrite.All", "AuditLog.Read.All", "Directory.Read.All"]
 ADMIN_ROLES = [
     "Application.ReadWrite.All",
     "AppRoleAssignment.ReadWrite.All",

@@ -2,7 +2,9 @@
 
 What it does, in order: starts the emulator (``python -m emulator --port 0 --env-file ...``, its
 provisioning clock sped up), starts devhost on ``function_app.py`` with the emulator's environment
-and Azurite storage, submits ``examples/demo-batch.json`` through the HTTP trigger with the
+and Azurite storage, runs the preflight check (``GET /api/preflight`` with the function key, the
+same call a deployer makes after ``azd up``) and shows its table - stopping there if a check
+failed -, submits ``examples/demo-batch.json`` through the HTTP trigger with the
 function key, shows live progress (one line per instance: updated in place on a terminal, a plain
 line per change otherwise), prints the final report as a table, writes it as JSON
 (``out/demo-report.json``), stops what it started, and exits 0 only when every instance ended as
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host = start_devhost(ROOT / "function_app.py", work / "devhost", env={**emulator.env, **DEMO_SETTINGS},
                              timeout=90)
+        if not preflight(host):
+            return 1
         say(f"devhost at {host.base_url}; submitting {len(batch['instances'])} instances "
             f"(request {batch['requestId']}) to POST /api/provisioning-requests")
         response = host.post("/api/provisioning-requests", json=batch)
@@ -90,6 +94,24 @@ def main(argv: list[str] | None = None) -> int:
         if host is not None:
             host.stop()
         emulator.stop()
+
+
+def preflight(host: Any) -> bool:
+    """``GET /api/preflight`` through devhost; print its table; True when every check passed."""
+    from core.preflight import format_report
+
+    say("preflight: GET /api/preflight")
+    response = host.get("/api/preflight", timeout=120)
+    try:
+        report = response.json()
+    except ValueError:
+        say(f"preflight answered HTTP {response.status_code} without a report: {response.text[:500]}")
+        return False
+    say(format_report(report))
+    if response.status_code != 200:
+        say(f"preflight answered HTTP {response.status_code}: fix the failed checks above before provisioning")
+        return False
+    return True
 
 
 def watch(host: Any, batch_id: str, deadline: float, stream: TextIO = sys.stdout) -> dict[str, Any]:

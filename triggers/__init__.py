@@ -5,11 +5,13 @@
 * ``queue_provisioning_request``      - queue ``provisioning-requests``; invalid messages go to
   ``provisioning-requests-rejected`` with their errors.
 * ``timer_health_sweep``              - ``%HEALTH_SWEEP_SCHEDULE%``; starts ``health_sweep``.
+* ``http_preflight``                  - ``GET /api/preflight`` (function key): the preflight table,
+  200 when every check passes, 503 when one fails (``triggers/http_preflight.py`` over ``core/preflight.py``).
 
-Importing this package registers all four on :data:`bp`.
+Importing this package registers all five on :data:`bp`.
 """
 
 from triggers.blueprint import bp
-from triggers import http_requests, queue_requests, timer_sweep  # noqa: F401  (registers)
+from triggers import http_preflight, http_requests, queue_requests, timer_sweep  # noqa: F401  (registers)
 
 __all__ = ["bp"]

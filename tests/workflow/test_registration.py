@@ -17,6 +17,7 @@ EXPECTED_TRIGGER = {
     names.HTTP_GET_PROVISIONING_REQUEST: "httpTrigger",
     names.QUEUE_PROVISIONING_REQUEST: "queueTrigger",
     names.TIMER_HEALTH_SWEEP: "timerTrigger",
+    names.HTTP_PREFLIGHT: "httpTrigger",
 }
 
 
@@ -45,6 +46,8 @@ def test_trigger_bindings_match_the_contract():
     assert submit["authLevel"] == "FUNCTION"
     read = next(b for b in bindings[names.HTTP_GET_PROVISIONING_REQUEST] if b["type"] == "httpTrigger")
     assert read["route"] == "provisioning-requests/{id}" and read["authLevel"] == "FUNCTION"
+    check = next(b for b in bindings[names.HTTP_PREFLIGHT] if b["type"] == "httpTrigger")
+    assert check["route"] == "preflight" and check["methods"] == ["GET"] and check["authLevel"] == "FUNCTION"
     queue = {b["type"]: b for b in bindings[names.QUEUE_PROVISIONING_REQUEST]}
     assert queue["queueTrigger"]["queueName"] == names.QUEUE_PROVISIONING_REQUESTS
     assert queue["queueTrigger"]["connection"] == "AzureWebJobsStorage"
