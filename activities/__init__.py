@@ -115,11 +115,22 @@ def validate_credentials_body(p: dict, ctx: steps.StepContext) -> dict:
                                       job_id=_field(p, "jobId"), credentials=_credentials(p) or {})
 
 
+def _versions(payload: dict, name: str) -> dict | None:
+    """An optional ``{Key Vault secret name: version}`` map (names and version ids, never values)."""
+    raw = payload.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise errors.InvalidRequest([errors.Problem(name, "must be an object of secret name -> version strings")])
+    return raw
+
+
 def save_secrets_body(p: dict, ctx: steps.StepContext) -> dict:
     return steps.save_secrets(ctx, service_principal_id=_field(p, "servicePrincipalId"),
                               credentials=_credentials(p) or {},
                               notification_email=_field(p, "notificationEmail", required=False),
-                              sync_all=bool(p.get("syncAll", False)))
+                              sync_all=bool(p.get("syncAll", False)),
+                              recorded_versions=_versions(p, "recordedVersions"))
 
 
 def assign_principals_body(p: dict, ctx: steps.StepContext) -> dict:

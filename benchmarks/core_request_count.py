@@ -56,16 +56,18 @@ def provision_one(ctx: steps.StepContext, display_name: str, read_log: Callable[
     record("ensure_application")
     sp_id = app["servicePrincipalId"]
     refs = model.parse_credentials(credentials or CREDENTIALS)
-    # one PATCH: the tags and the credential references (notes) for the health sweep
-    steps.wait_until_visible(ctx, service_principal_id=sp_id, application_id=app["applicationId"], instance_key=key,
-                             credentials=refs, display_name=display_name, template_id=template_id,
-                             created=app["created"])
+    # one PATCH: the tags, the credential references (notes) and the Key Vault versions (tags) for the health sweep
+    seen_twice = steps.wait_until_visible(ctx, service_principal_id=sp_id, application_id=app["applicationId"],
+                                          instance_key=key, credentials=refs, display_name=display_name,
+                                          template_id=template_id, created=app["created"])
     record("wait_until_visible")
     job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=template_id)["jobId"]
     record("ensure_job")
     steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=refs)
     record("validate_credentials")
-    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=refs)
+    # as provision_instance does: the Key Vault versions recorded by that PATCH (nothing more to write)
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=refs,
+                       recorded_versions=seen_twice.get("recordedVersions"))
     record("save_secrets")
     steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
     record("start_job")

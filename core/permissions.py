@@ -50,13 +50,15 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     "discard_application": (APPLICATION_READWRITE_ALL,),
     "ensure_job": (SYNCHRONIZATION_READWRITE_ALL,),
     "validate_credentials": (SYNCHRONIZATION_READWRITE_ALL,),
-    "save_secrets": (SYNCHRONIZATION_READWRITE_ALL,),
+    # + the service principal's kv-saved tag when it saved another Key Vault version than recorded
+    "save_secrets": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
     "assign_principals": (APPROLEASSIGNMENT_READWRITE_ALL, DIRECTORY_READ_ALL),
     "start_job": (SYNCHRONIZATION_READWRITE_ALL,),
     "get_job_status": (SYNCHRONIZATION_READWRITE_ALL,),
     "get_provisioning_errors": (AUDITLOG_READ_ALL, DIRECTORY_READ_ALL),
     "list_managed_instances": (APPLICATION_READWRITE_ALL,),
-    "restart_quarantined_job": (SYNCHRONIZATION_READWRITE_ALL,),
+    # + the service principal's kv-saved / kv-restarted tags (read, then one PATCH)
+    "restart_quarantined_job": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
 }
 
 

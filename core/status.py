@@ -42,7 +42,54 @@ SETTLED_STATES = frozenset({JobState.STEADY_STATE, JobState.QUARANTINED, JobStat
 #: Graph statuses in which the job runs on its own; Start must not be called again (Microsoft's warning).
 RUNNING_CODES = frozenset({"Active", "NotRun"})
 
+#: The quarantine reason Entra documents as "invalid credentials were provided ... unable to establish
+#: a connection" (https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-quarantine-status).
 CREDENTIAL_QUARANTINE_REASONS = frozenset({"EncounteredQuarantineException"})
+
+#: ``quarantine.error.code`` values that say "the target is not SCIM-compliant", whatever the reason:
+#: the quarantine article's "SCIM Compliance issue" (an HTTP/404 where 200 was expected) reaches the
+#: job as ``SystemForCrossDomainIdentityManagementServiceIncompatible`` (and its ``...Filtering``
+#: variant); ``...MultipleEntriesInResponse`` is the same kind of fault (error code table of
+#: https://learn.microsoft.com/entra/identity/monitoring-health/howto-analyze-provisioning-logs).
+#: New credentials cannot fix these: they are reported, never restarted.
+SCIM_COMPLIANCE_ERROR_PREFIXES = ("SystemForCrossDomainIdentityManagementServiceIncompatible",
+                                  "SystemForCrossDomainIdentityManagementMultipleEntriesInResponse")
+
+#: ``quarantine.error.code`` values that name the credentials themselves (the portal's Test Connection
+#: codes ``SystemForCrossDomainIdentityManagementCredentialValidation*``, HTTP 401 from the target).
+#: A credential-reason quarantine with no error code counts too (the reason alone is documented as
+#: "invalid credentials"); any other code under that reason is "other": reported, not restarted.
+CREDENTIAL_ERROR_MARKERS = ("CredentialValidation", "InvalidCredentials", "Unauthorized")
+
+#: ``quarantine.cause`` values (what the health sweep reports and decides on)
+CAUSE_CREDENTIALS = "credentials"
+CAUSE_SCIM_COMPLIANCE = "scimCompliance"
+CAUSE_ESCROW = "escrowThreshold"
+CAUSE_TOO_MANY_DELETES = "tooManyDeletes"
+CAUSE_OTHER = "other"
+_ESCROW_REASONS = frozenset({"EncounteredBaseEscrowThreshold", "EncounteredTotalEscrowThreshold",
+                             "EncounteredEscrowProportionThreshold"})
+
+
+def quarantine_cause(reason: str | None, error_code: str | None) -> str:
+    """What caused a quarantine, from its ``reason`` and ``error.code`` (both, because Graph's reason
+    enum has no SCIM-compliance value: such a quarantine is told apart by its error code only).
+
+    ``credentials`` only when the reason is the credential one *and* the error code is absent or
+    names the credentials; a SCIM-compliance code wins over any reason.
+    """
+    code = str(error_code or "")
+    if code.startswith(SCIM_COMPLIANCE_ERROR_PREFIXES):
+        return CAUSE_SCIM_COMPLIANCE
+    if reason in CREDENTIAL_QUARANTINE_REASONS:
+        if not code or code == "None" or any(marker.casefold() in code.casefold() for marker in CREDENTIAL_ERROR_MARKERS):
+            return CAUSE_CREDENTIALS
+        return CAUSE_OTHER
+    if reason in _ESCROW_REASONS:
+        return CAUSE_ESCROW
+    if reason == "TooManyDeletes":
+        return CAUSE_TOO_MANY_DELETES
+    return CAUSE_OTHER
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -130,14 +177,17 @@ def _quarantine(status: dict) -> dict | None:
     if not reason and not began:
         return None  # the docs show empty quarantine objects on healthy jobs
     series = q.get("seriesCount")
+    error = _error(q.get("error"))
+    cause = quarantine_cause(reason or "Unknown", (error or {}).get("code"))
     return {
         "reason": reason or "Unknown",
         "currentBegan": _iso(began),
         "nextAttempt": _iso(parse_time(q.get("nextAttempt"))),
         "seriesBegan": _iso(parse_time(q.get("seriesBegan"))),
         "seriesCount": int(series) if isinstance(series, (int, float, str)) and str(series).isdigit() else 0,
-        "error": _error(q.get("error")),
-        "credentialProblem": reason in CREDENTIAL_QUARANTINE_REASONS,
+        "error": error,
+        "cause": cause,
+        "credentialProblem": cause == CAUSE_CREDENTIALS,
     }
 
 
@@ -177,7 +227,7 @@ def classify(job: dict, started_at: datetime | str | None = None) -> JobStatus:
     if code == "Quarantine" or quarantine:
         return JobStatus(JobState.QUARANTINED, quarantine=quarantine or {
             "reason": "Unknown", "currentBegan": None, "nextAttempt": None, "seriesBegan": None,
-            "seriesCount": 0, "error": None, "credentialProblem": False}, **common)
+            "seriesCount": 0, "error": None, "cause": CAUSE_OTHER, "credentialProblem": False}, **common)
     if code == "NotConfigured":
         return JobStatus(JobState.NOT_STARTED, **common)
     if code == "Paused":

@@ -290,8 +290,12 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
                     if kept is not sp:
                         return _yield_to(kept, application_id, service_principal_id, reads)
                 notes = instance_notes(ctx, credentials, sync_all, notification_email) if credentials else None
-                tagged = bool(instance_key) and _label(ctx, sp, str(instance_key), labels, notes)
-                return {"visible": True, "reads": reads, "tagged": tagged}
+                recorded = read_versions(ctx, sp.get("tags") or [], SAVED)
+                if instance_key and credentials and not recorded:  # a new instance: its first record rides along
+                    recorded = _first_record(ctx, credentials) or {}
+                tagged = bool(instance_key) and _label(ctx, sp, str(instance_key), labels, notes, recorded)
+                return {"visible": True, "reads": reads, "tagged": tagged,
+                        **({"recordedVersions": recorded} if instance_key and credentials else {})}
         except errors.NotFound:
             streak = 0
         if ctx.monotonic() + ctx.settings.visibility_poll_seconds > deadline:
@@ -398,8 +402,11 @@ def read_notes(ctx: StepContext, text: Any) -> dict | None:
     return notes if isinstance(notes, dict) and notes.get("managedBy") == ctx.tag else None
 
 
-def _label(ctx: StepContext, sp: dict, key: str, labels: dict | None, notes: dict | None) -> bool:
+def _label(ctx: StepContext, sp: dict, key: str, labels: dict | None, notes: dict | None,
+           saved: dict[str, str] | None = None) -> bool:
     """One PATCH with the complete tag list (and notes) when something is missing; True once tagged.
+
+    ``saved``: the Key Vault versions to record (:data:`SAVED` tags), e.g. a new instance's first record.
 
     Notes that are not ours (an operator's free text on an adopted app) are left alone: the sweep
     then finds no references and reports instead of restarting.
@@ -407,6 +414,8 @@ def _label(ctx: StepContext, sp: dict, key: str, labels: dict | None, notes: dic
     sp_id = apps.object_id(sp)
     current = [str(t) for t in sp.get("tags") or []]
     wanted = _desired_tags(ctx, current, key, labels)
+    if saved:
+        wanted = _with_versions(ctx, wanted, SAVED, saved)
     body: dict[str, Any] = {}
     if set(wanted) != set(current):
         body["tags"] = wanted
@@ -549,34 +558,160 @@ def notification_settings(email: str | None) -> str:
 
 
 def save_secrets(ctx: StepContext, *, service_principal_id: str, credentials: dict,
-                 notification_email: str | None = None, sync_all: bool = False) -> dict:
-    """PUT the complete secret set (credentials + SyncAll + notification settings), then check the keys.
+                 notification_email: str | None = None, sync_all: bool = False,
+                 recorded_versions: dict | None = None) -> dict:
+    """PUT the complete secret set (credentials + SyncAll + notification settings) until Graph stores exactly it.
 
-    Always the full set: whether Graph merges or replaces is UNCONFIRMED, and a partial PUT may drop
-    the notification email or the scope (graph-provisioning-api.md pitfall 7).
+    Always the full set, and a key the request no longer has is cleared explicitly
+    (:func:`_put_secret_set`): Graph may merge a PUT into the saved set rather than replace it.
+    Then the Key Vault versions just saved are recorded on the service principal
+    (:func:`record_saved_versions`) unless ``recorded_versions`` - what :func:`wait_until_visible`
+    recorded for this run - already says so (the common case: no request).
     """
     resolved = _resolve(ctx, credentials)
-    keys = _put_secret_set(ctx, service_principal_id, resolved, sync_all, notification_email)
-    return {"keys": keys, "secretVersions": dict(resolved.versions)}
+    saved = _put_secret_set(ctx, service_principal_id, resolved, sync_all, notification_email)
+    versions = secret_versions(credentials, resolved)
+    if recorded_versions is None or dict(recorded_versions) != versions:
+        record_saved_versions(ctx, service_principal_id, versions)
+    return {**saved, "secretVersions": dict(resolved.versions), "savedVersions": versions}
+
+
+def _stored_keys(ctx: StepContext, sp_id: str) -> set[str]:
+    """The key names Graph has saved (values come back masked as ``*``; a key with no value counts as cleared)."""
+    return {key for key, value in sync.get_secret_keys(ctx.graph, sp_id).items() if value != ""}
 
 
 def _put_secret_set(ctx: StepContext, sp_id: str, resolved: Any, sync_all: bool,
-                    notification_email: str | None) -> list[str]:
-    """PUT resolved credentials + SyncAll + SyncNotificationSettings, then wait until the keys read back."""
+                    notification_email: str | None) -> dict:
+    """PUT resolved credentials + SyncAll + SyncNotificationSettings; converge the saved key set on exactly them.
+
+    Why the second PUT: whether Graph replaces the saved set or merges the PUT into it is not
+    documented, and Terraform's azuread provider removes a key by PUTting it with an empty value
+    (``synchronizationSecretResourceDelete`` in
+    https://github.com/hashicorp/terraform-provider-azuread/blob/main/internal/services/synchronization/synchronization_secret_resource.go).
+    So after the PUT the saved keys are read back (GET .../synchronization/secrets, the call
+    Terraform reads with; values are masked, so key names are compared, never values): keys
+    missing are waited for (replication), and keys the request does not have - a credential
+    dropped since the last save, kept by a merge - are PUT again with an empty value, together
+    with the full set (were the PUT a replace after all, the set stays complete). Under replace
+    semantics that second PUT never happens.
+    """
     values = dict(resolved.values)
     values["SyncAll"] = "true" if sync_all else "false"
     values["SyncNotificationSettings"] = notification_settings(notification_email)
-    _wait_for(ctx, f"save secrets on {sp_id}",
-              lambda: sync.put_secrets(ctx.graph, sp_id, values, resolved.secret_values()))
+    secret_values = resolved.secret_values()
+    wanted = set(values)
+    _wait_for(ctx, f"save secrets on {sp_id}", lambda: sync.put_secrets(ctx.graph, sp_id, values, secret_values))
 
-    def check() -> list[str]:
-        stored = sync.get_secret_keys(ctx.graph, sp_id)
-        missing = sorted(set(values) - set(stored))
+    def saved() -> set[str]:
+        stored = _stored_keys(ctx, sp_id)
+        missing = sorted(wanted - stored)
         if missing:
             raise errors.NotFound(f"stored secrets lack {', '.join(missing)}", code="SecretKeysMissing")
-        return sorted(values)
+        return stored
 
-    return _wait_for(ctx, f"check secrets on {sp_id}", check, retry_on=(errors.NotFound,))
+    extra = sorted(_wait_for(ctx, f"check secrets on {sp_id}", saved, retry_on=(errors.NotFound,)) - wanted)
+    if extra:
+        logger.info("secrets of %s still hold %s, which the request does not have (Graph merged the PUT); "
+                    "clearing them with empty values", sp_id, ", ".join(extra))
+        clearing = {**values, **{key: "" for key in extra}}
+        _wait_for(ctx, f"clear secrets on {sp_id}",
+                  lambda: sync.put_secrets(ctx.graph, sp_id, clearing, secret_values))
+
+        def exact() -> set[str]:
+            stored = _stored_keys(ctx, sp_id)
+            if stored != wanted:
+                raise errors.NotFound(
+                    f"stored secrets differ from the request (missing: {', '.join(sorted(wanted - stored)) or '-'}; "
+                    f"not cleared: {', '.join(sorted(stored - wanted)) or '-'})", code="SecretKeysNotConverged")
+            return stored
+
+        _wait_for(ctx, f"check cleared secrets on {sp_id}", exact, retry_on=(errors.NotFound,))
+    return {"keys": sorted(wanted), "cleared": extra}
+
+
+# -- 5b. the Key Vault versions saved and restarted with (tags on the service principal) --------------------
+
+#: Tag kinds: ``<tag>:kv-saved:<secret name>=<version>`` is the Key Vault version of each referenced
+#: secret that Graph holds; ``<tag>:kv-restarted:<secret name>=<version>`` the version the health
+#: sweep last restarted a quarantined job with (so it restarts at most once per version).
+SAVED, RESTARTED = "kv-saved", "kv-restarted"
+#: Longest tag written. Graph documents no per-tag limit for servicePrincipal.tags (only the
+#: object's size, Directory_ResourceSizeExceeded); Key Vault names are at most 127 characters and
+#: versions 32, so a record tag is far shorter unless the correlation tag itself is very long.
+TAG_MAX_CHARS = 256
+
+
+def secret_versions(credentials: dict, resolved: Any) -> dict[str, str]:
+    """``{Key Vault secret name: version}`` of the references in ``credentials`` (names and ids, never values)."""
+    return {ref.key_vault_secret: str(resolved.versions[key]) for key, ref in sorted(credentials.items())
+            if isinstance(ref, model.SecretRef) and resolved.versions.get(key)}
+
+
+def read_versions(ctx: StepContext, tags: Iterable[Any], kind: str) -> dict[str, str]:
+    """``{secret name: version}`` recorded in ``tags`` under ``kind`` (:data:`SAVED` or :data:`RESTARTED`)."""
+    prefix = f"{ctx.tag}:{kind}:"
+    found: dict[str, str] = {}
+    for tag in tags:
+        text = str(tag)
+        if text.startswith(prefix) and "=" in text[len(prefix):]:
+            name, version = text[len(prefix):].rsplit("=", 1)
+            found[name] = version
+    return found
+
+
+def _with_versions(ctx: StepContext, tags: Iterable[Any], kind: str, versions: dict[str, str]) -> list[str]:
+    """``tags`` with the ``kind`` record replaced by ``versions`` (a tag too long to write is left out, logged)."""
+    prefix = f"{ctx.tag}:{kind}:"
+    kept = [str(t) for t in tags if not str(t).startswith(prefix)]
+    for name, version in sorted(versions.items()):
+        tag = f"{prefix}{name}={version}"
+        if len(tag) > TAG_MAX_CHARS:
+            logger.warning("not recording Key Vault secret %s: the tag would exceed %d characters", name, TAG_MAX_CHARS)
+            continue
+        kept.append(tag)
+    return list(dict.fromkeys(kept))
+
+
+def record_saved_versions(ctx: StepContext, sp_id: str, versions: dict[str, str],
+                          restarted: dict[str, str] | None = None) -> None:
+    """Write the saved (and, from a restart, the restarted-with) Key Vault versions as tags: one read, one PATCH.
+
+    Why tags on our service principal: the record must outlive the task hub (a lost or reset hub
+    must not make the sweep restart again), and it belongs to the instance like its other
+    ``<correlation tag>:...`` tags; the notes may belong to an operator. Nothing is written when
+    the record already says so.
+    """
+    sp = _wait_for(ctx, f"read {sp_id}", lambda: apps.get_service_principal(ctx.graph, sp_id, select="id,tags"))
+    current = [str(t) for t in sp.get("tags") or []]
+    wanted = _with_versions(ctx, current, SAVED, versions)
+    if restarted is not None:
+        wanted = _with_versions(ctx, wanted, RESTARTED, restarted)
+    if wanted != current:
+        _wait_for(ctx, f"record Key Vault versions on {sp_id}",
+                  lambda: apps.update_service_principal(ctx.graph, sp_id, {"tags": wanted}))
+        logger.info("recorded Key Vault versions on %s: saved %s%s", sp_id, _describe(versions),
+                    f", restarted with {_describe(restarted)}" if restarted is not None else "")
+
+
+def _describe(versions: dict[str, str] | None) -> str:
+    return ", ".join(f"{name}@{version}" for name, version in sorted((versions or {}).items())) or "-"
+
+
+def _first_record(ctx: StepContext, credentials: dict | None) -> dict[str, str] | None:
+    """The current Key Vault versions of ``credentials``' references, for the first labelling PATCH.
+
+    Read here (values stay in this activity) so a new instance's record costs no request of its
+    own: it rides on :func:`wait_until_visible`'s one PATCH, and :func:`save_secrets` corrects it
+    only when it saved another version. A Key Vault failure leaves the record to save_secrets.
+    """
+    if not credentials or ctx.secrets is None or not any(isinstance(v, model.SecretRef) for v in credentials.values()):
+        return None
+    try:
+        return secret_versions(credentials, ctx.secrets.resolve(credentials))
+    except (errors.SecretError, errors.SecretUnavailable) as exc:
+        logger.info("Key Vault versions not recorded yet (%s); save_secrets records them", exc.code)
+        return None
 
 
 # -- 6. assignments -----------------------------------------------------------------------------------------
@@ -722,40 +857,80 @@ def list_managed_instances(ctx: StepContext) -> dict:
 def restart_quarantined_job(ctx: StepContext, *, service_principal_id: str, job_id: str | None,
                             credentials: dict | None = None, sync_all: bool = False,
                             notification_email: str | None = None) -> dict:
-    """Restart a job quarantined for bad credentials once its Key Vault secret validates; otherwise leave it.
+    """Restart a job quarantined for its credentials, once per new Key Vault version that fixes them.
 
     The operator's story: the token expired, the job went into quarantine, they put a new version
-    of the secret into Key Vault. ``credentials`` are the instance's references (from its notes,
-    :func:`list_managed_instances`): the current Key Vault versions are read, validated against
-    the target (validateCredentials), the complete secret set is PUT, and the job restarted (scope
-    ``QuarantineState``). Still invalid, or no references: not restarted, with the reason. The
-    credentials already saved in Graph are not what is validated - they are what failed. Other
-    quarantine reasons (e.g. TooManyDeletes) need an operator.
+    of the secret into Key Vault. Every condition must hold, checked in this order (the cheap ones
+    first; each refusal says why, and names secrets and versions, never values):
+
+    1. The job is quarantined and the cause (:func:`core.status.quarantine_cause`, from the
+       quarantine's ``reason`` *and* ``error.code``) is the credentials. A SCIM-compliance,
+       escrow, deletes or unknown quarantine needs an operator: reported, never restarted.
+    2. The setting is on and the service principal's notes hold the Key Vault references.
+    3. Key Vault's current version of some referenced secret is not the one recorded as saved
+       (:data:`SAVED` tag): while it still is, the saved credentials are the current ones and a
+       restart cannot help.
+    4. That version is not the one the sweep already restarted with (:data:`RESTARTED` tag): at
+       most one restart per version, so a job that quarantines again with it is left alone.
+    5. The saved credentials fail validateCredentials (``useSavedCredentials``) - they are what
+       the job uses, so if they pass the quarantine is not theirs - and the current Key Vault
+       values pass it.
+
+    Then the complete secret set is PUT, the new versions are recorded as saved and restarted-with
+    (before the restart: a crash after it cannot restart twice; a crash before it leaves saved
+    credentials that validate, and Graph's own retry lifts the quarantine), and the job restarted
+    (scope ``QuarantineState``).
     """
     sp_id = service_principal_id
     job_id = _job_id(ctx, sp_id, job_id)
     current = job_status.classify(sync.get_job(ctx.graph, sp_id, job_id))
+
+    def refused(reason: str, **extra: Any) -> dict:
+        return {"jobId": job_id, "restarted": False, "reason": reason, **extra}
+
     if current.state is not job_status.JobState.QUARANTINED:
-        return {"jobId": job_id, "restarted": False, "reason": f"not quarantined ({current.state.value})"}
+        return refused(f"not quarantined ({current.state.value})")
     quarantine = current.quarantine or {}
-    if not quarantine.get("credentialProblem"):
-        return {"jobId": job_id, "restarted": False,
-                "reason": f"quarantined for {quarantine.get('reason')}: needs an operator"}
+    cause = quarantine.get("cause") or job_status.CAUSE_OTHER
+    if cause != job_status.CAUSE_CREDENTIALS:
+        code = (quarantine.get("error") or {}).get("code")
+        return refused(f"quarantined for {quarantine.get('reason')}{f' ({code})' if code else ''}, cause {cause}: "
+                       "needs an operator", cause=cause)
     if not ctx.settings.health_sweep_restart_credential_quarantine:
-        return {"jobId": job_id, "restarted": False, "reason": "restarting credential quarantine is switched off"}
+        return refused("restarting credential quarantine is switched off", cause=cause)
     if not credentials:
-        return {"jobId": job_id, "restarted": False,
-                "reason": "no Key Vault references stored on the service principal (notes): re-submit the instance "
-                          "or restart the job by hand"}
+        return refused("no Key Vault references stored on the service principal (notes): re-submit the instance "
+                       "or restart the job by hand", cause=cause)
+    sp = apps.get_service_principal(ctx.graph, sp_id, select="id,tags")
+    tags = sp.get("tags") or []
+    saved, restarted = read_versions(ctx, tags, SAVED), read_versions(ctx, tags, RESTARTED)
     resolved = _resolve(ctx, credentials)
+    now = secret_versions(credentials, resolved)
+    if not now:
+        return refused("the credentials reference no Key Vault secret: nothing can have been rotated", cause=cause)
+    changed = {name: version for name, version in now.items() if saved.get(name) != version}
+    if not changed:
+        return refused(f"Key Vault still holds the saved version ({_describe(now)}): put a new version of the "
+                       "secret into Key Vault", cause=cause, secretVersions=now)
+    if all(restarted.get(name) == version for name, version in changed.items()):
+        return refused(f"already restarted once with {_describe(changed)}; not again for the same version",
+                       cause=cause, secretVersions=now)
+    try:
+        _validate(ctx, sp_id, job_id, {}, use_saved=True)
+    except errors.InvalidCredentials:
+        pass  # the saved credentials fail: the quarantine is theirs
+    else:
+        return refused("the saved credentials validate: the quarantine is not caused by them (Graph retries the "
+                       "job by itself)", cause=cause, secretVersions=now)
     try:
         _validate(ctx, sp_id, job_id, resolved.values)
     except errors.InvalidCredentials as exc:
-        return {"jobId": job_id, "restarted": False, "secretVersions": dict(resolved.versions),
-                "reason": f"Key Vault secret still invalid: {exc.message}"}
+        return refused(f"Key Vault secret still invalid ({_describe(changed)}): {exc.message}", cause=cause,
+                       secretVersions=now)
     _put_secret_set(ctx, sp_id, resolved, sync_all, notification_email)
+    record_saved_versions(ctx, sp_id, now, restarted={**restarted, **now})
     sync.restart_job(ctx.graph, sp_id, job_id, "QuarantineState")
-    logger.info("restarted quarantined job %s on %s with Key Vault versions %s", job_id, sp_id,
-                ", ".join(f"{k}={v}" for k, v in sorted(resolved.versions.items())))
-    return {"jobId": job_id, "restarted": True, "reason": "Key Vault secret validates; saved and restarted",
-            "restartedAt": _iso(ctx.now()), "secretVersions": dict(resolved.versions)}
+    logger.info("restarted quarantined job %s on %s with Key Vault versions %s", job_id, sp_id, _describe(now))
+    return {"jobId": job_id, "restarted": True, "cause": cause,
+            "reason": f"Key Vault secret validates ({_describe(changed)}); saved and restarted",
+            "restartedAt": _iso(ctx.now()), "secretVersions": now}

@@ -9,12 +9,16 @@ paused, disabled, missingJob, unknown, unreadable}, "quarantinedByReason": {reas
 [{servicePrincipalId, displayName, jobId, category, reason, ...}], "restarted": [...]}``.
 
 Side effect: one structured log line (JSON) per unhealthy instance, written only when the
-orchestrator is not replaying, so each appears once. Quarantined jobs are only reported, unless
-``options.restartCredentialQuarantine`` is on: then a job quarantined because of its target
-credentials is restarted by ``restart_quarantined_job``, which reads the current version of its
-Key Vault secret (the references - names, never values - come from the service principal's notes,
-listed by ``list_managed_instances``), validates it against the target, saves the full secret set
-and restarts the job; it does nothing while the secret is still wrong.
+orchestrator is not replaying, so each appears once. A quarantined entry carries its ``cause``
+(``credentials``, ``scimCompliance``, ``escrowThreshold``, ``tooManyDeletes``, ``other``: from the
+quarantine's reason *and* error code). Quarantined jobs are only reported, unless
+``options.restartCredentialQuarantine`` is on: then only a job whose cause is ``credentials`` goes
+to ``restart_quarantined_job`` (the references - names, never values - come from the service
+principal's notes, listed by ``list_managed_instances``), which restarts it only when Key Vault
+holds a version other than the one recorded as saved, that version was never restarted with
+before, the saved credentials fail validateCredentials and the current ones pass: at most one
+restart per secret version, so sweeps cannot loop. Any other cause (a SCIM-compliance quarantine
+above all) is reported on every sweep and never restarted.
 
 Status reads run in chunks of ``options.sweepMaxInFlight`` (fan-out bounded for Graph's limits).
 """
@@ -34,7 +38,7 @@ from orchestrators.blueprint import bp
 from orchestrators.options import WorkflowOptions
 from orchestrators.phases import (
     DISABLED, FAILING, MISSING_JOB, NOT_STARTED, PAUSED, QUARANTINED, RUNNING, STEADY, UNKNOWN,
-    is_credential_quarantine, phase_of, quarantine_reason,
+    is_credential_quarantine, phase_of, quarantine_cause, quarantine_reason,
 )
 from orchestrators.steps import call_step, chunks, failure_message, gather_settled, iso, throttle_delay
 
@@ -133,6 +137,7 @@ def _entry(inst: dict[str, Any], ok: bool, value: Any) -> dict[str, Any]:
     entry.update(category=category, jobId=status.get("jobId") or inst.get("jobId"), code=status.get("code"))
     if category == "quarantined":
         entry["reason"] = quarantine_reason(status) or "Quarantine"
+        entry["cause"] = quarantine_cause(status) or "other"
         entry["_credentialCaused"] = is_credential_quarantine(status)
     elif category not in _HEALTHY:
         entry["reason"] = status.get("reason") or status.get("code") or category

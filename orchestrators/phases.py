@@ -49,6 +49,12 @@ def quarantine_error(status: dict[str, Any] | None) -> dict[str, Any] | None:
     return error if isinstance(error, dict) else None
 
 
+def quarantine_cause(status: dict[str, Any] | None) -> str | None:
+    """What caused the quarantine (``core.status.quarantine_cause``: reason *and* error code), e.g. ``scimCompliance``."""
+    quarantine = (status or {}).get("quarantine")
+    return quarantine.get("cause") if isinstance(quarantine, dict) else None
+
+
 def is_credential_quarantine(status: dict[str, Any] | None) -> bool:
     """True when the quarantine was caused by the target credentials (the only kind we may restart)."""
     quarantine = (status or {}).get("quarantine")

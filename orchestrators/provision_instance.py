@@ -128,6 +128,8 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
     result = yield from step(names.WAIT_UNTIL_VISIBLE, visible_request)
     if not result.get("ok"):
         return result
+    # the Key Vault versions recorded on the SP (tags): save_secrets writes the record only if it saved others
+    recorded_versions = result.get("recordedVersions")
     if result.get("yielded"):
         kept = result.get("kept") or {}
         discard = result.get("discard") or {}
@@ -159,6 +161,8 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
                        "syncAll": bool(inst.get("syncAll"))}
     if inst.get("notificationEmail"):
         secrets_request["notificationEmail"] = inst["notificationEmail"]
+    if isinstance(recorded_versions, dict):
+        secrets_request["recordedVersions"] = recorded_versions
     result = yield from step(names.SAVE_SECRETS, secrets_request)
     if not result.get("ok"):
         return result

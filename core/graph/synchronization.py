@@ -119,12 +119,22 @@ def validate_credentials(client: GraphClient, sp_id: str, job_id: str | None, cr
 
 
 def put_secrets(client: GraphClient, sp_id: str, values: dict[str, str], secret_values: Iterable[str]) -> None:
-    """PUT the complete secret set (``value`` property, as every working example sends)."""
+    """PUT the complete secret set (``value`` property, as every working example sends).
+
+    An empty value clears a key (how Terraform's azuread provider removes one, since Graph may merge
+    the PUT into the saved set): see ``core.steps._put_secret_set``.
+    """
     client.put(_base(sp_id) + "/secrets", {"value": _pairs(values)}, secret_values=secret_values)
 
 
 def get_secret_keys(client: GraphClient, sp_id: str) -> dict[str, str]:
-    """The stored secrets as ``{key: value}``; Graph masks secret values as ``*`` (undocumented GET)."""
+    """The stored secrets as ``{key: value}``; Graph masks secret values as ``*``.
+
+    No Learn page documents this GET; it is in Graph's API metadata (the Go SDK's generated
+    ``ListSynchronizationSecrets``, which Terraform's azuread provider reads with:
+    https://github.com/hashicorp/terraform-provider-azuread/blob/main/vendor/github.com/hashicorp/go-azure-sdk/microsoft-graph/serviceprincipals/stable/synchronizationsecret/method_listsynchronizationsecrets.go).
+    Callers compare key names only.
+    """
     body = client.get(_base(sp_id) + "/secrets")
     return {str(p.get("key")): str(p.get("value") if p.get("value") is not None else "") for p in body.get("value") or []}
 

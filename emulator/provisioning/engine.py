@@ -33,7 +33,15 @@ TARGET_ERRORS = {
     "unauthorized": ("SystemForCrossDomainIdentityManagementUnauthorized", 401, "Unauthorized: the credentials saved for this application were rejected"),
     "serverError": ("SystemForCrossDomainIdentityManagementServiceError", 500, "Internal Server Error"),
     "throttled": ("SystemForCrossDomainIdentityManagementThrottled", 429, "Too Many Requests"),
+    # The quarantine article's "SCIM Compliance issue": HTTP/404 where 200 was expected; the code is the
+    # provisioning-log table's "unable to parse the response" one (howto-analyze-provisioning-logs).
+    "notFound": ("SystemForCrossDomainIdentityManagementServiceIncompatible", 404,
+                 "Not Found: an HTTP/404 Not Found response was returned rather than the expected HTTP/200 OK response"),
 }
+#: Scenarios whose cycle fails as a whole (no connection the service can use): quarantined at once,
+#: whatever the failure count (the quarantine article: "regardless of failure counts for issues such
+#: as admin credentials or SCIM compliance").
+CONNECTION_FAILURES = {"invalidCredentials": "unauthorized", "scimNonCompliant": "notFound"}
 
 
 #: internal action of a change the cycle skips (a disabled user): logged as provisioningAction create, status skipped
@@ -169,7 +177,7 @@ class Engine:
             held_deletes = len(deletes)
         else:
             changes.extend(deletes)
-        if not changes and not held_deletes and scenario != "invalidCredentials" and self._steady(job):
+        if not changes and not held_deletes and scenario not in CONNECTION_FAILURES and self._steady(job):
             interval = self.settings.incremental_interval_seconds
             behind = now - at
             if behind > interval * self.settings.max_idle_cycles_replayed:
@@ -189,7 +197,7 @@ class Engine:
             "cursor": 0,
             "endsAt": max(clock, at + self.settings.minimum_cycle_seconds),
             "ctx": ctx,
-            "failed": scenario == "invalidCredentials",
+            "failed": scenario in CONNECTION_FAILURES,
             "heldDeletes": held_deletes,
             "threshold": threshold,
             "entitled": len(scope),
@@ -238,8 +246,8 @@ class Engine:
         """(status, target error kind) per change, from the scenario."""
         result: list[tuple[str, str | None]] = [("skipped" if a in ("other", SKIP) else "success", None) for _, a in changes]
         exports = [i for i, (_, action) in enumerate(changes) if action not in ("other", SKIP)]
-        if scenario == "invalidCredentials":  # the connection itself fails: every entry fails
-            return [("failure", "unauthorized") for _ in changes]
+        if scenario in CONNECTION_FAILURES:  # the connection itself fails: every entry fails
+            return [("failure", CONNECTION_FAILURES[scenario]) for _ in changes]
         if scenario not in ("escrowFailures", "neverSteady") or not exports:
             return result
         kind = "serverError" if scenario == "escrowFailures" else "throttled"
@@ -425,6 +433,17 @@ class Engine:
 
     def _quarantine_error(self, reason: str, cycle: dict) -> dict:
         app = cycle["ctx"]["app"]
+        if reason == "EncounteredQuarantineException" and cycle["ctx"].get("scenario") == "scimNonCompliant":
+            # UNCONFIRMED: Graph's quarantineReason enum has no SCIM-compliance value; the credential
+            # reason is the harder choice for a client (one reading only the reason would restart it),
+            # the error code tells the two apart.
+            return {
+                "code": TARGET_ERRORS["notFound"][0],
+                "message": f"An HTTP/404 Not Found response was returned rather than the expected HTTP/200 OK response "
+                           f"from {app}. Check the tenant URL; if it is correct, the application is not SCIM-compliant "
+                           "(RFC 7644 section 3.4.2).",
+                "tenantActionable": True,
+            }
         if reason == "EncounteredQuarantineException":
             return {
                 "code": "SystemForCrossDomainIdentityManagementCredentialValidationUnavailable",

@@ -11,7 +11,7 @@ import json
 
 from emulator.errors import GraphError, not_found
 from emulator.provisioning.directory_view import DirectoryView
-from emulator.provisioning.engine import Engine
+from emulator.provisioning.engine import CONNECTION_FAILURES, Engine
 from emulator.provisioning.jobs import Job, ts
 from emulator.provisioning.scope import object_from_directory, scope_objects
 
@@ -66,8 +66,8 @@ def provision_one(engine: Engine, directory: DirectoryView, job: Job, ctx: dict,
     link = job.links.get(obj["id"])
     action = "create" if link is None else ("update" if link["hash"] != obj["hash"] else "other")
     error = None
-    if ctx["scenario"] == "invalidCredentials":
-        status, error = "failure", "unauthorized"
+    if ctx["scenario"] in CONNECTION_FAILURES:
+        status, error = "failure", CONNECTION_FAILURES[ctx["scenario"]]
     elif ctx["scenario"] == "escrowFailures" and action != "other":
         status, error = "failure", "serverError"
     else:

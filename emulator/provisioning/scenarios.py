@@ -24,7 +24,8 @@ from pathlib import Path
 from emulator.provisioning.catalog import DATA_DIR
 
 TARGETS_PATH = DATA_DIR / "targets.json"
-SCENARIOS = ("healthy", "invalidCredentials", "escrowFailures", "tooManyDeletes", "slowInitialCycle", "neverSteady")
+SCENARIOS = ("healthy", "invalidCredentials", "escrowFailures", "tooManyDeletes", "slowInitialCycle", "neverSteady",
+             "scimNonCompliant")
 _SPLIT = re.compile(r"[/.:?&=@#,\s]+")
 
 

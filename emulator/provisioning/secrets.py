@@ -72,7 +72,12 @@ def check_key(key: str, status: int) -> None:
 
 
 def apply_put(stored: dict[str, str], pairs: list[tuple[str, str]], mode: str) -> dict[str, str]:
-    """The stored secrets after a PUT: replace (default) or merge; an empty value removes the key."""
+    """The stored secrets after a PUT: ``merge`` (the emulator's default) or ``replace``; an empty value removes the key.
+
+    Merge keeps every saved key the PUT does not name, so a client that drops a credential must
+    clear it with an empty value, as Terraform's azuread provider does
+    (https://github.com/hashicorp/terraform-provider-azuread/blob/main/internal/services/synchronization/synchronization_secret_resource.go).
+    """
     result = {} if mode == "replace" else dict(stored)
     for key, value in pairs:
         if value == "":

@@ -43,9 +43,13 @@ class EngineSettings:
     escrow_quarantine_min_failures: int = 5000
     # OBS: a wrong-case secret key gave 500 InternalError (msgraph-beta-sdk-java#372); 400 is a choice.
     secret_key_error_status: int = 500
-    # UNCONFIRMED: merge or replace on PUT secrets. "replace" = the stored set is exactly what was
-    # PUT (Terraform's assumption); "merge" keeps keys not sent. Empty values delete a key in both.
-    secrets_put_mode: str = "replace"
+    # Sources disagree on PUT secrets. "merge" (default, the harder one for a client) keeps saved keys
+    # the PUT does not name: Terraform's azuread provider removes a key only by PUTting it with an
+    # empty value (synchronizationSecretResourceDelete in
+    # https://github.com/hashicorp/terraform-provider-azuread/blob/main/internal/services/synchronization/synchronization_secret_resource.go),
+    # while its update waits for the stored count to equal the count sent (a replace). "replace" =
+    # the stored set is exactly what was PUT. An empty value removes a key in both.
+    secrets_put_mode: str = "merge"
     # UNCONFIRMED: what Start does without saved credentials. "error" answers 400; "quarantine"
     # accepts and lets the first cycle fail with EncounteredQuarantineException.
     start_without_secrets: str = "error"
@@ -79,7 +83,7 @@ class EngineSettings:
                 kwargs[name] = tuple(value) if name == "quarantine_backoff_seconds" else value
             else:
                 extra[key] = value
-        if kwargs.get("secrets_put_mode", "replace") not in ("replace", "merge"):
+        if kwargs.get("secrets_put_mode", "merge") not in ("replace", "merge"):
             raise ValueError("secrets_put_mode must be 'replace' or 'merge'")
         if kwargs.get("start_without_secrets", "error") not in ("error", "quarantine"):
             raise ValueError("start_without_secrets must be 'error' or 'quarantine'")

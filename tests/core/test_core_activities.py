@@ -42,18 +42,25 @@ def test_a_whole_instance_through_the_activities(core_env):
     assert app["createdHere"] is True
     assert app["tagged"] is False  # wait_until_visible tags it
     sp = app["servicePrincipalId"]
-    assert call(names.WAIT_UNTIL_VISIBLE, {"servicePrincipalId": sp, "applicationId": app["applicationId"],
+    seen = call(names.WAIT_UNTIL_VISIBLE, {"servicePrincipalId": sp, "applicationId": app["applicationId"],
                                            "instanceKey": key, "labels": {"team": "ops"},
-                                           "credentials": HEALTHY_CREDENTIALS}) == \
-        {"ok": True, "visible": True, "reads": 2, "tagged": True}
+                                           "credentials": HEALTHY_CREDENTIALS})
+    recorded = seen.pop("recordedVersions")  # the Key Vault version recorded as a tag by the same PATCH
+    assert seen == {"ok": True, "visible": True, "reads": 2, "tagged": True}
+    assert list(recorded) == ["scim-contoso-token"] and len(recorded["scim-contoso-token"]) == 32
     job = call(names.ENSURE_JOB, {"servicePrincipalId": sp})
     assert job["ok"] and job["created"] and job["templateId"] == "scim"
     valid = call(names.VALIDATE_CREDENTIALS, {"servicePrincipalId": sp, "jobId": job["jobId"],
                                               "credentials": HEALTHY_CREDENTIALS})
     assert valid["ok"] and set(valid["secretVersions"]) == {"SecretToken"}
     saved = call(names.SAVE_SECRETS, {"servicePrincipalId": sp, "credentials": HEALTHY_CREDENTIALS,
-                                      "notificationEmail": "ops@contoso.com", "syncAll": False})
-    assert saved["ok"] and "SyncNotificationSettings" in saved["keys"]
+                                      "notificationEmail": "ops@contoso.com", "syncAll": False,
+                                      "recordedVersions": recorded})
+    assert saved["ok"] and "SyncNotificationSettings" in saved["keys"] and saved["cleared"] == []
+    assert saved["savedVersions"] == recorded
+    bad_record = call(names.SAVE_SECRETS, {"servicePrincipalId": sp, "credentials": HEALTHY_CREDENTIALS,
+                                           "recordedVersions": ["v1"]})
+    assert bad_record["error"]["problems"][0]["path"] == "recordedVersions"
     assigned = call(names.ASSIGN_PRINCIPALS, {"servicePrincipalId": sp, "users": [], "groups": ["SaaS Pilot"]})
     assert assigned == {"ok": True, "assigned": 1, "alreadyAssigned": 0}
     started = call(names.START_JOB, {"servicePrincipalId": sp, "jobId": job["jobId"]})

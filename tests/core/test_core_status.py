@@ -81,11 +81,38 @@ def test_quarantine_details():
     assert q == {"reason": "EncounteredQuarantineException", "currentBegan": "2026-11-27T10:05:00Z",
                  "nextAttempt": "2026-11-27T22:05:00Z", "seriesBegan": "2026-11-27T10:05:00Z", "seriesCount": 3,
                  "error": {"code": "SalesforceInvalidCredentials", "message": "bad token", "tenantActionable": True},
-                 "credentialProblem": True}
+                 "cause": "credentials", "credentialProblem": True}
     other = classify(job("Quarantine", quarantine={**QUARANTINE, "reason": "QuarantineOnDemand"}), STARTED)
     assert other.quarantine["reason"] == "QuarantinedOnDemand" and not other.quarantine["credentialProblem"]
     bare = classify(job("Quarantine"), STARTED).quarantine
     assert bare["reason"] == "Unknown" and bare["seriesCount"] == 0
+    assert bare["cause"] == "other" and bare["credentialProblem"] is False
+
+
+SCIM_404 = "SystemForCrossDomainIdentityManagementServiceIncompatible"
+
+
+@pytest.mark.parametrize("reason, code, cause", [
+    ("EncounteredQuarantineException", None, "credentials"),  # the reason alone means invalid credentials (DOC)
+    ("EncounteredQuarantineException", "SystemForCrossDomainIdentityManagementCredentialValidationUnavailable",
+     "credentials"),
+    ("EncounteredQuarantineException", "SalesforceInvalidCredentials", "credentials"),
+    # the article's "SCIM Compliance issue" (404 where 200 was expected): never a credential problem
+    ("EncounteredQuarantineException", SCIM_404, "scimCompliance"),
+    ("EncounteredQuarantineException", SCIM_404 + "Filtering", "scimCompliance"),
+    ("Unknown", SCIM_404, "scimCompliance"),
+    ("EncounteredQuarantineException", "SystemForCrossDomainIdentityManagementMultipleEntriesInResponse",
+     "scimCompliance"),
+    # an unrecognised code under the credential reason: reported, not restarted
+    ("EncounteredQuarantineException", "WebExceptionProtocolError", "other"),
+    ("EncounteredEscrowProportionThreshold", "EscrowProportionThresholdExceeded", "escrowThreshold"),
+    ("TooManyDeletes", "TooManyDeletes", "tooManyDeletes"),
+    ("QuarantinedOnDemand", None, "other"),
+])
+def test_quarantine_cause_needs_reason_and_error_code(reason, code, cause):
+    quarantine = {**QUARANTINE, "reason": reason, "error": {"code": code, "message": "m"} if code else None}
+    found = classify(job("Quarantine", quarantine=quarantine), STARTED).quarantine
+    assert found["cause"] == cause and found["credentialProblem"] is (cause == "credentials")
 
 
 def test_progress_and_execution_are_compact():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -220,57 +219,6 @@ def test_start_once_then_status_until_steady(ctx, core_env):
     lonely = new_app(ctx, "No job yet")["servicePrincipalId"]
     assert steps.get_job_status(ctx, service_principal_id=lonely, job_id=None, started_at=None)["status"]["state"] == \
         steps.MISSING_JOB
-
-
-def test_sweep_restart_revalidates_the_key_vault_secret_not_the_saved_one(ctx, core_env):
-    """The token was wrong (expired), the job quarantined; the operator puts a new version into Key Vault."""
-    rotating = {"BaseAddress": "https://scim.contoso.test/scim/v2",
-                "SecretToken": {"keyVaultSecret": "rotating-contoso-token"}}
-    core_env.admin.seed(secrets={"rotating-contoso-token": "expired-contoso-token"})  # not the target's token
-    sp_id = new_app(ctx, "Rotated app", credentials=rotating, notification_email="ops@contoso.com")["servicePrincipalId"]
-    job_id = steps.ensure_job(ctx, service_principal_id=sp_id)["jobId"]
-    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(rotating), notification_email="ops@contoso.com")
-    started = steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
-    core_env.admin.advance(3 * 3600)
-    status = steps.get_job_status(ctx, service_principal_id=sp_id, job_id=job_id, started_at=started["startedAt"])
-    assert status["status"]["state"] == "Quarantined" and status["status"]["quarantine"]["credentialProblem"] is True
-
-    # The service principal keeps the references (names, never values) in its notes.
-    (listed,) = [i for i in steps.list_managed_instances(ctx)["instances"] if i["servicePrincipalId"] == sp_id]
-    assert listed["credentials"] == rotating and listed["syncAll"] is False
-    assert listed["notificationEmail"] == "ops@contoso.com"
-    notes = apps.get_service_principal(ctx.graph, sp_id, select="id,notes")["notes"]
-    assert json.loads(notes)["managedBy"] == "entra-provisioning-fleet" and "expired-contoso-token" not in notes
-    refs = {"credentials": creds(listed["credentials"]), "sync_all": listed["syncAll"],
-            "notification_email": listed["notificationEmail"]}
-
-    off = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id, **refs)  # default: report
-    assert off["restarted"] is False and "switched off" in off["reason"]
-    ctx = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings,
-                                                                health_sweep_restart_credential_quarantine=True))
-    unknown = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id)
-    assert unknown["restarted"] is False and "no Key Vault references" in unknown["reason"]
-    still_bad = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id, **refs)
-    assert still_bad["restarted"] is False and "still invalid" in still_bad["reason"]
-
-    # The saved credentials are not what counts: a valid token saved in Graph behind our back does not
-    # make the sweep restart while Key Vault still holds the expired one.
-    sync.put_secrets(ctx.graph, sp_id, {"BaseAddress": rotating["BaseAddress"], "SecretToken": "demo-scim-token"},
-                     ["demo-scim-token"])
-    assert steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id, **refs)["restarted"] is False
-
-    rotated = core_env.admin.seed(secrets={"rotating-contoso-token": "demo-scim-token"})["secrets"][0]["version"]
-    fixed = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=None, **refs)
-    assert fixed["restarted"] is True and fixed["secretVersions"] == {"SecretToken": rotated}
-    assert not any(v in json.dumps([fixed, still_bad, listed]) for v in [*SEEDED_SECRETS.values(), "expired-contoso-token"])
-    stored = sync.get_secret_keys(ctx.graph, sp_id)  # the full set, from the notes
-    assert stored["SyncAll"] == "false" and json.loads(stored["SyncNotificationSettings"])["Recipients"] == \
-        "ops@contoso.com"
-    core_env.admin.advance(3 * 3600)
-    after = steps.get_job_status(ctx, service_principal_id=sp_id, job_id=job_id, started_at=fixed["restartedAt"])
-    assert after["status"]["state"] == "SteadyState"
-    healthy = steps.restart_quarantined_job(ctx, service_principal_id=sp_id, job_id=job_id, **refs)
-    assert healthy["restarted"] is False and healthy["reason"].startswith("not quarantined")
 
 
 def test_provisioning_errors_of_a_quarantined_job(ctx, core_env):

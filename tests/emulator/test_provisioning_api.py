@@ -36,9 +36,21 @@ def test_secrets_are_stored_per_sp_and_masked(app):
         ]
     }
     assert "demo-scim-token" not in json.dumps(service.to_state()["logs"])
-    # replace semantics (default): the stored set is exactly the last PUT; empty values remove keys
+    # merge semantics (default): keys the PUT does not name stay; an empty value removes a key
     service.put_secrets(sp_id, {"credentials": [{"key": "SecretToken", "value": "new"}, {"key": "SyncAll", "value": ""}]})
+    assert [s["key"] for s in service.get_secrets(sp_id)["value"]] == ["BaseAddress", "SecretToken",
+                                                                       "SyncNotificationSettings"]
+    service.put_secrets(sp_id, {"value": [{"key": "BaseAddress", "value": ""}, {"key": "SyncNotificationSettings",
+                                                                                 "value": ""}]})
     assert service.get_secrets(sp_id)["value"] == [{"key": "SecretToken", "value": "*"}]
+
+
+def test_secrets_replace_setting_stores_exactly_the_put():
+    service, directory, _ = make_service(settings={"secretsPutMode": "replace"})
+    sp = directory.add_service_principal("Replace app", SCIM)
+    service.put_secrets(sp["id"], {"value": GOOD + [{"key": "SyncAll", "value": "false"}]})
+    service.put_secrets(sp["id"], {"credentials": [{"key": "SecretToken", "value": "new"}, {"key": "SyncAll", "value": ""}]})
+    assert service.get_secrets(sp["id"])["value"] == [{"key": "SecretToken", "value": "*"}]
 
 
 def test_secret_key_casing_and_shape_errors(app):

@@ -47,6 +47,7 @@ def started_job(base: str, token: str = "tok", users: int = 4, extra: list | Non
         ("https://scim.test/v2", "invalid-credentials", "invalidCredentials", "naming rule"),
         ("https://slow-initial-cycle.example/scim", "x", "slowInitialCycle", "naming rule"),
         ("https://app.example/never-steady/scim", "x", "neverSteady", "naming rule"),
+        ("https://scim-non-compliant.scim.test/scim/v2", "x", "scimNonCompliant", "naming rule"),
         ("https://anything.example/scim", "x", "healthy", "default"),
         ("https://anything.example/scim", "", "invalidCredentials", "missing token"),
     ],
@@ -54,6 +55,27 @@ def started_job(base: str, token: str = "tok", users: int = 4, extra: list | Non
 def test_scenario_resolution_rules(address, token, expected, source):
     scenario = resolve(load_targets(), address, token, "scim")
     assert (scenario.name, scenario.source) == (expected, source)
+
+
+def test_scim_non_compliant_target_validates_but_quarantines_with_its_own_error_code():
+    """The quarantine article's SCIM Compliance issue: the credentials pass, the cycle's requests get 404."""
+    service, _, clock, sp_id, job_id = started_job("https://scim-non-compliant.scim.test/scim/v2")
+    assert service.validate_credentials(sp_id, job_id, {"useSavedCredentials": True}) is None
+    clock.advance(60)
+    status = service.get_job(sp_id, job_id)["status"]
+    q = status["quarantine"]
+    assert status["code"] == "Quarantine" and q["reason"] == "EncounteredQuarantineException"
+    assert q["error"]["code"] == "SystemForCrossDomainIdentityManagementServiceIncompatible"
+    assert "404" in q["error"]["message"] and status["lastExecution"]["state"] == "Failed"
+    rows = [r for r in service.provisioning_logs("v1.0") if r["jobId"] == job_id]
+    assert len(rows) == 4 and {r["provisioningStatusInfo"]["errorInformation"]["errorCode"] for r in rows} == \
+        {"SystemForCrossDomainIdentityManagementServiceIncompatible"}
+    # new credentials do not change the target: the re-evaluation quarantines again
+    service.put_secrets(sp_id, {"value": creds("https://scim-non-compliant.scim.test/scim/v2", "another")})
+    service.restart_job(sp_id, job_id, {"criteria": {"resetScope": "QuarantineState"}})
+    clock.advance(HOUR)
+    again = service.get_job(sp_id, job_id)["status"]
+    assert again["code"] == "Quarantine" and again["quarantine"]["error"]["code"] == q["error"]["code"]
 
 
 def test_invalid_credentials_validate_400_and_a_started_job_is_quarantined():

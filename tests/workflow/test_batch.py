@@ -299,6 +299,64 @@ def test_sweep_restarts_a_credential_quarantine_once_its_key_vault_secret_valida
     assert not any(u["servicePrincipalId"] == sp_id for u in report["unhealthy"]), report["unhealthy"]
     (job,) = stack.jobs_of(sp_id)
     assert job["status"]["code"] == "Active" and job["status"]["quarantine"] is None
+    assert _restart_calls(stack, sp_id) == 1
+
+    # Quarantined again while Key Vault still holds the version it was restarted with: repeated sweeps
+    # report it and never restart it a second time with that version (no loop).
+    _put_target_token(stack, sp_id, address, EXPIRED_TOKEN)
+    stack.emulator.admin.advance(3 * 3600)
+    for n in range(3):
+        report = _sweep(stack, f"sweep-same-version-{n}", {"restartCredentialQuarantine": True})
+        attempt = next(r for r in report["restarted"] if r["servicePrincipalId"] == sp_id)
+        assert attempt["restarted"] is False and "still holds the saved version" in attempt["reason"], attempt
+    assert _restart_calls(stack, sp_id) == 1
+
+    # The next new version that validates: exactly one more restart, then none again.
+    stack.emulator.admin.seed(secrets={"zoom-scim-token": "zoom-demo-jwt"})
+    report = _sweep(stack, "sweep-next-version", {"restartCredentialQuarantine": True})
+    assert next(r for r in report["restarted"] if r["servicePrincipalId"] == sp_id)["restarted"] is True
+    _put_target_token(stack, sp_id, address, EXPIRED_TOKEN)
+    stack.emulator.admin.advance(3 * 3600)
+    report = _sweep(stack, "sweep-next-version-again", {"restartCredentialQuarantine": True})
+    assert next(r for r in report["restarted"] if r["servicePrincipalId"] == sp_id)["restarted"] is False
+    assert _restart_calls(stack, sp_id) == 2
+    # leave it healthy for the tests below
+    stack.emulator.admin.seed(secrets={"zoom-scim-token": "zoom-demo-jwt"})
+    assert _sweep(stack, "sweep-heal", {"restartCredentialQuarantine": True})["restarted"]
+    stack.emulator.admin.advance(3 * 3600)
+
+
+def _restart_calls(stack, sp_id: str) -> int:
+    return sum(1 for r in stack.graph_requests(method="POST", pathContains=f"/servicePrincipals/{sp_id}/")
+               if r["path"].endswith("/restart"))
+
+
+def test_sweep_reports_a_scim_compliance_quarantine_and_never_restarts_it(stack, demo):
+    """The target answers 404 where SCIM expects 200: new credentials cannot help, so no sweep acts on it."""
+    batch_id = stack.submit({"requestId": "scim-compliance-001", "instances": [
+        {"applicationTemplate": {"displayName": "Custom"}, "displayName": "Non-compliant SCIM",
+         "credentials": {"BaseAddress": "https://scim-non-compliant.scim.test/scim/v2",
+                         "SecretToken": {"keyVaultSecret": "scenario-target-token"}},
+         "assignments": {"groups": ["SaaS Pilot"]}}]})
+    (item,) = stack.wait(batch_id, timeout=150)["output"]["instances"]
+    assert item["outcome"] == "quarantined", item
+    sp_id = item["ids"]["servicePrincipalId"]
+    since = len(stack.graph_requests())
+    stack.emulator.admin.seed(secrets={"scenario-target-token": "a-rotated-scenario-token"})  # changes nothing
+    for n in range(3):
+        report = _sweep(stack, f"sweep-scim-{n}", {"restartCredentialQuarantine": True})
+        entry = next(u for u in report["unhealthy"] if u["servicePrincipalId"] == sp_id)
+        assert entry["category"] == "quarantined" and entry["cause"] == "scimCompliance", entry
+        assert entry["reason"] == "EncounteredQuarantineException"
+        assert not any(r["servicePrincipalId"] == sp_id for r in report["restarted"])  # not even attempted
+        stack.emulator.admin.advance(3 * 3600)
+    touched = [r for r in stack.graph_requests()[since:] if f"/servicePrincipals/{sp_id}/" in r["path"]]
+    assert touched and all(r["method"] == "GET" for r in touched), touched  # status reads only
+    (job,) = stack.jobs_of(sp_id)
+    assert job["status"]["code"] == "Quarantine"
+    lines = [line for line in stack.host.log_text().splitlines()
+             if "unhealthyProvisioningInstance" in line and "sweep-scim-2" in line and "Non-compliant SCIM" in line]
+    assert len(lines) == 1 and "scimCompliance" in lines[0]
 
 
 def test_no_secret_value_in_task_hub_logs_or_responses(stack, demo):
