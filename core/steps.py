@@ -343,6 +343,11 @@ def discard_application(ctx: StepContext, *, application_id: str, service_princi
 
     Refused when its service principal carries the instance's tag (then it is the copy in use, not
     a discarded one). Deleting twice is fine: the second answer is 404.
+
+    A 404 is believed only VISIBILITY_CONSECUTIVE_READS times in a row (VISIBILITY_POLL_SECONDS
+    apart): a DELETE that lands on a directory replica the new application has not reached yet
+    answers 404 too, and the copy would stay. Terraform's ``consistency.WaitForDeletion`` likewise
+    wants 5 consecutive 404s.
     """
     try:
         sp = apps.get_service_principal(ctx.graph, service_principal_id, select="id,tags")
@@ -352,10 +357,16 @@ def discard_application(ctx: StepContext, *, application_id: str, service_princi
             {str(t).casefold() for t in sp.get("tags") or []}:
         raise errors.GraphPermanent(f"service principal {service_principal_id} carries the instance tag; not deleting "
                                     "its application", code="InUse")
-    try:
-        apps.delete_application(ctx.graph, application_id)
-    except errors.NotFound:
-        return {"deleted": False}
+    misses = 0
+    while True:
+        try:
+            apps.delete_application(ctx.graph, application_id)
+            break
+        except errors.NotFound:
+            misses += 1
+            if misses >= ctx.settings.visibility_consecutive_reads:
+                return {"deleted": False}
+            ctx.sleep(ctx.settings.visibility_poll_seconds)
     logger.info("deleted application %s (service principal %s), the copy of a concurrent run", application_id,
                 service_principal_id)
     return {"deleted": True}

@@ -45,7 +45,7 @@ def test_a_whole_instance_through_the_activities(core_env):
     assert call(names.WAIT_UNTIL_VISIBLE, {"servicePrincipalId": sp, "applicationId": app["applicationId"],
                                            "instanceKey": key, "labels": {"team": "ops"},
                                            "credentials": HEALTHY_CREDENTIALS}) == \
-        {"ok": True, "visible": True, "reads": 2, "tagged": True}
+        {"ok": True, "visible": True, "reads": 5, "tagged": True}  # VISIBILITY_CONSECUTIVE_READS' default
     job = call(names.ENSURE_JOB, {"servicePrincipalId": sp})
     assert job["ok"] and job["created"] and job["templateId"] == "scim"
     valid = call(names.VALIDATE_CREDENTIALS, {"servicePrincipalId": sp, "jobId": job["jobId"],
