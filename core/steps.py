@@ -668,13 +668,17 @@ def _job_id(ctx: StepContext, sp_id: str, job_id: str | None) -> str:
 
 def get_job_status(ctx: StepContext, *, service_principal_id: str, job_id: str | None,
                    started_at: str | None) -> dict:
-    """The job's classification (:mod:`core.status`) relative to ``started_at``."""
+    """The job's classification (:mod:`core.status`) relative to ``started_at``.
+
+    A 404 for the job is waited out as replication lag (VISIBILITY_WAIT_SECONDS, then transient):
+    the first poll may land on a directory replica the new job has not reached yet.
+    """
     if not job_id:
         job_id = _first_job_id(ctx, service_principal_id)
         if job_id is None:
             missing = {"state": MISSING_JOB, "settled": False, "code": None, "jobId": None}
             return {"jobId": None, "status": missing}
-    job = sync.get_job(ctx.graph, service_principal_id, job_id)
+    job = _wait_for(ctx, f"read job {job_id}", lambda: sync.get_job(ctx.graph, service_principal_id, str(job_id)))
     classified = job_status.classify(job, started_at).to_dict()
     classified["jobId"] = job_id
     return {"jobId": job_id, "status": classified}
