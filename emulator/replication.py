@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import copy
 
-#: collections whose writes are recorded (Directory attribute names)
-COLLECTIONS = ("applications", "service_principals")
+#: objects with recorded writes above which the old records of all of them are dropped
+_PRUNE_ABOVE = 1000
 
 
 def record_change(directory, collection: str, object_id: str, before: dict, now: float, keep_seconds: float) -> None:
@@ -42,6 +42,13 @@ def record_change(directory, collection: str, object_id: str, before: dict, now:
     Called for a PATCH or DELETE. Entries older than ``keep_seconds`` (the largest lag) are dropped:
     every replica has seen them.
     """
+    if len(directory.changes) > _PRUNE_ABOVE:  # a long run: forget what every replica has seen
+        for known in list(directory.changes):
+            kept = [c for c in directory.changes[known] if now - c[0] < keep_seconds]
+            if kept:
+                directory.changes[known] = kept
+            else:
+                del directory.changes[known]
     changes = directory.changes.setdefault(object_id, [])
     changes[:] = [c for c in changes if now - c[0] < keep_seconds]
     changes.append((now, collection, copy.deepcopy(before)))

@@ -400,3 +400,46 @@ def test_an_infinite_replica_lag_is_rejected():
 
     with pytest.raises(GraphError):
         validate_faults({"replicationLag": {"replicas": [0, float("inf")]}})
+
+
+def test_each_replica_shows_the_writes_in_order_at_its_own_lag(emulator_env, graph: GraphClient):
+    _, sp = graph.instantiate("Written twice")
+    emulator_env.admin.set_faults(replicationLag={"replicas": [0, 10, 600]})
+    emulator_env.admin.advance(601)
+    path = f"servicePrincipals/{sp['id']}"
+    assert graph.patch(path, json={"tags": ["a"]}).status_code == 204
+    emulator_env.admin.advance(5)
+    assert graph.patch(path, json={"tags": ["b"]}).status_code == 204
+    emulator_env.admin.advance(6)  # "a" is 11 s old, "b" 6 s: the 10-s replica has "a" only
+    seen = {tuple(graph.get(path).json()["tags"]) for _ in range(40)}
+    assert seen == {tuple(sp["tags"]), ("a",), ("b",)}
+    emulator_env.admin.advance(600)
+    assert {tuple(graph.get(path).json()["tags"]) for _ in range(10)} == {("b",)}
+
+
+def test_a_new_job_flips_between_replicas_too(emulator_env, graph: GraphClient):
+    _, sp = graph.instantiate("Replicated job")
+    emulator_env.admin.set_faults(replicationLag={"replicas": REPLICAS})
+    emulator_env.admin.advance(601)
+    job = graph.post(f"servicePrincipals/{sp['id']}/synchronization/jobs", json={"templateId": "scim"})
+    assert job.status_code == 201  # the SP is on every replica by now
+    path = f"servicePrincipals/{sp['id']}/synchronization/jobs/{job.json()['id']}"
+    assert set(_statuses(graph, path, 20)) == {200, 404}
+    emulator_env.admin.advance(601)
+    assert set(_statuses(graph, path, 10)) == {200}
+
+
+def test_write_records_every_replica_has_seen_are_dropped():
+    from types import SimpleNamespace
+
+    from emulator import replication
+
+    directory = SimpleNamespace(changes={}, created_at={}, applications={})
+    for n in range(1001):
+        replication.record_change(directory, "applications", f"id-{n}", {"id": f"id-{n}"}, now=0.0, keep_seconds=60)
+    assert len(directory.changes) == 1001
+    # Deleted objects (no live copy) are listed by a replica 60 s behind until their delete is 60 s old.
+    assert len(replication.listed(directory, "applications", lag=60, now=59.0)) == 1001
+    assert replication.listed(directory, "applications", lag=60, now=60.0) == []
+    replication.record_change(directory, "applications", "id-new", {"id": "id-new"}, now=61.0, keep_seconds=60)
+    assert list(directory.changes) == ["id-new"]
