@@ -82,9 +82,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VISIBILITY_WAIT_SECONDS", "float", 60.0,
             "Most seconds an activity waits for a new object to become readable (replication lag)."),
     Setting("VISIBILITY_POLL_SECONDS", "float", 5.0,
-            "Pause between reads while waiting for a new object (Graph suggests 5-10 s)."),
-    Setting("VISIBILITY_CONSECUTIVE_READS", "int", 2,
-            "Successful reads in a row that count as 'visible' (Terraform uses 2)."),
+            "Pause between reads while waiting for a new object, also between the successful reads that confirm "
+            "it (Graph suggests 5-10 s; Terraform at least 5 s)."),
+    Setting("VISIBILITY_CONSECUTIVE_READS", "int", 5,
+            "Successful reads in a row, VISIBILITY_POLL_SECONDS apart, before a new service principal counts as "
+            "replicated: 5 as Terraform's consistency.WaitForUpdate (reads land on different directory replicas)."),
     Setting("MONITOR_FIRST_POLL_SECONDS", "int", 60, "First job-status poll after the job starts."),
     Setting("MONITOR_MAX_POLL_SECONDS", "int", 300, "Longest pause between job-status polls (backoff cap)."),
     Setting("MONITOR_DEADLINE_SECONDS", "int", 86400,

@@ -347,6 +347,11 @@ def discard_application(ctx: StepContext, *, application_id: str, service_princi
 
     Refused when its service principal carries the instance's tag (then it is the copy in use, not
     a discarded one). Deleting twice is fine: the second answer is 404.
+
+    A 404 is believed only VISIBILITY_CONSECUTIVE_READS times in a row (VISIBILITY_POLL_SECONDS
+    apart): a DELETE that lands on a directory replica the new application has not reached yet
+    answers 404 too, and the copy would stay. Terraform's ``consistency.WaitForDeletion`` likewise
+    wants 5 consecutive 404s.
     """
     try:
         sp = apps.get_service_principal(ctx.graph, service_principal_id, select="id,tags")
@@ -356,10 +361,16 @@ def discard_application(ctx: StepContext, *, application_id: str, service_princi
             {str(t).casefold() for t in sp.get("tags") or []}:
         raise errors.GraphPermanent(f"service principal {service_principal_id} carries the instance tag; not deleting "
                                     "its application", code="InUse")
-    try:
-        apps.delete_application(ctx.graph, application_id)
-    except errors.NotFound:
-        return {"deleted": False}
+    misses = 0
+    while True:
+        try:
+            apps.delete_application(ctx.graph, application_id)
+            break
+        except errors.NotFound:
+            misses += 1
+            if misses >= ctx.settings.visibility_consecutive_reads:
+                return {"deleted": False}
+            ctx.sleep(ctx.settings.visibility_poll_seconds)
     logger.info("deleted application %s (service principal %s), the copy of a concurrent run", application_id,
                 service_principal_id)
     return {"deleted": True}
@@ -792,13 +803,17 @@ def _job_id(ctx: StepContext, sp_id: str, job_id: str | None) -> str:
 
 def get_job_status(ctx: StepContext, *, service_principal_id: str, job_id: str | None,
                    started_at: str | None) -> dict:
-    """The job's classification (:mod:`core.status`) relative to ``started_at``."""
+    """The job's classification (:mod:`core.status`) relative to ``started_at``.
+
+    A 404 for the job is waited out as replication lag (VISIBILITY_WAIT_SECONDS, then transient):
+    the first poll may land on a directory replica the new job has not reached yet.
+    """
     if not job_id:
         job_id = _first_job_id(ctx, service_principal_id)
         if job_id is None:
             missing = {"state": MISSING_JOB, "settled": False, "code": None, "jobId": None}
             return {"jobId": None, "status": missing}
-    job = sync.get_job(ctx.graph, service_principal_id, job_id)
+    job = _wait_for(ctx, f"read job {job_id}", lambda: sync.get_job(ctx.graph, service_principal_id, str(job_id)))
     classified = job_status.classify(job, started_at).to_dict()
     classified["jobId"] = job_id
     return {"jobId": job_id, "status": classified}

@@ -104,6 +104,9 @@ class Directory:
         self.assignments: dict[str, dict] = {}
         self.deleted: dict[str, dict] = {}
         self.created_at: dict[str, float] = {}
+        # PATCHed / deleted applications and service principals, as they were, for lagging read
+        # replicas: {object id: [(monotonic time, collection, object before the write)]} (emulator/replication.py)
+        self.changes: dict[str, list[tuple[float, str, dict]]] = {}
         graph_sp = self._service_principal(
             app_id=GRAPH_APP_ID, display_name="Microsoft Graph", app_roles=graph_app_roles(), sp_type="Application"
         )
@@ -558,4 +561,5 @@ class Directory:
         self.settings.update(self.overrides)
         # Objects restored from disk are long replicated.
         self.created_at = {}
+        self.changes = {}
 

@@ -36,11 +36,18 @@ DEFAULT_FAULTS: dict = {
     # "seconds" of simulated time and/or the first "reads" reads; "flap" makes an object vanish
     # once more right after its first successful read. Synchronization calls answer "syncStatus"
     # meanwhile (404, or the transient 403/409 seen right after instantiate).
-    "replicationLag": {"seconds": 0, "reads": 0, "flap": False, "syncStatus": 404},
+    # "replicas": the directory's read replicas, one lag (simulated seconds) each, e.g. [0, 5, 30];
+    # every Graph request lands on one of them at random, which sees a create, PATCH or DELETE of
+    # an application or service principal only once that write is its lag old (emulator/replication.py).
+    # [] (the default) = one always-current copy.
+    "replicationLag": {"seconds": 0, "reads": 0, "flap": False, "syncStatus": 404, "replicas": []},
     # instantiate creates the objects but answers "status" (504 or 404) for the next "count"
     # calls, or at random with "rate".
     "instantiate": {"status": 504, "count": 0, "rate": 0.0},
 }
+
+#: most read replicas the replicationLag fault simulates
+MAX_REPLICAS = 16
 
 _ERROR_CODES = {
     500: ("InternalServerError", "The service encountered an internal error."),
@@ -75,6 +82,13 @@ def validate_faults(config: dict, base: dict | None = None, path: str = "") -> d
             if value not in (403, 404, 409):
                 raise GraphError(400, "BadRequest", f"'{where}' must be 403, 404 or 409.")
             base[key] = value
+        elif key == "replicas":
+            if not isinstance(value, list) or len(value) > MAX_REPLICAS or any(
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
+                    for v in value):
+                raise GraphError(400, "BadRequest", f"'{where}' must be a list of at most {MAX_REPLICAS} "
+                                 "lags in seconds (numbers >= 0), one per replica.")
+            base[key] = list(value)
         elif key == "status":
             if value not in (404, 500, 503, 504):
                 raise GraphError(400, "BadRequest", f"'{where}' must be 404, 500, 503 or 504.")
@@ -113,6 +127,8 @@ class Faults:
     def reset(self, config: dict | None = None) -> None:
         self.config = validate_faults(config or {})
         self.rng = random.Random(f"faults-{self.seed}")
+        # Its own generator: turning replicas on does not shift the error draws of a seeded run.
+        self.routing = random.Random(f"replicas-{self.seed}")
         self.buckets: dict[tuple[str, str], _Bucket] = {}
         self.reads: dict[str, int] = {}
 
@@ -200,6 +216,18 @@ class Faults:
         if reads < lag["reads"]:
             return True
         return bool(lag["flap"]) and reads - lag["reads"] == 1
+
+    def pick_replica(self) -> tuple[int, float] | None:
+        """The read replica one request lands on, as (index, lag seconds); None when replicas are off.
+
+        Uniformly at random (seeded): Graph routes app-only requests through gateways and load
+        balancers to any replica, so two successive requests may see different ones.
+        """
+        lags = self.config["replicationLag"]["replicas"]
+        if not lags:
+            return None
+        index = self.routing.randrange(len(lags))
+        return index, float(lags[index])
 
     # -- instantiate ---------------------------------------------------------------------------
     def instantiate_failure(self) -> GraphError | None:

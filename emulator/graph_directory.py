@@ -143,13 +143,17 @@ def _patch(obj: dict, body: dict, writable: dict) -> None:
 
 def list_applications(req: GraphRequest) -> Reply:
     req.require("apps.read")
-    items = [a for a in req.directory.applications.values() if not req.recently_created(a["id"])]
+    items = req.listed("applications")
     return req.collection(items, "applications", "applications", directory=True)
 
 
 def _application(req: GraphRequest, object_id: str) -> dict:
+    """The application a GET sees on its replica; for a write the live one (recorded for lagging replicas)."""
+    if req.method == "GET":
+        return req.seen("applications", object_id)
     app = req.directory.get_application(object_id)
     req.visible(object_id)
+    req.before_write("applications", app)
     return app
 
 
@@ -176,13 +180,17 @@ def delete_application(req: GraphRequest, object_id: str) -> Reply:
 
 def list_service_principals(req: GraphRequest) -> Reply:
     req.require("apps.read")
-    items = [s for s in req.directory.service_principals.values() if not req.recently_created(s["id"])]
+    items = req.listed("service_principals")
     return req.collection(items, "servicePrincipals", "servicePrincipals", directory=True)
 
 
 def _sp(req: GraphRequest, sp_id: str) -> dict:
+    """The service principal a GET sees on its replica; for a write the live one (recorded for lagging replicas)."""
+    if req.method == "GET":
+        return req.seen("service_principals", sp_id)
     sp = req.directory.get_sp(sp_id)
     req.visible(sp_id)
+    req.before_write("service_principals", sp)
     return sp
 
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator import odata, permissions
+from emulator import odata, permissions, replication
 from emulator.errors import GraphError, not_found
 from emulator.identity import Caller
 from emulator.state import EmulatorState
@@ -38,6 +38,8 @@ class GraphRequest:
     caller: Caller
     state: EmulatorState
     headers: dict[str, str] = field(default_factory=dict)
+    #: the read replica this request landed on, (index, lag seconds); None: replicas are off
+    replica: tuple[int, float] | None = None
 
     @property
     def directory(self):
@@ -143,8 +145,15 @@ class GraphRequest:
         409 that Terraform retries on right after instantiate (reference §7, pitfall 2).
         """
         created = self.directory.created_at.get(object_id)
-        if not self.state.faults.hidden(object_id, created):
-            return
+        if self.state.faults.hidden(object_id, created) or self._not_on_replica(created):
+            self._lagging(object_id, synchronization)
+
+    def _not_on_replica(self, created: float | None) -> bool:
+        """Whether this request's replica has not seen the object's creation yet (replicas fault)."""
+        return (self.replica is not None and created is not None
+                and self.state.clock.monotonic() - created < self.replica[1])
+
+    def _lagging(self, object_id: str, synchronization: bool) -> None:
         status = self.state.faults.config["replicationLag"]["syncStatus"] if synchronization else 404
         if status == 403:
             raise permissions.denied()
@@ -156,3 +165,49 @@ class GraphRequest:
         lag = self.state.faults.config["replicationLag"]["seconds"]
         created = self.directory.created_at.get(object_id)
         return bool(lag and created is not None and self.state.clock.monotonic() - created < lag)
+
+    # -- read replicas (emulator/replication.py) ------------------------------------------------
+    def seen(self, collection: str, object_id: str) -> dict:
+        """An application or service principal as a GET on this request's replica sees it, else 404.
+
+        Without replicas: the live object (the lag-by-time/reads fault still applies). With them:
+        not yet created there (404), as it was before a recent PATCH, or still there after a
+        recent DELETE.
+        """
+        live = getattr(self.directory, collection).get(object_id)
+        if self.replica is None:
+            if live is None:
+                raise not_found(object_id)
+            self.visible(object_id)
+            return live
+        obj = replication.as_seen(self.directory, object_id, live, self.replica[1], self.state.clock.monotonic())
+        if obj is None:
+            raise not_found(object_id)
+        if self.state.faults.hidden(object_id, self.directory.created_at.get(object_id)):
+            raise not_found(object_id)
+        return obj
+
+    def listed(self, collection: str) -> list[dict]:
+        """The applications or service principals a list on this request's replica shows."""
+        if self.replica is None:
+            items = list(getattr(self.directory, collection).values())
+        else:
+            items = replication.listed(self.directory, collection, self.replica[1], self.state.clock.monotonic())
+        return [item for item in items if not self.recently_created(item["id"])]
+
+    def before_write(self, collection: str, obj: dict) -> None:
+        """Record ``obj`` as it is before this PATCH or DELETE, for replicas that lag behind.
+
+        A DELETE of an application removes its service principal too, so that one is recorded
+        as well. Nothing is recorded while replicas are off.
+        """
+        lags = self.state.faults.config["replicationLag"]["replicas"]
+        # only a write to the object itself (not to its owners or app role assignments)
+        if not lags or self.method not in ("PATCH", "DELETE") or not self.path.rstrip("/").endswith(obj["id"]):
+            return
+        now, keep = self.state.clock.monotonic(), float(max(lags))
+        replication.record_change(self.directory, collection, obj["id"], obj, now, keep)
+        if collection == "applications" and self.method == "DELETE":
+            sp = self.directory.sp_for_application(obj)
+            if sp is not None:
+                replication.record_change(self.directory, "service_principals", sp["id"], sp, now, keep)

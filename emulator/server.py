@@ -105,6 +105,7 @@ async def correlation_middleware(request: web.Request, handler):
                 "caller": _caller_label(request),
                 "kind": kind,
                 "durationMs": round((time.monotonic() - started) * 1000, 2),
+                "replica": info(request).get("replica"),  # the read replica a Graph request landed on (replicas fault)
             }
         )
     if kind != "admin" or request.method != "GET":
@@ -222,6 +223,8 @@ async def graph_handler(request: web.Request) -> web.Response:
     highest = state.faults.throttle(buckets, caller.client_id, state.directory.tenant_id) or 0.0
     state.faults.maybe_error()
     body = await request.read()
+    replica = state.faults.pick_replica()
+    info(request)["replica"] = None if replica is None else replica[0]
     graph_request = graph_routes.GraphRequest(
         method=request.method,
         version=version,
@@ -232,6 +235,7 @@ async def graph_handler(request: web.Request) -> web.Response:
         caller=caller,
         state=state,
         headers={k.lower(): v for k, v in request.headers.items()},
+        replica=replica,
     )
     reply = route.handler(graph_request, **params)
     cost = graph_routes.resource_units(request.method, route, graph_request.query)

@@ -288,3 +288,158 @@ def test_readme_documents_the_real_defaults(emulator_env):
     changed = emulator_env.admin.provisioning_settings(**settings_doc["provisioning"])
     assert all(changed[key] == value for key, value in settings_doc["provisioning"].items())
     assert emulator_env.admin.settings(**settings_doc["directory"])["directory"] == settings_doc["directory"]
+
+
+# -- read replicas (replicationLag.replicas, emulator/replication.py) ------------------------------
+
+REPLICAS = [0, 600]  # one current replica, one 600 simulated seconds behind
+
+
+def _statuses(graph: GraphClient, path: str, n: int = 30) -> list[int]:
+    return [graph.get(path).status_code for _ in range(n)]
+
+
+def _replicas_seen(emulator_env, path_contains: str) -> set:
+    return {e["replica"] for e in emulator_env.admin.requests(pathContains=path_contains)["value"]}
+
+
+def test_replicas_are_off_by_default(emulator_env, graph: GraphClient):
+    assert emulator_env.admin.faults()["replicationLag"]["replicas"] == []
+    _, sp = graph.instantiate("Single copy")
+    assert set(_statuses(graph, f"servicePrincipals/{sp['id']}", 5)) == {200}
+    assert _replicas_seen(emulator_env, sp["id"]) == {None}
+
+
+def test_a_new_object_flips_between_replicas_then_converges(emulator_env, graph: GraphClient):
+    emulator_env.admin.set_faults(replicationLag={"replicas": REPLICAS})
+    app, sp = graph.instantiate("Replicated app")
+    statuses = _statuses(graph, f"servicePrincipals/{sp['id']}")
+    # Successive reads land on different replicas: found, then not found, then found again.
+    assert 200 in statuses and 404 in statuses
+    first_hit = statuses.index(200)
+    assert 404 in statuses[first_hit:], statuses
+    assert _replicas_seen(emulator_env, sp["id"]) == {0, 1}
+    listed = [len(graph.get("servicePrincipals", params={"$filter": "displayName eq 'Replicated app'"}).json()["value"])
+              for _ in range(30)]
+    assert set(listed) == {0, 1}
+    # Writes on a replica that has not seen the creation answer 404, as reads do; on the other they work.
+    patched = [graph.patch(f"applications/{app['id']}", json={"notes": f"n{i}"}).status_code for i in range(20)]
+    assert set(patched) == {204, 404}
+    emulator_env.admin.advance(601)
+    assert set(_statuses(graph, f"servicePrincipals/{sp['id']}")) == {200}
+    assert set(_statuses(graph, f"applications/{app['id']}")) == {200}
+
+
+def test_a_patch_reaches_each_replica_at_its_own_time(emulator_env, graph: GraphClient):
+    _, sp = graph.instantiate("Retagged app")
+    emulator_env.admin.set_faults(replicationLag={"replicas": REPLICAS})
+    emulator_env.admin.advance(601)  # the creation has reached every replica
+    before = tuple(sp["tags"])
+    assert graph.patch(f"servicePrincipals/{sp['id']}", json={"tags": ["new-tag"]}).status_code == 204
+    seen = [tuple(graph.get(f"servicePrincipals/{sp['id']}").json()["tags"]) for _ in range(30)]
+    assert set(seen) == {before, ("new-tag",)}  # the lagging replica still shows the tags before the PATCH
+    by_tag = {len(graph.get("servicePrincipals", params={"$filter": "tags/any(t:t eq 'new-tag')"}).json()["value"])
+              for _ in range(30)}
+    assert by_tag == {0, 1}
+    emulator_env.admin.advance(601)
+    assert {tuple(graph.get(f"servicePrincipals/{sp['id']}").json()["tags"]) for _ in range(10)} == {("new-tag",)}
+
+
+def test_a_deleted_object_lingers_on_a_lagging_replica(emulator_env, graph: GraphClient):
+    app, sp = graph.instantiate("Deleted app")
+    emulator_env.admin.set_faults(replicationLag={"replicas": REPLICAS})
+    emulator_env.admin.advance(601)  # the creation has reached every replica
+    assert graph.delete(f"applications/{app['id']}").status_code == 204
+    # The application and its service principal: still read (and listed) on the lagging replica.
+    assert set(_statuses(graph, f"applications/{app['id']}")) == {200, 404}
+    assert set(_statuses(graph, f"servicePrincipals/{sp['id']}")) == {200, 404}
+    listed = {len(graph.get("applications", params={"$filter": "displayName eq 'Deleted app'"}).json()["value"])
+              for _ in range(30)}
+    assert listed == {0, 1}
+    # A write reaches the one true copy: gone, wherever the request lands.
+    assert {graph.patch(f"applications/{app['id']}", json={"notes": "x"}).status_code for _ in range(10)} == {404}
+    emulator_env.admin.advance(601)
+    assert set(_statuses(graph, f"applications/{app['id']}")) == {404}
+    assert graph.get("applications", params={"$filter": "displayName eq 'Deleted app'"}).json()["value"] == []
+
+
+def test_sync_calls_on_a_replica_without_the_service_principal_answer_the_sync_status(emulator_env, graph: GraphClient):
+    emulator_env.admin.set_faults(replicationLag={"replicas": REPLICAS, "syncStatus": 409})
+    _, sp = graph.instantiate("Replicated sync target")
+    statuses = _statuses(graph, f"servicePrincipals/{sp['id']}/synchronization/templates", 20)
+    assert set(statuses) == {200, 409}
+    emulator_env.admin.advance(601)
+    assert set(_statuses(graph, f"servicePrincipals/{sp['id']}/synchronization/templates", 10)) == {200}
+
+
+def test_replica_routing_follows_the_seed():
+    from emulator.clock import Clock
+    from emulator.faults import Faults
+
+    def route(seed: int) -> list:
+        faults = Faults(Clock(), seed, {"replicationLag": {"replicas": [0, 1, 2]}})
+        return [faults.pick_replica() for _ in range(20)]
+
+    assert route(7) == route(7) and route(7) != route(8)
+    assert {r[0] for r in route(7)} == {0, 1, 2}
+    assert Faults(Clock(), 7).pick_replica() is None
+
+
+@pytest.mark.parametrize("replicas", [[-1], ["5"], [True], 3, [0] * 17])
+def test_bad_replica_settings_are_rejected(emulator_env, replicas):
+    import requests
+
+    response = requests.post(f"{emulator_env.env['EMULATOR_URL']}/faults", json={"replicationLag": {"replicas": replicas}})
+    assert response.status_code == 400
+    assert "replicas" in response.json()["error"]["message"]
+
+
+def test_an_infinite_replica_lag_is_rejected():
+    from emulator.errors import GraphError
+    from emulator.faults import validate_faults
+
+    with pytest.raises(GraphError):
+        validate_faults({"replicationLag": {"replicas": [0, float("inf")]}})
+
+
+def test_each_replica_shows_the_writes_in_order_at_its_own_lag(emulator_env, graph: GraphClient):
+    _, sp = graph.instantiate("Written twice")
+    emulator_env.admin.set_faults(replicationLag={"replicas": [0, 10, 600]})
+    emulator_env.admin.advance(601)
+    path = f"servicePrincipals/{sp['id']}"
+    assert graph.patch(path, json={"tags": ["a"]}).status_code == 204
+    emulator_env.admin.advance(5)
+    assert graph.patch(path, json={"tags": ["b"]}).status_code == 204
+    emulator_env.admin.advance(6)  # "a" is 11 s old, "b" 6 s: the 10-s replica has "a" only
+    seen = {tuple(graph.get(path).json()["tags"]) for _ in range(40)}
+    assert seen == {tuple(sp["tags"]), ("a",), ("b",)}
+    emulator_env.admin.advance(600)
+    assert {tuple(graph.get(path).json()["tags"]) for _ in range(10)} == {("b",)}
+
+
+def test_a_new_job_flips_between_replicas_too(emulator_env, graph: GraphClient):
+    _, sp = graph.instantiate("Replicated job")
+    emulator_env.admin.set_faults(replicationLag={"replicas": REPLICAS})
+    emulator_env.admin.advance(601)
+    job = graph.post(f"servicePrincipals/{sp['id']}/synchronization/jobs", json={"templateId": "scim"})
+    assert job.status_code == 201  # the SP is on every replica by now
+    path = f"servicePrincipals/{sp['id']}/synchronization/jobs/{job.json()['id']}"
+    assert set(_statuses(graph, path, 20)) == {200, 404}
+    emulator_env.admin.advance(601)
+    assert set(_statuses(graph, path, 10)) == {200}
+
+
+def test_write_records_every_replica_has_seen_are_dropped():
+    from types import SimpleNamespace
+
+    from emulator import replication
+
+    directory = SimpleNamespace(changes={}, created_at={}, applications={})
+    for n in range(1001):
+        replication.record_change(directory, "applications", f"id-{n}", {"id": f"id-{n}"}, now=0.0, keep_seconds=60)
+    assert len(directory.changes) == 1001
+    # Deleted objects (no live copy) are listed by a replica 60 s behind until their delete is 60 s old.
+    assert len(replication.listed(directory, "applications", lag=60, now=59.0)) == 1001
+    assert replication.listed(directory, "applications", lag=60, now=60.0) == []
+    replication.record_change(directory, "applications", "id-new", {"id": "id-new"}, now=61.0, keep_seconds=60)
+    assert list(directory.changes) == ["id-new"]

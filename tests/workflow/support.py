@@ -35,7 +35,9 @@ FAST_SETTINGS = {
     "MONITOR_MAX_POLL_SECONDS": "2",
     "MONITOR_DEADLINE_SECONDS": "900",
     "ACTIVITY_RETRY_FIRST_INTERVAL_SECONDS": "1",
-    "VISIBILITY_POLL_SECONDS": "0.5",
+    # a new service principal reads back VISIBILITY_CONSECUTIVE_READS (5) times this far apart: 1 s per
+    # instance here, not the 20 s of the real-tenant default (5 s apart)
+    "VISIBILITY_POLL_SECONDS": "0.25",
     "PYTHON_THREADPOOL_THREAD_COUNT": "16",
 }
 
