@@ -160,14 +160,14 @@ def get_application(req: GraphRequest, object_id: str) -> Reply:
 
 def patch_application(req: GraphRequest, object_id: str) -> Reply:
     app = _application(req, object_id)
-    req.require("apps.write", owned_object=object_id)
+    req.require("applications.write", owned_object=object_id)
     _patch(app, req.json(), _APP_WRITABLE)
     return Reply(204)
 
 
 def delete_application(req: GraphRequest, object_id: str) -> Reply:
     _application(req, object_id)
-    req.require("apps.write", owned_object=object_id)
+    req.require("applications.write", owned_object=object_id)
     sp_id = req.directory.delete_application(object_id)
     if sp_id and req.state.provisioning is not None:
         req.state.provisioning.on_service_principal_deleted(sp_id)
@@ -193,14 +193,14 @@ def get_service_principal(req: GraphRequest, sp_id: str) -> Reply:
 
 def patch_service_principal(req: GraphRequest, sp_id: str) -> Reply:
     sp = _sp(req, sp_id)
-    req.require("apps.write", owned_object=sp_id)
+    req.require("servicePrincipals.write", owned_object=sp_id)
     _patch(sp, req.json(), _SP_WRITABLE)
     return Reply(204)
 
 
 def delete_service_principal(req: GraphRequest, sp_id: str) -> Reply:
     _sp(req, sp_id)
-    req.require("apps.write", owned_object=sp_id)
+    req.require("servicePrincipals.write", owned_object=sp_id)
     req.directory.delete_service_principal(sp_id)
     if req.state.provisioning is not None:
         req.state.provisioning.on_service_principal_deleted(sp_id)
@@ -231,8 +231,8 @@ def list_app_owners(req: GraphRequest, object_id: str) -> Reply:
 _REF_RE = re.compile(r"/directoryObjects/([^/?]+)$|^([0-9a-fA-F-]{36})$")
 
 
-def _add_owner(req: GraphRequest, object_id: str) -> Reply:
-    req.require("apps.write", owned_object=object_id)
+def _add_owner(req: GraphRequest, object_id: str, action: str) -> Reply:
+    req.require(action, owned_object=object_id)
     ref = req.json().get("@odata.id")
     match = _REF_RE.search(ref) if isinstance(ref, str) else None
     if not match:
@@ -249,17 +249,17 @@ def _add_owner(req: GraphRequest, object_id: str) -> Reply:
 
 def add_sp_owner(req: GraphRequest, sp_id: str) -> Reply:
     _sp(req, sp_id)
-    return _add_owner(req, sp_id)
+    return _add_owner(req, sp_id, "servicePrincipals.owners.write")
 
 
 def add_app_owner(req: GraphRequest, object_id: str) -> Reply:
     _application(req, object_id)
-    return _add_owner(req, object_id)
+    return _add_owner(req, object_id, "applications.owners.write")
 
 
 def remove_sp_owner(req: GraphRequest, sp_id: str, owner_id: str) -> Reply:
     _sp(req, sp_id)
-    req.require("apps.write", owned_object=sp_id)
+    req.require("servicePrincipals.write", owned_object=sp_id)  # serviceprincipal-delete-owners
     owners = req.directory.owners.get(sp_id, [])
     if owner_id not in owners:
         raise not_found(owner_id)
@@ -294,9 +294,14 @@ def deleted_item(req: GraphRequest, item: str) -> Reply:
     return get_deleted(req, item)
 
 
+def _write_action(item: dict) -> str:
+    return "servicePrincipals.write" if item.get("@odata.type") == "#microsoft.graph.servicePrincipal" \
+        else "applications.write"
+
+
 def restore_deleted(req: GraphRequest, object_id: str) -> Reply:
-    req.directory.get_deleted(object_id)
-    req.require("apps.write", owned_object=object_id)
+    item = req.directory.get_deleted(object_id)
+    req.require(_write_action(item), owned_object=object_id)
     restored = req.directory.restore(object_id)
     if restored["@odata.type"] == "#microsoft.graph.servicePrincipal" and req.state.provisioning is not None:
         if restored.get("applicationTemplateId"):
@@ -305,8 +310,8 @@ def restore_deleted(req: GraphRequest, object_id: str) -> Reply:
 
 
 def purge_deleted(req: GraphRequest, object_id: str) -> Reply:
-    req.directory.get_deleted(object_id)
-    req.require("apps.write", owned_object=object_id)
+    item = req.directory.get_deleted(object_id)
+    req.require(_write_action(item), owned_object=object_id)
     req.directory.purge(object_id)
     return Reply(204)
 
