@@ -259,7 +259,8 @@ class GraphClient:
                     continue
                 raise self._error(method, shown, response, secrets, retry_after=delay if
                                   (status == 429 or retry_after is not None) else None)
-            raise self._error(method, shown, response, secrets)
+            raise self._error(method, shown, response, secrets,
+                              granted_roles=self.granted_roles() if status in (401, 403) else None)
 
     def granted_roles(self) -> tuple[str, ...] | None:
         """The Graph application permissions (``roles`` claim) of the current token, or None.
@@ -293,8 +294,9 @@ class GraphClient:
                 status=response.status_code, request_id=response.headers.get("request-id"),
             ) from None
 
-    def _error(self, method: str, shown: str, response: requests.Response, secrets: tuple[str, ...],
-               retry_after: float | None = None) -> errors.GraphError:
+    @staticmethod
+    def _error(method: str, shown: str, response: requests.Response, secrets: tuple[str, ...],
+               retry_after: float | None = None, granted_roles: tuple[str, ...] | None = None) -> errors.GraphError:
         status = response.status_code
         code, message, request_id = "UnknownError", "", response.headers.get("request-id")
         try:
@@ -310,15 +312,16 @@ class GraphClient:
         if retry_after is not None:
             return errors.GraphThrottled(text, retry_after=retry_after, code=code, status=status, request_id=request_id)
         if status in (401, 403):
-            return self._refused(method, shown, status, code, message, request_id)
+            return GraphClient._refused(method, shown, status, code, message, request_id, granted_roles)
         cls: type[errors.GraphError] = {
             400: errors.BadRequest, 401: errors.PermissionDenied, 403: errors.PermissionDenied,
             404: errors.NotFound, 409: errors.Conflict, 412: errors.Conflict,
         }.get(status) or (errors.GraphTransient if status >= 500 or status in (408, 429) else errors.GraphPermanent)
         return cls(text, code=code, status=status, request_id=request_id)
 
-    def _refused(self, method: str, shown: str, status: int, code: str, message: str,
-                 request_id: str | None) -> errors.PermissionDenied:
+    @staticmethod
+    def _refused(method: str, shown: str, status: int, code: str, message: str, request_id: str | None,
+                 granted_roles: tuple[str, ...] | None) -> errors.PermissionDenied:
         """A 401/403 (after one token refresh): a refused token, or a refused call.
 
         401 ``InvalidAuthenticationToken`` means Graph did not accept the token itself (expired,
@@ -338,7 +341,7 @@ class GraphClient:
         return errors.PermissionDenied(
             f"{method} {shown}: Graph refused the call ({said}) - the function app's identity lacks a Graph "
             "permission for it (see README, 'Graph permissions and why')",
-            code=code, status=status, request_id=request_id, granted_roles=self.granted_roles())
+            code=code, status=status, request_id=request_id, granted_roles=granted_roles)
 
     # -- conveniences ---------------------------------------------------------------------------
     def get(self, path: str, params: dict | None = None) -> dict:
