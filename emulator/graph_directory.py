@@ -390,26 +390,26 @@ def remove_assignment(req: GraphRequest, sp_id: str, assignment_id: str) -> Repl
 # -- users and groups ---------------------------------------------------------------------------
 
 def list_users(req: GraphRequest) -> Reply:
-    req.require("directory.read")
+    req.require("users.read")
     return req.collection(list(req.directory.users.values()), "users", "users", directory=True)
 
 
 def get_user(req: GraphRequest, user_id: str) -> Reply:
-    req.require("directory.read")
+    req.require("users.read")
     return req.entity(req.directory.get_user(user_id), "users")
 
 
 def list_groups(req: GraphRequest) -> Reply:
-    req.require("directory.read")
+    req.require("groups.read")
     return req.collection(list(req.directory.groups.values()), "groups", "groups", directory=True)
 
 
 def get_group(req: GraphRequest, group_id: str) -> Reply:
-    req.require("directory.read")
+    req.require("groups.read")
     return req.entity(req.directory.get_group(group_id), "groups")
 
 
 def list_group_members(req: GraphRequest, group_id: str) -> Reply:
-    req.require("directory.read")
+    req.require("groups.read")
     req.directory.get_group(group_id)
     return req.collection(req.directory.group_members(group_id), f"groups/{group_id}/members", "directoryObjects", directory=True)

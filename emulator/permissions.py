@@ -31,6 +31,15 @@ emulator is pessimistic so that what works here works there.
 * appRoleAssignedTo: https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto
   (AppRoleAssignment.ReadWrite.All and Application.Read.All; AppRoleAssignment.ReadWrite.All and
   Directory.Read.All).
+* reads of applications and service principals (and their owners and app role assignments):
+  https://learn.microsoft.com/graph/api/serviceprincipal-get,
+  https://learn.microsoft.com/graph/api/serviceprincipal-list-owners,
+  https://learn.microsoft.com/graph/api/serviceprincipal-list-approleassignments (Application.Read.All;
+  Application.ReadWrite.OwnedBy - which "allows an app to call GET /applications and GET
+  /servicePrincipals to list all" -, Application.ReadWrite.All, Directory.Read(Write).All).
+* users and groups: https://learn.microsoft.com/graph/api/user-list (User.Read.All),
+  https://learn.microsoft.com/graph/api/group-list-members (GroupMember.Read.All, Group.Read.All),
+  each also Directory.Read.All and Directory.ReadWrite.All.
 * provisioning logs: https://learn.microsoft.com/graph/api/provisioningobjectsummary-list
   (AuditLog.Read.All and Directory.Read.All; no higher permission).
 
@@ -153,7 +162,12 @@ REQUIREMENTS: dict[str, Requirement] = {
     # serviceprincipal-post-approleassignedto (and appRoleAssignments, delete alike)
     "assignments.write": _req(("AppRoleAssignment.ReadWrite.All", "Application.Read.All"),
                               ("AppRoleAssignment.ReadWrite.All", "Directory.Read.All")),
-    "directory.read": _req("User.Read.All", "Group.Read.All", "GroupMember.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+    # user-list / user-get (User.Read.All; Directory.Read.All, Directory.ReadWrite.All): a group
+    # permission does not read users
+    "users.read": _req("User.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+    # group-list / group-get / group-list-members (GroupMember.Read.All; Group.Read.All,
+    # Directory.Read.All, Directory.ReadWrite.All)
+    "groups.read": _req("GroupMember.Read.All", "Group.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"),
     # provisioningobjectsummary-list: both, no higher alternative
     "auditlogs.read": _req(("AuditLog.Read.All", "Directory.Read.All")),
 }

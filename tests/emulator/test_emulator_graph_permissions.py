@@ -249,3 +249,17 @@ def test_bad_synchronization_denied_status_is_refused(emulator_env, value):
                               json={"directory": {"instantiateOwnsApplication": "yes"}},
                               verify=emulator_env.ca_bundle, timeout=10)
     assert response.status_code == 400, response.text
+
+
+def test_users_and_groups_need_their_own_read_permission(emulator_env, graph_as):
+    """user-list: User.Read.All (or Directory.*); group-list-members: GroupMember.Read.All, Group.Read.All (or Directory.*)."""
+    emulator_env.admin.add_client("groups-only", ["Group.Read.All"])
+    emulator_env.admin.add_client("users-only", ["User.Read.All"])
+    groups_only, users_only = graph_as("groups-only"), graph_as("users-only")
+    group = groups_only.get("groups", params={"$top": "1"}).json()["value"][0]
+    assert groups_only.get(f"groups/{group['id']}/members").status_code == 200
+    assert_graph_error(groups_only.get("users"), 403, "Authorization_RequestDenied")
+    assert users_only.get("users").status_code == 200
+    assert_graph_error(users_only.get("groups"), 403, "Authorization_RequestDenied")
+    workflow = graph_as("workflow")  # Directory.Read.All reads both
+    assert workflow.get("users").status_code == 200 and workflow.get("groups").status_code == 200
