@@ -55,6 +55,10 @@ def run(step: str, payload: Any, body: Callable[[dict, steps.StepContext], dict]
     except errors.TransientError as exc:
         logger.warning("%s transient failure: %s", step, exc)
         raise
+    except errors.PermissionDenied as exc:  # 401 or 403, whatever Graph's code: name the permissions
+        denied = exc.for_step(step)
+        logger.error("%s refused: %s", step, denied)
+        return {"ok": False, "error": denied.to_dict(step)}
     except errors.PermanentError as exc:
         logger.error("%s failed permanently: %s", step, exc)
         return {"ok": False, "error": exc.to_dict(step)}

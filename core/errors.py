@@ -182,7 +182,55 @@ class BadRequest(GraphPermanent):
 
 
 class PermissionDenied(GraphPermanent):
-    """Graph answered 401/403: the app lacks a Graph permission or directory role."""
+    """Graph answered 401/403: the app lacks a Graph permission (or its token was refused).
+
+    ``token_refused``: Graph did not accept the token itself (401 ``InvalidAuthenticationToken``)
+    or none could be had (``AuthenticationFailed``) - not a missing permission. ``granted_roles``:
+    the permissions the refused token carried (its ``roles`` claim), when known.
+    """
+
+    def __init__(self, message: str, *, token_refused: bool = False,
+                 granted_roles: tuple[str, ...] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.token_refused = token_refused or self.code == "AuthenticationFailed"
+        self.granted_roles = granted_roles
+        self.missing: tuple[str, ...] = ()
+
+    def for_step(self, step: str) -> "PermissionDenied":
+        """This refusal as the permanent error of activity ``step``: names the step and the Graph
+        permission(s) it needs that the identity lacks (``core.permissions``), whatever the status.
+
+        Missing = the step's permissions not in the token's ``roles``; when the token shows them
+        all (or is unreadable) every permission of the step is named. A refused token is left as is.
+        """
+        from core.permissions import permissions_for
+
+        if self.token_refused:
+            return self
+        needed = permissions_for(step)
+        if not needed:
+            return self
+        held = set(self.granted_roles) if self.granted_roles is not None else None
+        missing = tuple(p for p in needed if held is None or p not in held) or needed
+        names = ", ".join(missing)
+        if held is not None and any(p not in held for p in needed):
+            lead = f"{step} needs the Graph application permission(s) {names}, which the function app's identity lacks"
+        else:
+            lead = (f"{step} needs the Graph application permission(s) {names}; Graph refused the call "
+                    "although the token's roles do not show one missing (admin consent not granted yet, or "
+                    "an older token still cached: restart the function app)")
+        result = PermissionDenied(
+            f"{lead}. Grant {names} with infra/scripts/grant_graph_permissions.py (admin consent; README "
+            f"'Graph permissions and why'), then restart the function app. Graph: {self.message}",
+            code=self.code, status=self.status, request_id=self.request_id, granted_roles=self.granted_roles)
+        result.missing = missing
+        return result
+
+    def to_dict(self, step: str | None = None) -> dict:
+        result = super().to_dict(step)
+        if self.missing:
+            result["missingPermissions"] = list(self.missing)
+        return result
 
 
 class NotFound(GraphPermanent):

@@ -77,12 +77,17 @@ def _wait_for(ctx: StepContext, what: str, call: Callable[[], T],
 
     After the bound: 403 stays a (permanent) PermissionDenied - a missing permission looks the same
     as lag, and an operator must look; 404/409 become a transient error so the orchestrator retries.
+    A 401 is never waited out: it is not a replication answer (Terraform retries 403/404/409 only)
+    but the synchronization API's refusal of a missing permission (401 ``UnknownError``) or a
+    refused token, so it fails the step at once.
     """
     deadline = ctx.monotonic() + ctx.settings.visibility_wait_seconds
     while True:
         try:
             return call()
         except retry_on as caught:
+            if isinstance(caught, errors.PermissionDenied) and (caught.status == 401 or caught.token_refused):
+                raise
             exc = caught if isinstance(caught, errors.ProvisioningError) else errors.ProvisioningError(str(caught))
             if ctx.monotonic() + ctx.settings.visibility_poll_seconds > deadline:
                 if isinstance(exc, errors.PermissionDenied):

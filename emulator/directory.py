@@ -35,9 +35,12 @@ def check_directory_setting(key: str, value: object) -> None:
     if key == "duplicateAssignmentStatus":
         if value not in (400, 409) or isinstance(value, bool):
             raise ValueError("'duplicateAssignmentStatus' must be 400 or 409.")
-    elif key in ("instantiateOwnsServicePrincipal", "filtersIgnoreCase"):
+    elif key in ("instantiateOwnsApplication", "instantiateOwnsServicePrincipal", "filtersIgnoreCase"):
         if not isinstance(value, bool):
             raise ValueError(f"'{key}' must be true or false.")
+    elif key == "synchronizationDeniedStatus":
+        if value not in (401, 403) or isinstance(value, bool):
+            raise ValueError("'synchronizationDeniedStatus' must be 401 or 403.")
     elif key == "unknownTemplateStatus":
         if value not in (400, 404) or isinstance(value, bool):
             raise ValueError("'unknownTemplateStatus' must be 400 or 404.")
@@ -52,10 +55,20 @@ class Directory:
         self.clock = clock
         self.overrides = dict(settings or {})
         self.settings = {
-            # UNCONFIRMED (reference §5.3 caveat): whether instantiate makes the caller owner of the
-            # service principal as well as the application. Default true; set false to exercise the
-            # 403 path of clients relying on Application.ReadWrite.OwnedBy for sync calls.
-            "instantiateOwnsServicePrincipal": True,
+            # Instantiate by an app-only caller makes it owner of neither the application nor the
+            # service principal, by users' reports with a Microsoft reply
+            # (https://github.com/microsoftgraph/microsoft-graph-docs/issues/16545,
+            # https://github.com/microsoftgraph/msgraph-sdk-powershell/issues/829), while the
+            # documentation's OwnedBy wording suggests it would. Default false (harder on the
+            # client); true makes the caller owner of that object, for experiments.
+            "instantiateOwnsApplication": False,
+            "instantiateOwnsServicePrincipal": False,
+            # How the synchronization API refuses a caller without permission: 401 UnknownError
+            # with an empty message, as users report
+            # (https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/8800,
+            # https://github.com/microsoft/zerotrustassessment/issues/1382); 403
+            # Authorization_RequestDenied, as the directory routes answer, is the alternative.
+            "synchronizationDeniedStatus": 401,
             # Graph answers a duplicate app role assignment with 400 Request_BadRequest
             # ("Permission being assigned already exists on the object."); 409 is selectable.
             "duplicateAssignmentStatus": 400,
@@ -324,7 +337,8 @@ class Directory:
         sp = self._service_principal(app_id, display_name, app_roles, "Application", template_id, tags)
         sp["homepage"] = template.get("homePageUrl")
         if caller_sp_id:
-            self.owners.setdefault(app_object_id, []).append(caller_sp_id)
+            if self.settings["instantiateOwnsApplication"]:
+                self.owners.setdefault(app_object_id, []).append(caller_sp_id)
             if self.settings["instantiateOwnsServicePrincipal"]:
                 self.owners.setdefault(sp["id"], []).append(caller_sp_id)
         return copy.deepcopy(application), copy.deepcopy(sp)

@@ -164,14 +164,14 @@ def get_application(req: GraphRequest, object_id: str) -> Reply:
 
 def patch_application(req: GraphRequest, object_id: str) -> Reply:
     app = _application(req, object_id)
-    req.require("apps.write", owned_object=object_id)
+    req.require("applications.write", owned_object=object_id)
     _patch(app, req.json(), _APP_WRITABLE)
     return Reply(204)
 
 
 def delete_application(req: GraphRequest, object_id: str) -> Reply:
     _application(req, object_id)
-    req.require("apps.write", owned_object=object_id)
+    req.require("applications.write", owned_object=object_id)
     sp_id = req.directory.delete_application(object_id)
     if sp_id and req.state.provisioning is not None:
         req.state.provisioning.on_service_principal_deleted(sp_id)
@@ -201,14 +201,14 @@ def get_service_principal(req: GraphRequest, sp_id: str) -> Reply:
 
 def patch_service_principal(req: GraphRequest, sp_id: str) -> Reply:
     sp = _sp(req, sp_id)
-    req.require("apps.write", owned_object=sp_id)
+    req.require("servicePrincipals.write", owned_object=sp_id)
     _patch(sp, req.json(), _SP_WRITABLE)
     return Reply(204)
 
 
 def delete_service_principal(req: GraphRequest, sp_id: str) -> Reply:
     _sp(req, sp_id)
-    req.require("apps.write", owned_object=sp_id)
+    req.require("servicePrincipals.write", owned_object=sp_id)
     req.directory.delete_service_principal(sp_id)
     if req.state.provisioning is not None:
         req.state.provisioning.on_service_principal_deleted(sp_id)
@@ -239,8 +239,8 @@ def list_app_owners(req: GraphRequest, object_id: str) -> Reply:
 _REF_RE = re.compile(r"/directoryObjects/([^/?]+)$|^([0-9a-fA-F-]{36})$")
 
 
-def _add_owner(req: GraphRequest, object_id: str) -> Reply:
-    req.require("apps.write", owned_object=object_id)
+def _add_owner(req: GraphRequest, object_id: str, action: str) -> Reply:
+    req.require(action, owned_object=object_id)
     ref = req.json().get("@odata.id")
     match = _REF_RE.search(ref) if isinstance(ref, str) else None
     if not match:
@@ -257,17 +257,17 @@ def _add_owner(req: GraphRequest, object_id: str) -> Reply:
 
 def add_sp_owner(req: GraphRequest, sp_id: str) -> Reply:
     _sp(req, sp_id)
-    return _add_owner(req, sp_id)
+    return _add_owner(req, sp_id, "servicePrincipals.owners.write")
 
 
 def add_app_owner(req: GraphRequest, object_id: str) -> Reply:
     _application(req, object_id)
-    return _add_owner(req, object_id)
+    return _add_owner(req, object_id, "applications.owners.write")
 
 
 def remove_sp_owner(req: GraphRequest, sp_id: str, owner_id: str) -> Reply:
     _sp(req, sp_id)
-    req.require("apps.write", owned_object=sp_id)
+    req.require("servicePrincipals.write", owned_object=sp_id)  # serviceprincipal-delete-owners
     owners = req.directory.owners.get(sp_id, [])
     if owner_id not in owners:
         raise not_found(owner_id)
@@ -302,9 +302,14 @@ def deleted_item(req: GraphRequest, item: str) -> Reply:
     return get_deleted(req, item)
 
 
+def _write_action(item: dict) -> str:
+    return "servicePrincipals.write" if item.get("@odata.type") == "#microsoft.graph.servicePrincipal" \
+        else "applications.write"
+
+
 def restore_deleted(req: GraphRequest, object_id: str) -> Reply:
-    req.directory.get_deleted(object_id)
-    req.require("apps.write", owned_object=object_id)
+    item = req.directory.get_deleted(object_id)
+    req.require(_write_action(item), owned_object=object_id)
     restored = req.directory.restore(object_id)
     if restored["@odata.type"] == "#microsoft.graph.servicePrincipal" and req.state.provisioning is not None:
         if restored.get("applicationTemplateId"):
@@ -313,8 +318,8 @@ def restore_deleted(req: GraphRequest, object_id: str) -> Reply:
 
 
 def purge_deleted(req: GraphRequest, object_id: str) -> Reply:
-    req.directory.get_deleted(object_id)
-    req.require("apps.write", owned_object=object_id)
+    item = req.directory.get_deleted(object_id)
+    req.require(_write_action(item), owned_object=object_id)
     req.directory.purge(object_id)
     return Reply(204)
 
@@ -393,26 +398,26 @@ def remove_assignment(req: GraphRequest, sp_id: str, assignment_id: str) -> Repl
 # -- users and groups ---------------------------------------------------------------------------
 
 def list_users(req: GraphRequest) -> Reply:
-    req.require("directory.read")
+    req.require("users.read")
     return req.collection(list(req.directory.users.values()), "users", "users", directory=True)
 
 
 def get_user(req: GraphRequest, user_id: str) -> Reply:
-    req.require("directory.read")
+    req.require("users.read")
     return req.entity(req.directory.get_user(user_id), "users")
 
 
 def list_groups(req: GraphRequest) -> Reply:
-    req.require("directory.read")
+    req.require("groups.read")
     return req.collection(list(req.directory.groups.values()), "groups", "groups", directory=True)
 
 
 def get_group(req: GraphRequest, group_id: str) -> Reply:
-    req.require("directory.read")
+    req.require("groups.read")
     return req.entity(req.directory.get_group(group_id), "groups")
 
 
 def list_group_members(req: GraphRequest, group_id: str) -> Reply:
-    req.require("directory.read")
+    req.require("groups.read")
     req.directory.get_group(group_id)
     return req.collection(req.directory.group_members(group_id), f"groups/{group_id}/members", "directoryObjects", directory=True)

@@ -2,7 +2,8 @@
 
 ``GraphRequest`` is one authenticated Graph call as a handler sees it: parsed query, raw body
 (``json()`` gives Graph's 400 for malformed JSON), the caller and its roles (``require()`` applies
-the permission table, including ``Application.ReadWrite.OwnedBy`` ownership), collection paging
+the permission table, including ``Application.ReadWrite.OwnedBy`` ownership, and answers a refusal
+the way the route's API does), collection paging
 (``collection()``) and the replication-lag fault (``visible()``).
 """
 
@@ -70,8 +71,11 @@ class GraphRequest:
         return body
 
     def require(self, action: str, owned_object: str | None = None) -> None:
+        """Graph's refusal unless the caller's roles allow ``action`` (on ``owned_object``, for
+        ``Application.ReadWrite.OwnedBy``); synchronization refusals per ``synchronizationDeniedStatus``."""
         owns = self.directory.owns(self.caller.sp_id, owned_object) if owned_object else None
-        permissions.check(action, set(self.caller.roles), owns)
+        permissions.check(action, set(self.caller.roles), owns,
+                          sync_status=int(self.directory.settings.get("synchronizationDeniedStatus", 401)))
 
     def context(self, fragment: str) -> str:
         return f"{self.origin}/{self.version}/$metadata#{fragment}"

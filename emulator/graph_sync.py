@@ -2,8 +2,10 @@
 
 The behaviour belongs to the provisioning simulation (``emulator.provisioning``); these handlers
 add what the HTTP layer owns: the target service principal's existence and replication lag,
-permissions (``Application.ReadWrite.OwnedBy`` on owned service principals, or the
-Synchronization permissions), and the status codes (201 create, 204 actions, 200 on-demand).
+permissions (``Synchronization.ReadWrite.All``, ``Synchronization.Read.All`` for reads, or
+``Application.ReadWrite.OwnedBy`` on service principals the caller owns; a refusal is 401
+``UnknownError`` by default, see ``emulator.permissions``), and the status codes (201 create, 204
+actions, 200 on-demand).
 """
 
 from __future__ import annotations
@@ -52,11 +54,16 @@ def sync_template_schema(req: GraphRequest, sp_id: str, template_id: str) -> Rep
 
 
 def _application_sp(req: GraphRequest, object_id: str, write: bool) -> dict | None:
-    """The service principal behind ``/applications/{id}/synchronization/...`` (None if it has none)."""
+    """The service principal behind ``/applications/{id}/synchronization/...`` (None if it has none).
+
+    ``Application.ReadWrite.OwnedBy`` counts for the owner of that service principal (the
+    synchronization API's object), as on the service principal's own routes.
+    """
     app = req.directory.get_application(object_id)
     req.visible(object_id, synchronization=True)
-    req.require("sync.write" if write else "sync.read", owned_object=object_id)
-    return req.directory.sp_for_application(app)
+    sp = req.directory.sp_for_application(app)
+    req.require("sync.write" if write else "sync.read", owned_object=sp["id"] if sp is not None else object_id)
+    return sp
 
 
 def application_sync_templates(req: GraphRequest, object_id: str) -> Reply:

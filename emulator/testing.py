@@ -124,7 +124,7 @@ class AdminClient:
         return self._call("POST", "tokens", json=body)["access_token"]
 
     def settings(self, **directory: Any) -> dict:
-        """Read or change directory settings (``instantiateOwnsServicePrincipal``, ``duplicateAssignmentStatus``)."""
+        """Read or change directory settings (``instantiateOwnsApplication``, ``synchronizationDeniedStatus``, ...)."""
         if directory:
             return self._call("PATCH", "settings", json={"directory": directory})
         return self._call("GET", "settings")

@@ -18,6 +18,8 @@ the retry budget, the error envelope and log redaction are written (and tested) 
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
 import threading
@@ -257,7 +259,28 @@ class GraphClient:
                     continue
                 raise self._error(method, shown, response, secrets, retry_after=delay if
                                   (status == 429 or retry_after is not None) else None)
-            raise self._error(method, shown, response, secrets)
+            raise self._error(method, shown, response, secrets,
+                              granted_roles=self.granted_roles() if status in (401, 403) else None)
+
+    def granted_roles(self) -> tuple[str, ...] | None:
+        """The Graph application permissions (``roles`` claim) of the current token, or None.
+
+        Read from the token's payload without verifying it (Graph verifies it; this only names
+        what the identity holds when Graph refuses a call). None when there is no token yet or
+        it is not a JWT with a ``roles`` list. Roles are permission names, never secrets.
+        """
+        token = getattr(self._token, "token", None)
+        if not isinstance(token, str) or token.count(".") != 2:
+            return None
+        try:
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (ValueError, TypeError):
+            return None
+        roles = claims.get("roles") if isinstance(claims, dict) else None
+        if not isinstance(roles, list):
+            return () if isinstance(claims, dict) else None  # a token without roles holds none
+        return tuple(sorted(str(r) for r in roles))
 
     @staticmethod
     def _body(response: requests.Response) -> Any:
@@ -273,7 +296,7 @@ class GraphClient:
 
     @staticmethod
     def _error(method: str, shown: str, response: requests.Response, secrets: tuple[str, ...],
-               retry_after: float | None = None) -> errors.GraphError:
+               retry_after: float | None = None, granted_roles: tuple[str, ...] | None = None) -> errors.GraphError:
         status = response.status_code
         code, message, request_id = "UnknownError", "", response.headers.get("request-id")
         try:
@@ -289,13 +312,36 @@ class GraphClient:
         if retry_after is not None:
             return errors.GraphThrottled(text, retry_after=retry_after, code=code, status=status, request_id=request_id)
         if status in (401, 403):
-            text += (" - the function app's identity lacks a Graph permission or role for this call"
-                     " (see README, 'Graph permissions')")
+            return GraphClient._refused(method, shown, status, code, message, request_id, granted_roles)
         cls: type[errors.GraphError] = {
             400: errors.BadRequest, 401: errors.PermissionDenied, 403: errors.PermissionDenied,
             404: errors.NotFound, 409: errors.Conflict, 412: errors.Conflict,
         }.get(status) or (errors.GraphTransient if status >= 500 or status in (408, 429) else errors.GraphPermanent)
         return cls(text, code=code, status=status, request_id=request_id)
+
+    @staticmethod
+    def _refused(method: str, shown: str, status: int, code: str, message: str, request_id: str | None,
+                 granted_roles: tuple[str, ...] | None) -> errors.PermissionDenied:
+        """A 401/403 (after one token refresh): a refused token, or a refused call.
+
+        401 ``InvalidAuthenticationToken`` means Graph did not accept the token itself (expired,
+        wrong audience or tenant): that is reported as such, never as a missing permission. Any
+        other 401 or 403 is an authorization refusal: the synchronization API answers 401
+        ``UnknownError`` with an empty message where other APIs answer 403
+        ``Authorization_RequestDenied`` (https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/8800).
+        The activity that made the call names the permissions its step needs
+        (:meth:`core.errors.PermissionDenied.for_step`).
+        """
+        said = f"{status} {code}" + (f" '{message}'" if message else " with an empty message")
+        if status == 401 and code == "InvalidAuthenticationToken":
+            return errors.PermissionDenied(
+                f"{method} {shown}: Graph refused the function app's access token ({said}), also after "
+                "getting a new one - check the identity's tenant (AZURE_TENANT_ID) and GRAPH_SCOPE",
+                code=code, status=status, request_id=request_id, token_refused=True)
+        return errors.PermissionDenied(
+            f"{method} {shown}: Graph refused the call ({said}) - the function app's identity lacks a Graph "
+            "permission for it (see README, 'Graph permissions and why')",
+            code=code, status=status, request_id=request_id, granted_roles=granted_roles)
 
     # -- conveniences ---------------------------------------------------------------------------
     def get(self, path: str, params: dict | None = None) -> dict:

@@ -6,24 +6,31 @@ application permissions are app-role assignments on the Microsoft Graph service 
 Azure RBAC, so Bicep's role assignments cannot grant them; creating the assignment *is* the admin
 consent.
 
-Least privilege first (reference graph-provisioning-api.md §5.3):
+Exactly the permissions the app documents (``core.permissions.REQUIRED_GRAPH_PERMISSIONS``, the
+README's "Graph permissions and why"), the least privilege that works:
 
-* ``Application.ReadWrite.OwnedBy``  instantiate gallery apps; tag, read and delete them; every
-  synchronization call on service principals the identity created (and so owns).
-* ``AppRoleAssignment.ReadWrite.All`` + ``Application.Read.All``  assign users and groups to the
-  new enterprise apps (Graph requires both).
+* ``Application.ReadWrite.All``  instantiate gallery apps; tag, read and delete them. An app-only
+  caller that instantiates is made owner of neither the application nor the service principal
+  (https://github.com/microsoftgraph/microsoft-graph-docs/issues/16545,
+  https://github.com/microsoftgraph/msgraph-sdk-powershell/issues/829), so
+  ``Application.ReadWrite.OwnedBy`` covers nothing after instantiate, and adding the identity as
+  owner itself needs ``Application.ReadWrite.All``
+  (https://learn.microsoft.com/graph/api/application-post-owners).
+* ``Synchronization.ReadWrite.All``  every synchronization call (job, validateCredentials,
+  secrets, start, restart) without ownership.
+* ``AppRoleAssignment.ReadWrite.All``  assign users and groups to the new enterprise apps.
 * ``AuditLog.Read.All`` + ``Directory.Read.All``  read provisioning logs; Directory.Read.All also
-  resolves the users and groups to assign.
+  resolves the users and groups to assign (and is the read permission appRoleAssignedTo needs).
 
-``--fallback`` adds ``Synchronization.ReadWrite.All``: needed only if the tenant answers 403 to
-synchronization calls on apps the identity instantiated (whether instantiating makes the caller
-owner of the *service principal* is UNCONFIRMED; see docs/deploy.md). The other documented way out
-is to add the identity as owner of each service principal, which this app does not do.
+``--remove-unneeded`` also removes the identity's other Microsoft Graph permissions (e.g. the
+``Application.ReadWrite.OwnedBy`` and ``Application.Read.All`` an older version of this script
+granted); without it they are only reported. ``--fallback`` is accepted for old automation and
+does nothing: ``Synchronization.ReadWrite.All`` is now always granted.
 
 Usage::
 
     python infra/scripts/grant_graph_permissions.py --identity-client-id <client id> --dry-run
-    python infra/scripts/grant_graph_permissions.py --identity-client-id <client id> [--fallback]
+    python infra/scripts/grant_graph_permissions.py --identity-client-id <client id> [--remove-unneeded]
 
 Credentials: a client secret from ``AZURE_TENANT_ID`` / ``AZURE_CLIENT_ID`` / ``AZURE_CLIENT_SECRET``
 when set (automation, the emulator), otherwise ``DefaultAzureCredential`` (``az login``,
@@ -41,22 +48,23 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathlib import Path
+
 import requests
 from azure.core.credentials import TokenCredential
 from azure.identity import ClientSecretCredential, DefaultAzureCredential
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:  # run as a file: the repository's core.permissions (imports nothing else)
+    sys.path.insert(0, _ROOT)
+from core.permissions import REQUIRED_GRAPH_PERMISSIONS  # noqa: E402
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 API_VERSION = "v1.0"
 TIMEOUT = (10, 60)
 
-LEAST_PRIVILEGE = (
-    "Application.ReadWrite.OwnedBy",
-    "AppRoleAssignment.ReadWrite.All",
-    "Application.Read.All",
-    "AuditLog.Read.All",
-    "Directory.Read.All",
-)
-FALLBACK = ("Synchronization.ReadWrite.All",)
+#: exactly the documented set, in its order
+LEAST_PRIVILEGE = tuple(REQUIRED_GRAPH_PERMISSIONS)
 
 
 class GrantError(Exception):
@@ -72,6 +80,8 @@ class Result:
     would_grant: list[str] = field(default_factory=list)
     already_granted: list[str] = field(default_factory=list)
     not_needed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    would_remove: list[str] = field(default_factory=list)
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,8 +91,10 @@ class Result:
             "wouldGrant": self.would_grant,
             "alreadyGranted": self.already_granted,
             "notNeeded": self.not_needed,
+            "removed": self.removed,
+            "wouldRemove": self.would_remove,
             "dryRun": self.dry_run,
-            "changed": bool(self.granted),
+            "changed": bool(self.granted or self.removed),
         }
 
 
@@ -160,8 +172,10 @@ def application_roles(graph_sp: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def grant(graph: Graph, identity: dict[str, Any], wanted: list[str], dry_run: bool) -> Result:
-    """Create the missing app-role assignments of ``wanted`` on Microsoft Graph for ``identity``."""
+def grant(graph: Graph, identity: dict[str, Any], wanted: list[str], dry_run: bool,
+          remove_unneeded: bool = False) -> Result:
+    """Create the missing app-role assignments of ``wanted`` on Microsoft Graph for ``identity``;
+    with ``remove_unneeded``, delete its other Microsoft Graph app-role assignments."""
     graph_sp = graph.get(f"servicePrincipals(appId='{GRAPH_APP_ID}')")
     roles = application_roles(graph_sp)
     unknown = [value for value in wanted if value not in roles]
@@ -169,7 +183,8 @@ def grant(graph: Graph, identity: dict[str, Any], wanted: list[str], dry_run: bo
         raise GrantError(f"Microsoft Graph has no application permission named {', '.join(unknown)}")
     role_names = {role_id: value for value, role_id in roles.items()}
     assignments = graph.list(f"servicePrincipals/{identity['id']}/appRoleAssignments")
-    held = {role_names.get(a["appRoleId"], a["appRoleId"]) for a in assignments if a["resourceId"] == graph_sp["id"]}
+    on_graph = [a for a in assignments if a["resourceId"] == graph_sp["id"]]
+    held = {role_names.get(a["appRoleId"], a["appRoleId"]) for a in on_graph}
 
     result = Result(
         identity={"id": identity["id"], "appId": identity.get("appId", ""), "displayName": identity.get("displayName", "")},
@@ -193,6 +208,20 @@ def grant(graph: Graph, identity: dict[str, Any], wanted: list[str], dry_run: bo
             result.already_granted.append(value)
             continue
         result.granted.append(value)
+    if remove_unneeded:
+        for assignment in on_graph:
+            value = role_names.get(assignment["appRoleId"], assignment["appRoleId"])
+            if value in wanted:
+                continue
+            if dry_run:
+                result.would_remove.append(value)
+                continue
+            try:
+                graph.call("DELETE", f"servicePrincipals/{identity['id']}/appRoleAssignments/{assignment['id']}")
+            except GrantError as error:
+                if "404" not in str(error):  # removed meanwhile by someone else: fine
+                    raise
+            result.removed.append(value)
     return result
 
 
@@ -223,12 +252,19 @@ def print_result(result: Result) -> None:
         print(f"  granted          {value}")
     for value in result.would_grant:
         print(f"  would grant      {value}")
+    for value in result.removed:
+        print(f"  removed          {value}")
+    for value in result.would_remove:
+        print(f"  would remove     {value}")
     for value in result.not_needed:
-        print(f"  also held        {value}  (not needed by this app; remove it if nothing else uses it)")
+        if value not in result.removed and value not in result.would_remove:
+            print(f"  also held        {value}  (not needed by this app; --remove-unneeded removes it)")
     if result.dry_run:
-        print(f"Dry run: {len(result.would_grant)} permission(s) would be granted; nothing was changed.")
-    elif result.granted:
-        print(f"Granted {len(result.granted)} permission(s). New tokens of the identity carry them (allow a few minutes).")
+        print(f"Dry run: {len(result.would_grant)} permission(s) would be granted, {len(result.would_remove)} removed; "
+              "nothing was changed.")
+    elif result.granted or result.removed:
+        print(f"Granted {len(result.granted)}, removed {len(result.removed)} permission(s). New tokens of the identity "
+              "carry the change; a running function app keeps its cached token up to an hour: restart it.")
     else:
         print("Nothing to do: every permission is already granted.")
 
@@ -239,7 +275,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     target.add_argument("--identity-client-id", help="client id of the managed identity (azd: AZURE_MANAGED_IDENTITY_CLIENT_ID)")
     target.add_argument("--identity-object-id", help="object id of the managed identity's service principal")
     target.add_argument("--identity-name", help="display name of the managed identity (must be unique)")
-    parser.add_argument("--fallback", action="store_true", help="also grant Synchronization.ReadWrite.All")
+    parser.add_argument("--remove-unneeded", action="store_true",
+                        help="also remove the identity's Microsoft Graph permissions this app does not need")
+    parser.add_argument("--fallback", action="store_true", help=argparse.SUPPRESS)  # old flag: now a no-op
     parser.add_argument("--dry-run", action="store_true", help="print what would be granted; change nothing")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return parser.parse_args(argv)
@@ -247,7 +285,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    wanted = list(LEAST_PRIVILEGE) + (list(FALLBACK) if args.fallback else [])
+    wanted = list(LEAST_PRIVILEGE)
+    if args.fallback:
+        print("note: --fallback is no longer needed: Synchronization.ReadWrite.All is always granted", file=sys.stderr)
     try:
         graph = Graph(
             credential_from_env(),
@@ -255,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.get("GRAPH_SCOPE") or "https://graph.microsoft.com/.default",
         )
         identity = find_identity(graph, args.identity_client_id, args.identity_object_id, args.identity_name)
-        result = grant(graph, identity, wanted, args.dry_run)
+        result = grant(graph, identity, wanted, args.dry_run, remove_unneeded=args.remove_unneeded)
     except GrantError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -164,7 +164,7 @@ def test_key_vault_problems_name_the_secret_not_the_value(ctx, core_env, make_ct
     with pytest.raises(errors.SecretNotFound) as caught:
         steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=creds(missing))
     assert caught.value.secret_name == "no-such-secret" and "no-such-secret" in caught.value.message
-    core_env.admin.add_client("graph-only", ["Application.ReadWrite.OwnedBy", "Application.Read.All"], key_vault="none")
+    core_env.admin.add_client("graph-only", ["Application.ReadWrite.All", "Synchronization.ReadWrite.All"], key_vault="none")
     no_vault = make_ctx("graph-only")
     with pytest.raises(errors.SecretAccessDenied) as denied:
         no_vault.secrets.resolve(creds(HEALTHY_CREDENTIALS))
@@ -269,7 +269,8 @@ def test_list_managed_instances(ctx):
 
 def test_a_client_lacking_one_role_gets_a_permanent_error_naming_the_call(ctx, core_env, make_ctx):
     sp_id, job_id = _configured(ctx, "Log reader app")
-    core_env.admin.add_client("no-audit", ["Application.ReadWrite.OwnedBy", "Application.Read.All"], key_vault="read")
+    core_env.admin.add_client("no-audit", ["Application.ReadWrite.All", "Synchronization.ReadWrite.All",
+                                           "AppRoleAssignment.ReadWrite.All", "Directory.Read.All"], key_vault="read")
     weak = make_ctx("no-audit", visibility_wait_seconds=0.2)
     with pytest.raises(errors.PermissionDenied) as caught:
         steps.get_provisioning_errors(weak, service_principal_id=sp_id, job_id=job_id, since="2026-01-01T00:00:00Z")

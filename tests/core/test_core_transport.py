@@ -35,7 +35,7 @@ def make_client(**overrides) -> tuple[GraphClient, Recorder]:
 
 
 def _first_sp(client: GraphClient) -> str:
-    """A service principal this client owns (Application.ReadWrite.OwnedBy may only PATCH its own)."""
+    """A new service principal (the workflow client's Application.ReadWrite.All may PATCH it, owner or not)."""
     pair = client.post("/applicationTemplates/8adf8e6e-67b2-4cf2-a259-e3dc5476c621/instantiate",
                        {"displayName": "transport test"}, idempotent=False)
     return pair["servicePrincipal"]["id"]

@@ -28,10 +28,11 @@ from emulator.testing import RunningEmulator, start_emulator
 pytestmark = pytest.mark.timeout(120)
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+# the README's set, written out: the script must grant exactly these (core.permissions agrees)
 LEAST_PRIVILEGE = {
-    "Application.ReadWrite.OwnedBy",
+    "Application.ReadWrite.All",
+    "Synchronization.ReadWrite.All",
     "AppRoleAssignment.ReadWrite.All",
-    "Application.Read.All",
     "AuditLog.Read.All",
     "Directory.Read.All",
 }
@@ -145,17 +146,50 @@ def test_first_run_grants_least_privilege_second_run_changes_nothing(
     assert dry["wouldGrant"] == []
 
 
-def test_fallback_adds_only_synchronization_readwrite(grant_emulator: RunningEmulator, identity: dict[str, Any]) -> None:
+def test_the_script_grants_exactly_the_documented_set() -> None:
+    from core.permissions import REQUIRED_GRAPH_PERMISSIONS
+
+    grant_script = load_script("grant_graph_permissions")
+    assert grant_script.LEAST_PRIVILEGE == tuple(REQUIRED_GRAPH_PERMISSIONS)
+    assert set(REQUIRED_GRAPH_PERMISSIONS) == LEAST_PRIVILEGE
+
+
+def test_the_old_fallback_flag_is_a_no_op(grant_emulator: RunningEmulator, identity: dict[str, Any]) -> None:
     run_json(grant_emulator, "--identity-client-id", identity["clientId"])
-    result = run_json(grant_emulator, "--identity-name", identity["displayName"], "--fallback")
-    assert result["granted"] == ["Synchronization.ReadWrite.All"]
-    assert token_roles(grant_emulator, identity) == LEAST_PRIVILEGE | {"Synchronization.ReadWrite.All"}
+    done = run_script(grant_emulator, "--identity-name", identity["displayName"], "--fallback", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "no longer needed" in done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["granted"] == [] and set(result["alreadyGranted"]) == LEAST_PRIVILEGE
+    assert token_roles(grant_emulator, identity) == LEAST_PRIVILEGE
+
+
+def test_an_identity_set_up_by_the_old_script_is_upgraded(grant_emulator: RunningEmulator) -> None:
+    """Held before: OwnedBy + Application.Read.All + three of the five. Granted: the two missing;
+    with --remove-unneeded the two old ones go (after a dry run that shows it and changes nothing)."""
+    old = ["Application.ReadWrite.OwnedBy", "AppRoleAssignment.ReadWrite.All", "Application.Read.All",
+           "AuditLog.Read.All", "Directory.Read.All"]
+    identity = grant_emulator.admin.add_client(f"id-old-{uuid.uuid4().hex[:8]}", old, servicePrincipalType="ManagedIdentity")
+    upgraded = run_json(grant_emulator, "--identity-client-id", identity["clientId"])
+    assert sorted(upgraded["granted"]) == ["Application.ReadWrite.All", "Synchronization.ReadWrite.All"]
+    assert upgraded["notNeeded"] == ["Application.Read.All", "Application.ReadWrite.OwnedBy"]
+    assert upgraded["removed"] == []
+    dry = run_json(grant_emulator, "--identity-client-id", identity["clientId"], "--remove-unneeded", "--dry-run")
+    assert sorted(dry["wouldRemove"]) == ["Application.Read.All", "Application.ReadWrite.OwnedBy"]
+    assert token_roles(grant_emulator, identity) == LEAST_PRIVILEGE | {"Application.Read.All", "Application.ReadWrite.OwnedBy"}
+    pruned = run_json(grant_emulator, "--identity-client-id", identity["clientId"], "--remove-unneeded")
+    assert sorted(pruned["removed"]) == ["Application.Read.All", "Application.ReadWrite.OwnedBy"] and pruned["changed"]
+    assert granted_roles(grant_emulator, identity["servicePrincipalId"]) == sorted(LEAST_PRIVILEGE)
+    assert token_roles(grant_emulator, identity) == LEAST_PRIVILEGE
+    again = run_json(grant_emulator, "--identity-client-id", identity["clientId"], "--remove-unneeded")
+    assert again["changed"] is False and again["removed"] == []
 
 
 def test_text_output_says_what_it_did(grant_emulator: RunningEmulator, identity: dict[str, Any]) -> None:
     dry = run_script(grant_emulator, "--identity-client-id", identity["clientId"], "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "would grant      Application.ReadWrite.OwnedBy" in dry.stdout
+    assert "would grant      Application.ReadWrite.All" in dry.stdout
+    assert "would grant      Synchronization.ReadWrite.All" in dry.stdout
     assert "nothing was changed" in dry.stdout
     done = run_script(grant_emulator, "--identity-client-id", identity["clientId"])
     assert "granted          AuditLog.Read.All" in done.stdout

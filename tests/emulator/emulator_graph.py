@@ -98,3 +98,17 @@ def assert_graph_error(response: requests.Response, status: int, code: str) -> d
     assert inner["client-request-id"] == response.headers["client-request-id"]
     assert inner["date"] and response.headers["Date"]
     return error
+
+
+def assert_refused(response: requests.Response, status: int = 403) -> dict:
+    """A refused call: 403 ``Authorization_RequestDenied`` with Graph's message, or - the
+    synchronization API's way (``synchronizationDeniedStatus`` 401) - 401 ``UnknownError`` with an
+    empty message and no ``WWW-Authenticate`` challenge (the token itself was fine)."""
+    if status == 403:
+        return assert_graph_error(response, 403, "Authorization_RequestDenied")
+    assert response.status_code == 401, response.text
+    error = response.json()["error"]
+    assert error["code"] == "UnknownError" and error["message"] == "", error
+    assert error["innerError"]["request-id"] == response.headers["request-id"]
+    assert "WWW-Authenticate" not in response.headers
+    return error

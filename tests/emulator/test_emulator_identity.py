@@ -12,10 +12,11 @@ from emulator_graph import GraphClient
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 VAULT_SCOPE = "https://vault.azure.net/.default"
+# the seeded workflow client holds exactly the app's documented permission set
 LEAST_PRIVILEGE = {
-    "Application.ReadWrite.OwnedBy",
+    "Application.ReadWrite.All",
+    "Synchronization.ReadWrite.All",
     "AppRoleAssignment.ReadWrite.All",
-    "Application.Read.All",
     "AuditLog.Read.All",
     "Directory.Read.All",
 }
