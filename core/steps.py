@@ -782,8 +782,9 @@ def start_job(ctx: StepContext, *, service_principal_id: str, job_id: str) -> di
     try:
         _wait_for(ctx, f"start job {job_id}", lambda: sync.start_job(ctx.graph, sp_id, job_id))
     except errors.GraphTransient:
-        # Start is not repeated blindly: read the job and accept a start that did happen.
-        if not job_status.is_running(sync.get_job(ctx.graph, sp_id, job_id)):
+        # Start is not repeated blindly: read the job and accept a start that did happen. The read
+        # may land on a replica the new job has not reached yet, so its 404 is waited out too.
+        if not job_status.is_running(_wait_for(ctx, f"read job {job_id}", lambda: sync.get_job(ctx.graph, sp_id, job_id))):
             raise
     logger.info("started job %s on %s", job_id, sp_id)
     return {"started": True, "alreadyRunning": False, "startedAt": _iso(started_at)}
