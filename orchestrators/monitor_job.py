@@ -7,7 +7,11 @@ time), "options": {...}, "state"?: {polls, interval, lastStatus}}`` - ``state`` 
 the input of a continued-as-new execution.
 
 Output: ``{"outcome": steadyState|quarantined|timedOut|failed, "reason", "polls", "status" (the
-last classification), "provisioningErrors": [...], "steadyStateAt"?}``.
+last classification), "provisioningErrors": [...], "steadyStateAt"?, "rolesImported"?}``.
+
+``roleImport`` in the input (a role-import template such as AWS Single-Account Access): at steady
+state the monitor calls ``assign_principals`` once more, with ``countImportedRoles`` and the
+assignments that name an imported role (``{users, groups, appRole}``), and adds ``rolesImported``.
 
 Never past the deadline: throttle waits are cut at it (``call_step(deadline=...)``), and a status
 that cannot be read then gives ``timedOut`` with the last status read. A read that fails for a
@@ -78,8 +82,11 @@ def monitor_job(context: df.DurableOrchestrationContext):
         last_status = status
         phase = phase_of(status)
         if phase == STEADY:
-            return {"outcome": "steadyState", "reason": None, "polls": polls, "status": status,
-                    "steadyStateAt": iso(now), "provisioningErrors": []}
+            steady = {"outcome": "steadyState", "reason": None, "polls": polls, "status": status,
+                      "steadyStateAt": iso(now), "provisioningErrors": []}
+            if data.get("roleImport") is not None:
+                steady = yield from _complete_role_import(context, data, steady, options)
+            return steady
         if phase == QUARANTINED:
             errors = yield from _provisioning_errors(context, job, options)
             reason = quarantine_reason(status) or "Quarantine"
@@ -111,6 +118,24 @@ _MAX_FAILED_READS = 3
 
 def _timed_out(status: dict[str, Any] | None, polls: int, reason: str) -> dict[str, Any]:
     return {"outcome": "timedOut", "reason": reason, "polls": polls, "status": status, "provisioningErrors": []}
+
+
+def _complete_role_import(context, data: dict[str, Any], steady: dict[str, Any], options: WorkflowOptions):
+    """A role-import job at steady state: its first cycle wrote the app's roles into the SP, so now
+    make the assignments that name one of them and count what was imported (``rolesImported``).
+    A named role that is still missing fails the instance with the roles there are."""
+    pending = data.get("roleImport") or {}
+    request = {"servicePrincipalId": data.get("servicePrincipalId"), "countImportedRoles": True,
+               "users": list(pending.get("users") or []), "groups": list(pending.get("groups") or [])}
+    if pending.get("appRole"):
+        request["appRole"] = pending["appRole"]
+    context.set_custom_status({"polls": steady["polls"], "phase": names.ASSIGN_PRINCIPALS})
+    result = yield from call_step(context, names.ASSIGN_PRINCIPALS, request, options)
+    if result.get("ok"):
+        return {**steady, "rolesImported": result.get("rolesImported")}
+    error = result["error"]
+    return {**steady, "outcome": "failed", "rolesImported": None, "error": error,
+            "reason": f"{error.get('step')}: {error.get('message') or error.get('code')}"}
 
 
 def _provisioning_errors(context, job: dict[str, Any], options: WorkflowOptions):

@@ -151,6 +151,9 @@ async def _live_instances(client, batch_id: str, data: dict[str, Any]) -> list[d
 def _instance_view(outcome: dict[str, Any]) -> dict[str, Any]:
     keys = ("instanceKey", "displayName", "outcome", "reason", "ids", "timings", "polls", "provisioningErrors")
     view = {key: outcome.get(key) for key in keys}
+    for key in ("jobKind", "rolesImported"):  # role-import templates (AWS Single-Account Access)
+        if key in outcome:
+            view[key] = outcome[key]
     view["step"] = "done"
     return view
 
