@@ -3,7 +3,7 @@
 A request (JSON, camelCase) names a batch and up to 1,000 app instances::
 
     {"requestId": "aws-prod-2026-11",
-     "instances": [{"applicationTemplate": {"displayName": "AWS Single-Account Access"},
+     "instances": [{"applicationTemplate": {"displayName": "AWS IAM Identity Center (successor to AWS Single Sign-On)"},
                     "displayName": "AWS Contoso Prod",
                     "credentials": {"BaseAddress": "https://scim.example.com/scim/v2",
                                     "SecretToken": {"keyVaultSecret": "aws-prod-scim-token"}},

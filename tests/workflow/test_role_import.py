@@ -36,7 +36,10 @@ REQUEST = {"requestId": "aws-roles-001", "instances": [
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    running = Stack(tmp_path_factory.mktemp("workflow-role-import"), time_scale=30.0)
+    # a named role that never appears is looked for again for VISIBILITY_WAIT_SECONDS (replication
+    # lag) before the instance fails: 5 s instead of 60 here
+    running = Stack(tmp_path_factory.mktemp("workflow-role-import"), time_scale=30.0,
+                    env={"VISIBILITY_WAIT_SECONDS": "5"})
     yield running
     running.stop()
 
