@@ -384,14 +384,17 @@ class Engine:
             job.links.pop(obj["id"], None)
             job.escrows.pop(obj["id"], None)
             cycle["exported"] += 1
+        app_system = {"id": ctx["targetSystemId"], "displayName": ctx["app"],
+                      "details": {"ApplicationId": ctx["appId"], "ServicePrincipalId": job.sp_id,
+                                  "ServicePrincipalDisplayName": ctx["app"]}}
+        systems = (app_system, dict(logrows.AAD_SYSTEM))  # UNCONFIRMED direction: data (logDirection)
+        if cfg["logDirection"] != "inbound":
+            systems = systems[::-1]
         self.logs.add(role_import.log_row(
             row_id=new_guid(rng), change_id=new_guid(rng), at=ts(item["at"]), ms=item["ms"], job_id=job.id,
             cycle_id=cycle["id"], sp_id=job.sp_id, ctx=ctx, obj=obj, action=action, status=status, error=error,
-            role_id=role_id, previous=previous,
-            source_system={"id": ctx["targetSystemId"], "displayName": ctx["app"],
-                           "details": {"ApplicationId": ctx["appId"], "ServicePrincipalId": job.sp_id,
-                                       "ServicePrincipalDisplayName": ctx["app"]}},
-            target_system=dict(logrows.AAD_SYSTEM), initiated_by=dict(logrows.PROVISIONING_SERVICE),
+            role_id=role_id, previous=previous, source_system=systems[0], target_system=systems[1],
+            initiated_by=dict(logrows.PROVISIONING_SERVICE),
         ))
 
     def apply_single(self, job: Job, obj: dict, action: str, status: str, error_kind: str | None, ctx: dict, at: float) -> dict:

@@ -46,6 +46,7 @@ DEFAULTS = {
     "sourceObjectType": "Role",
     "targetObjectType": "AppRole",
     "entryCountType": "Role to AppRole",
+    "logDirection": "inbound",
 }
 
 

@@ -214,13 +214,14 @@ def test_template_behaviour_is_data():
     renamed = load_catalog()
     block = next(t for t in renamed["applicationTemplates"] if t["id"] == AWS)["synchronizationTemplates"][0]["roleImport"]
     block.update({"sourceObjectType": "IamRole", "targetObjectType": "ServicePrincipalAppRole", "entryCountType": "IamRole to AppRole",
-                  "displayName": "{roleName} ({accountId})"})
+                  "displayName": "{roleName} ({accountId})", "logDirection": "outbound"})
     service, directory, clock, sp_id, job_id = build(catalog=renamed)
     service.start_job(sp_id, job_id)
     run(service, clock, 120)
     assert set(imported(directory, sp_id)) == {"Admin (123456789012)", "Auditors (123456789012)", "Developers (123456789012)"}
     rows = rows_of(service, job_id)
     assert {(r["sourceIdentity"]["identityType"], r["targetIdentity"]["identityType"]) for r in rows} == {("IamRole", "ServicePrincipalAppRole")}
+    assert {(r["sourceSystem"]["displayName"], r["targetSystem"]["displayName"]) for r in rows} == {("Azure Active Directory", "AWS Contoso")}
     assert service.get_job(sp_id, job_id)["status"]["synchronizedEntryCountByType"] == [{"key": "IamRole to AppRole", "value": 3}]
 
 
