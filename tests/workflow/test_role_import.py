@@ -7,7 +7,7 @@ The report counts the imported roles; an assignment naming an AWS role is made a
 from __future__ import annotations
 
 import pytest
-from support import Stack
+from support import Stack, load_example
 
 from core import names
 
@@ -116,3 +116,10 @@ def test_running_the_instance_again_creates_and_duplicates_nothing(stack, report
     assert stack.applications_by_name()["AWS Roles Admins"] == 1
     assert app_roles(stack, sp_id) == roles_before  # no role imported twice
     assert assignments(stack, sp_id) == {("AWS Admins", "Admin,WAAD"), ("Sean O'Brien", "Admin,WAAD")}
+
+
+def test_the_published_example_runs(stack, report):
+    status = stack.wait(stack.submit(load_example("aws-single-account-access.json")), timeout=150)
+    (inst,) = status["output"]["instances"]
+    assert inst["outcome"] == "steadyState" and inst["rolesImported"] == 3, inst
+    assert assignments(stack, inst["ids"]["servicePrincipalId"]) == {("AWS Admins", "Admin,WAAD")}
