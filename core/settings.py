@@ -116,8 +116,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(off: quarantined jobs are only reported)."),
     Setting("ROLE_IMPORT_TEMPLATE_IDS", "guids", AWS_SINGLE_ACCOUNT_ACCESS_TEMPLATE_ID,
             "Application template ids (comma-separated) whose provisioning job imports app roles from the app "
-            "instead of provisioning users (default: AWS Single-Account Access); their instances report "
-            "rolesImported, and an assignments.appRole is assigned after the first cycle."),
+            "instead of provisioning users (default: AWS Single-Account Access; none: no template); their "
+            "instances report rolesImported, and an assignments.appRole is assigned after the first cycle."),
 )
 
 _SETTING_BY_NAME = {s.name: s for s in SETTINGS}
@@ -193,7 +193,9 @@ _GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 
 
 def _parse_guids(text: str) -> str:
-    """Comma-separated GUIDs, returned lower-case and comma-joined ('' = none)."""
+    """Comma-separated GUIDs, returned lower-case and comma-joined; ``none`` (or only commas) = none."""
+    if text.strip().lower() == "none":
+        return ""
     items = [item.strip().lower() for item in text.split(",") if item.strip()]
     if not all(_GUID_RE.match(item) for item in items):
         raise ValueError("expected comma-separated GUIDs")
