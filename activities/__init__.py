@@ -140,7 +140,9 @@ def save_secrets_body(p: dict, ctx: steps.StepContext) -> dict:
 def assign_principals_body(p: dict, ctx: steps.StepContext) -> dict:
     return steps.assign_principals(ctx, service_principal_id=_field(p, "servicePrincipalId"),
                                    users=_field(p, "users", False, list) or [],
-                                   groups=_field(p, "groups", False, list) or [])
+                                   groups=_field(p, "groups", False, list) or [],
+                                   app_role=_field(p, "appRole", required=False),
+                                   count_imported_roles=bool(p.get("countImportedRoles", False)))
 
 
 def start_job_body(p: dict, ctx: steps.StepContext) -> dict:

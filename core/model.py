@@ -3,7 +3,7 @@
 A request (JSON, camelCase) names a batch and up to 1,000 app instances::
 
     {"requestId": "aws-prod-2026-11",
-     "instances": [{"applicationTemplate": {"displayName": "AWS Single-Account Access"},
+     "instances": [{"applicationTemplate": {"displayName": "AWS IAM Identity Center (successor to AWS Single Sign-On)"},
                     "displayName": "AWS Contoso Prod",
                     "credentials": {"BaseAddress": "https://scim.example.com/scim/v2",
                                     "SecretToken": {"keyVaultSecret": "aws-prod-scim-token"}},
@@ -29,6 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from core.errors import InvalidRequest, Problem
+
+#: What a template's provisioning job does (``jobKind`` of resolve_application_template and of the
+#: report): provision users and groups into the app, or import the app's roles into the service
+#: principal's appRoles (AWS Single-Account Access; settings ROLE_IMPORT_TEMPLATE_IDS).
+USER_PROVISIONING = "userProvisioning"
+ROLE_IMPORT = "roleImport"
 
 MAX_INSTANCES = 1000
 MAX_DISPLAY_NAME = 120
@@ -127,6 +133,8 @@ class InstanceSpec:
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     labels: dict = field(default_factory=dict)
+    #: the app role the users and groups get (its value or displayName); None = the default role
+    app_role: str | None = None
 
     @property
     def key(self) -> str:
@@ -147,6 +155,8 @@ class InstanceSpec:
             result["syncAll"] = True
         if self.users or self.groups:
             result["assignments"] = {"users": list(self.users), "groups": list(self.groups)}
+            if self.app_role:
+                result["assignments"]["appRole"] = self.app_role
         if self.labels:
             result["labels"] = dict(self.labels)
         return result
@@ -296,11 +306,11 @@ def _parse_template(obj: Any, path: str, c: _Collector) -> TemplateRef | None:
     return TemplateRef(display_name=value) if value else None
 
 
-def _parse_assignments(obj: Any, path: str, c: _Collector) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _parse_assignments(obj: Any, path: str, c: _Collector) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     if not isinstance(obj, dict):
         c.add(path, "must be an object with 'users' and/or 'groups'")
-        return (), ()
-    c.unknown_fields(obj, ("users", "groups"), path)
+        return (), (), None
+    c.unknown_fields(obj, ("users", "groups", "appRole"), path)
     out: dict[str, tuple[str, ...]] = {}
     for kind, pattern, what in (("users", "user", "a user id or userPrincipalName"),
                                 ("groups", "principal", "a group id or display name")):
@@ -313,7 +323,16 @@ def _parse_assignments(obj: Any, path: str, c: _Collector) -> tuple[tuple[str, .
             c.add(f"{path}.{kind}", f"at most {MAX_ASSIGNEES} entries")
         values = [c.string(v, f"{path}.{kind}[{i}]", pattern, what) for i, v in enumerate(items)]
         out[kind] = tuple(v for v in values if v)
-    return out["users"], out["groups"]
+    app_role = None
+    if obj.get("appRole") is not None:
+        # an app role of the service principal by value or displayName; for a role-import template
+        # (AWS Single-Account Access) the role exists only after the job's first cycle, so the
+        # workflow assigns it then (docs/request-format.md)
+        app_role = c.string(obj["appRole"], f"{path}.appRole", "principal",
+                            "an app role's value or displayName (1-256 characters)")
+        if app_role and not (obj.get("users") or obj.get("groups")):
+            c.add(f"{path}.appRole", "names the role the listed users and groups get: list at least one user or group")
+    return out["users"], out["groups"], app_role
 
 
 def _parse_labels(obj: Any, path: str, c: _Collector) -> dict:
@@ -359,14 +378,14 @@ def _parse_instance(obj: Any, path: str, c: _Collector) -> InstanceSpec | None:
     sync_all = obj.get("syncAll", False)
     if not isinstance(sync_all, bool):
         c.add(path + ".syncAll", "must be true or false")
-    users, groups = _parse_assignments(obj["assignments"], path + ".assignments", c) \
-        if "assignments" in obj else ((), ())
+    users, groups, app_role = _parse_assignments(obj["assignments"], path + ".assignments", c) \
+        if "assignments" in obj else ((), (), None)
     labels = _parse_labels(obj["labels"], path + ".labels", c) if "labels" in obj else {}
     if len(c.problems) > before or template is None or name is None:
         return None
     return InstanceSpec(display_name=name, application_template=template, credentials=credentials,
                         synchronization_template_id=sync_template, notification_email=email,
-                        sync_all=bool(sync_all), users=users, groups=groups, labels=labels)
+                        sync_all=bool(sync_all), users=users, groups=groups, labels=labels, app_role=app_role)
 
 
 def validate_request(doc: Any, max_instances: int = MAX_INSTANCES) -> list[Problem]:
@@ -455,8 +474,9 @@ def parse_request(doc: Any, max_instances: int = MAX_INSTANCES) -> ProvisioningR
 def json_schema(max_instances: int = MAX_INSTANCES) -> dict:
     """The request's JSON Schema (draft 2020-12), generated from the same constants as the parser.
 
-    Two rules cannot be written in JSON Schema and are checked only by :func:`parse_request`:
-    duplicate display names (compared case-insensitively) and the 'did you mean' key-case hint.
+    Three rules cannot be written in JSON Schema and are checked only by :func:`parse_request`:
+    duplicate display names (compared case-insensitively), the 'did you mean' key-case hint, and an
+    ``assignments.appRole`` without any user or group.
     """
     ref = {"type": "object", "additionalProperties": False, "required": ["keyVaultSecret"],
            "properties": {"keyVaultSecret": {"type": "string", "pattern": KEY_VAULT_SECRET_PATTERN}}}
@@ -497,6 +517,9 @@ def json_schema(max_instances: int = MAX_INSTANCES) -> dict:
                     "users": {"type": "array", "maxItems": MAX_ASSIGNEES,
                               "items": {"type": "string", "pattern": USER_PATTERN}},
                     "groups": {"type": "array", "maxItems": MAX_ASSIGNEES, "items": principal},
+                    "appRole": {"type": "string", "pattern": PRINCIPAL_PATTERN,
+                                "description": "App role (value or displayName) the users and groups get; "
+                                               "for a role-import template it is assigned after the first cycle."},
                 },
             },
             "labels": {"type": "object", "maxProperties": MAX_LABELS,

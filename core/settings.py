@@ -55,6 +55,11 @@ class Setting:
 # or below ~20 writes/s even if every one of them writes once per second.
 _GRAPH_WRITES_PER_SECOND = 20
 
+# The seed article's example app. Its provisioning job only imports the AWS account's IAM roles into
+# the service principal's appRoles; it provisions no users
+# (https://learn.microsoft.com/entra/identity/saas-apps/amazon-web-service-tutorial).
+AWS_SINGLE_ACCOUNT_ACCESS_TEMPLATE_ID = "8b1025e4-1dd2-430b-a150-2ef79cd700f5"
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("GRAPH_BASE_URL", "url", "https://graph.microsoft.com",
             "Microsoft Graph root, without the version (the emulator's origin locally)."),
@@ -113,6 +118,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE", "bool", False,
             "Let the sweep restart a job quarantined for bad credentials once its Key Vault secret validates "
             "(off: quarantined jobs are only reported)."),
+    Setting("ROLE_IMPORT_TEMPLATE_IDS", "guids", AWS_SINGLE_ACCOUNT_ACCESS_TEMPLATE_ID,
+            "Application template ids (comma-separated) whose provisioning job imports app roles from the app "
+            "instead of provisioning users (default: AWS Single-Account Access; none: no template); their "
+            "instances report rolesImported, and an assignments.appRole is assigned after the first cycle."),
 )
 
 _SETTING_BY_NAME = {s.name: s for s in SETTINGS}
@@ -184,6 +193,19 @@ def _parse_ncrontab(text: str) -> str:
     return value
 
 
+_GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _parse_guids(text: str) -> str:
+    """Comma-separated GUIDs, returned lower-case and comma-joined; ``none`` (or only commas) = none."""
+    if text.strip().lower() == "none":
+        return ""
+    items = [item.strip().lower() for item in text.split(",") if item.strip()]
+    if not all(_GUID_RE.match(item) for item in items):
+        raise ValueError("expected comma-separated GUIDs")
+    return ",".join(dict.fromkeys(items))
+
+
 def _parser(setting: Setting) -> Callable[[str], Any]:
     if setting.type.startswith("choice:"):
         choices = setting.type.split(":", 1)[1].split(",")
@@ -203,6 +225,7 @@ def _parser(setting: Setting) -> Callable[[str], Any]:
         "float": _parse_positive(float),
         "tag": _parse_tag,
         "ncrontab": _parse_ncrontab,
+        "guids": _parse_guids,
     }[setting.type]
 
 
@@ -242,6 +265,12 @@ class Settings:
     health_sweep_schedule: str
     health_sweep_max_in_flight: int
     health_sweep_restart_credential_quarantine: bool
+    role_import_template_ids: str
+
+    @property
+    def role_import_templates(self) -> frozenset[str]:
+        """The application template ids of :data:`ROLE_IMPORT_TEMPLATE_IDS`, lower case."""
+        return frozenset(item for item in self.role_import_template_ids.split(",") if item)
 
     @property
     def graph_root(self) -> str:

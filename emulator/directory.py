@@ -539,6 +539,18 @@ class Directory:
                     seen.append(copy.deepcopy(obj))
         return seen
 
+    def put_app_role(self, sp_id: str, role: dict) -> None:
+        """A role-import job's write: add the appRole to the SP, or replace the one with the same id."""
+        sp = self.service_principals.get(sp_id)
+        if sp is None:
+            return  # deleted meanwhile: nothing to write to
+        roles = sp.setdefault("appRoles", [])
+        for index, existing in enumerate(roles):
+            if isinstance(existing, dict) and existing.get("id") == role["id"]:
+                roles[index] = copy.deepcopy(role)
+                return
+        roles.append(copy.deepcopy(role))
+
     def all_users(self) -> list[dict]:
         return [copy.deepcopy(u) for u in self.users.values()]
 

@@ -8,11 +8,15 @@ the input of a continued-as-new execution.
 
 Output: ``{"outcome": steadyState|quarantined|timedOut|failed, "reason", "polls", "status" (the
 last classification), "provisioningErrors": [...], "steadyStateAt"?, "failedObjects"?,
-"topErrorCodes"?, "errorsRead"?}``. Steady state is not success by itself: Graph quarantines for
+"topErrorCodes"?, "errorsRead"?, "rolesImported"?}``. Steady state is not success by itself: Graph quarantines for
 failed objects only past 5,000 failures, so a small job with half its users failing reaches steady
 state. When the cycle that reached it did not end ``Succeeded`` (``lastExecution.state``
 ``EntryLevelErrors``), that cycle's failures are read and the outcome carries ``failedObjects`` (distinct
 objects that failed), ``topErrorCodes`` and ``provisioningErrors``; the outcome stays ``steadyState``.
+
+``roleImport`` in the input (a role-import template such as AWS Single-Account Access): at steady
+state the monitor calls ``assign_principals`` once more, with ``countImportedRoles`` and the
+assignments that name an imported role (``{users, groups, appRole}``), and adds ``rolesImported``.
 
 Never past the deadline: throttle waits are cut at it (``call_step(deadline=...)``), and a status
 that cannot be read then gives ``timedOut`` with the last status read. A read that fails for a
@@ -90,6 +94,8 @@ def monitor_job(context: df.DurableOrchestrationContext):
                 done.update(read)
                 if read.get("failedObjects"):
                     done["reason"] = _with_failures_reason(read)
+            if data.get("roleImport") is not None:
+                done = yield from _complete_role_import(context, data, done, options)
             return done
         if phase == QUARANTINED:
             read = yield from _provisioning_errors(context, job, options, status)
@@ -153,6 +159,24 @@ def _with_failures_reason(read: dict[str, Any]) -> str:
     codes = ", ".join(f"{c.get('code')} x{c.get('count')}" for c in (read.get("topErrorCodes") or [])[:3])
     more = "" if (read.get("errorsRead") or {}).get("complete", True) else " (at least; the read was cut short)"
     return f"steady state with {read['failedObjects']} failed objects{more}: {codes}"
+
+
+def _complete_role_import(context, data: dict[str, Any], steady: dict[str, Any], options: WorkflowOptions):
+    """A role-import job at steady state: its first cycle wrote the app's roles into the SP, so now
+    make the assignments that name one of them and count what was imported (``rolesImported``).
+    A named role that is still missing fails the instance with the roles there are."""
+    pending = data.get("roleImport") or {}
+    request = {"servicePrincipalId": data.get("servicePrincipalId"), "countImportedRoles": True,
+               "users": list(pending.get("users") or []), "groups": list(pending.get("groups") or [])}
+    if pending.get("appRole"):
+        request["appRole"] = pending["appRole"]
+    context.set_custom_status({"polls": steady["polls"], "phase": names.ASSIGN_PRINCIPALS})
+    result = yield from call_step(context, names.ASSIGN_PRINCIPALS, request, options)
+    if result.get("ok"):
+        return {**steady, "rolesImported": result.get("rolesImported")}
+    error = result["error"]
+    return {**steady, "outcome": "failed", "rolesImported": None, "error": error,
+            "reason": f"{error.get('step')}: {error.get('message') or error.get('code')}"}
 
 
 def _provisioning_errors(context, job: dict[str, Any], options: WorkflowOptions, status: dict[str, Any] | None):

@@ -88,7 +88,8 @@ def provision_batch(context: df.DurableOrchestrationContext):
             dispatched.append(task)
         for child_id, configured in ready_to_watch:
             monitor_input = monitor_job_input(configured["ids"], configured["jobStartedAt"],
-                                              context.current_utc_datetime, raw_options, options)
+                                              context.current_utc_datetime, raw_options, options,
+                                              configured.get("roleImport"))
             task = context.call_sub_orchestrator(names.MONITOR_JOB, monitor_input,
                                                  instance_id=monitor_instance_id(child_id))
             monitoring[task] = (child_id, configured)
@@ -144,7 +145,7 @@ def _template_key(inst: dict[str, Any]) -> str:
 def _with_template(inst: dict[str, Any], templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
     resolved = templates.get(_template_key(inst))
     if resolved and resolved.get("ok"):
-        return {**inst, "templateId": resolved["templateId"]}
+        return {**inst, "templateId": resolved["templateId"], "jobKind": resolved.get("jobKind")}
     return inst
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from core import names
+from core import model, names
 from orchestrators.blueprint import bp
 from orchestrators.options import WorkflowOptions
 from orchestrators.report import CONFIGURED, final_outcome, monitor_instance_id
@@ -65,13 +65,16 @@ def provision_instance(context: df.DurableOrchestrationContext):
         error = setup["error"]
         return _done(context, outcome, {"outcome": "failed", "error": error, "reason": _reason(error)})
     outcome["timings"]["configuredAt"] = iso(context.current_utc_datetime)
+    if setup.get("roleImport") is not None:  # the job imports roles: the monitor counts them (and assigns)
+        outcome["jobKind"] = model.ROLE_IMPORT
+        outcome["roleImport"] = setup["roleImport"]
     if data.get("monitor") is False:  # the batch watches the job itself (its concurrency bound is for setup)
         context.set_custom_status({"step": "configured", "instanceKey": inst.get("key")})
         return {**outcome, "outcome": CONFIGURED, "jobStartedAt": setup["startedAt"]}
 
     context.set_custom_status({"step": names.MONITOR_JOB, "instanceKey": inst.get("key")})
     monitor_input = monitor_job_input(outcome["ids"], setup["startedAt"], context.current_utc_datetime,
-                                      data.get("options") or {}, options)
+                                      data.get("options") or {}, options, setup.get("roleImport"))
     try:
         watched = yield context.call_sub_orchestrator(names.MONITOR_JOB, monitor_input,
                                                       instance_id=monitor_instance_id(context.instance_id))
@@ -81,26 +84,35 @@ def provision_instance(context: df.DurableOrchestrationContext):
 
 
 def monitor_job_input(ids: dict[str, Any], job_started_at: str, now: dt.datetime, raw_options: dict[str, Any],
-                      options: WorkflowOptions) -> dict[str, Any]:
-    """The input of ``monitor_job`` for a job started at ``job_started_at`` (deadline counted from ``now``)."""
-    return {
+                      options: WorkflowOptions, role_import: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The input of ``monitor_job`` for a job started at ``job_started_at`` (deadline counted from ``now``).
+
+    ``role_import`` (a role-import template): ``{users?, groups?, appRole?}``, the assignments the
+    monitor makes once the first cycle has imported the roles, after which it counts them.
+    """
+    monitor = {
         "servicePrincipalId": ids.get("servicePrincipalId"),
         "jobId": ids.get("jobId"),
         "startedAt": job_started_at,
         "deadline": iso(now + dt.timedelta(seconds=options.monitor_deadline)),
         "options": raw_options,
     }
+    if role_import is not None:
+        monitor["roleImport"] = role_import
+    return monitor
 
 
 def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, Any], step):
     """The configuration steps; returns ``{"ok": True, "startedAt": ...}`` or the failed result."""
     template_id = inst.get("templateId")
+    job_kind = inst.get("jobKind")
     if not template_id:
         result = yield from step(names.RESOLVE_APPLICATION_TEMPLATE,
                                  {"applicationTemplate": inst.get("applicationTemplate") or {}})
         if not result.get("ok"):
             return result
         template_id = result["templateId"]
+        job_kind = result.get("jobKind")
 
     result = yield from step(names.ENSURE_APPLICATION, {"batchId": batch_id, "instanceKey": inst.get("key"),
                                                         "displayName": inst.get("displayName"),
@@ -168,17 +180,25 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
         return result
 
     assignments = inst.get("assignments") or {}
-    if assignments.get("users") or assignments.get("groups"):
-        result = yield from step(names.ASSIGN_PRINCIPALS, {"servicePrincipalId": sp_id,
-                                                           "users": assignments.get("users") or [],
-                                                           "groups": assignments.get("groups") or []})
+    principals = {"users": assignments.get("users") or [], "groups": assignments.get("groups") or []}
+    if assignments.get("appRole"):
+        principals["appRole"] = assignments["appRole"]
+    # a role-import job (AWS Single-Account Access) writes the app's roles into the SP during its
+    # first cycle: a role named in the request does not exist before, so those assignments wait
+    # for steady state (monitor_job); without a named role, principals get the default role now
+    role_import: dict[str, Any] | None = {} if job_kind == model.ROLE_IMPORT else None
+    if role_import is not None and principals.get("appRole"):
+        role_import = principals
+    elif principals["users"] or principals["groups"]:
+        result = yield from step(names.ASSIGN_PRINCIPALS, {"servicePrincipalId": sp_id, **principals})
         if not result.get("ok"):
             return result
 
     result = yield from step(names.START_JOB, {"servicePrincipalId": sp_id, "jobId": ids["jobId"]})
     if not result.get("ok"):
         return result
-    return {"ok": True, "startedAt": result.get("startedAt") or iso(context.current_utc_datetime)}
+    return {"ok": True, "startedAt": result.get("startedAt") or iso(context.current_utc_datetime),
+            "roleImport": role_import}
 
 
 def _reason(error: dict[str, Any]) -> str:

@@ -15,6 +15,10 @@ Outcome vocabulary (``outcome`` field of every instance):
   ``reason`` and ``error.step`` say which and why.
 * ``timedOut``    - the job did not settle before the monitoring deadline.
 
+An instance of a role-import template (``jobKind`` ``roleImport``, AWS Single-Account Access) also
+carries ``rolesImported``: the roles its job imported into the service principal's ``appRoles``,
+counted at steady state (None when they could not be read).
+
 ``configured`` is only an intermediate state: ``provision_instance`` called with ``monitor: false``
 (as ``provision_batch`` does) returns it when setup succeeded, and the batch then watches the job.
 """
@@ -125,11 +129,12 @@ def final_outcome(outcome: dict[str, Any], result: dict[str, Any], finished_at: 
     done["reason"] = result.get("reason")
     if result.get("error"):
         done["error"] = result["error"]
-    for key in ("polls", "status", "steadyStateAt", "failedObjects", "topErrorCodes", "errorsRead"):
+    for key in ("polls", "status", "steadyStateAt", "failedObjects", "topErrorCodes", "errorsRead", "rolesImported"):
         if key in result:
             done[key] = result[key]
     done["provisioningErrors"] = result.get("provisioningErrors") or []
     done.pop("jobStartedAt", None)
+    done.pop("roleImport", None)  # the monitor's input (deferred assignments), not part of the report
     return done
 
 

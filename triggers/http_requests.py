@@ -158,6 +158,9 @@ def _instance_view(outcome: dict[str, Any]) -> dict[str, Any]:
         view["topErrorCodes"] = outcome.get("topErrorCodes") or []
         view["withFailures"] = outcome.get("outcome") == "steadyState" and bool(
             outcome.get("failedObjects") or outcome.get("provisioningErrors"))
+    for key in ("jobKind", "rolesImported"):  # role-import templates (AWS Single-Account Access)
+        if key in outcome:
+            view[key] = outcome[key]
     view["step"] = "done"
     return view
 

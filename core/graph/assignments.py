@@ -57,6 +57,25 @@ def pick_app_role(service_principal: dict) -> str:
     return str(roles[0]["id"]) if roles else DEFAULT_ACCESS_ROLE
 
 
+def find_app_role(service_principal: dict, name: str) -> dict | None:
+    """The enabled app role whose ``value`` or ``displayName`` is ``name`` (value first, exact text)."""
+    roles = [r for r in service_principal.get("appRoles") or [] if isinstance(r, dict) and r.get("isEnabled", True)]
+    for key in ("value", "displayName"):
+        for role in roles:
+            if role.get(key) == name:
+                return role
+    return None
+
+
+def imported_roles(service_principal: dict) -> list[dict]:
+    """The enabled app roles defined on the service principal itself (``origin`` ``ServicePrincipal``):
+    where a role-import job writes the roles it imports (AWS Single-Account Access:
+    https://learn.microsoft.com/entra/identity/saas-apps/amazon-web-service-tutorial; ``origin``:
+    https://learn.microsoft.com/graph/api/resources/approle)."""
+    return [r for r in service_principal.get("appRoles") or []
+            if isinstance(r, dict) and r.get("isEnabled", True) and r.get("origin") == "ServicePrincipal"]
+
+
 def list_assigned(client: GraphClient, sp_id: str) -> list[dict]:
     """Current app role assignments to the service principal."""
     return client.get_all(f"/servicePrincipals/{sp_id}/appRoleAssignedTo",

@@ -1,8 +1,9 @@
 """What the provisioning simulation needs to read from the emulated directory.
 
 The directory (users, groups, service principals, app role assignments) belongs to the server
-part of the emulator; the simulation only reads it, through this narrow protocol, so neither side
-depends on the other's internals.
+part of the emulator; the simulation reads it through this narrow protocol, so neither side
+depends on the other's internals. Its one write is ``put_app_role``: a role-import job (AWS
+Single-Account Access) writes the roles it imports into the service principal's ``appRoles``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Protocol
 
 
 class DirectoryView(Protocol):
-    """Read-only view of the emulated tenant's directory. Every method returns Graph-shaped dicts."""
+    """View of the emulated tenant's directory. Every method returns Graph-shaped dicts."""
 
     def get_service_principal(self, sp_id: str) -> dict | None:
         """The service principal with object id ``sp_id``, or None when it does not exist."""
@@ -27,3 +28,6 @@ class DirectoryView(Protocol):
 
     def group_members(self, group_id: str) -> list[dict]:
         """Direct members of a group (nested groups are not provisioned, as in Entra)."""
+
+    def put_app_role(self, sp_id: str, role: dict) -> None:
+        """Add the appRole to the service principal's ``appRoles``, or replace the one with its id."""

@@ -19,6 +19,7 @@ import uuid
 from typing import Callable
 
 from emulator.provisioning import logs as logrows
+from emulator.provisioning import role_import
 from emulator.provisioning.directory_view import DirectoryView
 from emulator.provisioning.jobs import NEVER_INTERVAL, Job, execution, ts
 from emulator.provisioning.logs import LogStore
@@ -143,7 +144,10 @@ class Engine:
         scenario = ctx["scenario"]
         params = ctx["params"]
         threshold = ctx["deleteThreshold"]
-        if scenario == "tooManyDeletes" and not job.stale_seeded:
+        if ctx.get("jobKind") == role_import.ROLE_IMPORT:
+            # a role-import job never exports users: its source is the app's roles (role_import.py)
+            scope, threshold = self._role_scope(job, ctx), None
+        elif scenario == "tooManyDeletes" and not job.stale_seeded:
             stale = params.get("staleAccounts") or ((threshold if threshold is not None else 500) + 1)
             for index in range(int(stale)):
                 attrs = {"userPrincipalName": f"former.employee{index + 1}@contoso.test", "displayName": f"Former employee {index + 1}", "mail": "", "accountEnabled": "True"}
@@ -171,7 +175,10 @@ class Engine:
             if oid not in scope:
                 link = job.links[oid]
                 obj = {"id": oid, "type": link["type"], "displayName": link["displayName"], "attrs": link.get("attrs", {}), "hash": link["hash"]}
-                deletes.append((obj, "disable" if link["type"] == "User" else "delete"))
+                if "arn" in link:
+                    obj["arn"] = link["arn"]
+                roles = ctx.get("jobKind") == role_import.ROLE_IMPORT  # a role that stops qualifying is disabled
+                deletes.append((obj, "disable" if link["type"] == "User" or roles else "delete"))
         held_deletes = 0
         if deletes and threshold is not None and len(deletes) > threshold and not job.force_deletes:
             held_deletes = len(deletes)
@@ -231,6 +238,24 @@ class Engine:
         else:
             self.schedule(job, None)
 
+    def _role_scope(self, job: Job, ctx: dict) -> dict[str, dict]:
+        """A role-import cycle's source objects: the account's eligible roles. A role the SP already
+        holds with the same value (imported before this job's links, or added by a person) is linked,
+        not imported again: only a difference (or a disabled role) makes it an update."""
+        cfg = ctx["roleImport"]
+        scope = role_import.role_objects(ctx["awsAccount"], cfg)
+        sp = self.directory.get_service_principal(job.sp_id) or {}
+        for key, obj in scope.items():
+            if key in job.links:
+                continue
+            existing = role_import.find_role(sp.get("appRoles") or [], key)
+            if existing is not None:
+                same = existing.get("isEnabled", True) and all(existing.get(k) == v for k, v in obj["attrs"].items())
+                job.links[key] = {"type": obj["type"], "displayName": obj["displayName"], "arn": obj["arn"],
+                                  "hash": obj["hash"] if same else "", "attrs": obj["attrs"], "targetId": existing["id"],
+                                  "countKey": cfg["entryCountType"]}
+        return scope
+
     def _steady(self, job: Job) -> bool:
         return job.watermark and job.quarantine is None and not job.escrows and job.code == "Active"
 
@@ -276,6 +301,9 @@ class Engine:
         self._finish(job, max(at, cycle["endsAt"]))
 
     def _apply(self, job: Job, cycle: dict, item: dict) -> None:
+        if cycle["ctx"].get("jobKind") == role_import.ROLE_IMPORT:
+            self._apply_role(job, cycle, item)
+            return
         obj, action, status = item["obj"], item["action"], item["status"]
         ctx = cycle["ctx"]
         rng = random.Random(f"{job.seed}:{cycle['id']}:{cycle['cursor']}")
@@ -341,6 +369,57 @@ class Engine:
             }
         )
 
+    def _apply_role(self, job: Job, cycle: dict, item: dict) -> None:
+        """One entry of a role-import cycle: write (or disable) the appRole on the SP, log the import."""
+        obj, action, status = item["obj"], item["action"], item["status"]
+        ctx = cycle["ctx"]
+        cfg = ctx["roleImport"]
+        rng = random.Random(f"{job.seed}:{cycle['id']}:{cycle['cursor']}")
+        previous = job.links.get(obj["id"])
+        error = None
+        role_id = previous["targetId"] if previous else ""
+        if status == "failure":
+            code, http, text = TARGET_ERRORS[item["error"]]
+            error = logrows.error_info(code, f"Failed to import {obj['type']} '{obj['displayName']}' from {ctx['app']}. "
+                                             f"The target answered HTTP {http} {text}.")
+            entry = job.escrows.setdefault(obj["id"], {"errorCode": code, "count": 0, "transient": item["error"] == "throttled"})
+            entry["count"] += 1
+            if item["error"] != "throttled":
+                cycle["hardFailures"] += 1
+        elif action in ("create", "update", "other"):
+            sp = self.directory.get_service_principal(job.sp_id) or {}
+            existing = role_import.find_role(sp.get("appRoles") or [], obj["id"])
+            role_id = existing["id"] if existing else (role_id or new_guid(rng))
+            wanted = role_import.app_role(role_id, obj["attrs"])
+            if existing != wanted:  # idempotent: an imported role is never added twice
+                self.directory.put_app_role(job.sp_id, wanted)
+            job.links[obj["id"]] = {"type": obj["type"], "displayName": obj["displayName"], "arn": obj["arn"],
+                                    "hash": obj["hash"], "attrs": obj["attrs"], "targetId": role_id,
+                                    "countKey": cfg["entryCountType"]}
+            job.escrows.pop(obj["id"], None)
+            if action != "other":
+                cycle["exported"] += 1
+        else:  # disable: the role no longer qualifies (or left the account)
+            sp = self.directory.get_service_principal(job.sp_id) or {}
+            existing = role_import.find_role(sp.get("appRoles") or [], obj["id"])
+            if existing is not None and existing.get("isEnabled", True):
+                self.directory.put_app_role(job.sp_id, {**existing, "isEnabled": False})
+            job.links.pop(obj["id"], None)
+            job.escrows.pop(obj["id"], None)
+            cycle["exported"] += 1
+        app_system = {"id": ctx["targetSystemId"], "displayName": ctx["app"],
+                      "details": {"ApplicationId": ctx["appId"], "ServicePrincipalId": job.sp_id,
+                                  "ServicePrincipalDisplayName": ctx["app"]}}
+        systems = (app_system, dict(logrows.AAD_SYSTEM))  # UNCONFIRMED direction: data (logDirection)
+        if cfg["logDirection"] != "inbound":
+            systems = systems[::-1]
+        self.logs.add(role_import.log_row(
+            row_id=new_guid(rng), change_id=new_guid(rng), at=ts(item["at"]), ms=item["ms"], job_id=job.id,
+            cycle_id=cycle["id"], sp_id=job.sp_id, ctx=ctx, obj=obj, action=action, status=status, error=error,
+            role_id=role_id, previous=previous, source_system=systems[0], target_system=systems[1],
+            initiated_by=dict(logrows.PROVISIONING_SERVICE),
+        ))
+
     def apply_single(self, job: Job, obj: dict, action: str, status: str, error_kind: str | None, ctx: dict, at: float) -> dict:
         """Provision one object now (provisionOnDemand); returns the log row it wrote."""
         rng = random.Random(f"{job.seed}:on-demand:{at}:{obj['id']}")
@@ -382,7 +461,7 @@ class Engine:
                 job.last_successful_execution_with_exports = run
         by_type: dict[str, int] = {}
         for link in job.links.values():
-            key = f"{link['type']} to {link['type']}"
+            key = link.get("countKey") or f"{link['type']} to {link['type']}"
             by_type[key] = by_type.get(key, 0) + 1
         job.entry_counts = by_type
         if cycle["deletesApplied"]:

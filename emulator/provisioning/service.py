@@ -18,6 +18,7 @@ from emulator.clock import Clock
 from emulator.errors import GraphError, not_found
 from emulator.provisioning import catalog as cat
 from emulator.provisioning import on_demand
+from emulator.provisioning import role_import
 from emulator.provisioning import secrets as sec
 from emulator.provisioning.catalog import target_types
 from emulator.provisioning.directory_view import DirectoryView
@@ -289,6 +290,10 @@ class ProvisioningService:
         with self._lock:
             self._advance()
             job = self._job(sp_id, job_id)
+            if role_import.is_role_import(self._find_sync(self._sps[sp_id], job.template_id)):
+                # UNCONFIRMED what the real service answers; a role-import job provisions no users (DOC)
+                raise _bad("This job imports roles from the application into the service principal's appRoles; "
+                           "it does not provision users or groups, so there is nothing to provision on demand.")
             subjects = on_demand.parse_subjects(body, self._schema(job), self.directory)
             self._require_credentials(job)
             ctx = self._context(job)
@@ -428,7 +433,12 @@ class ProvisioningService:
         scenario = resolve(self.targets, address, token, job.template_id)
         sync_all = creds.get("SyncAll", str(self.settings.default_sync_all)).strip().lower() == "true"
         user_type, group_type = target_types(self._schema(job))
+        roles: dict = {}
+        if role_import.is_role_import(sync):  # the job imports the account's roles (catalog jobKind)
+            roles = {"jobKind": role_import.ROLE_IMPORT, "roleImport": role_import.config(sync),
+                     "awsAccount": role_import.account_for(self.targets, address, job.template_id)}
         return {
+            **roles,
             "scenario": scenario.name,
             "params": dict(scenario.params),
             "app": sp.get("displayName") or "application",

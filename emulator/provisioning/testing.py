@@ -106,3 +106,11 @@ class MemoryDirectory:
 
     def group_members(self, group_id: str) -> list[dict]:
         return [self.users.get(m) or self.groups[m] for m in self.members.get(group_id, []) if m in self.users or m in self.groups]
+
+    def put_app_role(self, sp_id: str, role: dict) -> None:
+        roles = self.service_principals[sp_id].setdefault("appRoles", [])
+        for index, existing in enumerate(roles):
+            if existing.get("id") == role["id"]:
+                roles[index] = dict(role)
+                return
+        roles.append(dict(role))

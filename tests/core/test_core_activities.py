@@ -33,7 +33,7 @@ def test_every_activity_name_is_registered_once():
 
 def test_a_whole_instance_through_the_activities(core_env):
     template = call(names.RESOLVE_APPLICATION_TEMPLATE, {"applicationTemplate": {"id": CUSTOM_TEMPLATE_ID}})
-    assert template == {"ok": True, "templateId": CUSTOM_TEMPLATE_ID, "displayName": "Custom"}
+    assert template == {"ok": True, "templateId": CUSTOM_TEMPLATE_ID, "displayName": "Custom", "jobKind": "userProvisioning"}
     key = model.instance_key("Activity app")
     app = call(names.ENSURE_APPLICATION, {"batchId": "b", "instanceKey": key, "displayName": "Activity app",
                                           "templateId": CUSTOM_TEMPLATE_ID, "labels": {"team": "ops"}})

@@ -91,12 +91,18 @@ CORPUS = [
                                       "groups": ["Finance / EMEA"]})), True, True),
     (req(with_(INSTANCE, assignments={"users": ["../groups/8adf8e6e-67b2-4cf2-a259-e3dc5476c621"]})), False, True),
     (req(with_(INSTANCE, assignments={"users": ["AWS Admins"]})), False, True),
+    (req(with_(INSTANCE, assignments={"groups": ["AWS Admins"], "appRole": "Admin,WAAD"})), True, True),
+    (req(with_(INSTANCE, assignments={"groups": ["AWS Admins"], "appRole": ""})), False, True),
+    (req(with_(INSTANCE, assignments={"groups": ["AWS Admins"], "appRole": 7})), False, True),
+    (req(with_(INSTANCE, assignments={"groups": ["AWS Admins"], "appRole": "<Admin>"})), False, True),
     (req(with_(INSTANCE, labels={"Env": "prod"})), False, True),
     (req(with_(INSTANCE, labels={"env": "no;semicolons"})), False, True),
     (req(with_(INSTANCE, labels={f"l{i}": "v" for i in range(11)})), False, True),
     (req(*[with_(INSTANCE, displayName=f"app {i}") for i in range(1001)]), False, True),
     # Rules JSON Schema cannot express: duplicate display names (case-insensitive).
     (req(INSTANCE, with_(INSTANCE, displayName="aws contoso PROD")), False, False),
+    # an appRole names the role of the listed users and groups: none listed
+    (req(with_(INSTANCE, assignments={"appRole": "Admin,WAAD"})), False, False),
 ]
 
 

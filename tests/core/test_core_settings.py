@@ -38,6 +38,18 @@ def test_values_are_parsed():
     assert cfg.health_sweep_schedule == "0 */5 * * * *"
 
 
+def test_role_import_templates_are_a_list_of_guids():
+    # default: AWS Single-Account Access, whose job only imports AWS roles
+    assert s.Settings.from_env(BASE).role_import_templates == {"8b1025e4-1dd2-430b-a150-2ef79cd700f5"}
+    cfg = s.Settings.from_env({**BASE, "ROLE_IMPORT_TEMPLATE_IDS": " 8B1025E4-1DD2-430B-A150-2EF79CD700F5 ,"
+                                                                   "21ed01d2-ec13-4e9e-86c1-cd546719ebc4,"})
+    assert cfg.role_import_templates == {"8b1025e4-1dd2-430b-a150-2ef79cd700f5", "21ed01d2-ec13-4e9e-86c1-cd546719ebc4"}
+    assert s.Settings.from_env({**BASE, "ROLE_IMPORT_TEMPLATE_IDS": "none"}).role_import_templates == frozenset()
+    with pytest.raises(ConfigurationError) as caught:
+        s.Settings.from_env({**BASE, "ROLE_IMPORT_TEMPLATE_IDS": "AWS Single-Account Access"})
+    assert [p.path for p in caught.value.problems] == ["ROLE_IMPORT_TEMPLATE_IDS"]
+
+
 def test_every_problem_is_reported_together_without_echoing_values():
     with pytest.raises(ConfigurationError) as caught:
         s.Settings.from_env({"GRAPH_API_VERSION": "v2", "GRAPH_MAX_ATTEMPTS": "zero-secret-ish",

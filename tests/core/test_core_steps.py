@@ -35,7 +35,9 @@ def sps_named(ctx, name: str) -> list[dict]:
 
 def test_resolve_template_by_name_and_id(ctx, core_env):
     by_name = steps.resolve_template(ctx, model.TemplateRef(display_name="aws single-account access"))
-    assert by_name == {"templateId": "8b1025e4-1dd2-430b-a150-2ef79cd700f5", "displayName": "AWS Single-Account Access"}
+    # AWS Single-Account Access only imports roles (ROLE_IMPORT_TEMPLATE_IDS' default)
+    assert by_name == {"templateId": "8b1025e4-1dd2-430b-a150-2ef79cd700f5", "displayName": "AWS Single-Account Access",
+                       "jobKind": "roleImport"}
     core_env.admin.clear_requests()
     assert steps.resolve_template(ctx, model.TemplateRef(display_name="AWS Single-Account Access")) == by_name
     assert steps.resolve_template(ctx, model.TemplateRef(id=by_name["templateId"])) == by_name
@@ -46,6 +48,9 @@ def test_resolve_template_by_name_and_id(ctx, core_env):
         steps.resolve_template(ctx, model.TemplateRef(id="00000000-0000-0000-0000-00000000abcd"))
     with pytest.raises(errors.NotProvisionable):
         steps.resolve_template(ctx, model.TemplateRef(display_name="Microsoft Entra SAML Toolkit"))
+    # template behaviour is a setting: without the id the same template provisions users
+    plain = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, role_import_template_ids=""))
+    assert steps.resolve_template(plain, model.TemplateRef(id=by_name["templateId"]))["jobKind"] == "userProvisioning"
 
 
 @pytest.mark.parametrize("name", ["O'Brien's ''quoted'' app", "Zoë Ångström · テスト · Søren"])
@@ -195,6 +200,59 @@ def test_assign_principals_by_upn_and_group_name(ctx, core_env):
         steps.assign_principals(ctx, service_principal_id=sp_id, groups=["No such group"])
     with pytest.raises(errors.NotFound):
         steps.assign_principals(ctx, service_principal_id=sp_id, groups=["00000000-0000-0000-0000-000000000123"])
+
+
+AWS_SINGLE_ACCOUNT = "8b1025e4-1dd2-430b-a150-2ef79cd700f5"
+AWS_KEYS = {"ClientSecret": {"keyVaultSecret": "aws-contoso-access-key-id"},
+            "SecretToken": {"keyVaultSecret": "aws-contoso-secret-access-key"}}
+
+
+def test_assign_an_imported_aws_role_after_the_first_cycle_and_count_the_roles(ctx, core_env):
+    """AWS Single-Account Access imports the account's IAM roles into the SP's appRoles during its first
+    cycle; a role named in assignments exists only then."""
+    name = "AWS Role Import"
+    key = model.instance_key(name)
+    sp_id = steps.ensure_application(ctx, batch_id="b1", instance_key=key, display_name=name,
+                                     template_id=AWS_SINGLE_ACCOUNT)["servicePrincipalId"]
+    steps.wait_until_visible(ctx, service_principal_id=sp_id, instance_key=key)
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=AWS_SINGLE_ACCOUNT)["jobId"]
+    assert steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=creds(AWS_KEYS))
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(AWS_KEYS))
+    slept: list[float] = []
+    clock = iter(range(10_000))
+    quick = dataclasses.replace(ctx, sleep=slept.append, monotonic=lambda: float(next(clock)))
+    # before the first cycle: the role is not there, the error says why and what there is
+    with pytest.raises(errors.PermanentError) as missing:
+        steps.assign_principals(quick, service_principal_id=sp_id, groups=["AWS Admins"], app_role="Admin,WAAD")
+    assert missing.value.code == "AppRoleNotFound" and missing.value.kind == "permanent"
+    assert "first cycle" in missing.value.message and "'msiam_access'" in missing.value.message
+    # nothing imported yet: the count is read again while replication might hide the roles, then 0
+    assert steps.assign_principals(quick, service_principal_id=sp_id, count_imported_roles=True) == \
+        {"assigned": 0, "alreadyAssigned": 0, "rolesImported": 0}
+    assert slept  # it did look again before believing "none"
+    started = steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    core_env.admin.advance(3600)
+    status = steps.get_job_status(ctx, service_principal_id=sp_id, job_id=job_id, started_at=started["startedAt"])
+    assert status["status"]["state"] == "SteadyState"
+    first = steps.assign_principals(ctx, service_principal_id=sp_id, groups=["AWS Admins"], app_role="Admin,WAAD",
+                                    count_imported_roles=True)
+    assert first == {"assigned": 1, "alreadyAssigned": 0, "rolesImported": 3}
+    sp = apps.get_service_principal(ctx.graph, sp_id, select="id,appRoles")
+    admin = next(r for r in sp["appRoles"] if r["displayName"] == "Admin,WAAD")
+    assert admin["value"] == "arn:aws:iam::123456789012:role/Admin,arn:aws:iam::123456789012:saml-provider/WAAD"
+    assigned = ctx.graph.get_all(f"/servicePrincipals/{sp_id}/appRoleAssignedTo")
+    assert [a["appRoleId"] for a in assigned] == [admin["id"]]
+    # idempotent; the role can be named by value too; another role for the same group is a new assignment
+    again = steps.assign_principals(ctx, service_principal_id=sp_id, groups=["AWS Admins"], app_role=admin["value"],
+                                    count_imported_roles=True)
+    assert again == {"assigned": 0, "alreadyAssigned": 1, "rolesImported": 3}
+    assert steps.assign_principals(ctx, service_principal_id=sp_id, groups=["AWS Admins"], app_role="Auditors,WAAD") \
+        == {"assigned": 1, "alreadyAssigned": 0}
+    with pytest.raises(errors.PermanentError) as unknown:
+        steps.assign_principals(quick, service_principal_id=sp_id, groups=["AWS Admins"], app_role="Billing,WAAD",
+                                count_imported_roles=True)
+    assert unknown.value.code == "AppRoleNotFound" and "imported 3 roles" in unknown.value.message
+    assert "'Admin,WAAD'" in unknown.value.message
 
 
 def _configured(ctx, name: str, credentials: dict = HEALTHY_CREDENTIALS) -> tuple[str, str]:

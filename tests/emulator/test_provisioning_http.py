@@ -106,15 +106,22 @@ def test_seed_article_five_steps_on_beta(emulator_env):
     assert job["status"]["code"] == "Active"
     assert parse_iso(job["status"]["steadyStateLastAchievedTime"]) > started
     assert job["status"]["lastExecution"]["state"] == "Succeeded"
-    assert job["status"]["synchronizedEntryCountByType"] == [{"key": "User to User", "value": 2}]
+    # AWS Single-Account Access imports the AWS account's roles into the SP's appRoles; it provisions
+    # no users (https://learn.microsoft.com/entra/identity/saas-apps/amazon-web-service-tutorial)
+    assert job["status"]["synchronizedEntryCountByType"] == [{"key": "Role to AppRole", "value": 3}]
+    roles = graph.ok("GET", f"servicePrincipals/{sp_id}?$select=appRoles")["appRoles"]
+    imported = sorted(r["displayName"] for r in roles if r["origin"] == "ServicePrincipal")
+    assert imported == ["Admin,WAAD", "Auditors,WAAD", "Developers,WAAD"]
     logs = graph.ok("GET", f"auditLogs/provisioning?$filter=jobId eq '{job_id}'")
     assert logs["@odata.context"].endswith("$metadata#auditLogs/provisioning")
     rows = logs["value"]
-    assert len(rows) == 2 and {r["sourceIdentity"]["id"] for r in rows} == {u["id"] for u in users}
+    assert len(rows) == 3 and not {r["sourceIdentity"]["id"] for r in rows} & {u["id"] for u in users}
     for row in rows:
         assert row["action"] == "Create" and row["provisioningAction"] == "create"
         assert row["statusInfo"]["status"] == "success" == row["provisioningStatusInfo"]["status"]
-        assert row["servicePrincipal"]["id"] == sp_id and row["targetSystem"]["displayName"] == "AWS Contoso"
+        assert row["servicePrincipal"]["id"] == sp_id and row["sourceSystem"]["displayName"] == "AWS Contoso"
+        assert row["targetSystem"]["displayName"] == "Azure Active Directory"
+        assert (row["sourceIdentity"]["identityType"], row["targetIdentity"]["identityType"]) == ("Role", "AppRole")
 
 
 @pytest.mark.parametrize(
