@@ -276,3 +276,27 @@ def test_start_without_secrets_can_be_configured_to_quarantine():
     service.start_job(sp["id"], job_id)
     clock.advance(60)
     assert service.get_job(sp["id"], job_id)["status"]["quarantine"]["reason"] == "EncounteredQuarantineException"
+
+
+def test_a_disabled_user_stays_skipped_when_the_credentials_are_invalid():
+    """The skip is decided from the source alone (scoping), before the target is called, so a target
+    that refuses the credentials does not turn it into a failed, escrowed entry (found in review)."""
+    service, directory, clock = make_service()
+    sp = directory.add_service_principal("Skip app", SCIM)
+    service.on_instantiate(SCIM, sp["id"])
+    active = directory.add_user("Active Person")
+    disabled = directory.add_user("Disabled Person", accountEnabled=False)
+    for user in (active, disabled):
+        directory.assign(sp["id"], user["id"])
+    service.put_secrets(sp["id"], {"value": creds("https://scim.test/v2", "invalid-credentials")})
+    job_id = service.create_job(sp["id"], {"templateId": "scim"})["id"]
+    service.start_job(sp["id"], job_id)
+    clock.advance(120)
+    status = service.get_job(sp["id"], job_id)["status"]
+    assert status["quarantine"]["reason"] == "EncounteredQuarantineException"
+    assert status["lastExecution"]["countEscrowed"] == 1  # the active user only
+    rows = {r["sourceIdentity"]["id"]: r for r in service.provisioning_logs("v1.0") if r["jobId"] == job_id}
+    assert rows[active["id"]]["provisioningStatusInfo"]["status"] == "failure"
+    skipped = rows[disabled["id"]]
+    assert skipped["provisioningStatusInfo"] == {"status": "skipped", "errorInformation": None}
+    assert skipped["provisioningSteps"][-1]["details"] == {"SkipReason": "NotEffectivelyEntitled"}
