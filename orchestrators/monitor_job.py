@@ -13,6 +13,8 @@ failed objects only past 5,000 failures, so a small job with half its users fail
 state. When the cycle that reached it did not end ``Succeeded`` (``lastExecution.state``
 ``EntryLevelErrors``), that cycle's failures are read and the outcome carries ``failedObjects`` (distinct
 objects that failed), ``topErrorCodes`` and ``provisioningErrors``; the outcome stays ``steadyState``.
+Should the logs show no failed row yet (they arrive with a latency), ``provisioningErrors`` holds one
+entry with the cycle's state as its code, so the instance is still not counted as a clean steady state.
 
 Never past the deadline: throttle waits are cut at it (``call_step(deadline=...)``), and a status
 that cannot be read then gives ``timedOut`` with the last status read. A read that fails for a
@@ -90,6 +92,13 @@ def monitor_job(context: df.DurableOrchestrationContext):
                 done.update(read)
                 if read.get("failedObjects"):
                     done["reason"] = _with_failures_reason(read)
+                elif "failedObjects" in read:
+                    # the cycle says it failed entries, the logs show none (yet): Entra's logs arrive with
+                    # a latency (learn.microsoft.com/entra/identity/monitoring-health/reference-log-latency),
+                    # so this is not a clean steady state either
+                    state = (status.get("lastExecution") or {}).get("state")
+                    done["provisioningErrors"] = [{"code": state, "message": _NO_ROWS_YET.format(state=state)}]
+                    done["reason"] = f"steady state, the latest cycle ended {state}: {_NO_ROWS_YET.format(state=state)}"
             return done
         if phase == QUARANTINED:
             read = yield from _provisioning_errors(context, job, options, status)
@@ -115,6 +124,9 @@ def monitor_job(context: df.DurableOrchestrationContext):
     return None
 
 
+#: a steady cycle that ended with entry errors (``lastExecution.state``) whose failure rows were not found
+_NO_ROWS_YET = ("no failed object is in its provisioning logs yet (they can appear minutes late); "
+                "read them later with the job's id")
 #: error kinds of a status read that say nothing about the job (Graph busy or briefly unreachable)
 _PASSING = ("transient", "throttled")
 #: consecutive passing failures (each after its own retries) before the monitor gives up

@@ -200,3 +200,17 @@ def test_a_monitor_history_recorded_before_the_cycle_window_still_replays():
     result = state["output"]
     assert result["outcome"] == "quarantined" and result["provisioningErrors"] == old_result["errors"]
     assert result["failedObjects"] == 0 and result["errorsRead"]["complete"] is True
+
+
+def test_steady_state_after_entry_level_errors_is_not_clean_when_no_failed_row_is_read_yet(tmp_path):
+    """The cycle ended EntryLevelErrors (Graph's own word for failed entries), but the read found no
+    failure row: Entra's logs arrive with a latency (learn.microsoft.com/entra/identity/monitoring-health/
+    reference-log-latency). The outcome must not read as a clean steady state (found in review)."""
+    from orchestrators.report import steady_with_failures
+
+    none_yet = {**CYCLE_ERRORS, "errors": [], "failedObjects": 0, "failures": 0, "topErrorCodes": []}
+    result, _, _ = _monitor(tmp_path, [STEADY_WITH_ERRORS], 3600, [none_yet])
+    assert result["outcome"] == "steadyState", result
+    assert steady_with_failures(result) is True
+    assert "EntryLevelErrors" in (result["reason"] or "")
+    assert [e["code"] for e in result["provisioningErrors"]] == ["EntryLevelErrors"]
