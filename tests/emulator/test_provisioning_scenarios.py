@@ -203,7 +203,9 @@ def test_a_disabled_user_is_logged_as_skipped_not_effectively_entitled():
     assert skipped["targetIdentity"]["id"] == ""
     skip_step = skipped["provisioningSteps"][-1]
     assert skip_step["name"] == "EntrySynchronizationSkip" and skip_step["status"] == "skipped"
-    assert skip_step["details"] == {"SkipReason": "NotEffectivelyEntitled"}
+    # the skip step's details as a user's provisioning log shows them (https://learn.microsoft.com/answers/a/12571236)
+    assert skip_step["details"] == {"SkipReason": "NotEffectivelyEntitled", "IsActive": "False",
+                                    "Assigned to the application": "True", "IsInProvisioningScope": "True"}
     beta = {r["sourceIdentity"]["id"]: r for r in service.provisioning_logs("beta") if r["jobId"] == job_id}
     assert beta[disabled["id"]]["action"] == "Create"
     assert beta[disabled["id"]]["statusInfo"] == {"@odata.type": "#microsoft.graph.statusBase", "status": "skipped"}
@@ -299,4 +301,4 @@ def test_a_disabled_user_stays_skipped_when_the_credentials_are_invalid():
     assert rows[active["id"]]["provisioningStatusInfo"]["status"] == "failure"
     skipped = rows[disabled["id"]]
     assert skipped["provisioningStatusInfo"] == {"status": "skipped", "errorInformation": None}
-    assert skipped["provisioningSteps"][-1]["details"] == {"SkipReason": "NotEffectivelyEntitled"}
+    assert skipped["provisioningSteps"][-1]["details"]["SkipReason"] == "NotEffectivelyEntitled"
