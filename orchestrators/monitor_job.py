@@ -112,7 +112,8 @@ def monitor_job(context: df.DurableOrchestrationContext):
                     "status": status, "provisioningErrors": []}
         if now >= deadline:
             timed_out = _timed_out(status, polls, f"job still {phase} at the deadline")
-            read = yield from _provisioning_errors(context, job, options, status)
+            # read once: a throttled answer is not waited out past the deadline
+            read = yield from _provisioning_errors(context, job, options, status, deadline=deadline)
             return {**timed_out, **read}
         next_poll = min(now + dt.timedelta(seconds=interval), deadline)
         context.set_custom_status({"polls": polls, "phase": phase, "nextPollAt": iso(next_poll)})
@@ -167,7 +168,8 @@ def _with_failures_reason(read: dict[str, Any]) -> str:
     return f"steady state with {read['failedObjects']} failed objects{more}: {codes}"
 
 
-def _provisioning_errors(context, job: dict[str, Any], options: WorkflowOptions, status: dict[str, Any] | None):
+def _provisioning_errors(context, job: dict[str, Any], options: WorkflowOptions, status: dict[str, Any] | None,
+                         deadline: dt.datetime | None = None):
     """The errors of the job's latest cycle: ``{"provisioningErrors", "failedObjects", "topErrorCodes",
     "errorsRead"}``; a placeholder error (not a failure) if they cannot be read."""
     since, until = _cycle_window(status, job.get("startedAt"))
@@ -175,7 +177,7 @@ def _provisioning_errors(context, job: dict[str, Any], options: WorkflowOptions,
                                "since": since, "top": options.provisioning_errors_top}
     if until:
         request["until"] = until
-    result = yield from call_step(context, names.GET_PROVISIONING_ERRORS, request, options)
+    result = yield from call_step(context, names.GET_PROVISIONING_ERRORS, request, options, deadline=deadline)
     if not result.get("ok"):
         return {"provisioningErrors": [{
             "code": "ProvisioningErrorsUnavailable",

@@ -214,3 +214,13 @@ def test_steady_state_after_entry_level_errors_is_not_clean_when_no_failed_row_i
     assert steady_with_failures(result) is True
     assert "EntryLevelErrors" in (result["reason"] or "")
     assert [e["code"] for e in result["provisioningErrors"]] == ["EntryLevelErrors"]
+
+
+def test_the_errors_read_on_timeout_does_not_wait_past_the_deadline(tmp_path):
+    """The monitor never waits past its deadline (module contract); the errors read that follows a
+    timeout is made once, and a throttled answer is not waited out on timers (found in review)."""
+    result, fires, deadline = _monitor(tmp_path, lambda payload, n: RUNNING, 20, [LOGS_THROTTLED, CYCLE_ERRORS])
+    assert result["outcome"] == "timedOut", result
+    assert max(fires) <= deadline + dt.timedelta(seconds=1), f"a timer fires {max(fires) - deadline} after"
+    assert len(calls("get_provisioning_errors")) == 1
+    assert [e["code"] for e in result["provisioningErrors"]] == ["ProvisioningErrorsUnavailable"]
