@@ -271,8 +271,9 @@ class Engine:
         """(status, target error kind) per change, from the scenario."""
         result: list[tuple[str, str | None]] = [("skipped" if a in ("other", SKIP) else "success", None) for _, a in changes]
         exports = [i for i, (_, action) in enumerate(changes) if action not in ("other", SKIP)]
-        if scenario in CONNECTION_FAILURES:  # the connection itself fails: every entry fails
-            return [("failure", CONNECTION_FAILURES[scenario]) for _ in changes]
+        if scenario in CONNECTION_FAILURES:  # the connection itself fails: every entry the target sees fails
+            # a disabled user's skip is decided from the source (scoping), before the target is called
+            return [("skipped", None) if a == SKIP else ("failure", CONNECTION_FAILURES[scenario]) for _, a in changes]
         if scenario not in ("escrowFailures", "neverSteady") or not exports:
             return result
         kind = "serverError" if scenario == "escrowFailures" else "throttled"

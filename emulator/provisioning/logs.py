@@ -155,7 +155,12 @@ def skipped_steps(kind: str, name: str) -> list[dict]:
     not matched because the user account status was Disabled"
     (https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-config-problem-no-users-provisioned).
     The description follows the service's wording as users quote it
-    (https://learn.microsoft.com/answers/questions/1023522/user-provisioning-noteffectivelyentitled).
+    (https://learn.microsoft.com/answers/questions/1023522/user-provisioning-noteffectivelyentitled);
+    the skip step's details carry the scope facts next to the SkipReason, as a user's provisioning
+    log shows them (OBS: IsActive, Assigned to the application, IsInProvisioningScope;
+    https://learn.microsoft.com/answers/a/12571236).
+    The step type is UNCONFIRMED: published rows show EntrySynchronizationSkip as ``export``
+    (RedundantExport) or ``processing`` (AttributeValidationFailed); none for this reason.
     """
     return [
         {
@@ -187,7 +192,8 @@ def skipped_steps(kind: str, name: str) -> list[dict]:
                 "provisioning scope to 'Sync all users and groups' or assign the object to the application with "
                 "entitlement of provisioning category"
             ),
-            "details": {"SkipReason": NOT_EFFECTIVELY_ENTITLED},
+            "details": {"SkipReason": NOT_EFFECTIVELY_ENTITLED, "IsActive": "False",
+                        "Assigned to the application": "True", "IsInProvisioningScope": "True"},
         },
     ]
 

@@ -266,4 +266,5 @@ def test_steady_with_failures_and_skipped_rows_over_https(emulator_env):
     for row in skipped:
         assert row["provisioningAction"] == "create" and row["action"] == "Create"
         assert row["statusInfo"]["status"] == "skipped" and row["provisioningStatusInfo"]["errorInformation"] is None
-        assert row["provisioningSteps"][-1]["details"] == {"SkipReason": "NotEffectivelyEntitled"}
+        assert row["provisioningSteps"][-1]["details"]["SkipReason"] == "NotEffectivelyEntitled"
+        assert row["provisioningSteps"][-1]["details"]["IsActive"] == "False"

@@ -225,7 +225,9 @@ def test_a_disabled_user_is_logged_as_skipped_not_effectively_entitled():
     assert skipped["targetIdentity"]["id"] == ""
     skip_step = skipped["provisioningSteps"][-1]
     assert skip_step["name"] == "EntrySynchronizationSkip" and skip_step["status"] == "skipped"
-    assert skip_step["details"] == {"SkipReason": "NotEffectivelyEntitled"}
+    # the skip step's details as a user's provisioning log shows them (https://learn.microsoft.com/answers/a/12571236)
+    assert skip_step["details"] == {"SkipReason": "NotEffectivelyEntitled", "IsActive": "False",
+                                    "Assigned to the application": "True", "IsInProvisioningScope": "True"}
     beta = {r["sourceIdentity"]["id"]: r for r in service.provisioning_logs("beta") if r["jobId"] == job_id}
     assert beta[disabled["id"]]["action"] == "Create"
     assert beta[disabled["id"]]["statusInfo"] == {"@odata.type": "#microsoft.graph.statusBase", "status": "skipped"}
@@ -298,3 +300,27 @@ def test_start_without_secrets_can_be_configured_to_quarantine():
     service.start_job(sp["id"], job_id)
     clock.advance(60)
     assert service.get_job(sp["id"], job_id)["status"]["quarantine"]["reason"] == "EncounteredQuarantineException"
+
+
+def test_a_disabled_user_stays_skipped_when_the_credentials_are_invalid():
+    """The skip is decided from the source alone (scoping), before the target is called, so a target
+    that refuses the credentials does not turn it into a failed, escrowed entry (found in review)."""
+    service, directory, clock = make_service()
+    sp = directory.add_service_principal("Skip app", SCIM)
+    service.on_instantiate(SCIM, sp["id"])
+    active = directory.add_user("Active Person")
+    disabled = directory.add_user("Disabled Person", accountEnabled=False)
+    for user in (active, disabled):
+        directory.assign(sp["id"], user["id"])
+    service.put_secrets(sp["id"], {"value": creds("https://scim.test/v2", "invalid-credentials")})
+    job_id = service.create_job(sp["id"], {"templateId": "scim"})["id"]
+    service.start_job(sp["id"], job_id)
+    clock.advance(120)
+    status = service.get_job(sp["id"], job_id)["status"]
+    assert status["quarantine"]["reason"] == "EncounteredQuarantineException"
+    assert status["lastExecution"]["countEscrowed"] == 1  # the active user only
+    rows = {r["sourceIdentity"]["id"]: r for r in service.provisioning_logs("v1.0") if r["jobId"] == job_id}
+    assert rows[active["id"]]["provisioningStatusInfo"]["status"] == "failure"
+    skipped = rows[disabled["id"]]
+    assert skipped["provisioningStatusInfo"] == {"status": "skipped", "errorInformation": None}
+    assert skipped["provisioningSteps"][-1]["details"]["SkipReason"] == "NotEffectivelyEntitled"

@@ -8,9 +8,10 @@ busy or briefly unreachable) is tried again at the next poll instead of failing 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
-from replay_support import calls, output, run, script
+from replay_support import app, calls, output, run, script
 
 from devhost.durable import history as h
 
@@ -161,3 +162,65 @@ def test_a_yielded_instance_discards_its_copy_and_reports_the_kept_one(tmp_path)
                                                                      "servicePrincipalId": "sp-b",
                                                                      "instanceKey": "k1"})]
     assert calls("ensure_job") == []  # the kept copy is set up by the run that created it
+
+
+def test_a_monitor_history_recorded_before_the_cycle_window_still_replays():
+    """An orchestration in flight across the deploy: its history holds the quarantine read scheduled
+    with the old input (``since`` = our start, no ``until``) and the old result (``errors`` only). The
+    new code replays it (same actions in the same order) and completes (checked in review)."""
+    t = "2100-01-01T10:00:%02d.000000Z"
+    started = "2100-01-01T09:59:00.000000Z"
+    data = {"servicePrincipalId": "sp1", "jobId": "job1", "startedAt": started,
+            "deadline": "2100-01-02T10:00:00.000000Z", "options": {}}
+    quarantined = {**CRED_QUARANTINE["status"], "lastExecution": {
+        "state": "Failed", "timeBegan": "2100-01-01T09:59:30Z", "timeEnded": "2100-01-01T10:00:00Z", "error": None}}
+    old_request = {"servicePrincipalId": "sp1", "jobId": "job1", "since": started, "top": 10}
+    old_result = {"ok": True, "errors": [{"status": "failure", "errorCode": "E1", "reason": "refused"}]}
+    events = [
+        h.event(h.ORCHESTRATOR_STARTED, t % 0),
+        h.execution_started(t % 0, "monitor_job", "m1", "e1", json.dumps(data)),
+        h.event(h.TASK_SCHEDULED, t % 0, 0, Name="get_job_status", Version="",
+                Input=json.dumps({"servicePrincipalId": "sp1", "jobId": "job1", "startedAt": started})),
+        h.event(h.ORCHESTRATOR_COMPLETED, t % 0),
+        h.event(h.ORCHESTRATOR_STARTED, t % 1),
+        h.event(h.TASK_COMPLETED, t % 1, TaskScheduledId=0, Result=json.dumps({"ok": True, "status": quarantined})),
+        h.event(h.TASK_SCHEDULED, t % 1, 1, Name="get_provisioning_errors", Version="", Input=json.dumps(old_request)),
+        h.event(h.ORCHESTRATOR_COMPLETED, t % 1),
+        h.event(h.ORCHESTRATOR_STARTED, t % 2),
+        h.event(h.TASK_COMPLETED, t % 2, TaskScheduledId=1, Result=json.dumps(old_result)),
+    ]
+    for played in events[:-1]:
+        played["IsPlayed"] = True
+    payload = json.dumps({"history": events, "input": json.dumps(data), "instanceId": "m1", "isReplaying": True,
+                          "parentInstanceId": None, "upperSchemaVersion": 1, "upperSchemaVersionNew": 2})
+    state = json.loads(app().call_orchestrator("monitor_job", payload))
+    assert state["isDone"] is True, state
+    scheduled = [c["functionName"] for group in state["actions"] for a in group for c in a.get("compoundActions") or [a]]
+    assert scheduled == ["get_job_status", "get_provisioning_errors"]  # as recorded, in order
+    result = state["output"]
+    assert result["outcome"] == "quarantined" and result["provisioningErrors"] == old_result["errors"]
+    assert result["failedObjects"] == 0 and result["errorsRead"]["complete"] is True
+
+
+def test_steady_state_after_entry_level_errors_is_not_clean_when_no_failed_row_is_read_yet(tmp_path):
+    """The cycle ended EntryLevelErrors (Graph's own word for failed entries), but the read found no
+    failure row: Entra's logs arrive with a latency (learn.microsoft.com/entra/identity/monitoring-health/
+    reference-log-latency). The outcome must not read as a clean steady state (found in review)."""
+    from orchestrators.report import steady_with_failures
+
+    none_yet = {**CYCLE_ERRORS, "errors": [], "failedObjects": 0, "failures": 0, "topErrorCodes": []}
+    result, _, _ = _monitor(tmp_path, [STEADY_WITH_ERRORS], 3600, [none_yet])
+    assert result["outcome"] == "steadyState", result
+    assert steady_with_failures(result) is True
+    assert "EntryLevelErrors" in (result["reason"] or "")
+    assert [e["code"] for e in result["provisioningErrors"]] == ["EntryLevelErrors"]
+
+
+def test_the_errors_read_on_timeout_does_not_wait_past_the_deadline(tmp_path):
+    """The monitor never waits past its deadline (module contract); the errors read that follows a
+    timeout is made once, and a throttled answer is not waited out on timers (found in review)."""
+    result, fires, deadline = _monitor(tmp_path, lambda payload, n: RUNNING, 20, [LOGS_THROTTLED, CYCLE_ERRORS])
+    assert result["outcome"] == "timedOut", result
+    assert max(fires) <= deadline + dt.timedelta(seconds=1), f"a timer fires {max(fires) - deadline} after"
+    assert len(calls("get_provisioning_errors")) == 1
+    assert [e["code"] for e in result["provisioningErrors"]] == ["ProvisioningErrorsUnavailable"]
