@@ -35,7 +35,7 @@ import azure.durable_functions as df
 
 from core import names
 from orchestrators.blueprint import bp
-from orchestrators.options import WorkflowOptions
+from core.workflow_options import WorkflowOptions
 from orchestrators.phases import (
     DISABLED, FAILING, MISSING_JOB, NOT_STARTED, PAUSED, QUARANTINED, RUNNING, STEADY, UNKNOWN,
     is_credential_quarantine, phase_of, quarantine_cause, quarantine_reason,

@@ -45,7 +45,7 @@ import azure.durable_functions as df
 
 from core import names
 from orchestrators.blueprint import bp
-from orchestrators.options import WorkflowOptions
+from core.workflow_options import WorkflowOptions
 from orchestrators.phases import QUARANTINED, STEADY, is_settled, phase_of, quarantine_error, quarantine_reason
 from orchestrators.steps import call_step, iso, parse_iso
 

@@ -39,7 +39,7 @@ import azure.durable_functions as df
 
 from core import names
 from orchestrators.blueprint import bp
-from orchestrators.options import WorkflowOptions
+from core.workflow_options import WorkflowOptions
 from orchestrators.provision_instance import monitor_job_input
 from orchestrators.report import (
     CONFIGURED, batch_report, child_instance_id, crashed_outcome, final_outcome, monitor_instance_id,

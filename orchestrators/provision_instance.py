@@ -32,7 +32,7 @@ import azure.durable_functions as df
 
 from core import model, names
 from orchestrators.blueprint import bp
-from orchestrators.options import WorkflowOptions
+from core.workflow_options import WorkflowOptions
 from orchestrators.report import CONFIGURED, final_outcome, monitor_instance_id
 from orchestrators.steps import call_step, failure, failure_message, iso
 

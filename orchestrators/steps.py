@@ -19,7 +19,7 @@ from typing import Any, Generator, Iterable
 
 import azure.durable_functions as df
 
-from orchestrators.options import WorkflowOptions
+from core.workflow_options import WorkflowOptions
 
 #: longest error text kept in outputs and custom status
 _MAX_MESSAGE = 300

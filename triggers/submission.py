@@ -23,7 +23,7 @@ from typing import Any
 from core import model, names
 from core.errors import InvalidRequest, Problem
 from core.settings import Settings
-from triggers.options import workflow_options
+from core.workflow_options import workflow_options
 
 log = logging.getLogger("triggers.submission")
 
