@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from core.errors import InvalidRequest, Problem
+from core.instance_ids import child_instance_id  # noqa: F401  (the rule lives in core.instance_ids)
 
 #: What a template's provisioning job does (``jobKind`` of resolve_application_template and of the
 #: report): provision users and groups into the app, or import the app's roles into the service
@@ -189,11 +190,6 @@ def instance_key(display_name: str) -> str:
     return hashlib.sha256(("v1|" + normalize_name(display_name)).encode("utf-8")).hexdigest()[:20]
 
 
-def child_instance_id(request_id: str, key: str) -> str:
-    """Orchestration instance id of one instance of a batch: ``<requestId>:<key>``."""
-    return f"{request_id}:{key}"
-
-
 def instance_tag(correlation_tag: str, key: str) -> str:
     """The per-instance tag put on the service principal."""
     return f"{correlation_tag}:key:{key}"
@@ -304,6 +300,15 @@ def _parse_template(obj: Any, path: str, c: _Collector) -> TemplateRef | None:
         return TemplateRef(id=value) if value else None
     value = c.string(obj["displayName"], path + ".displayName", "displayName", "a gallery template name", 256)
     return TemplateRef(display_name=value) if value else None
+
+
+def parse_template_ref(obj: Any, path: str = "applicationTemplate") -> TemplateRef:
+    """An application template reference ``{id}`` or ``{displayName}``; raise InvalidRequest naming the field."""
+    c = _Collector()
+    ref = _parse_template(obj, path, c)
+    if c.problems or ref is None:
+        raise InvalidRequest(c.problems or [Problem(path, "is required")])
+    return ref
 
 
 def _parse_assignments(obj: Any, path: str, c: _Collector) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:

@@ -36,6 +36,9 @@ class JobState(str, Enum):
     FAILED = "Failed"
 
 
+#: the ``state`` of a service principal that has no synchronization job (``get_job_status``)
+MISSING_JOB = "MissingJob"
+
 #: States in which the monitor stops polling.
 SETTLED_STATES = frozenset({JobState.STEADY_STATE, JobState.QUARANTINED, JobState.PAUSED, JobState.DISABLED})
 

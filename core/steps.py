@@ -38,7 +38,7 @@ _MAYBE_CREATED_STATUSES = frozenset({404, 500, 502, 503, 504})
 #: Entra's 400 message for an app role assignment that exists already (lower case).
 _DUPLICATE_ASSIGNMENT = "already exists on the object"
 #: ``state`` reported by get_job_status for a service principal without a synchronization job.
-MISSING_JOB = "MissingJob"
+from core.status import MISSING_JOB  # noqa: E402,F401  (re-exported: steps.MISSING_JOB)
 
 
 @dataclass

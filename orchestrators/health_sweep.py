@@ -29,18 +29,22 @@ import datetime as dt
 import json
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, Generator
 
 import azure.durable_functions as df
 
 from core import names
-from orchestrators.blueprint import bp
+from core.contracts import (GetJobStatusInput, GetJobStatusOutput, ListManagedInstancesInput,
+                            ListManagedInstancesOutput, RestartQuarantinedJobInput, RestartQuarantinedJobOutput,
+                            StepError, SweepReport)
+from core.times import iso
 from core.workflow_options import WorkflowOptions
-from orchestrators.phases import (
+from orchestrators.activity_calls import call_step, chunks, failure_message, gather_settled, throttle_delay
+from orchestrators.blueprint import bp
+from orchestrators.job_status_view import (
     DISABLED, FAILING, MISSING_JOB, NOT_STARTED, PAUSED, QUARANTINED, RUNNING, STEADY, UNKNOWN,
     is_credential_quarantine, phase_of, quarantine_cause, quarantine_reason,
 )
-from orchestrators.steps import call_step, chunks, failure_message, gather_settled, iso, throttle_delay
 
 log = logging.getLogger("orchestrators.health_sweep")
 
@@ -53,24 +57,24 @@ _HEALTHY = {"healthy", "running"}
 
 @bp.function_name(names.HEALTH_SWEEP)
 @bp.orchestration_trigger(context_name="context")
-def health_sweep(context: df.DurableOrchestrationContext):
+def health_sweep(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     """List managed instances, read each job's status (bounded), classify, report, maybe restart."""
     data: dict[str, Any] = context.get_input() or {}
     options = WorkflowOptions.from_dict(data.get("options"))
     context.set_custom_status({"phase": "listing"})
-    listed = yield from call_step(context, names.LIST_MANAGED_INSTANCES, {}, options)
+    listed = yield from call_step(context, names.LIST_MANAGED_INSTANCES, ListManagedInstancesInput(), options)
     if not listed.get("ok"):
-        error = listed["error"]
-        raise RuntimeError(f"could not list managed instances: {error.get('code')}: {error.get('message')}")
-    instances: list[dict[str, Any]] = list(listed.get("instances") or [])
+        error = StepError.from_dict(listed["error"])
+        raise RuntimeError(f"could not list managed instances: {error.code}: {error.message}")
+    instances: list[dict[str, Any]] = list(ListManagedInstancesOutput.from_dict(listed).instances or [])
 
-    entries: list[dict[str, Any]] = []
+    entries: list[tuple[dict[str, Any], bool]] = []
     for index, chunk in enumerate(chunks(instances, options.sweep_max_in_flight)):
         context.set_custom_status({"phase": "reading", "read": index * options.sweep_max_in_flight,
                                    "total": len(instances)})
         policy = options.retry_for(names.GET_JOB_STATUS)
         retry = df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
-        tasks = [context.call_activity_with_retry(names.GET_JOB_STATUS, retry, _status_request(inst))
+        tasks = [context.call_activity_with_retry(names.GET_JOB_STATUS, retry, _status_request(inst).to_dict())
                  for inst in chunk]
         settled = yield from gather_settled(context, tasks)
         throttled = [i for i, (ok, value) in enumerate(settled)
@@ -89,71 +93,60 @@ def health_sweep(context: df.DurableOrchestrationContext):
     restarted = []
     if options.restart_credential_quarantine:
         context.set_custom_status({"phase": "restarting"})
-        for inst, entry in zip(instances, entries):
-            if entry["category"] == "quarantined" and entry.pop("_credentialCaused", False):
-                result = yield from call_step(context, names.RESTART_QUARANTINED_JOB,
-                                              _restart_request(inst, entry), options)
-                restarted.append({"servicePrincipalId": entry["servicePrincipalId"],
-                                  "restarted": bool(result.get("ok") and result.get("restarted")),
-                                  "reason": result.get("reason") if result.get("ok")
-                                  else (result.get("error") or {}).get("message")})
-    for entry in entries:
-        entry.pop("_credentialCaused", None)
+        for inst, (entry, credential_caused) in zip(instances, entries):
+            if entry["category"] == "quarantined" and credential_caused:
+                request = RestartQuarantinedJobInput.of(inst, entry["servicePrincipalId"], entry.get("jobId"))
+                result = yield from call_step(context, names.RESTART_QUARANTINED_JOB, request, options)
+                if result.get("ok"):
+                    done = RestartQuarantinedJobOutput.from_dict(result)
+                    restarted.append({"servicePrincipalId": entry["servicePrincipalId"],
+                                      "restarted": bool(done.restarted), "reason": done.reason})
+                else:
+                    restarted.append({"servicePrincipalId": entry["servicePrincipalId"], "restarted": False,
+                                      "reason": StepError.from_dict(result.get("error") or {}).message})
 
-    report = _report(iso(context.current_utc_datetime), entries, restarted)
+    report = _report(iso(context.current_utc_datetime), [entry for entry, _ in entries], restarted)
     if not context.is_replaying:
-        for entry in report["unhealthy"]:
+        for unhealthy in report.unhealthy:
             log.warning(json.dumps({"event": "unhealthyProvisioningInstance", "sweepId": context.instance_id,
-                                    **entry}, sort_keys=True))
-    context.set_custom_status({"phase": "completed", "counts": report["counts"]})
-    return report
+                                    **unhealthy}, sort_keys=True))
+    context.set_custom_status({"phase": "completed", "counts": report.counts})
+    return report.to_dict()
 
 
-def _restart_request(inst: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """The restart's input: the instance's Key Vault references (names, never values) from its notes."""
-    request = {"servicePrincipalId": entry["servicePrincipalId"], "jobId": entry.get("jobId")}
-    for key in ("credentials", "syncAll", "notificationEmail"):
-        if inst.get(key) is not None:
-            request[key] = inst[key]
-    return request
+def _status_request(inst: dict[str, Any]) -> GetJobStatusInput:
+    return GetJobStatusInput(service_principal_id=inst.get("servicePrincipalId"), job_id=inst.get("jobId"),
+                             started_at=None)
 
 
-def _status_request(inst: dict[str, Any]) -> dict[str, Any]:
-    return {"servicePrincipalId": inst.get("servicePrincipalId"), "jobId": inst.get("jobId"), "startedAt": None}
-
-
-def _entry(inst: dict[str, Any], ok: bool, value: Any) -> dict[str, Any]:
+def _entry(inst: dict[str, Any], ok: bool, value: Any) -> tuple[dict[str, Any], bool]:
+    """The report entry of one instance, and whether its quarantine was caused by its credentials."""
     entry = {"servicePrincipalId": inst.get("servicePrincipalId"), "displayName": inst.get("displayName"),
              "applicationTemplateId": inst.get("applicationTemplateId"), "labels": inst.get("labels") or {}}
     if not ok:
         entry.update(category="unreadable", reason=failure_message(value))
-        return entry
+        return entry, False
     if not value.get("ok"):
-        error = value.get("error") or {}
-        entry.update(category="unreadable", reason=f"{error.get('code')}: {error.get('message')}")
-        return entry
-    status = value.get("status") or {}
+        error = StepError.from_dict(value.get("error") or {})
+        entry.update(category="unreadable", reason=f"{error.code}: {error.message}")
+        return entry, False
+    status = GetJobStatusOutput.from_dict(value).status or {}
     category = _CATEGORY[phase_of(status)]
     entry.update(category=category, jobId=status.get("jobId") or inst.get("jobId"), code=status.get("code"))
     if category == "quarantined":
         entry["reason"] = quarantine_reason(status) or "Quarantine"
         entry["cause"] = quarantine_cause(status) or "other"
-        entry["_credentialCaused"] = is_credential_quarantine(status)
-    elif category not in _HEALTHY:
+        return entry, is_credential_quarantine(status)
+    if category not in _HEALTHY:
         entry["reason"] = status.get("reason") or status.get("code") or category
-    return entry
+    return entry, False
 
 
-def _report(swept_at: str, entries: list[dict[str, Any]], restarted: list[dict[str, Any]]) -> dict[str, Any]:
+def _report(swept_at: str, entries: list[dict[str, Any]], restarted: list[dict[str, Any]]) -> SweepReport:
     categories = ("healthy", "notStarted", "running", "failing", "quarantined", "paused", "disabled",
                   "missingJob", "unknown", "unreadable")
     tally = Counter(e["category"] for e in entries)
     by_reason = Counter(e.get("reason") for e in entries if e["category"] == "quarantined")
-    return {
-        "sweptAt": swept_at,
-        "total": len(entries),
-        "counts": {c: tally.get(c, 0) for c in categories},
-        "quarantinedByReason": dict(sorted(by_reason.items())),
-        "unhealthy": [e for e in entries if e["category"] not in _HEALTHY],
-        "restarted": restarted,
-    }
+    return SweepReport(swept_at=swept_at, total=len(entries), counts={c: tally.get(c, 0) for c in categories},
+                       quarantined_by_reason=dict(sorted(by_reason.items())),
+                       unhealthy=[e for e in entries if e["category"] not in _HEALTHY], restarted=restarted)

@@ -33,31 +33,32 @@ without Durable retries, so no task ids are allocated out of order.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 import azure.durable_functions as df
 
 from core import names
-from orchestrators.blueprint import bp
+from core.contracts import (CONFIGURED, InstanceOutcome, ProvisionInstanceInput, ResolveTemplateInput,
+                            ResolveTemplateOutput, StepError)
+from core.instance_ids import child_instance_id, monitor_instance_id
+from core.times import iso, seconds_between
 from core.workflow_options import WorkflowOptions
+from orchestrators.activity_calls import call_step, failure_message
+from orchestrators.blueprint import bp
 from orchestrators.provision_instance import monitor_job_input
-from orchestrators.report import (
-    CONFIGURED, batch_report, child_instance_id, crashed_outcome, final_outcome, monitor_instance_id,
-    not_started_outcome, progress_counts,
-)
-from orchestrators.steps import call_step, failure_message, iso, seconds_between
+from orchestrators.report import batch_report, crashed_outcome, final_outcome, not_started_outcome, progress_counts
 
 
 @bp.function_name(names.PROVISION_BATCH)
 @bp.orchestration_trigger(context_name="context")
-def provision_batch(context: df.DurableOrchestrationContext):
+def provision_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     """Fan out the instances of one request, bounded, and fan in to the batch report."""
     data: dict[str, Any] = context.get_input() or {}
     options = WorkflowOptions.from_dict(data.get("options"))
     batch_id = context.instance_id
     instances: list[dict[str, Any]] = list((data.get("request") or {}).get("instances") or [])
     started_at = iso(context.current_utc_datetime)
-    outcomes: dict[str, dict[str, Any]] = {}
+    outcomes: dict[str, InstanceOutcome] = {}
 
     context.set_custom_status({"phase": "resolving templates",
                                "counts": progress_counts(len(instances), len(instances), 0, 0, [])})
@@ -68,29 +69,30 @@ def provision_batch(context: df.DurableOrchestrationContext):
         child_id = child_instance_id(batch_id, inst.get("key"))
         resolved = templates.get(_template_key(inst))
         if resolved and not resolved.get("ok"):
-            outcomes[child_id] = not_started_outcome(inst, child_id, resolved["error"], started_at)
+            outcomes[child_id] = not_started_outcome(inst, child_id, StepError.from_dict(resolved["error"]), started_at)
         else:
             pending.append(inst)
 
     raw_options = data.get("options") or {}
     configuring: dict[Any, tuple[str, dict[str, Any]]] = {}  # setup children: bounded
-    monitoring: dict[Any, tuple[str, dict[str, Any]]] = {}   # monitor_job children: not bounded
-    ready_to_watch: list[tuple[str, dict[str, Any]]] = []    # configured, monitor not started yet
+    monitoring: dict[Any, tuple[str, InstanceOutcome]] = {}  # monitor_job children: not bounded
+    ready_to_watch: list[tuple[str, InstanceOutcome]] = []   # configured, monitor not started yet
     while pending or configuring or monitoring or ready_to_watch:
         dispatched = []
         while pending and len(configuring) < max(1, options.max_instances_in_flight):
             inst = pending.pop(0)
             child_id = child_instance_id(batch_id, inst.get("key"))
-            child_input = {"batchId": batch_id, "instance": _with_template(inst, templates),
-                           "options": raw_options, "monitor": False}
-            task = context.call_sub_orchestrator(names.PROVISION_INSTANCE, child_input, instance_id=child_id)
+            child_input = ProvisionInstanceInput(batch_id=batch_id, instance=_with_template(inst, templates),
+                                                 options=raw_options, monitor=False)
+            task = context.call_sub_orchestrator(names.PROVISION_INSTANCE, child_input.to_dict(),
+                                                 instance_id=child_id)
             configuring[task] = (child_id, inst)
             dispatched.append(task)
         for child_id, configured in ready_to_watch:
-            monitor_input = monitor_job_input(configured["ids"], configured["jobStartedAt"],
+            monitor_input = monitor_job_input(configured.ids, configured.job_started_at or "",
                                               context.current_utc_datetime, raw_options, options,
-                                              configured.get("roleImport"))
-            task = context.call_sub_orchestrator(names.MONITOR_JOB, monitor_input,
+                                              configured.role_import)
+            task = context.call_sub_orchestrator(names.MONITOR_JOB, monitor_input.to_dict(),
                                                  instance_id=monitor_instance_id(child_id))
             monitoring[task] = (child_id, configured)
             dispatched.append(task)
@@ -104,7 +106,7 @@ def provision_batch(context: df.DurableOrchestrationContext):
         for task in [t for t in configuring if t.is_completed]:
             child_id, inst = configuring.pop(task)
             result = _child_outcome(task, inst, child_id, now)
-            if result.get("outcome") == CONFIGURED:
+            if result.outcome == CONFIGURED:
                 ready_to_watch.append((child_id, result))
             else:
                 outcomes[child_id] = result
@@ -122,17 +124,18 @@ def provision_batch(context: df.DurableOrchestrationContext):
     report = batch_report(batch_id, data.get("requestId"), started_at, finished_at, ordered,
                           seconds_between(started_at, finished_at))
     context.set_custom_status({"phase": "completed", "counts": progress_counts(len(instances), 0, 0, 0, ordered)})
-    return report
+    return report.to_dict()
 
 
-def _report_progress(context, total: int, queued: int, configuring: int, monitoring: int, outcomes: dict) -> None:
+def _report_progress(context: df.DurableOrchestrationContext, total: int, queued: int, configuring: int,
+                     monitoring: int, outcomes: dict[str, InstanceOutcome]) -> None:
     counts = progress_counts(total, queued, configuring, monitoring, list(outcomes.values()))
     context.set_custom_status({"phase": "provisioning", "counts": counts})
 
 
-def _child_outcome(task, inst: dict[str, Any], child_id: str, at: str) -> dict[str, Any]:
+def _child_outcome(task: Any, inst: dict[str, Any], child_id: str, at: str) -> InstanceOutcome:
     if task.state.name == "SUCCEEDED" and isinstance(task.result, dict):
-        return task.result
+        return InstanceOutcome.from_dict(task.result)
     return crashed_outcome(inst, child_id, failure_message(task.result) if isinstance(task.result, BaseException)
                            else "provision_instance returned no outcome", at)
 
@@ -145,11 +148,13 @@ def _template_key(inst: dict[str, Any]) -> str:
 def _with_template(inst: dict[str, Any], templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
     resolved = templates.get(_template_key(inst))
     if resolved and resolved.get("ok"):
-        return {**inst, "templateId": resolved["templateId"], "jobKind": resolved.get("jobKind")}
+        template = ResolveTemplateOutput.from_dict(resolved)
+        return {**inst, "templateId": template.template_id, "jobKind": template.job_kind}
     return inst
 
 
-def _resolve_templates(context, instances: list[dict[str, Any]], options: WorkflowOptions):
+def _resolve_templates(context: df.DurableOrchestrationContext, instances: list[dict[str, Any]],
+                       options: WorkflowOptions) -> Generator[Any, Any, dict[str, dict[str, Any]]]:
     """Resolve each distinct application template once for the whole batch (not once per instance)."""
     distinct: dict[str, dict[str, Any]] = {}
     for inst in instances:
@@ -159,7 +164,7 @@ def _resolve_templates(context, instances: list[dict[str, Any]], options: Workfl
     results: dict[str, dict[str, Any]] = {}
     for key in keys:
         results[key] = yield from call_step(context, names.RESOLVE_APPLICATION_TEMPLATE,
-                                            {"applicationTemplate": distinct[key]}, options)
+                                            ResolveTemplateInput(application_template=distinct[key]), options)
     return results
 
 

@@ -14,7 +14,6 @@ request id): a readable summary - status, counts (``steadyWithFailures`` apart f
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -22,12 +21,13 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from core import names
-from core.model import child_instance_id
+from core.contracts import CONFIGURED, decode_json
+from core.instance_ids import batch_instance_id, child_instance_id, monitor_instance_id
 from core.errors import ConfigurationError, InvalidRequest
 from core.settings import get_settings
 from triggers.blueprint import bp
 from triggers.responses import error_response, json_response
-from triggers.submission import (BodyNotJson, RequestConflict, batch_instance_id, prepare_safely, read_json,
+from triggers.submission import (BodyNotJson, RequestConflict, prepare_safely, read_json,
                                  start_once)
 
 log = logging.getLogger("triggers.http")
@@ -94,7 +94,7 @@ async def http_get_provisioning_request(req: func.HttpRequest, client: df.Durabl
 
 async def _summary(client: df.DurableOrchestrationClient, status: Any) -> dict[str, Any]:
     runtime = status.runtime_status.value if status.runtime_status else None
-    data = _decode(status.input_) or {}
+    data = decode_json(status.input_) or {}
     summary: dict[str, Any] = {
         "id": status.instance_id,
         "requestId": data.get("requestId"),
@@ -131,10 +131,10 @@ async def _live_instances(client, batch_id: str, data: dict[str, Any]) -> list[d
             return view
         runtime = child.runtime_status.value if child.runtime_status else "Pending"
         output = child.output if isinstance(child.output, dict) else {}
-        if runtime == "Completed" and output.get("outcome") == "configured":
+        if runtime == "Completed" and output.get("outcome") == CONFIGURED:
             # configured; the batch watches the job (monitor_job <child id>:monitor)
             async with limit:
-                monitor = await client.get_status(child_id + ":monitor")
+                monitor = await client.get_status(monitor_instance_id(child_id))
             custom = monitor.custom_status if monitor and isinstance(monitor.custom_status, dict) else {}
             view.update(step="monitor_job", ids=output.get("ids"), polls=custom.get("polls", 0))
         elif runtime == "Completed" and output:
@@ -163,16 +163,6 @@ def _instance_view(outcome: dict[str, Any]) -> dict[str, Any]:
             view[key] = outcome[key]
     view["step"] = "done"
     return view
-
-
-def _decode(value: Any) -> Any:
-    for _ in range(2):
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                return None
-    return value
 
 
 def _time(value: Any) -> str | None:

@@ -24,7 +24,8 @@ def test_every_activity_name_is_registered_once():
     import azure.durable_functions as df
 
     app = df.DFApp()
-    app.register_functions(activities.bp)
+    for blueprint in activities.BLUEPRINTS:
+        app.register_functions(blueprint)
     functions = app.get_functions()
     registered = [f.get_function_name() for f in functions]
     assert all(f.get_bindings()[0].type == "activityTrigger" for f in functions)

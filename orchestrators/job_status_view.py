@@ -1,4 +1,4 @@
-"""Read the job-status classification returned by ``get_job_status`` (``core.status.JobStatus.to_dict``).
+"""The job-status view: read the classification returned by ``get_job_status`` (``core.status.JobStatus.to_dict``).
 
 Why: ``core.status`` owns the rules that turn a Graph ``synchronizationJob`` into a state (steady
 state needs ``steadyStateLastAchievedTime`` after our start, quarantine is either the code or a
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.status import JobState
+from core.status import MISSING_JOB, JobState
 
 STEADY = JobState.STEADY_STATE.value
 QUARANTINED = JobState.QUARANTINED.value
@@ -19,10 +19,13 @@ NOT_STARTED = JobState.NOT_STARTED.value
 PAUSED = JobState.PAUSED.value
 DISABLED = JobState.DISABLED.value
 FAILING = JobState.FAILED.value  # last run failed: an early warning, the job keeps running
-MISSING_JOB = "MissingJob"        # the service principal has no synchronization job
 UNKNOWN = "Unknown"
 
 _KNOWN = {s.value for s in JobState} | {MISSING_JOB}
+
+__all__ = ["DISABLED", "FAILING", "MISSING_JOB", "NOT_STARTED", "PAUSED", "QUARANTINED", "RUNNING", "STEADY", "UNKNOWN",
+           "is_credential_quarantine", "is_settled", "phase_of", "quarantine_cause", "quarantine_error",
+           "quarantine_reason"]
 
 
 def phase_of(status: dict[str, Any] | None) -> str:

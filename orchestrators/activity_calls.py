@@ -19,17 +19,11 @@ from typing import Any, Generator, Iterable
 
 import azure.durable_functions as df
 
+from core.contracts import MAX_MESSAGE, Contract, failure
 from core.workflow_options import WorkflowOptions
 
-#: longest error text kept in outputs and custom status
-_MAX_MESSAGE = 300
 #: cap of the doubling minimum wait between throttled calls (seconds)
 _MAX_THROTTLE_FLOOR = 8.0
-
-
-def failure(step: str, code: str, message: str, kind: str = "permanent") -> dict[str, Any]:
-    """A failed step result in the activity contract's shape (``{"ok": false, "error": ...}``)."""
-    return {"ok": False, "error": {"kind": kind, "code": code, "message": message[:_MAX_MESSAGE], "step": step}}
 
 
 def failure_message(exc: BaseException) -> str:
@@ -40,13 +34,13 @@ def failure_message(exc: BaseException) -> str:
     """
     text = str(exc).split(" \n ", 1)[0].strip()
     text = text.splitlines()[0] if text else type(exc).__name__
-    return text[:_MAX_MESSAGE]
+    return text[:MAX_MESSAGE]
 
 
 def call_step(
     context: df.DurableOrchestrationContext,
     activity: str,
-    payload: dict[str, Any],
+    payload: Contract | dict[str, Any],
     options: WorkflowOptions,
     deadline: dt.datetime | None = None,
 ) -> Generator[Any, Any, dict[str, Any]]:
@@ -58,6 +52,8 @@ def call_step(
     """
     policy = options.retry_for(activity)
     retry = df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
+    if isinstance(payload, Contract):
+        payload = payload.to_dict()
     waits = 0
     while True:
         try:
@@ -108,8 +104,9 @@ def gather_settled(context: df.DurableOrchestrationContext, tasks: list) -> Gene
     """Wait for *every* task, successful or not; return ``[(succeeded, value_or_exception), ...]``.
 
     Why not just ``task_all``: it raises at the first failure while the .NET extension's WhenAll
-    keeps waiting for the other children (durable-host-protocol §3.8); scheduling new work before
-    they settle could desynchronise the task ids (retry timers of the others). So after a failure
+    keeps waiting for the other children (.NET's ``Task.WhenAll``: complete when all complete, then
+    surface the first fault, as https://github.com/microsoft/durabletask-python/pull/173 describes);
+    scheduling new work before they settle could desynchronise the task ids (retry timers of the others). So after a failure
     we keep waiting on each unfinished task before returning.
     """
     if tasks:
@@ -124,25 +121,6 @@ def gather_settled(context: df.DurableOrchestrationContext, tasks: list) -> Gene
                 except Exception:
                     pass
     return [(task.state.name == "SUCCEEDED", task.result) for task in tasks]
-
-
-def iso(value: dt.datetime) -> str:
-    """ISO-8601 UTC with a ``Z``, the form used in every output."""
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_iso(value: str | None) -> dt.datetime | None:
-    """Parse an ISO-8601 time written by :func:`iso` (or any offset-aware ISO time)."""
-    if not value:
-        return None
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-
-
-def seconds_between(start: str | None, end: str | None) -> float | None:
-    """Elapsed seconds between two :func:`iso` times, rounded to milliseconds."""
-    a, b = parse_iso(start), parse_iso(end)
-    return round((b - a).total_seconds(), 3) if a and b else None
 
 
 def chunks(items: list, size: int) -> Iterable[list]:
