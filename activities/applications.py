@@ -50,23 +50,23 @@ BODIES = {
 
 @bp.function_name(names.RESOLVE_APPLICATION_TEMPLATE)
 @bp.activity_trigger(input_name="payload")
-def resolve_application_template(payload: dict[str, Any]) -> dict[str, Any]:
+def resolve_application_template(payload: dict) -> dict:
     return run(names.RESOLVE_APPLICATION_TEMPLATE, payload, resolve_application_template_body)
 
 
 @bp.function_name(names.ENSURE_APPLICATION)
 @bp.activity_trigger(input_name="payload")
-def ensure_application(payload: dict[str, Any]) -> dict[str, Any]:
+def ensure_application(payload: dict) -> dict:
     return run(names.ENSURE_APPLICATION, payload, ensure_application_body)
 
 
 @bp.function_name(names.WAIT_UNTIL_VISIBLE)
 @bp.activity_trigger(input_name="payload")
-def wait_until_visible(payload: dict[str, Any]) -> dict[str, Any]:
+def wait_until_visible(payload: dict) -> dict:
     return run(names.WAIT_UNTIL_VISIBLE, payload, wait_until_visible_body)
 
 
 @bp.function_name(names.DISCARD_APPLICATION)
 @bp.activity_trigger(input_name="payload")
-def discard_application(payload: dict[str, Any]) -> dict[str, Any]:
+def discard_application(payload: dict) -> dict:
     return run(names.DISCARD_APPLICATION, payload, discard_application_body)

@@ -25,5 +25,5 @@ BODIES = {names.ASSIGN_PRINCIPALS: assign_principals_body}
 
 @bp.function_name(names.ASSIGN_PRINCIPALS)
 @bp.activity_trigger(input_name="payload")
-def assign_principals(payload: dict[str, Any]) -> dict[str, Any]:
+def assign_principals(payload: dict) -> dict:
     return run(names.ASSIGN_PRINCIPALS, payload, assign_principals_body)

@@ -34,11 +34,11 @@ BODIES = {
 
 @bp.function_name(names.VALIDATE_CREDENTIALS)
 @bp.activity_trigger(input_name="payload")
-def validate_credentials(payload: dict[str, Any]) -> dict[str, Any]:
+def validate_credentials(payload: dict) -> dict:
     return run(names.VALIDATE_CREDENTIALS, payload, validate_credentials_body)
 
 
 @bp.function_name(names.SAVE_SECRETS)
 @bp.activity_trigger(input_name="payload")
-def save_secrets(payload: dict[str, Any]) -> dict[str, Any]:
+def save_secrets(payload: dict) -> dict:
     return run(names.SAVE_SECRETS, payload, save_secrets_body)

@@ -48,23 +48,23 @@ BODIES = {
 
 @bp.function_name(names.ENSURE_JOB)
 @bp.activity_trigger(input_name="payload")
-def ensure_job(payload: dict[str, Any]) -> dict[str, Any]:
+def ensure_job(payload: dict) -> dict:
     return run(names.ENSURE_JOB, payload, ensure_job_body)
 
 
 @bp.function_name(names.START_JOB)
 @bp.activity_trigger(input_name="payload")
-def start_job(payload: dict[str, Any]) -> dict[str, Any]:
+def start_job(payload: dict) -> dict:
     return run(names.START_JOB, payload, start_job_body)
 
 
 @bp.function_name(names.GET_JOB_STATUS)
 @bp.activity_trigger(input_name="payload")
-def get_job_status(payload: dict[str, Any]) -> dict[str, Any]:
+def get_job_status(payload: dict) -> dict:
     return run(names.GET_JOB_STATUS, payload, get_job_status_body)
 
 
 @bp.function_name(names.GET_PROVISIONING_ERRORS)
 @bp.activity_trigger(input_name="payload")
-def get_provisioning_errors(payload: dict[str, Any]) -> dict[str, Any]:
+def get_provisioning_errors(payload: dict) -> dict:
     return run(names.GET_PROVISIONING_ERRORS, payload, get_provisioning_errors_body)

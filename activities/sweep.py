@@ -35,11 +35,11 @@ BODIES = {
 
 @bp.function_name(names.LIST_MANAGED_INSTANCES)
 @bp.activity_trigger(input_name="payload")
-def list_managed_instances(payload: dict[str, Any]) -> dict[str, Any]:
+def list_managed_instances(payload: dict) -> dict:
     return run(names.LIST_MANAGED_INSTANCES, payload, list_managed_instances_body)
 
 
 @bp.function_name(names.RESTART_QUARANTINED_JOB)
 @bp.activity_trigger(input_name="payload")
-def restart_quarantined_job(payload: dict[str, Any]) -> dict[str, Any]:
+def restart_quarantined_job(payload: dict) -> dict:
     return run(names.RESTART_QUARANTINED_JOB, payload, restart_quarantined_job_body)

@@ -1,4 +1,4 @@
-"""Orchestrator-side helpers for calling activities under the activity contract (architecture §3).
+"""Orchestrator-side helpers for calling activities under the activity contract (docs/architecture.md §3).
 
 Why a helper: every step of every orchestrator handles the same three outcomes the same way, and
 getting it wrong is easy: a *transient* failure (the activity raised) is retried by Durable with

@@ -80,7 +80,7 @@ def health_sweep(context: df.DurableOrchestrationContext) -> Generator[Any, Any,
         throttled = [i for i, (ok, value) in enumerate(settled)
                      if ok and isinstance(value, dict) and (value.get("error") or {}).get("kind") == "throttled"]
         if throttled:
-            # wait the throttling out on a durable timer, then read those again (architecture §3;
+            # wait the throttling out on a durable timer, then read those again (docs/architecture.md §3;
             # call_step waits out any further throttling, a bounded number of times)
             delay = max(throttle_delay((settled[i][1].get("error") or {}).get("retryAfterSeconds"), 1,
                                        f"{context.instance_id}:{index}", options) for i in throttled)

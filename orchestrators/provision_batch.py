@@ -24,7 +24,8 @@ with ``monitor: false`` and returns ``configured``; the batch then starts that i
 ``monitor_job`` itself (same id as ``provision_instance`` would use) and frees the slot - a job
 whose first cycle takes an hour must not hold back the rest of the fleet. New children are started with a
 zero-delay "dispatch" timer next to them in a ``task_any``: the .NET extension replays the action
-list *in order, awaiting each action* (durable-host-protocol §3.8), so a WhenAny that held only the
+list *in order, awaiting each action* (``ProcessAsyncActionsV2`` in
+https://github.com/Azure/azure-functions-durable-extension/blob/dev/src/WebJobs.Extensions.DurableTask/Listener/OutOfProcOrchestrationShim.cs), so a WhenAny that held only the
 new children would block every later start until those children finished. The timer makes each
 dispatch action complete at once in both the SDK and the extension, and the "wait for any child"
 step afterwards emits no action at all (every child is already scheduled). Children are called

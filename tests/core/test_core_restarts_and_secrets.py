@@ -231,7 +231,7 @@ def test_a_scim_compliance_quarantine_needs_an_operator_and_is_never_validated(c
 def test_version_tags_replace_their_kind_and_skip_what_is_too_long(ctx):
     tag = ctx.tag
     tags = [tag, f"{tag}:key:k1", f"{tag}:kv-saved:old-secret=v0", f"{tag}:kv-restarted:s1=v1", "Other"]
-    wanted = steps._with_versions(ctx, tags, steps.SAVED, {"s1": "v2", "x" * 300: "v9"})
+    wanted = steps.records._with_versions(ctx, tags, steps.SAVED, {"s1": "v2", "x" * 300: "v9"})
     assert wanted == [tag, f"{tag}:key:k1", f"{tag}:kv-restarted:s1=v1", "Other", f"{tag}:kv-saved:s1=v2"]
     assert steps.read_versions(ctx, wanted, steps.SAVED) == {"s1": "v2"}
     assert steps.read_versions(ctx, wanted, steps.RESTARTED) == {"s1": "v1"}

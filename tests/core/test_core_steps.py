@@ -104,7 +104,7 @@ def test_instantiate_5xx_with_nothing_created_is_transient(ctx, core_env):
     core_env.admin.set_faults(errors={"next": 1, "statuses": [504]})
     core_env.admin.clear_requests()
     # the 504 hits the tag look-up first (a GET, retried), so fail the instantiate itself instead:
-    steps._find_ours(ctx, model.instance_key("x"), "x", CUSTOM_TEMPLATE_ID)
+    steps.applications._find_ours(ctx, model.instance_key("x"), "x", CUSTOM_TEMPLATE_ID)
     core_env.admin.set_faults(errors={"next": 1, "statuses": [502]})
     with pytest.raises(errors.GraphTransient):
         steps.ensure_application(ctx, batch_id="b", instance_key="k1", display_name="Nothing made",
