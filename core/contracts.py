@@ -249,10 +249,6 @@ def _positive(value: Any, path: str) -> list[Problem]:
     return [] if isinstance(value, int) and value >= 1 else [Problem(path, "must be a positive integer")]
 
 
-def _strings(value: Any, path: str) -> list[Problem]:
-    return [] if all(isinstance(v, str) for v in value) else [Problem(path, "must be a list of strings")]
-
-
 CREDENTIALS = {"check": _credentials}
 
 
@@ -423,8 +419,8 @@ class SaveSecretsOutput(Contract):
 class AssignPrincipalsInput(Input):
     service_principal_id: str
     count_imported_roles: bool = key("countImportedRoles", False, omit_false=True)
-    users: list[str] = dataclasses.field(default_factory=list, metadata={"check": _strings})
-    groups: list[str] = dataclasses.field(default_factory=list, metadata={"check": _strings})
+    users: list[str] = listed()
+    groups: list[str] = listed()
     app_role: str | None = None
 
     @property
