@@ -28,7 +28,6 @@ or non-secret literals, and errors carry codes and messages the activities keep 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 from typing import Any, ClassVar, TypeVar, Union
@@ -85,9 +84,13 @@ def camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-@functools.lru_cache(maxsize=None)
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _json_key(f: dataclasses.Field) -> str:

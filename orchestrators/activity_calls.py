@@ -97,7 +97,7 @@ def throttle_delay(retry_after: Any, wait_number: int, seed: str, options: Workf
         delay = options.default_throttle_wait
     floor = min(0.5 * 2 ** max(0, wait_number - 1), _MAX_THROTTLE_FLOOR)
     jitter = 1 + (zlib.crc32(f"{seed}:{wait_number}".encode()) % 1000) / 2000
-    return round(min(max(delay, floor) * jitter, options.max_throttle_wait), 3)
+    return round(min(max(delay, float(floor)) * jitter, float(options.max_throttle_wait)), 3)
 
 
 def gather_settled(context: df.DurableOrchestrationContext, tasks: list) -> Generator[Any, Any, list]:

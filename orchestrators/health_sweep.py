@@ -29,7 +29,7 @@ import datetime as dt
 import json
 import logging
 from collections import Counter
-from typing import Any, Generator
+from typing import Any, Generator, cast
 
 import azure.durable_functions as df
 
@@ -115,7 +115,7 @@ def health_sweep(context: df.DurableOrchestrationContext) -> Generator[Any, Any,
 
 
 def _status_request(inst: dict[str, Any]) -> GetJobStatusInput:
-    return GetJobStatusInput(service_principal_id=inst.get("servicePrincipalId"), job_id=inst.get("jobId"),
+    return GetJobStatusInput(service_principal_id=cast(str, inst.get("servicePrincipalId")), job_id=inst.get("jobId"),
                              started_at=None)
 
 
@@ -146,7 +146,7 @@ def _report(swept_at: str, entries: list[dict[str, Any]], restarted: list[dict[s
     categories = ("healthy", "notStarted", "running", "failing", "quarantined", "paused", "disabled",
                   "missingJob", "unknown", "unreadable")
     tally = Counter(e["category"] for e in entries)
-    by_reason = Counter(e.get("reason") for e in entries if e["category"] == "quarantined")
+    by_reason = Counter(str(e.get("reason")) for e in entries if e["category"] == "quarantined")
     return SweepReport(swept_at=swept_at, total=len(entries), counts={c: tally.get(c, 0) for c in categories},
                        quarantined_by_reason=dict(sorted(by_reason.items())),
                        unhealthy=[e for e in entries if e["category"] not in _HEALTHY], restarted=restarted)

@@ -39,7 +39,7 @@ polls it continues as new, carrying its state, so its history stays bounded howe
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Generator
+from typing import Any, Generator, cast
 
 import azure.durable_functions as df
 
@@ -67,7 +67,7 @@ def monitor_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     interval = float(state.get("interval") or options.poll_first_interval)
     deadline = parse_iso(monitor.deadline) or (
         context.current_utc_datetime + dt.timedelta(seconds=options.monitor_deadline))
-    job = GetJobStatusInput(service_principal_id=monitor.service_principal_id, job_id=monitor.job_id,
+    job = GetJobStatusInput(service_principal_id=cast(str, monitor.service_principal_id), job_id=monitor.job_id,
                             started_at=monitor.started_at)
 
     for _ in range(max(1, options.polls_per_execution)):
@@ -92,7 +92,7 @@ def monitor_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         last_status = status
         phase = phase_of(status)
         if phase == STEADY:
-            done = {"outcome": "steadyState", "reason": None, "polls": polls, "status": status,
+            done: dict[str, Any] = {"outcome": "steadyState", "reason": None, "polls": polls, "status": status,
                     "steadyStateAt": iso(now), "provisioningErrors": []}
             if _cycle_had_errors(status):
                 read = yield from _provisioning_errors(context, job, options, status)
@@ -103,18 +103,18 @@ def monitor_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
                     # the cycle says it failed entries, the logs show none (yet): Entra's logs arrive with
                     # a latency (learn.microsoft.com/entra/identity/monitoring-health/reference-log-latency),
                     # so this is not a clean steady state either
-                    state = (status.get("lastExecution") or {}).get("state")
-                    done["provisioningErrors"] = [{"code": state, "message": _NO_ROWS_YET.format(state=state)}]
-                    done["reason"] = f"steady state, the latest cycle ended {state}: {_NO_ROWS_YET.format(state=state)}"
+                    ended = (status.get("lastExecution") or {}).get("state")
+                    done["provisioningErrors"] = [{"code": ended, "message": _NO_ROWS_YET.format(state=ended)}]
+                    done["reason"] = f"steady state, the latest cycle ended {ended}: {_NO_ROWS_YET.format(state=ended)}"
             if monitor.role_import is not None:
                 done = yield from _complete_role_import(context, monitor, done, options)
             return done
         if phase == QUARANTINED:
             read = yield from _provisioning_errors(context, job, options, status)
             reason = quarantine_reason(status) or "Quarantine"
-            error = quarantine_error(status)
-            if error and error.get("code"):
-                reason = f"{reason} ({error['code']})"
+            graph_error = quarantine_error(status)
+            if graph_error and graph_error.get("code"):
+                reason = f"{reason} ({graph_error['code']})"
             return {"outcome": "quarantined", "reason": reason, "polls": polls, "status": status, **read}
         if is_settled(status):  # paused or disabled: it will not reach steady state by itself
             return {"outcome": "failed", "reason": f"job is {phase} (code {status.get('code')})", "polls": polls,
@@ -183,7 +183,7 @@ def _complete_role_import(context: df.DurableOrchestrationContext, monitor: Moni
     make the assignments that name one of them and count what was imported (``rolesImported``).
     A named role that is still missing fails the instance with the roles there are."""
     pending = monitor.role_import or {}
-    request = AssignPrincipalsInput(service_principal_id=monitor.service_principal_id, count_imported_roles=True,
+    request = AssignPrincipalsInput(service_principal_id=cast(str, monitor.service_principal_id), count_imported_roles=True,
                                     users=list(pending.get("users") or []), groups=list(pending.get("groups") or []),
                                     app_role=pending.get("appRole") or None)
     context.set_custom_status({"polls": steady["polls"], "phase": names.ASSIGN_PRINCIPALS})
@@ -202,8 +202,8 @@ def _provisioning_errors(context: df.DurableOrchestrationContext, job: GetJobSta
     """The errors of the job's latest cycle: ``{"provisioningErrors", "failedObjects", "topErrorCodes",
     "errorsRead"}``; a placeholder error (not a failure) if they cannot be read."""
     since, until = _cycle_window(status, job.started_at)
-    request = GetProvisioningErrorsInput(service_principal_id=job.service_principal_id, job_id=job.job_id,
-                                         since=since, top=options.provisioning_errors_top, until=until or None)
+    request = GetProvisioningErrorsInput(service_principal_id=job.service_principal_id, job_id=cast(str, job.job_id),
+                                         since=cast(str, since), top=options.provisioning_errors_top, until=until or None)
     result = yield from call_step(context, names.GET_PROVISIONING_ERRORS, request, options, deadline=deadline)
     if not result.get("ok"):
         return {"provisioningErrors": [{

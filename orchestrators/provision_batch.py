@@ -67,7 +67,7 @@ def provision_batch(context: df.DurableOrchestrationContext) -> Generator[Any, A
 
     pending: list[dict[str, Any]] = []
     for inst in instances:
-        child_id = child_instance_id(batch_id, inst.get("key"))
+        child_id = child_instance_id(batch_id, str(inst.get("key")))
         resolved = templates.get(_template_key(inst))
         if resolved and not resolved.get("ok"):
             outcomes[child_id] = not_started_outcome(inst, child_id, StepError.from_dict(resolved["error"]), started_at)
@@ -82,7 +82,7 @@ def provision_batch(context: df.DurableOrchestrationContext) -> Generator[Any, A
         dispatched = []
         while pending and len(configuring) < max(1, options.max_instances_in_flight):
             inst = pending.pop(0)
-            child_id = child_instance_id(batch_id, inst.get("key"))
+            child_id = child_instance_id(batch_id, str(inst.get("key")))
             child_input = ProvisionInstanceInput(batch_id=batch_id, instance=_with_template(inst, templates),
                                                  options=raw_options, monitor=False)
             task = context.call_sub_orchestrator(names.PROVISION_INSTANCE, child_input.to_dict(),
@@ -121,7 +121,7 @@ def provision_batch(context: df.DurableOrchestrationContext) -> Generator[Any, A
             outcomes[child_id] = final_outcome(configured, watched, now)
 
     finished_at = iso(context.current_utc_datetime)
-    ordered = [outcomes[child_instance_id(batch_id, inst.get("key"))] for inst in instances]
+    ordered = [outcomes[child_instance_id(batch_id, str(inst.get("key")))] for inst in instances]
     report = batch_report(batch_id, data.get("requestId"), started_at, finished_at, ordered,
                           seconds_between(started_at, finished_at))
     context.set_custom_status({"phase": "completed", "counts": progress_counts(len(instances), 0, 0, 0, ordered)})

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Generator, cast
 
 import azure.durable_functions as df
 
@@ -114,13 +114,13 @@ def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_
         template_id, job_kind = resolved.template_id, resolved.job_kind
 
     result = yield from step(names.ENSURE_APPLICATION, EnsureApplicationInput(
-        batch_id=batch_id, instance_key=inst.get("key"), display_name=inst.get("displayName"),
-        template_id=template_id, labels=inst.get("labels") or {}))
+        batch_id=batch_id, instance_key=cast(str, inst.get("key")), display_name=cast(str, inst.get("displayName")),
+        template_id=cast(str, template_id), labels=inst.get("labels") or {}))
     if not result.get("ok"):
         return result
     app = EnsureApplicationOutput.from_dict(result)
     ids.update(applicationId=app.application_id, appId=app.app_id, servicePrincipalId=app.service_principal_id)
-    sp_id = app.service_principal_id
+    sp_id = cast(str, app.service_principal_id)  # the activity reports a missing one as a field error
 
     # wait_until_visible also tags the new service principal and stores the credential references
     # (names, never values) in its notes for the health sweep - one PATCH, once the SP reads back: a
@@ -142,7 +142,8 @@ def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_
         discard = visible.discard or _NOBODY
         ids.update(servicePrincipalId=kept.service_principal_id, appId=kept.app_id, applicationId=None)
         removed = yield from step(names.DISCARD_APPLICATION, DiscardApplicationInput(
-            application_id=discard.application_id, service_principal_id=discard.service_principal_id,
+            application_id=cast(str, discard.application_id),
+            service_principal_id=cast(str, discard.service_principal_id),
             instance_key=inst.get("key")))
         what = "this run deleted its copy" if removed.get("ok") else \
             f"this run's copy (application {discard.application_id}) could not be deleted: " \
@@ -157,10 +158,11 @@ def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_
         synchronization_template_id=inst.get("synchronizationTemplateId") or None))
     if not result.get("ok"):
         return result
-    ids["jobId"] = EnsureJobOutput.from_dict(result).job_id
+    job_id = cast(str, EnsureJobOutput.from_dict(result).job_id)
+    ids["jobId"] = job_id
 
     result = yield from step(names.VALIDATE_CREDENTIALS, ValidateCredentialsInput(
-        service_principal_id=sp_id, job_id=ids["jobId"], credentials=credentials))
+        service_principal_id=sp_id, job_id=job_id, credentials=credentials))
     if not result.get("ok"):
         return result
 
@@ -187,7 +189,7 @@ def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_
         if not result.get("ok"):
             return result
 
-    result = yield from step(names.START_JOB, StartJobInput(service_principal_id=sp_id, job_id=ids["jobId"]))
+    result = yield from step(names.START_JOB, StartJobInput(service_principal_id=sp_id, job_id=job_id))
     if not result.get("ok"):
         return result
     return {"ok": True, "startedAt": StartJobOutput.from_dict(result).started_at or iso(context.current_utc_datetime),

@@ -42,7 +42,8 @@ _LIVE_DETAIL_LIMIT = 250
 @bp.function_name(names.HTTP_SUBMIT_PROVISIONING_REQUEST)
 @bp.route(route=ROUTE, methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
-async def http_submit_provisioning_request(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+async def http_submit_provisioning_request(req: func.HttpRequest,
+                                           client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Validate the body and start (or find) its ``provision_batch`` instance."""
     try:
         settings = get_settings()
@@ -70,7 +71,7 @@ async def http_submit_provisioning_request(req: func.HttpRequest, client: df.Dur
     except RequestConflict as exc:
         return error_response(409, "RequestIdConflict", str(exc))
     log.info("provisioning request %s: %s", submission.instance_id, "started" if started else "already known")
-    response = client.create_check_status_response(req, submission.instance_id)
+    response: func.HttpResponse = client.create_check_status_response(req, submission.instance_id)
     response.headers["X-Provisioning-Duplicate"] = "false" if started else "true"
     return response
 
@@ -78,7 +79,8 @@ async def http_submit_provisioning_request(req: func.HttpRequest, client: df.Dur
 @bp.function_name(names.HTTP_GET_PROVISIONING_REQUEST)
 @bp.route(route=ROUTE + "/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
-async def http_get_provisioning_request(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+async def http_get_provisioning_request(req: func.HttpRequest,
+                                        client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """A readable summary of one batch (by batch id or by the caller's request id)."""
     wanted = req.route_params.get("id") or ""
     status = None
@@ -114,7 +116,7 @@ async def _summary(client: df.DurableOrchestrationClient, status: Any) -> dict[s
     return summary
 
 
-async def _live_instances(client, batch_id: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+async def _live_instances(client: Any, batch_id: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     """Per-instance state while the batch runs, read from the children's own statuses."""
     instances = (data.get("request") or {}).get("instances") or []
     if len(instances) > _LIVE_DETAIL_LIMIT:
@@ -122,7 +124,7 @@ async def _live_instances(client, batch_id: str, data: dict[str, Any]) -> list[d
     limit = asyncio.Semaphore(_SUMMARY_CONCURRENCY)
 
     async def one(inst: dict[str, Any]) -> dict[str, Any]:
-        child_id = child_instance_id(batch_id, inst.get("key"))
+        child_id = child_instance_id(batch_id, str(inst.get("key")))
         async with limit:
             child = await client.get_status(child_id)
         view = {"instanceKey": inst.get("key"), "displayName": inst.get("displayName"), "outcome": None,

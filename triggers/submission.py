@@ -82,7 +82,7 @@ class Submission:
 
     @property
     def request_hash(self) -> str:
-        return self.input["requestHash"]
+        return str(self.input["requestHash"])
 
 
 def prepare(body: Any, settings: Settings) -> Submission:
