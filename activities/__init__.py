@@ -129,12 +129,23 @@ def _versions(payload: dict, name: str) -> dict | None:
     return raw
 
 
+def _tag_list(payload: dict, name: str) -> list[str] | None:
+    """An optional list of tag strings (the tags a previous step left on the service principal)."""
+    raw = payload.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+        raise errors.InvalidRequest([errors.Problem(name, "must be a list of strings")])
+    return raw
+
+
 def save_secrets_body(p: dict, ctx: steps.StepContext) -> dict:
     return steps.save_secrets(ctx, service_principal_id=_field(p, "servicePrincipalId"),
                               credentials=_credentials(p) or {},
                               notification_email=_field(p, "notificationEmail", required=False),
                               sync_all=bool(p.get("syncAll", False)),
-                              recorded_versions=_versions(p, "recordedVersions"))
+                              recorded_versions=_versions(p, "recordedVersions"),
+                              current_tags=_tag_list(p, "currentTags"))
 
 
 def assign_principals_body(p: dict, ctx: steps.StepContext) -> dict:

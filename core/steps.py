@@ -300,9 +300,11 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
                 recorded = read_versions(ctx, sp.get("tags") or [], SAVED)
                 if instance_key and credentials and not recorded:  # a new instance: its first record rides along
                     recorded = _first_record(ctx, credentials) or {}
-                tagged = bool(instance_key) and _label(ctx, sp, str(instance_key), labels, notes, recorded)
-                return {"visible": True, "reads": reads, "tagged": tagged,
-                        **({"recordedVersions": recorded} if instance_key and credentials else {})}
+                left = _label(ctx, sp, str(instance_key), labels, notes, recorded) if instance_key else None
+                # the tags now on the SP: save_secrets records a new version on top of them rather than
+                # of a read right after this PATCH, which a lagging replica may answer from before it
+                return {"visible": True, "reads": reads, "tagged": left is not None,
+                        **({"recordedVersions": recorded, "tags": left} if instance_key and credentials else {})}
         except errors.NotFound:
             streak = 0
         if ctx.monotonic() + ctx.settings.visibility_poll_seconds > deadline:
@@ -421,8 +423,8 @@ def read_notes(ctx: StepContext, text: Any) -> dict | None:
 
 
 def _label(ctx: StepContext, sp: dict, key: str, labels: dict | None, notes: dict | None,
-           saved: dict[str, str] | None = None) -> bool:
-    """One PATCH with the complete tag list (and notes) when something is missing; True once tagged.
+           saved: dict[str, str] | None = None) -> list[str]:
+    """One PATCH with the complete tag list (and notes) when something is missing; the tags it left.
 
     ``saved``: the Key Vault versions to record (:data:`SAVED` tags), e.g. a new instance's first record.
 
@@ -451,7 +453,7 @@ def _label(ctx: StepContext, sp: dict, key: str, labels: dict | None, notes: dic
     if body:
         _wait_for(ctx, f"label service principal {sp_id}", lambda: apps.update_service_principal(ctx.graph, sp_id, body))
         logger.info("labelled service principal %s for instance %s (%s)", sp_id, key, ", ".join(sorted(body)))
-    return True
+    return wanted if "tags" in body else current
 
 
 # -- 4. synchronization job ----------------------------------------------------------------------------
@@ -577,20 +579,23 @@ def notification_settings(email: str | None) -> str:
 
 def save_secrets(ctx: StepContext, *, service_principal_id: str, credentials: dict,
                  notification_email: str | None = None, sync_all: bool = False,
-                 recorded_versions: dict | None = None) -> dict:
+                 recorded_versions: dict | None = None, current_tags: list[str] | None = None) -> dict:
     """PUT the complete secret set (credentials + SyncAll + notification settings) until Graph stores exactly it.
 
     Always the full set, and a key the request no longer has is cleared explicitly
     (:func:`_put_secret_set`): Graph may merge a PUT into the saved set rather than replace it.
     Then the Key Vault versions just saved are recorded on the service principal
     (:func:`record_saved_versions`) unless ``recorded_versions`` - what :func:`wait_until_visible`
-    recorded for this run - already says so (the common case: no request).
+    recorded for this run - already says so (the common case: no request). ``current_tags``: the
+    tags wait_until_visible left on the service principal, the base of that record (a read right
+    after its PATCH may come from a replica that has not seen it, and PATCHing that list back would
+    drop the instance tag and labels).
     """
     resolved = _resolve(ctx, credentials)
     saved = _put_secret_set(ctx, service_principal_id, resolved, sync_all, notification_email)
     versions = secret_versions(credentials, resolved)
     if recorded_versions is None or dict(recorded_versions) != versions:
-        record_saved_versions(ctx, service_principal_id, versions)
+        record_saved_versions(ctx, service_principal_id, versions, current_tags=current_tags)
     return {**saved, "secretVersions": dict(resolved.versions), "savedVersions": versions}
 
 
@@ -692,16 +697,27 @@ def _with_versions(ctx: StepContext, tags: Iterable[Any], kind: str, versions: d
 
 
 def record_saved_versions(ctx: StepContext, sp_id: str, versions: dict[str, str],
-                          restarted: dict[str, str] | None = None) -> None:
+                          restarted: dict[str, str] | None = None, current_tags: list[str] | None = None) -> None:
     """Write the saved (and, from a restart, the restarted-with) Key Vault versions as tags: one read, one PATCH.
 
     Why tags on our service principal: the record must outlive the task hub (a lost or reset hub
     must not make the sweep restart again), and it belongs to the instance like its other
     ``<correlation tag>:...`` tags; the notes may belong to an operator. Nothing is written when
     the record already says so.
+
+    ``current_tags`` (the tags this run just wrote) replace the read: the PATCH sends the complete
+    list, and a read right after a write may come from a replica that has not seen it. Whatever
+    the list, nothing is written unless it carries the correlation tag: a service principal that
+    is not ours (or that a lagging replica shows from before our labels) is never rewritten.
     """
-    sp = _wait_for(ctx, f"read {sp_id}", lambda: apps.get_service_principal(ctx.graph, sp_id, select="id,tags"))
-    current = [str(t) for t in sp.get("tags") or []]
+    if current_tags is None:
+        sp = _wait_for(ctx, f"read {sp_id}", lambda: apps.get_service_principal(ctx.graph, sp_id, select="id,tags"))
+        current = [str(t) for t in sp.get("tags") or []]
+    else:
+        current = [str(t) for t in current_tags]
+    if ctx.tag not in current:
+        logger.warning("not recording Key Vault versions on %s: it does not show the tag %s", sp_id, ctx.tag)
+        return
     wanted = _with_versions(ctx, current, SAVED, versions)
     if restarted is not None:
         wanted = _with_versions(ctx, wanted, RESTARTED, restarted)

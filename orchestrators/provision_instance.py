@@ -142,6 +142,7 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
         return result
     # the Key Vault versions recorded on the SP (tags): save_secrets writes the record only if it saved others
     recorded_versions = result.get("recordedVersions")
+    left_tags = result.get("tags")  # and the tags it left there, the base of a new record
     if result.get("yielded"):
         kept = result.get("kept") or {}
         discard = result.get("discard") or {}
@@ -175,6 +176,8 @@ def _setup(context, inst: dict[str, Any], batch_id: str | None, ids: dict[str, A
         secrets_request["notificationEmail"] = inst["notificationEmail"]
     if isinstance(recorded_versions, dict):
         secrets_request["recordedVersions"] = recorded_versions
+    if isinstance(left_tags, list):
+        secrets_request["currentTags"] = left_tags
     result = yield from step(names.SAVE_SECRETS, secrets_request)
     if not result.get("ok"):
         return result
