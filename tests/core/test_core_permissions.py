@@ -50,9 +50,36 @@ def test_missing_synchronization_permission_names_step_and_permission(ctx, core_
         # never waited out as replication lag: one refusal, one repeat with a fresh token, done
         assert [c["status"] for c in calls] == [401, 401]
     else:
-        # a 403 right after a create may be lag (Terraform retries it): waited out, then permanent
-        assert len(calls) >= 2 and {c["status"] for c in calls} == {403}
+        # a 403 right after a create may be lag (Terraform retries it), but this token lacks the
+        # step's permission: not waited out (a lag 403 with every permission held still is, below)
+        assert [c["status"] for c in calls] == [403]
     assert ctx.graph.get(f"/servicePrincipals/{sp_id}/synchronization/jobs")["value"] == []  # nothing created
+
+
+def test_a_403_is_not_waited_out_when_the_token_lacks_the_steps_permission(ctx, core_env, make_ctx):
+    """Found in review: with synchronizationDeniedStatus 403 a missing permission looked like replication
+    lag and was retried for all of VISIBILITY_WAIT_SECONDS, although the token shows it missing."""
+    sp_id = _app(ctx)
+    core_env.admin.settings(synchronizationDeniedStatus=403)
+    core_env.admin.add_client("no-sync", WITHOUT_SYNC, key_vault="read")
+    weak = make_ctx("no-sync", visibility_wait_seconds=20)
+    core_env.admin.clear_requests()
+    result = activities.run(names.ENSURE_JOB, {"servicePrincipalId": sp_id, "applicationTemplateId": CUSTOM_TEMPLATE_ID},
+                            activities.BODIES[names.ENSURE_JOB], context=weak)
+    assert result["error"]["missingPermissions"] == ["Synchronization.ReadWrite.All"]
+    assert [c["status"] for c in graph_requests(core_env, pathContains="/synchronization/")] == [403]
+
+
+def test_a_lag_403_is_still_waited_out_when_the_token_holds_the_steps_permissions(ctx, core_env):
+    """The replication-lag 403 Terraform retries (replicationLag.syncStatus) with every permission held."""
+    sp_id = _app(ctx)
+    core_env.admin.set_faults(replicationLag={"reads": 2, "syncStatus": 403})
+    core_env.admin.clear_requests()
+    result = activities.run(names.ENSURE_JOB, {"servicePrincipalId": sp_id, "applicationTemplateId": CUSTOM_TEMPLATE_ID},
+                            activities.BODIES[names.ENSURE_JOB], context=ctx)
+    assert result["ok"] is True, result
+    statuses = [c["status"] for c in graph_requests(core_env, pathContains="/synchronization/")]
+    assert statuses[:2] == [403, 403] and 201 in statuses
 
 
 def test_missing_permission_of_a_two_permission_step_is_named_alone(ctx, core_env, make_ctx):
