@@ -152,3 +152,30 @@ def test_default_workflow_client_runs_every_step_without_ownership(ctx, core_env
     application = ctx.graph.get_all("/applications", {"$filter": f"appId eq '{app_id}'"})[0]
     steps.discard_application(ctx, application_id=application["id"], service_principal_id=sp_id, instance_key="other")
     assert ctx.graph.get_all("/applications", {"$filter": f"appId eq '{app_id}'"}) == []
+
+
+def test_owned_by_runs_every_step_when_instantiate_makes_it_owner(core_env, make_ctx):
+    """The experiments setting: with ownership on instantiate, Application.ReadWrite.OwnedBy (plus the
+    assignment and log permissions, no Application.ReadWrite.All nor Synchronization.ReadWrite.All)
+    reaches every step, discard included - so the default's refusals come from ownership alone."""
+    core_env.admin.settings(instantiateOwnsApplication=True, instantiateOwnsServicePrincipal=True)
+    core_env.admin.add_client("owned-by", ["Application.ReadWrite.OwnedBy", "AppRoleAssignment.ReadWrite.All",
+                                           "AuditLog.Read.All", "Directory.Read.All"], key_vault="read")
+    ctx = make_ctx("owned-by")
+    made = steps.ensure_application(ctx, batch_id="b", instance_key="owned", display_name="Owned app",
+                                    template_id=CUSTOM_TEMPLATE_ID)
+    sp_id = made["servicePrincipalId"]
+    steps.wait_until_visible(ctx, service_principal_id=sp_id, application_id=made["applicationId"],
+                             instance_key="owned", created=True)
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id)["jobId"]
+    credentials = model.parse_credentials(HEALTHY_CREDENTIALS)
+    steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=credentials)
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=credentials)
+    assert steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    assert steps.get_job_status(ctx, service_principal_id=sp_id, job_id=job_id, started_at=None)["jobId"] == job_id
+    assert steps.assign_principals(ctx, service_principal_id=sp_id, groups=["AWS Admins"])["assigned"] == 1
+    assert [r for r in graph_requests(core_env) if r["status"] in (401, 403)] == []
+    steps.discard_application(ctx, application_id=made["applicationId"], service_principal_id=sp_id,
+                              instance_key="other")
+    assert ctx.graph.get_all("/applications", {"$filter": f"appId eq '{made['appId']}'"}) == []
+
