@@ -95,15 +95,22 @@ def test_missing_permission_of_a_two_permission_step_is_named_alone(ctx, core_en
     assert "Directory.Read.All" not in error["message"].split(". Graph:")[0]
 
 
-def test_refusal_with_every_permission_held_names_the_step_and_the_token_cache(core_env):
+def test_refusal_with_every_permission_held_names_the_step_but_no_missing_permission(core_env):
+    """Found in review: a token that carries every permission of the step was reported with those very
+    permissions as ``missingPermissions`` and told to grant them (and blamed a cached token, which
+    would carry fewer roles, not more)."""
     refused = errors.PermissionDenied("PATCH /servicePrincipals/{id}: Graph refused the call", code="Authorization_RequestDenied",
                                       status=403, granted_roles=tuple(REQUIRED_GRAPH_PERMISSIONS))
     named = refused.for_step(names.WAIT_UNTIL_VISIBLE)
-    assert named.missing == permissions_for(names.WAIT_UNTIL_VISIBLE) == ("Application.ReadWrite.All",)
-    assert named.message.startswith("wait_until_visible needs the Graph application permission(s) Application.ReadWrite.All")
-    assert "restart the function app" in named.message and named.kind == "permanent"
+    assert permissions_for(names.WAIT_UNTIL_VISIBLE) == ("Application.ReadWrite.All",)
+    assert named.missing == () and "missingPermissions" not in named.to_dict(names.WAIT_UNTIL_VISIBLE)
+    assert named.message.startswith("wait_until_visible needs the Graph application permission(s) "
+                                    "Application.ReadWrite.All, which the function app's token carries")
+    assert "grant_graph_permissions" not in named.message and named.kind == "permanent" and named.status == 403
+    # a token whose roles cannot be read: every permission of the step is named, with the grant advice
     unknown = errors.PermissionDenied("x", code="UnknownError", status=401).for_step(names.START_JOB)
     assert unknown.missing == ("Synchronization.ReadWrite.All",) and unknown.status == 401
+    assert "grant_graph_permissions" in unknown.message and "cannot be read" in unknown.message
 
 
 def test_a_refused_token_is_not_reported_as_a_missing_permission(core_env):
