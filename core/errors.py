@@ -214,7 +214,9 @@ class PermissionDenied(GraphPermanent):
         held = set(self.granted_roles) if self.granted_roles is not None else None
         missing = tuple(p for p in needed if held is None or p not in held)
         grant = (f"Grant {', '.join(missing)} with infra/scripts/grant_graph_permissions.py (admin consent; README "
-                 "'Graph permissions and why'), then restart the function app.")
+                 "'Graph permissions and why'), then restart the function app; Azure also caches a managed "
+                 "identity's tokens, so new permissions can take hours to show (docs/deploy.md, 'Grant Microsoft "
+                 "Graph permissions').")
         if held is None:
             text = (f"{step} needs the Graph application permission(s) {', '.join(missing)}; Graph refused the call "
                     f"and the token's roles cannot be read. {grant}")
