@@ -23,7 +23,7 @@ def save_secrets_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, An
     i = SaveSecretsInput.from_dict(p)
     return steps.save_secrets(ctx, service_principal_id=i.service_principal_id, credentials=i.credential_refs(),
                               notification_email=i.notification_email, sync_all=i.sync_all,
-                              recorded_versions=i.recorded_versions)
+                              recorded_versions=i.recorded_versions, current_tags=i.current_tags)
 
 
 BODIES = {

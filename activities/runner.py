@@ -9,6 +9,7 @@ hold no secret values: credentials travel as Key Vault references.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import traceback
 from pathlib import Path
@@ -28,7 +29,10 @@ def run(step: str, payload: Any, body: Body, context: steps.StepContext | None =
         payload = {} if payload is None else payload
         if not isinstance(payload, dict):
             raise errors.InvalidRequest([errors.Problem("$", "activity input must be a JSON object")])
-        result = body(payload, context or steps.default_context())
+        ctx = context or steps.default_context()
+        if isinstance(ctx, steps.StepContext):  # the step's permissions tell a refusal from lag
+            ctx = dataclasses.replace(ctx, step=step)
+        result = body(payload, ctx)
         return {"ok": True, **result}
     except errors.ThrottledError as exc:
         logger.warning("%s throttled: retry after %.1f s", step, exc.retry_after)

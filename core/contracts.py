@@ -358,6 +358,7 @@ class WaitUntilVisibleOutput(Contract):
     reads: int | None = None
     tagged: bool = False
     recorded_versions: dict[str, str] | None = None
+    tags: list[str] | None = None
     yielded: bool = key("yielded", False, omit_false=True)
     kept: ServicePrincipalRef | None = None
     discard: ServicePrincipalRef | None = None
@@ -408,6 +409,8 @@ class SaveSecretsInput(Input):
     sync_all: bool = False
     notification_email: str | None = None
     recorded_versions: dict[str, str] | None = dataclasses.field(default=None, metadata={"check": _versions})
+    #: the tags wait_until_visible left on the service principal (the base of a new version record)
+    current_tags: list[str] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -5,14 +5,15 @@ check and the error message of a refused call. Imports nothing from the rest of 
 
 Why these five and not ``Application.ReadWrite.OwnedBy``: an app-only caller that instantiates a
 gallery template is made owner of neither the application nor the service principal (users' reports
-with a Microsoft reply: https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/1102,
+with a Microsoft reply: https://github.com/microsoftgraph/microsoft-graph-docs/issues/16545,
 https://github.com/microsoftgraph/msgraph-sdk-powershell/issues/829), so ``OwnedBy`` covers nothing
 after instantiate. PATCH and DELETE of applications and service principals without ownership need
 ``Application.ReadWrite.All`` (https://learn.microsoft.com/graph/api/serviceprincipal-update,
-https://learn.microsoft.com/graph/api/serviceprincipal-delete); the synchronization API lists
-``Synchronization.ReadWrite.All`` as its least-privileged application permission
-(https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-post,
-https://learn.microsoft.com/graph/api/synchronization-synchronization-secrets); assignments need
+https://learn.microsoft.com/graph/api/serviceprincipal-delete); the synchronization API's pages list
+``Application.ReadWrite.OwnedBy`` (owner only) and ``Synchronization.ReadWrite.All`` (no ownership)
+as its application permissions
+(https://learn.microsoft.com/graph/api/synchronization-synchronization-post-jobs,
+https://learn.microsoft.com/graph/api/synchronization-serviceprincipal-put-synchronization); assignments need
 ``AppRoleAssignment.ReadWrite.All``
 (https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto); provisioning logs
 need ``AuditLog.Read.All`` and ``Directory.Read.All``

@@ -170,7 +170,9 @@ def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_
     result = yield from step(names.SAVE_SECRETS, SaveSecretsInput(
         service_principal_id=sp_id, credentials=credentials, sync_all=bool(inst.get("syncAll")),
         notification_email=inst.get("notificationEmail") or None,
-        recorded_versions=visible.recorded_versions if isinstance(visible.recorded_versions, dict) else None))
+        recorded_versions=visible.recorded_versions if isinstance(visible.recorded_versions, dict) else None,
+        # and the tags it left there, the base of a new record (none from an answer recorded before)
+        current_tags=visible.tags if isinstance(visible.tags, list) else None))
     if not result.get("ok"):
         return result
 

@@ -130,7 +130,9 @@ def put_secrets(client: GraphClient, sp_id: str, values: dict[str, str], secret_
 def get_secret_keys(client: GraphClient, sp_id: str) -> dict[str, str]:
     """The stored secrets as ``{key: value}``; Graph masks secret values as ``*``.
 
-    No Learn page documents this GET; it is in Graph's API metadata (the Go SDK's generated
+    No API reference page documents this GET, but Entra's how-to uses it (read the set, add a key, PUT
+    it all back: https://learn.microsoft.com/entra/identity/app-provisioning/skip-out-of-scope-deletions),
+    and it is in Graph's API metadata (the Go SDK's generated
     ``ListSynchronizationSecrets``, which Terraform's azuread provider reads with:
     https://github.com/hashicorp/terraform-provider-azuread/blob/main/vendor/github.com/hashicorp/go-azure-sdk/microsoft-graph/serviceprincipals/stable/synchronizationsecret/method_listsynchronizationsecrets.go).
     Callers compare key names only.

@@ -18,8 +18,6 @@ the retry budget, the error envelope and log redaction are written (and tested) 
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import re
 import threading
@@ -31,7 +29,7 @@ from urllib.parse import urlsplit
 import requests
 
 from core import errors
-from core.identity import token_failure_is_transient
+from core.identity import decode_claims, token_failure_is_transient
 from core.graph.retry import backoff_delay, parse_retry_after, should_retry
 from core.settings import Settings
 
@@ -273,13 +271,12 @@ class GraphClient:
         if not isinstance(token, str) or token.count(".") != 2:
             return None
         try:
-            payload = token.split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            claims = decode_claims(token)  # core.identity: the decoder the preflight uses too
         except (ValueError, TypeError):
             return None
-        roles = claims.get("roles") if isinstance(claims, dict) else None
+        roles = claims.get("roles")
         if not isinstance(roles, list):
-            return () if isinstance(claims, dict) else None  # a token without roles holds none
+            return ()  # a token without roles holds none
         return tuple(sorted(str(r) for r in roles))
 
     @staticmethod

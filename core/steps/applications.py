@@ -205,9 +205,11 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
                 recorded = read_versions(ctx, sp.get("tags") or [], SAVED)
                 if instance_key and credentials and not recorded:  # a new instance: its first record rides along
                     recorded = _first_record(ctx, credentials) or {}
-                tagged = bool(instance_key) and _label(ctx, sp, str(instance_key), labels, notes, recorded)
-                return {"visible": True, "reads": reads, "tagged": tagged,
-                        **({"recordedVersions": recorded} if instance_key and credentials else {})}
+                left = _label(ctx, sp, str(instance_key), labels, notes, recorded) if instance_key else None
+                # the tags now on the SP: save_secrets records a new version on top of them rather than
+                # of a read right after this PATCH, which a lagging replica may answer from before it
+                return {"visible": True, "reads": reads, "tagged": left is not None,
+                        **({"recordedVersions": recorded, "tags": left} if instance_key and credentials else {})}
         except errors.NotFound:
             streak = 0
         if ctx.monotonic() + ctx.settings.visibility_poll_seconds > deadline:

@@ -35,6 +35,9 @@ class StepContext:
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     now: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    #: the activity running the step (set by ``activities.run``): its Graph permissions tell a
+    #: refusal from replication lag in :func:`_wait_for`
+    step: str | None = None
 
     @property
     def tag(self) -> str:
@@ -58,14 +61,16 @@ def _wait_for(ctx: StepContext, what: str, call: Callable[[], T],
     as lag, and an operator must look; 404/409 become a transient error so the orchestrator retries.
     A 401 is never waited out: it is not a replication answer (Terraform retries 403/404/409 only)
     but the synchronization API's refusal of a missing permission (401 ``UnknownError``) or a
-    refused token, so it fails the step at once.
+    refused token, so it fails the step at once. Nor is a 403 whose token lacks one of the
+    step's permissions (``core.permissions``): the step cannot succeed, waiting only delays that.
     """
     deadline = ctx.monotonic() + ctx.settings.visibility_wait_seconds
     while True:
         try:
             return call()
         except retry_on as caught:
-            if isinstance(caught, errors.PermissionDenied) and (caught.status == 401 or caught.token_refused):
+            if isinstance(caught, errors.PermissionDenied) and (caught.status == 401 or caught.token_refused
+                                                                or _lacks_step_permission(ctx, caught)):
                 raise
             exc = caught if isinstance(caught, errors.ProvisioningError) else errors.ProvisioningError(str(caught))
             if ctx.monotonic() + ctx.settings.visibility_poll_seconds > deadline:
@@ -78,3 +83,10 @@ def _wait_for(ctx: StepContext, what: str, call: Callable[[], T],
             ctx.sleep(ctx.settings.visibility_poll_seconds)
 
 
+def _lacks_step_permission(ctx: StepContext, refused: errors.PermissionDenied) -> bool:
+    """Whether the refused call's token (its ``roles``) lacks a Graph permission of the running step."""
+    from core.permissions import permissions_for
+
+    if refused.granted_roles is None or not ctx.step:
+        return False
+    return any(p not in refused.granted_roles for p in permissions_for(ctx.step))

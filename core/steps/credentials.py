@@ -51,20 +51,23 @@ def notification_settings(email: str | None) -> str:
 
 def save_secrets(ctx: StepContext, *, service_principal_id: str, credentials: dict,
                  notification_email: str | None = None, sync_all: bool = False,
-                 recorded_versions: dict | None = None) -> dict:
+                 recorded_versions: dict | None = None, current_tags: list[str] | None = None) -> dict:
     """PUT the complete secret set (credentials + SyncAll + notification settings) until Graph stores exactly it.
 
     Always the full set, and a key the request no longer has is cleared explicitly
     (:func:`_put_secret_set`): Graph may merge a PUT into the saved set rather than replace it.
     Then the Key Vault versions just saved are recorded on the service principal
     (:func:`record_saved_versions`) unless ``recorded_versions`` - what :func:`wait_until_visible`
-    recorded for this run - already says so (the common case: no request).
+    recorded for this run - already says so (the common case: no request). ``current_tags``: the
+    tags wait_until_visible left on the service principal, the base of that record (a read right
+    after its PATCH may come from a replica that has not seen it, and PATCHing that list back would
+    drop the instance tag and labels).
     """
     resolved = _resolve(ctx, credentials)
     saved = _put_secret_set(ctx, service_principal_id, resolved, sync_all, notification_email)
     versions = secret_versions(credentials, resolved)
     if recorded_versions is None or dict(recorded_versions) != versions:
-        record_saved_versions(ctx, service_principal_id, versions)
+        record_saved_versions(ctx, service_principal_id, versions, current_tags=current_tags)
     return {**saved, "secretVersions": dict(resolved.versions), "savedVersions": versions}
 
 

@@ -69,8 +69,8 @@ def read_notes(ctx: StepContext, text: Any) -> dict | None:
 
 
 def _label(ctx: StepContext, sp: dict, key: str, labels: dict | None, notes: dict | None,
-           saved: dict[str, str] | None = None) -> bool:
-    """One PATCH with the complete tag list (and notes) when something is missing; True once tagged.
+           saved: dict[str, str] | None = None) -> list[str]:
+    """One PATCH with the complete tag list (and notes) when something is missing; the tags it left.
 
     ``saved``: the Key Vault versions to record (:data:`SAVED` tags), e.g. a new instance's first record.
 
@@ -99,7 +99,7 @@ def _label(ctx: StepContext, sp: dict, key: str, labels: dict | None, notes: dic
     if body:
         _wait_for(ctx, f"label service principal {sp_id}", lambda: apps.update_service_principal(ctx.graph, sp_id, body))
         logger.info("labelled service principal %s for instance %s (%s)", sp_id, key, ", ".join(sorted(body)))
-    return True
+    return wanted if "tags" in body else current
 
 
 
@@ -146,16 +146,27 @@ def _with_versions(ctx: StepContext, tags: Iterable[Any], kind: str, versions: d
 
 
 def record_saved_versions(ctx: StepContext, sp_id: str, versions: dict[str, str],
-                          restarted: dict[str, str] | None = None) -> None:
+                          restarted: dict[str, str] | None = None, current_tags: list[str] | None = None) -> None:
     """Write the saved (and, from a restart, the restarted-with) Key Vault versions as tags: one read, one PATCH.
 
     Why tags on our service principal: the record must outlive the task hub (a lost or reset hub
     must not make the sweep restart again), and it belongs to the instance like its other
     ``<correlation tag>:...`` tags; the notes may belong to an operator. Nothing is written when
     the record already says so.
+
+    ``current_tags`` (the tags this run just wrote) replace the read: the PATCH sends the complete
+    list, and a read right after a write may come from a replica that has not seen it. Whatever
+    the list, nothing is written unless it carries the correlation tag: a service principal that
+    is not ours (or that a lagging replica shows from before our labels) is never rewritten.
     """
-    sp = _wait_for(ctx, f"read {sp_id}", lambda: apps.get_service_principal(ctx.graph, sp_id, select="id,tags"))
-    current = [str(t) for t in sp.get("tags") or []]
+    if current_tags is None:
+        sp = _wait_for(ctx, f"read {sp_id}", lambda: apps.get_service_principal(ctx.graph, sp_id, select="id,tags"))
+        current = [str(t) for t in sp.get("tags") or []]
+    else:
+        current = [str(t) for t in current_tags]
+    if ctx.tag not in current:
+        logger.warning("not recording Key Vault versions on %s: it does not show the tag %s", sp_id, ctx.tag)
+        return
     wanted = _with_versions(ctx, current, SAVED, versions)
     if restarted is not None:
         wanted = _with_versions(ctx, wanted, RESTARTED, restarted)

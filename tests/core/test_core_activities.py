@@ -47,7 +47,10 @@ def test_a_whole_instance_through_the_activities(core_env):
                                            "instanceKey": key, "labels": {"team": "ops"},
                                            "credentials": HEALTHY_CREDENTIALS})
     recorded = seen.pop("recordedVersions")  # the Key Vault version recorded as a tag by the same PATCH
+    left = seen.pop("tags")  # the tags that PATCH left: the base of save_secrets' record
     assert seen == {"ok": True, "visible": True, "reads": 5, "tagged": True}
+    assert {"entra-provisioning-fleet", f"entra-provisioning-fleet:kv-saved:scim-contoso-token="
+            f"{recorded['scim-contoso-token']}"} <= set(left)
     assert list(recorded) == ["scim-contoso-token"] and len(recorded["scim-contoso-token"]) == 32
     job = call(names.ENSURE_JOB, {"servicePrincipalId": sp})
     assert job["ok"] and job["created"] and job["templateId"] == "scim"
@@ -56,12 +59,15 @@ def test_a_whole_instance_through_the_activities(core_env):
     assert valid["ok"] and set(valid["secretVersions"]) == {"SecretToken"}
     saved = call(names.SAVE_SECRETS, {"servicePrincipalId": sp, "credentials": HEALTHY_CREDENTIALS,
                                       "notificationEmail": "ops@contoso.com", "syncAll": False,
-                                      "recordedVersions": recorded})
+                                      "recordedVersions": recorded, "currentTags": left})
     assert saved["ok"] and "SyncNotificationSettings" in saved["keys"] and saved["cleared"] == []
     assert saved["savedVersions"] == recorded
     bad_record = call(names.SAVE_SECRETS, {"servicePrincipalId": sp, "credentials": HEALTHY_CREDENTIALS,
                                            "recordedVersions": ["v1"]})
     assert bad_record["error"]["problems"][0]["path"] == "recordedVersions"
+    bad_tags = call(names.SAVE_SECRETS, {"servicePrincipalId": sp, "credentials": HEALTHY_CREDENTIALS,
+                                         "currentTags": "entra-provisioning-fleet"})
+    assert bad_tags["error"]["problems"][0]["path"] == "currentTags"
     assigned = call(names.ASSIGN_PRINCIPALS, {"servicePrincipalId": sp, "users": [], "groups": ["SaaS Pilot"]})
     assert assigned == {"ok": True, "assigned": 1, "alreadyAssigned": 0}
     started = call(names.START_JOB, {"servicePrincipalId": sp, "jobId": job["jobId"]})

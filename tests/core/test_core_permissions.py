@@ -50,9 +50,36 @@ def test_missing_synchronization_permission_names_step_and_permission(ctx, core_
         # never waited out as replication lag: one refusal, one repeat with a fresh token, done
         assert [c["status"] for c in calls] == [401, 401]
     else:
-        # a 403 right after a create may be lag (Terraform retries it): waited out, then permanent
-        assert len(calls) >= 2 and {c["status"] for c in calls} == {403}
+        # a 403 right after a create may be lag (Terraform retries it), but this token lacks the
+        # step's permission: not waited out (a lag 403 with every permission held still is, below)
+        assert [c["status"] for c in calls] == [403]
     assert ctx.graph.get(f"/servicePrincipals/{sp_id}/synchronization/jobs")["value"] == []  # nothing created
+
+
+def test_a_403_is_not_waited_out_when_the_token_lacks_the_steps_permission(ctx, core_env, make_ctx):
+    """Found in review: with synchronizationDeniedStatus 403 a missing permission looked like replication
+    lag and was retried for all of VISIBILITY_WAIT_SECONDS, although the token shows it missing."""
+    sp_id = _app(ctx)
+    core_env.admin.settings(synchronizationDeniedStatus=403)
+    core_env.admin.add_client("no-sync", WITHOUT_SYNC, key_vault="read")
+    weak = make_ctx("no-sync", visibility_wait_seconds=20)
+    core_env.admin.clear_requests()
+    result = activities.run(names.ENSURE_JOB, {"servicePrincipalId": sp_id, "applicationTemplateId": CUSTOM_TEMPLATE_ID},
+                            activities.BODIES[names.ENSURE_JOB], context=weak)
+    assert result["error"]["missingPermissions"] == ["Synchronization.ReadWrite.All"]
+    assert [c["status"] for c in graph_requests(core_env, pathContains="/synchronization/")] == [403]
+
+
+def test_a_lag_403_is_still_waited_out_when_the_token_holds_the_steps_permissions(ctx, core_env):
+    """The replication-lag 403 Terraform retries (replicationLag.syncStatus) with every permission held."""
+    sp_id = _app(ctx)
+    core_env.admin.set_faults(replicationLag={"reads": 2, "syncStatus": 403})
+    core_env.admin.clear_requests()
+    result = activities.run(names.ENSURE_JOB, {"servicePrincipalId": sp_id, "applicationTemplateId": CUSTOM_TEMPLATE_ID},
+                            activities.BODIES[names.ENSURE_JOB], context=ctx)
+    assert result["ok"] is True, result
+    statuses = [c["status"] for c in graph_requests(core_env, pathContains="/synchronization/")]
+    assert statuses[:2] == [403, 403] and 201 in statuses
 
 
 def test_missing_permission_of_a_two_permission_step_is_named_alone(ctx, core_env, make_ctx):
@@ -68,15 +95,24 @@ def test_missing_permission_of_a_two_permission_step_is_named_alone(ctx, core_en
     assert "Directory.Read.All" not in error["message"].split(". Graph:")[0]
 
 
-def test_refusal_with_every_permission_held_names_the_step_and_the_token_cache(core_env):
+def test_refusal_with_every_permission_held_names_the_step_but_no_missing_permission(core_env):
+    """Found in review: a token that carries every permission of the step was reported with those very
+    permissions as ``missingPermissions`` and told to grant them (and blamed a cached token, which
+    would carry fewer roles, not more)."""
     refused = errors.PermissionDenied("PATCH /servicePrincipals/{id}: Graph refused the call", code="Authorization_RequestDenied",
                                       status=403, granted_roles=tuple(REQUIRED_GRAPH_PERMISSIONS))
     named = refused.for_step(names.WAIT_UNTIL_VISIBLE)
-    assert named.missing == permissions_for(names.WAIT_UNTIL_VISIBLE) == ("Application.ReadWrite.All",)
-    assert named.message.startswith("wait_until_visible needs the Graph application permission(s) Application.ReadWrite.All")
-    assert "restart the function app" in named.message and named.kind == "permanent"
+    assert permissions_for(names.WAIT_UNTIL_VISIBLE) == ("Application.ReadWrite.All",)
+    assert named.missing == () and "missingPermissions" not in named.to_dict(names.WAIT_UNTIL_VISIBLE)
+    assert named.message.startswith("wait_until_visible needs the Graph application permission(s) "
+                                    "Application.ReadWrite.All, which the function app's token carries")
+    assert "grant_graph_permissions" not in named.message and named.kind == "permanent" and named.status == 403
+    # a token whose roles cannot be read: every permission of the step is named, with the grant advice
     unknown = errors.PermissionDenied("x", code="UnknownError", status=401).for_step(names.START_JOB)
     assert unknown.missing == ("Synchronization.ReadWrite.All",) and unknown.status == 401
+    assert "grant_graph_permissions" in unknown.message and "cannot be read" in unknown.message
+    # a restart gets a new token, but Azure caches a managed identity's tokens: new roles can take hours
+    assert "restart the function app" in unknown.message and "can take hours" in unknown.message
 
 
 def test_a_refused_token_is_not_reported_as_a_missing_permission(core_env):
@@ -125,3 +161,30 @@ def test_default_workflow_client_runs_every_step_without_ownership(ctx, core_env
     application = ctx.graph.get_all("/applications", {"$filter": f"appId eq '{app_id}'"})[0]
     steps.discard_application(ctx, application_id=application["id"], service_principal_id=sp_id, instance_key="other")
     assert ctx.graph.get_all("/applications", {"$filter": f"appId eq '{app_id}'"}) == []
+
+
+def test_owned_by_runs_every_step_when_instantiate_makes_it_owner(core_env, make_ctx):
+    """The experiments setting: with ownership on instantiate, Application.ReadWrite.OwnedBy (plus the
+    assignment and log permissions, no Application.ReadWrite.All nor Synchronization.ReadWrite.All)
+    reaches every step, discard included - so the default's refusals come from ownership alone."""
+    core_env.admin.settings(instantiateOwnsApplication=True, instantiateOwnsServicePrincipal=True)
+    core_env.admin.add_client("owned-by", ["Application.ReadWrite.OwnedBy", "AppRoleAssignment.ReadWrite.All",
+                                           "AuditLog.Read.All", "Directory.Read.All"], key_vault="read")
+    ctx = make_ctx("owned-by")
+    made = steps.ensure_application(ctx, batch_id="b", instance_key="owned", display_name="Owned app",
+                                    template_id=CUSTOM_TEMPLATE_ID)
+    sp_id = made["servicePrincipalId"]
+    steps.wait_until_visible(ctx, service_principal_id=sp_id, application_id=made["applicationId"],
+                             instance_key="owned", created=True)
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id)["jobId"]
+    credentials = model.parse_credentials(HEALTHY_CREDENTIALS)
+    steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=credentials)
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=credentials)
+    assert steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    assert steps.get_job_status(ctx, service_principal_id=sp_id, job_id=job_id, started_at=None)["jobId"] == job_id
+    assert steps.assign_principals(ctx, service_principal_id=sp_id, groups=["AWS Admins"])["assigned"] == 1
+    assert [r for r in graph_requests(core_env) if r["status"] in (401, 403)] == []
+    steps.discard_application(ctx, application_id=made["applicationId"], service_principal_id=sp_id,
+                              instance_key="other")
+    assert ctx.graph.get_all("/applications", {"$filter": f"appId eq '{made['appId']}'"}) == []
+

@@ -282,6 +282,26 @@ def test_a_token_that_is_not_a_jwt_is_reported():
         preflight.decode_claims("a.bm90LWpzb24tb2JqZWN0.c")  # payload 'not-json-object'
 
 
+def test_preflight_and_the_graph_client_read_the_token_with_one_decoder(env):
+    """Found in review: two JWT decoders (preflight's and GraphClient.granted_roles) could drift apart."""
+    import base64
+    import json
+
+    from azure.core.credentials import AccessToken
+
+    from core import identity
+    from core.graph.transport import GraphClient
+    from core.settings import Settings
+
+    assert preflight.decode_claims is identity.decode_claims
+    payload = base64.urlsafe_b64encode(json.dumps({"roles": ["B.Read", "A.Write"]}).encode()).decode().rstrip("=")
+    client = GraphClient(Settings.from_env(env), credential=None, write_pacer=False)
+    client._token = AccessToken(f"e30.{payload}.sig", 4102444800)
+    assert client.granted_roles() == ("A.Write", "B.Read") == tuple(sorted(preflight.decode_claims(client._token.token)["roles"]))
+    client._token = AccessToken("opaque-token", 4102444800)
+    assert client.granted_roles() is None
+
+
 def test_a_setting_whose_default_conflicts_is_left_out_too(env):
     """MONITOR_FIRST_POLL_SECONDS invalid: its default (60) would exceed MONITOR_MAX_POLL_SECONDS=3."""
     report = preflight.run_preflight({**env, "MONITOR_FIRST_POLL_SECONDS": "x", "MONITOR_MAX_POLL_SECONDS": "3"})

@@ -236,3 +236,40 @@ def test_version_tags_replace_their_kind_and_skip_what_is_too_long(ctx):
     assert steps.read_versions(ctx, wanted, steps.SAVED) == {"s1": "v2"}
     assert steps.read_versions(ctx, wanted, steps.RESTARTED) == {"s1": "v1"}
     assert steps.read_versions(ctx, ["someone-else:kv-saved:s1=v3", f"{tag}:kv-saved:broken"], steps.SAVED) == {}
+
+
+def test_recording_a_new_version_right_after_labelling_keeps_the_labels_under_lagging_replicas(ctx, core_env,
+                                                                                              monkeypatch):
+    """Found in review: save_secrets read the tags back (one GET) and PATCHed the complete list.
+
+    A GET right after wait_until_visible's labelling PATCH may land on a replica that has not seen
+    that write (Microsoft: "a recent update may not be visible yet"); the record PATCH then put the
+    old list back, without the instance tag and labels - and a run that cannot find the instance
+    by its tag instantiates a second application. The tags wait_until_visible left are the base.
+    """
+    core_env.admin.set_faults(replicationLag={"replicas": [0, 600]})
+    refs = model.parse_credentials({"BaseAddress": CONTOSO, "SecretToken": {"keyVaultSecret": "scim-contoso-token"}})
+    key = model.instance_key("Relabelled app")
+    found = steps.ensure_application(ctx, batch_id="b", instance_key=key, display_name="Relabelled app",
+                                     template_id=CUSTOM_TEMPLATE_ID)
+    sp_id = found["servicePrincipalId"]
+    core_env.admin.advance(601)  # the new SP is on every replica; the labelling PATCH below is not yet
+    monkeypatch.setattr(core_env.state.faults, "pick_replica", lambda: (0, 0.0))
+    seen = steps.wait_until_visible(ctx, service_principal_id=sp_id, instance_key=key, labels={"env": "prod"},
+                                    credentials=refs)
+    assert seen["tagged"] is True
+    # Key Vault rotated between the two steps: save_secrets records the version it saved; every
+    # request of it lands on the replica 600 s behind
+    core_env.admin.seed(secrets={"scim-contoso-token": GOOD_TOKEN})
+    monkeypatch.setattr(core_env.state.faults, "pick_replica", lambda: (1, 600.0))
+    saved = steps.save_secrets(ctx, service_principal_id=sp_id, credentials=refs,
+                               recorded_versions=seen["recordedVersions"], current_tags=seen.get("tags"))
+    assert saved["savedVersions"] != seen["recordedVersions"]
+    live = core_env.state.directory.service_principals[sp_id]["tags"]
+    assert model.instance_tag(ctx.tag, key) in live and f"{ctx.tag}:label:env=prod" in live
+    assert f"{ctx.tag}:kv-saved:scim-contoso-token={saved['savedVersions']['scim-contoso-token']}" in live
+    # a tag list without the correlation tag (not ours, or read from before our labels): nothing written
+    patches = len(graph_requests(core_env, method="PATCH"))
+    steps.record_saved_versions(ctx, sp_id, {"scim-contoso-token": "0" * 32},
+                                current_tags=["WindowsAzureActiveDirectoryIntegratedApp"])
+    assert len(graph_requests(core_env, method="PATCH")) == patches

@@ -224,3 +224,33 @@ def test_the_errors_read_on_timeout_does_not_wait_past_the_deadline(tmp_path):
     assert max(fires) <= deadline + dt.timedelta(seconds=1), f"a timer fires {max(fires) - deadline} after"
     assert len(calls("get_provisioning_errors")) == 1
     assert [e["code"] for e in result["provisioningErrors"]] == ["ProvisioningErrorsUnavailable"]
+
+
+@pytest.mark.parametrize("left", [["fleet", "fleet:key:k1", "fleet:kv-saved:tok=v1"], None])
+def test_save_secrets_records_on_the_tags_wait_until_visible_left(tmp_path, left):
+    """Found in review: the Key Vault record goes on top of the tags the labelling PATCH left
+    (``currentTags``), not a read a lagging replica may answer from before it. An answer recorded
+    before wait_until_visible returned its tags (``left`` None) gives no ``currentTags``."""
+    seen = {"ok": True, "visible": True, "reads": 5, "tagged": True, "recordedVersions": {"tok": "v1"},
+            **({"tags": left} if left is not None else {})}
+    script(ensure_application=[{"ok": True, "applicationId": "app-a", "appId": "a", "servicePrincipalId": "sp-a",
+                                "created": True, "createdHere": True, "tagged": False}],
+           wait_until_visible=[seen], ensure_job=[{"ok": True, "jobId": "job1", "templateId": "scim", "created": True}],
+           validate_credentials=[{"ok": True, "secretVersions": {"SecretToken": "v2"}}],
+           save_secrets=[{"ok": False, "error": {"kind": "permanent", "code": "Stop", "message": "stop here",
+                                                 "step": "save_secrets"}}])
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("provision_instance", {
+            "batchId": "b", "instance": {"key": "k1", "displayName": "Recorded", "templateId": "t1",
+                                         "credentials": {"SecretToken": {"keyVaultSecret": "tok"}}},
+            "options": {}}, instance_id="inst")
+        return await engine.wait_for_instance(iid, 60)
+
+    output(run(tmp_path, scenario))
+    ((_, request),) = calls("save_secrets")
+    assert request["recordedVersions"] == {"tok": "v1"}
+    if left is None:
+        assert "currentTags" not in request
+    else:
+        assert request["currentTags"] == left
