@@ -11,8 +11,7 @@ from typing import Any
 from core import errors, model, odata
 from core.graph import applications as apps
 from core.graph import templates
-
-from core.steps.context import StepContext, _wait_for, _MAYBE_CREATED_STATUSES
+from core.steps.context import _MAYBE_CREATED_STATUSES, StepContext, _wait_for
 from core.steps.records import SAVED, _first_record, _is_tagged, _label, instance_notes, read_versions
 
 logger = logging.getLogger("core.steps")

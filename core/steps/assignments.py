@@ -9,8 +9,7 @@ from typing import Iterable
 from core import errors
 from core.graph import applications as apps
 from core.graph import assignments as assign
-
-from core.steps.context import StepContext, _wait_for, _DUPLICATE_ASSIGNMENT
+from core.steps.context import _DUPLICATE_ASSIGNMENT, StepContext, _wait_for
 
 logger = logging.getLogger("core.steps")
 

@@ -13,7 +13,7 @@ from core import errors
 from core.graph.transport import GraphClient
 from core.settings import Settings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("core.steps")
 T = TypeVar("T")
 
 #: Graph answers that right after a create usually mean "not replicated yet" (Terraform retries 403/409).

@@ -9,7 +9,6 @@ from typing import Any
 
 from core import errors
 from core.graph import synchronization as sync
-
 from core.steps.context import StepContext, _wait_for
 from core.steps.records import record_saved_versions, secret_versions
 

@@ -4,17 +4,16 @@ the failures of its latest cycle."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from core import errors, status as job_status
+from core import errors
+from core import status as job_status
 from core.graph import provisioning_logs as logs
 from core.graph import synchronization as sync
-from core.times import iso
-
-from datetime import datetime, timezone
-
 from core.status import MISSING_JOB
 from core.steps.context import StepContext, _wait_for
+from core.times import iso
 
 logger = logging.getLogger("core.steps")
 

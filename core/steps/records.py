@@ -9,7 +9,6 @@ from typing import Any, Iterable
 
 from core import errors, model
 from core.graph import applications as apps
-
 from core.steps.context import StepContext, _wait_for
 
 logger = logging.getLogger("core.steps")

@@ -6,15 +6,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from core import errors, odata, status as job_status
+from core import errors, odata
+from core import status as job_status
 from core.graph import applications as apps
 from core.graph import synchronization as sync
-from core.times import iso
-
 from core.steps.context import StepContext
 from core.steps.credentials import _put_secret_set, _resolve, _validate
 from core.steps.jobs import _job_id
-from core.steps.records import RESTARTED, SAVED, _describe, read_notes, read_versions, record_saved_versions, secret_versions
+from core.steps.records import (RESTARTED, SAVED, _describe, read_notes, read_versions, record_saved_versions,
+                                secret_versions)
+from core.times import iso
 
 logger = logging.getLogger("core.steps")
 
