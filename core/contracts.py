@@ -318,7 +318,7 @@ class EnsureApplicationInput(Input):
     instance_key: str
     display_name: str
     template_id: str
-    labels: dict[str, Any] = mapped()
+    labels: dict[str, Any] | None = always()  # None keeps the label tags there are, {} removes them
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

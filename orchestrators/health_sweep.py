@@ -48,7 +48,7 @@ from orchestrators.job_status_view import (
 
 log = logging.getLogger("orchestrators.health_sweep")
 
-#: report category per phase (the fleet vocabulary of the issue)
+#: report category per phase (the keys of the sweep report's ``counts``, listed in the module contract above)
 _CATEGORY = {STEADY: "healthy", NOT_STARTED: "notStarted", RUNNING: "running", FAILING: "failing",
              QUARANTINED: "quarantined", PAUSED: "paused", DISABLED: "disabled", MISSING_JOB: "missingJob",
              UNKNOWN: "unknown"}
