@@ -39,7 +39,7 @@ EXPECTED_BY_STEP = {
     # the tag PATCH comes after the SP has read back VISIBILITY_CONSECUTIVE_READS times in a row (a PATCH
     # right after instantiate fails while it replicates, and must not make ensure_application
     # instantiate again); for a new app the visibility reads are the name + template look-up (it also
-    # settles a concurrent creator of the same instance: tests/core/test_core_concurrent_creators.py).
+    # settles a concurrent creator of the same instance: tests/core/test_concurrent_creators.py).
     # The reads are filled in by _expected() from the setting.
     "wait_until_visible": [("PATCH", "servicePrincipals/{sp_id}")],
     "ensure_job": [("GET", "jobs"), ("POST", "jobs")],  # + the amortised template list on a cold process
