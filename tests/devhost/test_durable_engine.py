@@ -16,7 +16,7 @@ from devhost.durable import history as h
 from devhost.config import timespan_text
 from devhost.durable.engine import InstanceGone
 from devhost.durable.errors import InstanceExistsError
-from host_support import run_engine
+from devhost.testing import run_engine
 
 APP_PATH = os.path.join(os.path.dirname(__file__), "apps", "durable_app", "function_app.py")
 
