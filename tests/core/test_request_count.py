@@ -1,7 +1,7 @@
-"""The Graph cost of one new instance, counted from the emulator's request log (issue #3 budget).
+"""The Graph cost of one new instance, counted from the emulator's request log (the request budget).
 
 Measured: 10 requests plus the VISIBILITY_CONSECUTIVE_READS visibility polls (5 by default: 15 in
-all), 6 of them POST/PUT/PATCH/DELETE (what Graph's write quota meters). By issue #3's count - no
+all), 6 of them POST/PUT/PATCH/DELETE (what Graph's write quota meters). By the budget's count - no
 polls, writes are requests that store something (core/README.md, "Graph request budget per
 instance") - that is 10 requests and 5 writes, the budget: the visibility polls are left out
 (their number is a setting, and grows with replication lag), and so is validateCredentials from
