@@ -1,7 +1,7 @@
 """Classify a synchronizationJob into the few states an orchestrator acts on. Pure, no I/O.
 
 Why a separate pure function: the monitor's decisions (keep polling, done, quarantined, give up)
-must be deterministic and testable from the reference's example payloads without any server.
+must be deterministic and testable from the documented example payloads without any server.
 
 Rules, first match wins (status codes and quarantine fields from
 https://learn.microsoft.com/graph/api/resources/synchronization-synchronizationstatus; what quarantine

@@ -1,4 +1,4 @@
-"""core.status: table-driven classification from the reference's example payloads."""
+"""core.status: table-driven classification from the documented example payloads (Graph's synchronizationJob pages)."""
 
 from __future__ import annotations
 
