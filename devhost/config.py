@@ -72,7 +72,7 @@ class QueuesConfig:
     """``extensions.queues`` with the Storage queues extension 5.x defaults.
 
     The defaults are the host.json table of
-    https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#hostjson-settings.
+    https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue (host.json settings).
     """
 
     batch_size: int = 16
