@@ -50,7 +50,8 @@ class Setting:
         return str(self.default)
 
 
-# Graph allows 3,000 identity writes per 150 s per app+tenant = 20 writes/s (limits-and-guarantees C1).
+# Graph allows 3,000 identity writes per 150 s per app+tenant = 20 writes/s (write quota table of
+# https://learn.microsoft.com/graph/throttling-limits#identity-and-access-service-limits).
 # One instance does about 6 writes spread over several seconds, so 20 instances in flight stay at
 # or below ~20 writes/s even if every one of them writes once per second.
 _GRAPH_WRITES_PER_SECOND = 20

@@ -90,8 +90,8 @@ class Pacer:
 class WritePacer(Pacer):
     """At most ``rate`` Graph writes per second from this process, evenly spaced (a token bucket of one).
 
-    Why: Graph allows 3,000 identity writes per 150 s per app and tenant (20 per second,
-    limits-and-guarantees C1), and one worker runs many activities at once. Without pacing they
+    Why: Graph allows 3,000 identity writes per 150 s per app and tenant (20 per second; the write
+    quota table of https://learn.microsoft.com/graph/throttling-limits#identity-and-access-service-limits), and one worker runs many activities at once. Without pacing they
     write in bursts, collect 429s, sleep on Retry-After and retry in bursts again; spacing the
     writes ``1 / rate`` seconds apart keeps the process under the limit, so the writes go through
     the first time. No burst allowance: Graph's window is not documented finely enough to spend one
