@@ -18,9 +18,10 @@ a 412 means another process reserved first, so it reads again and retries. The p
 those slots to its waiting threads, each sleeping until its slot. The block is as large as the
 number of threads waiting, and grows (doubling up to ``GRAPH_WRITE_LIMIT_BLOCK``) while the
 process uses up every slot it leased, and halves when a leased slot passes unused; so a busy
-process spends one storage round trip (three when it loses a race) per block, not per write, and
-a quiet one leases few slots it will not use. An unused slot is lost capacity, never an excess. The process remembers the ETag of its own last write, so an uncontended
-reservation is a single PUT.
+process spends one or two storage calls per block, not per write, and a quiet one leases few
+slots it will not use (an unused slot is lost capacity, never an excess). The process remembers
+the ETag of its own last write, so an uncontended reservation is a single PUT; after it lost a
+race it reads first (a GET and a PUT, instead of a 412 and then both).
 
 Feedback: a 429 on a write (``backoff``) holds every later write of the process until its
 ``Retry-After`` has passed, and the next reservation carries that hold into the shared schedule
@@ -87,6 +88,7 @@ class BlobSlotStore:
         self._clock = clock
         self._max_races = max_races
         self._known: dict[str, _Known] = {}
+        self._contended: set[str] = set()
         self._created = False
         self.calls = 0
         self.conflicts = 0
@@ -141,7 +143,10 @@ class BlobSlotStore:
     def reserve(self, key: str, count: int, interval: float, not_before: float) -> float:
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 
-        known = self._known.get(key)
+        # The ETag of our own last write saves the read when nobody else reserved since; when the last
+        # reservation lost a race, others are busy too: read first (2 calls, not a 412 and then 2).
+        known = None if key in self._contended else self._known.get(key)
+        self._contended.discard(key)
         for _ in range(self._max_races):
             if known is None:
                 known = self._read(key)
@@ -151,6 +156,7 @@ class BlobSlotStore:
                 etag = self._write(key, known, end)
             except (ResourceModifiedError, ResourceExistsError):  # 412 / 409: another process reserved first
                 self.conflicts += 1
+                self._contended.add(key)
                 known = None
                 continue
             self._known[key] = _Known(etag=etag, next=end)
@@ -188,6 +194,9 @@ class AppWriteLimiter:
         self._hold_until = 0.0
         self._store_down_until = 0.0
         self._store_down = False
+        # A slot may be used up to this late (the storage round trip, a busy thread): the writes in any
+        # window stay within rate * (window + grace), which Graph's 150-s window absorbs.
+        self._grace = max(self.interval, 0.5)
         self._block = 1  # slots to lease next: doubles while blocks are used up, halves when slots go unused
         self._last_count = 0
         self._skipped_at_last = 0
@@ -219,8 +228,8 @@ class AppWriteLimiter:
     def _take_slot(self) -> float:  # called with the lock held
         while True:
             now = self._clock()
-            while self._slots and (self._slots[0] < now - self.interval or self._slots[0] < self._hold_until):
-                self._slots.popleft()  # missed (nobody was waiting) or inside a 429 hold: never used late
+            while self._slots and (self._slots[0] < now - self._grace or self._slots[0] < self._hold_until):
+                self._slots.popleft()  # missed (nobody took it in time) or inside a 429 hold
                 self.skipped_slots += 1
                 self._block = max(1, self._block // 2)  # leased more than this process uses: lease less
             if self._slots:
@@ -243,6 +252,7 @@ class AppWriteLimiter:
             self._slots.extend(start + i * self.interval for i in range(count))
             self._local_next = max(self._local_next, start + count * self.interval)
             self._cond.notify_all()
+            return self._slots.popleft()  # the reserving caller takes the first slot (progress even if it is late)
 
     def _reserve(self, count: int, hold: float) -> float:  # called without the lock
         self.reservations += 1
