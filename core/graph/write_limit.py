@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 CONTAINER = "graph-write-limit"
 #: storage calls give up quickly: a slow store must not slow Graph writes more than pacing alone would
-_STORAGE_TIMEOUT_SECONDS = 3
+_STORAGE_TIMEOUT_SECONDS = 3  # and no SDK retry (its storage backoff starts at 15 s): the fallback is the retry
 _RETRY_STORE_AFTER_SECONDS = 30.0
 _MAX_RACES = 8
 
@@ -112,7 +112,7 @@ class BlobSlotStore:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceNotFoundError
 
-        data = json.dumps({"next": round(value, 6)})
+        data = json.dumps({"next": value})
         blob = self._container.get_blob_client(key)
         for _ in range(2):
             self.calls += 1
@@ -321,7 +321,7 @@ def blob_store_from_connection(name: str, environ: Any = None) -> SlotStore | No
     Storage Blob Data Contributor or Owner on the account). None when the connection is not set.
     """
     env = os.environ if environ is None else environ
-    options: dict[str, Any] = {"retry_total": 1, "connection_timeout": _STORAGE_TIMEOUT_SECONDS, "read_timeout": _STORAGE_TIMEOUT_SECONDS}
+    options: dict[str, Any] = {"retry_total": 0, "connection_timeout": _STORAGE_TIMEOUT_SECONDS, "read_timeout": _STORAGE_TIMEOUT_SECONDS}
     value = env.get(name) or env.get(f"AzureWebJobs{name}")
     from azure.storage.blob import BlobServiceClient
 
