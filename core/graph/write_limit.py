@@ -33,7 +33,7 @@ the same rate (plus the 429 feedback), logs one warning, and tries the store aga
 
 Clock: slots are wall-clock times, so hosts must agree on the time (Azure hosts are NTP-synced to
 milliseconds; a skew of ``d`` seconds lets two hosts overlap by ``d * rate`` writes, which the
-429 feedback absorbs).
+429 feedback absorbs); a ``next`` more than 300 s ahead of the reader's clock is ignored.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ CONTAINER = "graph-write-limit"
 _STORAGE_TIMEOUT_SECONDS = 3  # and no SDK retry (its storage backoff starts at 15 s): the fallback is the retry
 _RETRY_STORE_AFTER_SECONDS = 30.0
 _MAX_RACES = 8
+_MAX_AHEAD_SECONDS = 300.0
 
 
 class SlotStore(Protocol):
@@ -150,7 +151,11 @@ class BlobSlotStore:
         for _ in range(self._max_races):
             if known is None:
                 known = self._read(key)
-            start = max(self._clock(), known.next, not_before)
+            now = self._clock()
+            # a schedule booked further ahead than any real queue (a host whose clock runs ahead, a
+            # hand edit) must not stall the app: start afresh from now
+            booked = known.next if known.next <= now + _MAX_AHEAD_SECONDS else now
+            start = max(now, booked, not_before)
             end = start + count * interval
             try:
                 etag = self._write(key, known, end)
@@ -359,9 +364,11 @@ def app_write_limiter(rate: float, key: str, connection: str, max_block: int) ->
                 except Exception as exc:  # a malformed connection string: pace alone, say why once
                     logger.warning("Graph write limit: storage connection %s is unusable (%s); each process "
                                    "paces its writes alone", connection, type(exc).__name__)
-                if store is None:
-                    logger.warning("Graph write limit: storage connection %s is not set; each process paces "
-                                   "its writes alone, so several processes can exceed Graph's limit", connection)
+                else:
+                    if store is None:
+                        logger.warning("Graph write limit: storage connection %s is not set; each process "
+                                       "paces its writes alone, so several processes can exceed Graph's limit",
+                                       connection)
             _stores[connection] = store
         limiter = AppWriteLimiter(rate, _stores[connection], key, max_block=max_block)
         _limiters[(rate, key, connection, max_block)] = limiter

@@ -175,3 +175,17 @@ def test_the_key_is_the_tokens_tenant_and_app():
     assert write_limit.limit_key(token({"tid": "t-1", "azp": "a-3"})) == "t-1/a-3"
     assert write_limit.limit_key(token({"tid": "../x", "appid": "a"})) == "default"  # never a path from a claim
     assert write_limit.limit_key("not a jwt") == "default"
+
+
+def test_a_schedule_booked_far_ahead_does_not_stall_the_app(azurite):
+    """A host whose clock ran an hour ahead wrote 'next' an hour away: the others start from now, not then."""
+    import time
+
+    store = blob_store_from_connection("S", {"S": azurite})
+    assert isinstance(store, BlobSlotStore)
+    container = _container(azurite)
+    key = "tenant-c/app-skew"
+    store.reserve(key, 1, 0.05, 0.0)  # creates the blob
+    container.upload_blob(key, json.dumps({"next": time.time() + 3600}), overwrite=True)
+    start = store.reserve(key, 1, 0.05, 0.0)  # the cached ETag is stale: reads the skewed value, then books
+    assert start < time.time() + 60
