@@ -197,6 +197,8 @@ class LoadedApp:
         #: once the Durable engine knows its base URL (``engine.client_binding_json(base_url)``).
         self.client_binding_json: str | None = None
         self._executor: concurrent.futures.Executor | None = None
+        #: set by the server when FUNCTIONS_WORKER_PROCESS_COUNT > 1: activities run in those processes
+        self.worker_pool: Any = None
         self._lookup: dict[tuple[str, str], FunctionSpec] = {}
         for spec in functions.values():
             for key in {spec.name, spec.alias or spec.name}:
@@ -317,6 +319,8 @@ class LoadedApp:
         ``invocation_id`` (optional) is used in the call's log lines, so they match the engine's.
         """
         spec = self.find(name, "activityTrigger")
+        if self.worker_pool is not None:
+            return await self.worker_pool.call_activity(spec.name, input_json, invocation_id)
         conv = meta._ConverterMeta.get("activityTrigger")
         value = None if input_json is None else conv.decode(meta.Datum(type="string", value=input_json), trigger_metadata={})
         result = await self.invoke(spec.name, {spec.trigger["name"]: value}, invocation_id=invocation_id)

@@ -133,6 +133,9 @@ _HOST_PATHS = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.p
 
 def _user_traceback(exc: BaseException) -> str:
     """The exception's traceback without devhost's and asyncio's frames (the worker shows the user's)."""
+    remote = getattr(exc, "remote_traceback", None)
+    if remote:  # raised in a worker process (devhost/workers.py): its traceback, already trimmed there
+        return str(remote)
     summary = traceback.TracebackException.from_exception(exc)
     frames = [f for f in summary.stack if not f.filename.startswith(_HOST_PATHS)]
     summary.stack = traceback.StackSummary.from_list(frames)
