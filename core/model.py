@@ -42,8 +42,10 @@ MAX_DISPLAY_NAME = 120
 MAX_ASSIGNEES = 100
 MAX_LABELS = 10
 
-# Every key of Graph's synchronizationSecret enum (graph-provisioning-api.md 2.10). Keys are
-# case-sensitive: 'baseAddress' makes Graph answer 500 (msgraph-beta-sdk-java#372).
+# Every key of Graph's synchronizationSecret enum, as listed for the `key` property on
+# https://learn.microsoft.com/graph/api/resources/synchronization-synchronizationsecretkeystringvaluepair.
+# Keys are case-sensitive: 'baseAddress' makes Graph answer 500 InternalError
+# (https://github.com/microsoftgraph/msgraph-beta-sdk-java/issues/372).
 SECRET_KEYS = (
     "UserName", "Password", "SecretToken", "AppKey", "BaseAddress", "ClientIdentifier", "ClientSecret",
     "SingleSignOnType", "Sandbox", "Url", "Domain", "ConsumerKey", "ConsumerSecret", "TokenKey",

@@ -1,7 +1,10 @@
 """Resolve credential references against Key Vault, inside the activity that needs the values.
 
-Why here: orchestration inputs, outputs and exceptions are stored in the task hub in clear
-(limits-and-guarantees B), so requests carry only Key Vault secret *names*. The activity that PUTs
+Why here: orchestration inputs, outputs and exceptions are stored in the task hub in clear, and
+Microsoft's advice is to fetch secrets inside activities and never pass them to or from orchestrators
+("Working with sensitive data" in
+https://learn.microsoft.com/azure/azure-functions/durable/durable-functions-serialization-and-persistence),
+so requests carry only Key Vault secret *names*. The activity that PUTs
 the secrets to Graph calls :meth:`SecretResolver.resolve`, hands the values straight to the Graph
 call, and returns only the Key Vault *versions* (so freshness can be tracked and a rotation seen).
 

@@ -50,7 +50,8 @@ class Setting:
         return str(self.default)
 
 
-# Graph allows 3,000 identity writes per 150 s per app+tenant = 20 writes/s (limits-and-guarantees C1).
+# Graph allows 3,000 identity writes per 150 s per app+tenant = 20 writes/s (write quota table of
+# https://learn.microsoft.com/graph/throttling-limits#identity-and-access-service-limits).
 # One instance does about 6 writes spread over several seconds, so 20 instances in flight stay at
 # or below ~20 writes/s even if every one of them writes once per second.
 _GRAPH_WRITES_PER_SECOND = 20
@@ -79,8 +80,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Most seconds one Graph call may sleep on 429/503/504 before handing the wait to the orchestrator."),
     Setting("GRAPH_MAX_ATTEMPTS", "int", 4, "Most attempts of one Graph call (first try included)."),
     Setting("GRAPH_WRITES_PER_SECOND", "count", _GRAPH_WRITES_PER_SECOND,
-            "Graph writes (POST/PATCH/PUT/DELETE) one worker process sends per second at most, evenly spaced "
-            "(Graph's identity write limit per app and tenant); 0 turns the pacing off."),
+            "Graph writes (POST/PATCH/PUT/DELETE) the whole app sends to one tenant per second at most, across "
+            "all worker processes and instances, evenly spaced: its share of Graph's identity write limit "
+            "(20/s per app and tenant); 0 turns the pacing off."),
+    Setting("GRAPH_WRITE_LIMIT_STORAGE", "str", "AzureWebJobsStorage",
+            "Storage connection (as a binding's connection: a connection string, or identity-based with its __blobServiceUri) "
+            "whose blob container graph-write-limit holds the app-wide write schedule; none: each process "
+            "paces alone."),
+    Setting("GRAPH_WRITE_LIMIT_BLOCK", "int", 10,
+            "Most write slots a process reserves from the shared schedule per storage round trip."),
     Setting("GRAPH_COMBINED_LOOKUP", "bool", True,
             "Find an instance's service principal with one filter (tag or name+template, joined by 'or'); "
             "false, or a 400 from Graph, uses two look-ups."),
@@ -245,6 +253,8 @@ class Settings:
     graph_retry_budget_seconds: float
     graph_max_attempts: int
     graph_writes_per_second: int
+    graph_write_limit_storage: str
+    graph_write_limit_block: int
     graph_combined_lookup: bool
     visibility_wait_seconds: float
     visibility_poll_seconds: float

@@ -202,6 +202,10 @@ class DevHost:
     async def start(self) -> None:
         os.makedirs(self.options.state_dir, exist_ok=True)
         self._start_azurite()
+        from devhost.workers import WorkerPool, worker_process_count
+
+        if worker_process_count() > 1 and self.app.worker_pool is None:  # after Azurite: workers may use it
+            self.app.worker_pool = WorkerPool(self.app.app_path, worker_process_count()).start()
         self.engine = self._make_engine()
         sock = _bind_socket(self.options.host, self.options.port)
         self.port = sock.getsockname()[1]
@@ -242,6 +246,9 @@ class DevHost:
         except Exception:
             pass
         self.app.shutdown()
+        if self.app.worker_pool is not None:
+            self.app.worker_pool.stop()
+            self.app.worker_pool = None
         for az in self.azurite:
             az.stop()
 

@@ -154,7 +154,10 @@ _IDENTITY_COLLECTIONS = ("applications", "servicePrincipals", "users", "groups")
 
 
 def resource_units(method: str, route: Route, query: dict[str, str]) -> int | None:
-    """The ``x-ms-resource-unit`` cost of an identity-and-access request (reference §5.2), or None.
+    """The ``x-ms-resource-unit`` cost of an identity-and-access request, or None.
+
+    Costs as in the resource-unit table of
+    https://learn.microsoft.com/graph/throttling-limits#identity-and-access-service-limits.
 
     Base cost: GET applications / users / servicePrincipals/{id}/appRoleAssignments = 2, other
     GETs 1, writes 1; ``$select`` -1, ``$expand`` +1, ``$top`` under 20 -1; at least 1.

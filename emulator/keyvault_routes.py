@@ -1,7 +1,8 @@
 """Key Vault secrets routes, path-based on the emulator origin (``KEY_VAULT_URL`` = the origin).
 
-Behaves as ``azure-keyvault-secrets`` expects (reference limits-and-guarantees §D3): a request
-without a valid Key Vault token gets 401 with ``WWW-Authenticate: Bearer authorization="{authority}/
+Behaves as ``azure-keyvault-secrets`` expects (its challenge policy:
+https://github.com/Azure/azure-sdk-for-python/blob/main/sdk/keyvault/azure-keyvault-secrets/azure/keyvault/secrets/_shared/challenge_auth_policy.py):
+a request without a valid Key Vault token gets 401 with ``WWW-Authenticate: Bearer authorization="{authority}/
 {tenant}", resource="https://vault.azure.net"``; the client then fetches a token for
 ``https://vault.azure.net/.default`` and resends. Each registered client has a Key Vault access flag
 (``none`` / ``read`` / ``readwrite``) standing in for an RBAC role assignment.

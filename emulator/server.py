@@ -45,7 +45,7 @@ log = logging.getLogger("emulator")
 
 
 def error_response(request: web.Request, error: GraphError) -> web.Response:
-    """The OData error envelope (reference §5.1) with the correlation headers."""
+    """The OData error envelope (https://learn.microsoft.com/graph/errors) with the correlation headers."""
     request_id = info(request).get("request_id", str(uuid.uuid4()))
     client_request_id = info(request).get("client_request_id", request_id)
     inner = {
@@ -241,7 +241,7 @@ async def graph_handler(request: web.Request) -> web.Response:
     cost = graph_routes.resource_units(request.method, route, graph_request.query)
     if cost is not None:
         reply.headers["x-ms-resource-unit"] = str(cost)
-    if highest >= 0.8:  # Graph adds this header once usage passes 80% of a limit (reference §5.2)
+    if highest >= 0.8:  # Graph adds this header once usage passes 80% of a limit (throttling-limits page)
         reply.headers["x-ms-throttle-limit-percentage"] = f"{highest:.1f}"
     if reply.status == 204 or reply.body is None:
         return web.Response(status=reply.status, headers=reply.headers)

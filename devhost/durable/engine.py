@@ -1,6 +1,7 @@
 """DurableEngine: dispatch loops, episodes, activity workers, timers, and the client operations.
 
-Flow of one orchestration (protocol reference §0, §4, §8):
+Flow of one orchestration (the extension's side of it: notes "Episodes" and "Action replay" in
+devhost/durable/README.md):
 
 1. A client operation (start, raise event, terminate, ...) or a finished activity writes a
    *message* for the instance into SQLite and marks the instance ready.
@@ -132,6 +133,9 @@ _HOST_PATHS = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.p
 
 def _user_traceback(exc: BaseException) -> str:
     """The exception's traceback without devhost's and asyncio's frames (the worker shows the user's)."""
+    remote = getattr(exc, "remote_traceback", None)
+    if remote:  # raised in a worker process (devhost/workers.py): its traceback, already trimmed there
+        return str(remote)
     summary = traceback.TracebackException.from_exception(exc)
     frames = [f for f in summary.stack if not f.filename.startswith(_HOST_PATHS)]
     summary.stack = traceback.StackSummary.from_list(frames)
@@ -464,7 +468,8 @@ class DurableEngine:
             log.warning("Activity '%s' failed (instance=%s, task=%d, invocation=%s): %s",
                         item.name, item.instance_id, item.task_id, invocation_id, exc_text)
             now_text = h.iso(self.clock.now_datetime())
-            # Reason as the extension builds it; the cut of the RPC text keeps a leading space (§3.3).
+            # Reason as the extension builds it; the cut of the RPC text keeps a leading space (note
+            # "Activities" in devhost/durable/README.md).
             event = h.event(h.TASK_FAILED, now_text, TaskScheduledId=item.task_id,
                             Reason=f"Activity function '{item.name}' failed:  {exc_text}",
                             Details=_user_traceback(exc), FailureDetails=None)
@@ -503,7 +508,8 @@ class DurableEngine:
         Then no episode is needed for it now: it waits in the inbox until a result that unblocks the
         shim (or the instance's last outstanding work item) arrives, and all are replayed together.
         A fan-out/fan-in of N therefore costs two replays, whatever N. Python cannot move on either
-        while the shim waits (the shim waits at least as long as the generator, §3.8), so the only
+        while the shim waits (the shim waits at least as long as the generator: note "Where Python and
+        the extension disagree" in devhost/durable/README.md), so the only
         thing skipped is a replay that would reproduce the same state.
         """
         cached = self._cache.get(instance_id)
@@ -882,7 +888,10 @@ class DurableEngine:
             Details=details, FailureDetails=None)), child_result=True)
 
     def _commit_terminal_without_replay(self, cached: _Cached, consumed: list[int], terminate: dict) -> None:
-        """Terminate: DTFx completes the instance with status Terminated; the SDK is not called (§3.9)."""
+        """Terminate: DTFx completes the instance with status Terminated; the SDK is not called.
+
+        Note "Terminate and rewind" in devhost/durable/README.md.
+        """
         row = dataclasses.replace(cached.row)
         now_text = h.iso(self.clock.now_datetime())
         reason = terminate.get("Input")
@@ -968,7 +977,8 @@ class DurableEngine:
         """Start as ``DurableOrchestrationClient.start_new(name, instance_id, value)`` would over HTTP.
 
         The client sends ``json.dumps(df_dumps(value))`` and the extension stores the parsed body
-        re-serialised, i.e. a JSON string literal holding the value's JSON (§5.4).
+        re-serialised, i.e. a JSON string literal holding the value's JSON (note "Client binding and
+        HTTP API" in devhost/durable/README.md).
         """
         from azure.durable_functions.models.utils.df_serialization import df_dumps
 
@@ -1023,8 +1033,9 @@ class DurableEngine:
     async def rewind(self, instance_id: str, reason: str | None) -> None:
         """Rewind a Failed instance: cut its history at the first failure and run the failed work again.
 
-        Backend-specific and deprecated in Azure (§3.9), so this is devhost's own variant. The history
-        is cut just before the first ``TaskFailed`` / ``SubOrchestrationInstanceFailed``, so everything
+        Backend-specific and deprecated in Azure (note "Terminate and rewind" in devhost/durable/README.md),
+        so this is devhost's own variant. The history is cut just before the first ``TaskFailed`` /
+        ``SubOrchestrationInstanceFailed``, so everything
         the orchestrator did in reaction to it (retry timers and attempts, later tasks, the failure) is
         re-derived by the replay. Work scheduled before the cut is settled again: failed activities
         run again under their original task ids, failed sub-orchestrations are rewound recursively,

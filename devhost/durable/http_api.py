@@ -1,8 +1,8 @@
 """Durable HTTP management API (``/runtime/webhooks/durabletask/...``) and the durableClient binding.
 
-Routes, status codes and bodies follow the extension's ``HttpApiHandler`` as recorded in the
-protocol reference §5.2-§5.5 (probe e12), so the real ``DurableOrchestrationClient`` works
-unchanged. The same handlers are served twice, as in Azure:
+Routes, status codes and bodies follow the extension's ``HttpApiHandler`` as summarised in the
+note "Client binding and HTTP API" in devhost/durable/README.md (sources linked there), so the real
+``DurableOrchestrationClient`` works unchanged. The same handlers are served twice, as in Azure:
 
 * ``/runtime/webhooks/durabletask/...``, the public webhook: it needs the ``durabletask_extension``
   system key or the master key (``code`` query parameter or ``x-functions-key`` header), else 401.
@@ -15,7 +15,8 @@ unchanged. The same handlers are served twice, as in Azure:
 
 Parity choices: inputs and event data are stored as the extension stores them (the client's
 double encoding is kept, so status ``input`` of a client-started instance is a string and raised
-event data reaches the orchestrator as a string, SDK issue #295); times are
+event data reaches the orchestrator as a string,
+https://github.com/Azure/azure-functions-durable-python/issues/295); times are
 ``yyyy-MM-ddTHH:mm:ssZ``; ``historyEvents`` (not ``history``) is folded as the extension does.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 PREFIX = "/runtime/webhooks/durabletask"
 RPC_PREFIX = "/durabletask"  # the SDK client's rpcBaseUrl path (the extension's local RPC endpoint)
 DEFAULT_PAGE_SIZE = 100  # OrchestrationStatusQueryCondition.PageSize (the list API's ?top= default)
-CONNECTION = "Storage"  # UNCONFIRMED default connection name in the URLs (§5.1); only echoed back
+CONNECTION = "Storage"  # UNCONFIRMED default connection name in the URLs; only echoed back
 
 
 # ---------------------------------------------------------------------------------- formatting
@@ -128,7 +129,7 @@ def _management_urls(base: str, instance_id: str, hub: str, key: str | None, rew
 
 
 def client_binding(engine: "DurableEngine", base_url: str) -> dict:
-    """The ``durableClient`` binding value (§5.1). ``INSTANCEID`` is the placeholder the client replaces."""
+    """The ``durableClient`` binding value (note "Client binding and HTTP API" in devhost/durable/README.md). ``INSTANCEID`` is the placeholder the client replaces."""
     base = base_url.rstrip("/") + PREFIX
     key = engine.system_key
     code_only = f"?code={key}" if key else ""

@@ -2,7 +2,8 @@
 
 Rows are stored once, in the v1.0 shape, in a bounded ring buffer. ``render(row, "beta")`` adds
 the deprecated beta names (``action``, ``statusInfo`` with the error fields directly inside), which
-beta still returns next to the v1.0 names (reference §4.5).
+beta still returns next to the v1.0 names
+(https://learn.microsoft.com/graph/api/resources/provisioningobjectsummary?view=graph-rest-beta).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """provisionOnDemand: provision chosen users or groups at once, outside the cycle schedule.
 
 The result is a ``stringKeyStringValuePair`` whose ``key`` and ``value`` are JSON *strings*
-(reference §2.12). One subject gives shape 1 (``key`` = ``{"result","details"}``, ``value`` = one
-object); several give shape 2 (``key`` = the StatusInfo contract name, ``value`` = an array).
+(https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-provisionondemand).
+One subject gives shape 1 (``key`` = ``{"result","details"}``, ``value`` = one object); several give shape 2 (``key`` = the StatusInfo contract name, ``value`` = an array).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``ProvisioningService``: the synchronization API's behaviour behind the emulator's routes.
 
 The server part of the emulator routes ``/{v1.0|beta}/servicePrincipals/{id}/synchronization/...``
-and ``/auditLogs/provisioning`` to these methods (see ``/work/notes/emulator-interface.md``); every
+and ``/auditLogs/provisioning`` to these methods (see emulator/provisioning/README.md); every
 method takes and returns JSON-ready dicts and raises :class:`GraphError` with the status and code
-the reference (``graph-provisioning-api.md`` §2.13) gives for each error. Time comes from the
+Graph gives for each error (its error envelope: https://learn.microsoft.com/graph/errors). Time comes from the
 shared :class:`Clock`; every public call first runs the simulation up to ``clock.now()``.
 """
 
@@ -147,7 +147,8 @@ class ProvisioningService:
                 raise _bad(f"The synchronization template '{body['templateId']}' is not available for this application (available: {available}).")
             existing = [j for j in record["jobs"] if j in self.engine.jobs and self.engine.jobs[j].template_id == sync["id"]]
             if existing and self.settings.duplicate_job_status == 409:
-                # UNCONFIRMED (reference §2.3): the real service may well create a second job (the default).
+                # UNCONFIRMED (the create-job page documents no limit): the real service may well create a
+                # second job (the default).
                 raise GraphError(409, "Conflict", f"A synchronization job for template '{sync['id']}' already exists "
                                  f"on this service principal: {existing[0]}.")
             tenant = self._tenant(sp).replace("-", "")

@@ -1,7 +1,8 @@
 """Tunable numbers of the provisioning simulation, all in *simulated* seconds.
 
-Defaults follow the documented behaviour of the real service (see
-``/work/shared/reference/limits-and-guarantees.md`` C4 and ``graph-provisioning-api.md`` §3.8-3.10);
+Defaults follow the documented behaviour of the real service (cycle times:
+https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-when-will-provisioning-finish-specific-user;
+quarantine: https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-quarantine-status);
 the emulator's clock ``scale`` compresses them for demos and tests. Values the documents do not
 pin down are marked UNCONFIRMED and kept here so they can be changed without code edits.
 """
@@ -21,7 +22,8 @@ class EngineSettings:
     # DOC: an initial cycle takes 0.01-0.08 min per assigned user, group or member.
     initial_seconds_per_object_min: float = 0.6
     initial_seconds_per_object_max: float = 4.8
-    # Incremental changes: matching existing users is ~2x faster than creating them (DOC, C4).
+    # Incremental changes: matching existing users is ~2x faster than creating them (DOC, the
+    # "when will provisioning finish" article linked above).
     incremental_seconds_per_object_min: float = 0.3
     incremental_seconds_per_object_max: float = 2.4
     # A cycle with nothing to do still takes a moment (import of deltas).
@@ -59,11 +61,13 @@ class EngineSettings:
     default_sync_all: bool = False
     # UNCONFIRMED: the error code of a failed validateCredentials (the portal's Test Connection shows this one).
     validate_error_code: str = "SystemForCrossDomainIdentityManagementCredentialValidationUnavailable"
-    # DOC (reference §4.2): the current page says every provisioning-log filter is case-sensitive
+    # DOC (https://learn.microsoft.com/graph/api/provisioningobjectsummary-list): the current page says every
+    # provisioning-log filter is case-sensitive
     # (an older one: all but status). True compares string values ignoring case instead.
     log_filters_ignore_case: bool = False
-    # UNCONFIRMED (reference §2.3, §7 pitfall 5): whether a second job with a templateId the service
-    # principal already has a job for is refused. 201 creates it; 409 answers Conflict.
+    # UNCONFIRMED (https://learn.microsoft.com/graph/api/synchronization-synchronization-post-jobs documents no
+    # limit, and public scripts meet several jobs per service principal): whether a second job with a
+    # templateId the service principal already has a job for is refused. 201 creates it; 409 answers Conflict.
     duplicate_job_status: int = 201
     # Provisioning log rows kept in memory (oldest dropped first).
     log_capacity: int = 20000

@@ -152,7 +152,7 @@ def test_start_status_and_history_through_the_client(app, tmp_path):
     assert len(iid) == 32  # Guid "N" format
     assert plain.runtime_status == OrchestrationRuntimeStatus.Completed
     assert plain.output == ["Hello Tokyo!", "Hello London!"]
-    assert plain.input_ == '{"a": "Tokyo", "b": "London"}'  # the client's double encoding, kept (§5.3)
+    assert plain.input_ == '{"a": "Tokyo", "b": "London"}'  # the client's double encoding, kept (devhost/durable/README.md, "Client binding and HTTP API")
     assert raw_status == 200
     assert not missing
     events = full.historyEvents
@@ -356,7 +356,7 @@ def test_create_and_wait_uri_answers_with_the_output(app, tmp_path):
 
 
 def test_operations_on_unknown_and_finished_instances(app, tmp_path):
-    """§5.2: terminate/suspend/resume/rewind answer 404 for an unknown id and 410 once it has finished."""
+    """As the extension's HttpApiHandler: terminate/suspend/resume/rewind answer 404 for an unknown id and 410 once it has finished."""
 
     async def scenario(engine, client, base_url):
         iid = await client.start_new("durable_chain", "op-done", {"a": "x"})

@@ -19,7 +19,7 @@ import pytest
 
 from devhost.app_loader import LoadedApp
 from devhost.durable import history as h
-from host_support import run_engine
+from devhost.testing import run_engine
 
 APP_PATH = os.path.join(os.path.dirname(__file__), "apps", "durable_app", "function_app.py")
 

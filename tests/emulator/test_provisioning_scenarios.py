@@ -1,7 +1,7 @@
 """Target scenarios of the provisioning simulation, chosen by data (targets.json + naming rule).
 
-Each scenario's observable behaviour per the reference: validateCredentials answers, quarantine
-reason and fields (§3.7, backoff 6 h/12 h/24 h), lastExecution states, log failures, and how
+Each scenario's observable behaviour per Microsoft's docs: validateCredentials answers, quarantine
+reason and fields (synchronizationQuarantine; backoff 6 h/12 h/24 h per the quarantine article), lastExecution states, log failures, and how
 start/restart get a job out of quarantine.
 """
 

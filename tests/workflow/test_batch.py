@@ -32,7 +32,7 @@ SURROGATE = (b'{"requestId": "surrogate-001", "instances": [{"applicationTemplat
 def stack(tmp_path_factory):
     running = Stack(tmp_path_factory.mktemp("workflow-batch"), time_scale=30.0,
                     env={"REQUEST_MAX_BODY_BYTES": str(MAX_BODY),
-                         # off by default (issue #5); the restart test needs the activity to allow it
+                         # off by default; the restart test needs the activity to allow it
                          "HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE": "true"})
     yield running
     running.stop()

@@ -141,4 +141,4 @@ def test_unexpected_errors_become_transient_without_their_text(caplog):
     with pytest.raises(errors.TransientError) as caught:
         activities.run("boom", {}, explode, context=object())  # type: ignore[arg-type]
     assert str(caught.value) == "UnexpectedError: boom: unexpected KeyError"
-    assert "test_core_activities.py" in caplog.text and "explode" in caplog.text
+    assert "test_activities.py" in caplog.text and "explode" in caplog.text

@@ -1,4 +1,4 @@
-"""Secrets that converge and restarts that cannot loop (issue #10, points 6 and 7), against the emulator.
+"""Secrets that converge and restarts that cannot loop, against the emulator.
 
 * save_secrets: a credential key dropped from the request is cleared with an empty value when
   Graph merges the PUT (the emulator's default), and nothing extra is sent when it replaces.

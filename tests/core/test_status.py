@@ -1,4 +1,4 @@
-"""core.status: table-driven classification from the reference's example payloads."""
+"""core.status: table-driven classification from the documented example payloads (Graph's synchronizationJob pages)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ QUARANTINE = {"currentBegan": "2026-11-27T10:05:00Z", "nextAttempt": "2026-11-27
 EMPTY_QUARANTINE = {"currentBegan": "", "nextAttempt": "", "reason": "", "seriesBegan": "", "seriesCount": 0}
 
 CASES = [
-    # just created (reference 2.3): NotConfigured, schedule Disabled, TimeSpan.MaxValue
+    # just created (the 201 example of https://learn.microsoft.com/graph/api/synchronization-synchronization-post-jobs):
+    # NotConfigured, schedule Disabled, TimeSpan.MaxValue
     ("new job", job("NotConfigured", "Disabled"), STARTED, JobState.NOT_STARTED),
     # cross-tenant create example: code Paused, schedule Disabled, lastExecution placeholder
     ("created paused", job("Paused", "Disabled", lastExecution=NEVER_RAN), None, JobState.PAUSED),

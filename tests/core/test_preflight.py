@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,16 +23,11 @@ from azure.storage.queue import QueueServiceClient
 from core import names, preflight
 from core.permissions import REQUIRED_GRAPH_PERMISSIONS
 from core_support import REPO, leaks, secret_texts
+from devhost.testing import free_port
 from emulator.permissions import GRAPH_APP_ROLES
 
 EXPECTED_ROWS = (["settings", "graph token"] + [f"graph permission: {p}" for p in REQUIRED_GRAPH_PERMISSIONS]
                  + ["graph gallery", "key vault", "storage"])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +35,7 @@ def azurite(tmp_path_factory):
     """A private Azurite (started the way devhost starts it) holding the request queue; its connection string."""
     from devhost.azurite import AzuriteProcess, dev_connection_string, resolve_connection
 
-    conn = dev_connection_string(_free_port(), _free_port(), _free_port())
+    conn = dev_connection_string(free_port(), free_port(), free_port())
     process = AzuriteProcess.start(resolve_connection("AzureWebJobsStorage", {"AzureWebJobsStorage": conn}),
                                    str(tmp_path_factory.mktemp("azurite")), [str(REPO)])
     try:
@@ -193,7 +187,7 @@ def test_a_token_that_cannot_be_had_is_reported(env, core_env):
 
 
 def test_storage_problems_are_named(env, azurite):
-    closed = azurite.replace(azurite.split("QueueEndpoint=http://127.0.0.1:")[1].split("/")[0], str(_free_port()))
+    closed = azurite.replace(azurite.split("QueueEndpoint=http://127.0.0.1:")[1].split("/")[0], str(free_port()))
     unreachable = preflight.check_storage({"AzureWebJobsStorage": closed}, None)
     assert unreachable.status == preflight.FAILED and "did not list queues" in unreachable.detail
     missing = preflight.check_storage({}, None)
@@ -265,7 +259,7 @@ def test_cli_reads_settings_from_an_env_file_or_local_settings_json(env, core_en
 
 
 def test_unreachable_graph_and_key_vault_are_named(env):
-    closed = f"https://127.0.0.1:{_free_port()}"
+    closed = f"https://127.0.0.1:{free_port()}"
     report = preflight.run_preflight({**env, "GRAPH_BASE_URL": closed, "KEY_VAULT_URL": closed,
                                       "GRAPH_MAX_ATTEMPTS": "1", "GRAPH_CONNECT_TIMEOUT_SECONDS": "2"})
     by_name = rows(report)

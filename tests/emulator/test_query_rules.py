@@ -1,6 +1,6 @@
-"""OData rules of the reference that the emulator did not enforce (found in review): provisioning-log
-paging while rows arrive (§4.3), advanced queries (§6.1) and applicationTemplates' filterable
-properties (§1.1)."""
+"""Documented OData rules the emulator did not enforce (found in review): provisioning-log
+paging while rows arrive, advanced queries (ConsistencyLevel) and applicationTemplates' filterable
+properties."""
 
 from __future__ import annotations
 

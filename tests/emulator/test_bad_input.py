@@ -129,7 +129,8 @@ def test_bad_query_options(graph: GraphClient, params):
 def test_wrong_secret_key_casing_is_an_error_not_a_crash(graph: GraphClient, sp):
     response = graph.put(f"servicePrincipals/{sp['id']}/synchronization/secrets",
                          json={"value": [{"key": "baseAddress", "value": "https://scim.contoso.test/scim/v2"}]})
-    # Graph answers 500 InternalError "Requested value 'baseAddress' was not found." (reference §2.9).
+    # Graph answers 500 InternalError "Requested value 'baseAddress' was not found."
+    # (https://github.com/microsoftgraph/msgraph-beta-sdk-java/issues/372).
     assert response.status_code in (400, 500)
     error = response.json()["error"]
     assert "baseAddress" in error["message"] and "Traceback" not in response.text
@@ -154,7 +155,7 @@ def test_admin_api_bad_input(emulator_env):
 
 
 def test_unconfirmed_behaviours_are_runtime_settings(emulator_env, graph: GraphClient, sp):
-    """The reference's UNCONFIRMED choices can be switched without code (PATCH /_emulator/settings)."""
+    """The UNCONFIRMED choices can be switched without code (PATCH /_emulator/settings)."""
     admin = emulator_env.admin
     assert admin.provisioning_settings()["secretKeyErrorStatus"] == 500
     wrong_case = {"value": [{"key": "baseAddress", "value": "https://x"}]}

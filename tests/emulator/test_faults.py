@@ -95,8 +95,9 @@ def test_reports_limit_is_5_per_10_seconds_by_default(emulator_env, graph: Graph
 
 
 def test_provision_on_demand_limit_is_5_per_10_seconds_and_a_throttled_call_takes_no_write(emulator_env, graph: GraphClient):
-    """provisionOnDemand has its own budget (reference §2.12) and also counts as a write; a call
-    that its own budget throttles must not use up the write quota."""
+    """provisionOnDemand has its own budget (5 per 10 s,
+    https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-provisionondemand) and also
+    counts as a write; a call that its own budget throttles must not use up the write quota."""
     _, sp = graph.instantiate("On-demand throttle target")
     sync = f"servicePrincipals/{sp['id']}/synchronization"
     job_id = graph.post(f"{sync}/jobs", json={"templateId": "scim"}).json()["id"]

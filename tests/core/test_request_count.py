@@ -1,7 +1,7 @@
-"""The Graph cost of one new instance, counted from the emulator's request log (issue #3 budget).
+"""The Graph cost of one new instance, counted from the emulator's request log (the request budget).
 
 Measured: 10 requests plus the VISIBILITY_CONSECUTIVE_READS visibility polls (5 by default: 15 in
-all), 6 of them POST/PUT/PATCH/DELETE (what Graph's write quota meters). By issue #3's count - no
+all), 6 of them POST/PUT/PATCH/DELETE (what Graph's write quota meters). By the budget's count - no
 polls, writes are requests that store something (core/README.md, "Graph request budget per
 instance") - that is 10 requests and 5 writes, the budget: the visibility polls are left out
 (their number is a setting, and grows with replication lag), and so is validateCredentials from
@@ -39,7 +39,7 @@ EXPECTED_BY_STEP = {
     # the tag PATCH comes after the SP has read back VISIBILITY_CONSECUTIVE_READS times in a row (a PATCH
     # right after instantiate fails while it replicates, and must not make ensure_application
     # instantiate again); for a new app the visibility reads are the name + template look-up (it also
-    # settles a concurrent creator of the same instance: tests/core/test_core_concurrent_creators.py).
+    # settles a concurrent creator of the same instance: tests/core/test_concurrent_creators.py).
     # The reads are filled in by _expected() from the setting.
     "wait_until_visible": [("PATCH", "servicePrincipals/{sp_id}")],
     "ensure_job": [("GET", "jobs"), ("POST", "jobs")],  # + the amortised template list on a cold process

@@ -1,4 +1,4 @@
-"""Behaviours the reference documents (DOC) or leaves open (UNCONFIRMED) that review found wrong or
+"""Behaviours Microsoft documents (DOC) or leaves open (UNCONFIRMED) that review found wrong or
 fixed in code: the DOC ones now match, the UNCONFIRMED ones are settings (``PATCH /_emulator/settings``)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _settings(emu, **sections) -> requests.Response:
 
 
 def test_log_filters_are_case_sensitive_unless_set_otherwise(emulator_env, graph: GraphClient):
-    """Reference §4.2 (DOC, current page): every provisioning-log filter is case-sensitive."""
+    """DOC (current provisioningObjectSummary-list page): every provisioning-log filter is case-sensitive."""
     _, sp = graph.instantiate("Case")
     base = f"servicePrincipals/{sp['id']}/synchronization"
     job_id = graph.post(f"{base}/jobs", json={"templateId": "scim"}).json()["id"]
@@ -48,7 +48,7 @@ def test_log_filters_are_case_sensitive_unless_set_otherwise(emulator_env, graph
 
 
 def test_second_job_with_the_same_template_is_a_setting(emulator_env, graph: GraphClient):
-    """Reference §2.3 / §7 pitfall 5 (UNCONFIRMED): 201 by default, 409 Conflict when set."""
+    """A second job for the same template (UNCONFIRMED, no documented limit): 201 by default, 409 Conflict when set."""
     _, sp = graph.instantiate("Two jobs")
     jobs = f"servicePrincipals/{sp['id']}/synchronization/jobs"
     first = graph.post(jobs, json={"templateId": "scim"})
@@ -74,7 +74,7 @@ def test_bad_values_of_the_new_provisioning_settings_are_refused(emulator_env, b
 
 
 def test_directory_filters_ignore_case_is_a_setting(emulator_env, graph: GraphClient):
-    """Reference §6.1 (UNCONFIRMED): directory string eq ignores case by default; a setting makes it exact."""
+    """UNCONFIRMED: directory string eq ignores case by default; a setting makes it exact."""
     _, sp = graph.instantiate("Case Sensitive App")
     assert _settings(emulator_env).json()["directory"]["filtersIgnoreCase"] is True
 
@@ -95,7 +95,7 @@ def test_directory_filters_ignore_case_is_a_setting(emulator_env, graph: GraphCl
 @pytest.mark.parametrize("method, path", [("GET", "applicationTemplates/{t}"),
                                           ("POST", "applicationTemplates/{t}/instantiate")])
 def test_unknown_template_status_is_a_setting(emulator_env, graph: GraphClient, method, path):
-    """Reference §2.13 (UNCONFIRMED): 404 Request_ResourceNotFound by default, 400 when set."""
+    """Unknown template id (UNCONFIRMED): 404 Request_ResourceNotFound by default, 400 when set."""
     url = path.format(t="00000000-0000-0000-0000-00000000abcd")
     body = {"json": {"displayName": "x"}} if method == "POST" else {}
     assert _settings(emulator_env).json()["directory"]["unknownTemplateStatus"] == 404

@@ -1,5 +1,5 @@
 """Graph directory objects: templates, instantiate, applications, service principals, people,
-groups and app role assignments, shaped as the reference (§1, §6, §8) says."""
+groups and app role assignments, shaped as Graph's v1.0/beta pages show them (links in emulator/README.md)."""
 
 from __future__ import annotations
 
@@ -294,7 +294,7 @@ def test_sync_templates_via_the_application(graph: GraphClient):
 
 
 def test_template_by_id_and_template_schemas(graph: GraphClient):
-    """Reference §2: templates and template schemas, under the service principal and the application."""
+    """Templates and template schemas, under the service principal and the application."""
     app, sp = graph.instantiate("Template schemas", AWS_SINGLE_ACCOUNT)
     listed = graph.get(f"servicePrincipals/{sp['id']}/synchronization/templates").json()["value"][0]
     for base in (f"servicePrincipals/{sp['id']}", f"applications/{app['id']}"):
@@ -310,7 +310,7 @@ def test_template_by_id_and_template_schemas(graph: GraphClient):
 
 
 def test_validate_credentials_through_the_application(graph: GraphClient):
-    """Reference §2.9: the collection-bound form also exists under ``/applications/{id}`` (OBS)."""
+    """The collection-bound form also exists under ``/applications/{id}`` (in Graph's API metadata)."""
     app, _ = graph.instantiate("Validate via app")
     good = [{"key": "BaseAddress", "value": "https://scim.contoso.test/scim/v2"}, {"key": "SecretToken", "value": "demo-scim-token"}]
     path = f"applications/{app['id']}/synchronization/jobs/validateCredentials"
@@ -321,7 +321,7 @@ def test_validate_credentials_through_the_application(graph: GraphClient):
 
 
 def test_beta_templates_have_the_beta_only_fields(graph_as):
-    """Reference §1.2: beta adds configurationUris, deprecationDate and endpoints; v1.0 has none of them."""
+    """applicationTemplate: beta adds configurationUris, deprecationDate and endpoints; v1.0 has none of them."""
     beta_only = {"configurationUris", "deprecationDate", "endpoints"}
     beta = graph_as("workflow", "beta").get(f"applicationTemplates/{AWS_SINGLE_ACCOUNT}").json()
     assert beta_only <= set(beta) and beta["deprecationDate"] is None

@@ -23,7 +23,7 @@ def test_defaults_and_graph_root():
     assert cfg.health_sweep_schedule == "0 0 * * * *"
     assert cfg.key_vault_verify_challenge_resource is True
     assert cfg.azure_disable_instance_discovery is False
-    # issue #5: quarantined jobs are only reported unless a setting enables the restart
+    # quarantined jobs are only reported unless a setting enables the restart
     assert cfg.health_sweep_restart_credential_quarantine is False
 
 
