@@ -1,4 +1,7 @@
-"""Record the histories replayed by test_history_replay.py (run by hand: ``python tests/workflow/record_histories.py``).
+"""Record the histories replayed by test_history_replay.py. Run by hand, from the repository root, with
+the test folders on the path as pytest puts them (pyproject.toml ``pythonpath``)::
+
+    PYTHONPATH=.:tests:tests/devhost:tests/workflow:tests/workflow/stub_app .venv/bin/python tests/workflow/record_histories.py
 
 Each scenario runs the real orchestrators on devhost's engine with scripted activities (replay_support)
 and stores, per orchestration instance, its name, input, full history and output. The stored file is
@@ -9,14 +12,9 @@ activity calls and the same output (Durable replays running orchestrations with 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from replay_support import run, script  # noqa: E402
+from replay_support import run, script
 
 OUT = Path(__file__).resolve().parent / "histories" / "before_contracts.json"
 
