@@ -14,13 +14,14 @@ import logging
 
 from devhost.config import timespan_text
 from devhost.durable import history as h
+from devhost.durable.engine_state import EngineState
 from devhost.durable.invocations import new_invocation_id, user_traceback
 from devhost.durable.store import ActivityItem, Message
 
 log = logging.getLogger("devhost.durable")
 
 
-class ActivityWorkers:
+class ActivityWorkers(EngineState):
     """Mixin of DurableEngine: activity worker loop, one activity call, result flusher."""
 
     async def _activity_worker(self) -> None:

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from devhost.durable import history as h
+from devhost.durable.engine_state import EngineState
 from devhost.durable.episodes import version_of
 from devhost.durable.errors import InstanceExistsError, InstanceGone, InstanceNotFound, InvalidInstanceIdError
 from devhost.durable.states import RUNNING_STATES, TERMINAL_STATES
@@ -32,7 +33,7 @@ def validate_instance_id(instance_id: str) -> None:
 
 
 
-class ClientOperations:
+class ClientOperations(EngineState):
     """Mixin of DurableEngine: the operations behind the Durable HTTP API and the client."""
 
     def _now_text(self) -> str:

@@ -16,13 +16,14 @@ import logging
 import time
 
 from devhost.durable import history as h
+from devhost.durable.engine_state import EngineState
 from devhost.durable.states import TERMINAL_STATES
 from devhost.durable.store import InstanceRow, Message
 
 log = logging.getLogger("devhost.durable")
 
 
-class Dispatch:
+class Dispatch(EngineState):
     """Mixin of DurableEngine: ready set, timers, dispatch and timer loops, idle detection, waiters."""
 
     def _lock(self, instance_id: str) -> asyncio.Lock:

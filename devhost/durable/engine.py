@@ -40,7 +40,8 @@ from devhost.durable.client_ops import ClientOperations, validate_instance_id
 from devhost.durable.clock import Clock
 from devhost.durable.dispatch import Dispatch
 from devhost.durable.engine_settings import EngineSettings
-from devhost.durable.episodes import OUT_OF_PROC_LABEL, Episodes, _Cached
+from devhost.durable.engine_state import _Cached
+from devhost.durable.episodes import OUT_OF_PROC_LABEL, Episodes
 from devhost.durable.errors import InstanceGone, InstanceNotFound, UnknownFunctionError
 from devhost.durable.states import RUNNING_STATES, TERMINAL_STATES
 from devhost.durable.store import ActivityItem, Message, Store

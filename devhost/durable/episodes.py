@@ -17,11 +17,11 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 
 from devhost.durable import history as h
+from devhost.durable.engine_state import EngineState, _Cached
 from devhost.durable.invocations import new_invocation_id
-from devhost.durable.replayer import Decision, Replayer, ReplayResult, replay_episode
+from devhost.durable.replayer import Decision, ReplayResult, replay_episode
 from devhost.durable.states import RUNNING_STATES, TERMINAL_STATES
 from devhost.durable.store import ActivityItem, EpisodeWrite, InstanceRow, Message, dumps
 
@@ -35,23 +35,13 @@ def version_of(events: list[dict]) -> str | None:
     return next((ev.get("Version") for ev in events if ev["EventType"] == h.EXECUTION_STARTED), None)
 
 
-@dataclass
-class _Cached:
-    """The current execution of one instance, as the episodes see it."""
-
-    row: InstanceRow
-    events: list[dict] = field(default_factory=list)  # IsPlayed already true for all of these
-    played: list[str] = field(default_factory=list)  # JSON text of ``events`` (IsPlayed true)
-    blocked: Replayer | None = None  # the shim's state while it waits on an unfinished task
-
-
 def _played_text(text: str) -> str:
     # Events are dumped with IsPlayed as their third key, before any string value, so the first
     # occurrence is the key itself.
     return text.replace('"IsPlayed": false', '"IsPlayed": true', 1)
 
 
-class Episodes:
+class Episodes(EngineState):
     """Mixin of DurableEngine: load the cached history, run and commit one episode."""
 
     def _load(self, instance_id: str) -> _Cached | None:
