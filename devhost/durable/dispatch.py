@@ -26,6 +26,7 @@ log = logging.getLogger("devhost.durable")
 class Dispatch(EngineState):
     """Mixin of DurableEngine: ready set, timers, dispatch and timer loops, idle detection, waiters."""
 
+    # ------------------------------------------------------------------ scheduling helpers
     def _lock(self, instance_id: str) -> asyncio.Lock:
         lock = self._locks.get(instance_id)
         if lock is None:
@@ -146,6 +147,7 @@ class Dispatch(EngineState):
             except asyncio.TimeoutError:
                 pass
 
+    # ------------------------------------------------------------------ batching of results
     def _result_changes_nothing(self, instance_id: str, execution_id: str | None, event: dict) -> bool:
         """True if the instance's shim, blocked on a task, would do nothing with this result (yet).
 
@@ -193,6 +195,7 @@ class Dispatch(EngineState):
             self._ready.add(instance_id)
             self._wake.set()
 
+    # ------------------------------------------------------------------ one episode per ready instance
     async def _run_episode(self, instance_id: str) -> None:
         try:
             async with self._lock(instance_id):
