@@ -194,7 +194,7 @@ class LoadedApp:
         self.app = app
         self.functions = functions
         #: the ``durableClient`` binding value given to functions that declare one; set by the server
-        #: once the Durable engine knows its base URL (``engine.client_binding_json(base_url)``).
+        #: once the Durable engine knows its base URL (``http_api.client_binding_json(engine, base_url)``, set by devhost/server.py).
         self.client_binding_json: str | None = None
         self._executor: concurrent.futures.Executor | None = None
         #: set by the server when FUNCTIONS_WORKER_PROCESS_COUNT > 1: activities run in those processes

@@ -191,8 +191,10 @@ class DevHost:
         aio.router.add_get("/admin/functions", self._functions)
         aio.router.add_get("/admin/devhost/durable-client", self._durable_client)
         aio.router.add_post("/admin/functions/{name}", self._run_function)
-        if self.engine is not None:
-            aio.add_routes(self.engine.routes())
+        if self.engine is not None:  # the Durable HTTP API, wired here: http_api gets the engine passed in
+            from devhost.durable.http_api import make_routes
+
+            aio.add_routes(make_routes(self.engine))
         prefix = self.config.route_prefix
         aio.router.add_route("*", f"/{prefix}/{{tail:.*}}" if prefix else "/{tail:.*}", self.http.handle)
         if prefix:
@@ -214,8 +216,10 @@ class DevHost:
         os.environ.setdefault("WEBSITE_HOSTNAME", f"{host_for_url}:{self.port}")  # as Core Tools sets it
         # the engine runs before the first request can arrive, so durable clients always work
         if self.engine is not None:
+            from devhost.durable.http_api import client_binding_json
+
             await self.engine.start()
-            self.app.client_binding_json = self.engine.client_binding_json(self.base_url)
+            self.app.client_binding_json = client_binding_json(self.engine, self.base_url)
         self.runner = web.AppRunner(self._web_app(), access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await self.runner.setup()
         await web.SockSite(self.runner, sock).start()

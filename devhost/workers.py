@@ -61,7 +61,7 @@ def worker_process_count(environ: Any = None) -> int:
 def _child_main(app_path: str, conn: Any) -> None:  # runs in the worker process
     from devhost.app_loader import LoadedApp, _default_thread_count
     from devhost.config import load_host_json
-    from devhost.durable.engine import _user_traceback
+    from devhost.durable.invocations import user_traceback as _user_traceback
     from devhost.server import setup_logging
 
     setup_logging(load_host_json(os.path.dirname(app_path)))  # the same log lines, on the same stderr

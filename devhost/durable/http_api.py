@@ -26,18 +26,50 @@ import datetime as dt
 import ipaddress
 import json
 import secrets
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 from urllib.parse import quote
 
 from aiohttp import web
 
 from devhost.durable import history as h
-from devhost.durable.engine import InstanceGone, InstanceNotFound, TERMINAL_STATES
-from devhost.durable.errors import InstanceExistsError, InvalidInstanceIdError, UnknownFunctionError
+from devhost.durable.clock import Clock
+from devhost.durable.errors import (
+    InstanceExistsError,
+    InstanceGone,
+    InstanceNotFound,
+    InvalidInstanceIdError,
+    UnknownFunctionError,
+)
+from devhost.durable.states import TERMINAL_STATES
 from devhost.durable.store import InstanceRow, dumps, loads_stored
 
-if TYPE_CHECKING:
-    from devhost.durable.engine import DurableEngine
+
+class DurableEngine(Protocol):
+    """What the API needs of the engine (``devhost.durable.engine.DurableEngine`` provides it).
+
+    devhost/server.py passes the engine in (``make_routes(engine)``); this module never imports the
+    engine, so the two cannot form an import cycle (tests/devhost/test_durable_import_graph.py).
+    """
+
+    task_hub: str
+    system_key: str | None
+    master_key: str | None
+    clock: Clock
+    store: Any  # devhost.durable.store.Store while the engine runs
+
+    def get_instance(self, instance_id: str) -> InstanceRow | None: ...
+    def get_history(self, instance_id: str) -> list[dict]: ...
+    def advance_clock(self, seconds: float) -> None: ...
+    async def start_new(self, name: str, instance_id: str | None = None, input_text: str | None = None,
+                        version: str | None = None) -> str: ...
+    async def wait_for_instance(self, instance_id: str, timeout: float) -> InstanceRow: ...
+    async def raise_event(self, instance_id: str, event_name: str, input_text: str | None) -> None: ...
+    async def terminate(self, instance_id: str, reason: str | None) -> None: ...
+    async def suspend(self, instance_id: str, reason: str | None) -> None: ...
+    async def resume(self, instance_id: str, reason: str | None) -> None: ...
+    async def restart(self, instance_id: str, new_instance_id: bool = True) -> str: ...
+    async def rewind(self, instance_id: str, reason: str | None) -> None: ...
+    async def purge(self, instance_ids: list[str]) -> int: ...
 
 PREFIX = "/runtime/webhooks/durabletask"
 RPC_PREFIX = "/durabletask"  # the SDK client's rpcBaseUrl path (the extension's local RPC endpoint)
@@ -126,6 +158,11 @@ def _management_urls(base: str, instance_id: str, hub: str, key: str | None, rew
     if not rewind:
         urls.pop("rewindPostUri")
     return urls
+
+
+def client_binding_json(engine: "DurableEngine", base_url: str) -> str:
+    """:func:`client_binding` as the JSON text the ``durableClient`` binding receives."""
+    return json.dumps(client_binding(engine, base_url))
 
 
 def client_binding(engine: "DurableEngine", base_url: str) -> dict:

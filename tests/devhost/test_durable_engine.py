@@ -14,7 +14,7 @@ import pytest
 from devhost.app_loader import LoadedApp
 from devhost.durable import history as h
 from devhost.config import timespan_text
-from devhost.durable.engine import InstanceGone
+from devhost.durable.errors import InstanceGone
 from devhost.durable.errors import InstanceExistsError
 from devhost.testing import run_engine
 
