@@ -550,6 +550,7 @@ ACTIVITY_CONTRACTS: dict[str, tuple[type[Input], type[Contract]]] = {}
 
 def _register() -> None:
     from core import names
+    from core.fleet_contracts import FleetInstanceActionInput, FleetInstanceActionOutput
 
     ACTIVITY_CONTRACTS.update({
         names.RESOLVE_APPLICATION_TEMPLATE: (ResolveTemplateInput, ResolveTemplateOutput),
@@ -565,6 +566,7 @@ def _register() -> None:
         names.GET_PROVISIONING_ERRORS: (GetProvisioningErrorsInput, GetProvisioningErrorsOutput),
         names.LIST_MANAGED_INSTANCES: (ListManagedInstancesInput, ListManagedInstancesOutput),
         names.RESTART_QUARANTINED_JOB: (RestartQuarantinedJobInput, RestartQuarantinedJobOutput),
+        names.FLEET_INSTANCE_ACTION: (FleetInstanceActionInput, FleetInstanceActionOutput),
     })
 
 

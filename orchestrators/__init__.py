@@ -12,6 +12,6 @@ outputs, custom status or errors (credentials travel as Key Vault references).
 """
 
 from orchestrators.blueprint import bp
-from orchestrators import health_sweep, monitor_job, provision_batch, provision_instance  # noqa: F401  (registers)
+from orchestrators import fleet_action, health_sweep, monitor_job, provision_batch, provision_instance  # noqa: F401  (registers)
 
 __all__ = ["bp"]

@@ -12,6 +12,6 @@ Importing this package registers all five on :data:`bp`.
 """
 
 from triggers.blueprint import bp
-from triggers import http_preflight, http_requests, queue_requests, timer_sweep  # noqa: F401  (registers)
+from triggers import http_fleet, http_preflight, http_requests, queue_requests, timer_sweep  # noqa: F401  (registers)
 
 __all__ = ["bp"]
