@@ -11,9 +11,11 @@ Graph calls each action makes (learn.microsoft.com):
 * pause - ``POST .../jobs/{id}/pause`` (https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-pause)
 * resume - ``POST .../jobs/{id}/start`` (https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-start)
 * restart, allowDeletes - ``POST .../jobs/{id}/restart`` with ``criteria.resetScope``
-  (https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-restart); allowDeletes is
-  ``ForceDeletes`` after a ``TooManyDeletes`` quarantine
-  (https://learn.microsoft.com/entra/identity/app-provisioning/accidental-deletions)
+  (https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-restart, values:
+  https://learn.microsoft.com/graph/api/resources/synchronization-synchronizationjobrestartcriteria);
+  allowDeletes is ``ForceDeletes,QuarantineState`` after a ``TooManyDeletes`` quarantine ("the
+  quarantined job can then be allowed or rejected":
+  https://learn.microsoft.com/entra/identity/app-provisioning/accidental-deletions)
 * validate - ``POST .../jobs/{id}/validateCredentials`` with the Key Vault set
   (https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-validatecredentials)
 * provision-on-demand - ``POST .../jobs/{id}/provisionOnDemand``
@@ -48,6 +50,10 @@ ACTIONS = ("restart", "pause", "resume", "validate", "provision-on-demand", "all
            "teardown")
 #: criteria.resetScope values (synchronization-synchronizationjob-restart)
 RESET_SCOPES = ("Watermark", "Escrows", "QuarantineState", "Full", "ForceDeletes", "ConnectorDataStore", "None")
+#: allowDeletes' scope: ForceDeletes lets the held deletes through; QuarantineState ("temporarily lifts the
+#: quarantine") makes them go now - whether ForceDeletes alone lifts it is UNCONFIRMED (the emulator's
+#: restartLiftsQuarantine setting plays both readings)
+ALLOW_DELETES_SCOPE = "ForceDeletes,QuarantineState"
 #: actions that write nothing
 READ_ONLY = frozenset({"validate"})
 #: actions that need ``confirm`` (= the number of targets) even for one target
@@ -259,7 +265,7 @@ def planned_calls(target: dict, action: str, params: dict) -> list[str]:
     if action == "restart":
         return [f"POST {jobs}/restart resetScope={params.get('resetScope')}"]
     if action == "allowDeletes":
-        return [f"POST {jobs}/restart resetScope=ForceDeletes (only while quarantined for TooManyDeletes)"]
+        return [f"POST {jobs}/restart resetScope={ALLOW_DELETES_SCOPE} (only while quarantined for TooManyDeletes)"]
     if action == "rejectDeletes":
         return [f"PATCH /servicePrincipals/{sp_id} tags += {DECISION}:rejectDeletes (job stays quarantined)"]
     if action == "validate":
@@ -326,8 +332,8 @@ def perform(ctx: StepContext, *, instance_key: str, service_principal_id: str, a
         if quarantine.get("cause") != job_status.CAUSE_TOO_MANY_DELETES:
             return done("unchanged", f"not quarantined for TooManyDeletes ({classified.state.value})")
         if action == "allowDeletes":
-            sync.restart_job(ctx.graph, sp_id, job_id, "ForceDeletes")
-            return done("done", "restarted with resetScope ForceDeletes: the held deletes go through")
+            sync.restart_job(ctx.graph, sp_id, job_id, ALLOW_DELETES_SCOPE)
+            return done("done", f"restarted with resetScope {ALLOW_DELETES_SCOPE}: the held deletes go through")
         decision = f"{ctx.tag}:{DECISION}:rejectDeletes={quarantine.get('seriesBegan') or quarantine.get('currentBegan')}"
         tags = [str(t) for t in sp.get("tags") or []]
         if decision in tags:
