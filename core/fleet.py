@@ -23,8 +23,9 @@ Graph calls each action makes (learn.microsoft.com):
 * rejectDeletes - one tag on our service principal records the decision; the job stays quarantined
 * teardown - pause, ``DELETE .../jobs/{id}`` (https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-delete),
   ``DELETE /applications/{id}`` (soft delete, https://learn.microsoft.com/graph/api/application-delete):
-  restorable for 30 days with ``POST /directory/deletedItems/{id}/restore``
-  (https://learn.microsoft.com/graph/api/directory-deleteditems-restore)
+  restorable for 30 days with ``POST /directory/deletedItems/{id}/restore``, the application and then
+  its service principal ("restoring an application doesn't restore the associated service principal
+  automatically": https://learn.microsoft.com/graph/api/directory-deleteditems-restore)
 """
 
 from __future__ import annotations
@@ -392,9 +393,13 @@ def _teardown(ctx: StepContext, sp: dict, jobs: list[dict], done: Any) -> dict:
     app = apps.find_application_by_app_id(ctx.graph, str(sp["appId"]))
     app_id = apps.object_id(app)
     apps.delete_application(ctx.graph, app_id)
+    # restoring the application does not restore its service principal: both calls, in this order (RESTORE_DOC)
     return done("done", f"paused and deleted {len(jobs)} job(s), deleted application {app_id} (soft delete)",
                 applicationId=app_id, deletedJobs=[str(j["id"]) for j in jobs],
-                restore=f"POST /directory/deletedItems/{app_id}/restore within 30 days ({RESTORE_DOC})")
+                restore=[f"POST /directory/deletedItems/{app_id}/restore",
+                         f"POST /directory/deletedItems/{sp_id}/restore"],
+                restoreNote=f"within 30 days; the application first, then its service principal ({RESTORE_DOC}); "
+                            "re-submit the request to recreate the job, secrets and assignments")
 
 
 # -- plan -------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 from support import Stack, secret_values, wait_until
 
 from core.model import instance_key
@@ -232,11 +233,23 @@ def test_teardown_deletes_only_the_tagged_app_and_says_how_to_restore(fleet):
     assert fleet.request("DELETE", f"/api/instances/{KEY_B}", params={"dryRun": "false"}).status_code == 400
     report = _run(fleet, {"action": "teardown", "confirm": 1, "actionId": "teardown-b"}, KEY_B)
     result = report["results"][0]
-    assert result["outcome"] == "done" and "/restore" in result["restore"]
+    assert result["outcome"] == "done" and result["restore"] == [
+        f"POST /directory/deletedItems/{result['applicationId']}/restore",
+        f"POST /directory/deletedItems/{result['servicePrincipalId']}/restore"]
     assert result["applicationId"] in graph.deleted and untagged["application"]["id"] in graph.applications
+    assert untagged["servicePrincipal"]["id"] in graph.service_principals
     assert fleet.request("GET", f"/api/instances/{KEY_B}").status_code == 404
     again = fleet.request("DELETE", f"/api/instances/{KEY_B}", params={"dryRun": "false", "confirm": "1"})
     assert again.status_code == 404  # gone: nothing carries its tags
+    # the report's restore calls, as an operator sends them: the instance is listed again, without its job
+    token = fleet.emulator.admin.token("workflow")
+    for call in result["restore"]:
+        method, path = call.split(" ", 1)
+        answer = requests.request(method, f"{fleet.emulator.url}/v1.0{path}", verify=fleet.emulator.ca_bundle,
+                                  headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+    restored = fleet.request("GET", f"/api/instances/{KEY_B}")
+    assert restored.status_code == 200 and restored.json()["health"] == "missingJob"
 
 
 def test_no_secret_value_in_any_answer(fleet):
