@@ -40,7 +40,9 @@ KEY_DR1 = instance_key("Ops DR 1")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    running = Stack(tmp_path_factory.mktemp("workflow-fleet"), time_scale=30.0)
+    # one target at a time, so a host crash can land between two targets of an action
+    running = Stack(tmp_path_factory.mktemp("workflow-fleet"), time_scale=30.0,
+                    env={"HEALTH_SWEEP_MAX_IN_FLIGHT": "1"})
     yield running
     running.stop()
 
@@ -250,6 +252,28 @@ def test_teardown_deletes_only_the_tagged_app_and_says_how_to_restore(fleet):
         assert answer.status_code == 200, answer.text
     restored = fleet.request("GET", f"/api/instances/{KEY_B}")
     assert restored.status_code == 200 and restored.json()["health"] == "missingJob"
+
+
+def test_an_action_survives_a_host_crash_and_pauses_each_job_once(fleet):
+    body = {"action": "pause", "selector": "env=dr", "confirm": 3, "actionId": "pause-dr-crash"}
+    sp_ids = [i["servicePrincipalId"] for i in
+              fleet.request("GET", "/api/instances", params={"selector": "env=dr"}).json()["instances"]]
+    first = _act(fleet, body)
+    assert first.status_code == 202, first.text
+    fleet.host.kill()
+    fleet.host.start()
+    again = _act(fleet, body)  # the client retries after the outage: same action, nothing new
+    assert again.status_code == 202 and again.headers["X-Fleet-Action-Duplicate"] == "true"
+    status = fleet.wait(first.json()["id"])
+    assert status["runtimeStatus"] == "Completed", status
+    report = status["output"]
+    assert sorted(r["servicePrincipalId"] for r in report["results"]) == sorted(sp_ids)
+    assert set(report["counts"]) <= {"done", "unchanged"} and report["counts"].get("done", 0) >= 1
+    pauses = [r for r in fleet.graph_requests(kind="graph", method="POST", pathContains="/pause")
+              if any(sp in r["path"] for sp in sp_ids)]
+    assert len(pauses) == 3, pauses  # exactly one pause per job, wherever the crash landed
+    assert all(_job(fleet, i)["status"]["code"] == "Paused"
+               for i in (KEY_DR1, instance_key("Ops DR 2"), instance_key("Ops DR 3")))
 
 
 def test_no_secret_value_in_any_answer(fleet):
