@@ -450,3 +450,117 @@ def plan(ctx: StepContext, request: model.ProvisioningRequest) -> dict:
         counts[row["plan"]] = counts.get(row["plan"], 0) + 1
     return {"requestId": request.request_id, "counts": counts, "instances": rows,
             "note": "assignments are not compared; a submitted request adds missing ones and removes none"}
+
+
+# -- adoption -----------------------------------------------------------------------------------------
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def parse_adopt(body: Any) -> dict[str, Any]:
+    """``POST /api/instances/adopt``: ``servicePrincipalId`` or ``displayName`` (exactly one), optional
+    ``labels``, ``credentials`` (references, stored in the notes for validate and the sweep), ``dryRun``."""
+    if not isinstance(body, dict):
+        raise InvalidRequest([Problem("$", "must be a JSON object")])
+    problems: list[Problem] = []
+    for name in sorted(set(body) - {"servicePrincipalId", "displayName", "labels", "credentials", "dryRun"}):
+        problems.append(Problem(name, "unknown field"))
+    sp_id, name = body.get("servicePrincipalId"), body.get("displayName")
+    if (sp_id is None) == (name is None):
+        problems.append(Problem("servicePrincipalId", "give exactly one of servicePrincipalId and displayName"))
+    if sp_id is not None and (not isinstance(sp_id, str) or not _GUID.match(sp_id)):
+        problems.append(Problem("servicePrincipalId", "must be a service principal object id (a GUID)"))
+    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 256):
+        problems.append(Problem("displayName", "must be the service principal's display name"))
+    dry_run = body.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        problems.append(Problem("dryRun", "must be true or false"))
+    labels: dict[str, str] = {}
+    raw_labels = body.get("labels")
+    if raw_labels is not None:
+        if not isinstance(raw_labels, dict):
+            problems.append(Problem("labels", "must be an object of name: value strings"))
+        else:
+            for key, value in raw_labels.items():
+                if not re.fullmatch(model.LABEL_KEY_PATTERN, str(key)) or not isinstance(value, str) \
+                        or not re.fullmatch(model.LABEL_VALUE_PATTERN, value):
+                    problems.append(Problem(f"labels.{key}", "label names and values as in requests"))
+                else:
+                    labels[str(key)] = value
+    credentials = None
+    if body.get("credentials") is not None:
+        try:
+            credentials = model.parse_credentials(body["credentials"])
+        except InvalidRequest as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InvalidRequest(problems)
+    return {"servicePrincipalId": sp_id, "displayName": name, "labels": labels, "credentials": credentials,
+            "dryRun": dry_run}
+
+
+class AdoptionRefused(errors.PermanentError):
+    """The named app cannot be adopted (not found, ambiguous, or its key is another app's); ``status`` for HTTP."""
+
+    def __init__(self, message: str, *, status: int, ids: list[str] | None = None) -> None:
+        super().__init__(message, code="AdoptionRefused", status=status)
+        self.ids = list(ids or [])
+
+
+def adopt(ctx: StepContext, *, service_principal_id: str | None = None, display_name: str | None = None,
+          labels: dict[str, str] | None = None, credentials: dict | None = None, dry_run: bool = False) -> dict:
+    """Bring an app made elsewhere (portal, Terraform) under management: tag it, record it, read it.
+
+    The person names exactly one service principal (by id, or by a display name only one carries).
+    The one write is the tag PATCH of :func:`core.steps.records._label` (our correlation tag, the
+    instance tag of its display name - so a later request with that name reaches this app - the
+    labels and, if given and the notes are free, the credential references). Its job, secrets and
+    assignments are only read; a later provisioning request changes them if it asks to.
+    """
+    from core.graph import assignments
+    from core.steps.records import _label, instance_notes
+
+    if service_principal_id:
+        try:
+            sp = apps.get_service_principal(ctx.graph, service_principal_id, select=_SP_SELECT)
+        except errors.NotFound:
+            raise AdoptionRefused(f"no service principal {service_principal_id}", status=404) from None
+    else:
+        named = apps.find_service_principals(ctx.graph, odata.eq("displayName", str(display_name)), select=_SP_SELECT)
+        if not named:
+            raise AdoptionRefused(f"no service principal is named '{display_name}'", status=404)
+        if len(named) > 1:
+            raise AdoptionRefused(f"{len(named)} service principals are named '{display_name}': adopt one by "
+                                  "servicePrincipalId", status=409, ids=[apps.object_id(s) for s in named])
+        sp = named[0]
+    sp_id = apps.object_id(sp)
+    key = model.instance_key(str(sp.get("displayName") or ""))
+    tags = [str(t) for t in sp.get("tags") or []]
+    other_key = next((t for t in tags if t.startswith(f"{ctx.tag}:key:") and t != model.instance_tag(ctx.tag, key)), None)
+    if other_key:
+        raise AdoptionRefused(f"service principal {sp_id} already belongs to instance {other_key.rsplit(':', 1)[1]}",
+                              status=409, ids=[sp_id])
+    holder = [s for s in apps.find_service_principals(ctx.graph, odata.any_eq("tags", model.instance_tag(ctx.tag, key)),
+                                                      select="id") if apps.object_id(s) != sp_id]
+    if holder:
+        raise AdoptionRefused(f"instance {key} (display name '{sp.get('displayName')}') is already service principal "
+                              f"{apps.object_id(holder[0])}", status=409, ids=[apps.object_id(holder[0])])
+    managed = ctx.tag in tags and model.instance_tag(ctx.tag, key) in tags
+    notes = instance_notes(ctx, credentials) if credentials else None
+    jobs = sync.list_jobs(ctx.graph, sp_id)
+    configuration = {
+        "jobs": [{"id": j.get("id"), "templateId": j.get("templateId"), "state": job_status.classify(j).state.value}
+                 for j in jobs],
+        "secretKeys": sorted(sync.get_secret_keys(ctx.graph, sp_id)),
+        "assignments": len(assignments.list_assigned(ctx.graph, sp_id)),
+    }
+    result = {"instanceKey": key, "servicePrincipalId": sp_id, "displayName": sp.get("displayName"),
+              "appId": sp.get("appId"), "applicationTemplateId": sp.get("applicationTemplateId"),
+              "configuration": configuration}
+    if dry_run:
+        return {**result, "dryRun": True, "outcome": "alreadyManaged" if managed else "wouldAdopt",
+                "calls": [] if managed and not labels and not notes else [f"PATCH /servicePrincipals/{sp_id} (tags"
+                                                                          f"{', notes' if notes else ''})"]}
+    _label(ctx, sp, key, labels or None, notes)
+    logger.info("adopted service principal %s as instance %s", sp_id, key)
+    return {**result, "outcome": "alreadyManaged" if managed else "adopted"}

@@ -60,6 +60,7 @@ HTTP_FLEET_ACTION = "http_fleet_action"
 HTTP_GET_FLEET_ACTION = "http_get_fleet_action"
 HTTP_TEARDOWN_INSTANCE = "http_teardown_instance"
 HTTP_PLAN = "http_plan"
+HTTP_ADOPT_INSTANCE = "http_adopt_instance"
 
 TRIGGERS = (
     HTTP_SUBMIT_PROVISIONING_REQUEST,
@@ -74,6 +75,7 @@ TRIGGERS = (
     HTTP_GET_FLEET_ACTION,
     HTTP_TEARDOWN_INSTANCE,
     HTTP_PLAN,
+    HTTP_ADOPT_INSTANCE,
 )
 
 # Storage queues

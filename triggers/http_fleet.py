@@ -14,6 +14,10 @@
   starts nothing: ``X-Fleet-Action-Duplicate: true``).
 * ``GET /api/actions/{id}`` - the action's status and per-target report.
 * ``DELETE /api/instances/{key}`` - teardown; a dry-run unless ``?dryRun=false&confirm=1``.
+* ``POST /api/instances/adopt`` - ``{"servicePrincipalId" | "displayName", "labels"?, "credentials"?,
+  "dryRun"?}``: tag an app made elsewhere so the fleet manages it (200 with what it holds: jobs,
+  secret key names, assignment count); never changes its configuration. 404 / 409 when the name
+  matches none or several, or the app is another instance's.
 * ``POST /api/plans`` - a provisioning request's plan: per instance create / adopt /
   alreadyConfigured / update with what would change. Reads only.
 """
@@ -250,3 +254,25 @@ async def http_plan(req: func.HttpRequest, client: df.DurableOrchestrationClient
         return json_response(await asyncio.to_thread(fleet.plan, ctx, request))
     except errors.ProvisioningError as exc:
         return _graph_failed(exc)
+
+
+@bp.function_name(names.HTTP_ADOPT_INSTANCE)
+@bp.route(route="instances/adopt", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def http_adopt_instance(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Adopt one service principal named by id or display name (tags only; its configuration is read)."""
+    try:
+        parsed = fleet.parse_adopt(_body(req))
+    except InvalidRequest as exc:
+        return _invalid(exc)
+    ctx = steps.default_context()
+    try:
+        result = await asyncio.to_thread(
+            fleet.adopt, ctx, service_principal_id=parsed["servicePrincipalId"], display_name=parsed["displayName"],
+            labels=parsed["labels"], credentials=parsed["credentials"], dry_run=parsed["dryRun"])
+    except fleet.AdoptionRefused as exc:
+        body = {"error": {"code": exc.code, "message": exc.message, "ids": exc.ids}}
+        return json_response(body, exc.status or 409)
+    except errors.ProvisioningError as exc:
+        return _graph_failed(exc)
+    return json_response(result)

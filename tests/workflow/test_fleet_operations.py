@@ -254,6 +254,49 @@ def test_teardown_deletes_only_the_tagged_app_and_says_how_to_restore(fleet):
     assert restored.status_code == 200 and restored.json()["health"] == "missingJob"
 
 
+def test_adoption_tags_an_app_made_elsewhere_and_changes_nothing_else(fleet):
+    state = fleet.emulator.state
+    template = state.find_template("8adf8e6e-67b2-4cf2-a259-e3dc5476c621")
+    made = {}
+    for name in ("Ops Portal App", "Ops Twin", "Ops Twin"):
+        app, sp = state.directory.instantiate(template, name, None)
+        state.provisioning.on_instantiate(template["id"], sp["id"])
+        made[name] = sp
+    portal = made["Ops Portal App"]
+    since = time.time()
+    planned = fleet.request("POST", "/api/plans", json={"requestId": "adopt-plan", "instances": [
+        _instance("Ops Portal App", CONTOSO, env="legacy")]}).json()["instances"][0]
+    assert planned["plan"] == "adopt" and planned["servicePrincipalId"] == portal["id"]
+    adopt = {"displayName": "Ops Portal App", "labels": {"env": "legacy"},
+             "credentials": {"BaseAddress": "https://scim.contoso.test/scim/v2",
+                             "SecretToken": {"keyVaultSecret": "scim-contoso-token"}}}
+    dry = fleet.request("POST", "/api/instances/adopt", json={**adopt, "dryRun": True})
+    assert dry.status_code == 200 and dry.json()["outcome"] == "wouldAdopt", dry.text
+    assert _writes_since(fleet, since) == []
+    done = fleet.request("POST", "/api/instances/adopt", json=adopt)
+    assert done.status_code == 200 and done.json()["outcome"] == "adopted", done.text
+    assert done.json()["configuration"] == {"jobs": [], "secretKeys": [], "assignments": 0}
+    writes = _writes_since(fleet, since)
+    assert [(w["method"], portal["id"] in w["path"]) for w in writes] == [("PATCH", True)]  # tags and notes only
+    key = done.json()["instanceKey"]
+    assert key == instance_key("Ops Portal App")
+    listed = fleet.request("GET", "/api/instances", params={"selector": "env=legacy"}).json()["instances"]
+    assert [i["instanceKey"] for i in listed] == [key] and listed[0]["health"] == "missingJob"
+    assert listed[0]["credentialReferences"]["SecretToken"] == {"keyVaultSecret": "scim-contoso-token"}
+    again = fleet.request("POST", "/api/instances/adopt", json={"servicePrincipalId": portal["id"]})
+    assert again.json()["outcome"] == "alreadyManaged" and len(_writes_since(fleet, since)) == 1
+    twins = fleet.request("POST", "/api/instances/adopt", json={"displayName": "Ops Twin"})
+    assert twins.status_code == 409 and len(twins.json()["error"]["ids"]) == 2
+    assert fleet.request("POST", "/api/instances/adopt", json={"displayName": "Ops Nobody"}).status_code == 404
+    # the portal's "Ops Test B" has the display name (so the key) of a managed instance: refused
+    taken = next(sp for sp in fleet.service_principals_by_name()["Ops Test B"]
+                 if not any(":key:" in str(t) for t in sp.get("tags") or []))
+    assert fleet.request("POST", "/api/instances/adopt", json={"servicePrincipalId": taken["id"]}).status_code == 409
+    bad = fleet.request("POST", "/api/instances/adopt", json={"displayName": "x", "servicePrincipalId": "nope", "y": 1})
+    assert {d["path"] for d in bad.json()["error"]["details"]} == {"servicePrincipalId", "y"}
+    assert len(_writes_since(fleet, since)) == 1
+
+
 def test_an_action_survives_a_host_crash_and_pauses_each_job_once(fleet):
     body = {"action": "pause", "selector": "env=dr", "confirm": 3, "actionId": "pause-dr-crash"}
     sp_ids = [i["servicePrincipalId"] for i in
