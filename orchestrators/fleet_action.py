@@ -14,6 +14,7 @@ or repeats harmlessly (restart). Writes are paced by the Graph client's write pa
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from typing import Any, Generator
 
@@ -24,7 +25,7 @@ from core.contracts import StepError
 from core.fleet_contracts import FleetActionInput, FleetActionReport, FleetInstanceActionInput
 from core.times import iso
 from core.workflow_options import WorkflowOptions
-from orchestrators.activity_calls import call_step, chunks, failure_message, gather_settled
+from orchestrators.activity_calls import call_step, chunks, failure_message, gather_settled, throttle_delay
 from orchestrators.blueprint import bp
 
 
@@ -48,7 +49,11 @@ def fleet_action(context: df.DurableOrchestrationContext) -> Generator[Any, Any,
         settled = yield from gather_settled(context, tasks)
         for target, payload, (ok, value) in zip(chunk, payloads, settled):
             if ok and isinstance(value, dict) and not value.get("ok") and (value.get("error") or {}).get("kind") == "throttled":
-                value = yield from call_step(context, names.FLEET_INSTANCE_ACTION, payload, options)  # wait it out
+                # wait out Graph's Retry-After on a durable timer, then call again (call_step waits out further ones)
+                delay = throttle_delay(value["error"].get("retryAfterSeconds"), 1,
+                                       f"{context.instance_id}:{target.service_principal_id}", options)
+                yield context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=delay))
+                value = yield from call_step(context, names.FLEET_INSTANCE_ACTION, payload, options)
             results.append(_result(target.instance_key, target.service_principal_id, ok, value))
     counts = Counter(str(r.get("outcome")) for r in results)
     report = FleetActionReport(action_id=data.action_id, action=data.action, params=dict(data.params),
