@@ -1,7 +1,7 @@
 """The Durable activities: thin adapters from a JSON dict to one :mod:`core.steps` call.
 
 One module (and one blueprint, registered by ``function_app.py``) per family: ``applications``,
-``jobs``, ``credentials``, ``assignments``, ``sweep``. Every body parses its input with its
+``jobs``, ``credentials``, ``assignments``, ``sweep``, ``fleet``. Every body parses its input with its
 contract in :mod:`core.contracts` (a bad field is a field-level ``InvalidRequest``) and runs under
 :func:`activities.runner.run`, which applies the activity contract of docs/architecture.md
 section 3 (success / permanent / throttled returned, transient raised). Inputs and outputs hold no

@@ -51,6 +51,8 @@ def _invalid(exc: InvalidRequest) -> func.HttpResponse:
 
 
 def _graph_failed(exc: errors.ProvisioningError) -> func.HttpResponse:
+    if isinstance(exc, errors.ConfigurationError):
+        return error_response(500, "InvalidConfiguration", str(exc))
     log.warning("fleet read failed: %s", exc.code)
     return error_response(502, exc.code, f"Graph: {exc.message[:300]}")
 
@@ -93,8 +95,8 @@ async def http_list_instances(req: func.HttpRequest, client: df.DurableOrchestra
         skip = _int_param(req, "skip", 0, 0, 10**6)
     except InvalidRequest as exc:
         return _invalid(exc)
-    ctx = steps.default_context()
     try:
+        ctx = steps.default_context()
         matching = fleet.select(await _listed(ctx), selector, req.params.get("template"))
         if health is not None:  # the category needs every candidate's job
             matching = [i for i in await _jobs(ctx, matching) if i["health"] == health]
@@ -118,8 +120,8 @@ async def http_get_instance(req: func.HttpRequest, client: df.DurableOrchestrati
         key = fleet.check_key(req.route_params.get("key"))
     except InvalidRequest as exc:
         return _invalid(exc)
-    ctx = steps.default_context()
     try:
+        ctx = steps.default_context()
         found = fleet.select(await _listed(ctx), key=key)
         if not found:
             return error_response(404, "NotFound", f"no instance with key {key} carries our correlation tag")
@@ -174,8 +176,8 @@ async def http_teardown_instance(req: func.HttpRequest, client: df.DurableOrches
 
 async def _act(client: df.DurableOrchestrationClient, parsed: dict[str, Any], key: str | None = None) -> func.HttpResponse:
     action, params, selector = parsed["action"], parsed["params"], parsed["selector"]
-    ctx = steps.default_context()
     try:
+        ctx = steps.default_context()
         targets = fleet.select(await _listed(ctx), selector or None, key=key)
         if not targets:
             what = f"key {key}" if key else f"selector {','.join(f'{k}={v}' for k, v in selector.items())}"
@@ -244,13 +246,16 @@ async def http_get_fleet_action(req: func.HttpRequest, client: df.DurableOrchest
 @bp.durable_client_input(client_name="client")
 async def http_plan(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """What a provisioning request would do, per instance, without writing anything."""
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except errors.ConfigurationError as exc:
+        return _graph_failed(exc)
     try:
         request = model.parse_request(_body(req), settings.request_max_instances)
     except InvalidRequest as exc:
         return _invalid(exc)
-    ctx = steps.default_context()
     try:
+        ctx = steps.default_context()
         return json_response(await asyncio.to_thread(fleet.plan, ctx, request))
     except errors.ProvisioningError as exc:
         return _graph_failed(exc)
@@ -265,8 +270,8 @@ async def http_adopt_instance(req: func.HttpRequest, client: df.DurableOrchestra
         parsed = fleet.parse_adopt(_body(req))
     except InvalidRequest as exc:
         return _invalid(exc)
-    ctx = steps.default_context()
     try:
+        ctx = steps.default_context()
         result = await asyncio.to_thread(
             fleet.adopt, ctx, service_principal_id=parsed["servicePrincipalId"], display_name=parsed["displayName"],
             labels=parsed["labels"], credentials=parsed["credentials"], dry_run=parsed["dryRun"])
