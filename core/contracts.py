@@ -550,7 +550,6 @@ ACTIVITY_CONTRACTS: dict[str, tuple[type[Input], type[Contract]]] = {}
 
 def _register() -> None:
     from core import names
-    from core.fleet_contracts import FleetInstanceActionInput, FleetInstanceActionOutput
 
     ACTIVITY_CONTRACTS.update({
         names.RESOLVE_APPLICATION_TEMPLATE: (ResolveTemplateInput, ResolveTemplateOutput),
@@ -566,7 +565,6 @@ def _register() -> None:
         names.GET_PROVISIONING_ERRORS: (GetProvisioningErrorsInput, GetProvisioningErrorsOutput),
         names.LIST_MANAGED_INSTANCES: (ListManagedInstancesInput, ListManagedInstancesOutput),
         names.RESTART_QUARANTINED_JOB: (RestartQuarantinedJobInput, RestartQuarantinedJobOutput),
-        names.FLEET_INSTANCE_ACTION: (FleetInstanceActionInput, FleetInstanceActionOutput),
     })
 
 
@@ -680,3 +678,7 @@ def decode_json(value: Any) -> Any:
             except ValueError:
                 return None
     return value
+
+
+# the fleet operations' contracts (issue #13) live in their own module and add themselves to ACTIVITY_CONTRACTS
+from core import fleet_contracts as _fleet_contracts  # noqa: E402,F401

@@ -564,3 +564,31 @@ def adopt(ctx: StepContext, *, service_principal_id: str | None = None, display_
     _label(ctx, sp, key, labels or None, notes)
     logger.info("adopted service principal %s as instance %s", sp_id, key)
     return {**result, "outcome": "alreadyManaged" if managed else "adopted"}
+
+
+def provisioning_settings(ctx: StepContext, sp_id: str) -> dict:
+    """The instance's accidental-deletion threshold and notification email as Graph stores them.
+
+    Read from the ``SyncNotificationSettings`` secret (Graph returns it in clear; a masked or absent
+    value gives nulls) - ``DeleteThresholdEnabled`` / ``DeleteThresholdValue`` / ``Recipients``, the
+    portal's "Prevent accidental deletion" settings
+    (https://learn.microsoft.com/entra/identity/app-provisioning/accidental-deletions). Only these
+    fields and ``SyncAll`` are parsed; no other stored value is read into the answer.
+    """
+    stored = sync.get_secret_keys(ctx.graph, sp_id)
+    notify: dict[str, Any] = {}
+    try:
+        parsed = json.loads(stored.get("SyncNotificationSettings") or "null")
+        notify = parsed if isinstance(parsed, dict) else {}
+    except ValueError:
+        notify = {}
+    enabled = notify.get("DeleteThresholdEnabled")
+    value = notify.get("DeleteThresholdValue")
+    return {
+        "deleteThreshold": {
+            "enabled": str(enabled).lower() == "true" if enabled is not None else None,
+            "count": int(value) if isinstance(value, (int, str)) and str(value).isdigit() else None,
+        },
+        "notificationEmail": str(notify["Recipients"]) if notify.get("Recipients") else None,
+        "syncAll": {"true": True, "false": False}.get(str(stored.get("SyncAll")).lower()),
+    }

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from core.contracts import Contract, Input, always, listed, mapped
+from core.contracts import ACTIVITY_CONTRACTS, Contract, Input, always, listed, mapped
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -67,3 +67,12 @@ class FleetInstanceActionOutput(Contract):
     action: str | None = always()
     outcome: str | None = always()
     detail: str | None = always()
+
+
+def _register() -> None:
+    from core import names
+
+    ACTIVITY_CONTRACTS[names.FLEET_INSTANCE_ACTION] = (FleetInstanceActionInput, FleetInstanceActionOutput)
+
+
+_register()

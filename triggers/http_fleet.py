@@ -4,7 +4,9 @@
   the inventory: ids, labels, template, credential references (Key Vault secret names), the job's
   state and health category, recorded decisions. One listing of our service principals, then job
   reads bounded by ``HEALTH_SWEEP_MAX_IN_FLIGHT`` (only the page's, unless ``health`` filters).
-* ``GET /api/instances/{key}`` - one instance (404 for an unknown key).
+* ``GET /api/instances/{key}`` - one instance (404 for an unknown key), with its
+  ``provisioningSettings``: the accidental-deletion threshold and notification email of its
+  ``SyncNotificationSettings`` secret, as Graph stores them.
 * ``POST /api/instances/{key}/actions`` and ``POST /api/actions`` (with ``selector``) -
   ``{"action", "dryRun"?, "confirm"?, "actionId"?, "resetScope"?, "subject"?}``. A dry-run answers
   200 with the targets and the Graph calls each would get, writing nothing. Otherwise destructive
@@ -126,6 +128,8 @@ async def http_get_instance(req: func.HttpRequest, client: df.DurableOrchestrati
         if not found:
             return error_response(404, "NotFound", f"no instance with key {key} carries our correlation tag")
         view = (await _jobs(ctx, found))[0]
+        view["provisioningSettings"] = await asyncio.to_thread(fleet.provisioning_settings, ctx,
+                                                               view["servicePrincipalId"])
     except errors.ProvisioningError as exc:
         return _graph_failed(exc)
     return json_response(view)
