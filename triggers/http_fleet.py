@@ -222,9 +222,14 @@ async def _act(client: df.DurableOrchestrationClient, parsed: dict[str, Any], ke
                 raise
             duplicate = True
         log.info("fleet action %s started on %d instance(s)", instance_id, count)
-    return json_response({"id": instance_id, "action": action, "count": count, "statusUri": f"/api/actions/{instance_id}"},
-                         202, {"Location": f"/api/actions/{instance_id}",
-                               "X-Fleet-Action-Duplicate": "true" if duplicate else "false"})
+    body: dict[str, Any] = {"id": instance_id, "action": action, "count": count,
+                            "statusUri": f"/api/actions/{instance_id}", "duplicate": duplicate}
+    if duplicate and existing is not None:
+        created = existing.created_time.isoformat() if existing.created_time is not None else None
+        body["note"] = (f"this action was started before ({created}, {existing.runtime_status.value}); nothing new "
+                        "was started. To run it again on purpose, send a new actionId.")
+    return json_response(body, 202, {"Location": f"/api/actions/{instance_id}",
+                                     "X-Fleet-Action-Duplicate": "true" if duplicate else "false"})
 
 
 @bp.function_name(names.HTTP_GET_FLEET_ACTION)

@@ -73,7 +73,8 @@ def _run(stack: Stack, body: dict, key: str | None = None) -> dict:
     assert first.status_code == 202, first.text
     again = _act(stack, body, key)
     assert again.status_code == 202 and again.json()["id"] == first.json()["id"], again.text
-    assert again.headers["X-Fleet-Action-Duplicate"] == "true"
+    assert again.headers["X-Fleet-Action-Duplicate"] == "true" and "new actionId" in again.json()["note"]
+    assert first.json()["duplicate"] is False
     action_id = first.json()["id"]
     status = stack.wait(action_id)
     assert status["runtimeStatus"] == "Completed", status
