@@ -323,6 +323,26 @@ def test_an_action_survives_a_host_crash_and_pauses_each_job_once(fleet):
                for i in (KEY_DR1, instance_key("Ops DR 2"), instance_key("Ops DR 3")))
 
 
+def test_every_action_by_selector_and_pause_by_key(fleet):
+    dr = {"selector": "env=dr", "confirm": 3}
+    assert _run(fleet, {"action": "resume", **dr})["counts"] == {"done": 3}
+    assert _run(fleet, {"action": "restart", "resetScope": "Escrows", **dr})["counts"] == {"done": 3}
+    assert _run(fleet, {"action": "validate", "selector": "env=dr"})["counts"] == {"valid": 3}  # read-only: no confirm
+    assert _run(fleet, {"action": "rejectDeletes", **dr})["counts"] == {"unchanged": 3}  # not quarantined
+    assert _run(fleet, {"action": "allowDeletes", "actionId": "allow-dr-again", **dr})["counts"] == {"unchanged": 3}
+    directory = fleet.emulator.state.directory
+    pilot = next(g for g in directory.groups.values() if g["displayName"] == "SaaS Pilot")
+    subject = {"objectId": directory.members[pilot["id"]][-1], "objectTypeName": "User"}
+    demand = _run(fleet, {"action": "provision-on-demand", "subject": subject, **dr})
+    assert demand["counts"] == {"done": 3} and all(r["steps"] for r in demand["results"])
+    assert _run(fleet, {"action": "pause", "confirm": 1}, KEY_A)["counts"] == {"done": 1}
+    assert _job(fleet, KEY_A)["status"]["code"] == "Paused"
+    legacy = fleet.request("GET", "/api/instances", params={"selector": "env=legacy"}).json()["instances"]
+    torn = _run(fleet, {"action": "teardown", "selector": "env=legacy", "confirm": 1})
+    assert torn["counts"] == {"done": 1} and torn["results"][0]["applicationId"] in directory.deleted
+    assert legacy[0]["servicePrincipalId"] not in directory.service_principals
+
+
 def test_no_secret_value_in_any_answer(fleet):
     values = secret_values(fleet)
     leaked = [v for v in values if any(v in text for text in fleet.responses)]
