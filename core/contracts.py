@@ -678,3 +678,7 @@ def decode_json(value: Any) -> Any:
             except ValueError:
                 return None
     return value
+
+
+# the fleet operations' contracts (issue #13) live in their own module and add themselves to ACTIVITY_CONTRACTS
+from core import fleet_contracts as _fleet_contracts  # noqa: E402,F401

@@ -10,8 +10,9 @@ PROVISION_BATCH = "provision_batch"
 PROVISION_INSTANCE = "provision_instance"
 MONITOR_JOB = "monitor_job"
 HEALTH_SWEEP = "health_sweep"
+FLEET_ACTION = "fleet_action"
 
-ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP)
+ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP, FLEET_ACTION)
 
 # Activities (architecture.md section 3)
 RESOLVE_APPLICATION_TEMPLATE = "resolve_application_template"
@@ -27,6 +28,7 @@ GET_PROVISIONING_ERRORS = "get_provisioning_errors"
 LIST_MANAGED_INSTANCES = "list_managed_instances"
 RESTART_QUARANTINED_JOB = "restart_quarantined_job"
 DISCARD_APPLICATION = "discard_application"
+FLEET_INSTANCE_ACTION = "fleet_instance_action"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -42,6 +44,7 @@ ACTIVITIES = (
     LIST_MANAGED_INSTANCES,
     RESTART_QUARANTINED_JOB,
     DISCARD_APPLICATION,
+    FLEET_INSTANCE_ACTION,
 )
 
 # Triggers
@@ -50,6 +53,14 @@ HTTP_GET_PROVISIONING_REQUEST = "http_get_provisioning_request"
 QUEUE_PROVISIONING_REQUEST = "queue_provisioning_request"
 TIMER_HEALTH_SWEEP = "timer_health_sweep"
 HTTP_PREFLIGHT = "http_preflight"
+HTTP_LIST_INSTANCES = "http_list_instances"
+HTTP_GET_INSTANCE = "http_get_instance"
+HTTP_INSTANCE_ACTION = "http_instance_action"
+HTTP_FLEET_ACTION = "http_fleet_action"
+HTTP_GET_FLEET_ACTION = "http_get_fleet_action"
+HTTP_TEARDOWN_INSTANCE = "http_teardown_instance"
+HTTP_PLAN = "http_plan"
+HTTP_ADOPT_INSTANCE = "http_adopt_instance"
 
 TRIGGERS = (
     HTTP_SUBMIT_PROVISIONING_REQUEST,
@@ -57,6 +68,14 @@ TRIGGERS = (
     QUEUE_PROVISIONING_REQUEST,
     TIMER_HEALTH_SWEEP,
     HTTP_PREFLIGHT,
+    HTTP_LIST_INSTANCES,
+    HTTP_GET_INSTANCE,
+    HTTP_INSTANCE_ACTION,
+    HTTP_FLEET_ACTION,
+    HTTP_GET_FLEET_ACTION,
+    HTTP_TEARDOWN_INSTANCE,
+    HTTP_PLAN,
+    HTTP_ADOPT_INSTANCE,
 )
 
 # Storage queues

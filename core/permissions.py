@@ -60,6 +60,8 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     "list_managed_instances": (APPLICATION_READWRITE_ALL,),
     # + the service principal's kv-saved / kv-restarted tags (read, then one PATCH)
     "restart_quarantined_job": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    # operator actions: the job calls, plus the SP's tags (rejectDeletes) and the application (teardown)
+    "fleet_instance_action": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
 }
 
 

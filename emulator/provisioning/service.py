@@ -208,6 +208,14 @@ class ProvisioningService:
             if scopes & {"Full", "ForceDeletes"}:
                 job.force_deletes = True
             self.engine.abort_cycle(job)
+            lifts = bool(scopes & {"Full", "QuarantineState", "None"}) or self.settings.restart_lifts_quarantine == "always"
+            if job.quarantine is not None and not lifts and not job.disabled:
+                # resetScope without QuarantineState: the named state is cleared, the job stays quarantined
+                # and its next attempt (quarantine.nextAttempt) runs with it (setting restartLiftsQuarantine)
+                job.running = True
+                job.next_cycle_at = max(job.quarantine["nextAttempt"], self._now())
+                self.engine.schedule(job, job.next_cycle_at)
+                return
             self.engine.start(job, self._now())  # also lifts the quarantine (QuarantineState / start semantics)
 
     # ----- credentials ----------------------------------------------------------------

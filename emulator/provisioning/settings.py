@@ -55,6 +55,14 @@ class EngineSettings:
     # UNCONFIRMED: what Start does without saved credentials. "error" answers 400; "quarantine"
     # accepts and lets the first cycle fail with EncounteredQuarantineException.
     start_without_secrets: str = "error"
+    # Which restarts lift a quarantine. Graph documents resetScope QuarantineState as "Temporarily lifts
+    # the quarantine" and an empty criteria as the portal's Restart (QuarantineState, Watermark, Escrows)
+    # (https://learn.microsoft.com/graph/api/resources/synchronization-synchronizationjobrestartcriteria);
+    # whether a restart with other scopes only (Watermark, ForceDeletes, ...) lifts it too is UNCONFIRMED.
+    # "withQuarantineState" (default, the harder one for a client): only QuarantineState, Full or an empty
+    # criteria lift it, other scopes are applied and the job stays quarantined until its next attempt;
+    # "always": every restart lifts it (as start does).
+    restart_lifts_quarantine: str = "withQuarantineState"
     # UNCONFIRMED: schedule.state of a paused job; the docs' Paused examples show "Disabled".
     pause_schedule_state: str = "Disabled"
     # UNCONFIRMED (portal default "sync assigned only" vs the docs' "generally True").
@@ -93,6 +101,8 @@ class EngineSettings:
             raise ValueError("start_without_secrets must be 'error' or 'quarantine'")
         if kwargs.get("secret_key_error_status", 500) not in (400, 500):
             raise ValueError("secret_key_error_status must be 400 or 500")
+        if kwargs.get("restart_lifts_quarantine", "withQuarantineState") not in ("withQuarantineState", "always"):
+            raise ValueError("restart_lifts_quarantine must be 'withQuarantineState' or 'always'")
         if kwargs.get("pause_schedule_state", "Disabled") not in ("Disabled", "Paused"):
             raise ValueError("pause_schedule_state must be 'Disabled' or 'Paused'")
         if kwargs.get("duplicate_job_status", 201) not in (201, 409) or isinstance(kwargs.get("duplicate_job_status"), bool):

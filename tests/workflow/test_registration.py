@@ -18,6 +18,9 @@ EXPECTED_TRIGGER = {
     names.QUEUE_PROVISIONING_REQUEST: "queueTrigger",
     names.TIMER_HEALTH_SWEEP: "timerTrigger",
     names.HTTP_PREFLIGHT: "httpTrigger",
+    **{name: "httpTrigger" for name in (names.HTTP_LIST_INSTANCES, names.HTTP_GET_INSTANCE, names.HTTP_INSTANCE_ACTION,
+                                        names.HTTP_FLEET_ACTION, names.HTTP_GET_FLEET_ACTION,
+                                        names.HTTP_TEARDOWN_INSTANCE, names.HTTP_PLAN, names.HTTP_ADOPT_INSTANCE)},
 }
 
 
