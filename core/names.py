@@ -10,8 +10,9 @@ PROVISION_BATCH = "provision_batch"
 PROVISION_INSTANCE = "provision_instance"
 MONITOR_JOB = "monitor_job"
 HEALTH_SWEEP = "health_sweep"
+APPLY_PROFILE = "apply_profile"
 
-ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP)
+ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP, APPLY_PROFILE)
 
 # Activities (architecture.md section 3)
 RESOLVE_APPLICATION_TEMPLATE = "resolve_application_template"
@@ -27,6 +28,10 @@ GET_PROVISIONING_ERRORS = "get_provisioning_errors"
 LIST_MANAGED_INSTANCES = "list_managed_instances"
 RESTART_QUARANTINED_JOB = "restart_quarantined_job"
 DISCARD_APPLICATION = "discard_application"
+# schema profiles (core/steps/profiles.py)
+PLAN_SCHEMA_PROFILE = "plan_schema_profile"
+APPLY_SCHEMA_PROFILE = "apply_schema_profile"
+CHECK_INSTANCE_DRIFT = "check_instance_drift"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -42,6 +47,9 @@ ACTIVITIES = (
     LIST_MANAGED_INSTANCES,
     RESTART_QUARANTINED_JOB,
     DISCARD_APPLICATION,
+    PLAN_SCHEMA_PROFILE,
+    APPLY_SCHEMA_PROFILE,
+    CHECK_INSTANCE_DRIFT,
 )
 
 # Triggers
@@ -50,6 +58,9 @@ HTTP_GET_PROVISIONING_REQUEST = "http_get_provisioning_request"
 QUEUE_PROVISIONING_REQUEST = "queue_provisioning_request"
 TIMER_HEALTH_SWEEP = "timer_health_sweep"
 HTTP_PREFLIGHT = "http_preflight"
+HTTP_SCHEMA_DIFF = "http_schema_diff"
+HTTP_SCHEMA_APPLY = "http_schema_apply"
+HTTP_INSTANCE_DRIFT = "http_instance_drift"
 
 TRIGGERS = (
     HTTP_SUBMIT_PROVISIONING_REQUEST,
@@ -57,6 +68,9 @@ TRIGGERS = (
     QUEUE_PROVISIONING_REQUEST,
     TIMER_HEALTH_SWEEP,
     HTTP_PREFLIGHT,
+    HTTP_SCHEMA_DIFF,
+    HTTP_SCHEMA_APPLY,
+    HTTP_INSTANCE_DRIFT,
 )
 
 # Storage queues

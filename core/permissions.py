@@ -60,6 +60,11 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     "list_managed_instances": (APPLICATION_READWRITE_ALL,),
     # + the service principal's kv-saved / kv-restarted tags (read, then one PATCH)
     "restart_quarantined_job": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    # schema profiles: templates/schema, parseExpression, the job schema; apply and drift read the
+    # service principal's tags (apply PATCHes its schema-profile tag)
+    "plan_schema_profile": (SYNCHRONIZATION_READWRITE_ALL,),
+    "apply_schema_profile": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    "check_instance_drift": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
 }
 
 

@@ -18,6 +18,9 @@ EXPECTED_TRIGGER = {
     names.QUEUE_PROVISIONING_REQUEST: "queueTrigger",
     names.TIMER_HEALTH_SWEEP: "timerTrigger",
     names.HTTP_PREFLIGHT: "httpTrigger",
+    names.HTTP_SCHEMA_DIFF: "httpTrigger",
+    names.HTTP_SCHEMA_APPLY: "httpTrigger",
+    names.HTTP_INSTANCE_DRIFT: "httpTrigger",
 }
 
 
