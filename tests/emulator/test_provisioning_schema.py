@@ -167,3 +167,29 @@ def test_parse_expression(app):
 ])
 def test_expression_language(expression, source, value):
     assert ex.evaluate(ex.parse(expression), source) == value
+
+
+# ----- over HTTPS, as a client sees it -------------------------------------------------------------
+
+def test_parse_expression_and_the_mapping_400_over_https(graph_as):
+    from emulator_graph import GraphClient, assert_graph_error
+
+    graph: GraphClient = graph_as("workflow")
+    _, sp = graph.instantiate("Schema over HTTPS")
+    base = f"servicePrincipals/{sp['id']}/synchronization"
+    job = graph.post(f"{base}/jobs", json={"templateId": "scim"}).json()
+    parsed = graph.post(f"{base}/jobs/{job['id']}/schema/parseExpression", json={"expression": "ToUpper([mail])"})
+    assert parsed.status_code == 200, parsed.text
+    body = parsed.json()
+    assert body["@odata.context"].endswith("microsoft.graph.parseExpressionResponse")
+    assert body["parsingSucceeded"] is True and body["parsedExpression"]["name"] == "ToUpper"
+    template = graph.post(f"{base}/templates/scim/schema/parseExpression", json={"expression": "ToUpper([mail]"}).json()
+    assert template["parsingSucceeded"] is False and template["error"]["message"]
+    assert_graph_error(graph.post(f"{base}/jobs/{job['id']}/schema/parseExpression", json={}), 400, "BadRequest")
+
+    schema = graph.get(f"{base}/jobs/{job['id']}/schema").json()
+    schema.pop("@odata.context", None)
+    _users_mapping(schema)["attributeMappings"][0]["source"]["expression"] = "Nope([mail])"
+    refused = graph.put(f"{base}/jobs/{job['id']}/schema", json=schema)
+    assert_graph_error(refused, 400, "BadRequest")
+    assert "attributeMapping 'userName'" in refused.json()["error"]["message"]
