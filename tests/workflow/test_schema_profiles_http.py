@@ -90,3 +90,22 @@ def test_diff_apply_drift_and_enforce(stack, instance):
     status = stack.wait(enforced["enforce"]["instanceId"], timeout=60)
     assert status["runtimeStatus"] == "Completed" and status["output"]["applied"] is True
     assert stack.request("GET", f"/api/instances/{key}/drift").json()["drifted"] is False
+
+
+def test_a_request_naming_a_schema_profile_gets_it_before_the_job_starts(stack):
+    body = make_batch("profiles-002", 1, prefix="Profiled")
+    body["instances"][0]["schemaProfile"] = "custom-scim.v7"
+    refused = stack.request("POST", "/api/provisioning-requests", json=body)
+    assert refused.status_code == 400
+    assert [d["path"] for d in refused.json()["error"]["details"]] == ["instances[0].schemaProfile"]
+    body["instances"][0]["schemaProfile"] = PROFILE
+    status = stack.wait(stack.submit(body), timeout=150)
+    assert status["runtimeStatus"] == "Completed", status
+    key = model.instance_key("Profiled 001")
+    drift = stack.request("GET", f"/api/instances/{key}/drift").json()
+    assert drift["profile"] == PROFILE and drift["drifted"] is False, drift
+    # the PUT came before the start: one schema PUT, and it precedes the job's start
+    writes = [r["path"] for r in stack.graph_requests(kind="graph")
+              if r.get("method") in ("PUT", "POST") and drift["servicePrincipalId"] in r.get("path", "")
+              and (r["path"].endswith("/schema") or r["path"].endswith("/start"))]
+    assert [w.rsplit("/", 1)[1] for w in writes] == ["schema", "start"], writes
