@@ -37,6 +37,12 @@ TARGET_ERRORS = {
     "throttled": ("SystemForCrossDomainIdentityManagementThrottled", 429, "Too Many Requests"),
     # The quarantine article's "SCIM Compliance issue": HTTP/404 where 200 was expected; the code is the
     # provisioning-log table's "unable to parse the response" one (howto-analyze-provisioning-logs).
+    # an export without a value for a required target attribute (e.g. SCIM userName, RFC 7643 section 4.1.1
+    # "REQUIRED"): the SCIM service answers 400 (RFC 7644 section 3.12, scimType invalidValue). UNCONFIRMED
+    # code: the provisioning-log table (howto-analyze-provisioning-logs) lists no code for it; a failure
+    # is the harder choice for a client than a skip.
+    "invalidValue": ("SystemForCrossDomainIdentityManagementBadRequest", 400,
+                     "Bad Request: a required attribute has no value (scimType invalidValue)"),
     "notFound": ("SystemForCrossDomainIdentityManagementServiceIncompatible", 404,
                  "Not Found: an HTTP/404 Not Found response was returned rather than the expected HTTP/200 OK response"),
 }
@@ -74,6 +80,9 @@ def _project_scope(scope: dict[str, dict], compiled: dict) -> tuple[dict[str, di
         outcome, values, reason = schema_mapping.project(obj, compiled)
         if outcome == schema_mapping.EXPORT:
             kept[oid] = {**obj, "attrs": values, "hash": schema_mapping.values_hash(values)}
+            missing = schema_mapping.missing_required(obj["type"], values, compiled)
+            if missing:
+                kept[oid]["invalid"] = missing
         elif outcome == schema_mapping.OUT_OF_FILTER:
             refused[oid] = {**obj, "scopeReason": reason}
     return kept, refused
@@ -226,6 +235,10 @@ class Engine:
             if behind > interval * self.settings.max_idle_cycles_replayed:
                 at += math.floor(behind / interval) * interval
         outcomes = self._outcomes(job, changes, scenario, params, rng)
+        # an export lacking a required target attribute is refused by the target (TARGET_ERRORS invalidValue)
+        outcomes = [("failure", "invalidValue") if status == "success" and action in ("create", "update")
+                    and obj.get("invalid") else (status, error)
+                    for (obj, action), (status, error) in zip(changes, outcomes)]
         items = []
         clock = at
         for (obj, action), (status, error) in zip(changes, outcomes):

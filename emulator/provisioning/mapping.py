@@ -72,11 +72,13 @@ def compile_schema(schema: dict) -> dict:
     first rule (the one a job's cycles run); {} when the schema maps nothing."""
     for rule in schema.get("synchronizationRules") or []:
         found = {}
+        required = _required(schema, rule.get("targetDirectoryName"))
         for mapping in rule.get("objectMappings") or []:
             source = str(mapping.get("sourceObjectName") or "")
             if not source or source in found:
                 continue
             found[source] = {
+                "required": sorted(required.get(str(mapping.get("targetObjectName")), set())),
                 "enabled": mapping.get("enabled", True) is not False,
                 "name": mapping.get("name") or source,
                 "attributes": [[a.get("targetAttributeName"), (a.get("source") or {}).get("expression")]
@@ -87,6 +89,22 @@ def compile_schema(schema: dict) -> dict:
         if found:
             return found
     return {}
+
+
+def _required(schema: dict, directory_name: str | None) -> dict[str, set[str]]:
+    """Target object -> its attributes marked ``required`` (attributeDefinition.required)."""
+    for directory in schema.get("directories") or []:
+        if isinstance(directory, dict) and directory.get("name") == directory_name:
+            return {str(o.get("name")): {str(a.get("name")) for a in o.get("attributes") or []
+                                         if isinstance(a, dict) and a.get("required") is True}
+                    for o in directory.get("objects") or [] if isinstance(o, dict)}
+    return {}
+
+
+def missing_required(obj_type: str, values: dict, compiled: dict) -> list[str]:
+    """Required target attributes the exported values lack (the target refuses such an export)."""
+    mapping = compiled.get(obj_type) or {}
+    return [name for name in mapping.get("required") or [] if not values.get(name)]
 
 
 #: outcomes of :func:`project`

@@ -104,6 +104,21 @@ def test_a_scoping_filter_skips_users_outside_it_with_the_scoping_reason(app):
     assert [r["sourceIdentity"]["displayName"] for r in _rows(service, "disable")] == ["In Scope"]
 
 
+def test_an_export_without_a_required_attribute_fails_at_the_target(app):
+    service, directory, clock, sp_id, job_id = app
+    directory.assign(sp_id, directory.add_user("No Employee Id")["id"])
+    schema = service.get_schema(sp_id, job_id)
+    user_name = next(a for a in _users_mapping(schema)["attributeMappings"] if a["targetAttributeName"] == "userName")
+    user_name["source"]["expression"] = "[employeeId]"  # empty for this user; userName is required
+    _put(service, sp_id, job_id, schema)
+    service.start_job(sp_id, job_id)
+    clock.advance(120)
+    [row] = _rows(service, "create")
+    assert row["provisioningStatusInfo"]["status"] == "failure"
+    assert row["provisioningStatusInfo"]["errorInformation"]["errorCode"] == "SystemForCrossDomainIdentityManagementBadRequest"
+    assert service.get_job(sp_id, job_id)["status"]["lastExecution"]["state"] == "EntryLevelErrors"
+
+
 def test_an_object_mapping_turned_off_is_not_synchronized(app):
     service, directory, clock, sp_id, job_id = app
     user = directory.add_user("Member")
