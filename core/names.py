@@ -11,8 +11,9 @@ PROVISION_INSTANCE = "provision_instance"
 MONITOR_JOB = "monitor_job"
 HEALTH_SWEEP = "health_sweep"
 APPLY_PROFILE = "apply_profile"
+SCHEMA_ROLLOUT = "schema_rollout"
 
-ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP, APPLY_PROFILE)
+ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP, APPLY_PROFILE, SCHEMA_ROLLOUT)
 
 # Activities (architecture.md section 3)
 RESOLVE_APPLICATION_TEMPLATE = "resolve_application_template"
@@ -61,6 +62,9 @@ HTTP_PREFLIGHT = "http_preflight"
 HTTP_SCHEMA_DIFF = "http_schema_diff"
 HTTP_SCHEMA_APPLY = "http_schema_apply"
 HTTP_INSTANCE_DRIFT = "http_instance_drift"
+HTTP_START_ROLLOUT = "http_start_rollout"
+HTTP_GET_ROLLOUT = "http_get_rollout"
+HTTP_ROLLOUT_ACTION = "http_rollout_action"
 
 TRIGGERS = (
     HTTP_SUBMIT_PROVISIONING_REQUEST,
@@ -71,6 +75,9 @@ TRIGGERS = (
     HTTP_SCHEMA_DIFF,
     HTTP_SCHEMA_APPLY,
     HTTP_INSTANCE_DRIFT,
+    HTTP_START_ROLLOUT,
+    HTTP_GET_ROLLOUT,
+    HTTP_ROLLOUT_ACTION,
 )
 
 # Storage queues

@@ -85,3 +85,18 @@ def activity_contracts() -> dict[str, tuple[type[Input], type[Contract]]]:
         names.APPLY_SCHEMA_PROFILE: (ApplySchemaProfileInput, SchemaPlanOutput),
         names.CHECK_INSTANCE_DRIFT: (CheckInstanceDriftInput, InstanceDriftOutput),
     }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RolloutInput(Contract):
+    """``schema_rollout``'s input: the selected instances (``[{key, servicePrincipalId}]``, resolved by
+    the trigger), the canary keys, the wave size and the pause (seconds) after each wave."""
+
+    rollout_id: str | None = always()
+    profile: str | None = always()
+    instances: list[dict[str, Any]] = listed()
+    canaries: list[str] = listed()
+    wave_size: int = 5
+    pause_seconds: int = 60
+    max_checks: int = 10
+    options: dict[str, Any] = mapped()

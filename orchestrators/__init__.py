@@ -13,6 +13,6 @@ outputs, custom status or errors (credentials travel as Key Vault references).
 
 from orchestrators.blueprint import bp
 from orchestrators import health_sweep, monitor_job, provision_batch, provision_instance  # noqa: F401  (registers)
-from orchestrators import apply_profile  # noqa: F401  (registers; schema profiles)
+from orchestrators import apply_profile, rollout  # noqa: F401  (registers; schema profiles)
 
 __all__ = ["bp"]

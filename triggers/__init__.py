@@ -13,6 +13,6 @@ Importing this package registers all five on :data:`bp`.
 
 from triggers.blueprint import bp
 from triggers import http_preflight, http_requests, queue_requests, timer_sweep  # noqa: F401  (registers)
-from triggers import http_profiles  # noqa: F401  (registers; schema profiles)
+from triggers import http_profiles, http_rollouts  # noqa: F401  (registers; schema profiles)
 
 __all__ = ["bp"]

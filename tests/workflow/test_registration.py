@@ -21,6 +21,9 @@ EXPECTED_TRIGGER = {
     names.HTTP_SCHEMA_DIFF: "httpTrigger",
     names.HTTP_SCHEMA_APPLY: "httpTrigger",
     names.HTTP_INSTANCE_DRIFT: "httpTrigger",
+    names.HTTP_START_ROLLOUT: "httpTrigger",
+    names.HTTP_GET_ROLLOUT: "httpTrigger",
+    names.HTTP_ROLLOUT_ACTION: "httpTrigger",
 }
 
 

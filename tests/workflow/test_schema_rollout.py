@@ -1,0 +1,87 @@
+"""Staged rollout through devhost: 12 instances, a canary that regresses stops the rollout after the
+canary wave and no other instance is touched; cancel; a healthy rollout goes through canary and waves."""
+
+from __future__ import annotations
+
+import pytest
+from support import Stack, make_batch
+from polling import wait_until
+
+from core import model
+
+BAD, GOOD = "custom-scim-employee-id.v1", "custom-scim.v1"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    running = Stack(tmp_path_factory.mktemp("workflow-rollout"), time_scale=30.0)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(stack):
+    batch_id = stack.submit(make_batch("rollout-fleet", 12, prefix="Rollout"))
+    status = stack.wait(batch_id, timeout=240)
+    assert status["runtimeStatus"] == "Completed", status
+    return [model.instance_key(f"Rollout {i:03d}") for i in range(1, 13)]
+
+
+def _schema_puts(stack: Stack) -> list[str]:
+    return [r["path"] for r in stack.graph_requests(kind="graph", method="PUT") if r["path"].endswith("/schema")]
+
+
+def _rollout(stack: Stack, body: dict) -> str:
+    response = stack.request("POST", "/api/rollouts", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def _status(stack: Stack, rollout_id: str) -> dict:
+    response = stack.request("GET", f"/api/rollouts/{rollout_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_bad_input_is_named(stack, fleet):
+    response = stack.request("POST", "/api/rollouts", json={"rolloutId": "x", "profile": "nope.v1",
+                                                             "selector": {"instances": ["f" * 20]}, "waveSize": 0})
+    assert response.status_code == 400
+    paths = {d["path"] for d in response.json()["error"]["details"]}
+    assert {"profile", "selector.instances", "waveSize"} <= paths
+
+
+def test_a_regressing_canary_stops_the_rollout_and_touches_no_other_instance(stack, fleet):
+    before = len(_schema_puts(stack))
+    rollout_id = _rollout(stack, {"rolloutId": "bad-001", "profile": BAD, "selector": {"instances": fleet},
+                                  "canaries": [fleet[0]], "waveSize": 4, "pauseSeconds": 1, "maxChecks": 30})
+    assert wait_until(lambda: _status(stack, "bad-001").get("phase") == "stopped", timeout=120, interval=0.5)
+    status = _status(stack, "bad-001")
+    assert status["stopped"]["wave"] == 0 and status["stopped"]["kind"] == "canary"
+    reason = status["stopped"]["reasons"][fleet[0]]
+    assert "objects failed in the cycle after the change" in reason
+    assert [w["status"] for w in status["waves"]] == ["regressed", "pending", "pending", "pending"]
+    # exactly one schema PUT (the canary's); no other instance carries the profile
+    assert len(_schema_puts(stack)) == before + 1
+    for key in fleet[1:]:
+        drift = stack.request("GET", f"/api/instances/{key}/drift").json()
+        assert drift["profile"] is None, drift
+    cancel = stack.request("POST", "/api/rollouts/bad-001/cancel")
+    assert cancel.status_code == 202
+    assert stack.wait(rollout_id, timeout=30)["runtimeStatus"] == "Terminated"
+    assert len(_schema_puts(stack)) == before + 1
+
+
+def test_a_healthy_rollout_goes_through_canary_and_waves(stack, fleet):
+    chosen = fleet[1:4]
+    rollout_id = _rollout(stack, {"rolloutId": "good-001", "profile": GOOD, "selector": {"instances": chosen},
+                                  "canaries": 1, "waveSize": 2, "pauseSeconds": 1, "maxChecks": 30})
+    status = stack.wait(rollout_id, timeout=120)
+    assert status["runtimeStatus"] == "Completed", status
+    report = status["output"]
+    assert report["phase"] == "completed" and report["stopped"] is None
+    assert [(w["kind"], len(w["instances"]), w["status"]) for w in report["waves"]] == \
+        [("canary", 1, "done"), ("wave", 2, "done")]
+    for key in chosen:
+        assert stack.request("GET", f"/api/instances/{key}/drift").json()["profile"] == GOOD
+    assert stack.request("POST", "/api/rollouts/good-001/resume").status_code == 409
