@@ -99,4 +99,5 @@ class RolloutInput(Contract):
     wave_size: int = 5
     pause_seconds: int = 60
     max_checks: int = 10
+    dry_run: bool | None = None
     options: dict[str, Any] = mapped()

@@ -1,7 +1,8 @@
 """``schema_rollout``: roll a schema profile out over many instances - canaries first, then waves,
 stopping by itself on a regression.
 
-Input: :class:`core.profile_contracts.RolloutInput`. Waves: the canaries (if any), then the other
+Input: :class:`core.profile_contracts.RolloutInput`; with ``dryRun`` every selected instance is only
+planned (validation and diff, per wave) and nothing is written. Waves: the canaries (if any), then the other
 instances in waves of ``waveSize``. Per wave:
 
 1. each instance's job status is read (``get_job_status``: the last execution before the change);
@@ -31,7 +32,7 @@ import azure.durable_functions as df
 
 from core import names
 from core.contracts import GetJobStatusInput, GetJobStatusOutput, GetProvisioningErrorsInput, GetProvisioningErrorsOutput
-from core.profile_contracts import ApplySchemaProfileInput, RolloutInput, SchemaPlanOutput
+from core.profile_contracts import ApplySchemaProfileInput, PlanSchemaProfileInput, RolloutInput, SchemaPlanOutput
 from core.times import iso
 from core.workflow_options import WorkflowOptions
 from orchestrators.activity_calls import call_step, chunks
@@ -51,6 +52,12 @@ def plan_waves(instances: list[dict[str, Any]], canaries: list[str], wave_size: 
     return [{"index": n, **w} for n, w in enumerate(waves)]
 
 
+def _summary(change: dict[str, Any]) -> str:
+    """``<sourceObjectName>.<field>[.<target>]: <change>`` (a plan line small enough for every instance)."""
+    target = f".{change['targetAttributeName']}" if change.get("targetAttributeName") else ""
+    return f"{change.get('sourceObjectName')}.{change.get('field')}{target}: {change.get('change')}"
+
+
 def _execution(result: dict[str, Any]) -> dict[str, Any]:
     status = GetJobStatusOutput.from_dict(result).status or {}
     return {"state": status.get("state"), "jobId": status.get("jobId"),
@@ -67,12 +74,30 @@ def schema_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, An
     report: dict[str, Any] = {"rolloutId": data.rollout_id, "profile": data.profile, "phase": "running",
                               "waves": [{**w, "status": "pending", "results": {}} for w in waves], "stopped": None}
 
-    def show() -> None:
-        context.set_custom_status(report)
+    def show(current: dict[str, Any] | None = None) -> None:
+        shown = current["index"] if current is not None else None
+        # custom status is capped at 16 KB: waves as counts, per-instance results of the current wave only
+        # (and every regression); the output holds every result
+        context.set_custom_status({
+            **{k: v for k, v in report.items() if k != "waves"},
+            "waves": [{"index": w["index"], "kind": w["kind"], "status": w["status"], "instances": len(w["instances"]),
+                       **({"results": w["results"]} if w["index"] == shown else {})} for w in report["waves"]]})
+
+    if data.dry_run:  # the plan of every selected instance, in wave order; nothing is written
+        for wave in report["waves"]:
+            for key in wave["instances"]:
+                planned = yield from call_step(context, names.PLAN_SCHEMA_PROFILE, PlanSchemaProfileInput(
+                    service_principal_id=sp_of[key], profile=str(data.profile)), options)
+                wave["results"][key] = ({"servicePrincipalId": sp_of[key], "changes": [_summary(c) for c in SchemaPlanOutput.from_dict(planned).changes]}
+                                        if planned.get("ok") else {"servicePrincipalId": sp_of[key], "error": planned.get("error")})
+            wave["status"] = "planned"
+        report["phase"] = "planned"
+        show()
+        return report
 
     for wave in report["waves"]:
         wave["status"] = "applying"
-        show()
+        show(wave)
         before: dict[str, dict[str, Any]] = {}
         for key in wave["instances"]:
             sp_id = sp_of[key]
@@ -90,7 +115,7 @@ def schema_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, An
                 wave["results"][key] = {"servicePrincipalId": sp_id, "applied": False,
                                         "regression": f"apply failed: {(done.get('error') or {}).get('message')}"}
         wave["status"] = "watching"
-        show()
+        show(wave)
         pending = [k for k in wave["instances"] if wave["results"][k]["regression"] is None]
         for _ in range(max(1, data.max_checks)):
             if not pending:
@@ -113,7 +138,7 @@ def schema_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, An
             report["phase"] = "stopped"
             report["stopped"] = {"wave": wave["index"], "kind": wave["kind"], "at": iso(context.current_utc_datetime),
                                  "reasons": regressed}
-            show()
+            show(wave)
             yield context.wait_for_external_event(RESUME_EVENT)
             report["phase"] = "running"
             report["stopped"] = {**report["stopped"], "resumedAt": iso(context.current_utc_datetime)}

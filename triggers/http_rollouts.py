@@ -1,7 +1,7 @@
 """Staged rollout of a schema profile (function key; docs/configuration-as-code.md).
 
 * ``POST /api/rollouts`` ``{"rolloutId", "profile", "selector": {"instances": [keys]} | {"labels": {..}},
-  "canaries": <count> | [keys], "waveSize": 5, "pauseSeconds": 60, "maxChecks": 10}`` - validates (field-level
+  "canaries": <count> | [keys], "waveSize": 5, "pauseSeconds": 60, "maxChecks": 10, "dryRun": false}`` - validates (field-level
   400s: unknown profile, an empty selection, a canary outside it), resolves the selection from the
   managed instances (``list_managed_instances``), and starts ``schema_rollout`` as ``rollout-<rolloutId>``
   (202 + check-status payload; the same id while it exists answers that rollout, never a second one).
@@ -36,7 +36,7 @@ from triggers.submission import BodyNotJson, read_json
 log = logging.getLogger("triggers.rollouts")
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_FIELDS = ("rolloutId", "profile", "selector", "canaries", "waveSize", "pauseSeconds", "maxChecks")
+_FIELDS = ("rolloutId", "profile", "selector", "canaries", "waveSize", "pauseSeconds", "maxChecks", "dryRun")
 _ACTIVE = {"Running", "Pending", "ContinuedAsNew", "Suspended"}
 
 
@@ -105,10 +105,13 @@ def parse_rollout(body: Any, managed: list[dict[str, Any]]) -> RolloutInput:
         canaries = list(canaries_raw)
     else:
         problems.append(errors.Problem("canaries", "a count or a list of instance keys"))
+    dry_run = body.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        problems.append(errors.Problem("dryRun", "must be true or false"))
     if problems:
         raise errors.InvalidRequest(problems)
     return RolloutInput(rollout_id=rollout_id, profile=profile, instances=chosen, canaries=canaries,
-                        wave_size=wave_size, pause_seconds=pause, max_checks=checks)
+                        wave_size=wave_size, pause_seconds=pause, max_checks=checks, dry_run=bool(dry_run))
 
 
 @bp.function_name(names.HTTP_START_ROLLOUT)

@@ -51,6 +51,19 @@ def test_bad_input_is_named(stack, fleet):
     assert {"profile", "selector.instances", "waveSize"} <= paths
 
 
+def test_a_dry_run_plans_every_instance_and_writes_nothing(stack, fleet):
+    before = len(_schema_puts(stack))
+    rollout_id = _rollout(stack, {"rolloutId": "dry-001", "profile": GOOD, "selector": {"instances": fleet},
+                                  "canaries": 2, "waveSize": 5, "dryRun": True})
+    status = stack.wait(rollout_id, timeout=60)
+    assert status["runtimeStatus"] == "Completed", status.get("output")
+    report = status["output"]
+    assert report["phase"] == "planned"
+    assert [(w["kind"], len(w["instances"])) for w in report["waves"]] == [("canary", 2), ("wave", 5), ("wave", 5)]
+    assert all(r["changes"] for w in report["waves"] for r in w["results"].values())
+    assert len(_schema_puts(stack)) == before
+
+
 def test_a_regressing_canary_stops_the_rollout_and_touches_no_other_instance(stack, fleet):
     before = len(_schema_puts(stack))
     rollout_id = _rollout(stack, {"rolloutId": "bad-001", "profile": BAD, "selector": {"instances": fleet},
