@@ -1,5 +1,6 @@
 """Staged rollout through devhost: 12 instances, a canary that regresses stops the rollout after the
-canary wave and no other instance is touched; cancel; a healthy rollout goes through canary and waves."""
+canary wave and no other instance is touched; cancel; a dry run writes nothing; a healthy rollout goes
+through canary and waves, and a devhost crash mid-rollout resumes at the same wave."""
 
 from __future__ import annotations
 
@@ -85,16 +86,28 @@ def test_a_regressing_canary_stops_the_rollout_and_touches_no_other_instance(sta
     assert len(_schema_puts(stack)) == before + 1
 
 
-def test_a_healthy_rollout_goes_through_canary_and_waves(stack, fleet):
-    chosen = fleet[1:4]
-    rollout_id = _rollout(stack, {"rolloutId": "good-001", "profile": GOOD, "selector": {"instances": chosen},
-                                  "canaries": 1, "waveSize": 2, "pauseSeconds": 1, "maxChecks": 30})
-    status = stack.wait(rollout_id, timeout=120)
-    assert status["runtimeStatus"] == "Completed", status
+def test_a_healthy_rollout_crashed_mid_way_resumes_at_the_same_wave_and_goes_through(stack, fleet):
+    chosen = fleet[1:8]
+    sps = {key: stack.request("GET", f"/api/instances/{key}/drift").json()["servicePrincipalId"] for key in chosen}
+    rollout_id = _rollout(stack, {"rolloutId": "crash-001", "profile": GOOD, "selector": {"instances": chosen},
+                                  "canaries": 1, "waveSize": 3, "pauseSeconds": 2, "maxChecks": 30})
+
+    def mid_rollout():
+        custom = (stack.host.get_status(rollout_id) or {}).get("customStatus") or {}
+        waves = custom.get("waves") or []
+        return len(waves) == 3 and waves[0]["status"] == "done" and waves[1]["status"] == "watching"
+
+    wait_until(mid_rollout, timeout=120, interval=0.1, what="the first wave after the canary being watched")
+    stack.host.kill()
+    stack.host.start()
+    status = stack.wait(rollout_id, timeout=180)
+    assert status["runtimeStatus"] == "Completed", status.get("output")
     report = status["output"]
     assert report["phase"] == "completed" and report["stopped"] is None
     assert [(w["kind"], len(w["instances"]), w["status"]) for w in report["waves"]] == \
-        [("canary", 1, "done"), ("wave", 2, "done")]
-    for key in chosen:
+        [("canary", 1, "done"), ("wave", 3, "done"), ("wave", 3, "done")]
+    puts = _schema_puts(stack)
+    for key, sp_id in sps.items():  # each instance's schema written exactly once, crash or not
+        assert sum(1 for p in puts if sp_id in p) == 1, key
         assert stack.request("GET", f"/api/instances/{key}/drift").json()["profile"] == GOOD
-    assert stack.request("POST", "/api/rollouts/good-001/resume").status_code == 409
+    assert stack.request("POST", "/api/rollouts/crash-001/resume").status_code == 409
