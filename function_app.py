@@ -10,7 +10,7 @@ import azure.functions as func
 
 import orchestrators
 import triggers
-from activities import applications, assignments, credentials, fleet, jobs, sweep
+from activities import applications, assignments, credentials, fleet, jobs, profiles, sweep
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(triggers.bp)
@@ -21,3 +21,4 @@ app.register_functions(credentials.bp)
 app.register_functions(assignments.bp)
 app.register_functions(sweep.bp)
 app.register_functions(fleet.bp)
+app.register_functions(profiles.bp)

@@ -566,6 +566,9 @@ def _register() -> None:
         names.LIST_MANAGED_INSTANCES: (ListManagedInstancesInput, ListManagedInstancesOutput),
         names.RESTART_QUARANTINED_JOB: (RestartQuarantinedJobInput, RestartQuarantinedJobOutput),
     })
+    from core.profile_contracts import activity_contracts  # the schema-profile family's own module
+
+    ACTIVITY_CONTRACTS.update(activity_contracts())
 
 
 _register()

@@ -95,7 +95,7 @@ _RE = {name: re.compile(value) for name, value in {
 
 REQUEST_FIELDS = ("requestId", "instances")
 INSTANCE_FIELDS = ("applicationTemplate", "displayName", "credentials", "synchronizationTemplateId",
-                   "notificationEmail", "syncAll", "assignments", "labels")
+                   "notificationEmail", "syncAll", "assignments", "labels", "schemaProfile")
 REQUIRED_INSTANCE_FIELDS = ("applicationTemplate", "displayName", "credentials")
 
 
@@ -138,6 +138,8 @@ class InstanceSpec:
     labels: dict = field(default_factory=dict)
     #: the app role the users and groups get (its value or displayName); None = the default role
     app_role: str | None = None
+    #: the schema profile (``<name>.v<version>``, profiles/) applied before the job starts
+    schema_profile: str | None = None
 
     @property
     def key(self) -> str:
@@ -156,6 +158,8 @@ class InstanceSpec:
             result["notificationEmail"] = self.notification_email
         if self.sync_all:
             result["syncAll"] = True
+        if self.schema_profile:
+            result["schemaProfile"] = self.schema_profile
         if self.users or self.groups:
             result["assignments"] = {"users": list(self.users), "groups": list(self.groups)}
             if self.app_role:
@@ -388,11 +392,22 @@ def _parse_instance(obj: Any, path: str, c: _Collector) -> InstanceSpec | None:
     users, groups, app_role = _parse_assignments(obj["assignments"], path + ".assignments", c) \
         if "assignments" in obj else ((), (), None)
     labels = _parse_labels(obj["labels"], path + ".labels", c) if "labels" in obj else {}
+    profile = None
+    if obj.get("schemaProfile") is not None:
+        from core import schema_profiles  # the profile must exist and be well-formed (profiles/)
+
+        try:
+            profile = schema_profiles.ref(schema_profiles.load(obj["schemaProfile"], path=path + ".schemaProfile"))
+        except InvalidRequest as exc:
+            for problem in exc.problems:
+                c.add(problem.path if problem.path.startswith(path) else f"{path}.schemaProfile.{problem.path}",
+                      problem.message)
     if len(c.problems) > before or template is None or name is None:
         return None
     return InstanceSpec(display_name=name, application_template=template, credentials=credentials,
                         synchronization_template_id=sync_template, notification_email=email,
-                        sync_all=bool(sync_all), users=users, groups=groups, labels=labels, app_role=app_role)
+                        sync_all=bool(sync_all), users=users, groups=groups, labels=labels, app_role=app_role,
+                        schema_profile=profile)
 
 
 def validate_request(doc: Any, max_instances: int = MAX_INSTANCES) -> list[Problem]:
@@ -532,6 +547,9 @@ def json_schema(max_instances: int = MAX_INSTANCES) -> dict:
             "labels": {"type": "object", "maxProperties": MAX_LABELS,
                        "propertyNames": {"pattern": LABEL_KEY_PATTERN},
                        "additionalProperties": {"type": "string", "pattern": LABEL_VALUE_PATTERN}},
+            "schemaProfile": {"type": ["string", "null"], "pattern": r"^[a-z0-9][a-z0-9-]{0,62}\.v[0-9]{1,6}$",
+                              "description": "Schema profile <name>.v<version> (profiles/, docs/configuration-as-code.md) "
+                                             "applied before the job starts."},
         },
     }
     return {

@@ -11,8 +11,18 @@ PROVISION_INSTANCE = "provision_instance"
 MONITOR_JOB = "monitor_job"
 HEALTH_SWEEP = "health_sweep"
 FLEET_ACTION = "fleet_action"
+APPLY_PROFILE = "apply_profile"
+SCHEMA_ROLLOUT = "schema_rollout"
 
-ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP, FLEET_ACTION)
+ORCHESTRATORS = (
+    PROVISION_BATCH,
+    PROVISION_INSTANCE,
+    MONITOR_JOB,
+    HEALTH_SWEEP,
+    FLEET_ACTION,
+    APPLY_PROFILE,
+    SCHEMA_ROLLOUT,
+)
 
 # Activities (architecture.md section 3)
 RESOLVE_APPLICATION_TEMPLATE = "resolve_application_template"
@@ -29,6 +39,10 @@ LIST_MANAGED_INSTANCES = "list_managed_instances"
 RESTART_QUARANTINED_JOB = "restart_quarantined_job"
 DISCARD_APPLICATION = "discard_application"
 FLEET_INSTANCE_ACTION = "fleet_instance_action"
+# schema profiles (core/steps/profiles.py)
+PLAN_SCHEMA_PROFILE = "plan_schema_profile"
+APPLY_SCHEMA_PROFILE = "apply_schema_profile"
+CHECK_INSTANCE_DRIFT = "check_instance_drift"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -45,6 +59,9 @@ ACTIVITIES = (
     RESTART_QUARANTINED_JOB,
     DISCARD_APPLICATION,
     FLEET_INSTANCE_ACTION,
+    PLAN_SCHEMA_PROFILE,
+    APPLY_SCHEMA_PROFILE,
+    CHECK_INSTANCE_DRIFT,
 )
 
 # Triggers
@@ -61,6 +78,12 @@ HTTP_GET_FLEET_ACTION = "http_get_fleet_action"
 HTTP_TEARDOWN_INSTANCE = "http_teardown_instance"
 HTTP_PLAN = "http_plan"
 HTTP_ADOPT_INSTANCE = "http_adopt_instance"
+HTTP_SCHEMA_DIFF = "http_schema_diff"
+HTTP_SCHEMA_APPLY = "http_schema_apply"
+HTTP_INSTANCE_DRIFT = "http_instance_drift"
+HTTP_START_ROLLOUT = "http_start_rollout"
+HTTP_GET_ROLLOUT = "http_get_rollout"
+HTTP_ROLLOUT_ACTION = "http_rollout_action"
 
 TRIGGERS = (
     HTTP_SUBMIT_PROVISIONING_REQUEST,
@@ -76,6 +99,12 @@ TRIGGERS = (
     HTTP_TEARDOWN_INSTANCE,
     HTTP_PLAN,
     HTTP_ADOPT_INSTANCE,
+    HTTP_SCHEMA_DIFF,
+    HTTP_SCHEMA_APPLY,
+    HTTP_INSTANCE_DRIFT,
+    HTTP_START_ROLLOUT,
+    HTTP_GET_ROLLOUT,
+    HTTP_ROLLOUT_ACTION,
 )
 
 # Storage queues

@@ -62,6 +62,11 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     "restart_quarantined_job": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
     # operator actions: the job calls, plus the SP's tags (rejectDeletes) and the application (teardown)
     "fleet_instance_action": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    # schema profiles: templates/schema, parseExpression, the job schema; apply and drift read the
+    # service principal's tags (apply PATCHes its schema-profile tag)
+    "plan_schema_profile": (SYNCHRONIZATION_READWRITE_ALL,),
+    "apply_schema_profile": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    "check_instance_drift": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
 }
 
 

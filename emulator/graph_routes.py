@@ -24,7 +24,7 @@ from emulator.graph_request import GraphRequest, Reply
 from emulator.graph_sync import (
     application_sync_template, application_sync_template_schema, application_sync_templates, application_validate_credentials,
     create_job, delete_job, get_job, get_schema, get_secrets, job_action, list_jobs, provision_on_demand, provisioning_logs,
-    put_schema, put_secrets, sync_template, sync_template_schema, sync_templates, validate_without_job,
+    parse_expression_job, parse_expression_template, put_schema, put_secrets, sync_template, sync_template_schema, sync_templates, validate_without_job,
 )
 from emulator.state import EmulatorState
 
@@ -91,6 +91,8 @@ ROUTES: list[Route] = [
     _route("POST", JOB + "/validateCredentials", job_action("validateCredentials")),
     _route("GET", JOB + "/schema", get_schema),
     _route("PUT", JOB + "/schema", put_schema),
+    _route("POST", JOB + "/schema/parseExpression", parse_expression_job),
+    _route("POST", SYNC + "/templates/{template_id}/schema/parseExpression", parse_expression_template),
     _route("POST", JOB + "/provisionOnDemand", provision_on_demand, budget="provisionOnDemand"),
     _route("PUT", SYNC + "/secrets", put_secrets),
     _route("GET", SYNC + "/secrets", get_secrets),

@@ -175,6 +175,23 @@ def put_schema(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
     return Reply(204)
 
 
+def parse_expression_job(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
+    """``POST .../jobs/{jobId}/schema/parseExpression`` (200 parseExpressionResponse; permission as a
+    write: Synchronization.ReadWrite.All or Application.ReadWrite.OwnedBy,
+    https://learn.microsoft.com/graph/api/synchronization-synchronizationschema-parseexpression)."""
+    _sync_target(req, sp_id, write=True)
+    _job_visible(req, job_id)
+    result = req.service.parse_expression(sp_id, job_id, None, req.json())
+    return Reply(200, {"@odata.context": req.context("microsoft.graph.parseExpressionResponse"), **result})
+
+
+def parse_expression_template(req: GraphRequest, sp_id: str, template_id: str) -> Reply:
+    """``POST .../templates/{templateId}/schema/parseExpression`` (same answer, before any job exists)."""
+    _sync_target(req, sp_id, write=True)
+    result = req.service.parse_expression(sp_id, None, template_id, req.json())
+    return Reply(200, {"@odata.context": req.context("microsoft.graph.parseExpressionResponse"), **result})
+
+
 def provision_on_demand(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
     _sync_target(req, sp_id, write=True)
     _job_visible(req, job_id)

@@ -13,6 +13,6 @@ outputs, custom status or errors (credentials travel as Key Vault references).
 """
 
 from orchestrators.blueprint import bp
-from orchestrators import fleet_action, health_sweep, monitor_job, provision_batch, provision_instance  # noqa: F401  (registers)
+from orchestrators import apply_profile, fleet_action, health_sweep, monitor_job, provision_batch, provision_instance, rollout  # noqa: F401  (registers)
 
 __all__ = ["bp"]

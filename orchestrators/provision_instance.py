@@ -38,6 +38,7 @@ from core.contracts import (CONFIGURED, AssignPrincipalsInput, DiscardApplicatio
                             SaveSecretsInput, StartJobInput, StartJobOutput, StepError, ValidateCredentialsInput,
                             WaitUntilVisibleInput, WaitUntilVisibleOutput, failure)
 from core.instance_ids import monitor_instance_id
+from core.profile_contracts import ApplySchemaProfileInput
 from core.times import iso
 from core.workflow_options import WorkflowOptions
 from orchestrators.activity_calls import call_step, failure_message
@@ -175,6 +176,12 @@ def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_
         current_tags=visible.tags if isinstance(visible.tags, list) else None))
     if not result.get("ok"):
         return result
+
+    if inst.get("schemaProfile"):  # the request names a schema profile: applied before the job starts
+        result = yield from step(names.APPLY_SCHEMA_PROFILE, ApplySchemaProfileInput(
+            service_principal_id=sp_id, profile=str(inst["schemaProfile"]), job_id=job_id))
+        if not result.get("ok"):
+            return result
 
     assignments = inst.get("assignments") or {}
     principals = AssignPrincipalsInput(service_principal_id=sp_id, users=assignments.get("users") or [],

@@ -14,6 +14,6 @@ Importing this package registers them all on :data:`bp`.
 """
 
 from triggers.blueprint import bp
-from triggers import http_fleet, http_preflight, http_requests, queue_requests, timer_sweep  # noqa: F401  (registers)
+from triggers import http_fleet, http_preflight, http_profiles, http_requests, http_rollouts, queue_requests, timer_sweep  # noqa: F401  (registers)
 
 __all__ = ["bp"]

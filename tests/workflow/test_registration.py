@@ -21,6 +21,12 @@ EXPECTED_TRIGGER = {
     **{name: "httpTrigger" for name in (names.HTTP_LIST_INSTANCES, names.HTTP_GET_INSTANCE, names.HTTP_INSTANCE_ACTION,
                                         names.HTTP_FLEET_ACTION, names.HTTP_GET_FLEET_ACTION,
                                         names.HTTP_TEARDOWN_INSTANCE, names.HTTP_PLAN, names.HTTP_ADOPT_INSTANCE)},
+    names.HTTP_SCHEMA_DIFF: "httpTrigger",
+    names.HTTP_SCHEMA_APPLY: "httpTrigger",
+    names.HTTP_INSTANCE_DRIFT: "httpTrigger",
+    names.HTTP_START_ROLLOUT: "httpTrigger",
+    names.HTTP_GET_ROLLOUT: "httpTrigger",
+    names.HTTP_ROLLOUT_ACTION: "httpTrigger",
 }
 
 
