@@ -72,3 +72,6 @@ def reset() -> None:
         getter.cache_clear()
     templates.clear_cache()
     synchronization.clear_cache()
+    from core import registry
+
+    registry.get_registry.cache_clear()

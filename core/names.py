@@ -11,7 +11,9 @@ PROVISION_INSTANCE = "provision_instance"
 MONITOR_JOB = "monitor_job"
 HEALTH_SWEEP = "health_sweep"
 
-ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP)
+ROTATE_SECRET = "rotate_secret"
+
+ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP, ROTATE_SECRET)
 
 # Activities (architecture.md section 3)
 RESOLVE_APPLICATION_TEMPLATE = "resolve_application_template"
@@ -27,6 +29,11 @@ GET_PROVISIONING_ERRORS = "get_provisioning_errors"
 LIST_MANAGED_INSTANCES = "list_managed_instances"
 RESTART_QUARANTINED_JOB = "restart_quarantined_job"
 DISCARD_APPLICATION = "discard_application"
+# credential rotation (core/rotation_contracts.py)
+LIST_SECRET_DEPENDENTS = "list_secret_dependents"
+ROTATE_INSTANCE = "rotate_instance"
+CHECK_INSTANCE_LAG = "check_instance_lag"
+REBUILD_FLEET_REGISTRY = "rebuild_fleet_registry"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -42,6 +49,10 @@ ACTIVITIES = (
     LIST_MANAGED_INSTANCES,
     RESTART_QUARANTINED_JOB,
     DISCARD_APPLICATION,
+    LIST_SECRET_DEPENDENTS,
+    ROTATE_INSTANCE,
+    CHECK_INSTANCE_LAG,
+    REBUILD_FLEET_REGISTRY,
 )
 
 # Triggers
@@ -50,6 +61,9 @@ HTTP_GET_PROVISIONING_REQUEST = "http_get_provisioning_request"
 QUEUE_PROVISIONING_REQUEST = "queue_provisioning_request"
 TIMER_HEALTH_SWEEP = "timer_health_sweep"
 HTTP_PREFLIGHT = "http_preflight"
+HTTP_START_ROTATION = "http_start_rotation"
+HTTP_GET_ROTATION = "http_get_rotation"
+HTTP_CREDENTIAL_CALENDAR = "http_credential_calendar"
 
 TRIGGERS = (
     HTTP_SUBMIT_PROVISIONING_REQUEST,
@@ -57,6 +71,9 @@ TRIGGERS = (
     QUEUE_PROVISIONING_REQUEST,
     TIMER_HEALTH_SWEEP,
     HTTP_PREFLIGHT,
+    HTTP_START_ROTATION,
+    HTTP_GET_ROTATION,
+    HTTP_CREDENTIAL_CALENDAR,
 )
 
 # Storage queues

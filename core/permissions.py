@@ -60,6 +60,11 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     "list_managed_instances": (APPLICATION_READWRITE_ALL,),
     # + the service principal's kv-saved / kv-restarted tags (read, then one PATCH)
     "restart_quarantined_job": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    # credential rotation: the registry is Table storage (no Graph); the others read the SP (tags, notes)
+    "list_secret_dependents": (),
+    "rotate_instance": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    "check_instance_lag": (APPLICATION_READWRITE_ALL,),
+    "rebuild_fleet_registry": (APPLICATION_READWRITE_ALL,),
 }
 
 

@@ -118,6 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE", "bool", False,
             "Let the sweep restart a job quarantined for bad credentials once its Key Vault secret validates "
             "(off: quarantined jobs are only reported)."),
+    Setting("FLEET_REGISTRY_TABLE", "str", "fleetregistry",
+            "Azure Table (on the AzureWebJobsStorage account) holding the fleet registry: per instance its ids, "
+            "labels and Key Vault references and versions, never a value."),
+    Setting("ROTATION_MAX_IN_FLIGHT", "int", 10, "Instances one credential rotation validates and saves at the same time."),
+    Setting("CREDENTIAL_EXPIRY_WARNING_DAYS", "int", 30,
+            "Days before a Key Vault secret's expiry from which the expiry calendar flags it as expiring."),
     Setting("ROLE_IMPORT_TEMPLATE_IDS", "guids", AWS_SINGLE_ACCOUNT_ACCESS_TEMPLATE_ID,
             "Application template ids (comma-separated) whose provisioning job imports app roles from the app "
             "instead of provisioning users (default: AWS Single-Account Access; none: no template); their "
@@ -266,6 +272,9 @@ class Settings:
     health_sweep_max_in_flight: int
     health_sweep_restart_credential_quarantine: bool
     role_import_template_ids: str
+    fleet_registry_table: str
+    rotation_max_in_flight: int
+    credential_expiry_warning_days: int
 
     @property
     def role_import_templates(self) -> frozenset[str]:

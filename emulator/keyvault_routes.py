@@ -125,8 +125,14 @@ async def kv_set(request: web.Request) -> web.Response:
     content_type = body.get("contentType")
     if content_type is not None and not isinstance(content_type, str):
         raise KeyVaultError(400, "BadParameter", "Property 'contentType' must be a string.")
+    attributes = body.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        raise KeyVaultError(400, "BadParameter", "Property 'attributes' must be an object.")
+    expires = (attributes or {}).get("exp")
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int)):
+        raise KeyVaultError(400, "BadParameter", "Property 'attributes.exp' must be a number of seconds since 1970.")
     store = _state(request).key_vault
-    version = store.set(name, value, content_type, tags)
+    version = store.set(name, value, content_type, tags, expires)
     return web.json_response(secret_bundle(_vault_url(request), store.canonical(name), version))
 
 

@@ -14,4 +14,6 @@ Importing this package registers all five on :data:`bp`.
 from triggers.blueprint import bp
 from triggers import http_preflight, http_requests, queue_requests, timer_sweep  # noqa: F401  (registers)
 
-__all__ = ["bp"]
+from triggers.rotation import bp as rotation_bp  # noqa: E402  (its own blueprint: rotations, calendar)
+
+__all__ = ["bp", "rotation_bp"]

@@ -1,0 +1,225 @@
+"""Credential rotation end to end on devhost + emulator + Azurite (issue #12).
+
+One batch of three instances referencing Key Vault secret ``scim-contoso-token`` and one
+referencing ``scim-fabrikam-token``; then: the fleet registry holds every instance (references and
+versions, never a value); a new valid version reaches exactly the three (and only the one in a
+credential quarantine is restarted); the same rotation asked again does nothing; an invalid version
+changes nothing and is reported; the health sweep's lag check sees a version the registry missed;
+the expiry calendar lists each secret with its days left; no secret value anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import pytest
+import requests
+from azure.data.tables import TableClient
+
+from core import names
+from core.instance_ids import rotation_instance_id
+from support import Stack, make_batch, secret_names, secret_values
+
+TAG = "entra-provisioning-fleet"
+EXPIRED = "rotation-expired-token"  # played by a wrong token saved on one job behind the workflow's back
+INVALID = "rotation-wrong-token-value"  # a new Key Vault version the target refuses
+ADDRESS = "https://scim.contoso.test/scim/v2"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    running = Stack(tmp_path_factory.mktemp("workflow-rotation"), time_scale=30.0)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(stack):
+    body = make_batch("rotation-001", 3, prefix="Rotation Contoso")
+    body["instances"] += make_batch("x", 1, prefix="Rotation Fabrikam", target="fabrikam")["instances"]
+    batch_id = stack.submit(body)
+    status = stack.wait(batch_id, timeout=180)
+    instances = status["output"]["instances"]
+    assert [i["outcome"] for i in instances] == ["steadyState"] * 4, instances
+    by_name = {i["displayName"]: i["ids"]["servicePrincipalId"] for i in instances}
+    contoso = sorted(sp for name, sp in by_name.items() if "Contoso" in name)
+    fabrikam = [sp for name, sp in by_name.items() if "Fabrikam" in name]
+    return contoso, fabrikam
+
+
+def _registry(stack) -> dict[str, dict]:
+    table = TableClient.from_connection_string(stack.storage, "fleetregistry")
+    return {row["RowKey"]: dict(row) for row in table.list_entities()}
+
+
+def _saved_tags(stack, sp_id: str) -> dict[str, str]:
+    sp = stack.emulator.state.directory.service_principals[sp_id]
+    prefix = f"{TAG}:kv-saved:"
+    return dict(t[len(prefix):].split("=", 1) for t in sp.get("tags") or [] if t.startswith(prefix))
+
+
+def _new_version(stack, name: str, value: str, expires_in_days: float | None = None) -> str:
+    expires = int(time.time() + expires_in_days * 86400) if expires_in_days is not None else None
+    return stack.emulator.state.key_vault.set(name, value, "text/plain", {}, expires)["version"]
+
+
+def _rotate(stack, secret: str, version: str | None = None, expect_duplicate: bool = False) -> dict:
+    body = {"secretName": secret} if version is None else {"secretName": secret, "version": version}
+    response = stack.request("POST", "/api/rotations", json=body)
+    assert response.status_code == 202, response.text
+    assert response.headers["X-Rotation-Duplicate"] == ("true" if expect_duplicate else "false")
+    rotation_id = response.json()["id"]
+    stack.wait(rotation_id, timeout=120)
+    report = stack.request("GET", f"/api/rotations/{rotation_id}")
+    assert report.status_code == 200, report.text
+    return report.json()["report"]
+
+
+def _writes_to(stack, sp_ids: list[str]) -> list[dict]:
+    return [r for r in stack.graph_requests() if r["method"] in ("PUT", "PATCH", "POST")
+            and any(f"/servicePrincipals/{sp}" in r["path"] for sp in sp_ids)]
+
+
+def _put_target_token(stack, sp_id: str, token: str) -> None:
+    bearer = stack.emulator.admin.token(client="workflow")
+    response = requests.put(f"{stack.emulator.url}/v1.0/servicePrincipals/{sp_id}/synchronization/secrets",
+                            json={"value": [{"key": "BaseAddress", "value": ADDRESS},
+                                            {"key": "SecretToken", "value": token}]},
+                            headers={"Authorization": f"Bearer {bearer}"}, verify=stack.emulator.ca_bundle, timeout=30)
+    assert response.status_code == 204, response.text
+
+
+def test_the_registry_holds_every_instance_with_references_and_versions(stack, fleet):
+    contoso, fabrikam = fleet
+    rows = _registry(stack)
+    assert set(rows) == set(contoso + fabrikam)
+    for sp_id in contoso:
+        secrets = json.loads(rows[sp_id]["secrets"])
+        assert set(secrets) == {"scim-contoso-token"}
+        assert secrets["scim-contoso-token"]["version"] == _saved_tags(stack, sp_id)["scim-contoso-token"]
+        assert json.loads(rows[sp_id]["credentials"])["SecretToken"] == {"keyVaultSecret": "scim-contoso-token"}
+        assert rows[sp_id]["lastOutcome"] == "configured" and rows[sp_id]["instanceKey"]
+
+
+def test_a_new_version_reaches_every_referencing_instance_and_restarts_only_the_quarantined(stack, fleet):
+    contoso, fabrikam = fleet
+    quarantined = contoso[0]
+    _put_target_token(stack, quarantined, EXPIRED)  # its token "expired": the next cycle quarantines the job
+    stack.emulator.admin.advance(3 * 3600)
+    (job,) = stack.jobs_of(quarantined)
+    assert job["status"]["code"] == "Quarantine", job["status"]
+    before = len(stack.graph_requests())
+
+    version = _new_version(stack, "scim-contoso-token", "demo-scim-token", expires_in_days=90)
+    report = _rotate(stack, "scim-contoso-token", version)
+    assert report["counts"] == {"rotated": 3}, report
+    by_sp = {entry["servicePrincipalId"]: entry for entry in report["instances"]}
+    assert set(by_sp) == set(contoso)
+    assert [sp for sp, e in by_sp.items() if e["restarted"]] == [quarantined]
+    for sp_id in contoso:
+        assert _saved_tags(stack, sp_id)["scim-contoso-token"] == version
+        row = _registry(stack)[sp_id]
+        assert json.loads(row["secrets"])["scim-contoso-token"]["version"] == version
+        assert json.loads(row["secrets"])["scim-contoso-token"]["expires"]
+    after = stack.graph_requests()[before:]
+    assert not [r for r in after if r["method"] != "GET" and f"/servicePrincipals/{fabrikam[0]}" in r["path"]]
+    restarts = [r for r in after if r["path"].endswith("/restart")]
+    assert len(restarts) == 1 and quarantined in restarts[0]["path"]
+    stack.emulator.admin.advance(3 * 3600)
+    (job,) = stack.jobs_of(quarantined)
+    assert job["status"]["code"] == "Active" and job["status"]["quarantine"] is None
+
+    # the same version again (a duplicated event, a retry): the same rotation, nothing new
+    writes = len(_writes_to(stack, contoso + fabrikam))
+    again = _rotate(stack, "scim-contoso-token", version, expect_duplicate=True)
+    assert again == report
+    assert len(_writes_to(stack, contoso + fabrikam)) == writes
+
+
+def test_an_invalid_version_changes_nothing_and_is_reported(stack, fleet):
+    contoso, fabrikam = fleet
+    saved = {sp: _saved_tags(stack, sp) for sp in contoso}
+    writes = len(_writes_to(stack, contoso + fabrikam))
+    version = _new_version(stack, "scim-contoso-token", INVALID, expires_in_days=5.5)
+    report = _rotate(stack, "scim-contoso-token")  # no version: Key Vault's current one
+    assert report["version"] == version and report["counts"] == {"invalid": 3}, report
+    assert all("refused" in e["reason"] and not e["restarted"] for e in report["instances"])
+    # validateCredentials is a POST, nothing else was written
+    assert [r["path"].rsplit("/", 1)[-1] for r in _writes_to(stack, contoso + fabrikam)[writes:]] == \
+        ["validateCredentials"] * 3
+    assert {sp: _saved_tags(stack, sp) for sp in contoso} == saved
+    log = stack.host.log_text()
+    failed = [json.loads(line[line.index("{"):]) for line in log.splitlines() if "credentialRotationFailed" in line]
+    assert {f["servicePrincipalId"] for f in failed if f["rotationId"] == report["rotationId"]} == set(contoso)
+
+
+def test_the_lag_check_sees_a_version_no_event_delivered(stack, fleet):
+    """The sweep's safety net: the current version (the invalid one) differs from the recorded one."""
+    contoso, fabrikam = fleet
+    from activities import BODIES, run
+    from core import clients
+    from emulator.testing import apply_env
+
+    previous = apply_env(stack.env)
+    clients.reset()
+    try:
+        lagging = run(names.CHECK_INSTANCE_LAG, {"servicePrincipalId": contoso[1]}, BODIES[names.CHECK_INSTANCE_LAG])
+        current = run(names.CHECK_INSTANCE_LAG, {"servicePrincipalId": fabrikam[0]}, BODIES[names.CHECK_INSTANCE_LAG])
+        bad = run(names.CHECK_INSTANCE_LAG, {}, BODIES[names.CHECK_INSTANCE_LAG])
+        rebuilt = run(names.REBUILD_FLEET_REGISTRY, {}, BODIES[names.REBUILD_FLEET_REGISTRY])
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        clients.reset()
+    assert lagging["ok"] and lagging["lags"] is True
+    (rotation,) = lagging["rotations"]
+    assert rotation["secretName"] == "scim-contoso-token"
+    assert rotation_instance_id(rotation["secretName"], rotation["version"]).startswith("rotation-scim-contoso-token-")
+    assert current["ok"] and current["lags"] is False and current["rotations"] == []
+    assert bad["ok"] is False and bad["error"]["code"] == "InvalidRequest"
+    assert rebuilt["ok"] and rebuilt["instances"] == 4 and rebuilt["removed"] == []
+
+
+def test_the_calendar_lists_each_secret_with_days_left_and_dependents(stack, fleet):
+    contoso, fabrikam = fleet
+    response = stack.request("GET", "/api/credentials")
+    assert response.status_code == 200, response.text
+    by_name = {s["secretName"]: s for s in response.json()["secrets"]}
+    assert set(by_name) == {"scim-contoso-token", "scim-fabrikam-token"}
+    contoso_entry = by_name["scim-contoso-token"]
+    assert contoso_entry["daysLeft"] == 5 and contoso_entry["state"] == "expiring"
+    assert {i["servicePrincipalId"] for i in contoso_entry["instances"]} == set(contoso)
+    assert by_name["scim-fabrikam-token"]["expires"] is None and by_name["scim-fabrikam-token"]["state"] == "noExpiry"
+    assert [i["servicePrincipalId"] for i in by_name["scim-fabrikam-token"]["instances"]] == fabrikam
+    assert stack.host.request("GET", "/api/credentials", key=False).status_code == 401
+    assert '"event": "credentialExpiry"' in stack.host.log_text()
+
+
+def test_bad_rotation_requests_get_field_errors(stack, fleet):
+    response = stack.request("POST", "/api/rotations", json={"secretName": "bad name!", "version": "v1", "x": 1})
+    assert response.status_code == 400
+    paths = {d["path"] for d in response.json()["error"]["details"]}
+    assert paths == {"x"} or paths >= {"secretName", "version"}
+    response = stack.request("POST", "/api/rotations", json={"secretName": "bad name!", "version": "v1"})
+    assert {d["path"] for d in response.json()["error"]["details"]} == {"secretName", "version"}
+    assert stack.request("GET", "/api/rotations/rotation-nothing").status_code == 404
+    assert stack.host.request("POST", "/api/rotations", key=False, json={}).status_code == 401
+
+
+def test_no_secret_value_in_history_registry_logs_or_responses(stack, fleet):
+    values = secret_values(stack) | {EXPIRED, INVALID}
+    haystacks = {"task hub": stack.task_hub_bytes().decode("utf-8", "replace"),
+                 "registry": json.dumps(_registry(stack), default=str),
+                 "devhost log": stack.host.log_text(), "responses": "\n".join(stack.responses)}
+    names_re = re.compile("|".join(sorted(map(re.escape, secret_names()), key=len, reverse=True)))
+    assert "demo-scim-token" in values  # the scan covers the rotated value
+    for where, text in haystacks.items():
+        leaked = sorted(v for v in values if v in names_re.sub("<secret-name>", text))
+        assert not leaked, f"{where} holds secret values"
+    assert not re.search(r"Bearer\s+ey", haystacks["devhost log"])
