@@ -64,6 +64,7 @@ HTTP_PREFLIGHT = "http_preflight"
 HTTP_START_ROTATION = "http_start_rotation"
 HTTP_GET_ROTATION = "http_get_rotation"
 HTTP_CREDENTIAL_CALENDAR = "http_credential_calendar"
+EVENTGRID_KEY_VAULT_SECRET = "eventgrid_key_vault_secret"
 
 TRIGGERS = (
     HTTP_SUBMIT_PROVISIONING_REQUEST,
@@ -74,6 +75,7 @@ TRIGGERS = (
     HTTP_START_ROTATION,
     HTTP_GET_ROTATION,
     HTTP_CREDENTIAL_CALENDAR,
+    EVENTGRID_KEY_VAULT_SECRET,
 )
 
 # Storage queues

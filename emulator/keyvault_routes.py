@@ -133,6 +133,7 @@ async def kv_set(request: web.Request) -> web.Response:
         raise KeyVaultError(400, "BadParameter", "Property 'attributes.exp' must be a number of seconds since 1970.")
     store = _state(request).key_vault
     version = store.set(name, value, content_type, tags, expires)
+    publish_new_version(request, store.canonical(name), version)
     return web.json_response(secret_bundle(_vault_url(request), store.canonical(name), version))
 
 
@@ -144,3 +145,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/secrets/{name}/", kv_get)
     app.router.add_get("/secrets/{name}/{version}", kv_get)
     app.router.add_put("/secrets/{name}", kv_set)
+
+
+def publish_new_version(request: web.Request, name: str, version: dict) -> None:
+    """Key Vault publishes SecretNewVersionCreated for every new version (emulator/eventgrid.py)."""
+    from emulator.eventgrid import NEW_VERSION, event_grid_of
+
+    grid = event_grid_of(request.app)
+    grid.publish(grid.key_vault_event(NEW_VERSION, _vault_url(request), name, version))

@@ -15,5 +15,6 @@ from triggers.blueprint import bp
 from triggers import http_preflight, http_requests, queue_requests, timer_sweep  # noqa: F401  (registers)
 
 from triggers.rotation import bp as rotation_bp  # noqa: E402  (its own blueprint: rotations, calendar)
+from triggers import eventgrid_rotation  # noqa: E402,F401  (registers the Event Grid trigger on rotation_bp)
 
 __all__ = ["bp", "rotation_bp"]

@@ -21,6 +21,7 @@ EXPECTED_TRIGGER = {
     names.HTTP_START_ROTATION: "httpTrigger",
     names.HTTP_GET_ROTATION: "httpTrigger",
     names.HTTP_CREDENTIAL_CALENDAR: "httpTrigger",
+    names.EVENTGRID_KEY_VAULT_SECRET: "eventGridTrigger",
 }
 
 

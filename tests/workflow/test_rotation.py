@@ -212,8 +212,107 @@ def test_bad_rotation_requests_get_field_errors(stack, fleet):
     assert stack.host.request("POST", "/api/rotations", key=False, json={}).status_code == 401
 
 
+def _webhook(stack, function: str = names.EVENTGRID_KEY_VAULT_SECRET, key: str | None = None) -> str:
+    return f"{stack.host.base_url}/runtime/webhooks/eventgrid?functionName={function}&code={key or stack.host.eventgrid_key}"
+
+
+def test_a_key_vault_event_starts_the_rotation_once_in_both_schemas(stack, fleet):
+    contoso, fabrikam = fleet
+    # both subscriptions pass the handshake (Event Grid schema: validationCode; CloudEvents: OPTIONS)
+    stack.emulator.admin.subscribe_events(_webhook(stack), name="eventgrid-schema",
+                                          includedEventTypes=["Microsoft.KeyVault.SecretNewVersionCreated"])
+    stack.emulator.admin.subscribe_events(_webhook(stack), name="cloudevents", schema="CloudEventSchemaV1_0")
+    writes = len(_writes_to(stack, contoso + fabrikam))
+    version = stack.emulator.admin.seed(secrets={"scim-contoso-token": "demo-scim-token"})["secrets"][0]["version"]
+    rotation_id = rotation_instance_id("scim-contoso-token", version)
+    report = stack.wait(rotation_id, timeout=120)["output"]
+    assert report["source"] == "event" and report["counts"] == {"rotated": 3}, report
+    assert all(_saved_tags(stack, sp)["scim-contoso-token"] == version for sp in contoso)
+
+    def delivered() -> list[dict]:
+        found = [d for d in stack.emulator.admin.event_deliveries() if d["subject"] == "scim-contoso-token"]
+        return found if len(found) >= 2 else []
+
+    from support import wait_until
+    deliveries = wait_until(delivered)
+    assert sorted((d["subscription"], d["status"], d["attempt"]) for d in deliveries) == [
+        ("cloudevents", 202, 1), ("eventgrid-schema", 202, 1)]
+    # two deliveries of the one event (one per schema) and a redelivery by hand: one rotation, its writes once
+    event = {"id": "redelivered", "topic": "/subscriptions/x/providers/Microsoft.KeyVault/vaults/v",
+             "subject": "scim-contoso-token", "eventType": "Microsoft.KeyVault.SecretNewVersionCreated",
+             "eventTime": "2026-12-06T00:00:00Z", "dataVersion": "1", "metadataVersion": "1",
+             "data": {"Id": f"https://v.vault.azure.net/secrets/scim-contoso-token/{version}",
+                      "VaultName": "v", "ObjectType": "Secret", "ObjectName ": "scim-contoso-token",
+                      "Version": f" {version}"}}  # the docs' own example: a key and a value with a stray space
+    redelivered = requests.post(_webhook(stack), json=[event], headers={"aeg-event-type": "Notification"}, timeout=30)
+    assert redelivered.status_code == 202
+    rotated_writes = _writes_to(stack, contoso + fabrikam)[writes:]
+    assert stack.wait(rotation_id)["output"] == report
+    assert len(_writes_to(stack, contoso + fabrikam)) - writes == len(rotated_writes)
+    # per instance: validateCredentials, the secrets PUT, the kv-saved PATCH; nothing on the other secret's instance
+    assert len(rotated_writes) == 9
+    assert all(any(sp in r["path"] for sp in contoso) for r in rotated_writes)
+
+
+def test_the_webhook_answers_as_the_functions_host(stack, fleet):
+    base = f"{stack.host.base_url}/runtime/webhooks/eventgrid"
+    name = names.EVENTGRID_KEY_VAULT_SECRET
+    assert requests.post(f"{base}?functionName={name}", json=[], timeout=30).status_code == 401
+    assert requests.post(f"{base}?functionName={name}&code={stack.host.function_key}", json=[],
+                         timeout=30).status_code == 401  # the function key is not the system key
+    assert requests.post(_webhook(stack, "no_such_function"), json=[], timeout=30).status_code == 404
+    validation = [{"id": "1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "subject": "",
+                   "eventTime": "2026-12-06T00:00:00Z", "data": {"validationCode": "abc-123"}, "dataVersion": "2"}]
+    answer = requests.post(_webhook(stack), json=validation, headers={"aeg-event-type": "SubscriptionValidation"},
+                           timeout=30)
+    assert answer.status_code == 200 and answer.json() == {"validationResponse": "abc-123"}
+    options = requests.options(_webhook(stack), headers={"WebHook-Request-Origin": "eventgrid.azure.net"}, timeout=30)
+    assert options.status_code == 200 and options.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    other = {"specversion": "1.0", "id": "x", "source": "s", "type": "Microsoft.Storage.BlobCreated", "subject": "b"}
+    assert requests.post(_webhook(stack), json=other, headers={"Content-Type": "application/cloudevents+json"},
+                         timeout=30).status_code == 202  # another event type: acknowledged, ignored
+
+
+def test_a_failed_delivery_is_retried_until_it_succeeds(stack, fleet):
+    """Event Grid retries a non-2xx answer on its schedule (scaled by the emulator's clock)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    answers: list[int] = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.headers.get("aeg-event-type") == "SubscriptionValidation":
+                reply, status = json.dumps({"validationResponse": body[0]["data"]["validationCode"]}).encode(), 200
+            else:
+                status, reply = (503 if len(answers) < 2 else 200), b""
+                answers.append(status)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        stack.emulator.admin.subscribe_events(f"http://127.0.0.1:{server.server_port}/hook", name="flaky",
+                                              includedEventTypes=["Microsoft.KeyVault.SecretNewVersionCreated"])
+        stack.emulator.admin.seed(secrets={"scim-slow-token": "slow-scim-token-value"})
+        from support import wait_until
+        wait_until(lambda: answers == [503, 503, 200], timeout=30)
+        attempts = [(d["attempt"], d["status"]) for d in stack.emulator.admin.event_deliveries()
+                    if d["subscription"] == "flaky"]
+        assert attempts == [(1, 503), (2, 503), (3, 200)]
+    finally:
+        server.shutdown()
+
+
 def test_no_secret_value_in_history_registry_logs_or_responses(stack, fleet):
-    values = secret_values(stack) | {EXPIRED, INVALID}
+    values = secret_values(stack) | {EXPIRED, INVALID, "slow-scim-token-value"}
     haystacks = {"task hub": stack.task_hub_bytes().decode("utf-8", "replace"),
                  "registry": json.dumps(_registry(stack), default=str),
                  "devhost log": stack.host.log_text(), "responses": "\n".join(stack.responses)}
