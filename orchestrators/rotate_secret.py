@@ -23,7 +23,9 @@ from typing import Any, Generator
 import azure.durable_functions as df
 
 from core import names
-from core.rotation_contracts import (ListSecretDependentsInput, ListSecretDependentsOutput, RotateInstanceInput,
+from core.instance_ids import rotation_instance_id
+from core.settings import SETTINGS
+from core.rotation_contracts import (CheckInstanceLagOutput, ListSecretDependentsInput, ListSecretDependentsOutput, RotateInstanceInput,
                                      RotateInstanceOutput, RotateSecretInput, RotationReport)
 from core.steps.rotation import INVALID, failure_line
 from core.times import iso
@@ -33,8 +35,34 @@ from orchestrators.activity_calls import call_step, chunks, gather_settled
 bp = df.Blueprint()
 logger = logging.getLogger("orchestrators.rotate_secret")
 
-#: instances rotated at a time when the options carry no ``rotationMaxInFlight``
-DEFAULT_MAX_IN_FLIGHT = 10
+#: instances rotated at a time when the options carry no ``rotationMaxInFlight`` (the setting's default)
+DEFAULT_MAX_IN_FLIGHT: int = next(s.default for s in SETTINGS if s.name == "ROTATION_MAX_IN_FLIGHT")
+
+
+def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[str, Any],
+                         sweep_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The ``rotate_secret`` sub-orchestrations a health sweep starts for the lagging instances it found.
+
+    ``lag_results``: the ``check_instance_lag`` results (``{"ok": true, "rotations": [...]}``; failed
+    ones are skipped). One call per distinct secret version, whichever instances lag on it (the
+    rotation itself finds every instance that references the secret), as ``(instance id, input)``:
+    the id is :func:`core.instance_ids.rotation_instance_id` plus ``:<sweep id>`` - an orchestrator
+    cannot ask whether the event's rotation of that version exists, and a sub-orchestration must not
+    reuse its id - and the rotation is idempotent per instance (``alreadyCurrent`` writes nothing),
+    so a version an event already rotated costs one read per instance and no write. Deterministic.
+    """
+    wanted: dict[tuple[str, str], None] = {}
+    for result in lag_results:
+        if not isinstance(result, dict) or not result.get("ok"):
+            continue
+        for rotation in CheckInstanceLagOutput.from_dict(result).rotations:
+            if rotation.secret_name and rotation.version:
+                wanted[(rotation.secret_name, rotation.version)] = None
+    calls = []
+    for name, version in sorted(wanted):
+        payload = RotateSecretInput(secret_name=name, version=version, source="sweep", options=dict(raw_options or {}))
+        calls.append((f"{rotation_instance_id(name, version)}:{sweep_id}", payload.to_dict()))
+    return calls
 
 
 @bp.function_name(names.ROTATE_SECRET)
