@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from core.contracts import Contract, Input, listed, mapped
-from core.errors import Problem
+from core.errors import InvalidRequest, Problem
 
 #: Key Vault object names: 1-127 of 0-9 a-z A-Z - (https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates#object-identifiers)
 SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
@@ -28,6 +28,30 @@ def _secret_name(value: Any, path: str) -> list[Problem]:
 def _version(value: Any, path: str) -> list[Problem]:
     return [] if isinstance(value, str) and VERSION.match(value) else [
         Problem(path, "must be a Key Vault version id (32 hexadecimal characters)")]
+
+
+def _canary(value: Any, path: str) -> list[Problem]:
+    ok = (isinstance(value, dict) and set(value) == {"objectId", "objectTypeName"}
+          and isinstance(value.get("objectId"), str) and GUID.match(value["objectId"])
+          and value.get("objectTypeName") in ("User", "Group"))
+    return [] if ok else [Problem(path, 'must be {"objectId": <object id>, "objectTypeName": "User" or "Group"}')]
+
+
+GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
+CANARY = {"check": _canary}
+
+
+def parse_canary(text: str, path: str = "ROTATION_CANARY") -> dict[str, str] | None:
+    """``User:<object id>`` / ``Group:<object id>`` -> a provisionOnDemand subject; ``none`` or empty -> None."""
+    text = (text or "").strip()
+    if not text or text.lower() == "none":
+        return None
+    kind, _, object_id = text.partition(":")
+    subject = {"objectId": object_id.strip(), "objectTypeName": kind.strip().capitalize()}
+    problems = _canary(subject, path)
+    if problems:
+        raise InvalidRequest(problems)
+    return subject
 
 
 SECRET = {"check": _secret_name}
@@ -57,6 +81,8 @@ class RotateInstanceInput(Input):
     secret_name: str = dataclasses.field(metadata=SECRET)
     version: str = dataclasses.field(metadata=VERSION_ID)
     dry_run: bool = False
+    #: a provisionOnDemand subject ``{objectId, objectTypeName}`` run after the save (post-rotation canary)
+    canary: dict[str, str] | None = dataclasses.field(default=None, metadata=CANARY)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -70,6 +96,8 @@ class RotateInstanceOutput(Contract):
     code: str | None = None
     secret_versions: dict[str, str] | None = None
     rotated_at: str | None = None
+    #: the post-rotation canary: ``{objectId, status, errorCode?, confirmed}``
+    canary: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -112,6 +140,7 @@ class RotateSecretInput(Input):
     dry_run: bool = False
     #: what started it: ``event`` (Event Grid), ``sweep``, ``http``
     source: str | None = None
+    canary: dict[str, str] | None = dataclasses.field(default=None, metadata=CANARY)
     options: dict[str, Any] = mapped()
 
 

@@ -122,6 +122,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Azure Table (on the AzureWebJobsStorage account) holding the fleet registry: per instance its ids, "
             "labels and Key Vault references and versions, never a value."),
     Setting("ROTATION_MAX_IN_FLIGHT", "int", 10, "Instances one credential rotation validates and saves at the same time."),
+    Setting("ROTATION_CANARY", "str", "none",
+            "Post-rotation canary: User:<object id> or Group:<object id> provisioned on demand on each rotated "
+            "instance (none: no canary)."),
     Setting("CREDENTIAL_EXPIRY_WARNING_DAYS", "int", 30,
             "Days before a Key Vault secret's expiry from which the expiry calendar flags it as expiring."),
     Setting("ROLE_IMPORT_TEMPLATE_IDS", "guids", AWS_SINGLE_ACCOUNT_ACCESS_TEMPLATE_ID,
@@ -274,6 +277,7 @@ class Settings:
     role_import_template_ids: str
     fleet_registry_table: str
     rotation_max_in_flight: int
+    rotation_canary: str
     credential_expiry_warning_days: int
 
     @property

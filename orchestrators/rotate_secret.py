@@ -90,7 +90,7 @@ def rotate_secret(context: df.DurableOrchestrationContext) -> Generator[Any, Any
                     # throttled beyond the activity's own budget: waited out on durable timers, bounded
                     value = yield from call_step(context, names.ROTATE_INSTANCE, RotateInstanceInput(
                         service_principal_id=str(dependent.service_principal_id), secret_name=data.secret_name,
-                        version=data.version, dry_run=data.dry_run), options)
+                        version=data.version, dry_run=data.dry_run, canary=data.canary), options)
                 entry = _entry(dependent, ok, value)
                 results.append(entry)
                 counts[entry.outcome or "failed"] += 1
@@ -111,7 +111,7 @@ def _rotate_one(context: df.DurableOrchestrationContext, sp_id: Any, data: Rotat
     policy = options.retry_for(names.ROTATE_INSTANCE)
     retry = df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
     payload = RotateInstanceInput(service_principal_id=str(sp_id), secret_name=data.secret_name, version=data.version,
-                                  dry_run=data.dry_run).to_dict()
+                                  dry_run=data.dry_run, canary=data.canary).to_dict()
     return context.call_activity_with_retry(names.ROTATE_INSTANCE, retry, payload)
 
 

@@ -25,7 +25,7 @@ import azure.functions as func
 from core import names
 from core.errors import ConfigurationError, InvalidRequest, Problem, ProvisioningError
 from core.instance_ids import rotation_instance_id
-from core.rotation_contracts import RotateSecretInput
+from core.rotation_contracts import RotateSecretInput, parse_canary
 from core.settings import Settings, get_settings
 from core.workflow_options import workflow_options
 from triggers.responses import error_response, json_response
@@ -36,10 +36,17 @@ log = logging.getLogger("triggers.rotation")
 ROUTE = "rotations"
 
 
-def rotation_input(settings: Settings, secret_name: str, version: str, source: str, dry_run: bool = False) -> dict:
-    """The ``rotate_secret`` input (validated: a bad name or version is a field-level InvalidRequest)."""
+def rotation_input(settings: Settings, secret_name: str, version: str, source: str, dry_run: bool = False,
+                   canary: Any = None) -> dict:
+    """The ``rotate_secret`` input (validated: a bad name, version or canary is a field-level InvalidRequest).
+
+    ``canary``: the request's provisionOnDemand subject, else the ``ROTATION_CANARY`` setting's."""
     options = {**workflow_options(settings), "rotationMaxInFlight": settings.rotation_max_in_flight}
-    data = {"secretName": secret_name, "version": version, "dryRun": dry_run, "source": source, "options": options}
+    data: dict[str, Any] = {"secretName": secret_name, "version": version, "dryRun": dry_run, "source": source,
+                            "options": options}
+    subject = canary if canary is not None else parse_canary(settings.rotation_canary)
+    if subject is not None:
+        data["canary"] = subject
     return RotateSecretInput.from_dict(data).to_dict()
 
 
@@ -82,7 +89,7 @@ async def http_start_rotation(req: func.HttpRequest, client: df.DurableOrchestra
     if not isinstance(body, dict):
         return error_response(400, "InvalidRequest", "the body must be a JSON object",
                               [{"path": "$", "message": "must be an object"}])
-    problems = [Problem(k, "unknown field") for k in sorted(set(body) - {"secretName", "version", "dryRun"})]
+    problems = [Problem(k, "unknown field") for k in sorted(set(body) - {"secretName", "version", "dryRun", "canary"})]
     if not isinstance(body.get("dryRun", False), bool):
         problems.append(Problem("dryRun", "must be true or false"))
     secret_name = body.get("secretName")
@@ -97,7 +104,8 @@ async def http_start_rotation(req: func.HttpRequest, client: df.DurableOrchestra
     try:
         if problems:
             raise InvalidRequest(problems)
-        payload = rotation_input(settings, str(secret_name or ""), str(version or ""), "http", bool(body.get("dryRun", False)))
+        payload = rotation_input(settings, str(secret_name or ""), str(version or ""), "http", bool(body.get("dryRun", False)),
+                                 body.get("canary"))
     except InvalidRequest as exc:
         return error_response(400, "InvalidRequest", f"{len(exc.problems)} problem(s) in the request",
                               [p.to_dict() for p in exc.problems])

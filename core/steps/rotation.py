@@ -46,7 +46,7 @@ def _instance_view(ctx: StepContext, sp_id: str) -> tuple[dict, dict | None]:
 
 
 def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name: str, version: str,
-                    dry_run: bool = False, registry: Any = None) -> dict:
+                    dry_run: bool = False, canary: dict | None = None, registry: Any = None) -> dict:
     """Bring one instance to Key Vault's version ``version`` of ``secret_name``, validated first.
 
     In order: the service principal must carry the correlation tag and its notes must still
@@ -105,12 +105,38 @@ def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name:
     if restart:
         sync.restart_job(ctx.graph, sp_id, job_id, "QuarantineState")
     at = iso(ctx.now())
+    checked = _canary(ctx, sp_id, job_id, canary) if canary else None
     _record(ctx, registry, sp, credentials_json, resolved, now_versions,
-            {"secretName": secret_name, "version": version, "outcome": ROTATED, "restarted": restart, "at": at})
+            {"secretName": secret_name, "version": version, "outcome": ROTATED, "restarted": restart, "at": at,
+             **({"canary": checked} if checked else {})})
     logger.info("rotated %s to %s%s", sp_id, _describe(now_versions), " and restarted its quarantined job" if restart else "")
+    extra = {"canary": checked} if checked else {}
     return result(ROTATED, f"validated and saved {_describe(now_versions)}"
                   + ("; credential quarantine restarted" if restart else ""),
-                  restarted=restart, jobId=job_id, secretVersions=now_versions, rotatedAt=at)
+                  restarted=restart, jobId=job_id, secretVersions=now_versions, rotatedAt=at, **extra)
+
+
+def _canary(ctx: StepContext, sp_id: str, job_id: str, subject: dict) -> dict:
+    """provisionOnDemand for the canary right after the save: the new credentials against the target in
+    a minute, not at the next cycle (https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-provisionondemand).
+
+    ``confirmed``: the target took the export (``Success``), or had nothing to change
+    (``Skipped`` / ``RedundantExport``: it answered with the new credentials). Anything else is
+    reported; the saved credentials stay (they validated), and the canary never fails the rotation.
+    """
+    view: dict[str, Any] = {"objectId": subject.get("objectId"), "objectTypeName": subject.get("objectTypeName")}
+    try:
+        schema = sync.get_schema(ctx.graph, sp_id, job_id)
+        rules = [r.get("id") for r in schema.get("synchronizationRules") or [] if isinstance(r, dict) and r.get("id")]
+        if not rules:
+            return {**view, "status": "NotRun", "confirmed": False, "reason": "the job's schema has no rule"}
+        results = sync.provision_on_demand(ctx.graph, sp_id, job_id, str(rules[0]), [dict(subject)])
+    except errors.ProvisioningError as exc:
+        return {**view, "status": "Error", "errorCode": exc.code, "confirmed": False}
+    info = (results[0] if results else {}).get("statusInfo") or {}
+    status, code = info.get("status"), info.get("errorCode")
+    confirmed = status == "Success" or (status == "Skipped" and code in (None, "RedundantExport"))
+    return {**view, "status": status, "errorCode": code, "confirmed": confirmed}
 
 
 def _record(ctx: StepContext, registry: Any, sp: dict, credentials_json: dict, resolved: Any,

@@ -213,6 +213,27 @@ def test_the_calendar_lists_each_secret_with_days_left_and_dependents(stack, fle
     assert '"event": "credentialExpiry"' in stack.host.log_text()
 
 
+def test_a_canary_confirms_the_rotation_on_each_instance(stack, fleet):
+    """provisionOnDemand for an assigned user right after the save: the new token answers at once."""
+    contoso, fabrikam = fleet
+    directory = stack.emulator.state.directory
+    pilot = next(gid for gid, g in directory.groups.items() if g.get("displayName") == "SaaS Pilot")
+    user = next(m for m in directory.members[pilot] if m in directory.users)
+    version = _new_version(stack, "scim-contoso-token", "demo-scim-token", expires_in_days=30)
+    response = stack.request("POST", "/api/rotations", json={
+        "secretName": "scim-contoso-token", "version": version, "canary": {"objectId": user, "objectTypeName": "User"}})
+    assert response.status_code == 202, response.text
+    report = stack.wait(response.json()["id"])["output"]
+    assert report["counts"] == {"rotated": 3}, report
+    for entry in report["instances"]:
+        assert entry["canary"]["objectId"] == user and entry["canary"]["confirmed"] is True, entry
+    on_demand = [r for r in stack.graph_requests(method="POST") if r["path"].endswith("/provisionOnDemand")]
+    assert sorted(r["path"].split("/")[3] for r in on_demand[-3:]) == contoso
+    bad = stack.request("POST", "/api/rotations", json={"secretName": "scim-contoso-token", "version": version,
+                                                         "canary": {"objectId": "someone"}})
+    assert bad.status_code == 400 and [d["path"] for d in bad.json()["error"]["details"]] == ["canary"]
+
+
 def test_bad_rotation_requests_get_field_errors(stack, fleet):
     response = stack.request("POST", "/api/rotations", json={"secretName": "bad name!", "version": "v1", "x": 1})
     assert response.status_code == 400
