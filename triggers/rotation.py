@@ -1,9 +1,11 @@
 """HTTP triggers of the credential lifecycle (function key), on their own blueprint.
 
-* ``POST /api/rotations`` ``{"secretName", "version"?, "dryRun"?}``: start (or find) the
+* ``POST /api/rotations`` ``{"secretName", "version"?, "dryRun"?, "canary"?}``: start (or find) the
   ``rotate_secret`` orchestration of that Key Vault secret version (``version`` omitted: Key
   Vault's current enabled version, read as properties, never the value). 202 with ``id`` and
-  ``statusUri``; ``X-Rotation-Duplicate: true`` when that version's rotation exists already.
+  ``statusUri``; ``X-Rotation-Duplicate: true`` when that version's rotation exists already. A dry
+  run validates and saves nothing (outcome ``wouldRotate``), under its own id (``...:dryrun``).
+  ``canary`` ``{"objectId", "objectTypeName": "User"|"Group"}`` overrides ``ROTATION_CANARY``.
 * ``GET /api/rotations/{id}``: the rotation report (per instance: outcome, reason, restarted).
 * ``GET /api/credentials``: the expiry calendar - every Key Vault secret the fleet registry
   references, its current version's ``expires`` (Key Vault properties only), days left, and the
@@ -53,6 +55,8 @@ def rotation_input(settings: Settings, secret_name: str, version: str, source: s
 async def start_rotation(client: df.DurableOrchestrationClient, payload: dict) -> tuple[str, bool]:
     """Start the rotation of ``payload``'s secret version unless it exists; ``(instance id, started)``."""
     instance_id = rotation_instance_id(payload["secretName"], payload["version"])
+    if payload.get("dryRun"):  # a dry run never takes the id of the real rotation of that version
+        instance_id += ":dryrun"
     existing = await client.get_status(instance_id)
     if existing and existing.runtime_status is not None:
         return instance_id, False

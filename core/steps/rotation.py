@@ -207,8 +207,12 @@ def instance_lag(ctx: StepContext, *, service_principal_id: str) -> dict:
         secrets[name] = {"recorded": recorded, "current": current}
         if current and current != recorded:
             rotations.append({"secretName": name, "version": current})
-    return {"servicePrincipalId": service_principal_id, "lags": bool(rotations), "secrets": secrets,
-            "rotations": rotations}
+    result = {"servicePrincipalId": service_principal_id, "lags": bool(rotations), "secrets": secrets,
+              "rotations": rotations}
+    if ctx.tag in tags:  # the registry's lastSweepResult (best effort)
+        _upsert(None, service_principal_id, {"lastSweepResult": {"checkedAt": iso(ctx.now()), "lags": bool(rotations),
+                                                                 "secrets": secrets}})
+    return result
 
 
 def expiry_calendar(ctx: StepContext, *, now: datetime, warning_days: int, registry: Any = None) -> dict:

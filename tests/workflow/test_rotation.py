@@ -301,6 +301,31 @@ def test_the_webhook_answers_as_the_functions_host(stack, fleet):
     assert answer.status_code == 200 and answer.json() == {"validationResponse": "abc-123"}
     options = requests.options(_webhook(stack), headers={"WebHook-Request-Origin": "eventgrid.azure.net"}, timeout=30)
     assert options.status_code == 200 and options.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    # near expiry with nothing newer in Key Vault: one credentialExpiry line, no rotation
+    fabrikam_version = stack.emulator.state.key_vault.get("scim-fabrikam-token", None)["version"]
+    near = {"id": "near-1", "topic": "t", "subject": "scim-fabrikam-token", "eventTime": "2026-12-06T00:00:00Z",
+            "eventType": "Microsoft.KeyVault.SecretNearExpiry", "dataVersion": "1",
+            "data": {"ObjectName": "scim-fabrikam-token", "Version": fabrikam_version}}
+    assert requests.post(_webhook(stack), json=[near], headers={"aeg-event-type": "Notification"},
+                         timeout=30).status_code == 202
+    assert stack.host.durable_request("GET", f"instances/{rotation_instance_id('scim-fabrikam-token', fabrikam_version)}"
+                                      ).status_code == 404
+    assert '"eventId": "near-1"' in stack.host.log_text()
+    # expired, but Key Vault already holds a newer version: that version's rotation (here the one the
+    # event test ran, so nothing new starts)
+    current = stack.emulator.state.key_vault.get("scim-contoso-token", None)["version"]
+    expired = {**near, "id": "expired-1", "subject": "scim-contoso-token", "eventType": "Microsoft.KeyVault.SecretExpired",
+               "data": {"Id": "https://v.vault.azure.net/secrets/scim-contoso-token/" + "0" * 32}}
+    assert requests.post(_webhook(stack), json=[expired], headers={"aeg-event-type": "Notification"},
+                         timeout=30).status_code == 202
+    assert stack.wait(rotation_instance_id("scim-contoso-token", current))["output"]["counts"] == {"rotated": 3}
+    dry = stack.request("POST", "/api/rotations", json={"secretName": "scim-contoso-token", "version": "f" * 32,
+                                                        "dryRun": True})
+    superseded = stack.wait(dry.json()["id"])["output"]
+    assert superseded["dryRun"] is True and superseded["counts"] == {"superseded": 3}
+    dry = stack.request("POST", "/api/rotations", json={"secretName": "scim-contoso-token", "dryRun": True})
+    assert dry.json()["id"] == rotation_instance_id("scim-contoso-token", current) + ":dryrun"
+    assert stack.wait(dry.json()["id"])["output"]["counts"] == {"alreadyCurrent": 3}
     other = {"specversion": "1.0", "id": "x", "source": "s", "type": "Microsoft.Storage.BlobCreated", "subject": "b"}
     assert requests.post(_webhook(stack), json=other, headers={"Content-Type": "application/cloudevents+json"},
                          timeout=30).status_code == 202  # another event type: acknowledged, ignored
