@@ -25,6 +25,8 @@ SMALLEST = {
     "devhost_throughput.py": (["--n", "20", "--subs", "4", "--repeat", "1"],
                               lambda f: f["devhost"]["fanout_activities_per_s"] > 0 and "scaling" in f),
     "emulator_startup.py": ([], lambda f: f["process_start_clean_dir_s_median"] > 0),
+    "rotation_scale.py": (["--instances", "3", "--timeout", "240"],
+                          lambda f: f["instances"] == 3 and f["rotated"] == 3 and f["writesPerInstance"] > 0),
     "workflow_scale.py": (["--instances", "3", "--timeout", "240"],
                           lambda f: f["instances"] == 3 and f["steadyState"] == 3 and f["throttled429"] >= 0),
 }
