@@ -40,7 +40,7 @@ DEFAULT_MAX_IN_FLIGHT: int = next(s.default for s in SETTINGS if s.name == "ROTA
 
 
 def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[str, Any],
-                         sweep_id: str) -> list[tuple[str, dict[str, Any]]]:
+                         sweep_id: str, canary: dict[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The ``rotate_secret`` sub-orchestrations a health sweep starts for the lagging instances it found.
 
     ``lag_results``: the ``check_instance_lag`` results (``{"ok": true, "rotations": [...]}``; failed
@@ -49,7 +49,9 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
     the id is :func:`core.instance_ids.rotation_instance_id` plus ``:<sweep id>`` - an orchestrator
     cannot ask whether the event's rotation of that version exists, and a sub-orchestration must not
     reuse its id - and the rotation is idempotent per instance (``alreadyCurrent`` writes nothing),
-    so a version an event already rotated costs one read per instance and no write. Deterministic.
+    so a version an event already rotated costs one read per instance and no write. ``canary``: the
+    provisionOnDemand subject (``core.rotation_contracts.parse_canary`` of ``ROTATION_CANARY``, read
+    by the trigger that started the sweep). Deterministic.
     """
     wanted: dict[tuple[str, str], None] = {}
     for result in lag_results:
@@ -60,7 +62,8 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
                 wanted[(rotation.secret_name, rotation.version)] = None
     calls = []
     for name, version in sorted(wanted):
-        payload = RotateSecretInput(secret_name=name, version=version, source="sweep", options=dict(raw_options or {}))
+        payload = RotateSecretInput(secret_name=name, version=version, source="sweep", canary=canary,
+                                    options=dict(raw_options or {}))
         calls.append((f"{rotation_instance_id(name, version)}:{sweep_id}", payload.to_dict()))
     return calls
 
