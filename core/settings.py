@@ -121,7 +121,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FLEET_REGISTRY_TABLE", "str", "fleetregistry",
             "Azure Table (on the AzureWebJobsStorage account) holding the fleet registry: per instance its ids, "
             "labels and Key Vault references and versions, never a value."),
-    Setting("ROTATION_MAX_IN_FLIGHT", "int", 10, "Instances one credential rotation validates and saves at the same time."),
+    Setting("ROTATION_MAX_IN_FLIGHT", "int", _GRAPH_WRITES_PER_SECOND,
+            "Instances one credential rotation validates and saves at the same time (sized from Graph's 20 writes/s)."),
     Setting("ROTATION_CANARY", "str", "none",
             "Post-rotation canary: User:<object id> or Group:<object id> provisioned on demand on each rotated "
             "instance (none: no canary)."),
