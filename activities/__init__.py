@@ -10,7 +10,7 @@ secret values: credentials travel as Key Vault references.
 
 from __future__ import annotations
 
-from activities import applications, assignments, credentials, fleet, jobs, profiles, sweep
+from activities import applications, assignments, credentials, fleet, jobs, profiles, rotation, sweep
 from activities.applications import (discard_application, ensure_application, resolve_application_template,
                                      wait_until_visible)
 from activities.assignments import assign_principals
@@ -21,11 +21,11 @@ from activities.sweep import list_managed_instances, restart_quarantined_job
 from core import names
 
 #: one blueprint per family, each registered by function_app.py
-BLUEPRINTS = (applications.bp, jobs.bp, credentials.bp, assignments.bp, sweep.bp, fleet.bp, profiles.bp)
+BLUEPRINTS = (applications.bp, jobs.bp, credentials.bp, assignments.bp, sweep.bp, fleet.bp, profiles.bp, rotation.bp)
 
 #: activity name -> its body (tests call a body through :func:`run` with their own step context)
 BODIES: dict[str, Body] = {**applications.BODIES, **jobs.BODIES, **credentials.BODIES, **assignments.BODIES,
-                           **sweep.BODIES, **fleet.BODIES, **profiles.BODIES}
+                           **sweep.BODIES, **fleet.BODIES, **profiles.BODIES, **rotation.BODIES}
 assert set(BODIES) == set(names.ACTIVITIES), "every activity name needs a body"
 
 __all__ = ["BLUEPRINTS", "BODIES", "assign_principals", "discard_application", "ensure_application", "ensure_job",

@@ -9,6 +9,7 @@ import azure.durable_functions as df
 from activities.runner import run
 from core import names, steps
 from core.contracts import SaveSecretsInput, ValidateCredentialsInput
+from core.steps.rotation import record_provisioned
 
 bp = df.Blueprint()
 
@@ -21,9 +22,14 @@ def validate_credentials_body(p: dict[str, Any], ctx: steps.StepContext) -> dict
 
 def save_secrets_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
     i = SaveSecretsInput.from_dict(p)
-    return steps.save_secrets(ctx, service_principal_id=i.service_principal_id, credentials=i.credential_refs(),
-                              notification_email=i.notification_email, sync_all=i.sync_all,
-                              recorded_versions=i.recorded_versions, current_tags=i.current_tags)
+    credentials = i.credential_refs()
+    saved = steps.save_secrets(ctx, service_principal_id=i.service_principal_id, credentials=credentials,
+                               notification_email=i.notification_email, sync_all=i.sync_all,
+                               recorded_versions=i.recorded_versions, current_tags=i.current_tags)
+    # the fleet registry's row (references, versions, expiry; best effort: the rebuild restores it)
+    record_provisioned(ctx, service_principal_id=i.service_principal_id, credentials=credentials, saved=saved,
+                       current_tags=i.current_tags)
+    return saved
 
 
 BODIES = {

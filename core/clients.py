@@ -73,3 +73,6 @@ def reset() -> None:
     templates.clear_cache()
     synchronization.clear_cache()
     write_limit.reset()
+    from core import registry
+
+    registry.get_registry.cache_clear()

@@ -24,3 +24,9 @@ def child_instance_id(batch_id: str, key: str) -> str:
 def monitor_instance_id(child_id: str) -> str:
     """Id of the ``monitor_job`` orchestration of one instance: ``<child id>:monitor``."""
     return child_id + MONITOR_SUFFIX
+
+
+def rotation_instance_id(secret_name: str, version: str) -> str:
+    """``rotation-<secret name>-<version>``: one rotation per Key Vault secret version, whoever starts it
+    (an Event Grid event, its redelivery, the health sweep, a person)."""
+    return f"rotation-{_UNSAFE_ID_CHARS.sub('_', secret_name.lower())[:127]}-{version.lower()}"

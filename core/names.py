@@ -13,6 +13,7 @@ HEALTH_SWEEP = "health_sweep"
 FLEET_ACTION = "fleet_action"
 APPLY_PROFILE = "apply_profile"
 SCHEMA_ROLLOUT = "schema_rollout"
+ROTATE_SECRET = "rotate_secret"
 
 ORCHESTRATORS = (
     PROVISION_BATCH,
@@ -22,6 +23,7 @@ ORCHESTRATORS = (
     FLEET_ACTION,
     APPLY_PROFILE,
     SCHEMA_ROLLOUT,
+    ROTATE_SECRET,
 )
 
 # Activities (architecture.md section 3)
@@ -43,6 +45,11 @@ FLEET_INSTANCE_ACTION = "fleet_instance_action"
 PLAN_SCHEMA_PROFILE = "plan_schema_profile"
 APPLY_SCHEMA_PROFILE = "apply_schema_profile"
 CHECK_INSTANCE_DRIFT = "check_instance_drift"
+# credential rotation (core/rotation_contracts.py)
+LIST_SECRET_DEPENDENTS = "list_secret_dependents"
+ROTATE_INSTANCE = "rotate_instance"
+CHECK_INSTANCE_LAG = "check_instance_lag"
+REBUILD_FLEET_REGISTRY = "rebuild_fleet_registry"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -62,6 +69,10 @@ ACTIVITIES = (
     PLAN_SCHEMA_PROFILE,
     APPLY_SCHEMA_PROFILE,
     CHECK_INSTANCE_DRIFT,
+    LIST_SECRET_DEPENDENTS,
+    ROTATE_INSTANCE,
+    CHECK_INSTANCE_LAG,
+    REBUILD_FLEET_REGISTRY,
 )
 
 # Triggers
@@ -84,6 +95,10 @@ HTTP_INSTANCE_DRIFT = "http_instance_drift"
 HTTP_START_ROLLOUT = "http_start_rollout"
 HTTP_GET_ROLLOUT = "http_get_rollout"
 HTTP_ROLLOUT_ACTION = "http_rollout_action"
+HTTP_START_ROTATION = "http_start_rotation"
+HTTP_GET_ROTATION = "http_get_rotation"
+HTTP_CREDENTIAL_CALENDAR = "http_credential_calendar"
+EVENTGRID_KEY_VAULT_SECRET = "eventgrid_key_vault_secret"
 
 TRIGGERS = (
     HTTP_SUBMIT_PROVISIONING_REQUEST,
@@ -105,6 +120,10 @@ TRIGGERS = (
     HTTP_START_ROLLOUT,
     HTTP_GET_ROLLOUT,
     HTTP_ROLLOUT_ACTION,
+    HTTP_START_ROTATION,
+    HTTP_GET_ROTATION,
+    HTTP_CREDENTIAL_CALENDAR,
+    EVENTGRID_KEY_VAULT_SECRET,
 )
 
 # Storage queues

@@ -67,6 +67,11 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     "plan_schema_profile": (SYNCHRONIZATION_READWRITE_ALL,),
     "apply_schema_profile": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
     "check_instance_drift": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    # credential rotation: the registry is Table storage (no Graph); the others read the SP (tags, notes)
+    "list_secret_dependents": (),
+    "rotate_instance": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    "check_instance_lag": (APPLICATION_READWRITE_ALL,),
+    "rebuild_fleet_registry": (APPLICATION_READWRITE_ALL,),
 }
 
 

@@ -126,6 +126,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE", "bool", False,
             "Let the sweep restart a job quarantined for bad credentials once its Key Vault secret validates "
             "(off: quarantined jobs are only reported)."),
+    Setting("FLEET_REGISTRY_TABLE", "str", "fleetregistry",
+            "Azure Table (on the AzureWebJobsStorage account) holding the fleet registry: per instance its ids, "
+            "labels and Key Vault references and versions, never a value."),
+    Setting("ROTATION_MAX_IN_FLIGHT", "int", _GRAPH_WRITES_PER_SECOND,
+            "Instances one credential rotation validates and saves at the same time (sized from Graph's 20 writes/s)."),
+    Setting("ROTATION_CANARY", "str", "none",
+            "Post-rotation canary: User:<object id> or Group:<object id> provisioned on demand on each rotated "
+            "instance (none: no canary)."),
+    Setting("CREDENTIAL_EXPIRY_WARNING_DAYS", "int", 30,
+            "Days before a Key Vault secret's expiry from which the expiry calendar flags it as expiring."),
     Setting("ROLE_IMPORT_TEMPLATE_IDS", "guids", AWS_SINGLE_ACCOUNT_ACCESS_TEMPLATE_ID,
             "Application template ids (comma-separated) whose provisioning job imports app roles from the app "
             "instead of provisioning users (default: AWS Single-Account Access; none: no template); their "
@@ -276,6 +286,10 @@ class Settings:
     health_sweep_max_in_flight: int
     health_sweep_restart_credential_quarantine: bool
     role_import_template_ids: str
+    fleet_registry_table: str
+    rotation_max_in_flight: int
+    rotation_canary: str
+    credential_expiry_warning_days: int
 
     @property
     def role_import_templates(self) -> frozenset[str]:

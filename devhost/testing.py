@@ -69,6 +69,7 @@ class DevhostProcess:
         self.function_key = ""
         self.master_key = ""
         self.system_key = ""  # durabletask_extension: opens /runtime/webhooks/durabletask
+        self.eventgrid_key = ""  # eventgrid_extension: opens /runtime/webhooks/eventgrid
         self.session = requests.Session()
 
     # ------------------------------------------------------------------ lifecycle
@@ -129,6 +130,7 @@ class DevhostProcess:
                 self.function_key = info["functionKey"]
                 self.master_key = info["masterKey"]
                 self.system_key = info.get("systemKey", "")
+                self.eventgrid_key = info.get("eventGridKey", "")
                 return self
             time.sleep(0.05)
         self.kill()
@@ -202,6 +204,8 @@ class DevhostProcess:
         """The key ``request`` sends for ``path`` (see there)."""
         if path.split("?", 1)[0].lstrip("/").startswith(DURABLE_WEBHOOK.lstrip("/")):
             return self.system_key
+        if path.split("?", 1)[0].lstrip("/").lower().startswith("runtime/webhooks/eventgrid"):
+            return self.eventgrid_key
         return self.function_key
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:

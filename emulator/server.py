@@ -26,6 +26,7 @@ from emulator import admin, graph_routes, keyvault_routes
 from emulator.app_keys import ORIGIN_KEY, STATE_KEY, info, origin_of
 from emulator.clock import iso
 from emulator.errors import GraphError
+from emulator.eventgrid import EVENTGRID_KEY, EventGrid, event_grid_of
 from emulator.identity import (
     TOKEN_LIFETIME_SECONDS,
     InvalidToken,
@@ -288,6 +289,7 @@ async def _on_startup(app: web.Application) -> None:
 
 
 async def _on_cleanup(app: web.Application) -> None:
+    await event_grid_of(app).close()
     task = app[ORIGIN_KEY].get("flush_task")
     if task is not None:
         task.cancel()
@@ -301,6 +303,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app = web.Application(middlewares=[correlation_middleware], client_max_size=4 * 1024 * 1024)
     app[STATE_KEY] = state
     app[ORIGIN_KEY] = {"origin": "", "dirty": False}
+    app[EVENTGRID_KEY] = EventGrid(state.clock)
     admin.add_routes(app)
     keyvault_routes.add_routes(app)
     app.router.add_route("*", r"/{version:v1\.0|beta}/{tail:.*}", graph_handler)

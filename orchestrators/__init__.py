@@ -15,4 +15,6 @@ outputs, custom status or errors (credentials travel as Key Vault references).
 from orchestrators.blueprint import bp
 from orchestrators import apply_profile, fleet_action, health_sweep, monitor_job, provision_batch, provision_instance, rollout  # noqa: F401  (registers)
 
-__all__ = ["bp"]
+from orchestrators.rotate_secret import bp as rotation_bp  # noqa: E402  (its own blueprint: rotate_secret)
+
+__all__ = ["bp", "rotation_bp"]

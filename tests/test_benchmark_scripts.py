@@ -27,6 +27,8 @@ SMALLEST = {
     "emulator_startup.py": ([], lambda f: f["process_start_clean_dir_s_median"] > 0),
     "write_limit_scale.py": (["--processes", "2", "--writes", "20", "--threads", "2"],
                              lambda f: f["shared"]["accepted"] == 20 and f["shared"]["sharedSchedule"] is True),
+    "rotation_scale.py": (["--instances", "3", "--timeout", "240"],
+                          lambda f: f["instances"] == 3 and f["rotated"] == 3 and f["writesPerInstance"] > 0),
     "workflow_scale.py": (["--instances", "3", "--timeout", "240"],
                           lambda f: f["instances"] == 3 and f["steadyState"] == 3 and f["throttled429"] >= 0),
 }

@@ -16,4 +16,7 @@ Importing this package registers them all on :data:`bp`.
 from triggers.blueprint import bp
 from triggers import http_fleet, http_preflight, http_profiles, http_requests, http_rollouts, queue_requests, timer_sweep  # noqa: F401  (registers)
 
-__all__ = ["bp"]
+from triggers.rotation import bp as rotation_bp  # noqa: E402  (its own blueprint: rotations, calendar)
+from triggers import eventgrid_rotation  # noqa: E402,F401  (registers the Event Grid trigger on rotation_bp)
+
+__all__ = ["bp", "rotation_bp"]

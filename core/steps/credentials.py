@@ -67,7 +67,9 @@ def save_secrets(ctx: StepContext, *, service_principal_id: str, credentials: di
     versions = secret_versions(credentials, resolved)
     if recorded_versions is None or dict(recorded_versions) != versions:
         record_saved_versions(ctx, service_principal_id, versions, current_tags=current_tags)
-    return {**saved, "secretVersions": dict(resolved.versions), "savedVersions": versions}
+    expires = {ref.key_vault_secret: resolved.expires[key] for key, ref in credentials.items()
+               if hasattr(ref, "key_vault_secret") and resolved.expires.get(key)}
+    return {**saved, "secretVersions": dict(resolved.versions), "savedVersions": versions, "savedExpires": expires}
 
 
 def _stored_keys(ctx: StepContext, sp_id: str) -> set[str]:
