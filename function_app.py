@@ -10,7 +10,7 @@ import azure.functions as func
 
 import orchestrators
 import triggers
-from activities import applications, assignments, credentials, jobs, sweep
+from activities import applications, assignments, credentials, jobs, reports, sweep
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(triggers.bp)
@@ -20,3 +20,4 @@ app.register_functions(jobs.bp)
 app.register_functions(credentials.bp)
 app.register_functions(assignments.bp)
 app.register_functions(sweep.bp)
+app.register_functions(reports.bp)

@@ -24,3 +24,9 @@ def child_instance_id(batch_id: str, key: str) -> str:
 def monitor_instance_id(child_id: str) -> str:
     """Id of the ``monitor_job`` orchestration of one instance: ``<child id>:monitor``."""
     return child_id + MONITOR_SUFFIX
+
+
+def sub_batch_instance_id(batch_id: str, index: int) -> str:
+    """Id of one sub-batch (``provision_sub_batch``) of a batch: ``<batchId>:part-00000``. Instance keys
+    are hex, so this never names an instance's orchestration."""
+    return f"{batch_id}:part-{index:05d}"

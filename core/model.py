@@ -37,7 +37,7 @@ from core.instance_ids import child_instance_id  # noqa: F401  (the rule lives i
 USER_PROVISIONING = "userProvisioning"
 ROLE_IMPORT = "roleImport"
 
-MAX_INSTANCES = 1000
+MAX_INSTANCES = 10000
 MAX_DISPLAY_NAME = 120
 MAX_ASSIGNEES = 100
 MAX_LABELS = 10

@@ -7,11 +7,12 @@ constant (and lets tests check that every name is registered exactly once). Impo
 
 # Orchestrators
 PROVISION_BATCH = "provision_batch"
+PROVISION_SUB_BATCH = "provision_sub_batch"
 PROVISION_INSTANCE = "provision_instance"
 MONITOR_JOB = "monitor_job"
 HEALTH_SWEEP = "health_sweep"
 
-ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP)
+ORCHESTRATORS = (PROVISION_BATCH, PROVISION_SUB_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP)
 
 # Activities (architecture.md section 3)
 RESOLVE_APPLICATION_TEMPLATE = "resolve_application_template"
@@ -27,6 +28,7 @@ GET_PROVISIONING_ERRORS = "get_provisioning_errors"
 LIST_MANAGED_INSTANCES = "list_managed_instances"
 RESTART_QUARANTINED_JOB = "restart_quarantined_job"
 DISCARD_APPLICATION = "discard_application"
+WRITE_BATCH_REPORT = "write_batch_report"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -42,6 +44,7 @@ ACTIVITIES = (
     LIST_MANAGED_INSTANCES,
     RESTART_QUARANTINED_JOB,
     DISCARD_APPLICATION,
+    WRITE_BATCH_REPORT,
 )
 
 # Triggers

@@ -1,10 +1,10 @@
 """Orchestrators: deterministic generators that drive the provisioning workflow.
 
 ``provision_batch`` fans out one ``provision_instance`` per requested app instance (bounded in
-flight) and fans in to a batch report; ``provision_instance`` runs the setup activities and then
+flight) and fans in to a batch report - over ``provision_sub_batch`` slices since issue #15; ``provision_instance`` runs the setup activities and then
 ``monitor_job``; ``monitor_job`` polls the job on durable timers until steady state, quarantine or
 its deadline; ``health_sweep`` classifies every managed instance. Importing this package registers
-all four on :data:`bp`, which ``function_app.py`` registers on the app.
+all five on :data:`bp`, which ``function_app.py`` registers on the app.
 
 Rules for everything in here: no I/O, no clock but ``context.current_utc_datetime``, no waiting but
 durable timers, settings only from the ``options`` dict in the input, and no secret in inputs,
@@ -12,6 +12,7 @@ outputs, custom status or errors (credentials travel as Key Vault references).
 """
 
 from orchestrators.blueprint import bp
-from orchestrators import health_sweep, monitor_job, provision_batch, provision_instance  # noqa: F401  (registers)
+from orchestrators import (health_sweep, monitor_job, provision_batch, provision_instance,  # noqa: F401  (registers)
+                           provision_sub_batch)
 
 __all__ = ["bp"]
