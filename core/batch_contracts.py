@@ -13,6 +13,10 @@ from core.contracts import Contract, Input, InstanceOutcome, always, listed, map
 class SubBatchInput(Contract):
     """The input of ``provision_sub_batch``: a slice of the batch's instances and its share of the bound.
 
+    ``phase``: ``setup`` (provision ``instances``, at most ``maxInFlight`` at once, and return their
+    outcomes: ``configured`` or failed) or ``watch`` (watch the jobs of the ``configured`` ones among
+    ``outcomes``, the setup phase's output, write the report part and return the summary).
+
     ``templates``: the batch's resolved templates (key -> ``resolve_application_template`` result) for
     the keys this slice uses. ``keepAll``: return every outcome (a batch small enough to list them all
     in its output); else only those not in a clean steady state, at most ``keepMax``.
@@ -20,7 +24,9 @@ class SubBatchInput(Contract):
 
     batch_id: str = always("")
     index: int = 0
+    phase: str = "setup"
     instances: list[dict[str, Any]] = listed()
+    outcomes: list[InstanceOutcome] = listed()
     templates: dict[str, dict[str, Any]] = mapped()
     options: dict[str, Any] = mapped()
     max_in_flight: int = 1

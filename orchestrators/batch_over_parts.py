@@ -4,16 +4,17 @@ Why: one orchestration that fans out N instances has a history that grows with N
 replays the whole history at every episode, so its CPU grows with N² (a 1,000-instance batch spent
 149 s of its 215 s of CPU in replay). Here the batch cuts its instances into slices of
 ``subBatchSize`` (``BATCH_SUB_BATCH_SIZE``) and runs each slice as a ``provision_sub_batch``
-sub-orchestration (id ``<batchId>:part-<n>``: derived, so a replay, a crash recovery or a
+sub-orchestration in two phases (setup, id ``<batchId>:part-<n>``, then watch, ``...:watch``: derived, so a replay, a crash recovery or a
 re-submission addresses the same one). A sub-batch's history grows with its slice only; the batch's
 own history holds per slice one start and one summary (counts, top errors, the few instances not in
 a clean steady state). The instance orchestrations keep their ids ``<batchId>:<key>``.
 
 In-flight bound: at most ``subBatchesInFlight`` (``BATCH_SUB_BATCHES_IN_FLIGHT``) sub-batches run at
-once, each with ``maxInstancesInFlight // lanes`` instances in setup, so the whole batch never has
-more than ``BATCH_MAX_IN_FLIGHT`` instances in setup. A sub-batch keeps its lane until its jobs
-settle (monitoring is reads, but the lane is freed only when the slice is done); a new one is started
-with the same zero-delay dispatch timer as instances are (see ``provision_batch``'s docstring).
+once in their setup phase, each with ``maxInstancesInFlight // lanes`` instances in setup, so the
+whole batch never has more than ``BATCH_MAX_IN_FLIGHT`` instances in setup. A slice's watch phase
+(job reads until steady state, possibly hours) holds no lane: as in the single-history batch, a
+slow first cycle does not hold back the rest of the fleet. Phases are started with the same
+zero-delay dispatch timer as instances are (see ``provision_batch``'s docstring).
 
 Output: the batch report (``core.contracts.BatchReport``'s fields) with ``instances`` = every
 outcome in request order when the batch has at most ``reportInlineMax`` instances
@@ -40,7 +41,11 @@ from core.times import iso, seconds_between
 from core.workflow_options import WorkflowOptions
 from orchestrators.activity_calls import call_step, failure_message
 from orchestrators.provision_batch import resolve_templates, template_key
+from orchestrators.provision_sub_batch import SETUP, WATCH
 from orchestrators.report import crashed_outcome, final_counts, merge_top_errors, progress_counts, top_errors, worst_first
+
+#: suffix of a slice's watch phase: ``<batchId>:part-<n>:watch``
+WATCH_SUFFIX = ":" + WATCH
 
 
 def plan(total: int, options: WorkflowOptions) -> tuple[int, int, int]:
@@ -68,39 +73,60 @@ def run_over_sub_batches(context: df.DurableOrchestrationContext,
     keep_all = total <= options.report_inline_max
 
     context.set_custom_status({"phase": "resolving templates", "counts": _counts(total, total, 0, []),
-                               "subBatches": _lanes(len(parts), [], 0)})
+                               "subBatches": _lanes(len(parts), [], [], 0)})
     templates = yield from resolve_templates(context, instances, options)
 
     summaries: dict[int, SubBatchSummary] = {}
-    running: dict[Any, int] = {}
+    setting_up: dict[Any, int] = {}  # setup phases: at most ``lanes`` (they write to Graph)
+    watching: dict[Any, int] = {}    # watch phases: not bounded (job reads)
+    ready: list[tuple[int, SubBatchSummary]] = []
     next_part = 0
-    while next_part < len(parts) or running:
+    while next_part < len(parts) or setting_up or watching or ready:
         dispatched = []
-        while next_part < len(parts) and len(running) < lanes:
+        while next_part < len(parts) and len(setting_up) < lanes:
             part = parts[next_part]
             wanted = {template_key(inst) for inst in part}
-            sub_input = SubBatchInput(batch_id=batch_id, index=next_part, instances=part,
+            sub_input = SubBatchInput(batch_id=batch_id, index=next_part, phase=SETUP, instances=part,
                                       templates={k: v for k, v in templates.items() if k in wanted},
                                       options=raw_options, max_in_flight=share, keep_all=keep_all,
                                       keep_max=options.report_inline_max, report_container=options.report_container)
             task = context.call_sub_orchestrator(names.PROVISION_SUB_BATCH, sub_input.to_dict(),
                                                  instance_id=sub_batch_instance_id(batch_id, next_part))
-            running[task] = next_part
+            setting_up[task] = next_part
             dispatched.append(task)
             next_part += 1
+        for index, set_up in ready:
+            sub_input = SubBatchInput(batch_id=batch_id, index=index, phase=WATCH, outcomes=set_up.instances,
+                                      options=raw_options, keep_all=keep_all, keep_max=options.report_inline_max,
+                                      report_container=options.report_container)
+            task = context.call_sub_orchestrator(names.PROVISION_SUB_BATCH, sub_input.to_dict(),
+                                                 instance_id=sub_batch_instance_id(batch_id, index) + WATCH_SUFFIX)
+            watching[task] = index
+            dispatched.append(task)
+        ready = []
         queued = sum(len(p) for p in parts[next_part:])
-        in_parts = sum(len(parts[i]) for i in running.values())
+        in_parts = sum(len(parts[i]) for i in list(setting_up.values()) + list(watching.values()))
         context.set_custom_status({"phase": "provisioning",
                                    "counts": _counts(total, queued, in_parts, list(summaries.values())),
-                                   "subBatches": _lanes(len(parts), sorted(running.values()), len(summaries))})
+                                   "subBatches": _lanes(len(parts), sorted(setting_up.values()),
+                                                        sorted(watching.values()), len(summaries))})
         if dispatched:
             yield context.task_any(dispatched + [context.create_timer(context.current_utc_datetime)])
         else:
-            yield context.task_any(list(running))
+            yield context.task_any(list(setting_up) + list(watching))
         now = iso(context.current_utc_datetime)
-        for task in [t for t in running if t.is_completed]:
-            index = running.pop(task)
-            summaries[index] = _summary_of(task, batch_id, index, parts[index], keep_all, options, now)
+        for task in [t for t in setting_up if t.is_completed]:
+            index = setting_up.pop(task)
+            if task.state.name == "SUCCEEDED" and isinstance(task.result, dict):
+                ready.append((index, SubBatchSummary.from_dict(task.result)))
+            else:
+                summaries[index] = _failed_part(task, batch_id, index, parts[index], keep_all, options, now)
+        for task in [t for t in watching if t.is_completed]:
+            index = watching.pop(task)
+            if task.state.name == "SUCCEEDED" and isinstance(task.result, dict):
+                summaries[index] = SubBatchSummary.from_dict(task.result)
+            else:
+                summaries[index] = _failed_part(task, batch_id, index, parts[index], keep_all, options, now)
 
     finished_at = iso(context.current_utc_datetime)
     ordered = [summaries[i] for i in range(len(parts))]
@@ -123,7 +149,7 @@ def run_over_sub_batches(context: df.DurableOrchestrationContext,
     if missing:
         link["missingParts"] = missing
     context.set_custom_status({"phase": "writing report", "counts": counts,
-                               "subBatches": _lanes(len(parts), [], len(parts))})
+                               "subBatches": _lanes(len(parts), [], [], len(parts))})
     written = yield from call_step(context, names.WRITE_BATCH_REPORT,
                                    WriteBatchReportInput(container=options.report_container, blob=index_blob,
                                                          document={**report, "report": link}), options)
@@ -132,14 +158,12 @@ def run_over_sub_batches(context: df.DurableOrchestrationContext,
         link["blob"] = None
     report["report"] = link
     context.set_custom_status({"phase": "completed", "counts": counts,
-                               "subBatches": _lanes(len(parts), [], len(parts))})
+                               "subBatches": _lanes(len(parts), [], [], len(parts))})
     return report
 
 
-def _summary_of(task: Any, batch_id: str, index: int, part: list[dict[str, Any]], keep_all: bool,
-                options: WorkflowOptions, at: str) -> SubBatchSummary:
-    if task.state.name == "SUCCEEDED" and isinstance(task.result, dict):
-        return SubBatchSummary.from_dict(task.result)
+def _failed_part(task: Any, batch_id: str, index: int, part: list[dict[str, Any]], keep_all: bool,
+                 options: WorkflowOptions, at: str) -> SubBatchSummary:
     # the sub-batch orchestration itself failed (a bug, or terminated by hand): its instances failed
     reason = failure_message(task.result) if isinstance(task.result, BaseException) else "no result"
     outcomes = [crashed_outcome(inst, child_instance_id(batch_id, str(inst.get("key"))),
@@ -168,8 +192,8 @@ def _counts(total: int, queued: int, running: int, done: list[SubBatchSummary]) 
     return counts
 
 
-def _lanes(count: int, running: list[int], completed: int) -> dict[str, Any]:
-    return {"total": count, "running": running, "completed": completed}
+def _lanes(count: int, setting_up: list[int], watching: list[int], completed: int) -> dict[str, Any]:
+    return {"total": count, "settingUp": setting_up, "watching": watching, "completed": completed}
 
 
 __all__ = ["plan", "run_over_sub_batches"]

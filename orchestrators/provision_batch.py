@@ -90,9 +90,12 @@ def _run_single_history(context: df.DurableOrchestrationContext,
 
 def run_instances(context: df.DurableOrchestrationContext, batch_id: str, instances: list[dict[str, Any]],
                   templates: dict[str, dict[str, Any]], raw_options: dict[str, Any],
-                  max_in_flight: int, started_at: str) -> Generator[Any, Any, dict[str, InstanceOutcome]]:
+                  max_in_flight: int, started_at: str, *, watch: bool = True,
+                  set_up_before: tuple[InstanceOutcome, ...] = ()) -> Generator[Any, Any, dict[str, InstanceOutcome]]:
     """Provision ``instances`` (at most ``max_in_flight`` in setup at once), watch their jobs; the
-    outcome per ``provision_instance`` id. Used by the single-history batch and by each sub-batch."""
+    outcome per ``provision_instance`` id. Used by the single-history batch and by the sub-batches:
+    ``watch=False`` stops at setup (a configured instance's outcome is ``configured``), ``set_up_before``
+    are ``configured`` outcomes of an earlier setup whose jobs are to be watched."""
     options = WorkflowOptions.from_dict(raw_options)
     outcomes: dict[str, InstanceOutcome] = {}
     pending: list[dict[str, Any]] = []
@@ -106,7 +109,8 @@ def run_instances(context: df.DurableOrchestrationContext, batch_id: str, instan
 
     configuring: dict[Any, tuple[str, dict[str, Any]]] = {}  # setup children: bounded
     monitoring: dict[Any, tuple[str, InstanceOutcome]] = {}  # monitor_job children: not bounded
-    ready_to_watch: list[tuple[str, InstanceOutcome]] = []   # configured, monitor not started yet
+    ready_to_watch: list[tuple[str, InstanceOutcome]] = [(str(c.orchestration_id), c) for c in set_up_before]
+    set_up = 0  # watch=False: instances configured (their jobs are watched by the caller's next phase)
     while pending or configuring or monitoring or ready_to_watch:
         dispatched = []
         while pending and len(configuring) < max(1, max_in_flight):
@@ -127,7 +131,8 @@ def run_instances(context: df.DurableOrchestrationContext, batch_id: str, instan
             monitoring[task] = (child_id, configured)
             dispatched.append(task)
         ready_to_watch = []
-        _report_progress(context, len(instances), len(pending), len(configuring), len(monitoring), outcomes)
+        _report_progress(context, len(instances) + len(set_up_before), len(pending), len(configuring),
+                         len(monitoring) + set_up, outcomes)
         if dispatched:
             yield context.task_any(dispatched + [context.create_timer(context.current_utc_datetime)])
         else:
@@ -136,7 +141,10 @@ def run_instances(context: df.DurableOrchestrationContext, batch_id: str, instan
         for task in [t for t in configuring if t.is_completed]:
             child_id, inst = configuring.pop(task)
             result = _child_outcome(task, inst, child_id, now)
-            if result.outcome == CONFIGURED:
+            if result.outcome == CONFIGURED and not watch:
+                outcomes[child_id] = result
+                set_up += 1
+            elif result.outcome == CONFIGURED:
                 ready_to_watch.append((child_id, result))
             else:
                 outcomes[child_id] = result
@@ -153,7 +161,8 @@ def run_instances(context: df.DurableOrchestrationContext, batch_id: str, instan
 
 def _report_progress(context: df.DurableOrchestrationContext, total: int, queued: int, configuring: int,
                      monitoring: int, outcomes: dict[str, InstanceOutcome]) -> None:
-    counts = progress_counts(total, queued, configuring, monitoring, list(outcomes.values()))
+    counts = progress_counts(total, queued, configuring, monitoring,
+                             [o for o in outcomes.values() if o.outcome != CONFIGURED])
     context.set_custom_status({"phase": "provisioning", "counts": counts})
 
 

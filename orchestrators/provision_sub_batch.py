@@ -1,20 +1,28 @@
 """``provision_sub_batch``: one slice of a batch (``BATCH_SUB_BATCH_SIZE`` instances), so no history grows with N.
 
+Two phases, two orchestrations per slice (ids ``<batchId>:part-<n>`` and ``<batchId>:part-<n>:watch``),
+so a slice holds one of the batch's setup lanes only while it writes to Graph, never while its jobs
+run their first cycle (which can take hours: a slow cycle must not hold back the rest of the fleet).
+
 Contract
 --------
-Input: :class:`core.batch_contracts.SubBatchInput` - the slice's instances (validated, secret-free),
-the batch's resolved templates for them, the options, and this sub-batch's share of the batch's
-in-flight bound (``maxInFlight``). Instance orchestrations keep their ids ``<batchId>:<key>`` (and
-``<batchId>:<key>:monitor``), exactly as in a batch without sub-batches, so re-submission and crash
-recovery find them.
+Input: :class:`core.batch_contracts.SubBatchInput`. Instance orchestrations keep their ids
+``<batchId>:<key>`` (and ``<batchId>:<key>:monitor``), exactly as in a batch without sub-batches, so
+re-submission and crash recovery find them.
 
-Output: :class:`core.batch_contracts.SubBatchSummary` - counts, top errors, the outcomes the batch
-keeps (all of them for a batch small enough to list every instance, else those not in a clean
-steady state, worst first, at most ``keepMax``), and the name of this slice's report part: every
-outcome of the slice, written to blob storage by ``write_batch_report`` (``<batchId>/part-<n>.json``).
+* ``setup``: provision the slice's instances (the batch's resolved templates given), at most
+  ``maxInFlight`` at once (this slice's share of ``BATCH_MAX_IN_FLIGHT``). Output: a
+  :class:`~core.batch_contracts.SubBatchSummary` whose ``instances`` are every outcome of the slice
+  in request order: ``configured`` (setup done, job started) or failed.
+* ``watch``: watch the jobs of the ``configured`` outcomes given (``monitor_job``, not bounded:
+  reads), write every outcome of the slice to blob storage (``write_batch_report``,
+  ``<batchId>/part-<n>.json``). Output: the summary - counts, top errors, the outcomes the batch keeps
+  (all of them for a batch small enough to list every instance, else those not in a clean steady
+  state, worst first, at most ``keepMax``) and the part's blob name.
 
 Custom status while running: the same ``{"phase", "counts"}`` as a batch's, for this slice (the
-batch's ``GET`` adds up the running sub-batches' counts).
+batch's ``GET`` adds up the running sub-batches' counts). In the setup phase a configured instance
+counts as ``monitoring`` (its job runs; the watch phase follows).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import azure.durable_functions as df
 
 from core import names, report_store
 from core.batch_contracts import SubBatchInput, SubBatchSummary, WriteBatchReportInput
+from core.contracts import CONFIGURED
 from core.instance_ids import child_instance_id
 from core.times import iso
 from core.workflow_options import WorkflowOptions
@@ -33,20 +42,31 @@ from orchestrators.blueprint import bp
 from orchestrators.provision_batch import run_instances
 from orchestrators.report import final_counts, top_errors, worst_first
 
+SETUP = "setup"
+WATCH = "watch"
+
 
 @bp.function_name(names.PROVISION_SUB_BATCH)
 @bp.orchestration_trigger(context_name="context")
 def provision_sub_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
-    """Provision and watch one slice of a batch; write its report part; return its summary."""
+    """Set up one slice of a batch, or watch its jobs and write its report part (see module docstring)."""
     given = SubBatchInput.from_dict(context.get_input())
-    options = WorkflowOptions.from_dict(given.options)
     started_at = iso(context.current_utc_datetime)
-    outcomes = yield from run_instances(context, given.batch_id, given.instances, given.templates, given.options,
-                                        given.max_in_flight, started_at)
-    ordered = [outcomes[child_instance_id(given.batch_id, str(inst.get("key")))] for inst in given.instances]
+    if given.phase == SETUP:
+        outcomes = yield from run_instances(context, given.batch_id, given.instances, given.templates,
+                                            given.options, given.max_in_flight, started_at, watch=False)
+        ordered = [outcomes[child_instance_id(given.batch_id, str(inst.get("key")))] for inst in given.instances]
+        context.set_custom_status({"phase": "set up", "counts": _done(ordered)})
+        return SubBatchSummary(index=given.index, total=len(ordered), counts=final_counts(ordered),
+                               instances=ordered).to_dict()
+
+    options = WorkflowOptions.from_dict(given.options)
+    to_watch = tuple(o for o in given.outcomes if o.outcome == CONFIGURED)
+    watched = yield from run_instances(context, given.batch_id, [], {}, given.options, 1, started_at,
+                                       set_up_before=to_watch)
+    ordered = [watched.get(str(o.orchestration_id), o) for o in given.outcomes]
     counts = final_counts(ordered)
-    context.set_custom_status({"phase": "writing report", "counts": {**counts, "queued": 0, "configuring": 0,
-                                                                     "monitoring": 0, "running": 0}})
+    context.set_custom_status({"phase": "writing report", "counts": _done(ordered)})
     blob = report_store.part_blob_name(given.batch_id, given.index)
     document = {"batchId": given.batch_id, "index": given.index, "instances": [o.to_dict() for o in ordered]}
     written = yield from call_step(context, names.WRITE_BATCH_REPORT,
@@ -54,10 +74,15 @@ def provision_sub_batch(context: df.DurableOrchestrationContext) -> Generator[An
                                                          document=document), options)
     error = None if written.get("ok") else str((written.get("error") or {}).get("message") or "not written")[:300]
     kept = ordered if given.keep_all else worst_first(ordered)[:max(0, given.keep_max)]
-    context.set_custom_status({"phase": "completed", "counts": {**counts, "queued": 0, "configuring": 0,
-                                                                "monitoring": 0, "running": 0}})
+    context.set_custom_status({"phase": "completed", "counts": _done(ordered)})
     return SubBatchSummary(index=given.index, total=len(ordered), counts=counts, top_errors=top_errors(ordered, 50),
                            instances=kept, report_blob=None if error else blob, report_error=error).to_dict()
 
 
-__all__ = ["provision_sub_batch"]
+def _done(ordered: list[Any]) -> dict[str, int]:
+    finished = [o for o in ordered if o.outcome != CONFIGURED]
+    return {**final_counts(finished), "total": len(ordered), "queued": 0, "configuring": 0,
+            "monitoring": len(ordered) - len(finished), "running": len(ordered) - len(finished)}
+
+
+__all__ = ["SETUP", "WATCH", "provision_sub_batch"]

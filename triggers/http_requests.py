@@ -133,8 +133,16 @@ async def _summary(client: df.DurableOrchestrationClient, status: Any) -> dict[s
 async def _progress_over_sub_batches(client: Any, batch_id: str, custom: dict[str, Any]) -> dict[str, Any]:
     """The batch's counts with its running sub-batches' own split (queued / configuring / monitoring)."""
     counts = dict(custom.get("counts") or {})
-    running = [int(i) for i in (custom.get("subBatches") or {}).get("running") or []]
-    subs = await asyncio.gather(*(client.get_status(sub_batch_instance_id(batch_id, i)) for i in running))
+    lanes = custom.get("subBatches") or {}
+    ids = [sub_batch_instance_id(batch_id, int(i)) for i in lanes.get("settingUp") or []]
+    ids += [sub_batch_instance_id(batch_id, int(i)) + ":watch" for i in lanes.get("watching") or []]
+    limit = asyncio.Semaphore(_SUMMARY_CONCURRENCY)
+
+    async def one(instance_id: str) -> Any:
+        async with limit:
+            return await client.get_status(instance_id)
+
+    subs = await asyncio.gather(*(one(i) for i in ids))
     in_parts = {"queued": 0, "configuring": 0, "monitoring": 0}
     for sub in subs:
         sub_counts = (sub.custom_status or {}).get("counts") if sub and isinstance(sub.custom_status, dict) else None
