@@ -16,7 +16,7 @@ from activities.applications import (discard_application, ensure_application, re
 from activities.assignments import assign_principals
 from activities.credentials import save_secrets, validate_credentials
 from activities.jobs import ensure_job, get_job_status, get_provisioning_errors, start_job
-from activities.reports import write_batch_report
+from activities.reports import read_batch_report, write_batch_report
 from activities.runner import Body, run
 from activities.sweep import list_managed_instances, restart_quarantined_job
 from core import names
@@ -30,6 +30,6 @@ BODIES: dict[str, Body] = {**applications.BODIES, **jobs.BODIES, **credentials.B
 assert set(BODIES) == set(names.ACTIVITIES), "every activity name needs a body"
 
 __all__ = ["BLUEPRINTS", "BODIES", "assign_principals", "discard_application", "ensure_application", "ensure_job",
-           "get_job_status", "get_provisioning_errors", "list_managed_instances", "resolve_application_template",
+           "get_job_status", "get_provisioning_errors", "list_managed_instances", "read_batch_report", "resolve_application_template",
            "restart_quarantined_job", "run", "save_secrets", "start_job", "validate_credentials",
            "wait_until_visible", "write_batch_report"]

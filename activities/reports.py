@@ -1,5 +1,5 @@
-"""Activity of the batch-report family: write one JSON document (a report part or the batch summary)
-to blob storage (:mod:`core.report_store`). The document holds outcomes (ids, codes, messages), never
+"""Activities of the batch-report family: write one JSON document (a report part, a slice's setup
+outcomes or the batch summary) to blob storage (:mod:`core.report_store`), read one back. The document holds outcomes (ids, codes, messages), never
 a secret; the write overwrites the same blob name, so a retry is harmless."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import azure.durable_functions as df
 
 from activities.runner import run
 from core import names, report_store, steps
-from core.batch_contracts import WriteBatchReportInput
+from core.batch_contracts import ReadBatchReportInput, WriteBatchReportInput
+from core.errors import PermanentError
 
 bp = df.Blueprint()
 
@@ -21,10 +22,24 @@ def write_batch_report_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[s
     return {"container": i.container, "blob": i.blob, "bytes": size}
 
 
-BODIES = {names.WRITE_BATCH_REPORT: write_batch_report_body}
+def read_batch_report_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
+    i = ReadBatchReportInput.from_dict(p)
+    document = report_store.read_json(i.container, i.blob)
+    if document is None:
+        raise PermanentError(f"no blob {i.blob} in {i.container}", code="ReportNotFound")
+    return {"document": document}
+
+
+BODIES = {names.WRITE_BATCH_REPORT: write_batch_report_body, names.READ_BATCH_REPORT: read_batch_report_body}
 
 
 @bp.function_name(names.WRITE_BATCH_REPORT)
 @bp.activity_trigger(input_name="payload")
 def write_batch_report(payload: dict) -> dict:
     return run(names.WRITE_BATCH_REPORT, payload, write_batch_report_body)
+
+
+@bp.function_name(names.READ_BATCH_REPORT)
+@bp.activity_trigger(input_name="payload")
+def read_batch_report(payload: dict) -> dict:
+    return run(names.READ_BATCH_REPORT, payload, read_batch_report_body)

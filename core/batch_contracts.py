@@ -15,7 +15,8 @@ class SubBatchInput(Contract):
 
     ``phase``: ``setup`` (provision ``instances``, at most ``maxInFlight`` at once, and return their
     outcomes: ``configured`` or failed) or ``watch`` (watch the jobs of the ``configured`` ones among
-    ``outcomes``, the setup phase's output, write the report part and return the summary).
+    ``outcomes`` - the setup phase's outcomes, read from ``setupBlob`` when given (so they do not
+    travel through the batch's history) - write the report part and return the summary).
 
     ``templates``: the batch's resolved templates (key -> ``resolve_application_template`` result) for
     the keys this slice uses. ``keepAll``: return every outcome (a batch small enough to list them all
@@ -27,6 +28,7 @@ class SubBatchInput(Contract):
     phase: str = "setup"
     instances: list[dict[str, Any]] = listed()
     outcomes: list[InstanceOutcome] = listed()
+    setup_blob: str | None = None
     templates: dict[str, dict[str, Any]] = mapped()
     options: dict[str, Any] = mapped()
     max_in_flight: int = 1
@@ -57,4 +59,12 @@ class WriteBatchReportInput(Input):
     document: dict[str, Any] = mapped()
 
 
-__all__ = ["SubBatchInput", "SubBatchSummary", "WriteBatchReportInput"]
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReadBatchReportInput(Input):
+    """The input of ``read_batch_report``: the blob to read (its JSON comes back as ``document``)."""
+
+    container: str
+    blob: str
+
+
+__all__ = ["ReadBatchReportInput", "SubBatchInput", "SubBatchSummary", "WriteBatchReportInput"]

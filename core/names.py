@@ -29,6 +29,7 @@ LIST_MANAGED_INSTANCES = "list_managed_instances"
 RESTART_QUARANTINED_JOB = "restart_quarantined_job"
 DISCARD_APPLICATION = "discard_application"
 WRITE_BATCH_REPORT = "write_batch_report"
+READ_BATCH_REPORT = "read_batch_report"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -45,6 +46,7 @@ ACTIVITIES = (
     RESTART_QUARANTINED_JOB,
     DISCARD_APPLICATION,
     WRITE_BATCH_REPORT,
+    READ_BATCH_REPORT,
 )
 
 # Triggers

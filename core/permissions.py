@@ -61,6 +61,7 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     # + the service principal's kv-saved / kv-restarted tags (read, then one PATCH)
     "restart_quarantined_job": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
     "write_batch_report": (),  # blob storage only (the host storage account), no Graph call
+    "read_batch_report": (),
 }
 
 

@@ -38,6 +38,11 @@ def part_blob_name(batch_id: str, index: int) -> str:
     return f"{batch_id}/part-{index:05d}.json"
 
 
+def setup_blob_name(batch_id: str, index: int) -> str:
+    """``<batchId>/setup-00000.json``: one sub-batch's outcomes after setup, read by its watch phase."""
+    return f"{batch_id}/setup-{index:05d}.json"
+
+
 def report_blob_name(batch_id: str) -> str:
     """``<batchId>/report.json``: the batch summary with the names of its parts."""
     return f"{batch_id}/report.json"
@@ -117,4 +122,5 @@ def _json_content() -> Any:
     return ContentSettings(content_type="application/json")
 
 
-__all__ = ["blob_service", "check_container", "part_blob_name", "read_json", "report_blob_name", "write_json"]
+__all__ = ["blob_service", "check_container", "part_blob_name", "read_json", "report_blob_name", "setup_blob_name",
+           "write_json"]

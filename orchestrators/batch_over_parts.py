@@ -97,6 +97,8 @@ def run_over_sub_batches(context: df.DurableOrchestrationContext,
             next_part += 1
         for index, set_up in ready:
             sub_input = SubBatchInput(batch_id=batch_id, index=index, phase=WATCH, outcomes=set_up.instances,
+                                      setup_blob=set_up.report_blob,
+                                      instances=[] if set_up.instances else _keys_only(parts[index]),
                                       options=raw_options, keep_all=keep_all, keep_max=options.report_inline_max,
                                       report_container=options.report_container)
             task = context.call_sub_orchestrator(names.PROVISION_SUB_BATCH, sub_input.to_dict(),
@@ -172,6 +174,11 @@ def _failed_part(task: Any, batch_id: str, index: int, part: list[dict[str, Any]
                            top_errors=top_errors(outcomes, 50),
                            instances=outcomes if keep_all else outcomes[:max(0, options.report_inline_max)],
                            report_blob=None, report_error="the sub-batch failed before writing its part")
+
+
+def _keys_only(part: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the watch phase needs of each instance when it must report the slice failed: key and name."""
+    return [{"key": inst.get("key"), "displayName": inst.get("displayName")} for inst in part]
 
 
 def _add_counts(summaries: list[SubBatchSummary]) -> dict[str, int]:

@@ -12,9 +12,12 @@ re-submission and crash recovery find them.
 
 * ``setup``: provision the slice's instances (the batch's resolved templates given), at most
   ``maxInFlight`` at once (this slice's share of ``BATCH_MAX_IN_FLIGHT``). Output: a
-  :class:`~core.batch_contracts.SubBatchSummary` whose ``instances`` are every outcome of the slice
-  in request order: ``configured`` (setup done, job started) or failed.
-* ``watch``: watch the jobs of the ``configured`` outcomes given (``monitor_job``, not bounded:
+  :class:`~core.batch_contracts.SubBatchSummary` naming the blob ``<batchId>/setup-<n>.json`` that
+  holds every outcome of the slice in request order: ``configured`` (setup done, job started) or
+  failed. (Only if that write fails do the outcomes come back inline.)
+* ``watch``: read the setup outcomes back (``read_batch_report``; the instances are in its input so that
+  an unreadable blob still yields one failed outcome each), watch the jobs of the ``configured``
+  ones (``monitor_job``, not bounded:
   reads), write every outcome of the slice to blob storage (``write_batch_report``,
   ``<batchId>/part-<n>.json``). Output: the summary - counts, top errors, the outcomes the batch keeps
   (all of them for a batch small enough to list every instance, else those not in a clean steady
@@ -32,15 +35,15 @@ from typing import Any, Generator
 import azure.durable_functions as df
 
 from core import names, report_store
-from core.batch_contracts import SubBatchInput, SubBatchSummary, WriteBatchReportInput
-from core.contracts import CONFIGURED
+from core.batch_contracts import ReadBatchReportInput, SubBatchInput, SubBatchSummary, WriteBatchReportInput
+from core.contracts import CONFIGURED, InstanceOutcome
 from core.instance_ids import child_instance_id
 from core.times import iso
 from core.workflow_options import WorkflowOptions
 from orchestrators.activity_calls import call_step
 from orchestrators.blueprint import bp
 from orchestrators.provision_batch import run_instances
-from orchestrators.report import final_counts, top_errors, worst_first
+from orchestrators.report import crashed_outcome, final_counts, top_errors, worst_first
 
 SETUP = "setup"
 WATCH = "watch"
@@ -57,14 +60,30 @@ def provision_sub_batch(context: df.DurableOrchestrationContext) -> Generator[An
                                             given.options, given.max_in_flight, started_at, watch=False)
         ordered = [outcomes[child_instance_id(given.batch_id, str(inst.get("key")))] for inst in given.instances]
         context.set_custom_status({"phase": "set up", "counts": _done(ordered)})
-        return SubBatchSummary(index=given.index, total=len(ordered), counts=final_counts(ordered),
-                               instances=ordered).to_dict()
+        # the outcomes go to the watch phase through blob storage, not through the batch's history
+        setup_blob = report_store.setup_blob_name(given.batch_id, given.index)
+        written = yield from call_step(context, names.WRITE_BATCH_REPORT,
+                                       WriteBatchReportInput(container=given.report_container, blob=setup_blob,
+                                                             document={"instances": [o.to_dict() for o in ordered]}),
+                                       WorkflowOptions.from_dict(given.options))
+        if written.get("ok"):
+            return SubBatchSummary(index=given.index, total=len(ordered), report_blob=setup_blob).to_dict()
+        return SubBatchSummary(index=given.index, total=len(ordered), instances=ordered).to_dict()
 
     options = WorkflowOptions.from_dict(given.options)
-    to_watch = tuple(o for o in given.outcomes if o.outcome == CONFIGURED)
+    given_outcomes = list(given.outcomes)
+    if given.setup_blob:
+        read = yield from call_step(context, names.READ_BATCH_REPORT,
+                                    ReadBatchReportInput(container=given.report_container, blob=given.setup_blob),
+                                    options)
+        if read.get("ok"):
+            given_outcomes = [InstanceOutcome.from_dict(o) for o in (read.get("document") or {}).get("instances") or []]
+        else:
+            return _unreadable(given, read, started_at)
+    to_watch = tuple(o for o in given_outcomes if o.outcome == CONFIGURED)
     watched = yield from run_instances(context, given.batch_id, [], {}, given.options, 1, started_at,
                                        set_up_before=to_watch)
-    ordered = [watched.get(str(o.orchestration_id), o) for o in given.outcomes]
+    ordered = [watched.get(str(o.orchestration_id), o) for o in given_outcomes]
     counts = final_counts(ordered)
     context.set_custom_status({"phase": "writing report", "counts": _done(ordered)})
     blob = report_store.part_blob_name(given.batch_id, given.index)
@@ -77,6 +96,17 @@ def provision_sub_batch(context: df.DurableOrchestrationContext) -> Generator[An
     context.set_custom_status({"phase": "completed", "counts": _done(ordered)})
     return SubBatchSummary(index=given.index, total=len(ordered), counts=counts, top_errors=top_errors(ordered, 50),
                            instances=kept, report_blob=None if error else blob, report_error=error).to_dict()
+
+
+def _unreadable(given: SubBatchInput, read: dict[str, Any], at: str) -> dict[str, Any]:
+    """The setup outcomes could not be read back: the slice's instances are reported failed (their
+    orchestrations ran; a re-submission under a new requestId finds and reuses their objects)."""
+    message = f"the setup outcomes could not be read: {(read.get('error') or {}).get('message') or 'unknown'}"
+    outcomes = [crashed_outcome(inst, child_instance_id(given.batch_id, str(inst.get("key"))), message, at)
+                for inst in given.instances]
+    return SubBatchSummary(index=given.index, total=len(outcomes), counts=final_counts(outcomes),
+                           top_errors=top_errors(outcomes, 50), instances=outcomes[:max(0, given.keep_max)],
+                           report_error=message[:300]).to_dict()
 
 
 def _done(ordered: list[Any]) -> dict[str, int]:
