@@ -67,4 +67,16 @@ class ReadBatchReportInput(Input):
     blob: str
 
 
-__all__ = ["ReadBatchReportInput", "SubBatchInput", "SubBatchSummary", "WriteBatchReportInput"]
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WriteBatchReportOutput(Contract):
+    container: str | None = always()
+    blob: str | None = always()
+    bytes: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReadBatchReportOutput(Contract):
+    document: dict[str, Any] = mapped()
+
+
+__all__ = ["ReadBatchReportInput", "ReadBatchReportOutput", "WriteBatchReportOutput", "SubBatchInput", "SubBatchSummary", "WriteBatchReportInput"]

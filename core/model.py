@@ -1,6 +1,6 @@
 """The provisioning request: parsing, validation with field paths, the per-instance key, JSON Schema.
 
-A request (JSON, camelCase) names a batch and up to 1,000 app instances::
+A request (JSON, camelCase) names a batch and up to 10,000 app instances::
 
     {"requestId": "aws-prod-2026-11",
      "instances": [{"applicationTemplate": {"displayName": "AWS IAM Identity Center (successor to AWS Single Sign-On)"},

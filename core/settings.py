@@ -105,11 +105,6 @@ SETTINGS: tuple[Setting, ...] = (
             "How many times an orchestrator waits out a 'throttled' result before failing the step."),
     Setting("BATCH_MAX_IN_FLIGHT", "int", _GRAPH_WRITES_PER_SECOND,
             "Instances of one batch provisioned at the same time (sized from Graph's 20 writes/s)."),
-    Setting("PROVISIONING_LOG_PAGE_SIZE", "int", 500, "$top for provisioning-log reads (max 1000)."),
-    Setting("PROVISIONING_LOG_MIN_INTERVAL_SECONDS", "float", 2.0,
-            "Least seconds between provisioning-log requests (Graph allows 5 per 10 s)."),
-    Setting("PROVISIONING_LOG_MAX_PAGES", "int", 20,
-            "Most pages of one cycle's provisioning errors read back to the cycle's start (bounds one read)."),
     Setting("BATCH_SUB_BATCH_SIZE", "int", 100,
             "Instances per sub-batch orchestration of a batch (bounds each history, so replay cost grows "
             "linearly with the batch)."),
@@ -122,6 +117,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BATCH_REPORT_INLINE_MAX", "int", 200,
             "Most instance outcomes in a batch's output; a larger batch lists the instances not in a clean "
             "steady state first (at most this many) and links the full report in blob storage."),
+    Setting("PROVISIONING_LOG_PAGE_SIZE", "int", 500, "$top for provisioning-log reads (max 1000)."),
+    Setting("PROVISIONING_LOG_MIN_INTERVAL_SECONDS", "float", 2.0,
+            "Least seconds between provisioning-log requests (Graph allows 5 per 10 s)."),
+    Setting("PROVISIONING_LOG_MAX_PAGES", "int", 20,
+            "Most pages of one cycle's provisioning errors read back to the cycle's start (bounds one read)."),
     Setting("REQUEST_MAX_BODY_BYTES", "int", 8388608,
             "Largest provisioning request body accepted (8 MiB: 10,000 instances at about 400 bytes each, "
             "with room for assignments)."),
