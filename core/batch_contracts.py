@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from core.contracts import Contract, Input, InstanceOutcome, always, listed, mapped
+from core.contracts import ACTIVITY_CONTRACTS, Contract, Input, InstanceOutcome, always, listed, mapped
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,5 +78,10 @@ class WriteBatchReportOutput(Contract):
 class ReadBatchReportOutput(Contract):
     document: dict[str, Any] = mapped()
 
+
+ACTIVITY_CONTRACTS.update({
+    "write_batch_report": (WriteBatchReportInput, WriteBatchReportOutput),
+    "read_batch_report": (ReadBatchReportInput, ReadBatchReportOutput),
+})
 
 __all__ = ["ReadBatchReportInput", "ReadBatchReportOutput", "WriteBatchReportOutput", "SubBatchInput", "SubBatchSummary", "WriteBatchReportInput"]

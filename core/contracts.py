@@ -680,11 +680,6 @@ def decode_json(value: Any) -> Any:
     return value
 
 
-# the batch-report activities' contracts live in core.batch_contracts (issue #15); registered here so that
-# ACTIVITY_CONTRACTS names every activity whichever module is imported first
-from core import batch_contracts as _batch  # noqa: E402
-
-ACTIVITY_CONTRACTS.update({
-    "write_batch_report": (_batch.WriteBatchReportInput, _batch.WriteBatchReportOutput),
-    "read_batch_report": (_batch.ReadBatchReportInput, _batch.ReadBatchReportOutput),
-})
+# the batch-report activities' contracts live in core.batch_contracts (issue #15), which adds them to
+# ACTIVITY_CONTRACTS when imported; imported here so the registry names every activity either way
+import core.batch_contracts  # noqa: E402,F401

@@ -14,8 +14,13 @@ from azure.storage.blob import BlobServiceClient
 from support import Stack, make_batch, wait_until
 
 from core import model, names
+from core.batch_contracts import SubBatchInput, SubBatchSummary
+from core.contracts import InstanceOutcome
 from core.errors import InvalidRequest
 from core.settings import Settings
+from core.workflow_options import WorkflowOptions
+from orchestrators.batch_over_parts import plan
+from orchestrators.report import merge_top_errors, worst_first
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -172,3 +177,43 @@ def test_sigkill_mid_batch_resumes_every_slice_once(stack):
         assert len(stack.jobs_of(sps[name][0]["id"])) == 1, f"{name}: not exactly one job"
     summary = stack.summary("slices-crash-012")
     assert [i["outcome"] for i in summary["instances"]] == ["steadyState"] * MAX_INSTANCES
+
+
+# ---------------------------------------------------------------- pure helpers (no stack)
+
+@pytest.mark.parametrize("total, size, lanes, bound", [(7, 3, 2, 4), (10_000, 100, 4, 20), (50, 100, 4, 20),
+                                                       (1_000, 100, 8, 3), (5, 1, 10, 20)])
+def test_the_plan_holds_the_in_flight_bound_across_the_batch(total, size, lanes, bound):
+    options = WorkflowOptions(sub_batch_size=size, sub_batches_in_flight=lanes, max_instances_in_flight=bound)
+    got_size, got_lanes, share = plan(total, options)
+    assert got_size == size
+    assert 1 <= got_lanes <= min(lanes, -(-total // size))
+    assert got_lanes * share <= bound
+    assert share == bound // got_lanes  # no more of the bound left unused than the remainder
+
+
+def test_worst_first_lists_the_not_clean_ones_by_severity_in_request_order():
+    def outcome(key, kind, failed_objects=None):
+        return InstanceOutcome(instance_key=key, outcome=kind, failed_objects=failed_objects)
+
+    ordered = [outcome("a", "steadyState"), outcome("b", "quarantined"), outcome("c", "failed"),
+               outcome("d", "steadyState", 3), outcome("e", "failed"), outcome("f", "timedOut")]
+    assert [o.instance_key for o in worst_first(ordered)] == ["c", "e", "f", "b", "d"]
+
+
+def test_top_errors_of_the_slices_add_up():
+    merged = merge_top_errors([[{"code": "A", "count": 2, "message": "m"}, {"code": "B", "count": 1}],
+                               [{"code": "B", "count": 5, "message": "later"}]])
+    assert merged == [{"code": "B", "count": 6}, {"code": "A", "count": 2, "message": "m"}]
+
+
+def test_the_sub_batch_contracts_round_trip():
+    sample = {"batchId": "b", "index": 2, "phase": "watch", "instances": [{"key": "k", "displayName": "d"}],
+              "outcomes": [{"instanceKey": "k", "displayName": "d", "orchestrationId": "b:k", "outcome": "configured",
+                            "reason": None, "ids": {}, "timings": {}, "provisioningErrors": []}],
+              "setupBlob": "b/setup-00002.json", "templates": {}, "options": {"subBatchSize": 3}, "maxInFlight": 2,
+              "keepAll": False, "keepMax": 5, "reportContainer": "c"}
+    assert SubBatchInput.from_dict(sample).to_dict() == sample
+    summary = {"index": 1, "total": 3, "counts": {"total": 3}, "topErrors": [], "instances": [],
+               "reportBlob": "b/part-00001.json"}
+    assert SubBatchSummary.from_dict(summary).to_dict() == summary
