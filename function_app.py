@@ -10,7 +10,7 @@ import azure.functions as func
 
 import orchestrators
 import triggers
-from activities import applications, assignments, credentials, fleet, jobs, profiles, rotation, sweep
+from activities import applications, assignments, credentials, fleet, jobs, profiles, reports, rotation, sweep
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(triggers.bp)
@@ -25,3 +25,4 @@ app.register_functions(profiles.bp)
 app.register_functions(rotation.bp)
 app.register_functions(orchestrators.rotation_bp)
 app.register_functions(triggers.rotation_bp)
+app.register_functions(reports.bp)

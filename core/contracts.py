@@ -683,5 +683,8 @@ def decode_json(value: Any) -> Any:
     return value
 
 
-# the fleet operations' contracts (issue #13) live in their own module and add themselves to ACTIVITY_CONTRACTS
+# the fleet operations' contracts live in their own module and add themselves to ACTIVITY_CONTRACTS
 from core import fleet_contracts as _fleet_contracts  # noqa: E402,F401
+# the batch-report activities' contracts live in core.batch_contracts, which adds them to
+# ACTIVITY_CONTRACTS when imported; imported here so the registry names every activity either way
+import core.batch_contracts  # noqa: E402,F401

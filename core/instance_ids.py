@@ -30,3 +30,7 @@ def rotation_instance_id(secret_name: str, version: str) -> str:
     """``rotation-<secret name>-<version>``: one rotation per Key Vault secret version, whoever starts it
     (an Event Grid event, its redelivery, the health sweep, a person)."""
     return f"rotation-{_UNSAFE_ID_CHARS.sub('_', secret_name.lower())[:127]}-{version.lower()}"
+def sub_batch_instance_id(batch_id: str, index: int) -> str:
+    """Id of one sub-batch (``provision_sub_batch``) of a batch: ``<batchId>:part-00000``. Instance keys
+    are hex, so this never names an instance's orchestration."""
+    return f"{batch_id}:part-{index:05d}"

@@ -1,6 +1,6 @@
 """The provisioning request: parsing, validation with field paths, the per-instance key, JSON Schema.
 
-A request (JSON, camelCase) names a batch and up to 1,000 app instances::
+A request (JSON, camelCase) names a batch and up to 10,000 app instances::
 
     {"requestId": "aws-prod-2026-11",
      "instances": [{"applicationTemplate": {"displayName": "AWS IAM Identity Center (successor to AWS Single Sign-On)"},
@@ -37,7 +37,7 @@ from core.instance_ids import child_instance_id  # noqa: F401  (the rule lives i
 USER_PROVISIONING = "userProvisioning"
 ROLE_IMPORT = "roleImport"
 
-MAX_INSTANCES = 1000
+MAX_INSTANCES = 10000
 MAX_DISPLAY_NAME = 120
 MAX_ASSIGNEES = 100
 MAX_LABELS = 10

@@ -7,6 +7,7 @@ constant (and lets tests check that every name is registered exactly once). Impo
 
 # Orchestrators
 PROVISION_BATCH = "provision_batch"
+PROVISION_SUB_BATCH = "provision_sub_batch"
 PROVISION_INSTANCE = "provision_instance"
 MONITOR_JOB = "monitor_job"
 HEALTH_SWEEP = "health_sweep"
@@ -17,6 +18,7 @@ ROTATE_SECRET = "rotate_secret"
 
 ORCHESTRATORS = (
     PROVISION_BATCH,
+    PROVISION_SUB_BATCH,
     PROVISION_INSTANCE,
     MONITOR_JOB,
     HEALTH_SWEEP,
@@ -50,6 +52,8 @@ LIST_SECRET_DEPENDENTS = "list_secret_dependents"
 ROTATE_INSTANCE = "rotate_instance"
 CHECK_INSTANCE_LAG = "check_instance_lag"
 REBUILD_FLEET_REGISTRY = "rebuild_fleet_registry"
+WRITE_BATCH_REPORT = "write_batch_report"
+READ_BATCH_REPORT = "read_batch_report"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -73,6 +77,8 @@ ACTIVITIES = (
     ROTATE_INSTANCE,
     CHECK_INSTANCE_LAG,
     REBUILD_FLEET_REGISTRY,
+    WRITE_BATCH_REPORT,
+    READ_BATCH_REPORT,
 )
 
 # Triggers

@@ -113,13 +113,27 @@ SETTINGS: tuple[Setting, ...] = (
             "How many times an orchestrator waits out a 'throttled' result before failing the step."),
     Setting("BATCH_MAX_IN_FLIGHT", "int", _GRAPH_WRITES_PER_SECOND,
             "Instances of one batch provisioned at the same time (sized from Graph's 20 writes/s)."),
+    Setting("BATCH_SUB_BATCH_SIZE", "int", 100,
+            "Instances per sub-batch orchestration of a batch (bounds each history, so replay cost grows "
+            "linearly with the batch)."),
+    Setting("BATCH_SUB_BATCHES_IN_FLIGHT", "int", 4,
+            "Sub-batches of one batch running at once; each gets BATCH_MAX_IN_FLIGHT divided by this (the "
+            "batch as a whole never has more than BATCH_MAX_IN_FLIGHT instances in setup)."),
+    Setting("BATCH_REPORT_CONTAINER", "str", "batch-reports",
+            "Blob container (in the AzureWebJobsStorage account) for batch reports: <batchId>/report.json "
+            "and one part per sub-batch."),
+    Setting("BATCH_REPORT_INLINE_MAX", "int", 200,
+            "Most instance outcomes in a batch's output; a larger batch lists the instances not in a clean "
+            "steady state first (at most this many) and links the full report in blob storage."),
     Setting("PROVISIONING_LOG_PAGE_SIZE", "int", 500, "$top for provisioning-log reads (max 1000)."),
     Setting("PROVISIONING_LOG_MIN_INTERVAL_SECONDS", "float", 2.0,
             "Least seconds between provisioning-log requests (Graph allows 5 per 10 s)."),
     Setting("PROVISIONING_LOG_MAX_PAGES", "int", 20,
             "Most pages of one cycle's provisioning errors read back to the cycle's start (bounds one read)."),
-    Setting("REQUEST_MAX_BODY_BYTES", "int", 1048576, "Largest provisioning request body accepted."),
-    Setting("REQUEST_MAX_INSTANCES", "int", 1000, "Most instances in one provisioning request."),
+    Setting("REQUEST_MAX_BODY_BYTES", "int", 8388608,
+            "Largest provisioning request body accepted (8 MiB: 10,000 instances at about 400 bytes each, "
+            "with room for assignments)."),
+    Setting("REQUEST_MAX_INSTANCES", "int", 10000, "Most instances in one provisioning request."),
     Setting("HEALTH_SWEEP_SCHEDULE", "ncrontab", "0 0 * * * *",
             "NCRONTAB schedule of the health sweep (6 fields, seconds first); default hourly."),
     Setting("HEALTH_SWEEP_MAX_IN_FLIGHT", "int", 10, "Instances the health sweep checks at the same time."),
@@ -147,6 +161,7 @@ _SETTING_BY_NAME = {s.name: s for s in SETTINGS}
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+_CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _NCRONTAB_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
 
 
@@ -277,6 +292,10 @@ class Settings:
     activity_retry_max_attempts: int
     throttled_max_waits: int
     batch_max_in_flight: int
+    batch_sub_batch_size: int
+    batch_sub_batches_in_flight: int
+    batch_report_container: str
+    batch_report_inline_max: int
     provisioning_log_page_size: int
     provisioning_log_min_interval_seconds: float
     provisioning_log_max_pages: int
@@ -327,6 +346,10 @@ class Settings:
             problems.append(Problem("MONITOR_FIRST_POLL_SECONDS", "must not exceed MONITOR_MAX_POLL_SECONDS"))
         if str(values.get("graph_base_url", "")).rstrip("/").endswith(("/v1.0", "/beta")):
             problems.append(Problem("GRAPH_BASE_URL", "give the Graph root without the version (set GRAPH_API_VERSION)"))
+        if not _CONTAINER_RE.match(str(values.get("batch_report_container", "batch-reports"))):
+            # https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+            problems.append(Problem("BATCH_REPORT_CONTAINER", "must be a blob container name: 3-63 lowercase letters, "
+                                    "digits and single hyphens"))
         if values.get("provisioning_log_page_size", 0) > 1000:
             problems.append(Problem("PROVISIONING_LOG_PAGE_SIZE", "must be at most 1000"))
         if problems:

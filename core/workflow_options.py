@@ -22,6 +22,10 @@ _DEFAULTS = {s.field: s.default for s in SETTINGS}
 #: option field -> the settings field it comes from (every option a person can set)
 FROM_SETTINGS: dict[str, str] = {
     "max_instances_in_flight": "batch_max_in_flight",
+    "sub_batch_size": "batch_sub_batch_size",
+    "sub_batches_in_flight": "batch_sub_batches_in_flight",
+    "report_container": "batch_report_container",
+    "report_inline_max": "batch_report_inline_max",
     "max_throttle_waits": "throttled_max_waits",
     "poll_first_interval": "monitor_first_poll_seconds",
     "poll_max_interval": "monitor_max_poll_seconds",
@@ -66,6 +70,11 @@ class WorkflowOptions:
 
     # provision_batch
     max_instances_in_flight: int = _DEFAULTS["batch_max_in_flight"]
+    # provision_batch over sub-batches (an input whose options lack subBatchSize runs the single-history path)
+    sub_batch_size: int = _DEFAULTS["batch_sub_batch_size"]
+    sub_batches_in_flight: int = _DEFAULTS["batch_sub_batches_in_flight"]
+    report_container: str = _DEFAULTS["batch_report_container"]
+    report_inline_max: int = _DEFAULTS["batch_report_inline_max"]
     # per-step retry for transient errors; per-step overrides by activity name
     activity_retry: RetryPolicy = field(default_factory=RetryPolicy)
     step_retry: dict[str, RetryPolicy] = field(default_factory=dict)

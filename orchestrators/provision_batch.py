@@ -53,34 +53,67 @@ from orchestrators.report import batch_report, crashed_outcome, final_outcome, n
 @bp.function_name(names.PROVISION_BATCH)
 @bp.orchestration_trigger(context_name="context")
 def provision_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
-    """Fan out the instances of one request, bounded, and fan in to the batch report."""
+    """Fan out the instances of one request, bounded, and fan in to the batch report.
+
+    An input whose options carry ``subBatchSize`` (every request submitted since issue #15) runs over
+    sub-batches (:mod:`orchestrators.batch_over_parts`); one without it - a batch started before,
+    whose history is replayed by this code - keeps the single-history path below, unchanged.
+    """
     data: dict[str, Any] = context.get_input() or {}
+    if "subBatchSize" in (data.get("options") or {}):
+        from orchestrators.batch_over_parts import run_over_sub_batches
+
+        return (yield from run_over_sub_batches(context, data))
+    return (yield from _run_single_history(context, data))
+
+
+def _run_single_history(context: df.DurableOrchestrationContext,
+                        data: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
     options = WorkflowOptions.from_dict(data.get("options"))
     batch_id = context.instance_id
     instances: list[dict[str, Any]] = list((data.get("request") or {}).get("instances") or [])
     started_at = iso(context.current_utc_datetime)
-    outcomes: dict[str, InstanceOutcome] = {}
 
     context.set_custom_status({"phase": "resolving templates",
                                "counts": progress_counts(len(instances), len(instances), 0, 0, [])})
-    templates = yield from _resolve_templates(context, instances, options)
+    templates = yield from resolve_templates(context, instances, options)
+    outcomes = yield from run_instances(context, batch_id, instances, templates, data.get("options") or {},
+                                        options.max_instances_in_flight, started_at)
 
+    finished_at = iso(context.current_utc_datetime)
+    ordered = [outcomes[child_instance_id(batch_id, str(inst.get("key")))] for inst in instances]
+    report = batch_report(batch_id, data.get("requestId"), started_at, finished_at, ordered,
+                          seconds_between(started_at, finished_at))
+    context.set_custom_status({"phase": "completed", "counts": progress_counts(len(instances), 0, 0, 0, ordered)})
+    return report.to_dict()
+
+
+def run_instances(context: df.DurableOrchestrationContext, batch_id: str, instances: list[dict[str, Any]],
+                  templates: dict[str, dict[str, Any]], raw_options: dict[str, Any],
+                  max_in_flight: int, started_at: str, *, watch: bool = True,
+                  set_up_before: tuple[InstanceOutcome, ...] = ()) -> Generator[Any, Any, dict[str, InstanceOutcome]]:
+    """Provision ``instances`` (at most ``max_in_flight`` in setup at once), watch their jobs; the
+    outcome per ``provision_instance`` id. Used by the single-history batch and by the sub-batches:
+    ``watch=False`` stops at setup (a configured instance's outcome is ``configured``), ``set_up_before``
+    are ``configured`` outcomes of an earlier setup whose jobs are to be watched."""
+    options = WorkflowOptions.from_dict(raw_options)
+    outcomes: dict[str, InstanceOutcome] = {}
     pending: list[dict[str, Any]] = []
     for inst in instances:
         child_id = child_instance_id(batch_id, str(inst.get("key")))
-        resolved = templates.get(_template_key(inst))
+        resolved = templates.get(template_key(inst))
         if resolved and not resolved.get("ok"):
             outcomes[child_id] = not_started_outcome(inst, child_id, StepError.from_dict(resolved["error"]), started_at)
         else:
             pending.append(inst)
 
-    raw_options = data.get("options") or {}
     configuring: dict[Any, tuple[str, dict[str, Any]]] = {}  # setup children: bounded
     monitoring: dict[Any, tuple[str, InstanceOutcome]] = {}  # monitor_job children: not bounded
-    ready_to_watch: list[tuple[str, InstanceOutcome]] = []   # configured, monitor not started yet
+    ready_to_watch: list[tuple[str, InstanceOutcome]] = [(str(c.orchestration_id), c) for c in set_up_before]
+    set_up = 0  # watch=False: instances configured (their jobs are watched by the caller's next phase)
     while pending or configuring or monitoring or ready_to_watch:
         dispatched = []
-        while pending and len(configuring) < max(1, options.max_instances_in_flight):
+        while pending and len(configuring) < max(1, max_in_flight):
             inst = pending.pop(0)
             child_id = child_instance_id(batch_id, str(inst.get("key")))
             child_input = ProvisionInstanceInput(batch_id=batch_id, instance=_with_template(inst, templates),
@@ -98,7 +131,8 @@ def provision_batch(context: df.DurableOrchestrationContext) -> Generator[Any, A
             monitoring[task] = (child_id, configured)
             dispatched.append(task)
         ready_to_watch = []
-        _report_progress(context, len(instances), len(pending), len(configuring), len(monitoring), outcomes)
+        _report_progress(context, len(instances) + len(set_up_before), len(pending), len(configuring),
+                         len(monitoring) + set_up, outcomes)
         if dispatched:
             yield context.task_any(dispatched + [context.create_timer(context.current_utc_datetime)])
         else:
@@ -107,7 +141,10 @@ def provision_batch(context: df.DurableOrchestrationContext) -> Generator[Any, A
         for task in [t for t in configuring if t.is_completed]:
             child_id, inst = configuring.pop(task)
             result = _child_outcome(task, inst, child_id, now)
-            if result.outcome == CONFIGURED:
+            if result.outcome == CONFIGURED and not watch:
+                outcomes[child_id] = result
+                set_up += 1
+            elif result.outcome == CONFIGURED:
                 ready_to_watch.append((child_id, result))
             else:
                 outcomes[child_id] = result
@@ -119,18 +156,13 @@ def provision_batch(context: df.DurableOrchestrationContext) -> Generator[Any, A
                 reason = failure_message(task.result) if isinstance(task.result, BaseException) else "no result"
                 watched = {"outcome": "failed", "reason": f"monitor_job failed: {reason}"}
             outcomes[child_id] = final_outcome(configured, watched, now)
-
-    finished_at = iso(context.current_utc_datetime)
-    ordered = [outcomes[child_instance_id(batch_id, str(inst.get("key")))] for inst in instances]
-    report = batch_report(batch_id, data.get("requestId"), started_at, finished_at, ordered,
-                          seconds_between(started_at, finished_at))
-    context.set_custom_status({"phase": "completed", "counts": progress_counts(len(instances), 0, 0, 0, ordered)})
-    return report.to_dict()
+    return outcomes
 
 
 def _report_progress(context: df.DurableOrchestrationContext, total: int, queued: int, configuring: int,
                      monitoring: int, outcomes: dict[str, InstanceOutcome]) -> None:
-    counts = progress_counts(total, queued, configuring, monitoring, list(outcomes.values()))
+    counts = progress_counts(total, queued, configuring, monitoring,
+                             [o for o in outcomes.values() if o.outcome != CONFIGURED])
     context.set_custom_status({"phase": "provisioning", "counts": counts})
 
 
@@ -141,25 +173,25 @@ def _child_outcome(task: Any, inst: dict[str, Any], child_id: str, at: str) -> I
                            else "provision_instance returned no outcome", at)
 
 
-def _template_key(inst: dict[str, Any]) -> str:
+def template_key(inst: dict[str, Any]) -> str:
     template = inst.get("applicationTemplate") or {}
     return f"id:{template['id']}" if template.get("id") else f"name:{template.get('displayName', '')}"
 
 
 def _with_template(inst: dict[str, Any], templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    resolved = templates.get(_template_key(inst))
+    resolved = templates.get(template_key(inst))
     if resolved and resolved.get("ok"):
         template = ResolveTemplateOutput.from_dict(resolved)
         return {**inst, "templateId": template.template_id, "jobKind": template.job_kind}
     return inst
 
 
-def _resolve_templates(context: df.DurableOrchestrationContext, instances: list[dict[str, Any]],
+def resolve_templates(context: df.DurableOrchestrationContext, instances: list[dict[str, Any]],
                        options: WorkflowOptions) -> Generator[Any, Any, dict[str, dict[str, Any]]]:
     """Resolve each distinct application template once for the whole batch (not once per instance)."""
     distinct: dict[str, dict[str, Any]] = {}
     for inst in instances:
-        distinct.setdefault(_template_key(inst), inst.get("applicationTemplate") or {})
+        distinct.setdefault(template_key(inst), inst.get("applicationTemplate") or {})
     keys = list(distinct)
     # templates are few; resolve them one after the other (each call has its own retry/throttle budget)
     results: dict[str, dict[str, Any]] = {}
@@ -169,4 +201,4 @@ def _resolve_templates(context: df.DurableOrchestrationContext, instances: list[
     return results
 
 
-__all__ = ["provision_batch"]
+__all__ = ["provision_batch", "resolve_templates", "run_instances", "template_key"]

@@ -35,8 +35,9 @@ from core.contracts import (CONFIGURED, OUTCOMES, STEADY_WITH_FAILURES, UNSET, B
                             StepError)
 from core.times import seconds_between
 
-__all__ = ["CONFIGURED", "OUTCOMES", "STEADY_WITH_FAILURES", "batch_report", "crashed_outcome", "final_outcome",
-           "not_started_outcome", "progress_counts", "steady_with_failures", "top_errors"]
+__all__ = ["CONFIGURED", "OUTCOMES", "STEADY_WITH_FAILURES", "batch_report", "crashed_outcome", "final_counts",
+           "final_outcome", "merge_top_errors", "not_started_outcome", "progress_counts", "severity",
+           "steady_with_failures", "top_errors", "worst_first"]
 
 #: the fields a final result (``monitor_job``'s output) carries into the instance outcome, when present
 _FROM_RESULT = ("polls", "status", "steady_state_at", "failed_objects", "top_error_codes", "errors_read",
@@ -91,13 +92,47 @@ def top_errors(outcomes: Iterable[InstanceOutcome | dict[str, Any]], limit: int 
 def batch_report(batch_id: str, request_id: str | None, started_at: str, finished_at: str,
                  outcomes: list[InstanceOutcome], duration_seconds: float | None) -> BatchReport:
     """The batch report: the orchestration output of ``provision_batch``."""
-    counts = progress_counts(len(outcomes), 0, 0, 0, outcomes)
-    for phase in ("queued", "configuring", "monitoring", "running"):
-        del counts[phase]
+    counts = final_counts(outcomes)
     return BatchReport(batch_id=batch_id, request_id=request_id, started_at=started_at, finished_at=finished_at,
                        duration_seconds=duration_seconds, counts=counts,
                        succeeded=counts["steadyState"] == len(outcomes),  # clean steady state everywhere
                        instances=list(outcomes), top_errors=top_errors(outcomes))
+
+
+def final_counts(outcomes: list[InstanceOutcome]) -> dict[str, int]:
+    """The counts of a finished batch (or sub-batch): total and one per outcome, no phases."""
+    counts = progress_counts(len(outcomes), 0, 0, 0, outcomes)
+    for phase in ("queued", "configuring", "monitoring", "running"):
+        del counts[phase]
+    return counts
+
+
+#: worst first: what a person acts on comes first in a large batch's output
+_SEVERITY = {"failed": 0, "timedOut": 1, "quarantined": 2, STEADY_WITH_FAILURES: 3}
+
+
+def severity(outcome: InstanceOutcome | dict[str, Any]) -> int | None:
+    """0 failed, 1 timedOut, 2 quarantined, 3 steady with failures; None for a clean steady state."""
+    o = as_outcome(outcome)
+    return _SEVERITY.get(STEADY_WITH_FAILURES if steady_with_failures(o) else str(o.outcome), None)
+
+
+def worst_first(outcomes: Iterable[InstanceOutcome]) -> list[InstanceOutcome]:
+    """The outcomes not in a clean steady state, worst first (request order within one kind)."""
+    ranked = [(rank, i, o) for i, o in enumerate(outcomes) if (rank := severity(o)) is not None]
+    return [o for _, _, o in sorted(ranked, key=lambda item: (item[0], item[1]))]
+
+
+def merge_top_errors(lists: Iterable[list[dict[str, Any]]], limit: int = 10) -> list[dict[str, Any]]:
+    """Add up the top errors of several sub-batches (counts summed per code, the first example kept)."""
+    tally: Counter[str] = Counter()
+    example: dict[str, dict[str, Any]] = {}
+    for items in lists:
+        for item in items:
+            code = str(item.get("code") or "Unknown")
+            tally[code] += int(item.get("count") or 0)
+            example.setdefault(code, {k: v for k, v in item.items() if k not in ("code", "count")})
+    return [{"code": code, "count": count, **example[code]} for code, count in tally.most_common(limit)]
 
 
 def final_outcome(outcome: InstanceOutcome | dict[str, Any], result: InstanceOutcome | dict[str, Any],

@@ -98,7 +98,7 @@ CORPUS = [
     (req(with_(INSTANCE, labels={"Env": "prod"})), False, True),
     (req(with_(INSTANCE, labels={"env": "no;semicolons"})), False, True),
     (req(with_(INSTANCE, labels={f"l{i}": "v" for i in range(11)})), False, True),
-    (req(*[with_(INSTANCE, displayName=f"app {i}") for i in range(1001)]), False, True),
+    (req(*[with_(INSTANCE, displayName=f"app {i}") for i in range(model.MAX_INSTANCES + 1)]), False, True),
     # Rules JSON Schema cannot express: duplicate display names (case-insensitive).
     (req(INSTANCE, with_(INSTANCE, displayName="aws contoso PROD")), False, False),
     # an appRole names the role of the listed users and groups: none listed

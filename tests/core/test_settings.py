@@ -18,7 +18,7 @@ def test_defaults_and_graph_root():
     cfg = s.Settings.from_env(BASE)
     assert cfg.graph_root == "https://graph.microsoft.com/v1.0"
     assert cfg.key_vault_url == "https://vault.example.net"
-    assert cfg.request_max_instances == 1000
+    assert cfg.request_max_instances == 10000
     assert cfg.batch_max_in_flight == 20
     assert cfg.health_sweep_schedule == "0 0 * * * *"
     assert cfg.key_vault_verify_challenge_resource is True

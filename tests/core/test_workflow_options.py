@@ -30,7 +30,8 @@ def test_every_option_from_a_setting_follows_it():
     for setting in s.SETTINGS:
         if setting.field in set(FROM_SETTINGS.values()) | {"activity_retry_first_interval_seconds",
                                                              "activity_retry_max_attempts"}:
-            changed[setting.name] = "true" if setting.type == "bool" else str(int(setting.default) + 7)
+            changed[setting.name] = ("true" if setting.type == "bool" else f"{setting.default}-x"
+                                     if setting.type == "str" else str(int(setting.default) + 7))
     changed["MONITOR_MAX_POLL_SECONDS"] = "100000"  # stays above the first poll
     settings = s.Settings.from_env({**BASE, **changed})
     options = WorkflowOptions.from_settings(settings)
@@ -52,7 +53,8 @@ def test_every_workflow_setting_is_an_option():
 
 def test_the_trigger_dict_keeps_its_keys_and_the_full_dict_round_trips():
     sent = workflow_options(s.Settings.from_env(BASE))
-    assert list(sent) == ["maxInstancesInFlight", "activityRetry", "maxThrottleWaits", "pollFirstInterval",
+    assert list(sent) == ["maxInstancesInFlight", "subBatchSize", "subBatchesInFlight", "reportContainer",
+                          "reportInlineMax", "activityRetry", "maxThrottleWaits", "pollFirstInterval",
                           "pollMaxInterval", "monitorDeadline", "pollsPerExecution", "sweepMaxInFlight",
                           "restartCredentialQuarantine"]
     assert sent["activityRetry"] == {"firstRetryIntervalMs": 5000, "maxAttempts": 5}

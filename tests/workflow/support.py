@@ -100,6 +100,19 @@ class Stack:
         self.responses.append(json.dumps(status))
         return status
 
+    def durable_instances(self) -> list[str]:
+        """Every orchestration instance id devhost knows (Durable HTTP API list, all pages)."""
+        ids: list[str] = []
+        token = None
+        while True:
+            r = self.host.durable_request("GET", "instances", params={"showInput": "false", "top": "1000"},
+                                          headers={"x-ms-continuation-token": token} if token else {})
+            r.raise_for_status()
+            ids += [row["instanceId"] for row in r.json()]
+            token = r.headers.get("x-ms-continuation-token")
+            if not token:
+                return sorted(ids)
+
     # ---------------------------------------------------------------- emulator white-box views
     def applications_by_name(self) -> Counter:
         return Counter(app.get("displayName") for app in list(self.emulator.state.directory.applications.values()))
