@@ -74,18 +74,20 @@ class EventGridTriggers:
             body = json.loads(await request.read() or b"null")
         except (ValueError, UnicodeDecodeError):
             return web.json_response({"error": "the body is not JSON"}, status=400)
-        kind = request.headers.get("aeg-event-type", "")
-        if kind == "SubscriptionValidation":
+        # compared ignoring case, as the extension does (HttpRequestProcessor: StringComparison.OrdinalIgnoreCase)
+        kind = request.headers.get("aeg-event-type", "").lower()
+        if kind == "subscriptionvalidation":
             first = body[0] if isinstance(body, list) and body else body
             code = (first.get("data") or {}).get("validationCode") if isinstance(first, dict) else None
             if not isinstance(first, dict) or first.get("eventType") != VALIDATION_EVENT or not code:
                 return web.json_response({"error": "not a subscription validation event"}, status=400)
             log.info("Event Grid subscription validated for Functions.%s", spec.name)
             return web.json_response({"validationResponse": code})
-        if kind == "Unsubscribe":
+        if kind == "unsubscribe":
             return web.Response(status=202)
-        if kind not in ("Notification", ""):
-            return web.json_response({"error": f"unknown aeg-event-type {kind!r}"}, status=400)
+        if kind not in ("notification", ""):
+            return web.json_response({"error": f"unknown aeg-event-type {request.headers['aeg-event-type']!r}"},
+                                     status=400)
         events = body if isinstance(body, list) else [body]
         if not all(isinstance(e, dict) for e in events):
             return web.json_response({"error": "events must be JSON objects"}, status=400)

@@ -299,6 +299,11 @@ def test_the_webhook_answers_as_the_functions_host(stack, fleet):
     answer = requests.post(_webhook(stack), json=validation, headers={"aeg-event-type": "SubscriptionValidation"},
                            timeout=30)
     assert answer.status_code == 200 and answer.json() == {"validationResponse": "abc-123"}
+    # found in review: the extension compares aeg-event-type ignoring case (HttpRequestProcessor.cs,
+    # string.Equals(..., StringComparison.OrdinalIgnoreCase))
+    answer = requests.post(_webhook(stack), json=validation, headers={"aeg-event-type": "subscriptionvalidation"},
+                           timeout=30)
+    assert answer.status_code == 200 and answer.json() == {"validationResponse": "abc-123"}
     options = requests.options(_webhook(stack), headers={"WebHook-Request-Origin": "eventgrid.azure.net"}, timeout=30)
     assert options.status_code == 200 and options.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
     # near expiry with nothing newer in Key Vault: one credentialExpiry line, no rotation
