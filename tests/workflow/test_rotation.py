@@ -374,6 +374,43 @@ def test_a_failed_delivery_is_retried_until_it_succeeds(stack, fleet):
         server.shutdown()
 
 
+def test_a_crash_between_recording_and_restarting_still_restarts_the_quarantine(stack, fleet):
+    """Found in review: the versions are recorded before the restart, so a worker that dies between the two
+    left a retry (or the next event for that version) finding ``alreadyCurrent`` and the job in its credential
+    quarantine for good. Here: the state such a crash leaves (the new set saved on the job, both records
+    written, no restart) - the rotation of that version must still restart it, and only it."""
+    contoso, fabrikam = fleet
+    crashed = contoso[1]
+    _put_target_token(stack, crashed, EXPIRED)
+    stack.emulator.admin.advance(3 * 3600)
+    (job,) = stack.jobs_of(crashed)
+    assert job["status"]["code"] == "Quarantine", job["status"]
+    version = _new_version(stack, "scim-contoso-token", "demo-scim-token", expires_in_days=60)
+    _put_target_token(stack, crashed, "demo-scim-token")  # saved, then the worker died
+    sp = stack.emulator.state.directory.service_principals[crashed]
+    kept = [t for t in sp["tags"] if not t.startswith((f"{TAG}:kv-saved:", f"{TAG}:kv-restarted:"))]
+    sp["tags"] = kept + [f"{TAG}:kv-saved:scim-contoso-token={version}",
+                         f"{TAG}:kv-restarted:scim-contoso-token={version}"]
+    before = len(stack.graph_requests())
+    report = _rotate(stack, "scim-contoso-token", version)
+    by_sp = {entry["servicePrincipalId"]: entry for entry in report["instances"]}
+    assert by_sp[crashed]["outcome"] == "alreadyCurrent" and by_sp[crashed]["restarted"] is True, by_sp[crashed]
+    restarts = [r["path"] for r in stack.graph_requests()[before:] if r["path"].endswith("/restart")]
+    assert len(restarts) == 1 and crashed in restarts[0], restarts
+    stack.emulator.admin.advance(3 * 3600)
+    (job,) = stack.jobs_of(crashed)
+    assert job["status"]["code"] == "Active", job["status"]
+    # that version once more (as the sweep starts it, under its own id): out of quarantine, nothing written
+    from core.rotation_contracts import RotateSecretInput
+    before = len(stack.graph_requests())
+    again_id = rotation_instance_id("scim-contoso-token", version) + ":review"
+    payload = RotateSecretInput(secret_name="scim-contoso-token", version=version, source="sweep").to_dict()
+    started = stack.host.durable_request("POST", f"orchestrators/{names.ROTATE_SECRET}/{again_id}", json=payload)
+    assert started.status_code == 202, started.text
+    assert stack.wait(again_id)["output"]["counts"] == {"alreadyCurrent": 3}
+    assert not [r for r in stack.graph_requests()[before:] if r["method"] != "GET"]
+
+
 def test_no_secret_value_in_history_registry_logs_or_responses(stack, fleet):
     values = secret_values(stack) | {EXPIRED, INVALID, "slow-scim-token-value"}
     haystacks = {"task hub": stack.task_hub_bytes().decode("utf-8", "replace"),
