@@ -48,7 +48,8 @@ class EventGridTriggers:
         self.app = app
         self.keys = [k for k in (system_key, master_key) if k]
         self.function_timeout = function_timeout
-        self.specs = {s.name.lower(): s for s in app.by_trigger("eventGridTrigger")}
+        # matched exactly: the extension keeps its listeners in a Dictionary<string, ...> (ordinal comparer)
+        self.specs = {s.name: s for s in app.by_trigger("eventGridTrigger")}
 
     def routes(self) -> list[web.RouteDef]:
         return [web.route("*", PATH, self.handle)]
@@ -60,7 +61,7 @@ class EventGridTriggers:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return web.Response(status=401)
-        spec = self.specs.get((request.query.get("functionName") or "").lower())
+        spec = self.specs.get(request.query.get("functionName") or "")
         if spec is None:
             return web.json_response({"error": "no Event Grid function with this functionName"}, status=404)
         if request.method == "OPTIONS":  # CloudEvents abuse protection

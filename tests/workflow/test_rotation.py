@@ -294,6 +294,9 @@ def test_the_webhook_answers_as_the_functions_host(stack, fleet):
     assert requests.post(f"{base}?functionName={name}&code={stack.host.function_key}", json=[],
                          timeout=30).status_code == 401  # the function key is not the system key
     assert requests.post(_webhook(stack, "no_such_function"), json=[], timeout=30).status_code == 404
+    # found in review: the extension finds the function in a Dictionary<string, EventGridListener> with the
+    # default (ordinal, case-sensitive) comparer (EventGridExtensionConfigProvider.cs): another case is a 404
+    assert requests.post(_webhook(stack, name.upper()), json=[], timeout=30).status_code == 404
     validation = [{"id": "1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "subject": "",
                    "eventTime": "2026-12-06T00:00:00Z", "data": {"validationCode": "abc-123"}, "dataVersion": "2"}]
     answer = requests.post(_webhook(stack), json=validation, headers={"aeg-event-type": "SubscriptionValidation"},
