@@ -53,7 +53,9 @@ def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name:
     reference the secret; Key Vault's current version must be ``version`` (an older event is
     ``superseded``: the newer version's own rotation handles it); when the ``kv-saved`` record
     already holds the current versions nothing is done (``alreadyCurrent``: a duplicated event or
-    a second sweep changes nothing). Then validateCredentials with the *full* set (every reference
+    a second sweep changes nothing - except that a restart recorded for these versions whose job is
+    still credential-quarantined is done now: the worker died between the record and the restart).
+    Then validateCredentials with the *full* set (every reference
     read from Key Vault here, the literals as stored): refused -> ``invalid``, nothing changed.
     Valid -> the full set is PUT (``save_secrets``' converging PUT), the versions recorded on the
     service principal (the ``kv-saved`` tags the sweep reads) and in the fleet registry, and the
