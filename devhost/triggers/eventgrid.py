@@ -79,8 +79,15 @@ class EventGridTriggers:
         kind = request.headers.get("aeg-event-type", "").lower()
         if kind == "subscriptionvalidation":
             first = body[0] if isinstance(body, list) and body else body
-            code = (first.get("data") or {}).get("validationCode") if isinstance(first, dict) else None
-            if not isinstance(first, dict) or first.get("eventType") != VALIDATION_EVENT or not code:
+            data = first.get("data") if isinstance(first, dict) else None
+            if isinstance(data, str):  # a CloudEvent's validation data is double-encoded (HttpRequestProcessor)
+                try:
+                    data = json.loads(data)
+                except ValueError:
+                    data = None
+            code = data.get("validationCode") if isinstance(data, dict) else None
+            kind_of_event = (first.get("eventType") or first.get("type")) if isinstance(first, dict) else None
+            if kind_of_event != VALIDATION_EVENT or not code:
                 return web.json_response({"error": "not a subscription validation event"}, status=400)
             log.info("Event Grid subscription validated for Functions.%s", spec.name)
             return web.json_response({"validationResponse": code})

@@ -307,6 +307,12 @@ def test_the_webhook_answers_as_the_functions_host(stack, fleet):
     answer = requests.post(_webhook(stack), json=validation, headers={"aeg-event-type": "subscriptionvalidation"},
                            timeout=30)
     assert answer.status_code == 200 and answer.json() == {"validationResponse": "abc-123"}
+    # ... and reads a CloudEvents validation event, whose data is double-encoded (a JSON string)
+    cloud_validation = {"specversion": "1.0", "id": "2", "source": "s", "type": validation[0]["eventType"],
+                        "data": json.dumps({"validationCode": "def-456"})}
+    answer = requests.post(_webhook(stack), json=cloud_validation, headers={"aeg-event-type": "SubscriptionValidation"},
+                           timeout=30)
+    assert answer.status_code == 200 and answer.json() == {"validationResponse": "def-456"}
     options = requests.options(_webhook(stack), headers={"WebHook-Request-Origin": "eventgrid.azure.net"}, timeout=30)
     assert options.status_code == 200 and options.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
     # near expiry with nothing newer in Key Vault: one credentialExpiry line, no rotation
