@@ -420,6 +420,26 @@ def test_a_crash_between_recording_and_restarting_still_restarts_the_quarantine(
     assert not [r for r in stack.graph_requests()[before:] if r["method"] != "GET"]
 
 
+def test_an_instance_without_our_tag_is_not_touched_even_when_the_registry_lists_it(stack, fleet):
+    """Review: the registry says which instances to try, the tag on the service principal says which we own."""
+    contoso, fabrikam = fleet
+    untagged = contoso[2]
+    sp = stack.emulator.state.directory.service_principals[untagged]
+    original = list(sp["tags"])
+    sp["tags"] = [t for t in original if t != TAG]
+    try:
+        before = len(stack.graph_requests())
+        version = _new_version(stack, "scim-contoso-token", "demo-scim-token", expires_in_days=60)
+        report = _rotate(stack, "scim-contoso-token", version)
+        by_sp = {entry["servicePrincipalId"]: entry for entry in report["instances"]}
+        assert by_sp[untagged]["outcome"] == "notOurs" and by_sp[untagged]["restarted"] is False, by_sp[untagged]
+        assert report["counts"] == {"rotated": 2, "notOurs": 1}, report
+        assert not [r for r in stack.graph_requests()[before:]
+                    if r["method"] != "GET" and f"/servicePrincipals/{untagged}" in r["path"]]
+    finally:
+        sp["tags"] = original
+
+
 def test_no_secret_value_in_history_registry_logs_or_responses(stack, fleet):
     values = secret_values(stack) | {EXPIRED, INVALID, "slow-scim-token-value"}
     haystacks = {"task hub": stack.task_hub_bytes().decode("utf-8", "replace"),
