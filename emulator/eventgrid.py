@@ -13,13 +13,14 @@ Primary sources:
   v1.0: an ``OPTIONS`` with ``WebHook-Request-Origin`` answered with ``WebHook-Allowed-Origin``).
 * Retry: https://learn.microsoft.com/azure/event-grid/delivery-and-retry - a non-2xx answer is
   retried on a schedule (10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, then every 12 h)
-  up to ``maxDeliveryAttempts`` (default 30) within 24 h; a webhook's 400, 401 and 413 are not
-  retried. The schedule runs on the emulator's clock (``--time-scale``). Delivery is at least once:
+  up to ``maxDeliveryAttempts`` (default 30) or until the event's time to live
+  (``eventTimeToLiveInMinutes``, default 1440: 24 h) would be passed, whichever comes first; a
+  webhook's 400, 401, 403 and 413 are not retried. The schedule runs on the emulator's clock (``--time-scale``). Delivery is at least once:
   a receiver must be idempotent (the rotation is, per secret name + version).
 
 Admin API (loopback only): ``POST /_emulator/eventgrid/subscriptions`` ``{"endpoint",
 "schema"?: "EventGridSchema" | "CloudEventSchemaV1_0", "includedEventTypes"?: [...],
-"maxDeliveryAttempts"?: n}`` validates the endpoint, then answers 201 with the subscription (or
+"maxDeliveryAttempts"?: n, "eventTimeToLiveInMinutes"?: n}`` validates the endpoint, then answers 201 with the subscription (or
 400 when the handshake fails); ``GET`` lists them with every delivery attempt; ``DELETE`` removes all.
 """
 
@@ -45,7 +46,9 @@ EXPIRED = "Microsoft.KeyVault.SecretExpired"
 SCHEMAS = ("EventGridSchema", "CloudEventSchemaV1_0")
 #: seconds before each retry (the docs' schedule; then every 12 h)
 RETRY_SCHEDULE = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600)
-NOT_RETRIED = {400, 401, 413}
+NOT_RETRIED = {400, 401, 403, 413}
+#: minutes an event lives by default (eventTimeToLiveInMinutes: 1 to 1440)
+DEFAULT_TTL_MINUTES = 1440
 SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -94,6 +97,7 @@ class EventGrid:
         cloud = sub["schema"] == "CloudEventSchemaV1_0"
         body = json.dumps(self._as_cloud_event(event) if cloud else [event])
         attempt = 0
+        elapsed = 0.0  # simulated seconds since the first attempt, on the schedule
         while True:
             attempt += 1
             headers = {"Content-Type": "application/cloudevents+json" if cloud else "application/json",
@@ -106,11 +110,13 @@ class EventGrid:
                                     "subject": event["subject"], "attempt": attempt, "status": status})
             if status is not None and 200 <= status < 300:
                 return
-            if (status in NOT_RETRIED) or attempt >= sub["maxDeliveryAttempts"]:
+            delay = RETRY_SCHEDULE[attempt - 1] if attempt - 1 < len(RETRY_SCHEDULE) else 43200
+            expired = elapsed + delay > sub["eventTimeToLiveInMinutes"] * 60
+            if (status in NOT_RETRIED) or attempt >= sub["maxDeliveryAttempts"] or expired:
                 log.warning("event %s to %s dropped after %d attempt(s) (last status %s)", event["id"], sub["name"],
                             attempt, status)
                 return
-            delay = RETRY_SCHEDULE[attempt - 1] if attempt - 1 < len(RETRY_SCHEDULE) else 43200
+            elapsed += delay
             await asyncio.sleep(delay / max(self.clock.scale, 1e-9))
 
     @staticmethod
@@ -137,8 +143,11 @@ class EventGrid:
         attempts = spec.get("maxDeliveryAttempts", 30)
         if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 30:
             raise ValueError("'maxDeliveryAttempts' must be an integer from 1 to 30")
+        ttl = spec.get("eventTimeToLiveInMinutes", DEFAULT_TTL_MINUTES)
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= DEFAULT_TTL_MINUTES:
+            raise ValueError(f"'eventTimeToLiveInMinutes' must be an integer from 1 to {DEFAULT_TTL_MINUTES}")
         sub = {"name": spec.get("name") or f"sub-{len(self.subscriptions) + 1}", "endpoint": endpoint, "schema": schema,
-               "includedEventTypes": included, "maxDeliveryAttempts": attempts}
+               "includedEventTypes": included, "maxDeliveryAttempts": attempts, "eventTimeToLiveInMinutes": ttl}
         await self._validate(sub)
         self.subscriptions.append(sub)
         return sub

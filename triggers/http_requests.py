@@ -59,7 +59,9 @@ async def http_submit_provisioning_request(req: func.HttpRequest,
     raw = req.get_body() or b""
     if len(raw) > settings.request_max_body_bytes:
         return error_response(413, "RequestTooLarge",
-                              f"the body is {len(raw)} bytes; the limit is {settings.request_max_body_bytes}")
+                              f"the body is {len(raw)} bytes; the limit is {settings.request_max_body_bytes}",
+                              [{"path": "$", "message": f"at most {settings.request_max_body_bytes} bytes "
+                                                        f"(got {len(raw)}); split the batch"}])
     try:
         body = read_json(raw)
     except BodyNotJson as exc:

@@ -53,7 +53,9 @@ def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name:
     reference the secret; Key Vault's current version must be ``version`` (an older event is
     ``superseded``: the newer version's own rotation handles it); when the ``kv-saved`` record
     already holds the current versions nothing is done (``alreadyCurrent``: a duplicated event or
-    a second sweep changes nothing). Then validateCredentials with the *full* set (every reference
+    a second sweep changes nothing - except that a restart recorded for these versions whose job is
+    still credential-quarantined is done now: the worker died between the record and the restart).
+    Then validateCredentials with the *full* set (every reference
     read from Key Vault here, the literals as stored): refused -> ``invalid``, nothing changed.
     Valid -> the full set is PUT (``save_secrets``' converging PUT), the versions recorded on the
     service principal (the ``kv-saved`` tags the sweep reads) and in the fleet registry, and the
@@ -82,8 +84,15 @@ def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name:
                       "the rotation of that version handles it", secretVersions=now_versions)
     saved = read_versions(ctx, tags, SAVED)
     if all(saved.get(name) == v for name, v in now_versions.items()):
+        # a restart recorded for these versions may not have happened (the worker died between the
+        # record and the restart): finish it if the job is still in a credential quarantine
+        restarted = (not dry_run and bool(now_versions)
+                     and all(read_versions(ctx, tags, RESTARTED).get(n) == v for n, v in now_versions.items())
+                     and _restart_if_credential_quarantine(ctx, sp_id, _job_id(ctx, sp_id, None)))
         _record(ctx, registry, sp, credentials_json, resolved, now_versions, None, validated=False)
-        return result(ALREADY_CURRENT, f"already holds {_describe(now_versions)}", secretVersions=now_versions)
+        return result(ALREADY_CURRENT, f"already holds {_describe(now_versions)}"
+                      + ("; credential quarantine restarted" if restarted else ""),
+                      restarted=restarted, secretVersions=now_versions)
     job_id = _job_id(ctx, sp_id, None)
     try:
         _validate(ctx, sp_id, job_id, resolved.values)
@@ -114,6 +123,16 @@ def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name:
     return result(ROTATED, f"validated and saved {_describe(now_versions)}"
                   + ("; credential quarantine restarted" if restart else ""),
                   restarted=restart, jobId=job_id, secretVersions=now_versions, rotatedAt=at, **extra)
+
+
+def _restart_if_credential_quarantine(ctx: StepContext, sp_id: str, job_id: str) -> bool:
+    classified = job_status.classify(sync.get_job(ctx.graph, sp_id, job_id))
+    if (classified.state is job_status.JobState.QUARANTINED
+            and (classified.quarantine or {}).get("cause") == job_status.CAUSE_CREDENTIALS):
+        sync.restart_job(ctx.graph, sp_id, job_id, "QuarantineState")
+        logger.info("restarted the credential-quarantined job of %s (its restart was recorded, not done)", sp_id)
+        return True
+    return False
 
 
 def _canary(ctx: StepContext, sp_id: str, job_id: str, subject: dict) -> dict:

@@ -48,7 +48,8 @@ class EventGridTriggers:
         self.app = app
         self.keys = [k for k in (system_key, master_key) if k]
         self.function_timeout = function_timeout
-        self.specs = {s.name.lower(): s for s in app.by_trigger("eventGridTrigger")}
+        # matched exactly: the extension keeps its listeners in a Dictionary<string, ...> (ordinal comparer)
+        self.specs = {s.name: s for s in app.by_trigger("eventGridTrigger")}
 
     def routes(self) -> list[web.RouteDef]:
         return [web.route("*", PATH, self.handle)]
@@ -60,7 +61,7 @@ class EventGridTriggers:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return web.Response(status=401)
-        spec = self.specs.get((request.query.get("functionName") or "").lower())
+        spec = self.specs.get(request.query.get("functionName") or "")
         if spec is None:
             return web.json_response({"error": "no Event Grid function with this functionName"}, status=404)
         if request.method == "OPTIONS":  # CloudEvents abuse protection
@@ -74,18 +75,27 @@ class EventGridTriggers:
             body = json.loads(await request.read() or b"null")
         except (ValueError, UnicodeDecodeError):
             return web.json_response({"error": "the body is not JSON"}, status=400)
-        kind = request.headers.get("aeg-event-type", "")
-        if kind == "SubscriptionValidation":
+        # compared ignoring case, as the extension does (HttpRequestProcessor: StringComparison.OrdinalIgnoreCase)
+        kind = request.headers.get("aeg-event-type", "").lower()
+        if kind == "subscriptionvalidation":
             first = body[0] if isinstance(body, list) and body else body
-            code = (first.get("data") or {}).get("validationCode") if isinstance(first, dict) else None
-            if not isinstance(first, dict) or first.get("eventType") != VALIDATION_EVENT or not code:
+            data = first.get("data") if isinstance(first, dict) else None
+            if isinstance(data, str):  # a CloudEvent's validation data is double-encoded (HttpRequestProcessor)
+                try:
+                    data = json.loads(data)
+                except ValueError:
+                    data = None
+            code = data.get("validationCode") if isinstance(data, dict) else None
+            kind_of_event = (first.get("eventType") or first.get("type")) if isinstance(first, dict) else None
+            if kind_of_event != VALIDATION_EVENT or not code:
                 return web.json_response({"error": "not a subscription validation event"}, status=400)
             log.info("Event Grid subscription validated for Functions.%s", spec.name)
             return web.json_response({"validationResponse": code})
-        if kind == "Unsubscribe":
+        if kind == "unsubscribe":
             return web.Response(status=202)
-        if kind not in ("Notification", ""):
-            return web.json_response({"error": f"unknown aeg-event-type {kind!r}"}, status=400)
+        if kind not in ("notification", ""):
+            return web.json_response({"error": f"unknown aeg-event-type {request.headers['aeg-event-type']!r}"},
+                                     status=400)
         events = body if isinstance(body, list) else [body]
         if not all(isinstance(e, dict) for e in events):
             return web.json_response({"error": "events must be JSON objects"}, status=400)

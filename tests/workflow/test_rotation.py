@@ -294,11 +294,25 @@ def test_the_webhook_answers_as_the_functions_host(stack, fleet):
     assert requests.post(f"{base}?functionName={name}&code={stack.host.function_key}", json=[],
                          timeout=30).status_code == 401  # the function key is not the system key
     assert requests.post(_webhook(stack, "no_such_function"), json=[], timeout=30).status_code == 404
+    # found in review: the extension finds the function in a Dictionary<string, EventGridListener> with the
+    # default (ordinal, case-sensitive) comparer (EventGridExtensionConfigProvider.cs): another case is a 404
+    assert requests.post(_webhook(stack, name.upper()), json=[], timeout=30).status_code == 404
     validation = [{"id": "1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "subject": "",
                    "eventTime": "2026-12-06T00:00:00Z", "data": {"validationCode": "abc-123"}, "dataVersion": "2"}]
     answer = requests.post(_webhook(stack), json=validation, headers={"aeg-event-type": "SubscriptionValidation"},
                            timeout=30)
     assert answer.status_code == 200 and answer.json() == {"validationResponse": "abc-123"}
+    # found in review: the extension compares aeg-event-type ignoring case (HttpRequestProcessor.cs,
+    # string.Equals(..., StringComparison.OrdinalIgnoreCase))
+    answer = requests.post(_webhook(stack), json=validation, headers={"aeg-event-type": "subscriptionvalidation"},
+                           timeout=30)
+    assert answer.status_code == 200 and answer.json() == {"validationResponse": "abc-123"}
+    # ... and reads a CloudEvents validation event, whose data is double-encoded (a JSON string)
+    cloud_validation = {"specversion": "1.0", "id": "2", "source": "s", "type": validation[0]["eventType"],
+                        "data": json.dumps({"validationCode": "def-456"})}
+    answer = requests.post(_webhook(stack), json=cloud_validation, headers={"aeg-event-type": "SubscriptionValidation"},
+                           timeout=30)
+    assert answer.status_code == 200 and answer.json() == {"validationResponse": "def-456"}
     options = requests.options(_webhook(stack), headers={"WebHook-Request-Origin": "eventgrid.azure.net"}, timeout=30)
     assert options.status_code == 200 and options.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
     # near expiry with nothing newer in Key Vault: one credentialExpiry line, no rotation
@@ -367,6 +381,63 @@ def test_a_failed_delivery_is_retried_until_it_succeeds(stack, fleet):
         assert attempts == [(1, 503), (2, 503), (3, 200)]
     finally:
         server.shutdown()
+
+
+def test_a_crash_between_recording_and_restarting_still_restarts_the_quarantine(stack, fleet):
+    """Found in review: the versions are recorded before the restart, so a worker that dies between the two
+    left a retry (or the next event for that version) finding ``alreadyCurrent`` and the job in its credential
+    quarantine for good. Here: the state such a crash leaves (the new set saved on the job, both records
+    written, no restart) - the rotation of that version must still restart it, and only it."""
+    contoso, fabrikam = fleet
+    crashed = contoso[1]
+    _put_target_token(stack, crashed, EXPIRED)
+    stack.emulator.admin.advance(3 * 3600)
+    (job,) = stack.jobs_of(crashed)
+    assert job["status"]["code"] == "Quarantine", job["status"]
+    version = _new_version(stack, "scim-contoso-token", "demo-scim-token", expires_in_days=60)
+    _put_target_token(stack, crashed, "demo-scim-token")  # saved, then the worker died
+    sp = stack.emulator.state.directory.service_principals[crashed]
+    kept = [t for t in sp["tags"] if not t.startswith((f"{TAG}:kv-saved:", f"{TAG}:kv-restarted:"))]
+    sp["tags"] = kept + [f"{TAG}:kv-saved:scim-contoso-token={version}",
+                         f"{TAG}:kv-restarted:scim-contoso-token={version}"]
+    before = len(stack.graph_requests())
+    report = _rotate(stack, "scim-contoso-token", version)
+    by_sp = {entry["servicePrincipalId"]: entry for entry in report["instances"]}
+    assert by_sp[crashed]["outcome"] == "alreadyCurrent" and by_sp[crashed]["restarted"] is True, by_sp[crashed]
+    restarts = [r["path"] for r in stack.graph_requests()[before:] if r["path"].endswith("/restart")]
+    assert len(restarts) == 1 and crashed in restarts[0], restarts
+    stack.emulator.admin.advance(3 * 3600)
+    (job,) = stack.jobs_of(crashed)
+    assert job["status"]["code"] == "Active", job["status"]
+    # that version once more (as the sweep starts it, under its own id): out of quarantine, nothing written
+    from core.rotation_contracts import RotateSecretInput
+    before = len(stack.graph_requests())
+    again_id = rotation_instance_id("scim-contoso-token", version) + ":review"
+    payload = RotateSecretInput(secret_name="scim-contoso-token", version=version, source="sweep").to_dict()
+    started = stack.host.durable_request("POST", f"orchestrators/{names.ROTATE_SECRET}/{again_id}", json=payload)
+    assert started.status_code == 202, started.text
+    assert stack.wait(again_id)["output"]["counts"] == {"alreadyCurrent": 3}
+    assert not [r for r in stack.graph_requests()[before:] if r["method"] != "GET"]
+
+
+def test_an_instance_without_our_tag_is_not_touched_even_when_the_registry_lists_it(stack, fleet):
+    """Review: the registry says which instances to try, the tag on the service principal says which we own."""
+    contoso, fabrikam = fleet
+    untagged = contoso[2]
+    sp = stack.emulator.state.directory.service_principals[untagged]
+    original = list(sp["tags"])
+    sp["tags"] = [t for t in original if t != TAG]
+    try:
+        before = len(stack.graph_requests())
+        version = _new_version(stack, "scim-contoso-token", "demo-scim-token", expires_in_days=60)
+        report = _rotate(stack, "scim-contoso-token", version)
+        by_sp = {entry["servicePrincipalId"]: entry for entry in report["instances"]}
+        assert by_sp[untagged]["outcome"] == "notOurs" and by_sp[untagged]["restarted"] is False, by_sp[untagged]
+        assert report["counts"] == {"rotated": 2, "notOurs": 1}, report
+        assert not [r for r in stack.graph_requests()[before:]
+                    if r["method"] != "GET" and f"/servicePrincipals/{untagged}" in r["path"]]
+    finally:
+        sp["tags"] = original
 
 
 def test_no_secret_value_in_history_registry_logs_or_responses(stack, fleet):

@@ -137,6 +137,8 @@ def test_a_body_over_the_byte_limit_is_413(stack):
                              headers={"Content-Type": "application/json"})
     assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "RequestTooLarge"
+    # found in review: like every other refusal of the body, the 413 names where (the whole body) and why
+    assert [d["path"] for d in response.json()["error"]["details"]] == ["$"]
 
 
 def test_the_defaults_take_10000_instances_and_refuse_10001():
