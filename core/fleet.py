@@ -299,7 +299,12 @@ def _ours(ctx: StepContext, sp_id: str, key: str) -> dict:
 def perform(ctx: StepContext, *, instance_key: str, service_principal_id: str, action: str,
             params: dict) -> dict:
     """Run ``action`` on one instance; idempotent (a repeat finds the work done and says so)."""
-    sp = _ours(ctx, service_principal_id, instance_key)
+    try:
+        sp = _ours(ctx, service_principal_id, instance_key)
+    except errors.NotFound:
+        if action != "teardown":
+            raise
+        return _torn_down(ctx, instance_key, service_principal_id)
     sp_id = service_principal_id
     jobs = sorted(sync.list_jobs(ctx.graph, sp_id), key=lambda j: str(j.get("id")))
     job = jobs[0] if jobs else None
@@ -382,6 +387,22 @@ def _on_demand(ctx: StepContext, sp_id: str, job_id: str, subject: dict, done: A
     outcome = "failed" if "failure" in statuses else "done"
     return done(outcome, f"provisionOnDemand {subject['objectTypeName']} {subject['objectId']}: "
                          f"{', '.join(s for s in statuses if s) or 'answered'}", steps=steps)
+
+
+def _torn_down(ctx: StepContext, key: str, sp_id: str) -> dict:
+    """A repeated teardown (e.g. the activity retried after a crash that followed the delete): the
+    service principal is gone; if it lies in deleted items with this instance's tags, the teardown
+    was done and nothing is written; otherwise the NotFound stands."""
+    deleted = ctx.graph.get(f"/directory/deletedItems/{sp_id}")  # NotFound: neither present nor deleted
+    tags = {str(t) for t in deleted.get("tags") or []}
+    if ctx.tag not in tags or model.instance_tag(ctx.tag, key) not in tags:
+        raise errors.PermanentError(f"deleted service principal {sp_id} does not carry the tags of instance {key}",
+                                    code="NotOurs")
+    return {"instanceKey": key, "servicePrincipalId": sp_id, "jobId": None, "action": "teardown",
+            "outcome": "unchanged", "detail": "already torn down: the service principal is in deleted items",
+            "restore": ["POST /directory/deletedItems/{application id}/restore",
+                        f"POST /directory/deletedItems/{sp_id}/restore"],
+            "restoreNote": f"within 30 days; the application first, then its service principal ({RESTORE_DOC})"}
 
 
 def _teardown(ctx: StepContext, sp: dict, jobs: list[dict], done: Any) -> dict:

@@ -81,3 +81,17 @@ def test_an_untagged_or_foreign_service_principal_is_never_touched(ctx, core_env
         fleet.perform(ctx, instance_key=key, service_principal_id=sp_id, action="teardown", params={})
     assert len([r for r in graph_requests(core_env) if r["method"] != "GET"]) == writes == before + 1
     assert apps.get_service_principal(ctx.graph, sp_id)["id"] == sp_id
+
+
+def test_a_repeated_teardown_finds_the_work_done(ctx, core_env):
+    """found in review: a retried teardown activity (host crash after the delete) must not report a failure."""
+    made = apps.instantiate(ctx.graph, CUSTOM_TEMPLATE_ID, "Fleet teardown twice")
+    sp_id = made["servicePrincipal"]["id"]
+    key = model.instance_key("Fleet teardown twice")
+    apps.update_service_principal(ctx.graph, sp_id, {"tags": [ctx.tag, model.instance_tag(ctx.tag, key)]})
+    first = run(names.FLEET_INSTANCE_ACTION, {"action": "teardown", "instanceKey": key, "servicePrincipalId": sp_id},
+                BODIES[names.FLEET_INSTANCE_ACTION], ctx)
+    assert first["ok"] is True and first["outcome"] == "done", first
+    again = run(names.FLEET_INSTANCE_ACTION, {"action": "teardown", "instanceKey": key, "servicePrincipalId": sp_id},
+                BODIES[names.FLEET_INSTANCE_ACTION], ctx)
+    assert again["ok"] is True and again["outcome"] == "unchanged", again
