@@ -491,8 +491,9 @@ def parse_adopt(body: Any) -> dict[str, Any]:
         problems.append(Problem("servicePrincipalId", "give exactly one of servicePrincipalId and displayName"))
     if sp_id is not None and (not isinstance(sp_id, str) or not _GUID.match(sp_id)):
         problems.append(Problem("servicePrincipalId", "must be a service principal object id (a GUID)"))
-    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 256):
-        problems.append(Problem("displayName", "must be the service principal's display name"))
+    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 256
+                             or re.search(r"[\x00-\x1f\x7f]", name)):
+        problems.append(Problem("displayName", "must be the service principal's display name (no control characters)"))
     dry_run = body.get("dryRun", False)
     if not isinstance(dry_run, bool):
         problems.append(Problem("dryRun", "must be true or false"))

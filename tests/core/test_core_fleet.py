@@ -95,3 +95,13 @@ def test_a_repeated_teardown_finds_the_work_done(ctx, core_env):
     again = run(names.FLEET_INSTANCE_ACTION, {"action": "teardown", "instanceKey": key, "servicePrincipalId": sp_id},
                 BODIES[names.FLEET_INSTANCE_ACTION], ctx)
     assert again["ok"] is True and again["outcome"] == "unchanged", again
+
+
+def test_adopt_refuses_a_display_name_no_filter_can_carry():
+    """found in review: a control character in the adopt body's displayName reached odata.literal's
+    ValueError (an HTTP 500) instead of a field-level 400."""
+    for bad in ("app\x00x", "tab\tname", "line\nbreak"):
+        with pytest.raises(errors.InvalidRequest) as caught:
+            fleet.parse_adopt({"displayName": bad})
+        assert [p.path for p in caught.value.problems] == ["displayName"]
+    assert fleet.parse_adopt({"displayName": "O'Brien's app"})["displayName"] == "O'Brien's app"
