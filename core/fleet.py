@@ -101,6 +101,14 @@ def check_key(key: Any) -> str:
     return key
 
 
+ACTION_ID_RULE = "must be 1-64 letters, digits, '.', '_' or '-'"
+
+
+def valid_action_id(value: Any) -> bool:
+    """A caller's ``actionId`` (it names the orchestration: ``fleet-action:<actionId>``)."""
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value) is not None
+
+
 def parse_action(body: Any, *, by_selector: bool) -> dict[str, Any]:
     """The body of ``POST /api/actions`` or ``POST /api/instances/{key}/actions``, checked field by field."""
     if not isinstance(body, dict):
@@ -119,8 +127,8 @@ def parse_action(body: Any, *, by_selector: bool) -> dict[str, Any]:
     if confirm is not None and (not isinstance(confirm, int) or isinstance(confirm, bool) or confirm < 0):
         problems.append(Problem("confirm", "must be the number of targets (an integer)"))
     action_id = body.get("actionId")
-    if action_id is not None and (not isinstance(action_id, str) or not re.match(r"^[A-Za-z0-9._-]{1,64}$", action_id)):
-        problems.append(Problem("actionId", "must be 1-64 letters, digits, '.', '_' or '-'"))
+    if action_id is not None and not valid_action_id(action_id):
+        problems.append(Problem("actionId", ACTION_ID_RULE))
     params: dict[str, Any] = {}
     scope = body.get("resetScope")
     if action == "restart":
