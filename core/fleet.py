@@ -142,8 +142,8 @@ def parse_action(body: Any, *, by_selector: bool) -> dict[str, Any]:
     subject = body.get("subject")
     if action == "provision-on-demand":
         if (not isinstance(subject, dict) or not isinstance(subject.get("objectId"), str)
-                or subject.get("objectTypeName") not in ("User", "Group")):
-            problems.append(Problem("subject", "needs {\"objectId\": <user or group id>, \"objectTypeName\": \"User\" | \"Group\"}"))
+                or not _GUID.match(subject["objectId"]) or subject.get("objectTypeName") not in ("User", "Group")):
+            problems.append(Problem("subject", "needs {\"objectId\": <user or group object id (a GUID)>, \"objectTypeName\": \"User\" | \"Group\"}"))
         else:
             params["subject"] = {"objectId": subject["objectId"], "objectTypeName": subject["objectTypeName"]}
     elif subject is not None:

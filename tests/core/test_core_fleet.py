@@ -105,3 +105,17 @@ def test_adopt_refuses_a_display_name_no_filter_can_carry():
             fleet.parse_adopt({"displayName": bad})
         assert [p.path for p in caught.value.problems] == ["displayName"]
     assert fleet.parse_adopt({"displayName": "O'Brien's app"})["displayName"] == "O'Brien's app"
+
+
+def test_provision_on_demand_subject_is_an_object_id():
+    """found in review: any string passed as subject.objectId (even empty) and only Graph refused it, inside
+    the orchestration; a field-level 400 names it before anything starts."""
+    for bad in ("", "alice@contoso.test", "../x"):
+        with pytest.raises(errors.InvalidRequest) as caught:
+            fleet.parse_action({"action": "provision-on-demand", "subject": {"objectId": bad, "objectTypeName": "User"}},
+                               by_selector=False)
+        assert [p.path for p in caught.value.problems] == ["subject"]
+    good = "0b6f4b2c-8d7e-4f3a-9c1b-2a3d4e5f6a7b"
+    parsed = fleet.parse_action({"action": "provision-on-demand", "subject": {"objectId": good, "objectTypeName": "User"}},
+                                by_selector=False)
+    assert parsed["params"]["subject"]["objectId"] == good
