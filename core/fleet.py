@@ -68,7 +68,7 @@ _CATEGORY = {
 }
 DECISION = "decision"  # <tag>:decision:rejectDeletes=<quarantine currentBegan>
 RESTORE_DOC = "https://learn.microsoft.com/graph/api/directory-deleteditems-restore"
-_KEY = re.compile(r"^[0-9a-f]{20}$")
+_KEY = re.compile(r"^[0-9a-f]{20}\Z")
 _SP_SELECT = "id,appId,displayName,applicationTemplateId,tags,notes"
 
 
@@ -483,7 +483,7 @@ def plan(ctx: StepContext, request: model.ProvisioningRequest) -> dict:
 
 # -- adoption -----------------------------------------------------------------------------------------
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
 
 def parse_adopt(body: Any) -> dict[str, Any]:

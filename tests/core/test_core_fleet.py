@@ -119,3 +119,16 @@ def test_provision_on_demand_subject_is_an_object_id():
     parsed = fleet.parse_action({"action": "provision-on-demand", "subject": {"objectId": good, "objectTypeName": "User"}},
                                 by_selector=False)
     assert parsed["params"]["subject"]["objectId"] == good
+
+
+def test_object_ids_with_a_trailing_newline_are_refused():
+    """found in review: ``^...$`` with re.match let "<guid>\\n" through into a Graph URL path."""
+    guid = "0b6f4b2c-8d7e-4f3a-9c1b-2a3d4e5f6a7b"
+    with pytest.raises(errors.InvalidRequest) as caught:
+        fleet.parse_adopt({"servicePrincipalId": guid + "\n"})
+    assert [p.path for p in caught.value.problems] == ["servicePrincipalId"]
+    with pytest.raises(errors.InvalidRequest):
+        fleet.parse_action({"action": "provision-on-demand", "subject": {"objectId": guid + "\n", "objectTypeName": "User"}},
+                           by_selector=False)
+    with pytest.raises(errors.InvalidRequest):
+        fleet.check_key("0" * 20 + "\n")
