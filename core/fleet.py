@@ -68,7 +68,7 @@ _CATEGORY = {
 }
 DECISION = "decision"  # <tag>:decision:rejectDeletes=<quarantine currentBegan>
 RESTORE_DOC = "https://learn.microsoft.com/graph/api/directory-deleteditems-restore"
-_KEY = re.compile(r"^[0-9a-f]{20}$")
+_KEY = re.compile(r"^[0-9a-f]{20}\Z")
 _SP_SELECT = "id,appId,displayName,applicationTemplateId,tags,notes"
 
 
@@ -101,6 +101,14 @@ def check_key(key: Any) -> str:
     return key
 
 
+ACTION_ID_RULE = "must be 1-64 letters, digits, '.', '_' or '-'"
+
+
+def valid_action_id(value: Any) -> bool:
+    """A caller's ``actionId`` (it names the orchestration: ``fleet-action:<actionId>``)."""
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value) is not None
+
+
 def parse_action(body: Any, *, by_selector: bool) -> dict[str, Any]:
     """The body of ``POST /api/actions`` or ``POST /api/instances/{key}/actions``, checked field by field."""
     if not isinstance(body, dict):
@@ -119,8 +127,8 @@ def parse_action(body: Any, *, by_selector: bool) -> dict[str, Any]:
     if confirm is not None and (not isinstance(confirm, int) or isinstance(confirm, bool) or confirm < 0):
         problems.append(Problem("confirm", "must be the number of targets (an integer)"))
     action_id = body.get("actionId")
-    if action_id is not None and (not isinstance(action_id, str) or not re.match(r"^[A-Za-z0-9._-]{1,64}$", action_id)):
-        problems.append(Problem("actionId", "must be 1-64 letters, digits, '.', '_' or '-'"))
+    if action_id is not None and not valid_action_id(action_id):
+        problems.append(Problem("actionId", ACTION_ID_RULE))
     params: dict[str, Any] = {}
     scope = body.get("resetScope")
     if action == "restart":
@@ -134,8 +142,8 @@ def parse_action(body: Any, *, by_selector: bool) -> dict[str, Any]:
     subject = body.get("subject")
     if action == "provision-on-demand":
         if (not isinstance(subject, dict) or not isinstance(subject.get("objectId"), str)
-                or subject.get("objectTypeName") not in ("User", "Group")):
-            problems.append(Problem("subject", "needs {\"objectId\": <user or group id>, \"objectTypeName\": \"User\" | \"Group\"}"))
+                or not _GUID.match(subject["objectId"]) or subject.get("objectTypeName") not in ("User", "Group")):
+            problems.append(Problem("subject", "needs {\"objectId\": <user or group object id (a GUID)>, \"objectTypeName\": \"User\" | \"Group\"}"))
         else:
             params["subject"] = {"objectId": subject["objectId"], "objectTypeName": subject["objectTypeName"]}
     elif subject is not None:
@@ -299,7 +307,12 @@ def _ours(ctx: StepContext, sp_id: str, key: str) -> dict:
 def perform(ctx: StepContext, *, instance_key: str, service_principal_id: str, action: str,
             params: dict) -> dict:
     """Run ``action`` on one instance; idempotent (a repeat finds the work done and says so)."""
-    sp = _ours(ctx, service_principal_id, instance_key)
+    try:
+        sp = _ours(ctx, service_principal_id, instance_key)
+    except errors.NotFound:
+        if action != "teardown":
+            raise
+        return _torn_down(ctx, instance_key, service_principal_id)
     sp_id = service_principal_id
     jobs = sorted(sync.list_jobs(ctx.graph, sp_id), key=lambda j: str(j.get("id")))
     job = jobs[0] if jobs else None
@@ -384,6 +397,22 @@ def _on_demand(ctx: StepContext, sp_id: str, job_id: str, subject: dict, done: A
                          f"{', '.join(s for s in statuses if s) or 'answered'}", steps=steps)
 
 
+def _torn_down(ctx: StepContext, key: str, sp_id: str) -> dict:
+    """A repeated teardown (e.g. the activity retried after a crash that followed the delete): the
+    service principal is gone; if it lies in deleted items with this instance's tags, the teardown
+    was done and nothing is written; otherwise the NotFound stands."""
+    deleted = ctx.graph.get(f"/directory/deletedItems/{sp_id}")  # NotFound: neither present nor deleted
+    tags = {str(t) for t in deleted.get("tags") or []}
+    if ctx.tag not in tags or model.instance_tag(ctx.tag, key) not in tags:
+        raise errors.PermanentError(f"deleted service principal {sp_id} does not carry the tags of instance {key}",
+                                    code="NotOurs")
+    return {"instanceKey": key, "servicePrincipalId": sp_id, "jobId": None, "action": "teardown",
+            "outcome": "unchanged", "detail": "already torn down: the service principal is in deleted items",
+            "restore": ["POST /directory/deletedItems/{application id}/restore",
+                        f"POST /directory/deletedItems/{sp_id}/restore"],
+            "restoreNote": f"within 30 days; the application first, then its service principal ({RESTORE_DOC})"}
+
+
 def _teardown(ctx: StepContext, sp: dict, jobs: list[dict], done: Any) -> dict:
     sp_id = apps.object_id(sp)
     for job in jobs:
@@ -454,7 +483,7 @@ def plan(ctx: StepContext, request: model.ProvisioningRequest) -> dict:
 
 # -- adoption -----------------------------------------------------------------------------------------
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
 
 def parse_adopt(body: Any) -> dict[str, Any]:
@@ -470,8 +499,9 @@ def parse_adopt(body: Any) -> dict[str, Any]:
         problems.append(Problem("servicePrincipalId", "give exactly one of servicePrincipalId and displayName"))
     if sp_id is not None and (not isinstance(sp_id, str) or not _GUID.match(sp_id)):
         problems.append(Problem("servicePrincipalId", "must be a service principal object id (a GUID)"))
-    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 256):
-        problems.append(Problem("displayName", "must be the service principal's display name"))
+    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 256
+                             or re.search(r"[\x00-\x1f\x7f]", name)):
+        problems.append(Problem("displayName", "must be the service principal's display name (no control characters)"))
     dry_run = body.get("dryRun", False)
     if not isinstance(dry_run, bool):
         problems.append(Problem("dryRun", "must be true or false"))

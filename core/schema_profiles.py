@@ -28,7 +28,7 @@ from core.errors import InvalidRequest, Problem
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 #: ``<name>.v<version>`` as requests and tags name a profile
-PROFILE_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9-]{0,62})\.v(?P<version>[0-9]{1,6})$")
+PROFILE_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9-]{0,62})\.v(?P<version>[0-9]{1,6})\Z")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _FLOW_TYPES = ("Always", "ObjectAddOnly", "MultiValueAddOnly", "ValueAddOnly", "AttributeAddOnly")
 #: attributes the provisioning service adds to every source object (used by the gallery schemas)

@@ -8,7 +8,7 @@ result per target (``outcome`` ``done`` / ``unchanged`` / ``refused`` / ``valid`
 Idempotent: the orchestration id is the action id (:func:`core.fleet.action_instance_id`), so a
 retried request finds this orchestration and starts nothing; after a host crash Durable replays it
 and each target's activity either ran (its result is in the history) or runs once more, and every
-action finds work already done and says ``unchanged`` (pause, resume, allowDeletes, rejectDeletes),
+action finds work already done and says ``unchanged`` (pause, resume, allowDeletes, rejectDeletes, teardown),
 or repeats harmlessly (restart). Writes are paced by the Graph client's write pacer.
 """
 

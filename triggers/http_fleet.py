@@ -171,6 +171,8 @@ async def http_teardown_instance(req: func.HttpRequest, client: df.DurableOrches
         if dry not in ("true", "false"):
             raise InvalidRequest([Problem("dryRun", "must be true or false")])
         confirm = _int_param(req, "confirm", -1, 0, 10**6) if "confirm" in req.params else None
+        if "actionId" in req.params and not fleet.valid_action_id(req.params["actionId"]):
+            raise InvalidRequest([Problem("actionId", fleet.ACTION_ID_RULE)])
     except InvalidRequest as exc:
         return _invalid(exc)
     parsed = {"action": "teardown", "dryRun": dry == "true", "confirm": confirm, "actionId": req.params.get("actionId"),

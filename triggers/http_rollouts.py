@@ -35,7 +35,7 @@ from triggers.submission import BodyNotJson, read_json
 
 log = logging.getLogger("triggers.rollouts")
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _FIELDS = ("rolloutId", "profile", "selector", "canaries", "waveSize", "pauseSeconds", "maxChecks", "dryRun")
 _ACTIVE = {"Running", "Pending", "ContinuedAsNew", "Suspended"}
 
@@ -102,6 +102,8 @@ def parse_rollout(body: Any, managed: list[dict[str, Any]]) -> RolloutInput:
         for c in canaries_raw:
             if c not in selected:
                 problems.append(errors.Problem("canaries", f"{c} is not in the selection"))
+        if len(set(canaries_raw)) != len(canaries_raw):
+            problems.append(errors.Problem("canaries", "lists an instance more than once"))
         canaries = list(canaries_raw)
     else:
         problems.append(errors.Problem("canaries", "a count or a list of instance keys"))

@@ -11,8 +11,8 @@ Functions the emulator evaluates (anything else is a parse error, as the real ``
 answers for an unknown function): ``Append(source, suffix)``, ``Coalesce(a, b, ...)``,
 ``IIF(condition, valueIfTrue, valueIfFalse)``, ``IsPresent(source)``, ``Join(separator, a, b, ...)``,
 ``Left(source, count)``, ``Not(source)``, ``Switch(source, defaultValue, key1, value1, ...)``,
-``ToLower(source[, culture])``, ``ToUpper(source[, culture])``, ``Trim(source)``
-(``Trim`` is the emulator's; the others follow the reference's signatures).
+``StripSpaces(source)`` (removes every space), ``ToLower(source[, culture])``, ``ToUpper(source[, culture])``,
+following the reference's signatures (a function the reference does not list, e.g. ``Trim``, does not parse).
 
 Scoping filters (``objectMapping.scope``, the ``filter`` resource,
 https://learn.microsoft.com/graph/api/resources/synchronization-filter): the object is in scope when
@@ -41,7 +41,7 @@ FUNCTIONS: dict[str, tuple[tuple[str, ...], int, int | None]] = {
     "Switch": (("source", "defaultValue", "key", "value"), 2, None),
     "ToLower": (("source", "culture"), 1, 2),
     "ToUpper": (("source", "culture"), 1, 2),
-    "Trim": (("source",), 1, 1),
+    "StripSpaces": (("source",), 1, 1),
 }
 _CANONICAL = {name.lower(): name for name in FUNCTIONS}
 
@@ -229,8 +229,8 @@ def evaluate(node: Node, source: dict[str, str | None]) -> str | None:
         return None if arg(0) is None else (arg(0) or "").lower()
     if name == "ToUpper":
         return None if arg(0) is None else (arg(0) or "").upper()
-    if name == "Trim":
-        return None if arg(0) is None else (arg(0) or "").strip()
+    if name == "StripSpaces":
+        return None if arg(0) is None else (arg(0) or "").replace(" ", "")
     raise ExpressionError(f"unknown function '{name}'")  # pragma: no cover - the parser refuses it
 
 

@@ -81,3 +81,54 @@ def test_an_untagged_or_foreign_service_principal_is_never_touched(ctx, core_env
         fleet.perform(ctx, instance_key=key, service_principal_id=sp_id, action="teardown", params={})
     assert len([r for r in graph_requests(core_env) if r["method"] != "GET"]) == writes == before + 1
     assert apps.get_service_principal(ctx.graph, sp_id)["id"] == sp_id
+
+
+def test_a_repeated_teardown_finds_the_work_done(ctx, core_env):
+    """found in review: a retried teardown activity (host crash after the delete) must not report a failure."""
+    made = apps.instantiate(ctx.graph, CUSTOM_TEMPLATE_ID, "Fleet teardown twice")
+    sp_id = made["servicePrincipal"]["id"]
+    key = model.instance_key("Fleet teardown twice")
+    apps.update_service_principal(ctx.graph, sp_id, {"tags": [ctx.tag, model.instance_tag(ctx.tag, key)]})
+    first = run(names.FLEET_INSTANCE_ACTION, {"action": "teardown", "instanceKey": key, "servicePrincipalId": sp_id},
+                BODIES[names.FLEET_INSTANCE_ACTION], ctx)
+    assert first["ok"] is True and first["outcome"] == "done", first
+    again = run(names.FLEET_INSTANCE_ACTION, {"action": "teardown", "instanceKey": key, "servicePrincipalId": sp_id},
+                BODIES[names.FLEET_INSTANCE_ACTION], ctx)
+    assert again["ok"] is True and again["outcome"] == "unchanged", again
+
+
+def test_adopt_refuses_a_display_name_no_filter_can_carry():
+    """found in review: a control character in the adopt body's displayName reached odata.literal's
+    ValueError (an HTTP 500) instead of a field-level 400."""
+    for bad in ("app\x00x", "tab\tname", "line\nbreak"):
+        with pytest.raises(errors.InvalidRequest) as caught:
+            fleet.parse_adopt({"displayName": bad})
+        assert [p.path for p in caught.value.problems] == ["displayName"]
+    assert fleet.parse_adopt({"displayName": "O'Brien's app"})["displayName"] == "O'Brien's app"
+
+
+def test_provision_on_demand_subject_is_an_object_id():
+    """found in review: any string passed as subject.objectId (even empty) and only Graph refused it, inside
+    the orchestration; a field-level 400 names it before anything starts."""
+    for bad in ("", "alice@contoso.test", "../x"):
+        with pytest.raises(errors.InvalidRequest) as caught:
+            fleet.parse_action({"action": "provision-on-demand", "subject": {"objectId": bad, "objectTypeName": "User"}},
+                               by_selector=False)
+        assert [p.path for p in caught.value.problems] == ["subject"]
+    good = "0b6f4b2c-8d7e-4f3a-9c1b-2a3d4e5f6a7b"
+    parsed = fleet.parse_action({"action": "provision-on-demand", "subject": {"objectId": good, "objectTypeName": "User"}},
+                                by_selector=False)
+    assert parsed["params"]["subject"]["objectId"] == good
+
+
+def test_object_ids_with_a_trailing_newline_are_refused():
+    """found in review: ``^...$`` with re.match let "<guid>\\n" through into a Graph URL path."""
+    guid = "0b6f4b2c-8d7e-4f3a-9c1b-2a3d4e5f6a7b"
+    with pytest.raises(errors.InvalidRequest) as caught:
+        fleet.parse_adopt({"servicePrincipalId": guid + "\n"})
+    assert [p.path for p in caught.value.problems] == ["servicePrincipalId"]
+    with pytest.raises(errors.InvalidRequest):
+        fleet.parse_action({"action": "provision-on-demand", "subject": {"objectId": guid + "\n", "objectTypeName": "User"}},
+                           by_selector=False)
+    with pytest.raises(errors.InvalidRequest):
+        fleet.check_key("0" * 20 + "\n")

@@ -179,3 +179,12 @@ def test_instances_are_found_by_key_and_only_ours_are_touched(ctx, profile_dir):
     with pytest.raises(errors.PermanentError) as caught:
         profile_steps.apply_profile(ctx, service_principal_id=sp_id, profile="custom-scim.v1")
     assert caught.value.code == "NotManaged"
+
+
+def test_a_profile_reference_with_a_trailing_newline_is_refused():
+    """found in review: ``PROFILE_REF`` ended in ``$``, so "custom-scim.v1\\n" loaded custom-scim.v1 while the
+    raw text went on into the apply orchestration's id."""
+    with pytest.raises(errors.InvalidRequest) as caught:
+        profiles.parse_ref("custom-scim.v1\n", path="profile")
+    assert [p.path for p in caught.value.problems] == ["profile"]
+    assert profiles.parse_ref("custom-scim.v1") == ("custom-scim", 1)

@@ -363,3 +363,22 @@ def test_restart_without_quarantine_state_keeps_a_quarantine_until_its_next_atte
         assert service.get_job(sp_id, job_id)["status"]["quarantine"] is None, lifting
         clock.advance(120)  # the credentials are still wrong: quarantined again
         assert service.get_job(sp_id, job_id)["status"]["code"] == "Quarantine"
+
+
+@pytest.mark.parametrize("lifts", ["always", "withQuarantineState"])
+def test_allow_deletes_scope_lifts_the_quarantine_under_both_readings(lifts):
+    """The fleet's allowDeletes sends ForceDeletes,QuarantineState (core.fleet.ALLOW_DELETES_SCOPE): under
+    either restartLiftsQuarantine reading the held deletes go through in the next cycle, not days later."""
+    from core.fleet import ALLOW_DELETES_SCOPE
+
+    notify = {"key": "SyncNotificationSettings", "value": '{"Enabled":true,"DeleteThresholdEnabled":true,"DeleteThresholdValue":3}'}
+    service, _, clock, sp_id, job_id = started_job("https://scim.test/too-many-deletes", users=2, extra=[notify],
+                                                   settings={"restartLiftsQuarantine": lifts})
+    clock.advance(120)
+    assert service.get_job(sp_id, job_id)["status"]["quarantine"]["reason"] == "TooManyDeletes"
+    service.restart_job(sp_id, job_id, {"criteria": {"resetScope": ALLOW_DELETES_SCOPE}})
+    clock.advance(300)
+    status = service.get_job(sp_id, job_id)["status"]
+    assert status["code"] == "Active" and status["quarantine"] is None
+    disabled = [r for r in service.provisioning_logs("v1.0") if r["jobId"] == job_id and r["provisioningAction"] == "disable"]
+    assert len(disabled) == 4

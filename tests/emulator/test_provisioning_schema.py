@@ -177,11 +177,19 @@ def test_parse_expression(app):
     ('Switch([department], "other", "Sales", "S", "Research", "R")', {"department": "Research"}, "R"),
     ('Switch([department], "other", "Sales", "S")', {"department": "HR"}, "other"),
     ("Not([accountEnabled])", {"accountEnabled": "True"}, "False"),
-    ('Trim(" x ")', {}, "x"),
+    ('StripSpaces(" a b ")', {}, "ab"),
     ('"quote \\" inside"', {}, 'quote " inside'),
 ])
 def test_expression_language(expression, source, value):
     assert ex.evaluate(ex.parse(expression), source) == value
+
+
+def test_only_the_references_functions_parse():
+    """found in review: ``Trim`` is not among the functions of Microsoft's expression reference
+    (https://learn.microsoft.com/entra/identity/app-provisioning/functions-for-customizing-application-data),
+    so a profile using it must fail in parseExpression here as it would on a tenant."""
+    with pytest.raises(ex.ExpressionError):
+        ex.parse("Trim([mail])")
 
 
 # ----- over HTTPS, as a client sees it -------------------------------------------------------------

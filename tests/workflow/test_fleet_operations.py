@@ -136,6 +136,10 @@ def test_bad_input_is_a_clear_4xx(fleet):
         wrong = _act(fleet, body)
         assert wrong.status_code == 400 and wrong.json()["error"]["details"][0]["path"] == "confirm", wrong.text
     assert fleet.request("GET", "/api/actions/fleet-action:nothing").status_code == 404
+    # found in review: the teardown route's actionId is checked like the action bodies' (it names the orchestration)
+    for bad_id in ("a/b", "x" * 65, "id with spaces"):
+        wrong = fleet.request("DELETE", f"/api/instances/{KEY_B}", params={"actionId": bad_id})
+        assert wrong.status_code == 400 and wrong.json()["error"]["details"][0]["path"] == "actionId", wrong.text
     assert _writes_since(fleet, since) == []
 
 

@@ -111,3 +111,18 @@ def test_a_healthy_rollout_crashed_mid_way_resumes_at_the_same_wave_and_goes_thr
         assert sum(1 for p in puts if sp_id in p) == 1, key
         assert stack.request("GET", f"/api/instances/{key}/drift").json()["profile"] == GOOD
     assert stack.request("POST", "/api/rollouts/crash-001/resume").status_code == 409
+
+
+def test_rollout_ids_and_canaries_are_checked_before_anything_starts():
+    """found in review (no stack needed: parse_rollout is pure): a rolloutId with a trailing newline passed
+    ``re.match(...$)`` into the orchestration id, and a canary listed twice was applied twice in the canary wave."""
+    from core.errors import InvalidRequest
+    from triggers.http_rollouts import parse_rollout
+
+    managed = [{"instanceKey": k, "servicePrincipalId": f"sp-{k}", "labels": {}} for k in ("a" * 20, "b" * 20)]
+    body = {"rolloutId": "r-1", "profile": GOOD, "selector": {"instances": ["a" * 20, "b" * 20]}}
+    assert parse_rollout(body, managed).canaries == ["a" * 20]
+    for bad, path in (({"rolloutId": "r-1\n"}, "rolloutId"), ({"canaries": ["a" * 20, "a" * 20]}, "canaries")):
+        with pytest.raises(InvalidRequest) as caught:
+            parse_rollout({**body, **bad}, managed)
+        assert [p.path for p in caught.value.problems] == [path]
