@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import azure.durable_functions as df
 
-from core import errors, model, names, steps
+from core import errors, model, names, reports, steps, sweep
 
 logger = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -176,7 +176,31 @@ def get_provisioning_errors_body(p: dict, ctx: steps.StepContext) -> dict:
 
 
 def list_managed_instances_body(p: dict, ctx: steps.StepContext) -> dict:
-    return steps.list_managed_instances(ctx)
+    """One page of the fleet (core.sweep): ``{cursor?, pageSize?}`` -> ``{instances, nextCursor}``."""
+    page_size = p.get("pageSize", ctx.settings.health_sweep_page_size)
+    return sweep.list_page(ctx, _field(p, "cursor", required=False), page_size)
+
+
+def _entries(p: dict) -> list:
+    entries = p.get("entries")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise errors.InvalidRequest([errors.Problem("entries", "must be a list of objects")])
+    return entries
+
+
+def _index(p: dict, name: str) -> int:
+    value = p.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise errors.InvalidRequest([errors.Problem(name, "must be a non-negative integer")])
+    return value
+
+
+def stage_sweep_report_body(p: dict, ctx: steps.StepContext) -> dict:
+    return reports.stage_lines(ctx.settings, _field(p, "blobName"), _index(p, "block"), _entries(p))
+
+
+def commit_sweep_report_body(p: dict, ctx: steps.StepContext) -> dict:
+    return reports.commit(ctx.settings, _field(p, "blobName"), _index(p, "blocks"))
 
 
 def restart_quarantined_job_body(p: dict, ctx: steps.StepContext) -> dict:
@@ -201,6 +225,8 @@ BODIES: dict[str, Callable[[dict, steps.StepContext], dict]] = {
     names.LIST_MANAGED_INSTANCES: list_managed_instances_body,
     names.RESTART_QUARANTINED_JOB: restart_quarantined_job_body,
     names.DISCARD_APPLICATION: discard_application_body,
+    names.STAGE_SWEEP_REPORT: stage_sweep_report_body,
+    names.COMMIT_SWEEP_REPORT: commit_sweep_report_body,
 }
 assert set(BODIES) == set(names.ACTIVITIES), "every activity name needs a body"
 
@@ -283,3 +309,15 @@ def restart_quarantined_job(payload: dict) -> dict:
 @bp.activity_trigger(input_name="payload")
 def discard_application(payload: dict) -> dict:
     return run(names.DISCARD_APPLICATION, payload, discard_application_body)
+
+
+@bp.function_name(names.STAGE_SWEEP_REPORT)
+@bp.activity_trigger(input_name="payload")
+def stage_sweep_report(payload: dict) -> dict:
+    return run(names.STAGE_SWEEP_REPORT, payload, stage_sweep_report_body)
+
+
+@bp.function_name(names.COMMIT_SWEEP_REPORT)
+@bp.activity_trigger(input_name="payload")
+def commit_sweep_report(payload: dict) -> dict:
+    return run(names.COMMIT_SWEEP_REPORT, payload, commit_sweep_report_body)

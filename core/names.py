@@ -10,8 +10,9 @@ PROVISION_BATCH = "provision_batch"
 PROVISION_INSTANCE = "provision_instance"
 MONITOR_JOB = "monitor_job"
 HEALTH_SWEEP = "health_sweep"
+HEALTH_SWEEP_PAGE = "health_sweep_page"
 
-ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP)
+ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP, HEALTH_SWEEP_PAGE)
 
 # Activities (architecture.md section 3)
 RESOLVE_APPLICATION_TEMPLATE = "resolve_application_template"
@@ -27,6 +28,8 @@ GET_PROVISIONING_ERRORS = "get_provisioning_errors"
 LIST_MANAGED_INSTANCES = "list_managed_instances"
 RESTART_QUARANTINED_JOB = "restart_quarantined_job"
 DISCARD_APPLICATION = "discard_application"
+STAGE_SWEEP_REPORT = "stage_sweep_report"
+COMMIT_SWEEP_REPORT = "commit_sweep_report"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -42,6 +45,8 @@ ACTIVITIES = (
     LIST_MANAGED_INSTANCES,
     RESTART_QUARANTINED_JOB,
     DISCARD_APPLICATION,
+    STAGE_SWEEP_REPORT,
+    COMMIT_SWEEP_REPORT,
 )
 
 # Triggers

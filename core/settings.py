@@ -115,6 +115,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALTH_SWEEP_SCHEDULE", "ncrontab", "0 0 * * * *",
             "NCRONTAB schedule of the health sweep (6 fields, seconds first); default hourly."),
     Setting("HEALTH_SWEEP_MAX_IN_FLIGHT", "int", 10, "Instances the health sweep checks at the same time."),
+    Setting("HEALTH_SWEEP_PAGE_SIZE", "int", 200,
+            "Service principals the health sweep lists and checks per page (one sub-orchestration each; at most 999)."),
+    Setting("HEALTH_SWEEP_MAX_REPORTED", "int", 500,
+            "Most unhealthy instances listed in the sweep's output (all of them are in the blob report)."),
+    Setting("HEALTH_SWEEP_REPORT_CONTAINER", "str", "health-sweep-reports",
+            "Blob container (in the AzureWebJobsStorage account) for the sweep's full per-instance report."),
     Setting("HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE", "bool", False,
             "Let the sweep restart a job quarantined for bad credentials once its Key Vault secret validates "
             "(off: quarantined jobs are only reported)."),
@@ -265,6 +271,9 @@ class Settings:
     health_sweep_schedule: str
     health_sweep_max_in_flight: int
     health_sweep_restart_credential_quarantine: bool
+    health_sweep_page_size: int
+    health_sweep_max_reported: int
+    health_sweep_report_container: str
     role_import_template_ids: str
 
     @property
@@ -305,6 +314,8 @@ class Settings:
             problems.append(Problem("GRAPH_BASE_URL", "give the Graph root without the version (set GRAPH_API_VERSION)"))
         if values.get("provisioning_log_page_size", 0) > 1000:
             problems.append(Problem("PROVISIONING_LOG_PAGE_SIZE", "must be at most 1000"))
+        if values.get("health_sweep_page_size", 0) > 999:
+            problems.append(Problem("HEALTH_SWEEP_PAGE_SIZE", "must be at most 999 (Graph's $top on servicePrincipals)"))
         if problems:
             raise ConfigurationError(problems)
         values.update(overrides)

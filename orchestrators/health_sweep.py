@@ -4,21 +4,38 @@ Contract
 --------
 Input: ``{"options": {...}}`` (the timer trigger passes the options from ``core.settings``).
 
-Output: ``{"sweptAt", "total", "counts": {healthy, notStarted, running, failing, quarantined,
+Output: ``{"sweptAt", "total", "pages", "counts": {healthy, notStarted, running, failing, quarantined,
 paused, disabled, missingJob, unknown, unreadable}, "quarantinedByReason": {reason: n}, "unhealthy":
-[{servicePrincipalId, displayName, jobId, category, reason, ...}], "restarted": [...]}``.
+[{servicePrincipalId, displayName, jobId, category, reason, ...}] (at most ``sweepMaxReported``;
+``unhealthyOmitted`` counts the rest), "restarted": [...], "report": {container, blobName, url} or
+{error}}``. The full per-instance report (one JSON line per instance, healthy ones included) is
+the blob ``report`` names (:mod:`core.reports`).
 
-Side effect: one structured log line (JSON) per unhealthy instance, written only when the
-orchestrator is not replaying, so each appears once. A quarantined entry carries its ``cause``
-(``credentials``, ``scimCompliance``, ``escrowThreshold``, ``tooManyDeletes``, ``other``: from the
-quarantine's reason *and* error code). Quarantined jobs are only reported, unless
-``options.restartCredentialQuarantine`` is on: then only a job whose cause is ``credentials`` goes
-to ``restart_quarantined_job`` (the references - names, never values - come from the service
-principal's notes, listed by ``list_managed_instances``), which restarts it only when Key Vault
+Linear in the fleet (issue #15). The fleet is swept one page at a time: ``list_managed_instances``
+lists one page of ``sweepPageSize`` service principals (Graph paging, :mod:`core.sweep`) and hands
+back the next page's ``@odata.nextLink`` as a cursor; each page is one ``health_sweep_page``
+sub-orchestration that lists its page, reads its statuses, restarts what it may, stages its lines
+of the blob report and returns only tallies and its unhealthy entries. So no history holds more
+than one page of instances: a page's episodes replay at most that page, and this parent replays
+only a few small events per page. Each status read is one Graph read (``get_job_status`` without
+a job id classifies the job straight from the job list).
+
+Side effect: one structured log line (JSON) per unhealthy instance, written by its page only when
+not replaying, so each appears once; ``sweepId`` is this orchestration's instance id. A quarantined
+entry carries its ``cause`` (``credentials``, ``scimCompliance``, ``escrowThreshold``,
+``tooManyDeletes``, ``other``: from the quarantine's reason *and* error code). Quarantined jobs are
+only reported, unless ``options.restartCredentialQuarantine`` is on: then only a job whose cause is
+``credentials`` goes to ``restart_quarantined_job`` (the references - names, never values - come
+from the service principal's notes, listed with the page), which restarts it only when Key Vault
 holds a version other than the one recorded as saved, that version was never restarted with
 before, the saved credentials fail validateCredentials and the current ones pass: at most one
 restart per secret version, so sweeps cannot loop. Any other cause (a SCIM-compliance quarantine
 above all) is reported on every sweep and never restarted.
+
+Overlap: the timer starts every sweep under one instance id (triggers/timer_sweep.py) and skips a
+tick while it is Running; the pages are children of that instance (ids ``<sweep id>:<start
+time>:page-<n>``), so the parent stays Running until its last page is done and one sweep never
+overlaps the next. A crash resumes where the history stands: finished pages are not read again.
 
 Status reads run in chunks of ``options.sweepMaxInFlight`` (fan-out bounded for Graph's limits).
 """
@@ -49,16 +66,71 @@ _CATEGORY = {STEADY: "healthy", NOT_STARTED: "notStarted", RUNNING: "running", F
              QUARANTINED: "quarantined", PAUSED: "paused", DISABLED: "disabled", MISSING_JOB: "missingJob",
              UNKNOWN: "unknown"}
 _HEALTHY = {"healthy", "running"}
+_CATEGORIES = ("healthy", "notStarted", "running", "failing", "quarantined", "paused", "disabled",
+               "missingJob", "unknown", "unreadable")
 
 
 @bp.function_name(names.HEALTH_SWEEP)
 @bp.orchestration_trigger(context_name="context")
 def health_sweep(context: df.DurableOrchestrationContext):
-    """List managed instances, read each job's status (bounded), classify, report, maybe restart."""
+    """Sweep the fleet page by page (one sub-orchestration each), then commit the blob report."""
     data: dict[str, Any] = context.get_input() or {}
     options = WorkflowOptions.from_dict(data.get("options"))
-    context.set_custom_status({"phase": "listing"})
-    listed = yield from call_step(context, names.LIST_MANAGED_INSTANCES, {}, options)
+    started = context.current_utc_datetime
+    stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
+    blob_name = f"{context.instance_id}/{stamp}.jsonl"
+    tally: Counter = Counter()
+    by_reason: Counter = Counter()
+    unhealthy: list[dict[str, Any]] = []
+    restarted: list[dict[str, Any]] = []
+    omitted = 0
+    staged = True
+    cursor: str | None = None
+    page = 0
+    while True:
+        context.set_custom_status({"phase": "sweeping", "page": page, "checked": sum(tally.values()),
+                                   "counts": {c: tally.get(c, 0) for c in _CATEGORIES}})
+        result = yield context.call_sub_orchestrator(names.HEALTH_SWEEP_PAGE, {
+            "options": data.get("options") or {}, "cursor": cursor, "page": page, "sweepId": context.instance_id,
+            "blobName": blob_name, "reportLimit": max(0, options.sweep_max_reported - len(unhealthy))},
+            instance_id=f"{context.instance_id}:{stamp}:page-{page:05d}")
+        tally.update(result.get("counts") or {})
+        by_reason.update(result.get("quarantinedByReason") or {})
+        unhealthy.extend(result.get("unhealthy") or [])
+        omitted += int(result.get("unhealthyOmitted") or 0)
+        restarted.extend(result.get("restarted") or [])
+        staged = staged and bool(result.get("staged"))
+        page += 1
+        cursor = result.get("nextCursor")
+        if not cursor:
+            break
+
+    context.set_custom_status({"phase": "reporting", "pages": page})
+    if staged:
+        committed = yield from call_step(context, names.COMMIT_SWEEP_REPORT, {"blobName": blob_name, "blocks": page},
+                                         options)
+        report_link = ({k: committed.get(k) for k in ("container", "blobName", "url")} if committed.get("ok")
+                       else {"error": (committed.get("error") or {}).get("message")})
+    else:
+        report_link = {"error": "a page could not write its part of the report (see the log)"}
+    counts = {c: tally.get(c, 0) for c in _CATEGORIES}
+    report = {"sweptAt": iso(started), "total": sum(counts.values()), "pages": page, "counts": counts,
+              "quarantinedByReason": dict(sorted(by_reason.items())), "unhealthy": unhealthy,
+              "unhealthyOmitted": omitted, "restarted": restarted, "report": report_link}
+    context.set_custom_status({"phase": "completed", "counts": counts})
+    return report
+
+
+@bp.function_name(names.HEALTH_SWEEP_PAGE)
+@bp.orchestration_trigger(context_name="context")
+def health_sweep_page(context: df.DurableOrchestrationContext):
+    """One page: list it, read each job's status (bounded), classify, maybe restart, stage its report lines."""
+    data: dict[str, Any] = context.get_input() or {}
+    options = WorkflowOptions.from_dict(data.get("options"))
+    sweep_id = str(data.get("sweepId") or context.instance_id)
+    page = int(data.get("page") or 0)
+    listed = yield from call_step(context, names.LIST_MANAGED_INSTANCES,
+                                  {"cursor": data.get("cursor"), "pageSize": options.sweep_page_size}, options)
     if not listed.get("ok"):
         error = listed["error"]
         raise RuntimeError(f"could not list managed instances: {error.get('code')}: {error.get('message')}")
@@ -66,8 +138,6 @@ def health_sweep(context: df.DurableOrchestrationContext):
 
     entries: list[dict[str, Any]] = []
     for index, chunk in enumerate(chunks(instances, options.sweep_max_in_flight)):
-        context.set_custom_status({"phase": "reading", "read": index * options.sweep_max_in_flight,
-                                   "total": len(instances)})
         policy = options.retry_for(names.GET_JOB_STATUS)
         retry = df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
         tasks = [context.call_activity_with_retry(names.GET_JOB_STATUS, retry, _status_request(inst))
@@ -88,7 +158,6 @@ def health_sweep(context: df.DurableOrchestrationContext):
 
     restarted = []
     if options.restart_credential_quarantine:
-        context.set_custom_status({"phase": "restarting"})
         for inst, entry in zip(instances, entries):
             if entry["category"] == "quarantined" and entry.pop("_credentialCaused", False):
                 result = yield from call_step(context, names.RESTART_QUARANTINED_JOB,
@@ -100,13 +169,19 @@ def health_sweep(context: df.DurableOrchestrationContext):
     for entry in entries:
         entry.pop("_credentialCaused", None)
 
-    report = _report(iso(context.current_utc_datetime), entries, restarted)
+    staged = yield from call_step(context, names.STAGE_SWEEP_REPORT,
+                                  {"blobName": data.get("blobName") or f"{sweep_id}.jsonl", "block": page,
+                                   "entries": entries}, options)
+    if not staged.get("ok") and not context.is_replaying:
+        log.error("health sweep %s page %d: report not written: %s", sweep_id, page,
+                  (staged.get("error") or {}).get("message"))
+    summary = _report(entries, restarted, int(data.get("reportLimit", len(entries))))
     if not context.is_replaying:
-        for entry in report["unhealthy"]:
-            log.warning(json.dumps({"event": "unhealthyProvisioningInstance", "sweepId": context.instance_id,
-                                    **entry}, sort_keys=True))
-    context.set_custom_status({"phase": "completed", "counts": report["counts"]})
-    return report
+        for entry in summary["all_unhealthy"]:
+            log.warning(json.dumps({"event": "unhealthyProvisioningInstance", "sweepId": sweep_id, **entry},
+                                   sort_keys=True))
+    del summary["all_unhealthy"]
+    return {**summary, "staged": bool(staged.get("ok")), "nextCursor": listed.get("nextCursor")}
 
 
 def _restart_request(inst: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
@@ -144,16 +219,16 @@ def _entry(inst: dict[str, Any], ok: bool, value: Any) -> dict[str, Any]:
     return entry
 
 
-def _report(swept_at: str, entries: list[dict[str, Any]], restarted: list[dict[str, Any]]) -> dict[str, Any]:
-    categories = ("healthy", "notStarted", "running", "failing", "quarantined", "paused", "disabled",
-                  "missingJob", "unknown", "unreadable")
+def _report(entries: list[dict[str, Any]], restarted: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """A page's tallies, its unhealthy entries (at most ``limit`` of them for the output) and restarts."""
     tally = Counter(e["category"] for e in entries)
     by_reason = Counter(e.get("reason") for e in entries if e["category"] == "quarantined")
+    unhealthy = [e for e in entries if e["category"] not in _HEALTHY]
     return {
-        "sweptAt": swept_at,
-        "total": len(entries),
-        "counts": {c: tally.get(c, 0) for c in categories},
+        "counts": {c: tally.get(c, 0) for c in _CATEGORIES if tally.get(c)},
         "quarantinedByReason": dict(sorted(by_reason.items())),
-        "unhealthy": [e for e in entries if e["category"] not in _HEALTHY],
+        "unhealthy": unhealthy[:max(0, limit)],
+        "unhealthyOmitted": max(0, len(unhealthy) - max(0, limit)),
+        "all_unhealthy": unhealthy,
         "restarted": restarted,
     }

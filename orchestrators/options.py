@@ -48,6 +48,8 @@ class WorkflowOptions:
     # health_sweep
     sweep_max_in_flight: int = 20
     restart_credential_quarantine: bool = False
+    sweep_page_size: int = 200
+    sweep_max_reported: int = 500
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "WorkflowOptions":

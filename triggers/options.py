@@ -24,4 +24,6 @@ def workflow_options(settings: Settings) -> dict[str, Any]:
         "pollsPerExecution": settings.monitor_polls_per_generation,
         "sweepMaxInFlight": settings.health_sweep_max_in_flight,
         "restartCredentialQuarantine": settings.health_sweep_restart_credential_quarantine,
+        "sweepPageSize": settings.health_sweep_page_size,
+        "sweepMaxReported": settings.health_sweep_max_reported,
     }

@@ -29,6 +29,15 @@ UNREACHABLE = {"ok": False, "error": {"kind": "transient", "code": "TransientErr
 FAST_POLLS = {"pollFirstInterval": 10, "pollMaxInterval": 10, "pollsPerExecution": 100}
 
 
+REPORT_SCRIPT = dict(stage_sweep_report=lambda payload, n: {"ok": True, "block": payload["block"]},
+                     commit_sweep_report=lambda payload, n: {"ok": True, "container": "health-sweep-reports",
+                                                             "blobName": payload["blobName"], "url": "http://blob"})
+
+
+def _pages(history: list[dict]) -> list[str]:
+    return [ev["InstanceId"] for ev in history if ev["EventType"] == h.SUB_ORCHESTRATION_CREATED]
+
+
 def test_health_sweep_waits_out_a_throttled_status_read(tmp_path):
     script(
         list_managed_instances=[{"ok": True, "instances": [
@@ -37,21 +46,74 @@ def test_health_sweep_waits_out_a_throttled_status_read(tmp_path):
         get_job_status=lambda payload, n: (THROTTLED if n == 1 else CRED_QUARANTINE)
         if payload["servicePrincipalId"] == "sp1" else STEADY,
         restart_quarantined_job=[{"ok": True, "jobId": "job1", "restarted": True, "reason": "restarted"}],
+        **REPORT_SCRIPT,
     )
 
     async def scenario(engine):
         iid = await engine.start_orchestration("health_sweep", {"options": {"restartCredentialQuarantine": True}},
                                                instance_id="sweep-throttled")
-        return await engine.wait_for_instance(iid, 60), engine.get_history(iid)
+        row = await engine.wait_for_instance(iid, 60)
+        (page,) = _pages(engine.get_history(iid))
+        return row, engine.get_history(page)
 
-    row, history = run(tmp_path, scenario)
+    row, page_history = run(tmp_path, scenario)
     assert row.status == "Completed"
     report = output(row)
     assert [p["servicePrincipalId"] for _, p in calls("get_job_status")].count("sp1") == 2
     assert report["counts"]["quarantined"] == 1 and report["counts"]["unreadable"] == 0, report["counts"]
     assert report["counts"]["healthy"] == 1
     assert report["restarted"] == [{"servicePrincipalId": "sp1", "restarted": True, "reason": "restarted"}]
-    assert any(ev["EventType"] == h.TIMER_CREATED for ev in history)  # the wait was a durable timer
+    assert any(ev["EventType"] == h.TIMER_CREATED for ev in page_history)  # the wait was a durable timer
+
+
+def test_health_sweep_shards_the_fleet_into_pages_and_links_the_blob_report(tmp_path):
+    """Three pages through the listing's cursor: each page is its own sub-orchestration (its own history),
+    the parent holds no instance list, the tallies add up, the output keeps at most sweepMaxReported
+    unhealthy entries and links the blob that every page staged a block of."""
+    fleet = [f"sp{i}" for i in range(7)]
+    pages = {None: (fleet[0:3], "https://graph.test/v1.0/servicePrincipals?$skiptoken=A"),
+             "https://graph.test/v1.0/servicePrincipals?$skiptoken=A": (fleet[3:6], "https://graph.test/p3"),
+             "https://graph.test/p3": (fleet[6:], None)}
+
+    def listing(payload, n):
+        ids, next_cursor = pages[payload.get("cursor")]
+        assert payload["pageSize"] == 3
+        return {"ok": True, "instances": [{"servicePrincipalId": i, "displayName": i.upper()} for i in ids],
+                "nextCursor": next_cursor}
+
+    unhealthy = {"sp1", "sp4", "sp6"}
+    script(list_managed_instances=listing,
+           get_job_status=lambda payload, n: CRED_QUARANTINE if payload["servicePrincipalId"] in unhealthy else STEADY,
+           **REPORT_SCRIPT)
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("health_sweep", {"options": {"sweepPageSize": 3, "sweepMaxReported": 2}},
+                                               instance_id="sweep-pages")
+        row = await engine.wait_for_instance(iid, 60)
+        return row, engine.get_history(iid), {p: engine.get_history(p) for p in _pages(engine.get_history(iid))}
+
+    row, history, page_histories = run(tmp_path, scenario)
+    assert row.status == "Completed"
+    report = output(row)
+    assert report["pages"] == 3 and report["total"] == 7
+    assert report["counts"]["healthy"] == 4 and report["counts"]["quarantined"] == 3
+    assert [u["servicePrincipalId"] for u in report["unhealthy"]] == ["sp1", "sp4"]  # capped at 2
+    assert report["unhealthyOmitted"] == 1
+    assert len(page_histories) == 3 and all(p.startswith("sweep-pages:") for p in page_histories)
+    # every instance was listed and read by exactly one page; the parent itself neither listed nor read
+    assert sorted(p["servicePrincipalId"] for _, p in calls("get_job_status")) == fleet
+    parent_text = json.dumps(history)
+    assert "sp5" not in parent_text and "SP5" not in parent_text  # a healthy instance never enters the parent
+    for page_id, events in page_histories.items():
+        assert '"sp' in json.dumps(events)
+    staged = calls("stage_sweep_report")
+    assert sorted(p["block"] for _, p in staged) == [0, 1, 2]
+    assert sum(len(p["entries"]) for _, p in staged) == 7  # the full report holds the healthy ones too
+    blob_names = {p["blobName"] for _, p in staged}
+    ((_, committed),) = calls("commit_sweep_report")
+    assert blob_names == {committed["blobName"]} and committed["blocks"] == 3
+    assert report["report"] == {"container": "health-sweep-reports", "blobName": committed["blobName"],
+                                "url": "http://blob"}
 
 
 def _monitor(tmp_path, statuses, deadline_seconds: int, provisioning_errors=None):
