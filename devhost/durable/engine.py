@@ -198,6 +198,9 @@ class DurableEngine:
         except (TypeError, ValueError):
             self._activity_takes_invocation_id = False
         self._cache: dict[str, _Cached] = {}
+        #: episodes run and history events replayed in them (IsPlayed events handed to the SDK), since start:
+        #: what replay costs (GET /admin/host/status shows them; benchmarks/sweep_scale.py reads them)
+        self.counters = {"episodes": 0, "replayedEvents": 0}
         self._ready: set[str] = set()
         self._busy: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -684,6 +687,8 @@ class DurableEngine:
     def _payload(self, cached: _Cached, episode_texts: list[str]) -> str:
         row = cached.row
         history_json = ",".join(cached.played + episode_texts)
+        self.counters["episodes"] += 1
+        self.counters["replayedEvents"] += len(cached.played)
         head = {"instanceId": row.instance_id, "isReplaying": len(cached.events) >= 2,
                 "parentInstanceId": row.parent_instance_id, "upperSchemaVersion": 1, "upperSchemaVersionNew": 2,
                 "defaultHttpAsyncRequestSleepTimeMillseconds": 30000}
