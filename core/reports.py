@@ -29,6 +29,10 @@ from typing import Any, Iterable
 from core.settings import Settings
 
 CONTENT_TYPE = "application/x-ndjson"
+#: the host's storage connection, resolved as the Functions host resolves a binding's ``connection``:
+#: the setting itself (a connection string: local), else ``<connection>__blobServiceUri`` (identity-based:
+#: set by infra/app/api.bicep, a platform setting like the host's own)
+CONNECTION = "AzureWebJobsStorage"
 
 
 def _block_id(index: int) -> str:
@@ -39,13 +43,13 @@ def blob_service(settings: Settings) -> Any:
     """A ``BlobServiceClient`` on the app's storage (connection string locally, identity in Azure)."""
     from azure.storage.blob import BlobServiceClient
 
-    connection = os.environ.get("AzureWebJobsStorage")
+    connection = os.environ.get(CONNECTION)
     if connection:
         return BlobServiceClient.from_connection_string(connection)
-    uri = os.environ.get("AzureWebJobsStorage__blobServiceUri")
+    uri = os.environ.get(f"{CONNECTION}__blobServiceUri")
     if not uri:
-        raise RuntimeError("no blob storage: set AzureWebJobsStorage (a connection string) or "
-                           "AzureWebJobsStorage__blobServiceUri (identity-based)")
+        raise RuntimeError(f"no blob storage: set {CONNECTION} (a connection string) or "
+                           f"{CONNECTION}__blobServiceUri (identity-based)")
     from core.clients import get_credential
 
     return BlobServiceClient(uri, credential=get_credential())

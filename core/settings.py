@@ -115,15 +115,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALTH_SWEEP_SCHEDULE", "ncrontab", "0 0 * * * *",
             "NCRONTAB schedule of the health sweep (6 fields, seconds first); default hourly."),
     Setting("HEALTH_SWEEP_MAX_IN_FLIGHT", "int", 10, "Instances the health sweep checks at the same time."),
+    Setting("HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE", "bool", False,
+            "Let the sweep restart a job quarantined for bad credentials once its Key Vault secret validates "
+            "(off: quarantined jobs are only reported)."),
     Setting("HEALTH_SWEEP_PAGE_SIZE", "int", 200,
             "Service principals the health sweep lists and checks per page (one sub-orchestration each; at most 999)."),
     Setting("HEALTH_SWEEP_MAX_REPORTED", "int", 500,
             "Most unhealthy instances listed in the sweep's output (all of them are in the blob report)."),
     Setting("HEALTH_SWEEP_REPORT_CONTAINER", "str", "health-sweep-reports",
             "Blob container (in the AzureWebJobsStorage account) for the sweep's full per-instance report."),
-    Setting("HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE", "bool", False,
-            "Let the sweep restart a job quarantined for bad credentials once its Key Vault secret validates "
-            "(off: quarantined jobs are only reported)."),
     Setting("ROLE_IMPORT_TEMPLATE_IDS", "guids", AWS_SINGLE_ACCOUNT_ACCESS_TEMPLATE_ID,
             "Application template ids (comma-separated) whose provisioning job imports app roles from the app "
             "instead of provisioning users (default: AWS Single-Account Access; none: no template); their "
