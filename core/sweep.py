@@ -5,9 +5,10 @@ listing one history event (3.5 MB at 10,000 instances) that every later episode 
 activity lists one page (``$top`` = ``HEALTH_SWEEP_PAGE_SIZE``) and hands back Graph's
 ``@odata.nextLink`` as the cursor for the next page, so each page is checked by its own
 sub-orchestration and no history holds more than one page. Graph pages collections this way
-(https://learn.microsoft.com/graph/paging: "use the entire URL in the @odata.nextLink property in
-a GET request for the next page", the ``$skiptoken`` inside it is opaque); ``$top`` on
-``servicePrincipals`` goes up to 999 (https://learn.microsoft.com/graph/api/serviceprincipal-list).
+(https://learn.microsoft.com/graph/paging: the next page is read by sending the URL value of
+``@odata.nextLink`` as it is; the ``$skiptoken`` inside it is not to be extracted or built). The
+page size is bounded at 999, the ``$top`` the app already lists service principals with
+(:func:`core.graph.applications.find_service_principals`).
 The link is followed only on the Graph origin (``GraphClient``), so a cursor carried in an
 orchestration's input cannot send the token elsewhere.
 
