@@ -6,7 +6,8 @@ for its credentials), devhost running ``function_app.py`` with the default sweep
 (``HEALTH_SWEEP_PAGE_SIZE``, ``HEALTH_SWEEP_MAX_IN_FLIGHT``). For each size the sweep is started
 through the Durable HTTP API and timed from the start to its completion.
 
-Printed per size: wall seconds, devhost CPU seconds, orchestrator episodes and history events
+Printed per size: wall seconds, devhost CPU seconds (the app), the emulator's CPU seconds (it runs
+in this process; Graph's side, not the app's), orchestrator episodes and history events
 replayed (devhost's engine counts them: ``GET /admin/host/status``), the largest single history
 (events and bytes) and the total of the sweep's histories, Graph requests (reads) per instance,
 the output's size, whether the blob report holds one line per instance; then the fitted exponent of
@@ -62,11 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     figures = {"sizes": sizes, "runs": runs,
                "wallExponent": _exponent(sizes, [r["wallSeconds"] for r in runs]),
                "replayExponent": _exponent(sizes, [r["replayedEvents"] for r in runs]),
-               "cpuExponent": _exponent(sizes, [r["devhostCpuSeconds"] for r in runs])}
+               "cpuExponent": _exponent(sizes, [r["devhostCpuSeconds"] for r in runs]),
+               "emulatorCpuExponent": _exponent(sizes, [r["emulatorCpuSeconds"] for r in runs])}
     for run in runs:
         print(" ".join(f"{k}={v}" for k, v in run.items()))
     print(f"exponents: wall {figures['wallExponent']}, replay {figures['replayExponent']}, "
-          f"cpu {figures['cpuExponent']}")
+          f"devhost cpu {figures['cpuExponent']}, emulator cpu {figures['emulatorCpuExponent']}")
     print(json.dumps(figures))
     ok = all(r["completed"] and r["total"] == r["instances"] and r["reportLines"] == r["instances"] for r in runs)
     return 0 if ok else 1
@@ -78,12 +80,14 @@ def _run(stack, n: int, tag: str, timeout: float) -> dict:
     admin.seed_fleet(n, tag, CUSTOM_TEMPLATE, prefix=f"Fleet{n}", states=STATES)
     admin.clear_requests()
     before_cpu, before = _cpu_seconds(stack.host.pid), _durable_counters(stack)
+    before_emulator = time.process_time()  # the emulator runs in this process (threads)
     sweep_id = f"sweep-scale-{n}"
     started = time.monotonic()
     response = stack.host.durable_request("POST", f"orchestrators/health_sweep/{sweep_id}", json={"options": {}})
     assert response.status_code == 202, response.text
     status = stack.host.wait_for_instance(sweep_id, timeout=timeout, poll=0.5)
     wall = time.monotonic() - started
+    emulator_cpu = time.process_time() - before_emulator
     after_cpu, after = _cpu_seconds(stack.host.pid), _durable_counters(stack)
     output = status.get("output") or {}
     graph = [e for e in stack.graph_requests(kind="graph")]
@@ -95,6 +99,7 @@ def _run(stack, n: int, tag: str, timeout: float) -> dict:
         "pages": output.get("pages"),
         "wallSeconds": round(wall, 1),
         "devhostCpuSeconds": round(after_cpu - before_cpu, 1),
+        "emulatorCpuSeconds": round(emulator_cpu, 1),
         "episodes": after["episodes"] - before["episodes"],
         "replayedEvents": after["replayedEvents"] - before["replayedEvents"],
         "largestHistoryEvents": histories["largestEvents"],
