@@ -200,7 +200,11 @@ def stage_sweep_report_body(p: dict, ctx: steps.StepContext) -> dict:
 
 
 def commit_sweep_report_body(p: dict, ctx: steps.StepContext) -> dict:
-    return reports.commit(ctx.settings, _field(p, "blobName"), _index(p, "blocks"))
+    blocks = p.get("blocks")
+    if not isinstance(blocks, list) or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0
+                                                for b in blocks):
+        raise errors.InvalidRequest([errors.Problem("blocks", "must be a list of non-negative integers")])
+    return reports.commit(ctx.settings, _field(p, "blobName"), blocks)
 
 
 def restart_quarantined_job_body(p: dict, ctx: steps.StepContext) -> dict:

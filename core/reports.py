@@ -74,12 +74,12 @@ def stage_lines(settings: Settings, blob_name: str, index: int, entries: Iterabl
     return {"block": index, "bytes": len(data)}
 
 
-def commit(settings: Settings, blob_name: str, blocks: int) -> dict:
-    """Commit blocks ``0..blocks-1`` in order: the blob now holds every staged line, page by page."""
+def commit(settings: Settings, blob_name: str, blocks: list[int]) -> dict:
+    """Commit the staged ``blocks`` (page numbers) in order: the blob holds every line, page by page."""
     from azure.storage.blob import BlobBlock, ContentSettings
 
     blob = _blob(settings, blob_name, create=True)
-    blob.commit_block_list([BlobBlock(block_id=_block_id(i)) for i in range(blocks)],
+    blob.commit_block_list([BlobBlock(block_id=_block_id(i)) for i in sorted(blocks)],
                            content_settings=ContentSettings(content_type=CONTENT_TYPE))
     return {"container": settings.health_sweep_report_container, "blobName": blob_name,
             "url": blob.url.split("?", 1)[0]}

@@ -85,6 +85,7 @@ def health_sweep(context: df.DurableOrchestrationContext):
     restarted: list[dict[str, Any]] = []
     omitted = 0
     staged = True
+    blocks: list[int] = []
     cursor: str | None = None
     page = 0
     while True:
@@ -100,6 +101,8 @@ def health_sweep(context: df.DurableOrchestrationContext):
         omitted += int(result.get("unhealthyOmitted") or 0)
         restarted.extend(result.get("restarted") or [])
         staged = staged and bool(result.get("staged"))
+        if result.get("block") is not None:
+            blocks.append(int(result["block"]))
         page += 1
         cursor = result.get("nextCursor")
         if not cursor:
@@ -107,7 +110,7 @@ def health_sweep(context: df.DurableOrchestrationContext):
 
     context.set_custom_status({"phase": "reporting", "pages": page})
     if staged:
-        committed = yield from call_step(context, names.COMMIT_SWEEP_REPORT, {"blobName": blob_name, "blocks": page},
+        committed = yield from call_step(context, names.COMMIT_SWEEP_REPORT, {"blobName": blob_name, "blocks": blocks},
                                          options)
         report_link = ({k: committed.get(k) for k in ("container", "blobName", "url")} if committed.get("ok")
                        else {"error": (committed.get("error") or {}).get("message")})
@@ -169,9 +172,11 @@ def health_sweep_page(context: df.DurableOrchestrationContext):
     for entry in entries:
         entry.pop("_credentialCaused", None)
 
-    staged = yield from call_step(context, names.STAGE_SWEEP_REPORT,
-                                  {"blobName": data.get("blobName") or f"{sweep_id}.jsonl", "block": page,
-                                   "entries": entries}, options)
+    staged: dict[str, Any] = {"ok": True}
+    if entries:  # an empty page (an empty fleet) stages no block
+        staged = yield from call_step(context, names.STAGE_SWEEP_REPORT,
+                                      {"blobName": data.get("blobName") or f"{sweep_id}.jsonl", "block": page,
+                                       "entries": entries}, options)
     if not staged.get("ok") and not context.is_replaying:
         log.error("health sweep %s page %d: report not written: %s", sweep_id, page,
                   (staged.get("error") or {}).get("message"))
@@ -181,7 +186,8 @@ def health_sweep_page(context: df.DurableOrchestrationContext):
             log.warning(json.dumps({"event": "unhealthyProvisioningInstance", "sweepId": sweep_id, **entry},
                                    sort_keys=True))
     del summary["all_unhealthy"]
-    return {**summary, "staged": bool(staged.get("ok")), "nextCursor": listed.get("nextCursor")}
+    return {**summary, "staged": bool(staged.get("ok")), "block": page if entries else None,
+            "nextCursor": listed.get("nextCursor")}
 
 
 def _restart_request(inst: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:

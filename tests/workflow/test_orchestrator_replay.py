@@ -111,9 +111,25 @@ def test_health_sweep_shards_the_fleet_into_pages_and_links_the_blob_report(tmp_
     assert sum(len(p["entries"]) for _, p in staged) == 7  # the full report holds the healthy ones too
     blob_names = {p["blobName"] for _, p in staged}
     ((_, committed),) = calls("commit_sweep_report")
-    assert blob_names == {committed["blobName"]} and committed["blocks"] == 3
+    assert blob_names == {committed["blobName"]} and committed["blocks"] == [0, 1, 2]
     assert report["report"] == {"container": "health-sweep-reports", "blobName": committed["blobName"],
                                 "url": "http://blob"}
+
+
+def test_an_empty_fleet_is_one_empty_page_and_an_empty_report(tmp_path):
+    script(list_managed_instances=[{"ok": True, "instances": [], "nextCursor": None}], **REPORT_SCRIPT)
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("health_sweep", {"options": {}}, instance_id="sweep-empty")
+        return await engine.wait_for_instance(iid, 60)
+
+    row = run(tmp_path, scenario)
+    assert row.status == "Completed"
+    report = output(row)
+    assert report["total"] == 0 and report["pages"] == 1 and report["unhealthy"] == []
+    assert calls("stage_sweep_report") == [] and calls("get_job_status") == []
+    ((_, committed),) = calls("commit_sweep_report")
+    assert committed["blocks"] == [] and report["report"]["blobName"] == committed["blobName"]
 
 
 def _monitor(tmp_path, statuses, deadline_seconds: int, provisioning_errors=None):
