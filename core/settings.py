@@ -316,6 +316,11 @@ class Settings:
             problems.append(Problem("PROVISIONING_LOG_PAGE_SIZE", "must be at most 1000"))
         if values.get("health_sweep_page_size", 0) > 999:
             problems.append(Problem("HEALTH_SWEEP_PAGE_SIZE", "must be at most 999 (Graph's $top on servicePrincipals)"))
+        container = values.get("health_sweep_report_container")
+        # https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+        if container is not None and not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", container):
+            problems.append(Problem("HEALTH_SWEEP_REPORT_CONTAINER", "a blob container name: 3-63 lowercase letters, "
+                                    "digits and single hyphens, starting and ending with a letter or digit"))
         if problems:
             raise ConfigurationError(problems)
         values.update(overrides)
