@@ -59,6 +59,9 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     "list_managed_instances": (APPLICATION_READWRITE_ALL,),
     # + the service principal's kv-saved / kv-restarted tags (read, then one PATCH)
     "restart_quarantined_job": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    # blob storage (the app's own storage account, Storage Blob Data Owner), no Graph permission
+    "stage_sweep_report": (),
+    "commit_sweep_report": (),
 }
 
 
