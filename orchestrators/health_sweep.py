@@ -7,7 +7,9 @@ Input: ``{"options": {...}}`` (the timer trigger passes the options from ``core.
 Output: ``{"sweptAt", "total", "pages", "counts": {healthy, notStarted, running, failing, quarantined,
 paused, disabled, missingJob, unknown, unreadable}, "quarantinedByReason": {reason: n}, "unhealthy":
 [{servicePrincipalId, displayName, jobId, category, reason, ...}] (at most ``sweepMaxReported``;
-``unhealthyOmitted`` counts the rest), "restarted": [...], "report": {container, blobName, url} or
+``unhealthyOmitted`` counts the rest), "restarted": [{servicePrincipalId, restarted, reason}] (the
+restarts done first, then the refusals; at most ``sweepMaxReported``, ``restartedOmitted`` counts
+the rest), "report": {container, blobName, url} or
 {error}}``. The full per-instance report (one JSON line per instance, healthy ones included) is
 the blob ``report`` names (:mod:`core.reports`).
 
@@ -82,7 +84,8 @@ def health_sweep(context: df.DurableOrchestrationContext):
     tally: Counter = Counter()
     by_reason: Counter = Counter()
     unhealthy: list[dict[str, Any]] = []
-    restarted: list[dict[str, Any]] = []
+    restarted: list[dict[str, Any]] = []  # the restarts done, then the ones refused (listed after them)
+    refused: list[dict[str, Any]] = []
     omitted = 0
     staged = True
     blocks: list[int] = []
@@ -99,7 +102,8 @@ def health_sweep(context: df.DurableOrchestrationContext):
         by_reason.update(result.get("quarantinedByReason") or {})
         unhealthy.extend(result.get("unhealthy") or [])
         omitted += int(result.get("unhealthyOmitted") or 0)
-        restarted.extend(result.get("restarted") or [])
+        for outcome in result.get("restarted") or []:
+            (restarted if outcome.get("restarted") else refused).append(outcome)
         staged = staged and bool(result.get("staged"))
         if result.get("block") is not None:
             blocks.append(int(result["block"]))
@@ -119,7 +123,9 @@ def health_sweep(context: df.DurableOrchestrationContext):
     counts = {c: tally.get(c, 0) for c in _CATEGORIES}
     report = {"sweptAt": iso(started), "total": sum(counts.values()), "pages": page, "counts": counts,
               "quarantinedByReason": dict(sorted(by_reason.items())), "unhealthy": unhealthy,
-              "unhealthyOmitted": omitted, "restarted": restarted, "report": report_link}
+              "unhealthyOmitted": omitted, "restarted": (restarted + refused)[:options.sweep_max_reported],
+              "restartedOmitted": max(0, len(restarted) + len(refused) - options.sweep_max_reported),
+              "report": report_link}
     context.set_custom_status({"phase": "completed", "counts": counts})
     return report
 
@@ -171,12 +177,15 @@ def health_sweep_page(context: df.DurableOrchestrationContext):
                                   else (result.get("error") or {}).get("message")})
     for entry in entries:
         entry.pop("_credentialCaused", None)
+    outcomes = {r["servicePrincipalId"]: {"restarted": r["restarted"], "reason": r["reason"]} for r in restarted}
+    lines = [{**e, "restart": outcomes[e["servicePrincipalId"]]} if e["servicePrincipalId"] in outcomes else e
+             for e in entries]  # the blob's lines also say what the restart rule did
 
     staged: dict[str, Any] = {"ok": True}
     if entries:  # an empty page (an empty fleet) stages no block
         staged = yield from call_step(context, names.STAGE_SWEEP_REPORT,
                                       {"blobName": data.get("blobName") or f"{sweep_id}.jsonl", "block": page,
-                                       "entries": entries}, options)
+                                       "entries": lines}, options)
     if not staged.get("ok") and not context.is_replaying:
         log.error("health sweep %s page %d: report not written: %s", sweep_id, page,
                   (staged.get("error") or {}).get("message"))

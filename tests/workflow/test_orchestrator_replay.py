@@ -64,6 +64,10 @@ def test_health_sweep_waits_out_a_throttled_status_read(tmp_path):
     assert report["counts"]["healthy"] == 1
     assert report["restarted"] == [{"servicePrincipalId": "sp1", "restarted": True, "reason": "restarted"}]
     assert any(ev["EventType"] == h.TIMER_CREATED for ev in page_history)  # the wait was a durable timer
+    # the blob's line for sp1 also says what the restart rule did
+    ((_, staged),) = calls("stage_sweep_report")
+    lines = {e["servicePrincipalId"]: e for e in staged["entries"]}
+    assert lines["sp1"]["restart"] == {"restarted": True, "reason": "restarted"} and "restart" not in lines["sp2"]
 
 
 def test_health_sweep_shards_the_fleet_into_pages_and_links_the_blob_report(tmp_path):
