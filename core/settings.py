@@ -121,7 +121,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALTH_SWEEP_PAGE_SIZE", "int", 200,
             "Service principals the health sweep lists and checks per page (one sub-orchestration each; at most 999)."),
     Setting("HEALTH_SWEEP_MAX_REPORTED", "int", 500,
-            "Most unhealthy instances listed in the sweep's output (all of them are in the blob report)."),
+            "Most unhealthy instances, and most restart outcomes, listed in the sweep's output (all are in the blob report)."),
     Setting("HEALTH_SWEEP_REPORT_CONTAINER", "str", "health-sweep-reports",
             "Blob container (in the AzureWebJobsStorage account) for the sweep's full per-instance report."),
     Setting("ROLE_IMPORT_TEMPLATE_IDS", "guids", AWS_SINGLE_ACCOUNT_ACCESS_TEMPLATE_ID,
