@@ -74,11 +74,33 @@ def stage_lines(settings: Settings, blob_name: str, index: int, entries: Iterabl
     return {"block": index, "bytes": len(data)}
 
 
+def present_blocks(blob: Any) -> set[str]:
+    """Ids of the blocks the blob holds, committed or staged (none while nothing was staged)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        committed, uncommitted = blob.get_block_list("all")
+    except ResourceNotFoundError:
+        return set()
+    return {str(b.id if hasattr(b, "id") else b["id"]) for b in [*committed, *uncommitted]}
+
+
 def commit(settings: Settings, blob_name: str, blocks: list[int]) -> dict:
-    """Commit the staged ``blocks`` (page numbers) in order: the blob holds every line, page by page."""
+    """Commit the staged ``blocks`` (page numbers) in order: the blob holds every line, page by page.
+
+    A block that is not there (staged blocks expire after a week uncommitted; a storage emulator
+    killed mid-sweep may lose its last writes) is not committed around: the answer is
+    ``{"missing": [page numbers]}`` and nothing is committed, so the sweep can stage those pages
+    again. Committing the same list twice (a retry after a lost answer) is harmless: a committed
+    block still counts as present.
+    """
     from azure.storage.blob import BlobBlock, ContentSettings
 
     blob = _blob(settings, blob_name, create=True)
+    present = present_blocks(blob)
+    missing = [i for i in sorted(blocks) if _block_id(i) not in present]
+    if missing:
+        return {"missing": missing}
     blob.commit_block_list([BlobBlock(block_id=_block_id(i)) for i in sorted(blocks)],
                            content_settings=ContentSettings(content_type=CONTENT_TYPE))
     return {"container": settings.health_sweep_report_container, "blobName": blob_name,

@@ -38,6 +38,9 @@ Overlap: the timer starts every sweep under one instance id (triggers/timer_swee
 tick while it is Running; the pages are children of that instance (ids ``<sweep id>:<start
 time>:page-<n>``), so the parent stays Running until its last page is done and one sweep never
 overlaps the next. A crash resumes where the history stands: finished pages are not read again.
+Should a page's staged report block be gone by the commit (storage lost it), that page is swept
+once more for its report lines only (its cursor is kept), at most twice, so the report still holds
+every instance once.
 
 Status reads run in chunks of ``options.sweepMaxInFlight`` (fan-out bounded for Graph's limits).
 """
@@ -68,6 +71,7 @@ _CATEGORY = {STEADY: "healthy", NOT_STARTED: "notStarted", RUNNING: "running", F
              QUARANTINED: "quarantined", PAUSED: "paused", DISABLED: "disabled", MISSING_JOB: "missingJob",
              UNKNOWN: "unknown"}
 _HEALTHY = {"healthy", "running"}
+_RESTAGE_ROUNDS = 2  # how many times pages whose report block went missing are swept again
 _CATEGORIES = ("healthy", "notStarted", "running", "failing", "quarantined", "paused", "disabled",
                "missingJob", "unknown", "unreadable")
 
@@ -90,10 +94,12 @@ def health_sweep(context: df.DurableOrchestrationContext):
     staged = True
     blocks: list[int] = []
     cursor: str | None = None
+    cursors: list[str | None] = []  # each page's cursor, to sweep a page again whose report block is missing
     page = 0
     while True:
         context.set_custom_status({"phase": "sweeping", "page": page, "checked": sum(tally.values()),
                                    "counts": {c: tally.get(c, 0) for c in _CATEGORIES}})
+        cursors.append(cursor)
         result = yield context.call_sub_orchestrator(names.HEALTH_SWEEP_PAGE, {
             "options": data.get("options") or {}, "cursor": cursor, "page": page, "sweepId": context.instance_id,
             "blobName": blob_name, "reportLimit": max(0, options.sweep_max_reported - len(unhealthy))},
@@ -113,13 +119,29 @@ def health_sweep(context: df.DurableOrchestrationContext):
             break
 
     context.set_custom_status({"phase": "reporting", "pages": page})
-    if staged:
+    report_link: dict[str, Any] = {"error": "a page could not write its part of the report (see the log)"}
+    for attempt in range(_RESTAGE_ROUNDS + 1):
+        if not staged:
+            break
         committed = yield from call_step(context, names.COMMIT_SWEEP_REPORT, {"blobName": blob_name, "blocks": blocks},
                                          options)
-        report_link = ({k: committed.get(k) for k in ("container", "blobName", "url")} if committed.get("ok")
-                       else {"error": (committed.get("error") or {}).get("message")})
-    else:
-        report_link = {"error": "a page could not write its part of the report (see the log)"}
+        if not committed.get("ok"):
+            report_link = {"error": (committed.get("error") or {}).get("message")}
+            break
+        missing = [int(p) for p in committed.get("missing") or []]
+        if not missing:
+            report_link = {k: committed.get(k) for k in ("container", "blobName", "url")}
+            break
+        report_link = {"error": f"the report's blocks of pages {missing} are missing"}
+        if attempt == _RESTAGE_ROUNDS:
+            break
+        # their blocks are gone (storage lost them): sweep those pages again, writing their lines only
+        for p in missing:
+            again = yield context.call_sub_orchestrator(names.HEALTH_SWEEP_PAGE, {
+                "options": data.get("options") or {}, "cursor": cursors[p], "page": p, "sweepId": context.instance_id,
+                "blobName": blob_name, "restageOnly": True},
+                instance_id=f"{context.instance_id}:{stamp}:page-{p:05d}:again-{attempt + 1}")
+            staged = staged and bool(again.get("staged"))
     counts = {c: tally.get(c, 0) for c in _CATEGORIES}
     report = {"sweptAt": iso(started), "total": sum(counts.values()), "pages": page, "counts": counts,
               "quarantinedByReason": dict(sorted(by_reason.items())), "unhealthy": unhealthy,
@@ -164,6 +186,13 @@ def health_sweep_page(context: df.DurableOrchestrationContext):
                 settled[i] = (True, (yield from call_step(context, names.GET_JOB_STATUS,
                                                           _status_request(chunk[i]), options)))
         entries.extend(_entry(inst, ok, value) for inst, (ok, value) in zip(chunk, settled))
+
+    if data.get("restageOnly"):  # the parent lost this page's report block: its lines only, once more
+        for entry in entries:
+            entry.pop("_credentialCaused", None)
+        again = yield from call_step(context, names.STAGE_SWEEP_REPORT,
+                                     {"blobName": data.get("blobName"), "block": page, "entries": entries}, options)
+        return {"staged": bool(again.get("ok"))}
 
     restarted = []
     if options.restart_credential_quarantine:

@@ -120,6 +120,41 @@ def test_health_sweep_shards_the_fleet_into_pages_and_links_the_blob_report(tmp_
                                 "url": "http://blob"}
 
 
+def test_a_page_whose_report_block_went_missing_is_swept_again_for_its_lines_only(tmp_path):
+    pages = {None: (["sp0", "sp1"], "https://graph.test/next"), "https://graph.test/next": (["sp2"], None)}
+
+    def listing(payload, n):
+        ids, next_cursor = pages[payload.get("cursor")]
+        return {"ok": True, "instances": [{"servicePrincipalId": i, "displayName": i} for i in ids],
+                "nextCursor": next_cursor}
+
+    def commit(payload, n):  # the first commit finds page 1's block gone (a storage crash lost it)
+        if n == 1:
+            return {"ok": True, "missing": [1]}
+        return {"ok": True, "container": "c", "blobName": payload["blobName"], "url": "http://blob"}
+
+    script(list_managed_instances=listing, get_job_status=lambda payload, n: CRED_QUARANTINE,
+           stage_sweep_report=lambda payload, n: {"ok": True, "block": payload["block"]},
+           commit_sweep_report=commit, restart_quarantined_job=[{"ok": True, "restarted": False, "reason": "no"}])
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("health_sweep", {"options": {"sweepPageSize": 2,
+                                                                            "restartCredentialQuarantine": True}},
+                                               instance_id="sweep-lost-block")
+        return await engine.wait_for_instance(iid, 60)
+
+    row = run(tmp_path, scenario)
+    assert row.status == "Completed"
+    report = output(row)
+    assert report["total"] == 3 and report["counts"]["quarantined"] == 3  # counted once, not again
+    assert report["report"] == {"container": "c", "blobName": report["report"]["blobName"], "url": "http://blob"}
+    assert [p["block"] for _, p in calls("stage_sweep_report")] == [0, 1, 1]
+    assert [p.get("cursor") for _, p in calls("list_managed_instances")] == [None, "https://graph.test/next",
+                                                                              "https://graph.test/next"]
+    assert len(calls("restart_quarantined_job")) == 3  # the second pass over page 1 restarts nothing
+    assert [p["blocks"] for _, p in calls("commit_sweep_report")] == [[0, 1], [0, 1]]
+
+
 def test_an_empty_fleet_is_one_empty_page_and_an_empty_report(tmp_path):
     script(list_managed_instances=[{"ok": True, "instances": [], "nextCursor": None}], **REPORT_SCRIPT)
 
