@@ -10,7 +10,7 @@ AZURITE := node_modules/.bin/azurite
 
 help:
 	@echo "make demo    - run the demo batch end to end on the local emulator and devhost"
-	@echo "make test    - run the whole test suite (with core/ coverage)"
+	@echo "make test    - run the whole test suite (coverage of core, orchestrators, activities, triggers: 90 % floor)"
 	@echo "make lint    - ruff and mypy, as the GitHub workflow runs them"
 	@echo "make bench   - run the benchmark scripts and print their figures"
 	@echo "make emulator / make devhost - run one local service in the foreground"

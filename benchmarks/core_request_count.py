@@ -1,13 +1,13 @@
 """How many Graph requests (and writes) the core spends to set up one new app instance.
 
-Runs the setup steps of issue #3's budget (article steps 1-4: template, application, visibility,
+Runs the setup steps of the request budget (core/README.md, "Graph request budget per instance"; article steps 1-4: template, application, visibility,
 job, credentials, secrets, start - no status polls) against a fresh in-process emulator, with the
 production clients (DefaultAzureCredential, SecretClient), and reads the emulator's request log
 per step. Two look-ups are amortised over a batch (cached per process): the application template
 and the synchronization template list of that application template; they are shown but not
 counted.
 
-The budget (issue #3: at most 10 requests, 5 of them writes) is counted the way core/README.md
+The budget (at most 10 requests, 5 of them writes) is counted the way core/README.md
 ("Graph request budget per instance") defines it: polls are left out (the visibility reads of
 wait_until_visible: VISIBILITY_CONSECUTIVE_READS, 5 by default, more under replication lag, as a
 status poll's number depends on the cycle), and a write is a request that changes something. validateCredentials is a POST that stores
@@ -80,7 +80,7 @@ def _amortised(step: str, route: str) -> bool:
 
 #: POSTs that only test something and store nothing (Graph's throttling still meters them as writes).
 NON_STORING_POSTS = ("/validateCredentials",)
-#: issue #3: one new instance, steps 1-4, no polls, nothing failing.
+#: the budget: one new instance, steps 1-4, no polls, nothing failing.
 BUDGET = {"requests": 10, "writes": 5}
 
 
@@ -91,7 +91,7 @@ def summarize(per_step: dict[str, list]) -> dict[str, Any]:
     ``meteredWrites``: the POST/PUT/PATCH/DELETE among them (Graph's write quota);
     ``stateChangingWrites``: those that store something (all but validateCredentials);
     ``budgetRequests`` / ``budgetWrites``: requests without the polls, and state-changing writes -
-    the figures issue #3's budget (:data:`BUDGET`) is about.
+    the figures the budget (:data:`BUDGET`) is about.
     """
     calls = [(step, m, r) for step, items in per_step.items() for m, r, _ in items if not _amortised(step, r)]
     writes = [(step, m, r) for step, m, r in calls if m in WRITE_METHODS]
@@ -132,7 +132,7 @@ def main() -> None:
         summary["batchOf5AverageRequestsPerInstance"] = sum(m["requests"] + m["amortisedLookups"]
                                                             for m in more) / len(more)
         print(f"one new instance: {summary['budgetRequests']} requests and {summary['budgetWrites']} state-changing "
-              f"writes by issue #3's count (budget {BUDGET['requests']} and {BUDGET['writes']}: "
+              f"writes by the budget's count (budget {BUDGET['requests']} and {BUDGET['writes']}: "
               f"{'met' if summary['withinBudget'] else 'MISSED'}); plus {summary['visibilityPolls']} visibility polls "
               f"= {summary['requests']} requests in all, {summary['meteredWrites']} of them metered as writes by Graph "
               f"(validateCredentials included); +{summary['amortisedLookups']} look-ups amortised over the batch")

@@ -8,9 +8,16 @@ from the POST to the batch's completion.
 
 Printed: Graph requests per instance (setup, status polls and provisioning-log reads separately),
 429s received, wall time, the lower bound ``accepted writes / 20 per s`` and the ratio wall/bound
-(target <= 1.3), and devhost's peak resident memory. The last line is one JSON object.
+(target <= 1.3), and devhost's peak resident memory. From devhost's task hub (its SQLite file, read
+after the run): devhost's CPU seconds, the largest history (events and bytes, and which
+orchestration), the batch's own history, and the events replayed - every episode of an
+orchestration replays its history so far, so per history the replayed events are the sum, over its
+episodes, of its length when the episode began (``replayedEvents`` in all, ``maxReplayedEvents`` in
+the worst history). A batch over sub-batches keeps every history bounded by the slice size
+(``--sub-batch-size``, default the setting's); the replay exponent is measured by running two sizes
+and fitting ``log(replayed2/replayed1) / log(N2/N1)``. The last line is one JSON object.
 
-Run: ``python benchmarks/workflow_scale.py [--instances 200]``.
+Run: ``python benchmarks/workflow_scale.py [--instances 200] [--sub-batch-size 100]``.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--sub-batch-size", type=int, default=None,
+                        help="BATCH_SUB_BATCH_SIZE for the run (default: the setting's default)")
     args = parser.parse_args(argv)
 
     from support import Stack, make_batch  # the workflow tests' stack: emulator + devhost subprocess
@@ -45,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     instant = {"cycle_start_delay_seconds": 0.0, "initial_seconds_per_object_min": 0.0,
                "initial_seconds_per_object_max": 0.0, "minimum_cycle_seconds": 0.0}
     work = Path(tempfile.mkdtemp(prefix="workflow-scale-"))
-    stack = Stack(work, time_scale=1.0, faults=faults, provisioning_settings=instant,
-                  env={"MONITOR_FIRST_POLL_SECONDS": "1", "MONITOR_MAX_POLL_SECONDS": "2"})
+    env = {"MONITOR_FIRST_POLL_SECONDS": "1", "MONITOR_MAX_POLL_SECONDS": "2"}
+    if args.sub_batch_size:
+        env["BATCH_SUB_BATCH_SIZE"] = str(args.sub_batch_size)
+    stack = Stack(work, time_scale=1.0, faults=faults, provisioning_settings=instant, env=env)
     try:
         body = make_batch(f"scale-{args.instances}", args.instances, prefix="Scale")
         stack.emulator.admin.clear_requests()
@@ -67,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         wall = time.monotonic() - started
         peak_kib = _peak_rss_kib(stack.host.pid)
+        cpu = _cpu_seconds(stack.host.pid)
         report = status.get("output") or {}
         figures = _figures(stack.graph_requests(kind="graph"), args.instances, wall, report, peak_kib)
+        figures["devhostCpuSeconds"] = cpu
+        figures.update(_histories(work / "devhost", batch_id))
+        figures["outputBytes"] = len(json.dumps(report).encode())
     finally:
         stack.stop()
     for key, value in figures.items():
@@ -102,6 +117,53 @@ def _figures(log_entries: list[dict], n: int, wall: float, report: dict, peak_ki
         "notSteady": {i.get("displayName"): f"{i.get('outcome')}: {i.get('reason')}"[:200]
                       for i in report.get("instances") or [] if i.get("outcome") != "steadyState"},
     }
+
+
+def _histories(state_dir: Path, batch_id: str) -> dict:
+    """History sizes and replayed events, from devhost's task hub (see the module docstring)."""
+    import sqlite3
+
+    found = sorted(state_dir.rglob("durable.sqlite3"))
+    if not found:
+        return {}
+    with sqlite3.connect(f"file:{found[0]}?mode=ro", uri=True) as db:
+        names = dict(db.execute("SELECT instance_id, name FROM instances").fetchall())
+        sizes: dict[str, list[int]] = {}
+        replayed: dict[str, int] = {}
+        for instance_id, event in db.execute("SELECT instance_id, event FROM history ORDER BY instance_id, idx"):
+            seen = sizes.setdefault(instance_id, [0, 0])
+            if event.startswith(('{"EventType":12,', '{"EventType": 12,')):  # OrchestratorStarted: an episode begins
+                replayed[instance_id] = replayed.get(instance_id, 0) + seen[0]
+            seen[0] += 1
+            seen[1] += len(event)
+    if not sizes:
+        return {}
+    worst = max(sizes, key=lambda i: sizes[i][1])
+    most_replayed = max(replayed, key=replayed.get) if replayed else worst
+    own = sizes.get(batch_id, [0, 0])
+    return {
+        "historyEvents": sum(v[0] for v in sizes.values()),
+        "largestHistoryEvents": sizes[worst][0],
+        "largestHistoryBytes": sizes[worst][1],
+        "largestHistoryOrchestration": names.get(worst),
+        "batchHistoryEvents": own[0],
+        "batchHistoryBytes": own[1],
+        "replayedEvents": sum(replayed.values()),
+        "maxReplayedEvents": replayed.get(most_replayed, 0),
+        "maxReplayedOrchestration": names.get(most_replayed),
+    }
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of the devhost process (and its waited-for children), from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+        import os
+
+        return round(ticks / os.sysconf("SC_CLK_TCK"), 1)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _peak_rss_kib(pid: int) -> int | None:

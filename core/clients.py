@@ -66,9 +66,13 @@ def get_log_pacer() -> Any:
 
 def reset() -> None:
     """Forget every cached client and the settings (tests that change the environment)."""
-    from core.graph import synchronization, templates
+    from core.graph import synchronization, templates, write_limit
 
     for getter in (get_credential, get_graph, get_secret_resolver, get_log_pacer, get_settings):
         getter.cache_clear()
     templates.clear_cache()
     synchronization.clear_cache()
+    write_limit.reset()
+    from core import registry
+
+    registry.get_registry.cache_clear()

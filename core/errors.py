@@ -200,8 +200,9 @@ class PermissionDenied(GraphPermanent):
         """This refusal as the permanent error of activity ``step``: names the step and the Graph
         permission(s) it needs that the identity lacks (``core.permissions``), whatever the status.
 
-        Missing = the step's permissions not in the token's ``roles``; when the token shows them
-        all (or is unreadable) every permission of the step is named. A refused token is left as is.
+        Missing = the step's permissions not in the token's ``roles``; an unreadable token names
+        every permission of the step. A token that carries them all is not told to grant them (nor
+        is anything listed as missing): Graph refused for another reason. A refused token is left as is.
         """
         from core.permissions import permissions_for
 
@@ -211,18 +212,24 @@ class PermissionDenied(GraphPermanent):
         if not needed:
             return self
         held = set(self.granted_roles) if self.granted_roles is not None else None
-        missing = tuple(p for p in needed if held is None or p not in held) or needed
-        names = ", ".join(missing)
-        if held is not None and any(p not in held for p in needed):
-            lead = f"{step} needs the Graph application permission(s) {names}, which the function app's identity lacks"
+        missing = tuple(p for p in needed if held is None or p not in held)
+        grant = (f"Grant {', '.join(missing)} with infra/scripts/grant_graph_permissions.py (admin consent; README "
+                 "'Graph permissions and why'), then restart the function app; Azure also caches a managed "
+                 "identity's tokens, so new permissions can take hours to show (docs/deploy.md, 'Grant Microsoft "
+                 "Graph permissions').")
+        if held is None:
+            text = (f"{step} needs the Graph application permission(s) {', '.join(missing)}; Graph refused the call "
+                    f"and the token's roles cannot be read. {grant}")
+        elif missing:
+            text = (f"{step} needs the Graph application permission(s) {', '.join(missing)}, which the function app's "
+                    f"identity lacks. {grant}")
         else:
-            lead = (f"{step} needs the Graph application permission(s) {names}; Graph refused the call "
-                    "although the token's roles do not show one missing (admin consent not granted yet, or "
-                    "an older token still cached: restart the function app)")
-        result = PermissionDenied(
-            f"{lead}. Grant {names} with infra/scripts/grant_graph_permissions.py (admin consent; README "
-            f"'Graph permissions and why'), then restart the function app. Graph: {self.message}",
-            code=self.code, status=self.status, request_id=self.request_id, granted_roles=self.granted_roles)
+            text = (f"{step} needs the Graph application permission(s) {', '.join(needed)}, which the function app's "
+                    "token carries, yet Graph refused the call: not a missing grant, but e.g. a new object still "
+                    "replicating past VISIBILITY_WAIT_SECONDS or a requirement Graph does not document. Run the "
+                    "instance again; if it is refused again, quote the request id to Microsoft support.")
+        result = PermissionDenied(f"{text} Graph: {self.message}", code=self.code, status=self.status,
+                                  request_id=self.request_id, granted_roles=self.granted_roles)
         result.missing = missing
         return result
 

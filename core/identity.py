@@ -16,7 +16,10 @@ every azure-identity version words them this way; a miss only makes an outage pe
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+from typing import Any
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
@@ -56,3 +59,20 @@ def token_failure_is_transient(exc: BaseException) -> bool:
         if isinstance(link, _NETWORK_TYPES):
             return True
     return bool(_NETWORK_WORDS.search(str(exc)))
+
+
+def decode_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload, decoded without verifying the signature (only Graph verifies our token; we read it).
+
+    The one decoder of the app: the preflight reads the token's ``roles`` with it, and
+    :meth:`core.graph.transport.GraphClient.granted_roles` names the roles of a refused call's token.
+    Raises ``ValueError`` for anything that is not a JWT with a JSON object payload.
+    """
+    parts = token.split(".")
+    if len(parts) < 2:
+        raise ValueError("the token is not a JWT")
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    if not isinstance(claims, dict):
+        raise ValueError("the token payload is not a JSON object")
+    return claims

@@ -1,6 +1,6 @@
 """The provisioning request: parsing, validation with field paths, the per-instance key, JSON Schema.
 
-A request (JSON, camelCase) names a batch and up to 1,000 app instances::
+A request (JSON, camelCase) names a batch and up to 10,000 app instances::
 
     {"requestId": "aws-prod-2026-11",
      "instances": [{"applicationTemplate": {"displayName": "AWS IAM Identity Center (successor to AWS Single Sign-On)"},
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from core.errors import InvalidRequest, Problem
+from core.instance_ids import child_instance_id  # noqa: F401  (the rule lives in core.instance_ids)
 
 #: What a template's provisioning job does (``jobKind`` of resolve_application_template and of the
 #: report): provision users and groups into the app, or import the app's roles into the service
@@ -36,13 +37,15 @@ from core.errors import InvalidRequest, Problem
 USER_PROVISIONING = "userProvisioning"
 ROLE_IMPORT = "roleImport"
 
-MAX_INSTANCES = 1000
+MAX_INSTANCES = 10000
 MAX_DISPLAY_NAME = 120
 MAX_ASSIGNEES = 100
 MAX_LABELS = 10
 
-# Every key of Graph's synchronizationSecret enum (graph-provisioning-api.md 2.10). Keys are
-# case-sensitive: 'baseAddress' makes Graph answer 500 (msgraph-beta-sdk-java#372).
+# Every key of Graph's synchronizationSecret enum, as listed for the `key` property on
+# https://learn.microsoft.com/graph/api/resources/synchronization-synchronizationsecretkeystringvaluepair.
+# Keys are case-sensitive: 'baseAddress' makes Graph answer 500 InternalError
+# (https://github.com/microsoftgraph/msgraph-beta-sdk-java/issues/372).
 SECRET_KEYS = (
     "UserName", "Password", "SecretToken", "AppKey", "BaseAddress", "ClientIdentifier", "ClientSecret",
     "SingleSignOnType", "Sandbox", "Url", "Domain", "ConsumerKey", "ConsumerSecret", "TokenKey",
@@ -92,7 +95,7 @@ _RE = {name: re.compile(value) for name, value in {
 
 REQUEST_FIELDS = ("requestId", "instances")
 INSTANCE_FIELDS = ("applicationTemplate", "displayName", "credentials", "synchronizationTemplateId",
-                   "notificationEmail", "syncAll", "assignments", "labels")
+                   "notificationEmail", "syncAll", "assignments", "labels", "schemaProfile")
 REQUIRED_INSTANCE_FIELDS = ("applicationTemplate", "displayName", "credentials")
 
 
@@ -135,6 +138,8 @@ class InstanceSpec:
     labels: dict = field(default_factory=dict)
     #: the app role the users and groups get (its value or displayName); None = the default role
     app_role: str | None = None
+    #: the schema profile (``<name>.v<version>``, profiles/) applied before the job starts
+    schema_profile: str | None = None
 
     @property
     def key(self) -> str:
@@ -153,6 +158,8 @@ class InstanceSpec:
             result["notificationEmail"] = self.notification_email
         if self.sync_all:
             result["syncAll"] = True
+        if self.schema_profile:
+            result["schemaProfile"] = self.schema_profile
         if self.users or self.groups:
             result["assignments"] = {"users": list(self.users), "groups": list(self.groups)}
             if self.app_role:
@@ -187,11 +194,6 @@ def instance_key(display_name: str) -> str:
     request id (:func:`child_instance_id`), into child orchestration ids.
     """
     return hashlib.sha256(("v1|" + normalize_name(display_name)).encode("utf-8")).hexdigest()[:20]
-
-
-def child_instance_id(request_id: str, key: str) -> str:
-    """Orchestration instance id of one instance of a batch: ``<requestId>:<key>``."""
-    return f"{request_id}:{key}"
 
 
 def instance_tag(correlation_tag: str, key: str) -> str:
@@ -306,6 +308,15 @@ def _parse_template(obj: Any, path: str, c: _Collector) -> TemplateRef | None:
     return TemplateRef(display_name=value) if value else None
 
 
+def parse_template_ref(obj: Any, path: str = "applicationTemplate") -> TemplateRef:
+    """An application template reference ``{id}`` or ``{displayName}``; raise InvalidRequest naming the field."""
+    c = _Collector()
+    ref = _parse_template(obj, path, c)
+    if c.problems or ref is None:
+        raise InvalidRequest(c.problems or [Problem(path, "is required")])
+    return ref
+
+
 def _parse_assignments(obj: Any, path: str, c: _Collector) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     if not isinstance(obj, dict):
         c.add(path, "must be an object with 'users' and/or 'groups'")
@@ -381,11 +392,22 @@ def _parse_instance(obj: Any, path: str, c: _Collector) -> InstanceSpec | None:
     users, groups, app_role = _parse_assignments(obj["assignments"], path + ".assignments", c) \
         if "assignments" in obj else ((), (), None)
     labels = _parse_labels(obj["labels"], path + ".labels", c) if "labels" in obj else {}
+    profile = None
+    if obj.get("schemaProfile") is not None:
+        from core import schema_profiles  # the profile must exist and be well-formed (profiles/)
+
+        try:
+            profile = schema_profiles.ref(schema_profiles.load(obj["schemaProfile"], path=path + ".schemaProfile"))
+        except InvalidRequest as exc:
+            for problem in exc.problems:
+                c.add(problem.path if problem.path.startswith(path) else f"{path}.schemaProfile.{problem.path}",
+                      problem.message)
     if len(c.problems) > before or template is None or name is None:
         return None
     return InstanceSpec(display_name=name, application_template=template, credentials=credentials,
                         synchronization_template_id=sync_template, notification_email=email,
-                        sync_all=bool(sync_all), users=users, groups=groups, labels=labels, app_role=app_role)
+                        sync_all=bool(sync_all), users=users, groups=groups, labels=labels, app_role=app_role,
+                        schema_profile=profile)
 
 
 def validate_request(doc: Any, max_instances: int = MAX_INSTANCES) -> list[Problem]:
@@ -525,6 +547,9 @@ def json_schema(max_instances: int = MAX_INSTANCES) -> dict:
             "labels": {"type": "object", "maxProperties": MAX_LABELS,
                        "propertyNames": {"pattern": LABEL_KEY_PATTERN},
                        "additionalProperties": {"type": "string", "pattern": LABEL_VALUE_PATTERN}},
+            "schemaProfile": {"type": ["string", "null"], "pattern": r"^[a-z0-9][a-z0-9-]{0,62}\.v[0-9]{1,6}$",
+                              "description": "Schema profile <name>.v<version> (profiles/, docs/configuration-as-code.md) "
+                                             "applied before the job starts."},
         },
     }
     return {

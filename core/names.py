@@ -7,12 +7,28 @@ constant (and lets tests check that every name is registered exactly once). Impo
 
 # Orchestrators
 PROVISION_BATCH = "provision_batch"
+PROVISION_SUB_BATCH = "provision_sub_batch"
 PROVISION_INSTANCE = "provision_instance"
 MONITOR_JOB = "monitor_job"
 HEALTH_SWEEP = "health_sweep"
+FLEET_ACTION = "fleet_action"
+APPLY_PROFILE = "apply_profile"
+SCHEMA_ROLLOUT = "schema_rollout"
+ROTATE_SECRET = "rotate_secret"
 HEALTH_SWEEP_PAGE = "health_sweep_page"
 
-ORCHESTRATORS = (PROVISION_BATCH, PROVISION_INSTANCE, MONITOR_JOB, HEALTH_SWEEP, HEALTH_SWEEP_PAGE)
+ORCHESTRATORS = (
+    PROVISION_BATCH,
+    PROVISION_SUB_BATCH,
+    PROVISION_INSTANCE,
+    MONITOR_JOB,
+    HEALTH_SWEEP,
+    FLEET_ACTION,
+    APPLY_PROFILE,
+    SCHEMA_ROLLOUT,
+    ROTATE_SECRET,
+    HEALTH_SWEEP_PAGE,
+)
 
 # Activities (architecture.md section 3)
 RESOLVE_APPLICATION_TEMPLATE = "resolve_application_template"
@@ -28,6 +44,18 @@ GET_PROVISIONING_ERRORS = "get_provisioning_errors"
 LIST_MANAGED_INSTANCES = "list_managed_instances"
 RESTART_QUARANTINED_JOB = "restart_quarantined_job"
 DISCARD_APPLICATION = "discard_application"
+FLEET_INSTANCE_ACTION = "fleet_instance_action"
+# schema profiles (core/steps/profiles.py)
+PLAN_SCHEMA_PROFILE = "plan_schema_profile"
+APPLY_SCHEMA_PROFILE = "apply_schema_profile"
+CHECK_INSTANCE_DRIFT = "check_instance_drift"
+# credential rotation (core/rotation_contracts.py)
+LIST_SECRET_DEPENDENTS = "list_secret_dependents"
+ROTATE_INSTANCE = "rotate_instance"
+CHECK_INSTANCE_LAG = "check_instance_lag"
+REBUILD_FLEET_REGISTRY = "rebuild_fleet_registry"
+WRITE_BATCH_REPORT = "write_batch_report"
+READ_BATCH_REPORT = "read_batch_report"
 STAGE_SWEEP_REPORT = "stage_sweep_report"
 COMMIT_SWEEP_REPORT = "commit_sweep_report"
 
@@ -45,6 +73,16 @@ ACTIVITIES = (
     LIST_MANAGED_INSTANCES,
     RESTART_QUARANTINED_JOB,
     DISCARD_APPLICATION,
+    FLEET_INSTANCE_ACTION,
+    PLAN_SCHEMA_PROFILE,
+    APPLY_SCHEMA_PROFILE,
+    CHECK_INSTANCE_DRIFT,
+    LIST_SECRET_DEPENDENTS,
+    ROTATE_INSTANCE,
+    CHECK_INSTANCE_LAG,
+    REBUILD_FLEET_REGISTRY,
+    WRITE_BATCH_REPORT,
+    READ_BATCH_REPORT,
     STAGE_SWEEP_REPORT,
     COMMIT_SWEEP_REPORT,
 )
@@ -55,6 +93,24 @@ HTTP_GET_PROVISIONING_REQUEST = "http_get_provisioning_request"
 QUEUE_PROVISIONING_REQUEST = "queue_provisioning_request"
 TIMER_HEALTH_SWEEP = "timer_health_sweep"
 HTTP_PREFLIGHT = "http_preflight"
+HTTP_LIST_INSTANCES = "http_list_instances"
+HTTP_GET_INSTANCE = "http_get_instance"
+HTTP_INSTANCE_ACTION = "http_instance_action"
+HTTP_FLEET_ACTION = "http_fleet_action"
+HTTP_GET_FLEET_ACTION = "http_get_fleet_action"
+HTTP_TEARDOWN_INSTANCE = "http_teardown_instance"
+HTTP_PLAN = "http_plan"
+HTTP_ADOPT_INSTANCE = "http_adopt_instance"
+HTTP_SCHEMA_DIFF = "http_schema_diff"
+HTTP_SCHEMA_APPLY = "http_schema_apply"
+HTTP_INSTANCE_DRIFT = "http_instance_drift"
+HTTP_START_ROLLOUT = "http_start_rollout"
+HTTP_GET_ROLLOUT = "http_get_rollout"
+HTTP_ROLLOUT_ACTION = "http_rollout_action"
+HTTP_START_ROTATION = "http_start_rotation"
+HTTP_GET_ROTATION = "http_get_rotation"
+HTTP_CREDENTIAL_CALENDAR = "http_credential_calendar"
+EVENTGRID_KEY_VAULT_SECRET = "eventgrid_key_vault_secret"
 
 TRIGGERS = (
     HTTP_SUBMIT_PROVISIONING_REQUEST,
@@ -62,6 +118,24 @@ TRIGGERS = (
     QUEUE_PROVISIONING_REQUEST,
     TIMER_HEALTH_SWEEP,
     HTTP_PREFLIGHT,
+    HTTP_LIST_INSTANCES,
+    HTTP_GET_INSTANCE,
+    HTTP_INSTANCE_ACTION,
+    HTTP_FLEET_ACTION,
+    HTTP_GET_FLEET_ACTION,
+    HTTP_TEARDOWN_INSTANCE,
+    HTTP_PLAN,
+    HTTP_ADOPT_INSTANCE,
+    HTTP_SCHEMA_DIFF,
+    HTTP_SCHEMA_APPLY,
+    HTTP_INSTANCE_DRIFT,
+    HTTP_START_ROLLOUT,
+    HTTP_GET_ROLLOUT,
+    HTTP_ROLLOUT_ACTION,
+    HTTP_START_ROTATION,
+    HTTP_GET_ROTATION,
+    HTTP_CREDENTIAL_CALENDAR,
+    EVENTGRID_KEY_VAULT_SECRET,
 )
 
 # Storage queues

@@ -1,9 +1,10 @@
 """Build OData ``$filter`` expressions safely.
 
 Why: display names come from users ("O'Brien's app"); pasted into a filter unescaped they break the
-query or change its meaning (OData filter injection, limits-and-guarantees B). Every filter in the
-core is built here: string literals double their single quotes (OData ABNF ``SQUOTE-in-string``)
-and control characters are refused. ``requests`` then percent-encodes the whole query value.
+query or change its meaning (OData filter injection). Every filter in the core is built here:
+string literals double their single quotes (OData ABNF ``SQUOTE-in-string``; Graph's "Escaping
+single quotes" in https://learn.microsoft.com/graph/query-parameters shows the same rule) and
+control characters are refused. ``requests`` then percent-encodes the whole query value.
 """
 
 from __future__ import annotations

@@ -5,14 +5,15 @@ check and the error message of a refused call. Imports nothing from the rest of 
 
 Why these five and not ``Application.ReadWrite.OwnedBy``: an app-only caller that instantiates a
 gallery template is made owner of neither the application nor the service principal (users' reports
-with a Microsoft reply: https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/1102,
+with a Microsoft reply: https://github.com/microsoftgraph/microsoft-graph-docs/issues/16545,
 https://github.com/microsoftgraph/msgraph-sdk-powershell/issues/829), so ``OwnedBy`` covers nothing
 after instantiate. PATCH and DELETE of applications and service principals without ownership need
 ``Application.ReadWrite.All`` (https://learn.microsoft.com/graph/api/serviceprincipal-update,
-https://learn.microsoft.com/graph/api/serviceprincipal-delete); the synchronization API lists
-``Synchronization.ReadWrite.All`` as its least-privileged application permission
-(https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-post,
-https://learn.microsoft.com/graph/api/synchronization-synchronization-secrets); assignments need
+https://learn.microsoft.com/graph/api/serviceprincipal-delete); the synchronization API's pages list
+``Application.ReadWrite.OwnedBy`` (owner only) and ``Synchronization.ReadWrite.All`` (no ownership)
+as its application permissions
+(https://learn.microsoft.com/graph/api/synchronization-synchronization-post-jobs,
+https://learn.microsoft.com/graph/api/synchronization-serviceprincipal-put-synchronization); assignments need
 ``AppRoleAssignment.ReadWrite.All``
 (https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto); provisioning logs
 need ``AuditLog.Read.All`` and ``Directory.Read.All``
@@ -59,6 +60,20 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     "list_managed_instances": (APPLICATION_READWRITE_ALL,),
     # + the service principal's kv-saved / kv-restarted tags (read, then one PATCH)
     "restart_quarantined_job": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    # operator actions: the job calls, plus the SP's tags (rejectDeletes) and the application (teardown)
+    "fleet_instance_action": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    # schema profiles: templates/schema, parseExpression, the job schema; apply and drift read the
+    # service principal's tags (apply PATCHes its schema-profile tag)
+    "plan_schema_profile": (SYNCHRONIZATION_READWRITE_ALL,),
+    "apply_schema_profile": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    "check_instance_drift": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    # credential rotation: the registry is Table storage (no Graph); the others read the SP (tags, notes)
+    "list_secret_dependents": (),
+    "rotate_instance": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    "check_instance_lag": (APPLICATION_READWRITE_ALL,),
+    "rebuild_fleet_registry": (APPLICATION_READWRITE_ALL,),
+    "write_batch_report": (),  # blob storage only (the host storage account), no Graph call
+    "read_batch_report": (),
     # blob storage (the app's own storage account, Storage Blob Data Owner), no Graph permission
     "stage_sweep_report": (),
     "commit_sweep_report": (),

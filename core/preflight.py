@@ -45,7 +45,6 @@ Imports nothing from ``azure.functions``.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import logging
 import os
@@ -60,6 +59,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from core import errors, names
+from core.identity import decode_claims  # the one JWT decoder (GraphClient.granted_roles uses it too)
 from core.permissions import REQUIRED_GRAPH_PERMISSIONS
 from core.settings import SETTINGS, Settings
 
@@ -171,18 +171,6 @@ def _skipped(name: str, needs: Iterable[str], bad: set[str]) -> CheckResult | No
         return None
     return CheckResult(name, SKIPPED, "not run: it reads " + ", ".join(broken) + ", which is invalid (see above)",
                        "fix the setting rows above, then run the preflight again")
-
-
-def decode_claims(token: str) -> dict[str, Any]:
-    """The JWT payload, decoded without verifying the signature (we read our own token; Graph verifies it)."""
-    parts = token.split(".")
-    if len(parts) < 2:
-        raise ValueError("the token is not a JWT")
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
-    if not isinstance(claims, dict):
-        raise ValueError("the token payload is not a JSON object")
-    return claims
 
 
 def check_graph_token(settings: Settings, credential: Any) -> tuple[CheckResult, dict[str, Any] | None]:

@@ -1,7 +1,10 @@
 """Resolve credential references against Key Vault, inside the activity that needs the values.
 
-Why here: orchestration inputs, outputs and exceptions are stored in the task hub in clear
-(limits-and-guarantees B), so requests carry only Key Vault secret *names*. The activity that PUTs
+Why here: orchestration inputs, outputs and exceptions are stored in the task hub in clear, and
+Microsoft's advice is to fetch secrets inside activities and never pass them to or from orchestrators
+("Working with sensitive data" in
+https://learn.microsoft.com/azure/azure-functions/durable/durable-functions-serialization-and-persistence),
+so requests carry only Key Vault secret *names*. The activity that PUTs
 the secrets to Graph calls :meth:`SecretResolver.resolve`, hands the values straight to the Graph
 call, and returns only the Key Vault *versions* (so freshness can be tracked and a rotation seen).
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from azure.core.exceptions import (
@@ -29,6 +33,7 @@ from core.identity import token_failure_is_transient
 from core.model import SecretRef
 
 logger = logging.getLogger(__name__)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class ResolvedCredentials:
 
     values: dict[str, str] = field(repr=False)
     versions: dict[str, str]
+    #: ``{key: ISO 8601 expiry}`` of the referenced versions that have one (Key Vault's ``exp``)
+    expires: dict[str, str] = field(default_factory=dict)
 
     def secret_values(self) -> list[str]:
         """The values that came from Key Vault (to scrub from Graph error messages)."""
@@ -54,6 +61,11 @@ class SecretResolver:
 
     def read(self, name: str) -> tuple[str, str]:
         """``(value, version)`` of the current version of secret ``name``."""
+        value, version, _ = self.read_with_expiry(name)
+        return value, version
+
+    def read_with_expiry(self, name: str) -> tuple[str, str, str | None]:
+        """``(value, version, expires)`` of the current version (``expires``: ISO 8601 of Key Vault's ``exp``, or None)."""
         try:
             secret = self._client.get_secret(name)
         except ResourceNotFoundError:
@@ -87,18 +99,56 @@ class SecretResolver:
             raise errors.SecretNotFound(f"Key Vault secret '{name}' has no value", secret_name=name)
         version = str(secret.properties.version or "")
         logger.info("read Key Vault secret %s (version %s)", name, version)
-        return secret.value, version
+        expires_on = getattr(secret.properties, "expires_on", None)
+        return secret.value, version, (expires_on.isoformat() if expires_on is not None else None)
+
+    def current_properties(self, name: str) -> dict[str, Any] | None:
+        """``{version, expires, enabled}`` of the current version of ``name``: properties only, never the value.
+
+        The current version is the newest enabled one (what Get Secret without a version returns);
+        read with List Secret Versions, which answers SecretItems without values
+        (https://learn.microsoft.com/rest/api/keyvault/secrets/get-secret-versions/get-secret-versions).
+        None when the secret does not exist.
+        """
+        items = self._version_properties(name)
+        enabled = [p for p in items if p.enabled is not False]
+        if not enabled:
+            return None
+        epoch = _EPOCH
+        current = sorted(enabled, key=lambda p: p.created_on or epoch)[-1]  # stable: the last listed wins a tie
+        return {"version": str(current.version or ""),
+                "expires": current.expires_on.isoformat() if current.expires_on else None}
+
+    def version_expires(self, name: str, version: str) -> str | None:
+        """``expires`` (ISO 8601) of one version of ``name`` (properties only), None when it has none or is unknown."""
+        for item in self._version_properties(name):
+            if str(item.version or "") == version:
+                return item.expires_on.isoformat() if item.expires_on else None
+        return None
+
+    def _version_properties(self, name: str) -> list[Any]:
+        try:
+            return list(self._client.list_properties_of_secret_versions(name))
+        except ResourceNotFoundError:
+            return []
+        except HttpResponseError as exc:
+            raise errors.SecretUnavailable(f"Key Vault could not list versions of secret '{name}' "
+                                           f"(HTTP {exc.status_code})", secret_name=name,
+                                           status=exc.status_code or 0) from None
 
     def resolve(self, credentials: Mapping[str, "str | SecretRef"]) -> ResolvedCredentials:
         """Literal values pass through; references are read from Key Vault (each secret name once)."""
         values: dict[str, str] = {}
         versions: dict[str, str] = {}
-        cache: dict[str, tuple[str, str]] = {}
+        expires: dict[str, str] = {}
+        cache: dict[str, tuple[str, str, str | None]] = {}
         for key, ref in credentials.items():
             if isinstance(ref, SecretRef):
                 if ref.key_vault_secret not in cache:
-                    cache[ref.key_vault_secret] = self.read(ref.key_vault_secret)
-                values[key], versions[key] = cache[ref.key_vault_secret]
+                    cache[ref.key_vault_secret] = self.read_with_expiry(ref.key_vault_secret)
+                values[key], versions[key], expiry = cache[ref.key_vault_secret]
+                if expiry:
+                    expires[key] = expiry
             else:
                 values[key] = str(ref)
-        return ResolvedCredentials(values=values, versions=versions)
+        return ResolvedCredentials(values=values, versions=versions, expires=expires)

@@ -50,7 +50,8 @@ class Setting:
         return str(self.default)
 
 
-# Graph allows 3,000 identity writes per 150 s per app+tenant = 20 writes/s (limits-and-guarantees C1).
+# Graph allows 3,000 identity writes per 150 s per app+tenant = 20 writes/s (write quota table of
+# https://learn.microsoft.com/graph/throttling-limits#identity-and-access-service-limits).
 # One instance does about 6 writes spread over several seconds, so 20 instances in flight stay at
 # or below ~20 writes/s even if every one of them writes once per second.
 _GRAPH_WRITES_PER_SECOND = 20
@@ -79,8 +80,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Most seconds one Graph call may sleep on 429/503/504 before handing the wait to the orchestrator."),
     Setting("GRAPH_MAX_ATTEMPTS", "int", 4, "Most attempts of one Graph call (first try included)."),
     Setting("GRAPH_WRITES_PER_SECOND", "count", _GRAPH_WRITES_PER_SECOND,
-            "Graph writes (POST/PATCH/PUT/DELETE) one worker process sends per second at most, evenly spaced "
-            "(Graph's identity write limit per app and tenant); 0 turns the pacing off."),
+            "Graph writes (POST/PATCH/PUT/DELETE) the whole app sends to one tenant per second at most, across "
+            "all worker processes and instances, evenly spaced: its share of Graph's identity write limit "
+            "(20/s per app and tenant); 0 turns the pacing off."),
+    Setting("GRAPH_WRITE_LIMIT_STORAGE", "str", "AzureWebJobsStorage",
+            "Storage connection (as a binding's connection: a connection string, or identity-based with its __blobServiceUri) "
+            "whose blob container graph-write-limit holds the app-wide write schedule; none: each process "
+            "paces alone."),
+    Setting("GRAPH_WRITE_LIMIT_BLOCK", "int", 10,
+            "Most write slots a process reserves from the shared schedule per storage round trip."),
     Setting("GRAPH_COMBINED_LOOKUP", "bool", True,
             "Find an instance's service principal with one filter (tag or name+template, joined by 'or'); "
             "false, or a 400 from Graph, uses two look-ups."),
@@ -105,19 +113,43 @@ SETTINGS: tuple[Setting, ...] = (
             "How many times an orchestrator waits out a 'throttled' result before failing the step."),
     Setting("BATCH_MAX_IN_FLIGHT", "int", _GRAPH_WRITES_PER_SECOND,
             "Instances of one batch provisioned at the same time (sized from Graph's 20 writes/s)."),
+    Setting("BATCH_SUB_BATCH_SIZE", "int", 100,
+            "Instances per sub-batch orchestration of a batch (bounds each history, so replay cost grows "
+            "linearly with the batch)."),
+    Setting("BATCH_SUB_BATCHES_IN_FLIGHT", "int", 4,
+            "Sub-batches of one batch running at once; each gets BATCH_MAX_IN_FLIGHT divided by this (the "
+            "batch as a whole never has more than BATCH_MAX_IN_FLIGHT instances in setup)."),
+    Setting("BATCH_REPORT_CONTAINER", "str", "batch-reports",
+            "Blob container (in the AzureWebJobsStorage account) for batch reports: <batchId>/report.json "
+            "and one part per sub-batch."),
+    Setting("BATCH_REPORT_INLINE_MAX", "int", 200,
+            "Most instance outcomes in a batch's output; a larger batch lists the instances not in a clean "
+            "steady state first (at most this many) and links the full report in blob storage."),
     Setting("PROVISIONING_LOG_PAGE_SIZE", "int", 500, "$top for provisioning-log reads (max 1000)."),
     Setting("PROVISIONING_LOG_MIN_INTERVAL_SECONDS", "float", 2.0,
             "Least seconds between provisioning-log requests (Graph allows 5 per 10 s)."),
     Setting("PROVISIONING_LOG_MAX_PAGES", "int", 20,
             "Most pages of one cycle's provisioning errors read back to the cycle's start (bounds one read)."),
-    Setting("REQUEST_MAX_BODY_BYTES", "int", 1048576, "Largest provisioning request body accepted."),
-    Setting("REQUEST_MAX_INSTANCES", "int", 1000, "Most instances in one provisioning request."),
+    Setting("REQUEST_MAX_BODY_BYTES", "int", 8388608,
+            "Largest provisioning request body accepted (8 MiB: 10,000 instances at about 400 bytes each, "
+            "with room for assignments)."),
+    Setting("REQUEST_MAX_INSTANCES", "int", 10000, "Most instances in one provisioning request."),
     Setting("HEALTH_SWEEP_SCHEDULE", "ncrontab", "0 0 * * * *",
             "NCRONTAB schedule of the health sweep (6 fields, seconds first); default hourly."),
     Setting("HEALTH_SWEEP_MAX_IN_FLIGHT", "int", 10, "Instances the health sweep checks at the same time."),
     Setting("HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE", "bool", False,
             "Let the sweep restart a job quarantined for bad credentials once its Key Vault secret validates "
             "(off: quarantined jobs are only reported)."),
+    Setting("FLEET_REGISTRY_TABLE", "str", "fleetregistry",
+            "Azure Table (on the AzureWebJobsStorage account) holding the fleet registry: per instance its ids, "
+            "labels and Key Vault references and versions, never a value."),
+    Setting("ROTATION_MAX_IN_FLIGHT", "int", _GRAPH_WRITES_PER_SECOND,
+            "Instances one credential rotation validates and saves at the same time (sized from Graph's 20 writes/s)."),
+    Setting("ROTATION_CANARY", "str", "none",
+            "Post-rotation canary: User:<object id> or Group:<object id> provisioned on demand on each rotated "
+            "instance (none: no canary)."),
+    Setting("CREDENTIAL_EXPIRY_WARNING_DAYS", "int", 30,
+            "Days before a Key Vault secret's expiry from which the expiry calendar flags it as expiring."),
     Setting("HEALTH_SWEEP_PAGE_SIZE", "int", 200,
             "Service principals the health sweep lists and checks per page (one sub-orchestration each; at most 999)."),
     Setting("HEALTH_SWEEP_MAX_REPORTED", "int", 500,
@@ -135,6 +167,7 @@ _SETTING_BY_NAME = {s.name: s for s in SETTINGS}
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+_CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _NCRONTAB_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
 
 
@@ -251,6 +284,8 @@ class Settings:
     graph_retry_budget_seconds: float
     graph_max_attempts: int
     graph_writes_per_second: int
+    graph_write_limit_storage: str
+    graph_write_limit_block: int
     graph_combined_lookup: bool
     visibility_wait_seconds: float
     visibility_poll_seconds: float
@@ -263,6 +298,10 @@ class Settings:
     activity_retry_max_attempts: int
     throttled_max_waits: int
     batch_max_in_flight: int
+    batch_sub_batch_size: int
+    batch_sub_batches_in_flight: int
+    batch_report_container: str
+    batch_report_inline_max: int
     provisioning_log_page_size: int
     provisioning_log_min_interval_seconds: float
     provisioning_log_max_pages: int
@@ -275,6 +314,10 @@ class Settings:
     health_sweep_max_reported: int
     health_sweep_report_container: str
     role_import_template_ids: str
+    fleet_registry_table: str
+    rotation_max_in_flight: int
+    rotation_canary: str
+    credential_expiry_warning_days: int
 
     @property
     def role_import_templates(self) -> frozenset[str]:
@@ -312,6 +355,10 @@ class Settings:
             problems.append(Problem("MONITOR_FIRST_POLL_SECONDS", "must not exceed MONITOR_MAX_POLL_SECONDS"))
         if str(values.get("graph_base_url", "")).rstrip("/").endswith(("/v1.0", "/beta")):
             problems.append(Problem("GRAPH_BASE_URL", "give the Graph root without the version (set GRAPH_API_VERSION)"))
+        if not _CONTAINER_RE.match(str(values.get("batch_report_container", "batch-reports"))):
+            # https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+            problems.append(Problem("BATCH_REPORT_CONTAINER", "must be a blob container name: 3-63 lowercase letters, "
+                                    "digits and single hyphens"))
         if values.get("provisioning_log_page_size", 0) > 1000:
             problems.append(Problem("PROVISIONING_LOG_PAGE_SIZE", "must be at most 1000"))
         if values.get("health_sweep_page_size", 0) > 999:

@@ -1,9 +1,12 @@
 """Classify a synchronizationJob into the few states an orchestrator acts on. Pure, no I/O.
 
 Why a separate pure function: the monitor's decisions (keep polling, done, quarantined, give up)
-must be deterministic and testable from the reference's example payloads without any server.
+must be deterministic and testable from the documented example payloads without any server.
 
-Rules (graph-provisioning-api.md 3.9), first match wins:
+Rules, first match wins (status codes and quarantine fields from
+https://learn.microsoft.com/graph/api/resources/synchronization-synchronizationstatus; what quarantine
+means and when a job is disabled from
+https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-quarantine-status):
 
 1. **Quarantined** - ``status.code == "Quarantine"`` or a ``quarantine`` object with a reason or a
    ``currentBegan`` (the docs show one on a job coded ``Paused``).
@@ -35,6 +38,9 @@ class JobState(str, Enum):
     DISABLED = "Disabled"
     FAILED = "Failed"
 
+
+#: the ``state`` of a service principal that has no synchronization job (``get_job_status``)
+MISSING_JOB = "MissingJob"
 
 #: States in which the monitor stops polling.
 SETTLED_STATES = frozenset({JobState.STEADY_STATE, JobState.QUARANTINED, JobState.PAUSED, JobState.DISABLED})

@@ -63,7 +63,7 @@ def start(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "status":
-        from devhost.status import main as status_main  # B1's operator view
+        from devhost.status import main as status_main  # the operator view (python -m devhost status)
 
         return status_main(argv[1:]) or 0
     parser = argparse.ArgumentParser(prog="python -m devhost", description="Local Azure Functions + Durable Functions host")

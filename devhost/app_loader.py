@@ -2,11 +2,14 @@
 
 The Python worker (``azure-functions-python-worker``) imports ``function_app.py`` from the script
 root, finds the ``FunctionApp``/``DFApp`` object, calls ``app.get_functions()`` once (a second call
-raises "does not have a unique function name", probe e10c) and later invokes each user function with
-keyword arguments named after its bindings, decoding trigger data with the converters registered in
-``azure.functions.meta`` (durable-host-protocol.md §6, probes e10/e11). Between the two, the worker
-checks every function's parameters against its bindings and refuses the app on the first mismatch;
-devhost applies the same checks with the same messages (:mod:`devhost.indexing`). This module
+raises "does not have a unique function name": ``FunctionRegister.get_functions`` in
+https://github.com/Azure/azure-functions-python-library/blob/dev/azure/functions/decorators/function_app.py)
+and later invokes each user function with keyword arguments named after its bindings, decoding
+trigger data with the converters registered in ``azure.functions.meta``
+(https://github.com/Azure/azure-functions-python-library/blob/dev/azure/functions/meta.py). Between
+the two, the worker checks every function's parameters against its bindings and refuses the app on
+the first mismatch; devhost applies the same checks with the same messages (:mod:`devhost.indexing`).
+This module
 reproduces all that, so the rest of devhost never touches ``azure.functions`` internals:
 
 * :meth:`LoadedApp.call_orchestrator` - the orchestration trigger (always sync, returns the SDK's
@@ -42,7 +45,9 @@ from devhost.indexing import check_retry_policy, find_function_app, validate_ind
 
 log = logging.getLogger("devhost.functions")
 
-#: trigger binding type -> the binding key that may hold a registration alias (§6.1 "Names to register")
+#: trigger binding type -> the binding key that may hold a registration alias (the extension registers an
+#: activity under the binding's ``activity`` value, else its function name:
+#: https://github.com/Azure/azure-functions-durable-extension/blob/dev/src/WebJobs.Extensions.DurableTask/Bindings/ActivityTriggerAttributeBindingProvider.cs)
 _ALIAS_KEYS = {"activityTrigger": "activity", "orchestrationTrigger": "orchestration", "entityTrigger": "entityName"}
 
 
@@ -189,9 +194,11 @@ class LoadedApp:
         self.app = app
         self.functions = functions
         #: the ``durableClient`` binding value given to functions that declare one; set by the server
-        #: once the Durable engine knows its base URL (``engine.client_binding_json(base_url)``).
+        #: once the Durable engine knows its base URL (``http_api.client_binding_json(engine, base_url)``, set by devhost/server.py).
         self.client_binding_json: str | None = None
         self._executor: concurrent.futures.Executor | None = None
+        #: set by the server when FUNCTIONS_WORKER_PROCESS_COUNT > 1: activities run in those processes
+        self.worker_pool: Any = None
         self._lookup: dict[tuple[str, str], FunctionSpec] = {}
         for spec in functions.values():
             for key in {spec.name, spec.alias or spec.name}:
@@ -204,7 +211,8 @@ class LoadedApp:
 
         The app's folder (script root) goes first on ``sys.path`` so its own packages import, and the
         module is kept in ``sys.modules`` under its file stem (``function_app``) because the Durable
-        SDK decodes custom classes by looking their module up there (§6.3). One app per process.
+        SDK decodes custom classes by looking their module up there (``_deserialize_custom_object`` in
+        https://github.com/Azure/azure-functions-python-library/blob/dev/azure/functions/_durable_functions.py). One app per process.
         """
         path = os.path.abspath(app_path)
         if os.path.isdir(path):
@@ -260,8 +268,9 @@ class LoadedApp:
         """The function registered under ``name`` for this trigger type.
 
         Case-insensitive, and an ``activity=``/``orchestration=`` alias also matches, as the
-        extension registers durable functions (durable-host-protocol.md §6.1; the alias part is
-        UNCONFIRMED there, so both names are accepted).
+        extension registers durable functions (its trigger binding providers, e.g.
+        https://github.com/Azure/azure-functions-durable-extension/blob/dev/src/WebJobs.Extensions.DurableTask/Bindings/OrchestrationTriggerAttributeBindingProvider.cs;
+        how aliases behave end to end is UNCONFIRMED, so both names are accepted).
         """
         spec = self._lookup.get((trigger_type, name.lower()))
         if spec is None:
@@ -289,10 +298,11 @@ class LoadedApp:
 
     # ------------------------------------------------------------------ durable
     def call_orchestrator(self, name: str, context_json: str) -> str:
-        """Run one orchestrator episode: ``handle(payload_json)`` exactly as the worker does (§6.2).
+        """Run one orchestrator episode: ``handle(payload_json)`` exactly as the worker does.
 
         Returns the SDK's ``OrchestratorState`` JSON text. An orchestrator failure raises the SDK's
-        exception whose message carries ``\\n\\n$OutOfProcData$:<state json>`` (§2.4); the caller
+        exception whose message carries ``\\n\\n$OutOfProcData$:<state json>`` (note "Orchestrator
+        failures" in devhost/durable/README.md); the caller
         splits it.
         """
         spec = self.find(name, "orchestrationTrigger")
@@ -309,6 +319,8 @@ class LoadedApp:
         ``invocation_id`` (optional) is used in the call's log lines, so they match the engine's.
         """
         spec = self.find(name, "activityTrigger")
+        if self.worker_pool is not None:
+            return await self.worker_pool.call_activity(spec.name, input_json, invocation_id)
         conv = meta._ConverterMeta.get("activityTrigger")
         value = None if input_json is None else conv.decode(meta.Datum(type="string", value=input_json), trigger_metadata={})
         result = await self.invoke(spec.name, {spec.trigger["name"]: value}, invocation_id=invocation_id)

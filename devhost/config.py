@@ -69,7 +69,11 @@ def resolve_setting_refs(value: str, env: dict[str, str] | None = None, what: st
 
 @dataclass
 class QueuesConfig:
-    """``extensions.queues`` with the Storage queues extension 5.x defaults (§7)."""
+    """``extensions.queues`` with the Storage queues extension 5.x defaults.
+
+    The defaults are the host.json table of
+    https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue (host.json settings).
+    """
 
     batch_size: int = 16
     new_batch_threshold: int | None = None  # default batchSize/2 * CPU count (computed by the listener)

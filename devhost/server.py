@@ -34,6 +34,7 @@ from devhost.app_loader import LoadedApp
 from devhost.azurite import AzuriteProcess, port_open, resolve_connection
 from devhost.config import DEFAULT_BODY_LIMIT, HostConfig, log_level, resolve_setting_refs
 from devhost.errors import ConfigError, DevhostError, StartupError
+from devhost.triggers.eventgrid import EVENTGRID_SYSTEM_KEY_NAME, EventGridTriggers
 from devhost.triggers.http import HttpTriggers
 from devhost.triggers.queue import OutputWriter, QueueClients, QueueListener, connection_of, queue_name_of
 from devhost.triggers.timer import TimerListener
@@ -46,7 +47,7 @@ KEYS_FILE = "keys.json"
 DURABLE_SYSTEM_KEY_NAME = "durabletask_extension"
 #: binding types devhost implements; others are reported at start and their values ignored
 SUPPORTED_BINDINGS = {"httpTrigger", "http", "queueTrigger", "queue", "timerTrigger", "orchestrationTrigger",
-                      "activityTrigger", "durableClient", "entityTrigger"}
+                      "activityTrigger", "durableClient", "entityTrigger", "eventGridTrigger"}
 
 
 @dataclass
@@ -64,6 +65,7 @@ class HostKeys:
     function_key: str
     master_key: str
     system_key: str  # the ``durabletask_extension`` system key (Durable HTTP API)
+    eventgrid_key: str = ""  # the ``eventgrid_extension`` system key (/runtime/webhooks/eventgrid)
 
 
 def load_keys(state_dir: str, function_key: str | None) -> HostKeys:
@@ -83,16 +85,18 @@ def load_keys(state_dir: str, function_key: str | None) -> HostKeys:
             data[k] = secrets.token_urlsafe(32)
             changed = True
     system_keys = data.get("systemKeys") if isinstance(data.get("systemKeys"), dict) else {}
-    if not system_keys.get(DURABLE_SYSTEM_KEY_NAME):
-        data["systemKeys"] = {**system_keys, DURABLE_SYSTEM_KEY_NAME: secrets.token_urlsafe(32)}
-        changed = True
+    for name in (DURABLE_SYSTEM_KEY_NAME, EVENTGRID_SYSTEM_KEY_NAME):
+        if not system_keys.get(name):
+            system_keys = {**system_keys, name: secrets.token_urlsafe(32)}
+            data["systemKeys"] = system_keys
+            changed = True
     if changed:
         os.makedirs(state_dir, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f)
     return HostKeys(function_key or data["functionKey"], data["masterKey"],
-                    data["systemKeys"][DURABLE_SYSTEM_KEY_NAME])
+                    data["systemKeys"][DURABLE_SYSTEM_KEY_NAME], data["systemKeys"][EVENTGRID_SYSTEM_KEY_NAME])
 
 
 def _bind_socket(host: str, port: int) -> socket.socket:
@@ -117,6 +121,8 @@ class DevHost:
         self.config = host_config
         keys = load_keys(options.state_dir, options.function_key)
         self.function_key, self.master_key, self.system_key = keys.function_key, keys.master_key, keys.system_key
+        self.eventgrid_key = keys.eventgrid_key
+        self.eventgrid = EventGridTriggers(app, self.eventgrid_key, self.master_key, host_config.function_timeout)
         self.clients = QueueClients(host_config.queues)
         self.writer = OutputWriter(self.clients)
         self.http = HttpTriggers(app, host_config.route_prefix, self.function_key, self.master_key,
@@ -191,8 +197,11 @@ class DevHost:
         aio.router.add_get("/admin/functions", self._functions)
         aio.router.add_get("/admin/devhost/durable-client", self._durable_client)
         aio.router.add_post("/admin/functions/{name}", self._run_function)
-        if self.engine is not None:
-            aio.add_routes(self.engine.routes())
+        if self.engine is not None:  # the Durable HTTP API, wired here: http_api gets the engine passed in
+            from devhost.durable.http_api import make_routes
+
+            aio.add_routes(make_routes(self.engine))
+        aio.add_routes(self.eventgrid.routes())
         prefix = self.config.route_prefix
         aio.router.add_route("*", f"/{prefix}/{{tail:.*}}" if prefix else "/{tail:.*}", self.http.handle)
         if prefix:
@@ -202,6 +211,10 @@ class DevHost:
     async def start(self) -> None:
         os.makedirs(self.options.state_dir, exist_ok=True)
         self._start_azurite()
+        from devhost.workers import WorkerPool, worker_process_count
+
+        if worker_process_count() > 1 and self.app.worker_pool is None:  # after Azurite: workers may use it
+            self.app.worker_pool = WorkerPool(self.app.app_path, worker_process_count()).start()
         self.engine = self._make_engine()
         sock = _bind_socket(self.options.host, self.options.port)
         self.port = sock.getsockname()[1]
@@ -210,8 +223,10 @@ class DevHost:
         os.environ.setdefault("WEBSITE_HOSTNAME", f"{host_for_url}:{self.port}")  # as Core Tools sets it
         # the engine runs before the first request can arrive, so durable clients always work
         if self.engine is not None:
+            from devhost.durable.http_api import client_binding_json
+
             await self.engine.start()
-            self.app.client_binding_json = self.engine.client_binding_json(self.base_url)
+            self.app.client_binding_json = client_binding_json(self.engine, self.base_url)
         self.runner = web.AppRunner(self._web_app(), access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await self.runner.setup()
         await web.SockSite(self.runner, sock).start()
@@ -242,6 +257,9 @@ class DevHost:
         except Exception:
             pass
         self.app.shutdown()
+        if self.app.worker_pool is not None:
+            self.app.worker_pool.stop()
+            self.app.worker_pool = None
         for az in self.azurite:
             az.stop()
 
@@ -343,6 +361,7 @@ class DevHost:
         lines += ["", f"Function key: {self.function_key}   (header 'x-functions-key' or query '?code=')",
                   f"Master key:   {self.master_key}",
                   f"System key ({DURABLE_SYSTEM_KEY_NAME}): {self.system_key}",
+                  f"System key ({EVENTGRID_SYSTEM_KEY_NAME}): {self.eventgrid_key}",
                   f"Durable HTTP API: {self.base_url}/runtime/webhooks/durabletask/   (system key or master key, "
                   "header 'x-functions-key' or query '?code=')",
                   f"State folder: {os.path.abspath(self.options.state_dir)}", "",
@@ -356,6 +375,7 @@ class DevHost:
             json.dump({"pid": os.getpid(), "port": self.port, "baseUrl": self.base_url,
                        "functionKey": self.function_key, "masterKey": self.master_key,
                        "systemKey": self.system_key,
+                       "eventGridKey": self.eventgrid_key,
                        "startedAt": time.time(), "functions": [f["name"] for f in self.function_list()]}, f)
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)

@@ -30,11 +30,14 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import requests
 
 from devhost.errors import DevhostError
+
+if TYPE_CHECKING:
+    from devhost.durable.engine import DurableEngine
 
 READY_FILE = "devhost.ready.json"
 LOG_FILE = "devhost.log"
@@ -66,6 +69,7 @@ class DevhostProcess:
         self.function_key = ""
         self.master_key = ""
         self.system_key = ""  # durabletask_extension: opens /runtime/webhooks/durabletask
+        self.eventgrid_key = ""  # eventgrid_extension: opens /runtime/webhooks/eventgrid
         self.session = requests.Session()
 
     # ------------------------------------------------------------------ lifecycle
@@ -126,6 +130,7 @@ class DevhostProcess:
                 self.function_key = info["functionKey"]
                 self.master_key = info["masterKey"]
                 self.system_key = info.get("systemKey", "")
+                self.eventgrid_key = info.get("eventGridKey", "")
                 return self
             time.sleep(0.05)
         self.kill()
@@ -199,6 +204,8 @@ class DevhostProcess:
         """The key ``request`` sends for ``path`` (see there)."""
         if path.split("?", 1)[0].lstrip("/").startswith(DURABLE_WEBHOOK.lstrip("/")):
             return self.system_key
+        if path.split("?", 1)[0].lstrip("/").lower().startswith("runtime/webhooks/eventgrid"):
+            return self.eventgrid_key
         return self.function_key
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
@@ -308,3 +315,38 @@ def start_devhost(app_path: str | os.PathLike, state_dir: str | os.PathLike, env
     """
     return DevhostProcess(str(app_path), str(state_dir), env, port, function_key, virtual_clock, timeout,
                           extra_args or []).start()
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (for a server the test starts next)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_engine(app: Any, tmp_path: str | os.PathLike, scenario: Callable[[DurableEngine], Awaitable[Any]], *,
+               virtual_clock: bool = True, host_config: dict | None = None,
+               orchestrator_threads: int | None = None) -> Any:
+    """Run ``scenario(engine)`` on a fresh in-process DurableEngine (state under ``tmp_path``), then stop it.
+
+    ``app`` is a :class:`devhost.app_loader.LoadedApp`; ``orchestrator_threads``, when given, replaces the
+    DEVHOST_ORCHESTRATOR_THREADS default. For engine-level tests (no subprocess, no HTTP server).
+    """
+    import asyncio
+
+    from devhost.durable.engine import DurableEngine
+
+    async def main() -> Any:
+        engine = DurableEngine(app, os.path.join(os.fspath(tmp_path), "state"), host_config or {},
+                               virtual_clock=virtual_clock)
+        if orchestrator_threads is not None:
+            engine.settings.orchestrator_threads = orchestrator_threads
+        await engine.start()
+        try:
+            return await scenario(engine)
+        finally:
+            await engine.stop()
+
+    return asyncio.run(main())

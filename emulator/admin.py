@@ -135,6 +135,9 @@ async def seed(request: web.Request) -> web.Response:
         except Exception as error:  # KeyVaultError for a bad name
             raise bad_request(f"secrets.{name}: {error}") from None
         created["secrets"].append({"name": name, "version": version["version"]})
+        from emulator.keyvault_routes import publish_new_version
+
+        publish_new_version(request, state.key_vault.canonical(name), version)
     return web.json_response(created, status=201)
 
 
@@ -291,6 +294,25 @@ async def settings(request: web.Request) -> web.Response:
     return web.json_response({"directory": state.directory.settings, "provisioning": provisioning})
 
 
+@_admin
+async def eventgrid_subscriptions(request: web.Request) -> web.Response:
+    """Event Grid subscriptions to the vault's events (emulator/eventgrid.py): POST adds one, GET lists, DELETE clears."""
+    from emulator.eventgrid import event_grid_of
+
+    grid = event_grid_of(request.app)
+    if request.method == "POST":
+        try:
+            sub = await grid.subscribe(await _body(request))
+        except ValueError as error:
+            raise bad_request(str(error)) from None
+        return web.json_response(sub, status=201)
+    if request.method == "DELETE":
+        grid.subscriptions.clear()
+        grid.deliveries.clear()
+        return web.Response(status=204)
+    return web.json_response({"value": grid.subscriptions, "deliveries": grid.deliveries})
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/_emulator/health", health)
@@ -309,3 +331,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/_emulator/tokens", tokens)
     r.add_route("GET", "/_emulator/settings", settings)
     r.add_route("PATCH", "/_emulator/settings", settings)
+    for method in ("GET", "POST", "DELETE"):
+        r.add_route(method, "/_emulator/eventgrid/subscriptions", eventgrid_subscriptions)

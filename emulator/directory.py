@@ -72,11 +72,13 @@ class Directory:
             # Graph answers a duplicate app role assignment with 400 Request_BadRequest
             # ("Permission being assigned already exists on the object."); 409 is selectable.
             "duplicateAssignmentStatus": 400,
-            # UNCONFIRMED (reference §6.1): directory string comparisons in $filter (eq, startswith...)
-            # ignore case, as Terraform's case-insensitive recheck suggests; false compares exactly.
+            # UNCONFIRMED (Graph's filter docs do not say): directory string comparisons in $filter (eq,
+            # startswith...) ignore case, as Terraform's case-insensitive recheck of a displayName
+            # lookup suggests; false compares exactly.
             "filtersIgnoreCase": True,
-            # UNCONFIRMED (reference §2.13): an unknown application template id (GET, instantiate)
-            # answers 404 Request_ResourceNotFound; 400 Request_BadRequest is the alternative.
+            # UNCONFIRMED (the instantiate page lists no error for it): an unknown application template id
+            # (GET, instantiate) answers 404 Request_ResourceNotFound, as Graph does for unknown ids
+            # elsewhere; 400 Request_BadRequest is the alternative.
             "unknownTemplateStatus": 404,
         }
         self.defaults = dict(self.settings)
@@ -96,7 +98,8 @@ class Directory:
         return "emu~" + "".join(self.rng.choice(alphabet) for _ in range(36))
 
     def _assignment_id(self) -> str:
-        # Real assignment ids are 43-character base64url strings (reference §8).
+        # Real assignment ids are 43-character base64url strings (the response example of
+        # https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto).
         return base64.urlsafe_b64encode(self.rng.getrandbits(256).to_bytes(32, "big")).decode().rstrip("=")
 
     # -- seeding ------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Everything is data (``DEFAULT_FAULTS`` shape), set with ``--faults FILE`` or ``/_emulator/faults``,
 and deterministic under ``--seed`` (one dedicated random generator). Throttling uses token buckets
-on the simulated clock with Graph's real limits as defaults (reference §5.2): identity writes
-3,000 per 150 s per app+tenant; reports (``/auditLogs/provisioning``) and ``provisionOnDemand``
-5 per 10 s. A rejected request consumes nothing, so a client that retries before ``Retry-After``
+on the simulated clock with Graph's real limits as defaults (https://learn.microsoft.com/graph/throttling-limits):
+identity writes 3,000 per 150 s per app+tenant; reports (``/auditLogs/provisioning``) and
+``provisionOnDemand`` 5 per 10 s. A rejected request consumes nothing, so a client that retries before ``Retry-After``
 has elapsed finds the bucket still empty and is throttled again.
 """
 

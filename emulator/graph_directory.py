@@ -11,13 +11,16 @@ from emulator.graph_request import GraphRequest, Reply
 
 # -- applicationTemplates -----------------------------------------------------------------------
 
-# Reference §1.2: beta's applicationTemplate has these fields besides v1.0's (values are not
+# beta's applicationTemplate has these fields besides v1.0's
+# (https://learn.microsoft.com/graph/api/resources/applicationtemplate?view=graph-rest-beta) (values are not
 # documented for our catalog entries, so empty unless the catalog gives them).
 BETA_TEMPLATE_FIELDS = {"configurationUris": [], "deprecationDate": None, "endpoints": []}
-# applicationTemplate's v1.0 properties (reference §1.2 table), for the $filter property check.
+# applicationTemplate's v1.0 properties (https://learn.microsoft.com/graph/api/resources/applicationtemplate),
+# for the $filter property check.
 TEMPLATE_FIELDS = ("id", "displayName", "description", "homePageUrl", "logoUrl", "publisher", "categories",
                    "supportedSingleSignOnModes", "supportedProvisioningTypes")
-# Reference §1.1 (DOC): $filter on applicationTemplates is limited to displayName and categories.
+# $filter on applicationTemplates is limited to displayName and categories ("Optional query
+# parameters" of https://learn.microsoft.com/graph/api/applicationtemplate-list).
 TEMPLATE_FILTERABLE = frozenset({"displayName", "categories"})
 
 

@@ -87,7 +87,7 @@ class GraphRequest:
         """One page of ``items`` per the query options.
 
         ``entity`` = (type name, every property of the type) turns on the unknown-property check
-        of ``$filter``; give it where the full property list is known (reference tables).
+        of ``$filter``; give it where the full property list is known (the resource's Learn page).
         ``snapshot``: see ``odata.apply_query`` (paging of a collection that grows at the front);
         ``filterable``: the only properties ``$filter`` may read (with ``entity``).
         """
@@ -111,7 +111,9 @@ class GraphRequest:
         return Reply(200, body)
 
     def _advanced_query_allowed(self) -> bool:
-        """Directory "advanced queries" need ``ConsistencyLevel: eventual`` (reference §6.1).
+        """Directory "advanced queries" need ``ConsistencyLevel: eventual``.
+
+        Source: https://learn.microsoft.com/graph/aad-advanced-queries.
 
         ``$count`` and ``$search`` are refused without the header, ``$filter`` combined with
         ``$orderby`` without the header and ``$count=true`` (400 Request_UnsupportedQuery; exact
@@ -123,7 +125,8 @@ class GraphRequest:
         eventual = self.headers.get("consistencylevel", "").lower() == "eventual"
         count = str(options.get("$count", "")).lower() == "true"
         if "$filter" in options and "$orderby" in options and not (eventual and count):
-            # Reference §6.1: this combination needs the header *and* $count=true.
+            # https://learn.microsoft.com/graph/aad-advanced-queries: this combination needs the header
+            # *and* $count=true.
             raise GraphError(400, "Request_UnsupportedQuery", "Sorting not supported for current query. "
                              "$filter with $orderby needs the ConsistencyLevel: eventual header and $count=true.")
         if eventual:
@@ -146,7 +149,9 @@ class GraphRequest:
         """404 while a newly created object is still "replicating" (fault setting).
 
         On synchronization calls the answer is ``replicationLag.syncStatus``: 404, or the 403 /
-        409 that Terraform retries on right after instantiate (reference §7, pitfall 2).
+        409 that Terraform retries every synchronization call on right after instantiate
+        (``synchronizationRetryFunc`` in
+        https://github.com/hashicorp/terraform-provider-azuread/blob/main/internal/services/synchronization/synchronization.go).
         """
         created = self.directory.created_at.get(object_id)
         if self.state.faults.hidden(object_id, created) or self._not_on_replica(created):

@@ -24,7 +24,7 @@ from emulator.graph_request import GraphRequest, Reply
 from emulator.graph_sync import (
     application_sync_template, application_sync_template_schema, application_sync_templates, application_validate_credentials,
     create_job, delete_job, get_job, get_schema, get_secrets, job_action, list_jobs, provision_on_demand, provisioning_logs,
-    put_schema, put_secrets, sync_template, sync_template_schema, sync_templates, validate_without_job,
+    parse_expression_job, parse_expression_template, put_schema, put_secrets, sync_template, sync_template_schema, sync_templates, validate_without_job,
 )
 from emulator.state import EmulatorState
 
@@ -91,6 +91,8 @@ ROUTES: list[Route] = [
     _route("POST", JOB + "/validateCredentials", job_action("validateCredentials")),
     _route("GET", JOB + "/schema", get_schema),
     _route("PUT", JOB + "/schema", put_schema),
+    _route("POST", JOB + "/schema/parseExpression", parse_expression_job),
+    _route("POST", SYNC + "/templates/{template_id}/schema/parseExpression", parse_expression_template),
     _route("POST", JOB + "/provisionOnDemand", provision_on_demand, budget="provisionOnDemand"),
     _route("PUT", SYNC + "/secrets", put_secrets),
     _route("GET", SYNC + "/secrets", get_secrets),
@@ -154,7 +156,10 @@ _IDENTITY_COLLECTIONS = ("applications", "servicePrincipals", "users", "groups")
 
 
 def resource_units(method: str, route: Route, query: dict[str, str]) -> int | None:
-    """The ``x-ms-resource-unit`` cost of an identity-and-access request (reference §5.2), or None.
+    """The ``x-ms-resource-unit`` cost of an identity-and-access request, or None.
+
+    Costs as in the resource-unit table of
+    https://learn.microsoft.com/graph/throttling-limits#identity-and-access-service-limits.
 
     Base cost: GET applications / users / servicePrincipals/{id}/appRoleAssignments = 2, other
     GETs 1, writes 1; ``$select`` -1, ``$expand`` +1, ``$top`` under 20 -1; at least 1.

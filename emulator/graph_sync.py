@@ -47,7 +47,10 @@ def _template_schema(req: GraphRequest, template: dict, context: str) -> Reply:
 
 
 def sync_template_schema(req: GraphRequest, sp_id: str, template_id: str) -> Reply:
-    """``GET .../synchronization/templates/{templateId}/schema`` (reference §2 table)."""
+    """``GET .../synchronization/templates/{templateId}/schema``.
+
+    Source: https://learn.microsoft.com/graph/api/synchronization-synchronizationschema-get.
+    """
     _sync_target(req, sp_id, write=False)
     template = req.service.get_template(sp_id, template_id)
     return _template_schema(req, template, f"servicePrincipals('{sp_id}')/synchronization/templates('{template_id}')/schema/$entity")
@@ -94,7 +97,10 @@ def application_sync_template_schema(req: GraphRequest, object_id: str, template
 
 
 def application_validate_credentials(req: GraphRequest, object_id: str) -> Reply:
-    """``POST /applications/{id}/synchronization/jobs/validateCredentials`` (reference §2.9, OBS form).
+    """``POST /applications/{id}/synchronization/jobs/validateCredentials``.
+
+    Not on Learn; the form is in Graph's API metadata (msgraph-sdk-python's
+    ``msgraph/generated/applications/item/synchronization/jobs/validate_credentials``).
 
     Same body and answers as the service principal's collection-bound form (``templateId`` needed).
     """
@@ -169,6 +175,23 @@ def put_schema(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
     return Reply(204)
 
 
+def parse_expression_job(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
+    """``POST .../jobs/{jobId}/schema/parseExpression`` (200 parseExpressionResponse; permission as a
+    write: Synchronization.ReadWrite.All or Application.ReadWrite.OwnedBy,
+    https://learn.microsoft.com/graph/api/synchronization-synchronizationschema-parseexpression)."""
+    _sync_target(req, sp_id, write=True)
+    _job_visible(req, job_id)
+    result = req.service.parse_expression(sp_id, job_id, None, req.json())
+    return Reply(200, {"@odata.context": req.context("microsoft.graph.parseExpressionResponse"), **result})
+
+
+def parse_expression_template(req: GraphRequest, sp_id: str, template_id: str) -> Reply:
+    """``POST .../templates/{templateId}/schema/parseExpression`` (same answer, before any job exists)."""
+    _sync_target(req, sp_id, write=True)
+    result = req.service.parse_expression(sp_id, None, template_id, req.json())
+    return Reply(200, {"@odata.context": req.context("microsoft.graph.parseExpressionResponse"), **result})
+
+
 def provision_on_demand(req: GraphRequest, sp_id: str, job_id: str) -> Reply:
     _sync_target(req, sp_id, write=True)
     _job_visible(req, job_id)
@@ -188,7 +211,8 @@ def get_secrets(req: GraphRequest, sp_id: str) -> Reply:
     return Reply(200, {"@odata.context": req.context(f"servicePrincipals('{sp_id}')/synchronization/secrets"), **body})
 
 
-# provisioningObjectSummary's properties (reference §4.4), and beta's deprecated extras (§4.5).
+# provisioningObjectSummary's properties (https://learn.microsoft.com/graph/api/resources/provisioningobjectsummary), and
+# beta's deprecated extras (the same page with ?view=graph-rest-beta).
 LOG_PROPERTIES = frozenset({
     "id", "activityDateTime", "tenantId", "jobId", "cycleId", "changeId", "provisioningAction", "durationInMilliseconds",
     "initiatedBy", "servicePrincipal", "sourceSystem", "targetSystem", "sourceIdentity", "targetIdentity",
@@ -200,13 +224,14 @@ BETA_LOG_PROPERTIES = frozenset({"action", "statusInfo"})
 def provisioning_logs(req: GraphRequest) -> Reply:
     req.require("auditlogs.read")
     if "$skip" in odata.normalize_query(req.query):
-        # Reference §4.2 (DOC): no skip count here; pages come from @odata.nextLink's $skiptoken.
+        # DOC (https://learn.microsoft.com/graph/api/provisioningobjectsummary-list): no skip count here; pages
+        # come from @odata.nextLink's $skiptoken.
         raise GraphError(400, "BadRequest", "Query option '$skip' is not supported on auditLogs/provisioning; "
                          "use $top and follow @odata.nextLink.")
     rows, written = req.service.provisioning_log_snapshot(req.version)
     known = LOG_PROPERTIES | BETA_LOG_PROPERTIES if req.version == "beta" else LOG_PROPERTIES
     # Rows arrive at the front (newest first) while a client pages: the pages are one snapshot.
-    # Reference §4.2 (DOC): filters are case-sensitive; the logFiltersIgnoreCase setting relaxes it.
+    # DOC (same page): filters are case-sensitive; the logFiltersIgnoreCase setting relaxes it.
     return req.collection(rows, "auditLogs/provisioning", "auditLogs/provisioning", max_top=1000, default_top=50,
                           entity=("provisioningObjectSummary", known), snapshot=written,
                           ignore_case=req.service.settings.log_filters_ignore_case)

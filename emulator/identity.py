@@ -2,8 +2,10 @@
 
 Only what ``azure-identity``'s ``ClientSecretCredential`` (through MSAL, with instance discovery
 disabled) needs: ``GET /{tenant}/v2.0/.well-known/openid-configuration`` and
-``POST /{tenant}/oauth2/v2.0/token`` (reference limits-and-guarantees §D4). Tokens are HS256 JWTs
-signed with the tenant's emulator key; the ``roles`` claim is read from the client's service
+``POST /{tenant}/oauth2/v2.0/token`` (MSAL's ``Authority`` reads the first and posts to the
+``token_endpoint`` it names:
+https://github.com/AzureAD/microsoft-authentication-library-for-python/blob/dev/msal/authority.py).
+Tokens are HS256 JWTs signed with the tenant's emulator key; the ``roles`` claim is read from the client's service
 principal's Graph app role assignments at issue time, so grants made through Graph take effect in
 the next token, as in Entra.
 

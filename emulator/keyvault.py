@@ -75,7 +75,8 @@ class SecretStore:
         lowered = name.lower()
         return next((stored for stored in self.secrets if stored.lower() == lowered), name)
 
-    def set(self, name: str, value: str, content_type: str | None = None, tags: dict | None = None) -> dict:
+    def set(self, name: str, value: str, content_type: str | None = None, tags: dict | None = None,
+            expires: int | None = None) -> dict:
         if not NAME_RE.match(name):
             raise KeyVaultError(400, "BadParameter", "The request URI contains an invalid name: " + name)
         name = self.canonical(name)
@@ -93,6 +94,8 @@ class SecretStore:
             "updated": now,
             "enabled": True,
         }
+        if expires is not None:  # SecretAttributes.exp, unix seconds (Set Secret's request body)
+            version["expires"] = int(expires)
         self.secrets.setdefault(name, []).append(version)
         return version
 
@@ -119,13 +122,17 @@ class SecretStore:
 
 
 def _attributes(version: dict) -> dict:
-    return {
+    attributes = {
         "enabled": version["enabled"],
         "created": version["created"],
         "updated": version["updated"],
         "recoveryLevel": "Recoverable+Purgeable",
         "recoverableDays": 90,
     }
+    if version.get("expires") is not None:
+        # exp: "Expiry date in UTC" as unix seconds, https://learn.microsoft.com/rest/api/keyvault/secrets/set-secret/set-secret#secretattributes
+        attributes["exp"] = version["expires"]
+    return attributes
 
 
 def secret_bundle(vault_url: str, name: str, version: dict) -> dict:

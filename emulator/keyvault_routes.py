@@ -1,7 +1,8 @@
 """Key Vault secrets routes, path-based on the emulator origin (``KEY_VAULT_URL`` = the origin).
 
-Behaves as ``azure-keyvault-secrets`` expects (reference limits-and-guarantees §D3): a request
-without a valid Key Vault token gets 401 with ``WWW-Authenticate: Bearer authorization="{authority}/
+Behaves as ``azure-keyvault-secrets`` expects (its challenge policy:
+https://github.com/Azure/azure-sdk-for-python/blob/main/sdk/keyvault/azure-keyvault-secrets/azure/keyvault/secrets/_shared/challenge_auth_policy.py):
+a request without a valid Key Vault token gets 401 with ``WWW-Authenticate: Bearer authorization="{authority}/
 {tenant}", resource="https://vault.azure.net"``; the client then fetches a token for
 ``https://vault.azure.net/.default`` and resends. Each registered client has a Key Vault access flag
 (``none`` / ``read`` / ``readwrite``) standing in for an RBAC role assignment.
@@ -125,8 +126,15 @@ async def kv_set(request: web.Request) -> web.Response:
     content_type = body.get("contentType")
     if content_type is not None and not isinstance(content_type, str):
         raise KeyVaultError(400, "BadParameter", "Property 'contentType' must be a string.")
+    attributes = body.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        raise KeyVaultError(400, "BadParameter", "Property 'attributes' must be an object.")
+    expires = (attributes or {}).get("exp")
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int)):
+        raise KeyVaultError(400, "BadParameter", "Property 'attributes.exp' must be a number of seconds since 1970.")
     store = _state(request).key_vault
-    version = store.set(name, value, content_type, tags)
+    version = store.set(name, value, content_type, tags, expires)
+    publish_new_version(request, store.canonical(name), version)
     return web.json_response(secret_bundle(_vault_url(request), store.canonical(name), version))
 
 
@@ -138,3 +146,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/secrets/{name}/", kv_get)
     app.router.add_get("/secrets/{name}/{version}", kv_get)
     app.router.add_put("/secrets/{name}", kv_set)
+
+
+def publish_new_version(request: web.Request, name: str, version: dict) -> None:
+    """Key Vault publishes SecretNewVersionCreated for every new version (emulator/eventgrid.py)."""
+    from emulator.eventgrid import NEW_VERSION, event_grid_of
+
+    grid = event_grid_of(request.app)
+    grid.publish(grid.key_vault_event(NEW_VERSION, _vault_url(request), name, version))

@@ -62,8 +62,8 @@ VAULT_AUDIENCE = "https://vault.azure.net"
 
 OWNED_BY = "Application.ReadWrite.OwnedBy"
 
-# Microsoft Graph application permissions (appRole value -> id). The first eight ids are from the
-# reference (§5.3); the others are the well-known ids of the same permissions in public code.
+# Microsoft Graph application permissions (appRole value -> id). The ids are the ones listed on
+# https://learn.microsoft.com/graph/permissions-reference (the same well-known ids appear in public code).
 GRAPH_APP_ROLES: dict[str, str] = {
     "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
     "Application.ReadWrite.All": "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",

@@ -45,8 +45,9 @@ PEOPLE: list[tuple[str, str, str, str]] = [
 ]
 
 # (displayName, description, member selector): members are people whose department is listed,
-# plus nested group names prefixed with "group:" (nested members are not provisioned; see
-# reference §6.3, which is why one group nests another).
+# plus nested group names prefixed with "group:" (members of nested groups are not provisioned:
+# https://learn.microsoft.com/entra/identity/app-provisioning/how-provisioning-works; that is why one
+# group nests another).
 GROUPS: list[tuple[str, str, list[str]]] = [
     ("Engineering", "All engineers", ["Engineering", "R&D"]),
     ("Sales", "Sales organisation", ["Sales", "Retail"]),

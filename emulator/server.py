@@ -26,6 +26,7 @@ from emulator import admin, graph_routes, keyvault_routes
 from emulator.app_keys import ORIGIN_KEY, STATE_KEY, info, origin_of
 from emulator.clock import iso
 from emulator.errors import GraphError
+from emulator.eventgrid import EVENTGRID_KEY, EventGrid, event_grid_of
 from emulator.identity import (
     TOKEN_LIFETIME_SECONDS,
     InvalidToken,
@@ -45,7 +46,7 @@ log = logging.getLogger("emulator")
 
 
 def error_response(request: web.Request, error: GraphError) -> web.Response:
-    """The OData error envelope (reference §5.1) with the correlation headers."""
+    """The OData error envelope (https://learn.microsoft.com/graph/errors) with the correlation headers."""
     request_id = info(request).get("request_id", str(uuid.uuid4()))
     client_request_id = info(request).get("client_request_id", request_id)
     inner = {
@@ -241,7 +242,7 @@ async def graph_handler(request: web.Request) -> web.Response:
     cost = graph_routes.resource_units(request.method, route, graph_request.query)
     if cost is not None:
         reply.headers["x-ms-resource-unit"] = str(cost)
-    if highest >= 0.8:  # Graph adds this header once usage passes 80% of a limit (reference §5.2)
+    if highest >= 0.8:  # Graph adds this header once usage passes 80% of a limit (throttling-limits page)
         reply.headers["x-ms-throttle-limit-percentage"] = f"{highest:.1f}"
     if reply.status == 204 or reply.body is None:
         return web.Response(status=reply.status, headers=reply.headers)
@@ -288,6 +289,7 @@ async def _on_startup(app: web.Application) -> None:
 
 
 async def _on_cleanup(app: web.Application) -> None:
+    await event_grid_of(app).close()
     task = app[ORIGIN_KEY].get("flush_task")
     if task is not None:
         task.cancel()
@@ -301,6 +303,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app = web.Application(middlewares=[correlation_middleware], client_max_size=4 * 1024 * 1024)
     app[STATE_KEY] = state
     app[ORIGIN_KEY] = {"origin": "", "dirty": False}
+    app[EVENTGRID_KEY] = EventGrid(state.clock)
     admin.add_routes(app)
     keyvault_routes.add_routes(app)
     app.router.add_route("*", r"/{version:v1\.0|beta}/{tail:.*}", graph_handler)

@@ -127,6 +127,14 @@ class AdminClient:
         body = {"client": client, "audience": audience, "lifetimeSeconds": lifetime_seconds, "claims": claims}
         return self._call("POST", "tokens", json=body)["access_token"]
 
+    def subscribe_events(self, endpoint: str, **options: Any) -> dict:
+        """Subscribe ``endpoint`` to the vault's events (``schema``, ``includedEventTypes``, ``maxDeliveryAttempts``)."""
+        return self._call("POST", "eventgrid/subscriptions", json={"endpoint": endpoint, **options})
+
+    def event_deliveries(self) -> list[dict]:
+        """Every delivery attempt so far: ``{subscription, eventId, eventType, subject, attempt, status}``."""
+        return self._call("GET", "eventgrid/subscriptions")["deliveries"]
+
     def settings(self, **directory: Any) -> dict:
         """Read or change directory settings (``instantiateOwnsApplication``, ``synchronizationDeniedStatus``, ...)."""
         if directory:

@@ -4,7 +4,8 @@ What it does, in order: starts the emulator (``python -m emulator --port 0 --env
 provisioning clock sped up), starts devhost on ``function_app.py`` with the emulator's environment
 and Azurite storage, runs the preflight check (``GET /api/preflight`` with the function key, the
 same call a deployer makes after ``azd up``) and shows its table - stopping there if a check
-failed -, submits ``examples/demo-batch.json`` through the HTTP trigger with the
+failed -, shows the plan of ``examples/demo-batch.json`` (``POST /api/plans``: create / adopt /
+alreadyConfigured per instance, no write), submits it through the HTTP trigger with the
 function key, shows live progress (one line per instance: updated in place on a terminal, a plain
 line per change otherwise), prints the final report as a table, writes it as JSON
 (``out/demo-report.json``), stops what it started, and exits 0 only when every instance ended as
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                              timeout=90)
         if not preflight(host):
             return 1
+        plan = host.post("/api/plans", json=batch)  # what the request would do; writes nothing
+        if plan.status_code == 200:
+            say(f"plan before submitting (POST /api/plans, no write): {plan.json()['counts']}")
         say(f"devhost at {host.base_url}; submitting {len(batch['instances'])} instances "
             f"(request {batch['requestId']}) to POST /api/provisioning-requests")
         response = host.post("/api/provisioning-requests", json=batch)

@@ -60,6 +60,9 @@ param maximumInstanceCount int = 40
 @description('Key Vault purge protection (irreversible once on).')
 param keyVaultPurgeProtection bool = true
 
+@description('Deliver Key Vault secret events to the credential-rotation trigger (Event Grid system topic + webhook subscription). Needs the app code deployed first (the webhook key exists then): set true and run azd provision again after the first azd deploy.')
+param keyVaultEventsEnabled bool = false
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -177,6 +180,23 @@ module api 'app/api.bicep' = {
     healthSweepSchedule: healthSweepSchedule
     correlationTag: correlationTag
     maximumInstanceCount: maximumInstanceCount
+  }
+}
+
+module keyVaultEvents 'app/keyvault-events.bicep' = if (keyVaultEventsEnabled) {
+  name: 'keyvault-events'
+  scope: rg
+  dependsOn: [
+    api
+  ]
+  params: {
+    location: location
+    tags: tags
+    keyVaultName: keyVault.outputs.name
+    storageAccountName: storage.outputs.name
+    functionAppName: api.outputs.SERVICE_API_NAME
+    functionName: 'eventgrid_key_vault_secret' // core/names.py EVENTGRID_KEY_VAULT_SECRET
+    deadLetterContainerName: 'eventgrid-deadletter'
   }
 }
 

@@ -1,10 +1,11 @@
 """Orchestrators: deterministic generators that drive the provisioning workflow.
 
 ``provision_batch`` fans out one ``provision_instance`` per requested app instance (bounded in
-flight) and fans in to a batch report; ``provision_instance`` runs the setup activities and then
+flight) and fans in to a batch report - over ``provision_sub_batch`` slices; ``provision_instance`` runs the setup activities and then
 ``monitor_job``; ``monitor_job`` polls the job on durable timers until steady state, quarantine or
-its deadline; ``health_sweep`` classifies every managed instance. Importing this package registers
-all four on :data:`bp`, which ``function_app.py`` registers on the app.
+its deadline; ``health_sweep`` classifies every managed instance; ``fleet_action`` runs one operator
+action on its targets; ``apply_profile`` and ``schema_rollout`` apply schema profiles. Importing this
+package registers them all on :data:`bp`, which ``function_app.py`` registers on the app.
 
 Rules for everything in here: no I/O, no clock but ``context.current_utc_datetime``, no waiting but
 durable timers, settings only from the ``options`` dict in the input, and no secret in inputs,
@@ -12,6 +13,9 @@ outputs, custom status or errors (credentials travel as Key Vault references).
 """
 
 from orchestrators.blueprint import bp
-from orchestrators import health_sweep, monitor_job, provision_batch, provision_instance  # noqa: F401  (registers)
+from orchestrators import (apply_profile, fleet_action, health_sweep, health_sweep_page,  # noqa: F401  (registers)
+                           monitor_job, provision_batch, provision_instance, provision_sub_batch, rollout)
 
-__all__ = ["bp"]
+from orchestrators.rotate_secret import bp as rotation_bp  # noqa: E402  (its own blueprint: rotate_secret)
+
+__all__ = ["bp", "rotation_bp"]

@@ -39,57 +39,60 @@ polls it continues as new, carrying its state, so its history stays bounded howe
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Generator, cast
 
 import azure.durable_functions as df
 
 from core import names
+from core.contracts import (AssignPrincipalsInput, AssignPrincipalsOutput, GetJobStatusInput, GetJobStatusOutput,
+                            GetProvisioningErrorsInput, GetProvisioningErrorsOutput, MonitorJobInput, StepError)
+from core.times import iso, parse_iso
+from core.workflow_options import WorkflowOptions
+from orchestrators.activity_calls import call_step
 from orchestrators.blueprint import bp
-from orchestrators.options import WorkflowOptions
-from orchestrators.phases import QUARANTINED, STEADY, is_settled, phase_of, quarantine_error, quarantine_reason
-from orchestrators.steps import call_step, iso, parse_iso
+from orchestrators.job_status_view import QUARANTINED, STEADY, is_settled, phase_of, quarantine_error, quarantine_reason
 
 
 @bp.function_name(names.MONITOR_JOB)
 @bp.orchestration_trigger(context_name="context")
-def monitor_job(context: df.DurableOrchestrationContext):
+def monitor_job(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any] | None]:
     """Poll one job until steady state, quarantine or deadline (continue-as-new every few polls)."""
     data: dict[str, Any] = context.get_input() or {}
-    options = WorkflowOptions.from_dict(data.get("options"))
-    state: dict[str, Any] = dict(data.get("state") or {})
+    monitor = MonitorJobInput.from_dict(data)
+    options = WorkflowOptions.from_dict(monitor.options)
+    state: dict[str, Any] = dict(monitor.state or {})
     polls = int(state.get("polls", 0))
     failed_reads = int(state.get("failedReads", 0))
     last_status: dict[str, Any] | None = state.get("lastStatus")
     interval = float(state.get("interval") or options.poll_first_interval)
-    deadline = parse_iso(data.get("deadline")) or (
+    deadline = parse_iso(monitor.deadline) or (
         context.current_utc_datetime + dt.timedelta(seconds=options.monitor_deadline))
-    job = {"servicePrincipalId": data.get("servicePrincipalId"), "jobId": data.get("jobId"),
-           "startedAt": data.get("startedAt")}
+    job = GetJobStatusInput(service_principal_id=cast(str, monitor.service_principal_id), job_id=monitor.job_id,
+                            started_at=monitor.started_at)
 
     for _ in range(max(1, options.polls_per_execution)):
         result = yield from call_step(context, names.GET_JOB_STATUS, job, options, deadline=deadline)
         polls += 1
         now = context.current_utc_datetime
         if not result.get("ok"):
-            error = result["error"]
-            if error.get("kind") == "deadline" or (now >= deadline and error.get("kind") in _PASSING):
-                return _timed_out(last_status, polls, f"status unreadable at the deadline ({error.get('code')})")
+            error = StepError.from_dict(result["error"])
+            if error.kind == "deadline" or (now >= deadline and error.kind in _PASSING):
+                return _timed_out(last_status, polls, f"status unreadable at the deadline ({error.code})")
             failed_reads += 1
-            if error.get("kind") not in _PASSING or failed_reads >= _MAX_FAILED_READS:
-                return {"outcome": "failed",
-                        "reason": f"{error.get('step')}: {error.get('message') or error.get('code')}",
-                        "error": error, "polls": polls, "status": last_status, "provisioningErrors": []}
+            if error.kind not in _PASSING or failed_reads >= _MAX_FAILED_READS:
+                return {"outcome": "failed", "reason": f"{error.step}: {error.message or error.code}",
+                        "error": result["error"], "polls": polls, "status": last_status, "provisioningErrors": []}
             # a passing failure (retries or throttle waits used up): the job is unaffected, look again later
             next_poll = min(now + dt.timedelta(seconds=interval), deadline)
             context.set_custom_status({"polls": polls, "phase": "unreadable", "nextPollAt": iso(next_poll)})
             yield context.create_timer(next_poll)
             continue
         failed_reads = 0
-        status = result.get("status") or {}
+        status = GetJobStatusOutput.from_dict(result).status or {}
         last_status = status
         phase = phase_of(status)
         if phase == STEADY:
-            done = {"outcome": "steadyState", "reason": None, "polls": polls, "status": status,
+            done: dict[str, Any] = {"outcome": "steadyState", "reason": None, "polls": polls, "status": status,
                     "steadyStateAt": iso(now), "provisioningErrors": []}
             if _cycle_had_errors(status):
                 read = yield from _provisioning_errors(context, job, options, status)
@@ -100,18 +103,18 @@ def monitor_job(context: df.DurableOrchestrationContext):
                     # the cycle says it failed entries, the logs show none (yet): Entra's logs arrive with
                     # a latency (learn.microsoft.com/entra/identity/monitoring-health/reference-log-latency),
                     # so this is not a clean steady state either
-                    state = (status.get("lastExecution") or {}).get("state")
-                    done["provisioningErrors"] = [{"code": state, "message": _NO_ROWS_YET.format(state=state)}]
-                    done["reason"] = f"steady state, the latest cycle ended {state}: {_NO_ROWS_YET.format(state=state)}"
-            if data.get("roleImport") is not None:
-                done = yield from _complete_role_import(context, data, done, options)
+                    ended = (status.get("lastExecution") or {}).get("state")
+                    done["provisioningErrors"] = [{"code": ended, "message": _NO_ROWS_YET.format(state=ended)}]
+                    done["reason"] = f"steady state, the latest cycle ended {ended}: {_NO_ROWS_YET.format(state=ended)}"
+            if monitor.role_import is not None:
+                done = yield from _complete_role_import(context, monitor, done, options)
             return done
         if phase == QUARANTINED:
             read = yield from _provisioning_errors(context, job, options, status)
             reason = quarantine_reason(status) or "Quarantine"
-            error = quarantine_error(status)
-            if error and error.get("code"):
-                reason = f"{reason} ({error['code']})"
+            graph_error = quarantine_error(status)
+            if graph_error and graph_error.get("code"):
+                reason = f"{reason} ({graph_error['code']})"
             return {"outcome": "quarantined", "reason": reason, "polls": polls, "status": status, **read}
         if is_settled(status):  # paused or disabled: it will not reach steady state by itself
             return {"outcome": "failed", "reason": f"job is {phase} (code {status.get('code')})", "polls": polls,
@@ -174,40 +177,41 @@ def _with_failures_reason(read: dict[str, Any]) -> str:
     return f"steady state with {read['failedObjects']} failed objects{more}: {codes}"
 
 
-def _complete_role_import(context, data: dict[str, Any], steady: dict[str, Any], options: WorkflowOptions):
+def _complete_role_import(context: df.DurableOrchestrationContext, monitor: MonitorJobInput, steady: dict[str, Any],
+                          options: WorkflowOptions) -> Generator[Any, Any, dict[str, Any]]:
     """A role-import job at steady state: its first cycle wrote the app's roles into the SP, so now
     make the assignments that name one of them and count what was imported (``rolesImported``).
     A named role that is still missing fails the instance with the roles there are."""
-    pending = data.get("roleImport") or {}
-    request = {"servicePrincipalId": data.get("servicePrincipalId"), "countImportedRoles": True,
-               "users": list(pending.get("users") or []), "groups": list(pending.get("groups") or [])}
-    if pending.get("appRole"):
-        request["appRole"] = pending["appRole"]
+    pending = monitor.role_import or {}
+    request = AssignPrincipalsInput(service_principal_id=cast(str, monitor.service_principal_id), count_imported_roles=True,
+                                    users=list(pending.get("users") or []), groups=list(pending.get("groups") or []),
+                                    app_role=pending.get("appRole") or None)
     context.set_custom_status({"polls": steady["polls"], "phase": names.ASSIGN_PRINCIPALS})
     result = yield from call_step(context, names.ASSIGN_PRINCIPALS, request, options)
     if result.get("ok"):
-        return {**steady, "rolesImported": result.get("rolesImported")}
-    error = result["error"]
-    return {**steady, "outcome": "failed", "rolesImported": None, "error": error,
-            "reason": f"{error.get('step')}: {error.get('message') or error.get('code')}"}
+        roles = AssignPrincipalsOutput.from_dict(result).roles_imported
+        return {**steady, "rolesImported": roles if roles is not None else None}
+    error = StepError.from_dict(result["error"])
+    return {**steady, "outcome": "failed", "rolesImported": None, "error": result["error"],
+            "reason": f"{error.step}: {error.message or error.code}"}
 
 
-def _provisioning_errors(context, job: dict[str, Any], options: WorkflowOptions, status: dict[str, Any] | None,
-                         deadline: dt.datetime | None = None):
+def _provisioning_errors(context: df.DurableOrchestrationContext, job: GetJobStatusInput, options: WorkflowOptions,
+                         status: dict[str, Any] | None,
+                         deadline: dt.datetime | None = None) -> Generator[Any, Any, dict[str, Any]]:
     """The errors of the job's latest cycle: ``{"provisioningErrors", "failedObjects", "topErrorCodes",
     "errorsRead"}``; a placeholder error (not a failure) if they cannot be read."""
-    since, until = _cycle_window(status, job.get("startedAt"))
-    request: dict[str, Any] = {"servicePrincipalId": job["servicePrincipalId"], "jobId": job["jobId"],
-                               "since": since, "top": options.provisioning_errors_top}
-    if until:
-        request["until"] = until
+    since, until = _cycle_window(status, job.started_at)
+    request = GetProvisioningErrorsInput(service_principal_id=job.service_principal_id, job_id=cast(str, job.job_id),
+                                         since=cast(str, since), top=options.provisioning_errors_top, until=until or None)
     result = yield from call_step(context, names.GET_PROVISIONING_ERRORS, request, options, deadline=deadline)
     if not result.get("ok"):
         return {"provisioningErrors": [{
             "code": "ProvisioningErrorsUnavailable",
             "message": (result.get("error") or {}).get("message") or "could not read provisioning logs"}]}
-    return {"provisioningErrors": list(result.get("errors") or [])[: options.provisioning_errors_top],
-            "failedObjects": int(result.get("failedObjects") or 0),
-            "topErrorCodes": list(result.get("topErrorCodes") or []),
-            "errorsRead": {"since": result.get("since") or since, "until": until, "pages": result.get("pages"),
-                           "complete": bool(result.get("complete", True))}}
+    read = GetProvisioningErrorsOutput.from_dict(result)
+    return {"provisioningErrors": list(read.errors or [])[: options.provisioning_errors_top],
+            "failedObjects": int(read.failed_objects or 0),
+            "topErrorCodes": [c.to_dict() for c in read.top_error_codes or []],
+            "errorsRead": {"since": read.since or since, "until": until, "pages": read.pages,
+                           "complete": bool(read.complete)}}

@@ -10,16 +10,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from emulator.testing import RunningEmulator, start_emulator  # noqa: E402
+from emulator.testing import RunningEmulator, start_emulator
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,10 @@ SMALLEST = {
     "devhost_throughput.py": (["--n", "20", "--subs", "4", "--repeat", "1"],
                               lambda f: f["devhost"]["fanout_activities_per_s"] > 0 and "scaling" in f),
     "emulator_startup.py": ([], lambda f: f["process_start_clean_dir_s_median"] > 0),
+    "write_limit_scale.py": (["--processes", "2", "--writes", "20", "--threads", "2"],
+                             lambda f: f["shared"]["accepted"] == 20 and f["shared"]["sharedSchedule"] is True),
+    "rotation_scale.py": (["--instances", "3", "--timeout", "240"],
+                          lambda f: f["instances"] == 3 and f["rotated"] == 3 and f["writesPerInstance"] > 0),
     "sweep_scale.py": (["--sizes", "40,120"],
                        lambda f: [r["total"] for r in f["runs"]] == [40, 120] and f["runs"][-1]["pages"] == 1
                        and f["runs"][-1]["reportLines"] == 120 and f["wallExponent"] is not None),

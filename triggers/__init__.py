@@ -7,11 +7,16 @@
 * ``timer_health_sweep``              - ``%HEALTH_SWEEP_SCHEDULE%``; starts ``health_sweep``.
 * ``http_preflight``                  - ``GET /api/preflight`` (function key): the preflight table,
   200 when every check passes, 503 when one fails (``triggers/http_preflight.py`` over ``core/preflight.py``).
+* ``triggers/http_fleet.py``          - fleet operations (function key): ``/api/instances`` (inventory,
+  teardown, adoption), ``/api/instances/{key}/actions``, ``/api/actions``, ``/api/plans``.
 
-Importing this package registers all five on :data:`bp`.
+Importing this package registers them all on :data:`bp`.
 """
 
 from triggers.blueprint import bp
-from triggers import http_preflight, http_requests, queue_requests, timer_sweep  # noqa: F401  (registers)
+from triggers import http_fleet, http_preflight, http_profiles, http_requests, http_rollouts, queue_requests, timer_sweep  # noqa: F401  (registers)
 
-__all__ = ["bp"]
+from triggers.rotation import bp as rotation_bp  # noqa: E402  (its own blueprint: rotations, calendar)
+from triggers import eventgrid_rotation  # noqa: E402,F401  (registers the Event Grid trigger on rotation_bp)
+
+__all__ = ["bp", "rotation_bp"]

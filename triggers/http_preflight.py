@@ -38,7 +38,7 @@ ROUTE = "preflight"
 @bp.function_name(names.HTTP_PREFLIGHT)
 @bp.route(route=ROUTE, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
-async def http_preflight(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+async def http_preflight(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Run every preflight check; 200 when all pass, 503 with the table when one fails."""
     hub = await task_hub_check(client)
     report = await asyncio.to_thread(preflight.run_preflight, task_hub=hub)

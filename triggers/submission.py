@@ -16,18 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from core import model, names
 from core.errors import InvalidRequest, Problem
+from core.contracts import decode_json
+from core.instance_ids import batch_instance_id
 from core.settings import Settings
-from triggers.options import workflow_options
+from core.workflow_options import workflow_options
 
 log = logging.getLogger("triggers.submission")
 
-_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:-]")
 
 
 class RequestConflict(Exception):
@@ -82,7 +82,7 @@ class Submission:
 
     @property
     def request_hash(self) -> str:
-        return self.input["requestHash"]
+        return str(self.input["requestHash"])
 
 
 def prepare(body: Any, settings: Settings) -> Submission:
@@ -99,11 +99,6 @@ def prepare(body: Any, settings: Settings) -> Submission:
         input={"requestId": request_id, "requestHash": request_hash, "request": normalized,
                "options": workflow_options(settings)},
     )
-
-
-def batch_instance_id(request_id: str) -> str:
-    """``batch-<requestId>``: the prefix keeps batches apart from other orchestrations (health-sweep)."""
-    return "batch-" + _UNSAFE_ID_CHARS.sub("_", request_id)[:200]
 
 
 async def start_once(client: Any, submission: Submission) -> bool:
@@ -129,12 +124,6 @@ async def start_once(client: Any, submission: Submission) -> bool:
 
 
 def _check_same_request(status: Any, submission: Submission) -> None:
-    stored = status.input_
-    for _ in range(2):  # the status input is JSON text (double-encoded) for client-started instances
-        if isinstance(stored, str):
-            try:
-                stored = json.loads(stored)
-            except ValueError:
-                break
+    stored = decode_json(status.input_)
     if isinstance(stored, dict) and stored.get("requestHash") not in (None, submission.request_hash):
         raise RequestConflict(submission.instance_id)

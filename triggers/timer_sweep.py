@@ -15,7 +15,7 @@ import azure.functions as func
 from core import names
 from core.settings import get_settings
 from triggers.blueprint import bp
-from triggers.options import workflow_options
+from core.workflow_options import workflow_options
 
 log = logging.getLogger("triggers.timer")
 

@@ -122,7 +122,7 @@ def put_secrets(client: GraphClient, sp_id: str, values: dict[str, str], secret_
     """PUT the complete secret set (``value`` property, as every working example sends).
 
     An empty value clears a key (how Terraform's azuread provider removes one, since Graph may merge
-    the PUT into the saved set): see ``core.steps._put_secret_set``.
+    the PUT into the saved set): see ``core.steps.credentials._put_secret_set``.
     """
     client.put(_base(sp_id) + "/secrets", {"value": _pairs(values)}, secret_values=secret_values)
 

@@ -1,8 +1,8 @@
 """Application templates (the Entra app gallery): find by id or exact display name, cached per process.
 
 Why cached: every instance of a batch usually names the same template; the gallery does not change
-while a batch runs, so one look-up per process serves them all (the request budget of issue #3
-counts the template look-up as amortised over a batch).
+while a batch runs, so one look-up per process serves them all (the request budget in core/README.md,
+"Graph request budget per instance", counts the template look-up as amortised over a batch).
 """
 
 from __future__ import annotations

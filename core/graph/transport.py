@@ -8,9 +8,11 @@ the retry budget, the error envelope and log redaction are written (and tested) 
 * 429 (and 503/504 when the request is safe to repeat) are retried with ``Retry-After`` or jittered
   backoff inside a small cumulative budget; beyond it :class:`~core.errors.GraphThrottled` carries
   the wait to the orchestrator.
-* Writes (POST, PATCH, PUT, DELETE) are paced process-wide (:class:`WritePacer`,
-  ``GRAPH_WRITES_PER_SECOND``) so that the concurrent activities of one worker do not all hit
-  Graph's identity write limit at once and collect 429s.
+* Writes (POST, PATCH, PUT, DELETE) are paced app-wide (:mod:`core.graph.write_limit`,
+  ``GRAPH_WRITES_PER_SECOND``): every worker process and instance of the app takes its write slots
+  from one schedule in the app's storage account, so together they stay under Graph's identity
+  write limit per app and tenant instead of each sending the whole rate and collecting 429s. A 429
+  on a write holds the later writes until its ``Retry-After``.
 * Logs name the method, the path (no query values: filters carry user text) and the status; bodies
   are never logged. Callers pass ``secret_values`` for calls that carry credentials, and those
   values are scrubbed from any error message Graph echoes back.
@@ -18,8 +20,6 @@ the retry budget, the error envelope and log redaction are written (and tested) 
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import re
 import threading
@@ -31,7 +31,8 @@ from urllib.parse import urlsplit
 import requests
 
 from core import errors
-from core.identity import token_failure_is_transient
+from core.identity import decode_claims, token_failure_is_transient
+from core.graph import write_limit
 from core.graph.retry import backoff_delay, parse_retry_after, should_retry
 from core.settings import Settings
 
@@ -88,17 +89,23 @@ class Pacer:
             self._sleep(delay)
         return delay
 
+    def backoff(self, seconds: float) -> None:
+        """Graph answered 429 with ``Retry-After: seconds``: no later request before then."""
+        with self._lock:
+            self._next = max(self._next, self._clock() + seconds)
+
 
 class WritePacer(Pacer):
     """At most ``rate`` Graph writes per second from this process, evenly spaced (a token bucket of one).
 
-    Why: Graph allows 3,000 identity writes per 150 s per app and tenant (20 per second,
-    limits-and-guarantees C1), and one worker runs many activities at once. Without pacing they
+    Why: Graph allows 3,000 identity writes per 150 s per app and tenant (20 per second; the write
+    quota table of https://learn.microsoft.com/graph/throttling-limits#identity-and-access-service-limits), and one worker runs many activities at once. Without pacing they
     write in bursts, collect 429s, sleep on Retry-After and retry in bursts again; spacing the
     writes ``1 / rate`` seconds apart keeps the process under the limit, so the writes go through
     the first time. No burst allowance: Graph's window is not documented finely enough to spend one
     safely (UNCONFIRMED), and the spacing costs a single write at most ``1 / rate`` seconds. Only
-    this process is paced: several workers (scale-out) share the limit, so set the rate per worker.
+    this process is paced: the app's clients use :mod:`core.graph.write_limit` instead, which holds
+    the rate across processes; this class is for callers that give their own pacer.
     """
 
     def __init__(self, rate: float, monotonic: Callable[[], float] = time.monotonic,
@@ -139,7 +146,7 @@ class GraphClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: Any = None,
-        write_pacer: WritePacer | None | bool = True,
+        write_pacer: Any = True,
     ) -> None:
         self.settings = settings
         self.root = settings.graph_root
@@ -151,9 +158,11 @@ class GraphClient:
         self._timeout = (settings.graph_connect_timeout_seconds, settings.graph_read_timeout_seconds)
         self._token: Any = None
         self._token_lock = threading.Lock()
-        # True: the process-wide pacer for GRAPH_WRITES_PER_SECOND; None/False: no pacing; or a given pacer
-        self._write_pacer = shared_write_pacer(settings.graph_writes_per_second) if write_pacer is True \
-            else (write_pacer or None)
+        # True: the app-wide limiter for GRAPH_WRITES_PER_SECOND (core.graph.write_limit, per app+tenant
+        # of the token); None/False: no pacing; or a given pacer (anything with acquire() and backoff())
+        self._app_write_limit = write_pacer is True and settings.graph_writes_per_second > 0
+        self._write_pacer = None if write_pacer is True else (write_pacer or None)
+        self._limit_keys: tuple[str, str] | None = None  # (token, key) of the last token decoded
 
     # -- tokens ---------------------------------------------------------------------------------
     def _bearer(self, refresh: bool = False) -> str:
@@ -169,6 +178,17 @@ class GraphClient:
                         raise errors.GraphTransient(text, code="TokenUnavailable") from None
                     raise errors.PermissionDenied(text, code="AuthenticationFailed") from None
             return self._token.token
+
+    def _pacer_for_writes(self) -> Any:
+        """The pacer of this client's writes: a given one, or the app-wide limiter of the token's app+tenant."""
+        if self._write_pacer is not None or not self._app_write_limit:
+            return self._write_pacer
+        token = self._bearer()
+        if self._limit_keys is None or self._limit_keys[0] != token:
+            self._limit_keys = (token, write_limit.limit_key(token))
+        return write_limit.app_write_limiter(self.settings.graph_writes_per_second, self._limit_keys[1],
+                                             self.settings.graph_write_limit_storage,
+                                             self.settings.graph_write_limit_block)
 
     # -- core request ---------------------------------------------------------------------------
     def _url(self, path: str) -> str:
@@ -205,6 +225,7 @@ class GraphClient:
         attempt = 0
         refreshed = False
         secrets = tuple(secret_values)
+        pacer = self._pacer_for_writes() if method in WRITE_METHODS else None
         while True:
             attempt += 1
             headers = {
@@ -215,8 +236,8 @@ class GraphClient:
             }
             if attempt > 1:
                 headers["Retry-Attempt"] = str(attempt - 1)
-            if self._write_pacer is not None and method in WRITE_METHODS:
-                self._write_pacer.acquire()
+            if pacer is not None:
+                pacer.acquire()
             started = time.monotonic()
             try:
                 response = self._session.request(
@@ -253,6 +274,10 @@ class GraphClient:
             if should_retry(status, safe):
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 delay = retry_after if retry_after is not None else backoff_delay(attempt, self._rng)
+                if status == 429 and pacer is not None:
+                    # the app is over Graph's write limit: every later write waits too (at most the budget:
+                    # a longer wait is the orchestrator's, which hands it back on a durable timer)
+                    pacer.backoff(min(delay, budget))
                 if attempt < max_attempts and slept + delay <= budget:
                     self._sleep(delay)
                     slept += delay
@@ -273,13 +298,12 @@ class GraphClient:
         if not isinstance(token, str) or token.count(".") != 2:
             return None
         try:
-            payload = token.split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            claims = decode_claims(token)  # core.identity: the decoder the preflight uses too
         except (ValueError, TypeError):
             return None
-        roles = claims.get("roles") if isinstance(claims, dict) else None
+        roles = claims.get("roles")
         if not isinstance(roles, list):
-            return () if isinstance(claims, dict) else None  # a token without roles holds none
+            return ()  # a token without roles holds none
         return tuple(sorted(str(r) for r in roles))
 
     @staticmethod

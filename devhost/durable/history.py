@@ -1,8 +1,8 @@
 """History events in the JSON shape the .NET extension sends (Newtonsoft, PascalCase, EventType int).
 
 The SDK requires ``EventType``, ``EventId``, ``IsPlayed`` and ``Timestamp`` on every event, reads
-``Version`` from ExecutionStarted and ``Result`` from completions (protocol reference §1.2), so the
-builders always emit those keys.
+``Version`` from ExecutionStarted and ``Result`` from completions (note "History events" in
+devhost/durable/README.md), so the builders always emit those keys.
 """
 from __future__ import annotations
 

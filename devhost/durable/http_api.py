@@ -1,8 +1,8 @@
 """Durable HTTP management API (``/runtime/webhooks/durabletask/...``) and the durableClient binding.
 
-Routes, status codes and bodies follow the extension's ``HttpApiHandler`` as recorded in the
-protocol reference §5.2-§5.5 (probe e12), so the real ``DurableOrchestrationClient`` works
-unchanged. The same handlers are served twice, as in Azure:
+Routes, status codes and bodies follow the extension's ``HttpApiHandler`` as summarised in the
+note "Client binding and HTTP API" in devhost/durable/README.md (sources linked there), so the real
+``DurableOrchestrationClient`` works unchanged. The same handlers are served twice, as in Azure:
 
 * ``/runtime/webhooks/durabletask/...``, the public webhook: it needs the ``durabletask_extension``
   system key or the master key (``code`` query parameter or ``x-functions-key`` header), else 401.
@@ -15,7 +15,8 @@ unchanged. The same handlers are served twice, as in Azure:
 
 Parity choices: inputs and event data are stored as the extension stores them (the client's
 double encoding is kept, so status ``input`` of a client-started instance is a string and raised
-event data reaches the orchestrator as a string, SDK issue #295); times are
+event data reaches the orchestrator as a string,
+https://github.com/Azure/azure-functions-durable-python/issues/295); times are
 ``yyyy-MM-ddTHH:mm:ssZ``; ``historyEvents`` (not ``history``) is folded as the extension does.
 """
 from __future__ import annotations
@@ -25,23 +26,55 @@ import datetime as dt
 import ipaddress
 import json
 import secrets
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 from urllib.parse import quote
 
 from aiohttp import web
 
 from devhost.durable import history as h
-from devhost.durable.engine import InstanceGone, InstanceNotFound, TERMINAL_STATES
-from devhost.durable.errors import InstanceExistsError, InvalidInstanceIdError, UnknownFunctionError
+from devhost.durable.clock import Clock
+from devhost.durable.errors import (
+    InstanceExistsError,
+    InstanceGone,
+    InstanceNotFound,
+    InvalidInstanceIdError,
+    UnknownFunctionError,
+)
+from devhost.durable.states import TERMINAL_STATES
 from devhost.durable.store import InstanceRow, dumps, loads_stored
 
-if TYPE_CHECKING:
-    from devhost.durable.engine import DurableEngine
+
+class DurableEngine(Protocol):
+    """What the API needs of the engine (``devhost.durable.engine.DurableEngine`` provides it).
+
+    devhost/server.py passes the engine in (``make_routes(engine)``); this module never imports the
+    engine, so the two cannot form an import cycle (tests/devhost/test_durable_import_graph.py).
+    """
+
+    task_hub: str
+    system_key: str | None
+    master_key: str | None
+    clock: Clock
+    store: Any  # devhost.durable.store.Store while the engine runs
+
+    def get_instance(self, instance_id: str) -> InstanceRow | None: ...
+    def get_history(self, instance_id: str) -> list[dict]: ...
+    def advance_clock(self, seconds: float) -> None: ...
+    async def start_new(self, name: str, instance_id: str | None = None, input_text: str | None = None,
+                        version: str | None = None) -> str: ...
+    async def wait_for_instance(self, instance_id: str, timeout: float) -> InstanceRow: ...
+    async def raise_event(self, instance_id: str, event_name: str, input_text: str | None) -> None: ...
+    async def terminate(self, instance_id: str, reason: str | None) -> None: ...
+    async def suspend(self, instance_id: str, reason: str | None) -> None: ...
+    async def resume(self, instance_id: str, reason: str | None) -> None: ...
+    async def restart(self, instance_id: str, new_instance_id: bool = True) -> str: ...
+    async def rewind(self, instance_id: str, reason: str | None) -> None: ...
+    async def purge(self, instance_ids: list[str]) -> int: ...
 
 PREFIX = "/runtime/webhooks/durabletask"
 RPC_PREFIX = "/durabletask"  # the SDK client's rpcBaseUrl path (the extension's local RPC endpoint)
 DEFAULT_PAGE_SIZE = 100  # OrchestrationStatusQueryCondition.PageSize (the list API's ?top= default)
-CONNECTION = "Storage"  # UNCONFIRMED default connection name in the URLs (§5.1); only echoed back
+CONNECTION = "Storage"  # UNCONFIRMED default connection name in the URLs; only echoed back
 
 
 # ---------------------------------------------------------------------------------- formatting
@@ -127,8 +160,13 @@ def _management_urls(base: str, instance_id: str, hub: str, key: str | None, rew
     return urls
 
 
+def client_binding_json(engine: "DurableEngine", base_url: str) -> str:
+    """:func:`client_binding` as the JSON text the ``durableClient`` binding receives."""
+    return json.dumps(client_binding(engine, base_url))
+
+
 def client_binding(engine: "DurableEngine", base_url: str) -> dict:
-    """The ``durableClient`` binding value (§5.1). ``INSTANCEID`` is the placeholder the client replaces."""
+    """The ``durableClient`` binding value (note "Client binding and HTTP API" in devhost/durable/README.md). ``INSTANCEID`` is the placeholder the client replaces."""
     base = base_url.rstrip("/") + PREFIX
     key = engine.system_key
     code_only = f"?code={key}" if key else ""

@@ -1,16 +1,16 @@
 """The extension's action shim, reimplemented: turn the SDK's cumulative action list into decisions.
 
 This follows ``OutOfProcOrchestrationShim.ProcessAsyncActionsV2`` on top of DTFx's
-``TaskOrchestrationExecutor`` (protocol reference §3.2): walk the history; at ExecutionStarted start
-a sequential loop over the top-level actions (invoke action i, wait while its task is open);
-allocate one sequence number per scheduled task, timer and sub-orchestration; match every
+``TaskOrchestrationExecutor`` (note "Action replay" in devhost/durable/README.md, with links to
+both): walk the history; at ExecutionStarted start a sequential loop over the top-level actions
+(invoke action i, wait while its task is open); allocate one sequence number per scheduled task, timer and sub-orchestration; match every
 TaskScheduled / TimerCreated / SubOrchestrationInstanceCreated in history against those allocations
 (a mismatch is non-determinism, as in Azure); resolve completion events against open tasks. What is
 left unmatched after the last event is this episode's new work.
 
 We are faithful rather than white-box (we do not read the SDK's ``open_tasks``), so the two
-divergences of §3.8 are reproduced the way the extension would show them: a WhenAll waits for all
-children even when one failed early, and re-awaiting already-yielded tasks can be reported as
+divergences of note "Where Python and the extension disagree" (same README) are reproduced the way
+the extension would show them: a WhenAll waits for all children even when one failed early, and re-awaiting already-yielded tasks can be reported as
 non-deterministic.
 """
 from __future__ import annotations

@@ -19,6 +19,7 @@ import uuid
 from typing import Callable
 
 from emulator.provisioning import logs as logrows
+from emulator.provisioning import mapping as schema_mapping
 from emulator.provisioning import role_import
 from emulator.provisioning.directory_view import DirectoryView
 from emulator.provisioning.jobs import NEVER_INTERVAL, Job, execution, ts
@@ -36,6 +37,12 @@ TARGET_ERRORS = {
     "throttled": ("SystemForCrossDomainIdentityManagementThrottled", 429, "Too Many Requests"),
     # The quarantine article's "SCIM Compliance issue": HTTP/404 where 200 was expected; the code is the
     # provisioning-log table's "unable to parse the response" one (howto-analyze-provisioning-logs).
+    # an export without a value for a required target attribute (e.g. SCIM userName, RFC 7643 section 4.1.1
+    # "REQUIRED"): the SCIM service answers 400 (RFC 7644 section 3.12, scimType invalidValue). UNCONFIRMED
+    # code: the provisioning-log table (howto-analyze-provisioning-logs) lists no code for it; a failure
+    # is the harder choice for a client than a skip.
+    "invalidValue": ("SystemForCrossDomainIdentityManagementBadRequest", 400,
+                     "Bad Request: a required attribute has no value (scimType invalidValue)"),
     "notFound": ("SystemForCrossDomainIdentityManagementServiceIncompatible", 404,
                  "Not Found: an HTTP/404 Not Found response was returned rather than the expected HTTP/200 OK response"),
 }
@@ -47,10 +54,38 @@ CONNECTION_FAILURES = {"invalidCredentials": "unauthorized", "scimNonCompliant":
 
 #: internal action of a change the cycle skips (a disabled user): logged as provisioningAction create, status skipped
 SKIP = "skip"
+#: internal action of an object a scoping filter refuses: logged as provisioningAction create, status
+#: skipped, SkipReason NotEffectivelyEntitled with "did not pass a scoping filter" (logs.scoped_out_steps)
+SKIP_SCOPE = "skipScope"
+SKIPS = (SKIP, SKIP_SCOPE)
 
 
 def _disabled_user(obj: dict) -> bool:
-    return obj["type"] == "User" and obj.get("attrs", {}).get("accountEnabled") == "False"
+    return obj["type"] == "User" and (obj.get("source") or obj.get("attrs", {})).get("accountEnabled") == "False"
+
+
+def _project_scope(scope: dict[str, dict], compiled: dict) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Apply the job schema's object mappings (``mapping.compile_schema``) to the scope snapshot.
+
+    Returns (objects to synchronize, with ``attrs`` = the exported target values, and objects a
+    scoping filter refuses, with the filter in ``scopeReason``). An object type without an enabled
+    object mapping is not synchronized at all. An empty ``compiled`` (a schema that maps nothing)
+    keeps the directory attributes as they are.
+    """
+    if not compiled:
+        return scope, {}
+    kept: dict[str, dict] = {}
+    refused: dict[str, dict] = {}
+    for oid, obj in scope.items():
+        outcome, values, reason = schema_mapping.project(obj, compiled)
+        if outcome == schema_mapping.EXPORT:
+            kept[oid] = {**obj, "attrs": values, "hash": schema_mapping.values_hash(values)}
+            missing = schema_mapping.missing_required(obj["type"], values, compiled)
+            if missing:
+                kept[oid]["invalid"] = missing
+        elif outcome == schema_mapping.OUT_OF_FILTER:
+            refused[oid] = {**obj, "scopeReason": reason}
+    return kept, refused
 
 
 def new_guid(rng: random.Random) -> str:
@@ -153,8 +188,18 @@ class Engine:
                 attrs = {"userPrincipalName": f"former.employee{index + 1}@contoso.test", "displayName": f"Former employee {index + 1}", "mail": "", "accountEnabled": "True"}
                 job.links[f"stale-{job.id[-12:]}-{index:05d}"] = {"type": "User", "displayName": attrs["displayName"], "hash": "", "attrs": attrs, "targetId": new_guid(rng)}
             job.stale_seeded = True
+        refused: dict[str, dict] = {}
+        if ctx.get("jobKind") != role_import.ROLE_IMPORT:
+            scope, refused = _project_scope(scope, ctx.get("mappings") or {})
         initial = not job.watermark
         changes: list[tuple[dict, str]] = []
+        for obj in sorted(refused.values(), key=lambda o: (o["type"] != "User", o["displayName"].lower(), o["id"])):
+            # DOC: an object a scoping filter refuses is skipped (https://learn.microsoft.com/graph/api/resources/
+            # synchronization-filter: "objects that don't satisfy the filter is skipped"); one provisioned
+            # before leaves the scope below (deprovisioned, as the filter resource says). Logged by initial
+            # cycles, like a disabled user.
+            if obj["id"] not in job.links and initial:
+                changes.append((obj, SKIP_SCOPE))
         for obj in sorted(scope.values(), key=lambda o: (o["type"] != "User", o["displayName"].lower(), o["id"])):
             link = job.links.get(obj["id"])
             if link is None and _disabled_user(obj):
@@ -190,6 +235,10 @@ class Engine:
             if behind > interval * self.settings.max_idle_cycles_replayed:
                 at += math.floor(behind / interval) * interval
         outcomes = self._outcomes(job, changes, scenario, params, rng)
+        # an export lacking a required target attribute is refused by the target (TARGET_ERRORS invalidValue)
+        outcomes = [("failure", "invalidValue") if status == "success" and action in ("create", "update")
+                    and obj.get("invalid") else (status, error)
+                    for (obj, action), (status, error) in zip(changes, outcomes)]
         items = []
         clock = at
         for (obj, action), (status, error) in zip(changes, outcomes):
@@ -210,7 +259,7 @@ class Engine:
             "entitled": len(scope),
             "exported": 0,
             "hardFailures": 0,
-            "exports": sum(1 for _, action in changes if action not in ("other", SKIP)),
+            "exports": sum(1 for _, action in changes if action not in ("other", *SKIPS)),
             "deletesApplied": any(action in ("disable", "delete") for _, action in changes),
         }
         self.schedule(job, items[0]["at"] if items else job.cycle["endsAt"])
@@ -269,11 +318,11 @@ class Engine:
 
     def _outcomes(self, job: Job, changes: list, scenario: str, params: dict, rng: random.Random) -> list[tuple[str, str | None]]:
         """(status, target error kind) per change, from the scenario."""
-        result: list[tuple[str, str | None]] = [("skipped" if a in ("other", SKIP) else "success", None) for _, a in changes]
-        exports = [i for i, (_, action) in enumerate(changes) if action not in ("other", SKIP)]
+        result: list[tuple[str, str | None]] = [("skipped" if a in ("other", *SKIPS) else "success", None) for _, a in changes]
+        exports = [i for i, (_, action) in enumerate(changes) if action not in ("other", *SKIPS)]
         if scenario in CONNECTION_FAILURES:  # the connection itself fails: every entry the target sees fails
             # a disabled user's skip is decided from the source (scoping), before the target is called
-            return [("skipped", None) if a == SKIP else ("failure", CONNECTION_FAILURES[scenario]) for _, a in changes]
+            return [("skipped", None) if a in SKIPS else ("failure", CONNECTION_FAILURES[scenario]) for _, a in changes]
         if scenario not in ("escrowFailures", "neverSteady") or not exports:
             return result
         kind = "serverError" if scenario == "escrowFailures" else "throttled"
@@ -347,7 +396,7 @@ class Engine:
                 "jobId": job.id,
                 "cycleId": cycle["id"],
                 "changeId": new_guid(rng),
-                "provisioningAction": "create" if action == SKIP else action,
+                "provisioningAction": "create" if action in SKIPS else action,
                 "durationInMilliseconds": item["ms"],
                 "sourceSystem": dict(logrows.AAD_SYSTEM),
                 "targetSystem": {
@@ -365,7 +414,9 @@ class Engine:
                     "details": {},
                 },
                 "provisioningStatusInfo": {"status": status, "errorInformation": error},
-                "provisioningSteps": logrows.steps_for(action, obj["type"], obj["displayName"], ctx["app"], status, action not in ("disable", "delete")),
+                "provisioningSteps": (logrows.scoped_out_steps(obj["type"], obj["displayName"], obj.get("scopeReason", ""))
+                                      if action == SKIP_SCOPE else
+                                      logrows.steps_for(action, obj["type"], obj["displayName"], ctx["app"], status, action not in ("disable", "delete"))),
                 "modifiedProperties": logrows.modified_properties(action, obj, previous),
             }
         )

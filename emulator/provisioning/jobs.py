@@ -2,7 +2,9 @@
 
 :class:`Job` is a plain dataclass so it round-trips through JSON for ``--state-dir``. Times are
 kept as POSIX seconds of *simulated* time; :func:`render_job` turns them into Graph's text, with
-``0001-01-01T00:00:00Z`` and ``null`` exactly where the real service puts them (reference §3).
+``0001-01-01T00:00:00Z`` and ``null`` exactly where the real service puts them (the examples of
+https://learn.microsoft.com/graph/api/synchronization-synchronization-post-jobs and
+https://learn.microsoft.com/graph/api/resources/synchronization-synchronizationstatus).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Rows are stored once, in the v1.0 shape, in a bounded ring buffer. ``render(row, "beta")`` adds
 the deprecated beta names (``action``, ``statusInfo`` with the error fields directly inside), which
-beta still returns next to the v1.0 names (reference §4.5).
+beta still returns next to the v1.0 names
+(https://learn.microsoft.com/graph/api/resources/provisioningobjectsummary?view=graph-rest-beta).
 """
 
 from __future__ import annotations
@@ -215,3 +216,47 @@ def modified_properties(action: str, obj: dict, previous: dict | None) -> list[d
     if action == "disable":
         return [{"displayName": "accountEnabled", "oldValue": "True", "newValue": "False"}]
     return []
+
+
+def scoped_out_steps(kind: str, name: str, groups: str) -> list[dict]:
+    """provisioningSteps of an object a scoping filter refuses (status skipped, SkipReason NotEffectivelyEntitled).
+
+    The reason is the third one the service lists for NotEffectivelyEntitled, "This object did not
+    pass a scoping filter" (as users quote it:
+    https://learn.microsoft.com/answers/questions/1023522/user-provisioning-noteffectivelyentitled);
+    the scoping step fails (``Scoping filter evaluation passed`` False) and names the filter groups.
+    """
+    return [
+        {
+            "name": "EntryImportAdd",
+            "provisioningStepType": "import",
+            "status": "success",
+            "description": f"Received {kind} '{name}' change of type (Add) from Azure Active Directory",
+            "details": {},
+        },
+        {
+            "name": "EntrySynchronizationScoping",
+            "provisioningStepType": "scoping",
+            "status": "success",
+            "description": f"Determine if {kind} in scope by evaluating against each scoping filter",
+            "details": {
+                "Active in the source system": "True",
+                "Assigned to the application": "True",
+                f"{kind} has the required role": "True",
+                "Scoping filter evaluation passed": "False",
+                "Scoping filter": groups,
+            },
+        },
+        {
+            "name": "EntrySynchronizationSkip",
+            "provisioningStepType": "matching",
+            "status": "skipped",
+            "description": (
+                f"The {kind} '{name}' will be skipped due to the following reasons: 1) This object did not pass a "
+                "scoping filter. If you did not expect the object to be skipped, please review your scoping filters "
+                "and ensure that the object passes your specified scoping criteria."
+            ),
+            "details": {"SkipReason": NOT_EFFECTIVELY_ENTITLED, "IsActive": "True",
+                        "Assigned to the application": "True", "IsInProvisioningScope": "False"},
+        },
+    ]

@@ -1,8 +1,8 @@
 """provisionOnDemand: provision chosen users or groups at once, outside the cycle schedule.
 
 The result is a ``stringKeyStringValuePair`` whose ``key`` and ``value`` are JSON *strings*
-(reference §2.12). One subject gives shape 1 (``key`` = ``{"result","details"}``, ``value`` = one
-object); several give shape 2 (``key`` = the StatusInfo contract name, ``value`` = an array).
+(https://learn.microsoft.com/graph/api/synchronization-synchronizationjob-provisionondemand).
+One subject gives shape 1 (``key`` = ``{"result","details"}``, ``value`` = one object); several give shape 2 (``key`` = the StatusInfo contract name, ``value`` = an array).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from emulator.errors import GraphError, not_found
+from emulator.provisioning import mapping as schema_mapping
 from emulator.provisioning.directory_view import DirectoryView
 from emulator.provisioning.engine import CONNECTION_FAILURES, Engine
 from emulator.provisioning.jobs import Job, ts
@@ -60,6 +61,14 @@ def parse_subjects(body: dict, schema: dict, directory: DirectoryView) -> list[d
 def provision_one(engine: Engine, directory: DirectoryView, job: Job, ctx: dict, obj: dict, now: float) -> tuple[dict, dict]:
     """Provision one object now; returns the (key, value) objects of its stringKeyStringValuePair."""
     in_scope = obj["id"] in scope_objects(directory, job.sp_id, ctx["syncAll"])
+    if in_scope and ctx.get("mappings"):
+        outcome, values, reason = schema_mapping.project(obj, ctx["mappings"])
+        if outcome == schema_mapping.OUT_OF_FILTER:
+            key = {"result": "Skipped", "details": {"errorCode": "NotEffectivelyEntitled",
+                                                    "reason": f"{obj['type']} '{obj['displayName']}' did not pass a scoping filter ({reason})."}}
+            return key, {"action": "Other", "reportableIdentifier": obj["displayName"], "sourceIdentity": {"id": obj["id"], "displayName": obj["displayName"], "identityType": obj["type"], "details": {}}}
+        if outcome == schema_mapping.EXPORT:
+            obj = {**obj, "attrs": values, "hash": schema_mapping.values_hash(values)}
     if not in_scope:
         key = {"result": "Skipped", "details": {"errorCode": "NotEffectivelyEntitled", "reason": f"{obj['type']} '{obj['displayName']}' is not assigned to the application."}}
         return key, {"action": "Other", "reportableIdentifier": obj["displayName"], "sourceIdentity": {"id": obj["id"], "displayName": obj["displayName"], "identityType": obj["type"], "details": {}}}

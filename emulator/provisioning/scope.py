@@ -12,6 +12,10 @@ import json
 
 from emulator.provisioning.directory_view import DirectoryView
 
+#: directory attributes (besides the ones in ``attrs``) that mappings and scoping filters may read
+SOURCE_ATTRIBUTES = ("givenName", "surname", "jobTitle", "department", "mailNickname", "employeeId", "country",
+                     "city", "companyName", "usageLocation", "description")
+
 
 def object_from_directory(item: dict) -> dict | None:
     """The engine's view of a directory user or group (None for anything else, e.g. an SP)."""
@@ -40,7 +44,15 @@ def object_from_directory(item: dict) -> dict | None:
         return None
     if kind not in ("User", "Group") or not oid:
         return None
-    return {"id": oid, "type": kind, "displayName": name, "attrs": attrs, "hash": json.dumps(attrs, sort_keys=True)}
+    # what attribute mappings and scoping filters read (emulator.provisioning.mapping): the
+    # directory's string attributes, booleans as "True"/"False", plus IsSoftDeleted
+    source = {"objectId": oid, "IsSoftDeleted": "False", **{k: v for k, v in attrs.items()}}
+    for name_ in SOURCE_ATTRIBUTES:
+        value = item.get(name_)
+        if isinstance(value, (str, bool)) and name_ not in source:
+            source[name_] = str(value) if isinstance(value, bool) else value
+    return {"id": oid, "type": kind, "displayName": name, "attrs": attrs, "hash": json.dumps(attrs, sort_keys=True),
+            "source": source}
 
 
 def scope_objects(directory: DirectoryView, sp_id: str, sync_all: bool) -> dict[str, dict]:

@@ -1,9 +1,9 @@
 """``ProvisioningService``: the synchronization API's behaviour behind the emulator's routes.
 
 The server part of the emulator routes ``/{v1.0|beta}/servicePrincipals/{id}/synchronization/...``
-and ``/auditLogs/provisioning`` to these methods (see ``/work/notes/emulator-interface.md``); every
+and ``/auditLogs/provisioning`` to these methods (see emulator/provisioning/README.md); every
 method takes and returns JSON-ready dicts and raises :class:`GraphError` with the status and code
-the reference (``graph-provisioning-api.md`` §2.13) gives for each error. Time comes from the
+Graph gives for each error (its error envelope: https://learn.microsoft.com/graph/errors). Time comes from the
 shared :class:`Clock`; every public call first runs the simulation up to ``clock.now()``.
 """
 
@@ -17,6 +17,8 @@ import uuid
 from emulator.clock import Clock
 from emulator.errors import GraphError, not_found
 from emulator.provisioning import catalog as cat
+from emulator.provisioning import expressions
+from emulator.provisioning import mapping as schema_mapping
 from emulator.provisioning import on_demand
 from emulator.provisioning import role_import
 from emulator.provisioning import secrets as sec
@@ -69,6 +71,10 @@ def _check_schema(body: dict) -> None:
                     raise _bad(f"{where}.{key} must be a string.")
             if "attributeMappings" in mapping and not _objects(mapping["attributeMappings"]):
                 raise _bad(f"{where}.attributeMappings must be an array of objects.")
+    # the mappings themselves: expressions parse, attributes exist, scoping filters are usable (mapping.py)
+    problem = schema_mapping.check(body)
+    if problem:
+        raise _bad(f"Invalid synchronization schema: {problem}")
 
 
 class ProvisioningService:
@@ -147,7 +153,8 @@ class ProvisioningService:
                 raise _bad(f"The synchronization template '{body['templateId']}' is not available for this application (available: {available}).")
             existing = [j for j in record["jobs"] if j in self.engine.jobs and self.engine.jobs[j].template_id == sync["id"]]
             if existing and self.settings.duplicate_job_status == 409:
-                # UNCONFIRMED (reference §2.3): the real service may well create a second job (the default).
+                # UNCONFIRMED (the create-job page documents no limit): the real service may well create a
+                # second job (the default).
                 raise GraphError(409, "Conflict", f"A synchronization job for template '{sync['id']}' already exists "
                                  f"on this service principal: {existing[0]}.")
             tenant = self._tenant(sp).replace("-", "")
@@ -207,6 +214,14 @@ class ProvisioningService:
             if scopes & {"Full", "ForceDeletes"}:
                 job.force_deletes = True
             self.engine.abort_cycle(job)
+            lifts = bool(scopes & {"Full", "QuarantineState", "None"}) or self.settings.restart_lifts_quarantine == "always"
+            if job.quarantine is not None and not lifts and not job.disabled:
+                # resetScope without QuarantineState: the named state is cleared, the job stays quarantined
+                # and its next attempt (quarantine.nextAttempt) runs with it (setting restartLiftsQuarantine)
+                job.running = True
+                job.next_cycle_at = max(job.quarantine["nextAttempt"], self._now())
+                self.engine.schedule(job, job.next_cycle_at)
+                return
             self.engine.start(job, self._now())  # also lifts the quarantine (QuarantineState / start semantics)
 
     # ----- credentials ----------------------------------------------------------------
@@ -284,6 +299,43 @@ class ProvisioningService:
             if job.running and job.cycle is None and job.quarantine is None:
                 job.code = "NotRun"
                 self.engine.start(job, self._now())
+
+    def parse_expression(self, sp_id: str, job_id: str | None, template_id: str | None, body: dict) -> dict:
+        """POST .../schema/parseExpression -> parseExpressionResponse
+        (https://learn.microsoft.com/graph/api/synchronization-synchronizationschema-parseexpression).
+
+        A request without ``expression`` is a 400; an expression that does not parse is a 200 with
+        ``parsingSucceeded`` false and ``error`` set (the response resource carries both,
+        https://learn.microsoft.com/graph/api/resources/synchronization-parseexpressionresponse);
+        with ``testInputObject`` the expression is evaluated against its ``properties``.
+        """
+        with self._lock:
+            self._advance()
+            if job_id is not None:
+                self._job(sp_id, job_id)
+            else:
+                record, _ = self._sp(sp_id)
+                if self._find_sync(record, template_id or "") is None:
+                    raise not_found(template_id or "")
+            if not isinstance(body, dict) or not isinstance(body.get("expression"), str):
+                raise _bad("'expression' is required and must be a string.")
+            answer: dict = {"error": None, "evaluationSucceeded": False, "evaluationResult": None,
+                            "parsedExpression": None, "parsingSucceeded": False}
+            try:
+                node = expressions.parse(body["expression"])
+            except expressions.ExpressionError as error:
+                answer["error"] = {"code": "InvalidExpression", "message": str(error), "details": [], "target": "expression"}
+                return answer
+            answer["parsingSucceeded"] = True
+            answer["parsedExpression"] = expressions.to_source(node)
+            test = body.get("testInputObject")
+            if isinstance(test, dict):
+                props = {str(p.get("key")): (None if p.get("value") is None else str(p.get("value")))
+                         for p in test.get("properties") or [] if isinstance(p, dict)}
+                value = expressions.evaluate(node, props)
+                answer["evaluationSucceeded"] = True
+                answer["evaluationResult"] = [] if value is None else [value]
+            return answer
 
     def provision_on_demand(self, sp_id: str, job_id: str, body: dict) -> dict:
         """POST .../provisionOnDemand -> 200 stringKeyStringValuePair (one subject: shape 1; several: shape 2)."""
@@ -448,6 +500,7 @@ class ProvisioningService:
             "deleteThreshold": delete_threshold(job, creds),
             "userType": user_type,
             "groupType": group_type,
+            "mappings": schema_mapping.compile_schema(self._schema(job)),
             "targetSystemId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"target:{job.id}")),
         }
 

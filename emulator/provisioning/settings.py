@@ -1,7 +1,8 @@
 """Tunable numbers of the provisioning simulation, all in *simulated* seconds.
 
-Defaults follow the documented behaviour of the real service (see
-``/work/shared/reference/limits-and-guarantees.md`` C4 and ``graph-provisioning-api.md`` §3.8-3.10);
+Defaults follow the documented behaviour of the real service (cycle times:
+https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-when-will-provisioning-finish-specific-user;
+quarantine: https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-quarantine-status);
 the emulator's clock ``scale`` compresses them for demos and tests. Values the documents do not
 pin down are marked UNCONFIRMED and kept here so they can be changed without code edits.
 """
@@ -21,7 +22,8 @@ class EngineSettings:
     # DOC: an initial cycle takes 0.01-0.08 min per assigned user, group or member.
     initial_seconds_per_object_min: float = 0.6
     initial_seconds_per_object_max: float = 4.8
-    # Incremental changes: matching existing users is ~2x faster than creating them (DOC, C4).
+    # Incremental changes: matching existing users is ~2x faster than creating them (DOC, the
+    # "when will provisioning finish" article linked above).
     incremental_seconds_per_object_min: float = 0.3
     incremental_seconds_per_object_max: float = 2.4
     # A cycle with nothing to do still takes a moment (import of deltas).
@@ -53,17 +55,27 @@ class EngineSettings:
     # UNCONFIRMED: what Start does without saved credentials. "error" answers 400; "quarantine"
     # accepts and lets the first cycle fail with EncounteredQuarantineException.
     start_without_secrets: str = "error"
+    # Which restarts lift a quarantine. Graph documents resetScope QuarantineState as "Temporarily lifts
+    # the quarantine" and an empty criteria as the portal's Restart (QuarantineState, Watermark, Escrows)
+    # (https://learn.microsoft.com/graph/api/resources/synchronization-synchronizationjobrestartcriteria);
+    # whether a restart with other scopes only (Watermark, ForceDeletes, ...) lifts it too is UNCONFIRMED.
+    # "withQuarantineState" (default, the harder one for a client): only QuarantineState, Full or an empty
+    # criteria lift it, other scopes are applied and the job stays quarantined until its next attempt;
+    # "always": every restart lifts it (as start does).
+    restart_lifts_quarantine: str = "withQuarantineState"
     # UNCONFIRMED: schedule.state of a paused job; the docs' Paused examples show "Disabled".
     pause_schedule_state: str = "Disabled"
     # UNCONFIRMED (portal default "sync assigned only" vs the docs' "generally True").
     default_sync_all: bool = False
     # UNCONFIRMED: the error code of a failed validateCredentials (the portal's Test Connection shows this one).
     validate_error_code: str = "SystemForCrossDomainIdentityManagementCredentialValidationUnavailable"
-    # DOC (reference §4.2): the current page says every provisioning-log filter is case-sensitive
+    # DOC (https://learn.microsoft.com/graph/api/provisioningobjectsummary-list): the current page says every
+    # provisioning-log filter is case-sensitive
     # (an older one: all but status). True compares string values ignoring case instead.
     log_filters_ignore_case: bool = False
-    # UNCONFIRMED (reference §2.3, §7 pitfall 5): whether a second job with a templateId the service
-    # principal already has a job for is refused. 201 creates it; 409 answers Conflict.
+    # UNCONFIRMED (https://learn.microsoft.com/graph/api/synchronization-synchronization-post-jobs documents no
+    # limit, and public scripts meet several jobs per service principal): whether a second job with a
+    # templateId the service principal already has a job for is refused. 201 creates it; 409 answers Conflict.
     duplicate_job_status: int = 201
     # Provisioning log rows kept in memory (oldest dropped first).
     log_capacity: int = 20000
@@ -89,6 +101,8 @@ class EngineSettings:
             raise ValueError("start_without_secrets must be 'error' or 'quarantine'")
         if kwargs.get("secret_key_error_status", 500) not in (400, 500):
             raise ValueError("secret_key_error_status must be 400 or 500")
+        if kwargs.get("restart_lifts_quarantine", "withQuarantineState") not in ("withQuarantineState", "always"):
+            raise ValueError("restart_lifts_quarantine must be 'withQuarantineState' or 'always'")
         if kwargs.get("pause_schedule_state", "Disabled") not in ("Disabled", "Paused"):
             raise ValueError("pause_schedule_state must be 'Disabled' or 'Paused'")
         if kwargs.get("duplicate_job_status", 201) not in (201, 409) or isinstance(kwargs.get("duplicate_job_status"), bool):

@@ -264,7 +264,8 @@ def print_result(result: Result) -> None:
               "nothing was changed.")
     elif result.granted or result.removed:
         print(f"Granted {len(result.granted)}, removed {len(result.removed)} permission(s). New tokens of the identity "
-              "carry the change; a running function app keeps its cached token up to an hour: restart it.")
+              "carry the change; a running function app keeps its cached token up to an hour: restart it. Azure also "
+              "caches a managed identity's tokens, so the change can take hours to show (docs/deploy.md).")
     else:
         print("Nothing to do: every permission is already granted.")
 

@@ -61,7 +61,7 @@ def core_env(emulator_env, monkeypatch: pytest.MonkeyPatch):
     clients.reset()
     templates.clear_cache()
     synchronization.clear_cache()
-    monkeypatch.setattr(steps, "_combined_lookup_rejected", False)
+    monkeypatch.setattr(steps.applications.LOOKUP, "combined_rejected", False)
     yield emulator_env
     clients.reset()
 

@@ -12,8 +12,6 @@ from pathlib import Path
 from types import ModuleType
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:  # core/ and emulator/ are imported from the repository root
-    sys.path.insert(0, str(REPO_ROOT))
 
 
 def load_script(name: str) -> ModuleType:

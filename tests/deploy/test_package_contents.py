@@ -25,6 +25,7 @@ SHIPPED_TOP_LEVEL = {
     "orchestrators",
     "triggers",
     "schemas",
+    "profiles",  # schema profiles the app applies (core/schema_profiles.py)
 }
 # Allowed as well, harmless at run time.
 ALLOWED_TOP_LEVEL = SHIPPED_TOP_LEVEL | {"README.md", "LICENSE"}

@@ -14,9 +14,9 @@ import pytest
 from devhost.app_loader import LoadedApp
 from devhost.durable import history as h
 from devhost.config import timespan_text
-from devhost.durable.engine import InstanceGone
+from devhost.durable.errors import InstanceGone
 from devhost.durable.errors import InstanceExistsError
-from host_support import run_engine
+from devhost.testing import run_engine
 
 APP_PATH = os.path.join(os.path.dirname(__file__), "apps", "durable_app", "function_app.py")
 
@@ -45,7 +45,7 @@ def test_chain_completes_with_the_extension_history_shape(app, tmp_path):
     row, history = run_engine(app, tmp_path, scenario)
     assert row.status == "Completed"
     assert json.loads(row.output) == ["Hello Tokyo!", "Hello London!"]
-    assert json.loads(json.loads(row.input)) == {"a": "Tokyo", "b": "London"}  # stored double-encoded (§5.4)
+    assert json.loads(json.loads(row.input)) == {"a": "Tokyo", "b": "London"}  # stored double-encoded (README note "Client binding and HTTP API")
     assert kinds(history) == [
         "OrchestratorStarted", "ExecutionStarted", "TaskScheduled", "OrchestratorCompleted",
         "OrchestratorStarted", "TaskCompleted", "TaskScheduled", "OrchestratorCompleted",
@@ -115,7 +115,7 @@ def test_retry_that_runs_out_fails_the_task_after_an_immediate_timer(app, tmp_pa
     assert output["after"] == "Hello after!"
     timers = [ev for ev in history if ev["EventType"] == h.TIMER_CREATED]
     assert [ev["EventId"] for ev in timers] == [1, 3, 5]
-    assert timers[-1]["FireAt"] == timers[-1]["Timestamp"]  # the last timer fires immediately (§3.4)
+    assert timers[-1]["FireAt"] == timers[-1]["Timestamp"]  # the last timer fires immediately (README note "Retries")
     hello = [ev for ev in history if ev["EventType"] == h.TASK_SCHEDULED][-1]
     assert (hello["Name"], hello["EventId"]) == ("durable_hello", 6)
 
@@ -240,7 +240,7 @@ def test_external_events_buffered_and_with_timeout(app, tmp_path):
         return early_row, late_row, late_history
 
     early_row, late_row, late_history = run_engine(app, tmp_path, scenario)
-    assert json.loads(early_row.output) == {"approved": '{"by": "alice"}'}  # a str, as the real client gives (§3.7)
+    assert json.loads(early_row.output) == {"approved": '{"by": "alice"}'}  # a str, as the real client gives (README note "External events")
     assert json.loads(late_row.output) == {"approved": None}
     assert "TimerFired" in kinds(late_history)
 
@@ -341,7 +341,7 @@ def test_non_deterministic_orchestrator_is_failed_as_in_azure(app, tmp_path):
 
 
 def test_when_all_waits_for_every_child_as_the_extension_does(app, tmp_path):
-    """§3.8 item 1: Python raises at the first failure, but the extension's WhenAll waits for the timer."""
+    """Item 1 of "Where Python and the extension disagree" (devhost/durable/README.md): Python raises at the first failure, but the extension's WhenAll waits for the timer."""
 
     async def scenario(engine):
         iid = await engine.start_orchestration("durable_whenall_failfast", None, instance_id=f"wa-{tmp_path.name}")
@@ -355,7 +355,7 @@ def test_when_all_waits_for_every_child_as_the_extension_does(app, tmp_path):
 
 
 def test_re_awaiting_retry_tasks_is_reported_as_non_deterministic_like_the_extension(app, tmp_path):
-    """§3.8 item 2: the shim moves on when the WhenAny completes; the retry timer allocated later in
+    """Item 2 of "Where Python and the extension disagree" (devhost/durable/README.md): the shim moves on when the WhenAny completes; the retry timer allocated later in
     Python's order takes the id the shim gave the next action, so the replay diverges."""
 
     async def scenario(engine):

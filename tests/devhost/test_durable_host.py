@@ -1,6 +1,6 @@
 """The Durable engine inside a real ``python -m devhost start`` process: ``--virtual-clock`` from the
-command line, logs that name the function, the instance id and the invocation id (issue #4, items
-7 and 8), read back from the process's own log, and the keys of the Durable HTTP API."""
+command line, logs that name the function, the instance id and the invocation id, read back from
+the process's own log, and the keys of the Durable HTTP API."""
 from __future__ import annotations
 
 import json

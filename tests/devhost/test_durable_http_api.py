@@ -1,6 +1,6 @@
 """The real ``DurableOrchestrationClient`` against devhost's Durable HTTP API, method by method.
 
-The client is built from ``engine.client_binding_json(base_url)`` exactly as a ``durableClient``
+The client is built from ``client_binding_json(engine, base_url)`` exactly as a ``durableClient``
 binding would receive it, and talks HTTP to the engine's routes on a local aiohttp server.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from azure.durable_functions.models.utils.entity_utils import EntityId
 
 from devhost.app_loader import LoadedApp
 from devhost.durable.engine import DurableEngine
+from devhost.durable.http_api import client_binding_json, make_routes
 from devhost.testing import close_sdk_session
 
 APP_PATH = os.path.join(os.path.dirname(__file__), "apps", "durable_app", "function_app.py")
@@ -38,14 +39,14 @@ def serve(app, tmp_path, scenario, **engine_options):
         engine = DurableEngine(app, str(tmp_path / "state"), {}, virtual_clock=True, **engine_options)
         await engine.start()
         web_app = web.Application()
-        web_app.add_routes(engine.routes())
+        web_app.add_routes(make_routes(engine))
         runner = web.AppRunner(web_app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
         base_url = f"http://127.0.0.1:{port}"
-        client = df.DurableOrchestrationClient(engine.client_binding_json(base_url))
+        client = df.DurableOrchestrationClient(client_binding_json(engine, base_url))
         try:
             return await scenario(engine, client, base_url)
         finally:
@@ -58,7 +59,7 @@ def serve(app, tmp_path, scenario, **engine_options):
 
 def test_client_binding_json_shape(app, tmp_path):
     async def scenario(engine, client, base_url):
-        return json.loads(engine.client_binding_json(base_url + "/"))
+        return json.loads(client_binding_json(engine, base_url + "/"))
 
     binding = serve(app, tmp_path, scenario, system_key="XYZ")
     base = binding["baseUrl"]
@@ -152,7 +153,7 @@ def test_start_status_and_history_through_the_client(app, tmp_path):
     assert len(iid) == 32  # Guid "N" format
     assert plain.runtime_status == OrchestrationRuntimeStatus.Completed
     assert plain.output == ["Hello Tokyo!", "Hello London!"]
-    assert plain.input_ == '{"a": "Tokyo", "b": "London"}'  # the client's double encoding, kept (§5.3)
+    assert plain.input_ == '{"a": "Tokyo", "b": "London"}'  # the client's double encoding, kept (devhost/durable/README.md, "Client binding and HTTP API")
     assert raw_status == 200
     assert not missing
     events = full.historyEvents
@@ -308,7 +309,7 @@ def test_purge_restart_rewind_and_check_status_responses(app, tmp_path):
 
 def test_durable_client_function_starts_an_orchestration(app, tmp_path):
     async def scenario(engine, client, base_url):
-        app.client_binding_json = engine.client_binding_json(base_url)
+        app.client_binding_json = client_binding_json(engine, base_url)
         request = func.HttpRequest("POST", f"{base_url}/api/durable_start/durable_chain", body=b'{"a": "HTTP"}',
                                    route_params={"name": "durable_chain"})
         response = await app.call_function("durable_http_start", req=request)
@@ -343,7 +344,7 @@ def test_devhost_clock_route(app, tmp_path):
 
 def test_create_and_wait_uri_answers_with_the_output(app, tmp_path):
     async def scenario(engine, client, base_url):
-        binding = json.loads(engine.client_binding_json(base_url))
+        binding = json.loads(client_binding_json(engine, base_url))
         template = binding["creationUrls"]["createAndWaitOnNewInstancePostUri"]
         url = template.replace("{functionName}[/{instanceId}]", "durable_chain/cw-1") \
             .replace("{timeoutInSeconds}", "10").replace("{intervalInSeconds}", "1")
@@ -356,7 +357,7 @@ def test_create_and_wait_uri_answers_with_the_output(app, tmp_path):
 
 
 def test_operations_on_unknown_and_finished_instances(app, tmp_path):
-    """§5.2: terminate/suspend/resume/rewind answer 404 for an unknown id and 410 once it has finished."""
+    """As the extension's HttpApiHandler: terminate/suspend/resume/rewind answer 404 for an unknown id and 410 once it has finished."""
 
     async def scenario(engine, client, base_url):
         iid = await client.start_new("durable_chain", "op-done", {"a": "x"})

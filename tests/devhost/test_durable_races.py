@@ -19,7 +19,7 @@ import pytest
 
 from devhost.app_loader import LoadedApp
 from devhost.durable import history as h
-from host_support import run_engine
+from devhost.testing import run_engine
 
 APP_PATH = os.path.join(os.path.dirname(__file__), "apps", "durable_app", "function_app.py")
 
@@ -256,20 +256,21 @@ def test_orchestration_versions_default_explicit_sub_orchestration_and_continue_
 
     import azure.durable_functions as df
 
+    from devhost.durable.http_api import client_binding_json, make_routes
     from devhost.testing import close_sdk_session
 
     async def scenario(engine):
         default = await engine.start_orchestration("durable_versioned", 0)
         explicit = await engine.start_orchestration("durable_versioned", 2, version="2.0")  # 2 x continue-as-new
         web_app = web.Application()
-        web_app.add_routes(engine.routes())
+        web_app.add_routes(make_routes(engine))
         runner = web.AppRunner(web_app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
         try:  # the client's start_new(version=...) sends ?version=
-            client = df.DurableOrchestrationClient(engine.client_binding_json(base_url))
+            client = df.DurableOrchestrationClient(client_binding_json(engine, base_url))
             via_http = await client.start_new("durable_versioned", None, 0, version="3.0")
             rows = [await engine.wait_for_instance(i, 20) for i in (default, explicit, via_http)]
             restarted = await engine.restart(explicit)

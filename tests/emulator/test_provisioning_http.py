@@ -242,7 +242,7 @@ def test_audit_log_filters_and_paging(emulator_env):
     assert sorted(seen) == sorted(r["id"] for r in everything)
     bad = graph.call("GET", "auditLogs/provisioning?$filter=jobId eqq 'x'")
     assert bad.status_code == 400
-    skip = graph.call("GET", "auditLogs/provisioning?$top=4&$skip=4")  # reference §4.2: no skip count
+    skip = graph.call("GET", "auditLogs/provisioning?$top=4&$skip=4")  # the list page: $skiptoken only, no skip count
     assert skip.status_code == 400 and skip.json()["error"]["code"] == "BadRequest"
 
 

@@ -1,6 +1,6 @@
 """Job lifecycle of the provisioning simulation (service level, hand-driven clock).
 
-Covers the reference's §3.8 state machine: create -> NotConfigured, start -> NotRun -> Active
+Covers the job state machine (emulator/provisioning/README.md): create -> NotConfigured, start -> NotRun -> Active
 with steady state, incremental cycles, pause, restart per resetScope, delete, persistence and
 determinism. HTTP-level behaviour is in test_provisioning_http.py.
 """

@@ -1,7 +1,7 @@
 """Target scenarios of the provisioning simulation, chosen by data (targets.json + naming rule).
 
-Each scenario's observable behaviour per the reference: validateCredentials answers, quarantine
-reason and fields (§3.7, backoff 6 h/12 h/24 h), lastExecution states, log failures, and how
+Each scenario's observable behaviour per Microsoft's docs: validateCredentials answers, quarantine
+reason and fields (synchronizationQuarantine; backoff 6 h/12 h/24 h per the quarantine article), lastExecution states, log failures, and how
 start/restart get a job out of quarantine.
 """
 
@@ -242,9 +242,11 @@ def test_a_disabled_user_is_logged_as_skipped_not_effectively_entitled():
     assert latest["provisioningAction"] == "create" and latest["provisioningStatusInfo"]["status"] == "success"
 
 
-def test_too_many_deletes_then_force_deletes():
+@pytest.mark.parametrize("lifts", ["always", "withQuarantineState"])
+def test_too_many_deletes_then_force_deletes(lifts):
     notify = {"key": "SyncNotificationSettings", "value": '{"Enabled":true,"Recipients":"ops@contoso.test","DeleteThresholdEnabled":true,"DeleteThresholdValue":3}'}
-    service, _, clock, sp_id, job_id = started_job("https://scim.test/too-many-deletes", users=2, extra=[notify])
+    service, _, clock, sp_id, job_id = started_job("https://scim.test/too-many-deletes", users=2, extra=[notify],
+                                                   settings={"restartLiftsQuarantine": lifts})
     clock.advance(120)
     status = service.get_job(sp_id, job_id)["status"]
     assert status["code"] == "Quarantine" and status["quarantine"]["reason"] == "TooManyDeletes"
@@ -258,6 +260,11 @@ def test_too_many_deletes_then_force_deletes():
     service.restart_job(sp_id, job_id, {"criteria": {"resetScope": "ForceDeletes"}})
     clock.advance(300)
     status = service.get_job(sp_id, job_id)["status"]
+    if lifts == "withQuarantineState":
+        # ForceDeletes alone: the deletes are allowed but the job waits for its next attempt in quarantine
+        assert status["code"] == "Quarantine" and status["quarantine"]["reason"] == "TooManyDeletes"
+        clock.advance(2 * 86400)
+        status = service.get_job(sp_id, job_id)["status"]
     assert status["code"] == "Active" and status["quarantine"] is None
     disabled = [r for r in service.provisioning_logs("v1.0") if r["jobId"] == job_id and r["provisioningAction"] == "disable"]
     assert len(disabled) == 4  # threshold + 1 stale accounts
@@ -324,3 +331,35 @@ def test_a_disabled_user_stays_skipped_when_the_credentials_are_invalid():
     skipped = rows[disabled["id"]]
     assert skipped["provisioningStatusInfo"] == {"status": "skipped", "errorInformation": None}
     assert skipped["provisioningSteps"][-1]["details"]["SkipReason"] == "NotEffectivelyEntitled"
+
+
+def test_force_deletes_with_quarantine_state_goes_through_at_once():
+    """allowDeletes as the fleet sends it (ForceDeletes,QuarantineState): the same under both settings."""
+    notify = {"key": "SyncNotificationSettings", "value": '{"Enabled":true,"Recipients":"","DeleteThresholdEnabled":true,"DeleteThresholdValue":2}'}
+    service, _, clock, sp_id, job_id = started_job("https://scim.test/too-many-deletes", users=1, extra=[notify])
+    clock.advance(120)
+    assert service.get_job(sp_id, job_id)["status"]["quarantine"]["reason"] == "TooManyDeletes"
+    service.restart_job(sp_id, job_id, {"criteria": {"resetScope": "ForceDeletes,QuarantineState"}})
+    assert service.get_job(sp_id, job_id)["status"]["quarantine"] is None
+    clock.advance(300)
+    status = service.get_job(sp_id, job_id)["status"]
+    assert status["code"] == "Active" and status["quarantine"] is None
+    disabled = [r for r in service.provisioning_logs("v1.0") if r["jobId"] == job_id and r["provisioningAction"] == "disable"]
+    assert len(disabled) == 3
+
+
+@pytest.mark.parametrize("scope", ["Watermark", "Escrows", "ConnectorDataStore", "ForceDeletes"])
+def test_restart_without_quarantine_state_keeps_a_quarantine_until_its_next_attempt(scope):
+    """Graph: QuarantineState "temporarily lifts the quarantine"; the other scopes clear their own state only."""
+    service, _, clock, sp_id, job_id = started_job("https://scim.test/invalid-credentials", users=1)
+    clock.advance(120)
+    before = service.get_job(sp_id, job_id)["status"]["quarantine"]
+    assert before["reason"] == "EncounteredQuarantineException"
+    service.restart_job(sp_id, job_id, {"criteria": {"resetScope": scope}})
+    after = service.get_job(sp_id, job_id)["status"]
+    assert after["code"] == "Quarantine" and after["quarantine"]["nextAttempt"] == before["nextAttempt"]
+    for lifting in ("QuarantineState", "Full", "None"):
+        service.restart_job(sp_id, job_id, {"criteria": {"resetScope": lifting}})
+        assert service.get_job(sp_id, job_id)["status"]["quarantine"] is None, lifting
+        clock.advance(120)  # the credentials are still wrong: quarantined again
+        assert service.get_job(sp_id, job_id)["status"]["code"] == "Quarantine"

@@ -8,20 +8,15 @@ logic - waits, deadlines, counts - is tested without Graph, in a second or two.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+import stubstate  # tests/workflow/stub_app, on pytest's pythonpath (pyproject.toml)
+
+from devhost.app_loader import LoadedApp
+from devhost.testing import run_engine
+
 STUB_APP = Path(__file__).resolve().parent / "stub_app" / "stub_function_app.py"  # not "function_app": the real app's
-DEVHOST_TESTS = Path(__file__).resolve().parents[1] / "devhost"
-for _path in (STUB_APP.parent, DEVHOST_TESTS):  # the stub state; host_support.run_engine
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-import stubstate  # noqa: E402
-from host_support import run_engine  # noqa: E402
-
-from devhost.app_loader import LoadedApp  # noqa: E402
 
 _APP = None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 
 import json
-import socket
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from devhost.azurite import dev_connection_string
-from devhost.testing import DevhostProcess, start_devhost
+from devhost.testing import DevhostProcess, free_port, start_devhost
 from emulator.testing import RunningEmulator, start_emulator
 from polling import wait_until as _wait_until
 
@@ -40,13 +39,6 @@ FAST_SETTINGS = {
     "VISIBILITY_POLL_SECONDS": "0.25",
     "PYTHON_THREADPOOL_THREAD_COUNT": "16",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 
 #: the workflow's end-to-end waits are longer and poll less often than devhost's unit-level ones
@@ -107,6 +99,19 @@ class Stack:
         status = self.host.wait_for_instance(instance_id, timeout=timeout, poll=0.25)
         self.responses.append(json.dumps(status))
         return status
+
+    def durable_instances(self) -> list[str]:
+        """Every orchestration instance id devhost knows (Durable HTTP API list, all pages)."""
+        ids: list[str] = []
+        token = None
+        while True:
+            r = self.host.durable_request("GET", "instances", params={"showInput": "false", "top": "1000"},
+                                          headers={"x-ms-continuation-token": token} if token else {})
+            r.raise_for_status()
+            ids += [row["instanceId"] for row in r.json()]
+            token = r.headers.get("x-ms-continuation-token")
+            if not token:
+                return sorted(ids)
 
     # ---------------------------------------------------------------- emulator white-box views
     def applications_by_name(self) -> Counter:

@@ -32,7 +32,7 @@ SURROGATE = (b'{"requestId": "surrogate-001", "instances": [{"applicationTemplat
 def stack(tmp_path_factory):
     running = Stack(tmp_path_factory.mktemp("workflow-batch"), time_scale=30.0,
                     env={"REQUEST_MAX_BODY_BYTES": str(MAX_BODY),
-                         # off by default (issue #5); the restart test needs the activity to allow it
+                         # off by default; the restart test needs the activity to allow it
                          "HEALTH_SWEEP_RESTART_CREDENTIAL_QUARANTINE": "true"})
     yield running
     running.stop()
@@ -225,7 +225,7 @@ def test_the_same_queue_message_three_times_starts_one_batch(stack):
 
 def test_health_sweep_reports_the_quarantined_job(stack, demo):
     started = stack.host.durable_request("POST", f"orchestrators/{names.HEALTH_SWEEP}/health-sweep-test",
-                                         json={"options": {"sweepMaxInFlight": 5}})  # with the system key
+                                         json={"options": {"sweepMaxInFlight": 5, "sweepPageSize": 10}})  # with the system key
     assert started.status_code == 202, started.text
     sweep_id = started.json()["id"]
     status = stack.wait(sweep_id, timeout=120)

@@ -25,8 +25,7 @@ def test_sigkill_mid_batch_then_restart_finishes_every_instance_once(stack):
     batch_id = stack.submit(body)
 
     def mid_batch():
-        status = stack.host.get_status(batch_id) or {}
-        counts = (status.get("customStatus") or {}).get("counts") or {}
+        counts = stack.summary("crash-030").get("progress") or {}
         busy = counts.get("queued", 0) > 0 and counts.get("configuring", 0) > 0 and counts.get("monitoring", 0) > 0
         return counts if busy else None
 

@@ -50,7 +50,8 @@ def test_health_sweep_waits_out_a_throttled_status_read(tmp_path):
     )
 
     async def scenario(engine):
-        iid = await engine.start_orchestration("health_sweep", {"options": {"restartCredentialQuarantine": True}},
+        iid = await engine.start_orchestration("health_sweep", {"options": {"restartCredentialQuarantine": True,
+                                                                            "sweepPageSize": 200}},
                                                instance_id="sweep-throttled")
         row = await engine.wait_for_instance(iid, 60)
         (page,) = _pages(engine.get_history(iid))
@@ -159,7 +160,8 @@ def test_an_empty_fleet_is_one_empty_page_and_an_empty_report(tmp_path):
     script(list_managed_instances=[{"ok": True, "instances": [], "nextCursor": None}], **REPORT_SCRIPT)
 
     async def scenario(engine):
-        iid = await engine.start_orchestration("health_sweep", {"options": {}}, instance_id="sweep-empty")
+        iid = await engine.start_orchestration("health_sweep", {"options": {"sweepPageSize": 200}},
+                                               instance_id="sweep-empty")
         return await engine.wait_for_instance(iid, 60)
 
     row = run(tmp_path, scenario)
@@ -371,3 +373,25 @@ def test_save_secrets_records_on_the_tags_wait_until_visible_left(tmp_path, left
         assert "currentTags" not in request
     else:
         assert request["currentTags"] == left
+
+
+def test_a_sweep_input_without_a_page_size_keeps_the_single_history_path(tmp_path):
+    """A sweep started before the paged sweep (its options lack sweepPageSize) is replayed by this code:
+    it must take the path it was recorded on - one listing of the whole fleet, no page, no blob report."""
+    script(list_managed_instances=[{"ok": True, "instances": [{"servicePrincipalId": "sp1", "displayName": "A"},
+                                                              {"servicePrincipalId": "sp2", "displayName": "B"}]}],
+           get_job_status=lambda payload, n: CRED_QUARANTINE if payload["servicePrincipalId"] == "sp1" else STEADY,
+           **REPORT_SCRIPT)
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("health_sweep", {"options": {"sweepMaxInFlight": 5}},
+                                               instance_id="sweep-old")
+        row = await engine.wait_for_instance(iid, 60)
+        return row, engine.get_history(iid)
+
+    row, history = run(tmp_path, scenario)
+    assert row.status == "Completed"
+    report = output(row)
+    assert report["total"] == 2 and report["counts"]["quarantined"] == 1 and "pages" not in report
+    assert _pages(history) == [] and calls("stage_sweep_report") == [] and calls("commit_sweep_report") == []
+    assert [p for _, p in calls("list_managed_instances")] == [{}]  # the whole fleet, as before

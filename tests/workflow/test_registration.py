@@ -18,6 +18,19 @@ EXPECTED_TRIGGER = {
     names.QUEUE_PROVISIONING_REQUEST: "queueTrigger",
     names.TIMER_HEALTH_SWEEP: "timerTrigger",
     names.HTTP_PREFLIGHT: "httpTrigger",
+    **{name: "httpTrigger" for name in (names.HTTP_LIST_INSTANCES, names.HTTP_GET_INSTANCE, names.HTTP_INSTANCE_ACTION,
+                                        names.HTTP_FLEET_ACTION, names.HTTP_GET_FLEET_ACTION,
+                                        names.HTTP_TEARDOWN_INSTANCE, names.HTTP_PLAN, names.HTTP_ADOPT_INSTANCE)},
+    names.HTTP_SCHEMA_DIFF: "httpTrigger",
+    names.HTTP_SCHEMA_APPLY: "httpTrigger",
+    names.HTTP_INSTANCE_DRIFT: "httpTrigger",
+    names.HTTP_START_ROLLOUT: "httpTrigger",
+    names.HTTP_GET_ROLLOUT: "httpTrigger",
+    names.HTTP_ROLLOUT_ACTION: "httpTrigger",
+    names.HTTP_START_ROTATION: "httpTrigger",
+    names.HTTP_GET_ROTATION: "httpTrigger",
+    names.HTTP_CREDENTIAL_CALENDAR: "httpTrigger",
+    names.EVENTGRID_KEY_VAULT_SECRET: "eventGridTrigger",
 }
 
 
@@ -54,8 +67,13 @@ def test_trigger_bindings_match_the_contract():
     assert queue["queue"]["queueName"] == names.QUEUE_PROVISIONING_REQUESTS_REJECTED
     timer = next(b for b in bindings[names.TIMER_HEALTH_SWEEP] if b["type"] == "timerTrigger")
     assert timer["schedule"] == "%HEALTH_SWEEP_SCHEDULE%"
-    for name in names.TRIGGERS:
+    for name in set(names.TRIGGERS) - {names.HTTP_CREDENTIAL_CALENDAR}:  # the calendar starts nothing
         assert any(b["type"] == "durableClient" for b in bindings[name]), name
+    for name, route, method in ((names.HTTP_START_ROTATION, "rotations", "POST"),
+                                (names.HTTP_GET_ROTATION, "rotations/{id}", "GET"),
+                                (names.HTTP_CREDENTIAL_CALENDAR, "credentials", "GET")):
+        http = next(b for b in bindings[name] if b["type"] == "httpTrigger")
+        assert http["route"] == route and http["methods"] == [method] and http["authLevel"] == "FUNCTION", name
 
 
 def test_host_json_settings():

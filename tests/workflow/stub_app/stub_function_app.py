@@ -4,19 +4,12 @@ The orchestrators are the production blueprint; every activity of ``core.names.A
 replaced by a stub that answers from ``stubstate.SCRIPT`` and records its calls.
 """
 
-import sys
-from pathlib import Path
+import azure.durable_functions as df
+import azure.functions as func
 
-ROOT = str(Path(__file__).resolve().parents[3])
-if ROOT not in sys.path:
-    sys.path.insert(1, ROOT)
-
-import azure.durable_functions as df  # noqa: E402
-import azure.functions as func  # noqa: E402
-
-import orchestrators  # noqa: E402
-import stubstate  # noqa: E402
-from core import names  # noqa: E402
+import orchestrators
+import stubstate
+from core import names
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(orchestrators.bp)

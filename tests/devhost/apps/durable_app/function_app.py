@@ -119,7 +119,7 @@ def durable_parent_of_waiter(context: df.DurableOrchestrationContext):
 
 @app.orchestration_trigger(context_name="context")
 def durable_reawait(context: df.DurableOrchestrationContext):
-    """Protocol reference §3.8 item 2: re-awaiting already-yielded retry tasks emits no action."""
+    """Item 2 of "Where Python and the extension disagree" (devhost/durable/README.md): re-awaiting already-yielded retry tasks emits no action."""
     key = context.instance_id
     fa = context.call_activity_with_retry("durable_flaky", df.RetryOptions(60000, 4), {"key": f"{key}-a", "fail_times": 0})
     fb = context.call_activity_with_retry("durable_flaky", df.RetryOptions(1000, 4), {"key": f"{key}-b", "fail_times": 1})
@@ -407,7 +407,7 @@ def durable_version_of(context: df.DurableOrchestrationContext):
 
 @app.orchestration_trigger(context_name="context")
 def durable_failfast_then_unknown(context: df.DurableOrchestrationContext):
-    """Python moves past a failed task_all before the shim does (§3.8 item 1) and yields an unknown
+    """Python moves past a failed task_all before the shim does (item 1 of "Where Python and the extension disagree", devhost/durable/README.md) and yields an unknown
     activity; a loser of an earlier race is still in flight when the shim catches up."""
     p = context.get_input()
     yield context.task_any([context.call_activity("durable_block", f"{p}-loser"),

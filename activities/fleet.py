@@ -1,0 +1,30 @@
+"""Activity of the fleet operations (issue #13): one operator action on one instance
+(:func:`core.fleet.perform`): pause, resume, restart, validate, provision-on-demand, allowDeletes,
+rejectDeletes, teardown. It re-reads the service principal and refuses one without our tags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities.runner import run
+from core import fleet, names, steps
+from core.fleet_contracts import FleetInstanceActionInput
+
+bp = df.Blueprint()
+
+
+def fleet_instance_action_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
+    i = FleetInstanceActionInput.from_dict(p)
+    return fleet.perform(ctx, instance_key=i.instance_key, service_principal_id=i.service_principal_id,
+                         action=i.action, params=dict(i.params))
+
+
+BODIES = {names.FLEET_INSTANCE_ACTION: fleet_instance_action_body}
+
+
+@bp.function_name(names.FLEET_INSTANCE_ACTION)
+@bp.activity_trigger(input_name="payload")
+def fleet_instance_action(payload: dict) -> dict:
+    return run(names.FLEET_INSTANCE_ACTION, payload, fleet_instance_action_body)

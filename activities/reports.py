@@ -1,0 +1,45 @@
+"""Activities of the batch-report family: write one JSON document (a report part, a slice's setup
+outcomes or the batch summary) to blob storage (:mod:`core.report_store`), read one back. The document holds outcomes (ids, codes, messages), never
+a secret; the write overwrites the same blob name, so a retry is harmless."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities.runner import run
+from core import names, report_store, steps
+from core.batch_contracts import ReadBatchReportInput, WriteBatchReportInput
+from core.errors import PermanentError
+
+bp = df.Blueprint()
+
+
+def write_batch_report_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
+    i = WriteBatchReportInput.from_dict(p)
+    size = report_store.write_json(i.container, i.blob, i.document)
+    return {"container": i.container, "blob": i.blob, "bytes": size}
+
+
+def read_batch_report_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
+    i = ReadBatchReportInput.from_dict(p)
+    document = report_store.read_json(i.container, i.blob)
+    if document is None:
+        raise PermanentError(f"no blob {i.blob} in {i.container}", code="ReportNotFound")
+    return {"document": document}
+
+
+BODIES = {names.WRITE_BATCH_REPORT: write_batch_report_body, names.READ_BATCH_REPORT: read_batch_report_body}
+
+
+@bp.function_name(names.WRITE_BATCH_REPORT)
+@bp.activity_trigger(input_name="payload")
+def write_batch_report(payload: dict) -> dict:
+    return run(names.WRITE_BATCH_REPORT, payload, write_batch_report_body)
+
+
+@bp.function_name(names.READ_BATCH_REPORT)
+@bp.activity_trigger(input_name="payload")
+def read_batch_report(payload: dict) -> dict:
+    return run(names.READ_BATCH_REPORT, payload, read_batch_report_body)

@@ -1,0 +1,103 @@
+"""Typed contracts of the schema-profile family (activities ``plan_schema_profile``,
+``apply_schema_profile``, ``check_instance_drift`` and the ``apply_profile`` orchestration).
+
+Same rules as :mod:`core.contracts` (frozen dataclasses, camelCase JSON, strict inputs naming the
+bad field, lenient outputs). Nothing here holds a secret: secret keys travel as names only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from core.contracts import Contract, Input, always, listed, mapped
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PlanSchemaProfileInput(Input):
+    service_principal_id: str
+    profile: str
+    job_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ApplySchemaProfileInput(Input):
+    service_principal_id: str
+    profile: str
+    job_id: str | None = None
+    dry_run: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SchemaPlanOutput(Contract):
+    """A plan (and, from ``apply_schema_profile``, what was written): the mapping-level changes."""
+
+    service_principal_id: str | None = always()
+    job_id: str | None = always()
+    template_id: str | None = None
+    profile: str | None = always()
+    changes: list[dict[str, Any]] = listed()
+    fingerprint: dict[str, Any] = mapped()
+    job_schedule_state: str | None = None
+    dry_run: bool | None = None
+    applied: bool | None = None
+    restarted: bool | None = None
+    recorded: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CheckInstanceDriftInput(Input):
+    service_principal_id: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InstanceDriftOutput(Contract):
+    """What differs from the desired state: ``parts`` names them (``schema``, ``secretKeys``, ``schedule``, ``job``)."""
+
+    service_principal_id: str | None = always()
+    display_name: str | None = None
+    profile: str | None = always()
+    job_id: str | None = always()
+    drifted: bool = False
+    parts: list[str] = listed()
+    schema: dict[str, Any] | None = None
+    secret_keys: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None
+    job: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ApplyProfileInput(Contract):
+    """``apply_profile``'s input (from ``POST /api/instances/{key}/schema/apply`` or drift's enforce)."""
+
+    service_principal_id: str | None = always()
+    profile: str | None = always()
+    instance_key: str | None = None
+    dry_run: bool | None = None
+    options: dict[str, Any] = mapped()
+
+
+def activity_contracts() -> dict[str, tuple[type[Input], type[Contract]]]:
+    from core import names
+
+    return {
+        names.PLAN_SCHEMA_PROFILE: (PlanSchemaProfileInput, SchemaPlanOutput),
+        names.APPLY_SCHEMA_PROFILE: (ApplySchemaProfileInput, SchemaPlanOutput),
+        names.CHECK_INSTANCE_DRIFT: (CheckInstanceDriftInput, InstanceDriftOutput),
+    }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RolloutInput(Contract):
+    """``schema_rollout``'s input: the selected instances (``[{key, servicePrincipalId}]``, resolved by
+    the trigger), the canary keys, the wave size and the pause (seconds) after each wave."""
+
+    rollout_id: str | None = always()
+    profile: str | None = always()
+    instances: list[dict[str, Any]] = listed()
+    canaries: list[str] = listed()
+    wave_size: int = 5
+    pause_seconds: int = 60
+    max_checks: int = 10
+    dry_run: bool | None = None
+    options: dict[str, Any] = mapped()

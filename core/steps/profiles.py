@@ -1,0 +1,200 @@
+"""Steps of the schema-profile family: find an instance, plan (validate + mapping-level diff), apply
+a profile (PUT the whole schema, restart, record the profile on the service principal), drift.
+
+* **Plan** never writes: it reads the job, its template's default schema and the job's schema,
+  checks the profile against the template's schema (``core.schema_profiles.check_against``) and
+  every expression with Graph's ``parseExpression``, and returns the diff between the job's schema
+  and the desired one (template default + profile). Errors name the mapping
+  (``objectMappings.User.attributeMappings.userName``).
+* **Apply** (``dry_run`` = plan only) refuses a service principal without our correlation tag, PUTs
+  the whole desired schema only when the diff is not empty (a schema PUT replaces the schema:
+  https://learn.microsoft.com/graph/api/synchronization-synchronizationschema-update), restarts a
+  running job with ``resetScope`` ``Watermark`` so every user is evaluated again under the new
+  mappings ("Removing the watermark causes the service to reevaluate all the users again":
+  https://learn.microsoft.com/graph/api/resources/synchronization-synchronizationjobrestartcriteria),
+  and records ``<tag>:schema-profile:<name>=<version>`` on the service principal (PATCH of the
+  complete tag list, like the Key Vault version records in ``core.steps.records``). A retry
+  converges: no diff and the tag present means nothing is written.
+* **Drift** compares the actual state with the desired one: the schema (mapping-level diff and
+  fingerprints against the recorded profile), the secret key set (names only) against the
+  credential references in our notes, the job's schedule state (``Active`` wanted).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from core import errors, model, odata
+from core import schema_profiles as sp_profiles
+from core.graph import applications as apps
+from core.graph import schema as graph_schema
+from core.graph import synchronization as sync
+from core.steps.context import StepContext, _wait_for
+from core.steps.records import read_notes
+
+logger = logging.getLogger("core.steps")
+
+#: tag kind of the applied profile: ``<tag>:schema-profile:<name>=<version>``
+PROFILE_TAG = "schema-profile"
+#: the restart scope after a schema change (every user evaluated again under the new mappings)
+SCHEMA_RESTART_SCOPE = "Watermark"
+
+
+def profile_tag(ctx: StepContext, profile: dict) -> str:
+    return f"{ctx.tag}:{PROFILE_TAG}:{profile['name']}={profile['version']}"
+
+
+def recorded_profile(ctx: StepContext, tags: Any) -> str | None:
+    """``<name>.v<version>`` recorded on a service principal's tags (None: no profile applied)."""
+    prefix = f"{ctx.tag}:{PROFILE_TAG}:"
+    for tag in tags or []:
+        text = str(tag)
+        if text.startswith(prefix) and "=" in text[len(prefix):]:
+            name, version = text[len(prefix):].rsplit("=", 1)
+            return f"{name}.v{version}"
+    return None
+
+
+def find_instance(ctx: StepContext, key: str) -> dict:
+    """The service principal carrying ``<tag>:key:<key>`` (NotFound when none, InvalidRequest for a bad key)."""
+    if not isinstance(key, str) or not key or len(key) > 64 or not all(c.isalnum() for c in key):
+        raise errors.InvalidRequest([errors.Problem("key", "an instance key: letters and digits, as listed by the health sweep")])
+    found = apps.find_service_principals(ctx.graph, odata.any_eq("tags", model.instance_tag(ctx.tag, key)),
+                                         select="id,displayName,applicationTemplateId,tags,notes")
+    if not found:
+        raise errors.NotFound(f"no instance with key {key} (no service principal carries {model.instance_tag(ctx.tag, key)})",
+                              code="InstanceNotFound", status=404)
+    return found[0]
+
+
+def _ours(ctx: StepContext, sp: dict) -> dict:
+    if ctx.tag not in [str(t) for t in sp.get("tags") or []]:
+        raise errors.PermanentError(f"service principal {apps.object_id(sp)} does not carry the tag {ctx.tag}; "
+                                    "a schema profile is applied only to instances this app manages",
+                                    code="NotManaged")
+    return sp
+
+
+def _job(ctx: StepContext, sp_id: str, template_id: str | None, job_id: str | None) -> dict:
+    jobs = _wait_for(ctx, f"list jobs of {sp_id}", lambda: sync.list_jobs(ctx.graph, sp_id))
+    for job in jobs:
+        if (job_id and job.get("id") == job_id) or (not job_id and (template_id is None or job.get("templateId") == template_id)):
+            return job
+    wanted = job_id or f"a job of template {template_id}"
+    raise errors.InvalidRequest([errors.Problem("schemaProfile", f"service principal {sp_id} has no synchronization job ({wanted})")])
+
+
+def plan(ctx: StepContext, *, service_principal_id: str, profile: str, job_id: str | None = None) -> dict:
+    """Validate ``profile`` for this instance and diff its job's schema against the desired schema (no write)."""
+    loaded = sp_profiles.load(profile)
+    sp_id = service_principal_id
+    job = _job(ctx, sp_id, loaded["synchronizationTemplateId"], job_id)
+    template_id = str(job.get("templateId") or loaded["synchronizationTemplateId"])
+    if template_id != loaded["synchronizationTemplateId"]:
+        raise errors.InvalidRequest([errors.Problem("synchronizationTemplateId",
+                                                    f"profile {sp_profiles.ref(loaded)} is for template {loaded['synchronizationTemplateId']}, "
+                                                    f"the job runs {template_id}")])
+    template_schema = _wait_for(ctx, f"read template schema {template_id}",
+                                lambda: graph_schema.get_template_schema(ctx.graph, sp_id, template_id))
+    problems = sp_profiles.check_against(template_schema, loaded)
+    parsed: dict[str, dict] = {}
+    for path, expression in sp_profiles.expressions(loaded):
+        answer = graph_schema.parse_expression(ctx.graph, sp_id, str(job["id"]), expression)
+        if not answer.get("parsingSucceeded"):
+            why = (answer.get("error") or {}).get("message") or "Graph could not parse it"
+            problems.append(errors.Problem(f"{path}.expression", f"{_label(template_schema, path)}: {why}"))
+        elif isinstance(answer.get("parsedExpression"), dict):
+            parsed[expression] = answer["parsedExpression"]
+    if problems:
+        raise errors.InvalidRequest(problems)
+    actual = _wait_for(ctx, f"read schema of job {job['id']}", lambda: sync.get_schema(ctx.graph, sp_id, str(job["id"])))
+    desired = sp_profiles.apply(template_schema, loaded, parsed)
+    changes = sp_profiles.diff(actual, desired)
+    return {"servicePrincipalId": sp_id, "jobId": job["id"], "templateId": template_id, "profile": sp_profiles.ref(loaded),
+            "changes": changes, "fingerprint": {"actual": sp_profiles.fingerprint(actual),
+                                                "desired": sp_profiles.fingerprint(desired)},
+            "jobScheduleState": (job.get("schedule") or {}).get("state"), "_desired": desired}
+
+
+def _label(schema: dict, path: str) -> str:
+    parts = path.split(".")
+    source = parts[1] if len(parts) > 1 else ""
+    target = path.split(".attributeMappings.", 1)[1] if ".attributeMappings." in path else ""
+    return f"object mapping '{sp_profiles.mapping_name(schema, source)}', attribute mapping '{target}'"
+
+
+def apply_profile(ctx: StepContext, *, service_principal_id: str, profile: str, job_id: str | None = None,
+                  dry_run: bool = False) -> dict:
+    """Plan, then (unless ``dry_run``) PUT the desired schema, restart a running job and record the profile."""
+    sp_id = service_principal_id
+    sp = _ours(ctx, _wait_for(ctx, f"read {sp_id}", lambda: apps.get_service_principal(ctx.graph, sp_id, select="id,tags")))
+    result = plan(ctx, service_principal_id=sp_id, profile=profile, job_id=job_id)
+    desired = result.pop("_desired")
+    loaded = sp_profiles.load(profile)
+    tags = [str(t) for t in sp.get("tags") or []]
+    wanted_tag = profile_tag(ctx, loaded)
+    recorded = wanted_tag in tags
+    result.update({"dryRun": bool(dry_run), "applied": False, "restarted": False, "recorded": recorded})
+    if dry_run:
+        return result
+    job_id_ = str(result["jobId"])
+    if result["changes"]:
+        _wait_for(ctx, f"put schema of job {job_id_}", lambda: sync.put_schema(ctx.graph, sp_id, job_id_, desired))
+        result["applied"] = True
+        logger.info("applied schema profile %s to %s (job %s): %d mapping changes", result["profile"], sp_id, job_id_,
+                    len(result["changes"]))
+    if (result["changes"] or not recorded) and result.get("jobScheduleState") == "Active":
+        sync.restart_job(ctx.graph, sp_id, job_id_, SCHEMA_RESTART_SCOPE)
+        result["restarted"] = True
+    if not recorded:
+        prefix = f"{ctx.tag}:{PROFILE_TAG}:"
+        new_tags = [t for t in tags if not t.startswith(prefix)] + [wanted_tag]
+        _wait_for(ctx, f"record profile on {sp_id}", lambda: apps.update_service_principal(ctx.graph, sp_id, {"tags": new_tags}))
+        result["recorded"] = True
+    return result
+
+
+def drift(ctx: StepContext, *, service_principal_id: str) -> dict:
+    """What differs between the instance and its desired state (``parts``: schema, secretKeys, schedule)."""
+    sp_id = service_principal_id
+    sp = _ours(ctx, _wait_for(ctx, f"read {sp_id}", lambda: apps.get_service_principal(
+        ctx.graph, sp_id, select="id,displayName,tags,notes")))
+    profile = recorded_profile(ctx, sp.get("tags"))
+    jobs = _wait_for(ctx, f"list jobs of {sp_id}", lambda: sync.list_jobs(ctx.graph, sp_id))
+    report: dict[str, Any] = {"servicePrincipalId": sp_id, "displayName": sp.get("displayName"), "profile": profile,
+                              "parts": [], "jobId": None}
+    if not jobs:
+        report["parts"].append("job")
+        report["job"] = {"expected": "a synchronization job", "actual": None}
+        report["drifted"] = True
+        return report
+    job = jobs[0]
+    report["jobId"] = job.get("id")
+    actual = sync.get_schema(ctx.graph, sp_id, str(job["id"]))
+    schema_part: dict[str, Any] = {"fingerprint": {"actual": sp_profiles.fingerprint(actual)}}
+    if profile is not None:
+        loaded = sp_profiles.load(profile)
+        if loaded["synchronizationTemplateId"] == job.get("templateId"):
+            template_schema = graph_schema.get_template_schema(ctx.graph, sp_id, str(job.get("templateId")))
+            desired = sp_profiles.apply(template_schema, loaded)
+            changes = sp_profiles.diff(actual, desired)
+            schema_part["fingerprint"]["desired"] = sp_profiles.fingerprint(desired)
+            schema_part["changes"] = changes
+            if changes:
+                report["parts"].append("schema")
+    report["schema"] = schema_part
+    notes = read_notes(ctx, sp.get("notes")) or {}
+    expected_keys = sorted(notes.get("credentials") or {})
+    if expected_keys:
+        actual_keys = sorted(sync.get_secret_keys(ctx.graph, sp_id))
+        missing = [k for k in expected_keys if k not in actual_keys]
+        report["secretKeys"] = {"expected": expected_keys, "actual": actual_keys, "missing": missing}
+        if missing:
+            report["parts"].append("secretKeys")
+    state = (job.get("schedule") or {}).get("state")
+    report["schedule"] = {"expected": "Active", "actual": state}
+    if state != "Active":
+        report["parts"].append("schedule")
+    report["drifted"] = bool(report["parts"])
+    return report

@@ -1,0 +1,174 @@
+"""Event Grid for the emulator's Key Vault: subscriptions registered through the admin API receive
+the vault's secret events over HTTP, with Event Grid's handshake and retry.
+
+Primary sources:
+
+* Events and data: https://learn.microsoft.com/azure/key-vault/general/event-grid-overview and
+  https://learn.microsoft.com/azure/event-grid/event-schema-key-vault
+  (``Microsoft.KeyVault.SecretNewVersionCreated``; ``data``: ``Id``, ``VaultName``, ``ObjectType``,
+  ``ObjectName``, ``Version``, ``NBF``, ``EXP``; topic = the vault's resource id, subject = the name).
+* Webhook delivery and validation: https://learn.microsoft.com/azure/event-grid/webhook-event-delivery
+  (Event Grid schema: a ``Microsoft.EventGrid.SubscriptionValidationEvent`` with
+  ``aeg-event-type: SubscriptionValidation`` answered ``{"validationResponse": code}``; CloudEvents
+  v1.0: an ``OPTIONS`` with ``WebHook-Request-Origin`` answered with ``WebHook-Allowed-Origin``).
+* Retry: https://learn.microsoft.com/azure/event-grid/delivery-and-retry - a non-2xx answer is
+  retried on a schedule (10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, then every 12 h)
+  up to ``maxDeliveryAttempts`` (default 30) within 24 h; a webhook's 400, 401 and 413 are not
+  retried. The schedule runs on the emulator's clock (``--time-scale``). Delivery is at least once:
+  a receiver must be idempotent (the rotation is, per secret name + version).
+
+Admin API (loopback only): ``POST /_emulator/eventgrid/subscriptions`` ``{"endpoint",
+"schema"?: "EventGridSchema" | "CloudEventSchemaV1_0", "includedEventTypes"?: [...],
+"maxDeliveryAttempts"?: n}`` validates the endpoint, then answers 201 with the subscription (or
+400 when the handshake fails); ``GET`` lists them with every delivery attempt; ``DELETE`` removes all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from emulator.clock import iso
+
+log = logging.getLogger("emulator.eventgrid")
+
+EVENTGRID_KEY = web.AppKey("eventgrid", object)
+NEW_VERSION = "Microsoft.KeyVault.SecretNewVersionCreated"
+NEAR_EXPIRY = "Microsoft.KeyVault.SecretNearExpiry"
+EXPIRED = "Microsoft.KeyVault.SecretExpired"
+SCHEMAS = ("EventGridSchema", "CloudEventSchemaV1_0")
+#: seconds before each retry (the docs' schedule; then every 12 h)
+RETRY_SCHEDULE = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600)
+NOT_RETRIED = {400, 401, 413}
+SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
+
+
+class EventGrid:
+    """Subscriptions and deliveries of the emulator's one vault (in memory: not part of the saved tenant)."""
+
+    def __init__(self, clock: Any, ca_bundle: str | None = None) -> None:
+        self.clock = clock
+        self.subscriptions: list[dict[str, Any]] = []
+        self.deliveries: list[dict[str, Any]] = []
+        self._tasks: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ events
+    def key_vault_event(self, event_type: str, vault_url: str, name: str, version: dict) -> dict:
+        vault = vault_url.split("//", 1)[-1].split("/", 1)[0].split(".", 1)[0].replace(":", "-")
+        return {
+            "id": str(uuid.uuid4()),
+            "topic": f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/emulator/providers/Microsoft.KeyVault/vaults/{vault}",
+            "subject": name,
+            "eventType": event_type,
+            "eventTime": iso(self.clock.now()),
+            "data": {"Id": f"{vault_url}/secrets/{name}/{version['version']}", "VaultName": vault,
+                     "ObjectType": "Secret", "ObjectName": name, "Version": version["version"],
+                     "NBF": None, "EXP": version.get("expires")},
+            "dataVersion": "1",
+            "metadataVersion": "1",
+        }
+
+    def publish(self, event: dict) -> None:
+        """Deliver ``event`` (Event Grid schema) to every subscription that includes its type, in the background."""
+        for sub in self.subscriptions:
+            included = sub.get("includedEventTypes")
+            if included and event["eventType"] not in included:
+                continue
+            task = asyncio.ensure_future(self._deliver(sub, event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def _as_cloud_event(event: dict) -> dict:
+        return {"specversion": "1.0", "id": event["id"], "source": event["topic"], "type": event["eventType"],
+                "subject": event["subject"], "time": event["eventTime"], "datacontenttype": "application/json",
+                "data": event["data"]}
+
+    async def _deliver(self, sub: dict, event: dict) -> None:
+        cloud = sub["schema"] == "CloudEventSchemaV1_0"
+        body = json.dumps(self._as_cloud_event(event) if cloud else [event])
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = {"Content-Type": "application/cloudevents+json" if cloud else "application/json",
+                       "aeg-subscription-name": sub["name"], "aeg-delivery-count": str(attempt - 1),
+                       "aeg-data-version": "1", "aeg-metadata-version": "1"}
+            if not cloud:
+                headers["aeg-event-type"] = "Notification"
+            status = await self._post(sub["endpoint"], body, headers)
+            self.deliveries.append({"subscription": sub["name"], "eventId": event["id"], "eventType": event["eventType"],
+                                    "subject": event["subject"], "attempt": attempt, "status": status})
+            if status is not None and 200 <= status < 300:
+                return
+            if (status in NOT_RETRIED) or attempt >= sub["maxDeliveryAttempts"]:
+                log.warning("event %s to %s dropped after %d attempt(s) (last status %s)", event["id"], sub["name"],
+                            attempt, status)
+                return
+            delay = RETRY_SCHEDULE[attempt - 1] if attempt - 1 < len(RETRY_SCHEDULE) else 43200
+            await asyncio.sleep(delay / max(self.clock.scale, 1e-9))
+
+    @staticmethod
+    async def _post(url: str, body: str, headers: dict) -> int | None:
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+                async with session.post(url, data=body.encode(), headers=headers) as response:
+                    await response.read()
+                    return response.status
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return None
+
+    # ------------------------------------------------------------------ subscriptions
+    async def subscribe(self, spec: dict) -> dict:
+        endpoint = spec.get("endpoint")
+        schema = spec.get("schema") or "EventGridSchema"
+        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+            raise ValueError("'endpoint' must be an http(s) URL")
+        if schema not in SCHEMAS:
+            raise ValueError(f"'schema' must be one of {', '.join(SCHEMAS)}")
+        included = spec.get("includedEventTypes")
+        if included is not None and (not isinstance(included, list) or not all(isinstance(t, str) for t in included)):
+            raise ValueError("'includedEventTypes' must be a list of event types")
+        attempts = spec.get("maxDeliveryAttempts", 30)
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 30:
+            raise ValueError("'maxDeliveryAttempts' must be an integer from 1 to 30")
+        sub = {"name": spec.get("name") or f"sub-{len(self.subscriptions) + 1}", "endpoint": endpoint, "schema": schema,
+               "includedEventTypes": included, "maxDeliveryAttempts": attempts}
+        await self._validate(sub)
+        self.subscriptions.append(sub)
+        return sub
+
+    async def _validate(self, sub: dict) -> None:
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+                if sub["schema"] == "CloudEventSchemaV1_0":
+                    origin = "eventgrid.azure.net"
+                    async with session.options(sub["endpoint"], headers={"WebHook-Request-Origin": origin}) as r:
+                        if r.status != 200 or r.headers.get("WebHook-Allowed-Origin") not in (origin, "*"):
+                            raise ValueError(f"endpoint validation failed: HTTP {r.status}, no WebHook-Allowed-Origin")
+                    return
+                code = str(uuid.uuid4())
+                event = [{"id": str(uuid.uuid4()), "topic": "", "subject": "", "eventTime": iso(self.clock.now()),
+                          "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+                          "data": {"validationCode": code, "validationUrl": None},
+                          "dataVersion": "2", "metadataVersion": "1"}]
+                async with session.post(sub["endpoint"], json=event,
+                                        headers={"aeg-event-type": "SubscriptionValidation"}) as r:
+                    answer = await r.json(content_type=None) if r.status == 200 else None
+                    if not isinstance(answer, dict) or answer.get("validationResponse") != code:
+                        raise ValueError(f"endpoint validation failed: HTTP {r.status}, no matching validationResponse")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise ValueError(f"endpoint validation failed: {type(exc).__name__}") from None
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def event_grid_of(app: web.Application) -> EventGrid:
+    return app[EVENTGRID_KEY]  # type: ignore[return-value]

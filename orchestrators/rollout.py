@@ -1,0 +1,176 @@
+"""``schema_rollout``: roll a schema profile out over many instances - canaries first, then waves,
+stopping by itself on a regression.
+
+Input: :class:`core.profile_contracts.RolloutInput`; with ``dryRun`` every selected instance is only
+planned (validation and diff, per wave) and nothing is written. Waves: the canaries (if any), then the other
+instances in waves of ``waveSize``. Per wave:
+
+1. each instance's job status is read (``get_job_status``: the last execution before the change);
+2. the profile is applied (``apply_schema_profile``: PUT the whole schema, restart with Watermark,
+   record the profile);
+3. a durable timer waits ``pauseSeconds``; then each instance's job is read again until a cycle
+   that began after the change has ended (at most ``maxChecks`` pauses);
+4. the failed objects of that cycle are compared with those of the last cycle before the change
+   (``get_provisioning_errors`` over each cycle's own begin/end times, the job's own clock).
+
+A **regression**: the apply failed, the job is quarantined or failed after the change, no cycle
+completed within ``maxChecks`` pauses, or the cycle after the change failed more objects than the
+one before. On a regression the rollout stops before the next wave (``stopped`` in the status
+names the wave and why, per instance) and waits for the external event ``resume`` (the operator
+accepts it; ``POST /api/rollouts/{id}/resume``); ``POST /api/rollouts/{id}/cancel`` terminates it.
+Instances of later waves are never touched before that. The custom status holds every wave with
+its per-instance results, so ``GET /api/rollouts/{id}`` shows progress; a crash resumes at the same
+wave (Durable replays the history: applied instances are not applied again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Generator
+
+import azure.durable_functions as df
+
+from core import names
+from core.contracts import GetJobStatusInput, GetJobStatusOutput, GetProvisioningErrorsInput, GetProvisioningErrorsOutput
+from core.profile_contracts import ApplySchemaProfileInput, PlanSchemaProfileInput, RolloutInput, SchemaPlanOutput
+from core.times import iso
+from core.workflow_options import WorkflowOptions
+from orchestrators.activity_calls import call_step, chunks
+from orchestrators.blueprint import bp
+
+RESUME_EVENT = "resume"
+_BAD_STATES = {"Quarantined", "Failed", "Disabled"}
+
+
+def plan_waves(instances: list[dict[str, Any]], canaries: list[str], wave_size: int) -> list[dict[str, Any]]:
+    """``[{index, kind (canary|wave), instances: [key]}]``: canaries first, then waves of ``wave_size``."""
+    keys = [str(i.get("key")) for i in instances]
+    first = [k for k in canaries if k in keys]
+    rest = [k for k in keys if k not in first]
+    waves = [{"kind": "canary", "instances": first}] if first else []
+    waves += [{"kind": "wave", "instances": chunk} for chunk in chunks(rest, max(1, wave_size))]
+    return [{"index": n, **w} for n, w in enumerate(waves)]
+
+
+def _summary(change: dict[str, Any]) -> str:
+    """``<sourceObjectName>.<field>[.<target>]: <change>`` (a plan line small enough for every instance)."""
+    target = f".{change['targetAttributeName']}" if change.get("targetAttributeName") else ""
+    return f"{change.get('sourceObjectName')}.{change.get('field')}{target}: {change.get('change')}"
+
+
+def _execution(result: dict[str, Any]) -> dict[str, Any]:
+    status = GetJobStatusOutput.from_dict(result).status or {}
+    return {"state": status.get("state"), "jobId": status.get("jobId"),
+            "lastExecution": status.get("lastExecution") or None}
+
+
+@bp.function_name(names.SCHEMA_ROLLOUT)
+@bp.orchestration_trigger(context_name="context")
+def schema_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    data = RolloutInput.from_dict(context.get_input() or {})
+    options = WorkflowOptions.from_dict(data.options)
+    sp_of = {str(i.get("key")): str(i.get("servicePrincipalId")) for i in data.instances}
+    waves = plan_waves(data.instances, data.canaries, data.wave_size)
+    report: dict[str, Any] = {"rolloutId": data.rollout_id, "profile": data.profile, "phase": "running",
+                              "waves": [{**w, "status": "pending", "results": {}} for w in waves], "stopped": None}
+
+    def show(current: dict[str, Any] | None = None) -> None:
+        shown = current["index"] if current is not None else None
+        # custom status is capped at 16 KB: waves as counts, per-instance results of the current wave only
+        # (and every regression); the output holds every result
+        context.set_custom_status({
+            **{k: v for k, v in report.items() if k != "waves"},
+            "waves": [{"index": w["index"], "kind": w["kind"], "status": w["status"], "instances": len(w["instances"]),
+                       **({"results": w["results"]} if w["index"] == shown else {})} for w in report["waves"]]})
+
+    if data.dry_run:  # the plan of every selected instance, in wave order; nothing is written
+        for wave in report["waves"]:
+            for key in wave["instances"]:
+                planned = yield from call_step(context, names.PLAN_SCHEMA_PROFILE, PlanSchemaProfileInput(
+                    service_principal_id=sp_of[key], profile=str(data.profile)), options)
+                wave["results"][key] = ({"servicePrincipalId": sp_of[key], "changes": [_summary(c) for c in SchemaPlanOutput.from_dict(planned).changes]}
+                                        if planned.get("ok") else {"servicePrincipalId": sp_of[key], "error": planned.get("error")})
+            wave["status"] = "planned"
+        report["phase"] = "planned"
+        show()
+        return report
+
+    for wave in report["waves"]:
+        wave["status"] = "applying"
+        show(wave)
+        before: dict[str, dict[str, Any]] = {}
+        for key in wave["instances"]:
+            sp_id = sp_of[key]
+            read = yield from call_step(context, names.GET_JOB_STATUS,
+                                        GetJobStatusInput(service_principal_id=sp_id, job_id=None, started_at=None), options)
+            before[key] = _execution(read) if read.get("ok") else {}
+            done = yield from call_step(context, names.APPLY_SCHEMA_PROFILE,
+                                        ApplySchemaProfileInput(service_principal_id=sp_id, profile=str(data.profile)),
+                                        options)
+            if done.get("ok"):
+                plan = SchemaPlanOutput.from_dict(done)
+                wave["results"][key] = {"servicePrincipalId": sp_id, "applied": plan.applied, "changes": len(plan.changes),
+                                        "regression": None}
+            else:
+                wave["results"][key] = {"servicePrincipalId": sp_id, "applied": False,
+                                        "regression": f"apply failed: {(done.get('error') or {}).get('message')}"}
+        wave["status"] = "watching"
+        show(wave)
+        pending = [k for k in wave["instances"] if wave["results"][k]["regression"] is None]
+        for _ in range(max(1, data.max_checks)):
+            if not pending:
+                break
+            yield context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=max(1, data.pause_seconds)))
+            still = []
+            for key in pending:
+                finding = yield from _check(context, options, sp_of[key], before[key])
+                if finding is None:
+                    still.append(key)
+                else:
+                    wave["results"][key].update(finding)
+            pending = still
+        for key in pending:
+            wave["results"][key]["regression"] = f"no provisioning cycle ended within {data.max_checks} pauses of " \
+                                                 f"{data.pause_seconds} s after the change"
+        regressed = {k: r["regression"] for k, r in wave["results"].items() if r.get("regression")}
+        wave["status"] = "regressed" if regressed else "done"
+        if regressed:
+            report["phase"] = "stopped"
+            report["stopped"] = {"wave": wave["index"], "kind": wave["kind"], "at": iso(context.current_utc_datetime),
+                                 "reasons": regressed}
+            show(wave)
+            yield context.wait_for_external_event(RESUME_EVENT)
+            report["phase"] = "running"
+            report["stopped"] = {**report["stopped"], "resumedAt": iso(context.current_utc_datetime)}
+        show()
+    report["phase"] = "completed"
+    show()
+    return report
+
+
+def _check(context: df.DurableOrchestrationContext, options: WorkflowOptions, sp_id: str,
+           before: dict[str, Any]) -> Generator[Any, Any, dict[str, Any] | None]:
+    """The verdict for one instance once a cycle after the change has ended (None: not yet)."""
+    read = yield from call_step(context, names.GET_JOB_STATUS,
+                                GetJobStatusInput(service_principal_id=sp_id, job_id=None, started_at=None), options)
+    if not read.get("ok"):
+        return None
+    after = _execution(read)
+    if after["state"] in _BAD_STATES:
+        return {"regression": f"the job is {after['state']} after the change", "after": after["state"]}
+    last, prior = after.get("lastExecution") or {}, before.get("lastExecution") or {}
+    if not last.get("timeEnded") or (prior.get("timeEnded") and str(last.get("timeBegan")) <= str(prior["timeEnded"])):
+        return None  # the cycle after the change has not ended yet
+    counts = []
+    for execution in (prior, last):
+        if not execution.get("timeBegan") or not after.get("jobId"):
+            counts.append(0)
+            continue
+        found = yield from call_step(context, names.GET_PROVISIONING_ERRORS, GetProvisioningErrorsInput(
+            service_principal_id=sp_id, job_id=str(after["jobId"]), since=str(execution["timeBegan"]),
+            until=execution.get("timeEnded"), top=5), options)
+        counts.append(GetProvisioningErrorsOutput.from_dict(found).failed_objects if found.get("ok") else 0)
+    verdict: dict[str, Any] = {"failedBefore": counts[0], "failedAfter": counts[1], "cycleState": last.get("state")}
+    if counts[1] > counts[0]:
+        verdict["regression"] = f"{counts[1]} objects failed in the cycle after the change, {counts[0]} before"
+    return verdict

@@ -1,0 +1,176 @@
+"""core.contracts: every contract round-trips its camelCase JSON exactly, inputs are parsed strictly
+(a bad field is named), outputs and reports leniently (a result recorded by an older version reads)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from core import contracts as c
+from core import names
+from core.errors import InvalidRequest
+
+REF = {"SecretToken": {"keyVaultSecret": "kv-token"}, "BaseAddress": "https://scim.example.com/"}
+
+#: one JSON sample per contract, in the shape the orchestrators and activities exchange today
+SAMPLES: dict[type, list[dict]] = {
+    c.ResolveTemplateInput: [{"applicationTemplate": {"id": "8b1025e4-1dd2-430b-a150-2ef79cd700f5"}},
+                             {"applicationTemplate": {"displayName": "AWS"}}],
+    c.ResolveTemplateOutput: [{"templateId": "t1", "displayName": "AWS", "jobKind": "roleImport"}],
+    c.EnsureApplicationInput: [{"batchId": "b", "instanceKey": "k", "displayName": "App", "templateId": "t",
+                                "labels": {"team": "ops"}},
+                               {"batchId": None, "instanceKey": "k", "displayName": "App", "templateId": "t",
+                                "labels": {}}],
+    c.EnsureApplicationOutput: [{"applicationId": "a", "appId": "b", "servicePrincipalId": "s", "created": True,
+                                 "createdHere": True, "tagged": False},
+                                {"applicationId": "a", "appId": "b", "servicePrincipalId": "s", "created": False,
+                                 "tagged": True}],
+    c.WaitUntilVisibleInput: [{"servicePrincipalId": "s", "applicationId": "a", "instanceKey": "k", "labels": {},
+                               "credentials": REF, "syncAll": True, "displayName": "App", "templateId": "t",
+                               "created": True, "notificationEmail": "ops@example.com"},
+                              {"servicePrincipalId": "s", "applicationId": None, "instanceKey": "k", "labels": {},
+                               "credentials": REF, "syncAll": False, "displayName": "App", "templateId": "t",
+                               "created": False}],
+    c.WaitUntilVisibleOutput: [{"visible": True, "reads": 5, "tagged": True, "recordedVersions": {"kv-token": "v1"},
+                                "tags": ["entra-provisioning-fleet", "entra-provisioning-fleet:instance:k"]},
+                               {"visible": True, "reads": 2, "tagged": False, "yielded": True,
+                                "kept": {"servicePrincipalId": "s2", "appId": "b2"},
+                                "discard": {"applicationId": "a1", "servicePrincipalId": "s1"}}],
+    c.DiscardApplicationInput: [{"applicationId": "a", "servicePrincipalId": "s", "instanceKey": "k"}],
+    c.DiscardApplicationOutput: [{"deleted": True}],
+    c.EnsureJobInput: [{"servicePrincipalId": "s", "applicationTemplateId": "t"},
+                       {"servicePrincipalId": "s", "applicationTemplateId": "t", "synchronizationTemplateId": "scim"}],
+    c.EnsureJobOutput: [{"jobId": "j", "templateId": "scim", "created": True}],
+    c.ValidateCredentialsInput: [{"servicePrincipalId": "s", "jobId": "j", "credentials": REF}],
+    c.ValidateCredentialsOutput: [{"secretVersions": {"SecretToken": "v1"}}],
+    c.SaveSecretsInput: [{"servicePrincipalId": "s", "credentials": REF, "syncAll": False},
+                         {"servicePrincipalId": "s", "credentials": REF, "syncAll": True,
+                          "notificationEmail": "a@example.com", "recordedVersions": {"kv-token": "v1"},
+                          "currentTags": ["entra-provisioning-fleet"]}],
+    c.SaveSecretsOutput: [{"keys": ["BaseAddress", "SecretToken"], "cleared": [], "secretVersions": {"SecretToken": "v1"},
+                           "savedVersions": {"kv-token": "v1"}}],
+    c.AssignPrincipalsInput: [{"servicePrincipalId": "s", "users": ["u"], "groups": [], "appRole": "Admin"},
+                              {"servicePrincipalId": "s", "countImportedRoles": True, "users": [], "groups": ["g"]}],
+    c.AssignPrincipalsOutput: [{"assigned": 1, "alreadyAssigned": 0}, {"assigned": 0, "alreadyAssigned": 1,
+                                                                       "rolesImported": None}],
+    c.StartJobInput: [{"servicePrincipalId": "s", "jobId": "j"}],
+    c.StartJobOutput: [{"started": True, "alreadyRunning": False, "startedAt": "2026-11-27T10:00:00.000000Z"}],
+    c.GetJobStatusInput: [{"servicePrincipalId": "s", "jobId": None, "startedAt": None}],
+    c.GetJobStatusOutput: [{"jobId": "j", "status": {"state": "Running", "settled": False}},
+                           {"jobId": None, "status": {"state": "MissingJob"}}],
+    c.GetProvisioningErrorsInput: [{"servicePrincipalId": "s", "jobId": "j", "since": "x", "top": 10},
+                                   {"servicePrincipalId": "s", "jobId": "j", "since": "x", "top": 10, "until": "y"}],
+    c.GetProvisioningErrorsOutput: [{"errors": [{"code": "E"}], "failedObjects": 1, "failures": 2,
+                                     "topErrorCodes": [{"code": "E", "count": 2, "reason": None}], "since": "x",
+                                     "pages": 1, "complete": False}],
+    c.ListManagedInstancesInput: [{}],
+    c.ListManagedInstancesOutput: [{"instances": [{"servicePrincipalId": "s", "displayName": "d"}]}],
+    c.ManagedInstance: [{"servicePrincipalId": "s", "displayName": "d", "applicationTemplateId": None,
+                         "instanceKey": "k", "labels": {}, "credentials": REF, "syncAll": False}],
+    c.RestartQuarantinedJobInput: [{"servicePrincipalId": "s", "jobId": None},
+                                   {"servicePrincipalId": "s", "jobId": "j", "credentials": REF, "syncAll": True,
+                                    "notificationEmail": "a@example.com"}],
+    c.RestartQuarantinedJobOutput: [{"jobId": "j", "restarted": False, "reason": "not quarantined"},
+                                    {"jobId": "j", "restarted": True, "reason": "r", "cause": "credentials",
+                                     "restartedAt": "t", "secretVersions": {"kv": "v2"}}],
+    c.StepError: [{"kind": "throttled", "code": "TooManyRequests", "message": "m", "step": "s",
+                   "retryAfterSeconds": 2.5},
+                  {"kind": "permanent", "code": "Forbidden", "message": "m", "step": "s", "status": 403,
+                   "requestId": "r", "missingPermissions": ["AuditLog.Read.All"]},
+                  {"kind": "permanent", "code": "InvalidRequest", "message": "m",
+                   "problems": [{"path": "x", "message": "is required"}]}],
+    c.ErrorCodeCount: [{"code": "E", "count": 3, "reason": "why"}],
+    c.ServicePrincipalRef: [{"servicePrincipalId": "s", "appId": "a"}],
+    c.ProvisionInstanceInput: [{"batchId": "b", "instance": {"key": "k"}, "options": {}, "monitor": False},
+                               {"batchId": "b", "instance": {"key": "k"}, "options": {"pollsPerExecution": 2}}],
+    c.MonitorJobInput: [{"servicePrincipalId": "s", "jobId": "j", "startedAt": "t", "deadline": "d", "options": {}},
+                        {"servicePrincipalId": "s", "jobId": "j", "startedAt": "t", "deadline": "d", "options": {},
+                         "roleImport": {}, "state": {"polls": 3}}],
+    c.InstanceOutcome: [
+        {"instanceKey": "k", "displayName": "d", "orchestrationId": "b:k", "outcome": "configured", "reason": None,
+         "ids": {"applicationId": "a"}, "timings": {"startedAt": "t"}, "polls": 0, "provisioningErrors": [],
+         "jobKind": "roleImport", "roleImport": {"users": []}, "jobStartedAt": "t"},
+        {"instanceKey": "k", "displayName": "d", "orchestrationId": "b:k", "outcome": "timedOut", "reason": "r",
+         "ids": {"applicationId": None}, "timings": {}, "polls": 3, "provisioningErrors": [], "status": None,
+         "failedObjects": 0, "topErrorCodes": [], "errorsRead": {"since": "x"}, "rolesImported": None},
+        {"instanceKey": "k", "displayName": "d", "orchestrationId": "b:k", "outcome": "failed", "reason": "r",
+         "error": {"kind": "permanent", "code": "X", "message": "m", "step": "s"}, "ids": {}, "timings": {},
+         "provisioningErrors": []}],
+    c.BatchReport: [{"batchId": "b", "requestId": None, "startedAt": "t", "finishedAt": "u", "durationSeconds": None,
+                     "counts": {"total": 0}, "succeeded": True, "instances": [], "topErrors": []}],
+    c.SweepReport: [{"sweptAt": "t", "total": 1, "counts": {"healthy": 1}, "quarantinedByReason": {},
+                     "unhealthy": [], "restarted": [{"servicePrincipalId": "s", "restarted": False, "reason": None}]}],
+}
+
+
+def _contracts() -> set[type]:
+    return {v for v in vars(c).values()
+            if isinstance(v, type) and issubclass(v, c.Contract) and v not in (c.Contract, c.Input)}
+
+
+def test_every_contract_has_samples():
+    assert _contracts() == set(SAMPLES)
+    assert set(c.ACTIVITY_CONTRACTS) == set(names.ACTIVITIES)
+
+
+@pytest.mark.parametrize("cls", sorted(SAMPLES, key=lambda t: t.__name__), ids=lambda t: t.__name__)
+def test_round_trip_keeps_the_json_exactly(cls):
+    for sample in SAMPLES[cls]:
+        parsed = cls.from_dict(sample)
+        assert parsed.to_dict() == sample
+        assert json.dumps(parsed.to_dict(), sort_keys=True) == json.dumps(sample, sort_keys=True)
+        assert cls.from_dict(parsed.to_dict()) == parsed
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(parsed, "any_field", "changed")
+
+
+def test_inputs_name_every_bad_field():
+    with pytest.raises(InvalidRequest) as caught:
+        c.GetProvisioningErrorsInput.from_dict({"servicePrincipalId": "", "jobId": 3, "top": 0})
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        ("servicePrincipalId", "is required"), ("jobId", "must be a string"), ("since", "is required"),
+        ("top", "must be a positive integer")]
+    with pytest.raises(InvalidRequest) as caught:
+        c.SaveSecretsInput.from_dict({"servicePrincipalId": "s", "credentials": {"SecretToken": "x"},
+                                      "recordedVersions": {"a": 1}, "syncAll": "yes"})
+    paths = [p.path for p in caught.value.problems]
+    assert "syncAll" in paths and "recordedVersions" in paths and any(p.startswith("credentials") for p in paths)
+    with pytest.raises(InvalidRequest) as caught:
+        c.ResolveTemplateInput.from_dict({"applicationTemplate": {"id": "x", "displayName": "y"}})
+    assert caught.value.problems[0].path == "applicationTemplate"
+    with pytest.raises(InvalidRequest) as caught:
+        c.AssignPrincipalsInput.from_dict({"servicePrincipalId": "s", "users": "u", "groups": [1]})
+    assert [p.path for p in caught.value.problems] == ["users", "groups[0]"]
+    with pytest.raises(InvalidRequest) as caught:
+        c.StartJobInput.from_dict(["not", "an", "object"])
+    assert caught.value.problems[0].path == "$"
+
+
+def test_inputs_read_absent_and_empty_optionals_as_the_old_adapters_did():
+    parsed = c.WaitUntilVisibleInput.from_dict({"servicePrincipalId": "s", "notificationEmail": "", "syncAll": None})
+    assert parsed.notification_email is None and parsed.sync_all is False and parsed.credentials is None
+    assert parsed.credential_refs() == {}
+    assert c.GetProvisioningErrorsInput.from_dict({"servicePrincipalId": "s", "jobId": "j", "since": "x"}).top == 20
+    refs = c.ValidateCredentialsInput.from_dict({"servicePrincipalId": "s", "jobId": "j",
+                                                 "credentials": REF}).credential_refs()
+    assert refs["SecretToken"].key_vault_secret == "kv-token"
+    assert c.ResolveTemplateInput.from_dict({"applicationTemplate": {"displayName": "AWS"}}).template_ref.display_name
+
+
+def test_outputs_are_lenient():
+    assert c.EnsureJobOutput.from_dict({"jobId": "j", "extra": 1}).job_id == "j"
+    assert c.StartJobOutput.from_dict(None) == c.StartJobOutput()
+    assert c.AssignPrincipalsOutput.from_dict({}).roles_imported is c.UNSET
+    assert not c.UNSET and repr(c.UNSET) == "UNSET"
+    assert c.StepError.from_dict({"kind": "throttled"}).throttled
+    assert c.StepError(code="X").reason() == "setup: X" and c.StepError(step="s", message="m").reason() == "s: m"
+
+
+def test_failure_and_decode_json():
+    assert c.failure("s", "C", "x" * 400) == {"ok": False, "error": {"kind": "permanent", "code": "C",
+                                                                     "message": "x" * 300, "step": "s"}}
+    assert c.decode_json(json.dumps(json.dumps({"a": 1}))) == {"a": 1}
+    assert c.decode_json('{"a": 1}') == {"a": 1} and c.decode_json({"a": 1}) == {"a": 1}
+    assert c.decode_json("not json") is None

@@ -1,0 +1,83 @@
+"""core.fleet (issue #13): selector and action parsing, confirmation rule, action ids, the calls a
+dry-run lists, and - on the emulator - that an action never touches a service principal without our
+correlation and instance tags."""
+
+from __future__ import annotations
+
+import pytest
+from core_support import CUSTOM_TEMPLATE_ID, graph_requests
+
+from activities import BODIES, run
+from core import errors, fleet, model, names
+from core.graph import applications as apps
+
+
+def test_selector_pairs_and_bad_selectors():
+    assert fleet.parse_selector("env=prod, team=cloud") == {"env": "prod", "team": "cloud"}
+    assert fleet.parse_selector("owner=ops@contoso.test") == {"owner": "ops@contoso.test"}
+    for bad in ("", "  ", None, "env", "env=prod,,team=x", "Env=prod", "env=a,env=b", "env=a|b"):
+        with pytest.raises(errors.InvalidRequest) as caught:
+            fleet.parse_selector(bad)
+        assert caught.value.problems[0].path == "selector"
+
+
+def test_action_bodies_are_checked_field_by_field():
+    ok = fleet.parse_action({"action": "restart", "resetScope": "Watermark, Escrows", "confirm": 2,
+                             "selector": "env=test"}, by_selector=True)
+    assert ok["params"] == {"resetScope": "Watermark,Escrows"} and ok["selector"] == {"env": "test"}
+    with pytest.raises(errors.InvalidRequest) as caught:
+        fleet.parse_action({"action": "restart", "resetScope": "Everything", "confirm": "2", "dryRun": "yes",
+                            "subject": {}, "x": 1}, by_selector=True)
+    assert {p.path for p in caught.value.problems} == {"resetScope", "confirm", "dryRun", "subject", "x", "selector"}
+    with pytest.raises(errors.InvalidRequest) as caught:
+        fleet.parse_action({"action": "provision-on-demand", "subject": {"objectId": "u", "objectTypeName": "Device"}},
+                           by_selector=False)
+    assert [p.path for p in caught.value.problems] == ["subject"]
+    with pytest.raises(errors.InvalidRequest):
+        fleet.parse_action({"action": "pause", "selector": "env=test"}, by_selector=False)  # no selector on a key
+
+
+def test_confirmation_rule_and_action_ids():
+    assert fleet.needs_confirm("teardown", 1) and fleet.needs_confirm("restart", 1)
+    assert fleet.needs_confirm("pause", 2) and not fleet.needs_confirm("pause", 1)
+    assert not fleet.needs_confirm("validate", 50)
+    a = [{"servicePrincipalId": "1"}, {"servicePrincipalId": "2"}]
+    same = fleet.action_instance_id("pause", {}, a, None)
+    assert same == fleet.action_instance_id("pause", {}, list(reversed(a)), None)
+    assert same != fleet.action_instance_id("resume", {}, a, None)
+    assert fleet.action_instance_id("pause", {}, a, "my-id") == "fleet-action:my-id"
+
+
+def test_dry_run_calls_per_action():
+    target = {"servicePrincipalId": "sp", "appId": "app", "job": {"id": "j1", "otherJobs": ["j2"]},
+              "credentialReferences": {"SecretToken": {"keyVaultSecret": "tok"}, "BaseAddress": "https://x"}}
+    assert fleet.planned_calls(target, "restart", {"resetScope": "Full"}) == [
+        "POST /servicePrincipals/sp/synchronization/jobs/j1/restart resetScope=Full"]
+    teardown = fleet.planned_calls(target, "teardown", {})
+    assert teardown[:4] == ["POST /servicePrincipals/sp/synchronization/jobs/j1/pause",
+                            "POST /servicePrincipals/sp/synchronization/jobs/j2/pause",
+                            "DELETE /servicePrincipals/sp/synchronization/jobs/j1",
+                            "DELETE /servicePrincipals/sp/synchronization/jobs/j2"]
+    assert "BaseAddress, SecretToken" in fleet.planned_calls(target, "validate", {})[0]
+    for action in fleet.ACTIONS:
+        params = {"resetScope": "Watermark", "subject": {"objectId": "u", "objectTypeName": "User"}}
+        assert fleet.planned_calls(target, action, params)
+
+
+def test_an_untagged_or_foreign_service_principal_is_never_touched(ctx, core_env):
+    made = apps.instantiate(ctx.graph, CUSTOM_TEMPLATE_ID, "Fleet untagged")
+    sp_id = made["servicePrincipal"]["id"]
+    key = model.instance_key("Fleet untagged")
+    assert all(i["servicePrincipalId"] != sp_id for i in fleet.list_instances(ctx))
+    before = len([r for r in graph_requests(core_env) if r["method"] != "GET"])
+    for action in ("teardown", "pause", "rejectDeletes"):
+        answer = run(names.FLEET_INSTANCE_ACTION, {"action": action, "instanceKey": key, "servicePrincipalId": sp_id},
+                     BODIES[names.FLEET_INSTANCE_ACTION], ctx)
+        assert answer["ok"] is False and answer["error"]["code"] == "NotOurs", answer
+    # our correlation tag but another instance's key: refused too
+    apps.update_service_principal(ctx.graph, sp_id, {"tags": [ctx.tag, model.instance_tag(ctx.tag, "0" * 20)]})
+    writes = len([r for r in graph_requests(core_env) if r["method"] != "GET"])
+    with pytest.raises(errors.PermanentError):
+        fleet.perform(ctx, instance_key=key, service_principal_id=sp_id, action="teardown", params={})
+    assert len([r for r in graph_requests(core_env) if r["method"] != "GET"]) == writes == before + 1
+    assert apps.get_service_principal(ctx.graph, sp_id)["id"] == sp_id

@@ -1,0 +1,181 @@
+"""Schema profiles: the shipped files, validation naming the mapping, plan/apply/diff round trip, the
+emulator's engine exporting what the profile says, drift after a portal-style change and enforce."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import mini_jsonschema
+from core_support import CUSTOM_TEMPLATE_ID, HEALTHY_CREDENTIALS, REPO
+from core import errors, model, steps
+from core import schema_profiles as profiles
+from core.graph import synchronization as sync
+from core.steps import profiles as profile_steps
+from test_core_steps import creds, new_app
+
+SCHEMA = json.loads((REPO / "schemas/schema-profile.schema.json").read_text())
+SHIPPED = sorted((REPO / "profiles").glob("*.json"))
+ENGINEER, SALES = "johanna.lorenz@contoso-emulator.onmicrosoft.com", "christie.cline@contoso-emulator.onmicrosoft.com"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_profiles_are_valid(path: Path):
+    doc = json.loads(path.read_text())
+    assert mini_jsonschema.errors(doc, SCHEMA) == []
+    assert profiles.load(path.stem)["name"] == doc["name"] and path.stem == profiles.ref(doc)
+
+
+def test_three_profiles_ship():
+    assert {p.stem for p in SHIPPED} >= {"aws-identity-center.v1", "github-emu.v1", "custom-scim.v1"}
+
+
+@pytest.mark.parametrize("change, path", [
+    ({"version": "1"}, "version"),
+    ({"objectMappings": {"User": {"attributeMappings": {"userName": {}}}}}, "objectMappings.User.attributeMappings.userName.expression"),
+    ({"objectMappings": {"User": {"attributeMappings": {"userName": {"expression": "[mail]", "flowType": "Sometimes"}}}}},
+     "objectMappings.User.attributeMappings.userName.flowType"),
+    ({"objectMappings": {"User": {"scope": {"groups": [{"name": "x", "clauses": [{"operatorName": "EQUALS"}]}]}}}},
+     "objectMappings.User.scope.groups[0].clauses[0]"),
+    ({"objectMappings": {"User": {"enabeld": True}}}, "objectMappings.User.enabeld"),
+])
+def test_shape_problems_name_the_field(change, path):
+    doc = {"name": "p", "version": 1, "synchronizationTemplateId": "scim", "objectMappings": {"User": {}}, **change}
+    problems = profiles.shape_problems(doc)
+    assert path in [p.path for p in problems]
+    assert mini_jsonschema.errors(doc, SCHEMA) != []  # the JSON Schema refuses it too
+
+
+@pytest.fixture
+def profile_dir(tmp_path, monkeypatch):
+    for path in SHIPPED:
+        shutil.copy(path, tmp_path / path.name)
+    monkeypatch.setattr(profiles, "PROFILES_DIR", tmp_path)
+    return tmp_path
+
+
+def _instance(ctx, name: str) -> tuple[str, str]:
+    sp_id = new_app(ctx, name, credentials=HEALTHY_CREDENTIALS)["servicePrincipalId"]
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=CUSTOM_TEMPLATE_ID)["jobId"]
+    return sp_id, job_id
+
+
+def _started(ctx, name: str, users: list[str]) -> tuple[str, str]:
+    sp_id, job_id = _instance(ctx, name)
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(HEALTHY_CREDENTIALS))
+    steps.assign_principals(ctx, service_principal_id=sp_id, users=users)
+    steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    return sp_id, job_id
+
+
+def test_validation_errors_name_the_mapping(ctx, profile_dir):
+    sp_id, _ = _instance(ctx, "Profile validation app")
+    bad = json.loads((profile_dir / "custom-scim.v1.json").read_text())
+    bad["version"] = 9
+    bad["objectMappings"]["User"]["attributeMappings"].update({
+        "shoeSize": {"expression": "[mail]"},
+        "displayName": {"expression": "Frobnicate([displayName])"},
+        "name.givenName": {"expression": "[favouriteColour]"},
+    })
+    bad["objectMappings"]["Device"] = {"enabled": True}
+    (profile_dir / "custom-scim.v9.json").write_text(json.dumps(bad))
+    with pytest.raises(errors.InvalidRequest) as caught:
+        profile_steps.plan(ctx, service_principal_id=sp_id, profile="custom-scim.v9")
+    by_path = {p.path: p.message for p in caught.value.problems}
+    assert "'shoeSize' is not an attribute" in by_path["objectMappings.User.attributeMappings.shoeSize"]
+    assert "object mapping 'Provision Microsoft Entra ID Users'" in by_path["objectMappings.User.attributeMappings.shoeSize"]
+    # the expression Graph's parseExpression refuses, named with its mapping
+    message = by_path["objectMappings.User.attributeMappings.displayName.expression"]
+    assert "attribute mapping 'displayName'" in message and "Frobnicate" in message
+    assert "'favouriteColour' is not an attribute of User" in by_path["objectMappings.User.attributeMappings.name.givenName.expression"]
+    assert "no object mapping for 'Device'" in by_path["objectMappings.Device"]
+    with pytest.raises(errors.InvalidRequest) as caught:
+        profile_steps.plan(ctx, service_principal_id=sp_id, profile="custom-scim")
+    assert [p.path for p in caught.value.problems] == ["schemaProfile"]
+
+
+def test_apply_and_diff_round_trip_and_the_engine_exports_what_the_profile_says(ctx, core_env, profile_dir):
+    sp_id, job_id = _started(ctx, "Profile apply app", [ENGINEER, SALES])
+    core_env.admin.advance(3600)  # the initial cycle provisions both under the template's mappings
+    planned = profile_steps.plan(ctx, service_principal_id=sp_id, profile="custom-scim.v1")
+    planned.pop("_desired")
+    changes = {(c["field"], c.get("targetAttributeName"), c["change"]) for c in planned["changes"]}
+    assert ("attributeMapping", "userName", "change") in changes
+    assert ("attributeMapping", 'emails[type eq "work"].value', "remove") in changes
+    assert ("attributeMapping", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "add") in changes
+    assert ("scope", None, "change") in changes and ("enabled", None, "change") in changes
+    before = sync.get_schema(ctx.graph, sp_id, job_id)
+
+    dry = profile_steps.apply_profile(ctx, service_principal_id=sp_id, profile="custom-scim.v1", dry_run=True)
+    assert dry["applied"] is False and dry["recorded"] is False
+    assert profiles.fingerprint(sync.get_schema(ctx.graph, sp_id, job_id)) == profiles.fingerprint(before)
+
+    applied = profile_steps.apply_profile(ctx, service_principal_id=sp_id, profile="custom-scim.v1")
+    assert applied["applied"] is True and applied["restarted"] is True and applied["recorded"] is True
+    after = profile_steps.plan(ctx, service_principal_id=sp_id, profile="custom-scim.v1")
+    assert after["changes"] == [] and after["fingerprint"]["actual"] == after["fingerprint"]["desired"]
+    again = profile_steps.apply_profile(ctx, service_principal_id=sp_id, profile="custom-scim.v1")
+    assert (again["applied"], again["restarted"], again["recorded"]) == (False, False, True)  # a retry writes nothing
+    tags = ctx.graph.get(f"/servicePrincipals/{sp_id}", {"$select": "tags"})["tags"]
+    assert f"{ctx.tag}:schema-profile:custom-scim=1" in tags
+
+    core_env.admin.advance(3600)
+    rows = [r for r in ctx.graph.get_all("/auditLogs/provisioning", {"$filter": f"jobId eq '{job_id}'"})
+            if r["sourceIdentity"]["identityType"] == "User"]  # newest first
+    engineer = [r for r in rows if r["sourceIdentity"]["displayName"] == "Johanna Lorenz"]
+    assert [r["provisioningAction"] for r in engineer] == ["update", "create"]
+    created = {p["displayName"]: p["newValue"] for p in engineer[1]["modifiedProperties"]}
+    assert created["userName"] == ENGINEER and created['emails[type eq "work"].value'] == ENGINEER
+    values = {p["displayName"]: (p["oldValue"], p["newValue"]) for p in engineer[0]["modifiedProperties"]}
+    assert values["userName"] == (ENGINEER, "johanna.lorenz")  # ToLower(Join(".", [givenName], [surname]))
+    assert values["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"] == (None, "Engineering")
+    assert 'emails[type eq "work"].value' not in values  # the removed mapping is not exported
+    # Sales is outside the profile's scoping filter: the user provisioned before is disabled
+    sales = [r["provisioningAction"] for r in rows if r["sourceIdentity"]["displayName"] == "Christie Cline"]
+    assert "disable" in sales
+
+
+def test_a_portal_change_shows_as_drift_and_enforce_puts_it_back(ctx, core_env, profile_dir):
+    sp_id, job_id = _started(ctx, "Profile drift app", [ENGINEER])
+    profile_steps.apply_profile(ctx, service_principal_id=sp_id, profile="custom-scim.v1")
+    clean = profile_steps.drift(ctx, service_principal_id=sp_id)
+    assert clean["drifted"] is False and clean["profile"] == "custom-scim.v1" and clean["parts"] == []
+
+    # someone edits the userName mapping in the portal (a Graph PUT of the whole schema)
+    schema = sync.get_schema(ctx.graph, sp_id, job_id)
+    schema.pop("@odata.context", None)
+    users = next(m for m in schema["synchronizationRules"][0]["objectMappings"] if m["sourceObjectName"] == "User")
+    user_name = next(a for a in users["attributeMappings"] if a["targetAttributeName"] == "userName")
+    user_name["source"] = {"expression": "[mail]", "name": "mail", "parameters": [], "type": "Attribute"}
+    sync.put_schema(ctx.graph, sp_id, job_id, schema)
+
+    drifted = profile_steps.drift(ctx, service_principal_id=sp_id)
+    assert drifted["drifted"] is True and drifted["parts"] == ["schema"]
+    [change] = drifted["schema"]["changes"]
+    assert (change["field"], change["targetAttributeName"], change["change"]) == ("attributeMapping", "userName", "change")
+    assert change["before"]["expression"] == "[mail]"
+    assert change["after"]["expression"] == 'ToLower(Join(".", [givenName], [surname]))'
+
+    enforced = profile_steps.apply_profile(ctx, service_principal_id=sp_id, profile=drifted["profile"])
+    assert enforced["applied"] is True
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["drifted"] is False
+    # a paused job is drift of the schedule state
+    sync.pause_job(ctx.graph, sp_id, job_id)
+    paused = profile_steps.drift(ctx, service_principal_id=sp_id)
+    assert paused["parts"] == ["schedule"] and paused["schedule"]["actual"] != "Active"
+
+
+def test_instances_are_found_by_key_and_only_ours_are_touched(ctx, profile_dir):
+    sp_id, _ = _instance(ctx, "Profile lookup app")
+    assert profile_steps.find_instance(ctx, model.instance_key("Profile lookup app"))["id"] == sp_id
+    with pytest.raises(errors.NotFound):
+        profile_steps.find_instance(ctx, "0" * 20)
+    with pytest.raises(errors.InvalidRequest):
+        profile_steps.find_instance(ctx, "x' or true")
+    ctx.graph.patch(f"/servicePrincipals/{sp_id}", {"tags": ["someone-else"]})
+    with pytest.raises(errors.PermanentError) as caught:
+        profile_steps.apply_profile(ctx, service_principal_id=sp_id, profile="custom-scim.v1")
+    assert caught.value.code == "NotManaged"

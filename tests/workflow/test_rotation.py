@@ -1,0 +1,382 @@
+"""Credential rotation end to end on devhost + emulator + Azurite (issue #12).
+
+One batch of three instances referencing Key Vault secret ``scim-contoso-token`` and one
+referencing ``scim-fabrikam-token``; then: the fleet registry holds every instance (references and
+versions, never a value); a new valid version reaches exactly the three (and only the one in a
+credential quarantine is restarted); the same rotation asked again does nothing; an invalid version
+changes nothing and is reported; the health sweep's lag check sees a version the registry missed;
+the expiry calendar lists each secret with its days left; no secret value anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import pytest
+import requests
+from azure.data.tables import TableClient
+
+from core import names
+from core.instance_ids import rotation_instance_id
+from support import Stack, make_batch, secret_names, secret_values
+
+TAG = "entra-provisioning-fleet"
+EXPIRED = "rotation-expired-token"  # played by a wrong token saved on one job behind the workflow's back
+INVALID = "rotation-wrong-token-value"  # a new Key Vault version the target refuses
+ADDRESS = "https://scim.contoso.test/scim/v2"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    running = Stack(tmp_path_factory.mktemp("workflow-rotation"), time_scale=30.0)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(stack):
+    body = make_batch("rotation-001", 3, prefix="Rotation Contoso")
+    body["instances"] += make_batch("x", 1, prefix="Rotation Fabrikam", target="fabrikam")["instances"]
+    batch_id = stack.submit(body)
+    status = stack.wait(batch_id, timeout=180)
+    instances = status["output"]["instances"]
+    assert [i["outcome"] for i in instances] == ["steadyState"] * 4, instances
+    by_name = {i["displayName"]: i["ids"]["servicePrincipalId"] for i in instances}
+    contoso = sorted(sp for name, sp in by_name.items() if "Contoso" in name)
+    fabrikam = [sp for name, sp in by_name.items() if "Fabrikam" in name]
+    return contoso, fabrikam
+
+
+def _registry(stack) -> dict[str, dict]:
+    table = TableClient.from_connection_string(stack.storage, "fleetregistry")
+    return {row["RowKey"]: dict(row) for row in table.list_entities()}
+
+
+def _saved_tags(stack, sp_id: str) -> dict[str, str]:
+    sp = stack.emulator.state.directory.service_principals[sp_id]
+    prefix = f"{TAG}:kv-saved:"
+    return dict(t[len(prefix):].split("=", 1) for t in sp.get("tags") or [] if t.startswith(prefix))
+
+
+def _new_version(stack, name: str, value: str, expires_in_days: float | None = None) -> str:
+    expires = int(time.time() + expires_in_days * 86400) if expires_in_days is not None else None
+    return stack.emulator.state.key_vault.set(name, value, "text/plain", {}, expires)["version"]
+
+
+def _rotate(stack, secret: str, version: str | None = None, expect_duplicate: bool = False) -> dict:
+    body = {"secretName": secret} if version is None else {"secretName": secret, "version": version}
+    response = stack.request("POST", "/api/rotations", json=body)
+    assert response.status_code == 202, response.text
+    assert response.headers["X-Rotation-Duplicate"] == ("true" if expect_duplicate else "false")
+    rotation_id = response.json()["id"]
+    stack.wait(rotation_id, timeout=120)
+    report = stack.request("GET", f"/api/rotations/{rotation_id}")
+    assert report.status_code == 200, report.text
+    return report.json()["report"]
+
+
+def _writes_to(stack, sp_ids: list[str]) -> list[dict]:
+    return [r for r in stack.graph_requests() if r["method"] in ("PUT", "PATCH", "POST")
+            and any(f"/servicePrincipals/{sp}" in r["path"] for sp in sp_ids)]
+
+
+def _put_target_token(stack, sp_id: str, token: str) -> None:
+    bearer = stack.emulator.admin.token(client="workflow")
+    response = requests.put(f"{stack.emulator.url}/v1.0/servicePrincipals/{sp_id}/synchronization/secrets",
+                            json={"value": [{"key": "BaseAddress", "value": ADDRESS},
+                                            {"key": "SecretToken", "value": token}]},
+                            headers={"Authorization": f"Bearer {bearer}"}, verify=stack.emulator.ca_bundle, timeout=30)
+    assert response.status_code == 204, response.text
+
+
+def test_the_registry_holds_every_instance_with_references_and_versions(stack, fleet):
+    contoso, fabrikam = fleet
+    rows = _registry(stack)
+    assert set(rows) == set(contoso + fabrikam)
+    for sp_id in contoso:
+        secrets = json.loads(rows[sp_id]["secrets"])
+        assert set(secrets) == {"scim-contoso-token"}
+        assert secrets["scim-contoso-token"]["version"] == _saved_tags(stack, sp_id)["scim-contoso-token"]
+        assert json.loads(rows[sp_id]["credentials"])["SecretToken"] == {"keyVaultSecret": "scim-contoso-token"}
+        assert rows[sp_id]["lastOutcome"] == "configured" and rows[sp_id]["instanceKey"]
+
+
+def test_a_new_version_reaches_every_referencing_instance_and_restarts_only_the_quarantined(stack, fleet):
+    contoso, fabrikam = fleet
+    quarantined = contoso[0]
+    _put_target_token(stack, quarantined, EXPIRED)  # its token "expired": the next cycle quarantines the job
+    stack.emulator.admin.advance(3 * 3600)
+    (job,) = stack.jobs_of(quarantined)
+    assert job["status"]["code"] == "Quarantine", job["status"]
+    before = len(stack.graph_requests())
+
+    version = _new_version(stack, "scim-contoso-token", "demo-scim-token", expires_in_days=90)
+    report = _rotate(stack, "scim-contoso-token", version)
+    assert report["counts"] == {"rotated": 3}, report
+    by_sp = {entry["servicePrincipalId"]: entry for entry in report["instances"]}
+    assert set(by_sp) == set(contoso)
+    assert [sp for sp, e in by_sp.items() if e["restarted"]] == [quarantined]
+    for sp_id in contoso:
+        assert _saved_tags(stack, sp_id)["scim-contoso-token"] == version
+        row = _registry(stack)[sp_id]
+        assert json.loads(row["secrets"])["scim-contoso-token"]["version"] == version
+        assert json.loads(row["secrets"])["scim-contoso-token"]["expires"]
+    after = stack.graph_requests()[before:]
+    assert not [r for r in after if r["method"] != "GET" and f"/servicePrincipals/{fabrikam[0]}" in r["path"]]
+    restarts = [r for r in after if r["path"].endswith("/restart")]
+    assert len(restarts) == 1 and quarantined in restarts[0]["path"]
+    stack.emulator.admin.advance(3 * 3600)
+    (job,) = stack.jobs_of(quarantined)
+    assert job["status"]["code"] == "Active" and job["status"]["quarantine"] is None
+
+    # the same version again (a duplicated event, a retry): the same rotation, nothing new
+    writes = len(_writes_to(stack, contoso + fabrikam))
+    again = _rotate(stack, "scim-contoso-token", version, expect_duplicate=True)
+    assert again == report
+    assert len(_writes_to(stack, contoso + fabrikam)) == writes
+
+
+def test_an_invalid_version_changes_nothing_and_is_reported(stack, fleet):
+    contoso, fabrikam = fleet
+    saved = {sp: _saved_tags(stack, sp) for sp in contoso}
+    writes = len(_writes_to(stack, contoso + fabrikam))
+    version = _new_version(stack, "scim-contoso-token", INVALID, expires_in_days=5.5)
+    report = _rotate(stack, "scim-contoso-token")  # no version: Key Vault's current one
+    assert report["version"] == version and report["counts"] == {"invalid": 3}, report
+    assert all("refused" in e["reason"] and not e["restarted"] for e in report["instances"])
+    # validateCredentials is a POST, nothing else was written
+    assert [r["path"].rsplit("/", 1)[-1] for r in _writes_to(stack, contoso + fabrikam)[writes:]] == \
+        ["validateCredentials"] * 3
+    assert {sp: _saved_tags(stack, sp) for sp in contoso} == saved
+    log = stack.host.log_text()
+    failed = [json.loads(line[line.index("{"):]) for line in log.splitlines() if "credentialRotationFailed" in line]
+    assert {f["servicePrincipalId"] for f in failed if f["rotationId"] == report["rotationId"]} == set(contoso)
+
+
+def test_the_lag_check_sees_a_version_no_event_delivered(stack, fleet):
+    """The sweep's safety net: the current version (the invalid one) differs from the recorded one."""
+    contoso, fabrikam = fleet
+    from activities import BODIES, run
+    from core import clients
+    from emulator.testing import apply_env
+
+    previous = apply_env(stack.env)
+    clients.reset()
+    try:
+        lagging = run(names.CHECK_INSTANCE_LAG, {"servicePrincipalId": contoso[1]}, BODIES[names.CHECK_INSTANCE_LAG])
+        current = run(names.CHECK_INSTANCE_LAG, {"servicePrincipalId": fabrikam[0]}, BODIES[names.CHECK_INSTANCE_LAG])
+        bad = run(names.CHECK_INSTANCE_LAG, {}, BODIES[names.CHECK_INSTANCE_LAG])
+        rebuilt = run(names.REBUILD_FLEET_REGISTRY, {}, BODIES[names.REBUILD_FLEET_REGISTRY])
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        clients.reset()
+    assert lagging["ok"] and lagging["lags"] is True
+    (rotation,) = lagging["rotations"]
+    assert rotation["secretName"] == "scim-contoso-token"
+    assert rotation_instance_id(rotation["secretName"], rotation["version"]).startswith("rotation-scim-contoso-token-")
+    assert current["ok"] and current["lags"] is False and current["rotations"] == []
+    assert bad["ok"] is False and bad["error"]["code"] == "InvalidRequest"
+    assert rebuilt["ok"] and rebuilt["instances"] == 4 and rebuilt["removed"] == []
+
+    # what the health sweep starts for it (one call per lagging secret version, however many instances lag)
+    from orchestrators.rotate_secret import sweep_rotation_calls
+    calls = sweep_rotation_calls([lagging, lagging, current, bad], {}, "sweep-0001")
+    assert [instance_id for instance_id, _ in calls] == [
+        rotation_instance_id("scim-contoso-token", rotation["version"]) + ":sweep-0001"]
+    instance_id, payload = calls[0]
+    started = stack.host.durable_request("POST", f"orchestrators/{names.ROTATE_SECRET}/{instance_id}", json=payload)
+    assert started.status_code == 202, started.text
+    report = stack.wait(instance_id)["output"]
+    # the current version is the one the target refuses: reported for each referencing instance, nothing changed
+    assert report["source"] == "sweep" and report["counts"] == {"invalid": 3}, report
+
+
+def test_the_calendar_lists_each_secret_with_days_left_and_dependents(stack, fleet):
+    contoso, fabrikam = fleet
+    response = stack.request("GET", "/api/credentials")
+    assert response.status_code == 200, response.text
+    by_name = {s["secretName"]: s for s in response.json()["secrets"]}
+    assert set(by_name) == {"scim-contoso-token", "scim-fabrikam-token"}
+    contoso_entry = by_name["scim-contoso-token"]
+    assert contoso_entry["daysLeft"] == 5 and contoso_entry["state"] == "expiring"
+    assert {i["servicePrincipalId"] for i in contoso_entry["instances"]} == set(contoso)
+    assert by_name["scim-fabrikam-token"]["expires"] is None and by_name["scim-fabrikam-token"]["state"] == "noExpiry"
+    assert [i["servicePrincipalId"] for i in by_name["scim-fabrikam-token"]["instances"]] == fabrikam
+    assert stack.host.request("GET", "/api/credentials", key=False).status_code == 401
+    assert '"event": "credentialExpiry"' in stack.host.log_text()
+
+
+def test_a_canary_confirms_the_rotation_on_each_instance(stack, fleet):
+    """provisionOnDemand for an assigned user right after the save: the new token answers at once."""
+    contoso, fabrikam = fleet
+    directory = stack.emulator.state.directory
+    pilot = next(gid for gid, g in directory.groups.items() if g.get("displayName") == "SaaS Pilot")
+    user = next(m for m in directory.members[pilot] if m in directory.users)
+    version = _new_version(stack, "scim-contoso-token", "demo-scim-token", expires_in_days=30)
+    response = stack.request("POST", "/api/rotations", json={
+        "secretName": "scim-contoso-token", "version": version, "canary": {"objectId": user, "objectTypeName": "User"}})
+    assert response.status_code == 202, response.text
+    report = stack.wait(response.json()["id"])["output"]
+    assert report["counts"] == {"rotated": 3}, report
+    for entry in report["instances"]:
+        assert entry["canary"]["objectId"] == user and entry["canary"]["confirmed"] is True, entry
+    on_demand = [r for r in stack.graph_requests(method="POST") if r["path"].endswith("/provisionOnDemand")]
+    assert sorted(r["path"].split("/")[3] for r in on_demand[-3:]) == contoso
+    bad = stack.request("POST", "/api/rotations", json={"secretName": "scim-contoso-token", "version": version,
+                                                         "canary": {"objectId": "someone"}})
+    assert bad.status_code == 400 and [d["path"] for d in bad.json()["error"]["details"]] == ["canary"]
+
+
+def test_bad_rotation_requests_get_field_errors(stack, fleet):
+    response = stack.request("POST", "/api/rotations", json={"secretName": "bad name!", "version": "v1", "x": 1})
+    assert response.status_code == 400
+    paths = {d["path"] for d in response.json()["error"]["details"]}
+    assert paths == {"x"} or paths >= {"secretName", "version"}
+    response = stack.request("POST", "/api/rotations", json={"secretName": "bad name!", "version": "v1"})
+    assert {d["path"] for d in response.json()["error"]["details"]} == {"secretName", "version"}
+    assert stack.request("GET", "/api/rotations/rotation-nothing").status_code == 404
+    assert stack.host.request("POST", "/api/rotations", key=False, json={}).status_code == 401
+
+
+def _webhook(stack, function: str = names.EVENTGRID_KEY_VAULT_SECRET, key: str | None = None) -> str:
+    return f"{stack.host.base_url}/runtime/webhooks/eventgrid?functionName={function}&code={key or stack.host.eventgrid_key}"
+
+
+def test_a_key_vault_event_starts_the_rotation_once_in_both_schemas(stack, fleet):
+    contoso, fabrikam = fleet
+    # both subscriptions pass the handshake (Event Grid schema: validationCode; CloudEvents: OPTIONS)
+    stack.emulator.admin.subscribe_events(_webhook(stack), name="eventgrid-schema",
+                                          includedEventTypes=["Microsoft.KeyVault.SecretNewVersionCreated"])
+    stack.emulator.admin.subscribe_events(_webhook(stack), name="cloudevents", schema="CloudEventSchemaV1_0")
+    writes = len(_writes_to(stack, contoso + fabrikam))
+    version = stack.emulator.admin.seed(secrets={"scim-contoso-token": "demo-scim-token"})["secrets"][0]["version"]
+    rotation_id = rotation_instance_id("scim-contoso-token", version)
+    report = stack.wait(rotation_id, timeout=120)["output"]
+    assert report["source"] == "event" and report["counts"] == {"rotated": 3}, report
+    assert all(_saved_tags(stack, sp)["scim-contoso-token"] == version for sp in contoso)
+
+    def delivered() -> list[dict]:
+        found = [d for d in stack.emulator.admin.event_deliveries() if d["subject"] == "scim-contoso-token"]
+        return found if len(found) >= 2 else []
+
+    from support import wait_until
+    deliveries = wait_until(delivered)
+    assert sorted((d["subscription"], d["status"], d["attempt"]) for d in deliveries) == [
+        ("cloudevents", 202, 1), ("eventgrid-schema", 202, 1)]
+    # two deliveries of the one event (one per schema) and a redelivery by hand: one rotation, its writes once
+    event = {"id": "redelivered", "topic": "/subscriptions/x/providers/Microsoft.KeyVault/vaults/v",
+             "subject": "scim-contoso-token", "eventType": "Microsoft.KeyVault.SecretNewVersionCreated",
+             "eventTime": "2026-12-06T00:00:00Z", "dataVersion": "1", "metadataVersion": "1",
+             "data": {"Id": f"https://v.vault.azure.net/secrets/scim-contoso-token/{version}",
+                      "VaultName": "v", "ObjectType": "Secret", "ObjectName ": "scim-contoso-token",
+                      "Version": f" {version}"}}  # the docs' own example: a key and a value with a stray space
+    redelivered = requests.post(_webhook(stack), json=[event], headers={"aeg-event-type": "Notification"}, timeout=30)
+    assert redelivered.status_code == 202
+    rotated_writes = _writes_to(stack, contoso + fabrikam)[writes:]
+    assert stack.wait(rotation_id)["output"] == report
+    assert len(_writes_to(stack, contoso + fabrikam)) - writes == len(rotated_writes)
+    # per instance: validateCredentials, the secrets PUT, the kv-saved PATCH; nothing on the other secret's instance
+    assert len(rotated_writes) == 9
+    assert all(any(sp in r["path"] for sp in contoso) for r in rotated_writes)
+
+
+def test_the_webhook_answers_as_the_functions_host(stack, fleet):
+    base = f"{stack.host.base_url}/runtime/webhooks/eventgrid"
+    name = names.EVENTGRID_KEY_VAULT_SECRET
+    assert requests.post(f"{base}?functionName={name}", json=[], timeout=30).status_code == 401
+    assert requests.post(f"{base}?functionName={name}&code={stack.host.function_key}", json=[],
+                         timeout=30).status_code == 401  # the function key is not the system key
+    assert requests.post(_webhook(stack, "no_such_function"), json=[], timeout=30).status_code == 404
+    validation = [{"id": "1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "subject": "",
+                   "eventTime": "2026-12-06T00:00:00Z", "data": {"validationCode": "abc-123"}, "dataVersion": "2"}]
+    answer = requests.post(_webhook(stack), json=validation, headers={"aeg-event-type": "SubscriptionValidation"},
+                           timeout=30)
+    assert answer.status_code == 200 and answer.json() == {"validationResponse": "abc-123"}
+    options = requests.options(_webhook(stack), headers={"WebHook-Request-Origin": "eventgrid.azure.net"}, timeout=30)
+    assert options.status_code == 200 and options.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    # near expiry with nothing newer in Key Vault: one credentialExpiry line, no rotation
+    fabrikam_version = stack.emulator.state.key_vault.get("scim-fabrikam-token", None)["version"]
+    near = {"id": "near-1", "topic": "t", "subject": "scim-fabrikam-token", "eventTime": "2026-12-06T00:00:00Z",
+            "eventType": "Microsoft.KeyVault.SecretNearExpiry", "dataVersion": "1",
+            "data": {"ObjectName": "scim-fabrikam-token", "Version": fabrikam_version}}
+    assert requests.post(_webhook(stack), json=[near], headers={"aeg-event-type": "Notification"},
+                         timeout=30).status_code == 202
+    assert stack.host.durable_request("GET", f"instances/{rotation_instance_id('scim-fabrikam-token', fabrikam_version)}"
+                                      ).status_code == 404
+    assert '"eventId": "near-1"' in stack.host.log_text()
+    # expired, but Key Vault already holds a newer version: that version's rotation (here the one the
+    # event test ran, so nothing new starts)
+    current = stack.emulator.state.key_vault.get("scim-contoso-token", None)["version"]
+    expired = {**near, "id": "expired-1", "subject": "scim-contoso-token", "eventType": "Microsoft.KeyVault.SecretExpired",
+               "data": {"Id": "https://v.vault.azure.net/secrets/scim-contoso-token/" + "0" * 32}}
+    assert requests.post(_webhook(stack), json=[expired], headers={"aeg-event-type": "Notification"},
+                         timeout=30).status_code == 202
+    assert stack.wait(rotation_instance_id("scim-contoso-token", current))["output"]["counts"] == {"rotated": 3}
+    dry = stack.request("POST", "/api/rotations", json={"secretName": "scim-contoso-token", "version": "f" * 32,
+                                                        "dryRun": True})
+    superseded = stack.wait(dry.json()["id"])["output"]
+    assert superseded["dryRun"] is True and superseded["counts"] == {"superseded": 3}
+    dry = stack.request("POST", "/api/rotations", json={"secretName": "scim-contoso-token", "dryRun": True})
+    assert dry.json()["id"] == rotation_instance_id("scim-contoso-token", current) + ":dryrun"
+    assert stack.wait(dry.json()["id"])["output"]["counts"] == {"alreadyCurrent": 3}
+    other = {"specversion": "1.0", "id": "x", "source": "s", "type": "Microsoft.Storage.BlobCreated", "subject": "b"}
+    assert requests.post(_webhook(stack), json=other, headers={"Content-Type": "application/cloudevents+json"},
+                         timeout=30).status_code == 202  # another event type: acknowledged, ignored
+
+
+def test_a_failed_delivery_is_retried_until_it_succeeds(stack, fleet):
+    """Event Grid retries a non-2xx answer on its schedule (scaled by the emulator's clock)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    answers: list[int] = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.headers.get("aeg-event-type") == "SubscriptionValidation":
+                reply, status = json.dumps({"validationResponse": body[0]["data"]["validationCode"]}).encode(), 200
+            else:
+                status, reply = (503 if len(answers) < 2 else 200), b""
+                answers.append(status)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        stack.emulator.admin.subscribe_events(f"http://127.0.0.1:{server.server_port}/hook", name="flaky",
+                                              includedEventTypes=["Microsoft.KeyVault.SecretNewVersionCreated"])
+        stack.emulator.admin.seed(secrets={"scim-slow-token": "slow-scim-token-value"})
+        from support import wait_until
+        wait_until(lambda: answers == [503, 503, 200], timeout=30)
+        attempts = [(d["attempt"], d["status"]) for d in stack.emulator.admin.event_deliveries()
+                    if d["subscription"] == "flaky"]
+        assert attempts == [(1, 503), (2, 503), (3, 200)]
+    finally:
+        server.shutdown()
+
+
+def test_no_secret_value_in_history_registry_logs_or_responses(stack, fleet):
+    values = secret_values(stack) | {EXPIRED, INVALID, "slow-scim-token-value"}
+    haystacks = {"task hub": stack.task_hub_bytes().decode("utf-8", "replace"),
+                 "registry": json.dumps(_registry(stack), default=str),
+                 "devhost log": stack.host.log_text(), "responses": "\n".join(stack.responses)}
+    names_re = re.compile("|".join(sorted(map(re.escape, secret_names()), key=len, reverse=True)))
+    assert "demo-scim-token" in values  # the scan covers the rotated value
+    for where, text in haystacks.items():
+        leaked = sorted(v for v in values if v in names_re.sub("<secret-name>", text))
+        assert not leaked, f"{where} holds secret values"
+    assert not re.search(r"Bearer\s+ey", haystacks["devhost log"])

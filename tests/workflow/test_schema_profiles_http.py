@@ -1,0 +1,111 @@
+"""Schema profiles end to end through devhost running the real function_app.py: the diff endpoint,
+``apply_profile`` on the real Durable client, a portal-style change through Graph showing as drift
+with the right field, and ``enforce`` putting it back."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from support import Stack, make_batch
+
+from core import model
+
+NAME = "Profiles 001"
+PROFILE = "custom-scim.v1"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    running = Stack(tmp_path_factory.mktemp("workflow-profiles"), time_scale=30.0)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def instance(stack):
+    batch_id = stack.submit(make_batch("profiles-001", 1, prefix="Profiles"))
+    status = stack.wait(batch_id, timeout=150)
+    assert status["runtimeStatus"] == "Completed", status
+    [sp] = stack.service_principals_by_name()[NAME]
+    return model.instance_key(NAME), sp["id"]
+
+
+def _graph(stack: Stack, method: str, path: str, **kwargs) -> requests.Response:
+    emu = stack.emulator
+    headers = {"Authorization": "Bearer " + emu.admin.token(client="admin")}
+    return requests.request(method, f"{emu.url}/v1.0{path}", headers=headers, verify=emu.ca_bundle, timeout=30, **kwargs)
+
+
+def _apply(stack: Stack, key: str, body: dict) -> dict:
+    response = stack.request("POST", f"/api/instances/{key}/schema/apply", json=body)
+    assert response.status_code == 202, response.text
+    status = stack.wait(response.json()["id"], timeout=60)
+    assert status["runtimeStatus"] == "Completed", status
+    return status["output"]
+
+
+def test_endpoints_need_a_function_key_and_name_bad_input(stack, instance):
+    key, _ = instance
+    assert stack.host.request("GET", f"/api/instances/{key}/schema/diff?profile={PROFILE}", key=False).status_code == 401
+    assert stack.host.request("GET", f"/api/instances/{key}/drift", key=False).status_code == 401
+    unknown = stack.request("GET", f"/api/instances/{key}/schema/diff?profile=nope.v1")
+    assert unknown.status_code == 400 and unknown.json()["error"]["details"][0]["path"] == "profile"
+    missing = stack.request("GET", f"/api/instances/{'0' * 20}/schema/diff?profile={PROFILE}")
+    assert missing.status_code == 404
+    bad = stack.request("POST", f"/api/instances/{key}/schema/apply", json={"profile": PROFILE, "dryRun": "yes"})
+    assert bad.status_code == 400 and [d["path"] for d in bad.json()["error"]["details"]] == ["dryRun"]
+
+
+def test_diff_apply_drift_and_enforce(stack, instance):
+    key, sp_id = instance
+    plan = stack.request("GET", f"/api/instances/{key}/schema/diff?profile={PROFILE}")
+    assert plan.status_code == 200, plan.text
+    changes = {(c["field"], c.get("targetAttributeName"), c["change"]) for c in plan.json()["changes"]}
+    assert ("attributeMapping", "userName", "change") in changes
+
+    dry = _apply(stack, key, {"profile": PROFILE, "dryRun": True})
+    assert dry["applied"] is False and dry["changes"]
+    assert stack.request("GET", f"/api/instances/{key}/schema/diff?profile={PROFILE}").json()["changes"]
+
+    applied = _apply(stack, key, {"profile": PROFILE})
+    assert (applied["applied"], applied["restarted"], applied["recorded"]) == (True, True, True)
+    after = stack.request("GET", f"/api/instances/{key}/schema/diff").json()  # the recorded profile
+    assert after["profile"] == PROFILE and after["changes"] == []
+    assert stack.request("GET", f"/api/instances/{key}/drift").json()["drifted"] is False
+
+    # a portal-style change made through Graph
+    [job] = stack.jobs_of(sp_id)
+    schema = _graph(stack, "GET", f"/servicePrincipals/{sp_id}/synchronization/jobs/{job['id']}/schema").json()
+    schema.pop("@odata.context", None)
+    users = next(m for m in schema["synchronizationRules"][0]["objectMappings"] if m["sourceObjectName"] == "User")
+    users["scope"] = None
+    put = _graph(stack, "PUT", f"/servicePrincipals/{sp_id}/synchronization/jobs/{job['id']}/schema", json=schema)
+    assert put.status_code == 204, put.text
+
+    drift = stack.request("GET", f"/api/instances/{key}/drift").json()
+    assert drift["drifted"] is True and drift["parts"] == ["schema"]
+    assert [(c["field"], c["before"], c["after"] is not None) for c in drift["schema"]["changes"]] == [("scope", None, True)]
+    enforced = stack.request("GET", f"/api/instances/{key}/drift?enforce=true").json()
+    assert enforced["enforce"]["profile"] == PROFILE
+    status = stack.wait(enforced["enforce"]["instanceId"], timeout=60)
+    assert status["runtimeStatus"] == "Completed" and status["output"]["applied"] is True
+    assert stack.request("GET", f"/api/instances/{key}/drift").json()["drifted"] is False
+
+
+def test_a_request_naming_a_schema_profile_gets_it_before_the_job_starts(stack):
+    body = make_batch("profiles-002", 1, prefix="Profiled")
+    body["instances"][0]["schemaProfile"] = "custom-scim.v7"
+    refused = stack.request("POST", "/api/provisioning-requests", json=body)
+    assert refused.status_code == 400
+    assert [d["path"] for d in refused.json()["error"]["details"]] == ["instances[0].schemaProfile"]
+    body["instances"][0]["schemaProfile"] = PROFILE
+    status = stack.wait(stack.submit(body), timeout=150)
+    assert status["runtimeStatus"] == "Completed", status
+    key = model.instance_key("Profiled 001")
+    drift = stack.request("GET", f"/api/instances/{key}/drift").json()
+    assert drift["profile"] == PROFILE and drift["drifted"] is False, drift
+    # the PUT came before the start: one schema PUT, and it precedes the job's start
+    writes = [r["path"] for r in stack.graph_requests(kind="graph")
+              if r.get("method") in ("PUT", "POST") and drift["servicePrincipalId"] in r.get("path", "")
+              and (r["path"].endswith("/schema") or r["path"].endswith("/start"))]
+    assert [w.rsplit("/", 1)[1] for w in writes] == ["schema", "start"], writes

@@ -1,0 +1,113 @@
+"""Staged rollout through devhost: 12 instances, a canary that regresses stops the rollout after the
+canary wave and no other instance is touched; cancel; a dry run writes nothing; a healthy rollout goes
+through canary and waves, and a devhost crash mid-rollout resumes at the same wave."""
+
+from __future__ import annotations
+
+import pytest
+from support import Stack, make_batch
+from polling import wait_until
+
+from core import model
+
+BAD, GOOD = "custom-scim-employee-id.v1", "custom-scim.v1"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    running = Stack(tmp_path_factory.mktemp("workflow-rollout"), time_scale=30.0)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(stack):
+    batch_id = stack.submit(make_batch("rollout-fleet", 12, prefix="Rollout"))
+    status = stack.wait(batch_id, timeout=240)
+    assert status["runtimeStatus"] == "Completed", status
+    return [model.instance_key(f"Rollout {i:03d}") for i in range(1, 13)]
+
+
+def _schema_puts(stack: Stack) -> list[str]:
+    return [r["path"] for r in stack.graph_requests(kind="graph", method="PUT") if r["path"].endswith("/schema")]
+
+
+def _rollout(stack: Stack, body: dict) -> str:
+    response = stack.request("POST", "/api/rollouts", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def _status(stack: Stack, rollout_id: str) -> dict:
+    response = stack.request("GET", f"/api/rollouts/{rollout_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_bad_input_is_named(stack, fleet):
+    response = stack.request("POST", "/api/rollouts", json={"rolloutId": "x", "profile": "nope.v1",
+                                                             "selector": {"instances": ["f" * 20]}, "waveSize": 0})
+    assert response.status_code == 400
+    paths = {d["path"] for d in response.json()["error"]["details"]}
+    assert {"profile", "selector.instances", "waveSize"} <= paths
+
+
+def test_a_dry_run_plans_every_instance_and_writes_nothing(stack, fleet):
+    before = len(_schema_puts(stack))
+    rollout_id = _rollout(stack, {"rolloutId": "dry-001", "profile": GOOD, "selector": {"instances": fleet},
+                                  "canaries": 2, "waveSize": 5, "dryRun": True})
+    status = stack.wait(rollout_id, timeout=60)
+    assert status["runtimeStatus"] == "Completed", status.get("output")
+    report = status["output"]
+    assert report["phase"] == "planned"
+    assert [(w["kind"], len(w["instances"])) for w in report["waves"]] == [("canary", 2), ("wave", 5), ("wave", 5)]
+    assert all(r["changes"] for w in report["waves"] for r in w["results"].values())
+    assert len(_schema_puts(stack)) == before
+
+
+def test_a_regressing_canary_stops_the_rollout_and_touches_no_other_instance(stack, fleet):
+    before = len(_schema_puts(stack))
+    rollout_id = _rollout(stack, {"rolloutId": "bad-001", "profile": BAD, "selector": {"instances": fleet},
+                                  "canaries": [fleet[0]], "waveSize": 4, "pauseSeconds": 1, "maxChecks": 30})
+    assert wait_until(lambda: _status(stack, "bad-001").get("phase") == "stopped", timeout=120, interval=0.5)
+    status = _status(stack, "bad-001")
+    assert status["stopped"]["wave"] == 0 and status["stopped"]["kind"] == "canary"
+    reason = status["stopped"]["reasons"][fleet[0]]
+    assert "objects failed in the cycle after the change" in reason
+    assert [w["status"] for w in status["waves"]] == ["regressed", "pending", "pending", "pending"]
+    # exactly one schema PUT (the canary's); no other instance carries the profile
+    assert len(_schema_puts(stack)) == before + 1
+    for key in fleet[1:]:
+        drift = stack.request("GET", f"/api/instances/{key}/drift").json()
+        assert drift["profile"] is None, drift
+    cancel = stack.request("POST", "/api/rollouts/bad-001/cancel")
+    assert cancel.status_code == 202
+    assert stack.wait(rollout_id, timeout=30)["runtimeStatus"] == "Terminated"
+    assert len(_schema_puts(stack)) == before + 1
+
+
+def test_a_healthy_rollout_crashed_mid_way_resumes_at_the_same_wave_and_goes_through(stack, fleet):
+    chosen = fleet[1:8]
+    sps = {key: stack.request("GET", f"/api/instances/{key}/drift").json()["servicePrincipalId"] for key in chosen}
+    rollout_id = _rollout(stack, {"rolloutId": "crash-001", "profile": GOOD, "selector": {"instances": chosen},
+                                  "canaries": 1, "waveSize": 3, "pauseSeconds": 2, "maxChecks": 30})
+
+    def mid_rollout():
+        custom = (stack.host.get_status(rollout_id) or {}).get("customStatus") or {}
+        waves = custom.get("waves") or []
+        return len(waves) == 3 and waves[0]["status"] == "done" and waves[1]["status"] == "watching"
+
+    wait_until(mid_rollout, timeout=120, interval=0.1, what="the first wave after the canary being watched")
+    stack.host.kill()
+    stack.host.start()
+    status = stack.wait(rollout_id, timeout=180)
+    assert status["runtimeStatus"] == "Completed", status.get("output")
+    report = status["output"]
+    assert report["phase"] == "completed" and report["stopped"] is None
+    assert [(w["kind"], len(w["instances"]), w["status"]) for w in report["waves"]] == \
+        [("canary", 1, "done"), ("wave", 3, "done"), ("wave", 3, "done")]
+    puts = _schema_puts(stack)
+    for key, sp_id in sps.items():  # each instance's schema written exactly once, crash or not
+        assert sum(1 for p in puts if sp_id in p) == 1, key
+        assert stack.request("GET", f"/api/instances/{key}/drift").json()["profile"] == GOOD
+    assert stack.request("POST", "/api/rollouts/crash-001/resume").status_code == 409

@@ -1,0 +1,167 @@
+"""HTTP triggers of the credential lifecycle (function key), on their own blueprint.
+
+* ``POST /api/rotations`` ``{"secretName", "version"?, "dryRun"?, "canary"?}``: start (or find) the
+  ``rotate_secret`` orchestration of that Key Vault secret version (``version`` omitted: Key
+  Vault's current enabled version, read as properties, never the value). 202 with ``id`` and
+  ``statusUri``; ``X-Rotation-Duplicate: true`` when that version's rotation exists already. A dry
+  run validates and saves nothing (outcome ``wouldRotate``), under its own id (``...:dryrun``).
+  ``canary`` ``{"objectId", "objectTypeName": "User"|"Group"}`` overrides ``ROTATION_CANARY``.
+* ``GET /api/rotations/{id}``: the rotation report (per instance: outcome, reason, restarted).
+* ``GET /api/credentials``: the expiry calendar - every Key Vault secret the fleet registry
+  references, its current version's ``expires`` (Key Vault properties only), days left, and the
+  instances depending on it; one structured log line per secret expiring within
+  ``CREDENTIAL_EXPIRY_WARNING_DAYS`` or expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from core import names
+from core.errors import ConfigurationError, InvalidRequest, Problem, ProvisioningError
+from core.instance_ids import rotation_instance_id
+from core.rotation_contracts import RotateSecretInput, parse_canary
+from core.settings import Settings, get_settings
+from core.workflow_options import workflow_options
+from triggers.responses import error_response, json_response
+
+bp = df.Blueprint()
+log = logging.getLogger("triggers.rotation")
+
+ROUTE = "rotations"
+
+
+def rotation_input(settings: Settings, secret_name: str, version: str, source: str, dry_run: bool = False,
+                   canary: Any = None) -> dict:
+    """The ``rotate_secret`` input (validated: a bad name, version or canary is a field-level InvalidRequest).
+
+    ``canary``: the request's provisionOnDemand subject, else the ``ROTATION_CANARY`` setting's."""
+    options = {**workflow_options(settings), "rotationMaxInFlight": settings.rotation_max_in_flight}
+    data: dict[str, Any] = {"secretName": secret_name, "version": version, "dryRun": dry_run, "source": source,
+                            "options": options}
+    subject = canary if canary is not None else parse_canary(settings.rotation_canary)
+    if subject is not None:
+        data["canary"] = subject
+    return RotateSecretInput.from_dict(data).to_dict()
+
+
+async def start_rotation(client: df.DurableOrchestrationClient, payload: dict) -> tuple[str, bool]:
+    """Start the rotation of ``payload``'s secret version unless it exists; ``(instance id, started)``."""
+    instance_id = rotation_instance_id(payload["secretName"], payload["version"])
+    if payload.get("dryRun"):  # a dry run never takes the id of the real rotation of that version
+        instance_id += ":dryrun"
+    existing = await client.get_status(instance_id)
+    if existing and existing.runtime_status is not None:
+        return instance_id, False
+    try:
+        await client.start_new(names.ROTATE_SECRET, instance_id, payload)
+    except Exception:  # a concurrent start won the race: the instance exists now
+        existing = await client.get_status(instance_id)
+        if existing and existing.runtime_status is not None:
+            return instance_id, False
+        raise
+    log.info("rotation %s started (%s)", instance_id, payload.get("source"))
+    return instance_id, True
+
+
+def _current_version(secret_name: str) -> str | None:
+    from core import clients
+
+    props = clients.get_secret_resolver().current_properties(secret_name)
+    return (props or {}).get("version")
+
+
+@bp.function_name(names.HTTP_START_ROTATION)
+@bp.route(route=ROUTE, methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def http_start_rotation(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    try:
+        settings = get_settings()
+    except ConfigurationError as exc:
+        return error_response(500, "InvalidConfiguration", str(exc))
+    try:
+        body = json.loads(req.get_body() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return error_response(400, "InvalidJson", "the body is not valid UTF-8 JSON", [{"path": "$", "message": "not JSON"}])
+    if not isinstance(body, dict):
+        return error_response(400, "InvalidRequest", "the body must be a JSON object",
+                              [{"path": "$", "message": "must be an object"}])
+    problems = [Problem(k, "unknown field") for k in sorted(set(body) - {"secretName", "version", "dryRun", "canary"})]
+    if not isinstance(body.get("dryRun", False), bool):
+        problems.append(Problem("dryRun", "must be true or false"))
+    secret_name = body.get("secretName")
+    version = body.get("version")
+    if not problems and version is None and isinstance(secret_name, str) and secret_name:
+        try:
+            version = await asyncio.to_thread(_current_version, secret_name)
+        except ProvisioningError as exc:
+            return error_response(503, "KeyVaultUnavailable", exc.message)
+        if version is None:
+            problems.append(Problem("secretName", "Key Vault has no enabled version of this secret"))
+    try:
+        if problems:
+            raise InvalidRequest(problems)
+        payload = rotation_input(settings, str(secret_name or ""), str(version or ""), "http", bool(body.get("dryRun", False)),
+                                 body.get("canary"))
+    except InvalidRequest as exc:
+        return error_response(400, "InvalidRequest", f"{len(exc.problems)} problem(s) in the request",
+                              [p.to_dict() for p in exc.problems])
+    instance_id, started = await start_rotation(client, payload)
+    return json_response({"id": instance_id, "secretName": payload["secretName"], "version": payload["version"],
+                          "statusUri": f"/api/{ROUTE}/{instance_id}"}, 202,
+                         {"X-Rotation-Duplicate": "false" if started else "true"})
+
+
+@bp.function_name(names.HTTP_GET_ROTATION)
+@bp.route(route=ROUTE + "/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def http_get_rotation(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    wanted = req.route_params.get("id") or ""
+    status = await client.get_status(wanted) if wanted.startswith("rotation-") else None
+    if status is None or status.name != names.ROTATE_SECRET:
+        return error_response(404, "NotFound", "no rotation with this id")
+    runtime = status.runtime_status.value if status.runtime_status else None
+    view: dict[str, Any] = {"id": wanted, "runtimeStatus": runtime,
+                            "createdTime": status.created_time.isoformat() if status.created_time else None,
+                            "lastUpdatedTime": status.last_updated_time.isoformat() if status.last_updated_time else None}
+    if runtime == "Completed" and isinstance(status.output, dict):
+        view["report"] = status.output
+    elif runtime == "Failed":
+        view["error"] = "the rotation orchestration failed"
+    else:
+        view["progress"] = status.custom_status if isinstance(status.custom_status, dict) else None
+    return json_response(view)
+
+
+def _calendar(settings: Settings) -> dict:
+    from core.steps import default_context
+    from core.steps.rotation import expiry_calendar
+
+    calendar = expiry_calendar(default_context(), now=datetime.now(timezone.utc),
+                               warning_days=settings.credential_expiry_warning_days)
+    for entry in calendar["secrets"]:
+        if entry["state"] in ("expiring", "expired"):
+            log.warning(json.dumps({"event": "credentialExpiry", "secretName": entry["secretName"],
+                                    "state": entry["state"], "expires": entry["expires"],
+                                    "daysLeft": entry["daysLeft"], "instances": len(entry["instances"])}, sort_keys=True))
+    return calendar
+
+
+@bp.function_name(names.HTTP_CREDENTIAL_CALENDAR)
+@bp.route(route="credentials", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def http_credential_calendar(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        settings = get_settings()
+    except ConfigurationError as exc:
+        return error_response(500, "InvalidConfiguration", str(exc))
+    try:
+        return json_response(await asyncio.to_thread(_calendar, settings))
+    except ProvisioningError as exc:
+        return error_response(503, "Unavailable", exc.message)
