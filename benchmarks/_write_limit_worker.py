@@ -1,4 +1,4 @@
-"""One app worker process for write_limit_scale.py and tests/core/test_core_write_limit.py.
+"""One app worker process for write_limit_scale.py and tests/core/test_write_limit.py.
 
 Usage: ``python benchmarks/_write_limit_worker.py SP_ID WRITES THREADS`` (or :func:`run_workers`).
 

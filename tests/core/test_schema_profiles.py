@@ -15,7 +15,7 @@ from core import errors, model, steps
 from core import schema_profiles as profiles
 from core.graph import synchronization as sync
 from core.steps import profiles as profile_steps
-from test_core_steps import creds, new_app
+from test_steps import creds, new_app
 
 SCHEMA = json.loads((REPO / "schemas/schema-profile.schema.json").read_text())
 SHIPPED = sorted((REPO / "profiles").glob("*.json"))
