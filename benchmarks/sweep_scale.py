@@ -83,7 +83,11 @@ def _run(stack, n: int, tag: str, timeout: float) -> dict:
     before_emulator = time.process_time()  # the emulator runs in this process (threads)
     sweep_id = f"sweep-scale-{n}"
     started = time.monotonic()
-    response = stack.host.durable_request("POST", f"orchestrators/health_sweep/{sweep_id}", json={"options": {}})
+    # the options the timer sends with the default settings (sweepPageSize among them: the paged sweep)
+    from core.workflow_options import WorkflowOptions
+
+    options = WorkflowOptions().to_dict(settings_only=True)
+    response = stack.host.durable_request("POST", f"orchestrators/health_sweep/{sweep_id}", json={"options": options})
     assert response.status_code == 202, response.text
     status = stack.host.wait_for_instance(sweep_id, timeout=timeout, poll=0.5)
     wall = time.monotonic() - started

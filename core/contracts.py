@@ -700,3 +700,5 @@ from core import fleet_contracts as _fleet_contracts  # noqa: E402,F401
 import core.batch_contracts  # noqa: E402,F401
 # the paged health sweep's report activities: core.sweep_contracts, likewise
 import core.sweep_contracts  # noqa: E402,F401
+# and the credential rotation's (core.rotation_contracts), so the registry is whole whatever is imported first
+import core.rotation_contracts  # noqa: E402,F401

@@ -49,3 +49,43 @@ def test_a_job_status_without_job_id_is_one_graph_read(ctx, core_env):
     assert status["status"]["quarantine"]["cause"] == "credentials"
     assert len(graph_requests(core_env)) == 1
     assert steps.get_job_status(ctx, service_principal_id=none_id, job_id=None, started_at=None)["jobId"] is None
+
+
+SWEEP_SAMPLES = {
+    "HealthSweepPageInput": [{"options": {"sweepPageSize": 2}, "cursor": None, "page": 0, "sweepId": "s",
+                              "blobName": "s/t.jsonl", "reportLimit": 500},
+                             {"options": {}, "cursor": "https://graph.microsoft.com/next", "page": 3, "sweepId": "s",
+                              "blobName": "s/t.jsonl", "restageOnly": True}],
+    "HealthSweepPageOutput": [{"counts": {"healthy": 2}, "quarantinedByReason": {}, "unhealthy": [],
+                               "unhealthyOmitted": 0, "restarted": [], "staged": True, "block": 0,
+                               "nextCursor": None}],
+    "StageSweepReportInput": [{"blobName": "b", "block": 0, "entries": [{"servicePrincipalId": "s"}]}],
+    "StageSweepReportOutput": [{"block": 1, "bytes": 120}],
+    "CommitSweepReportInput": [{"blobName": "b", "blocks": [0, 1]}],
+    "CommitSweepReportOutput": [{"missing": [1]}, {"container": "c", "blobName": "b", "url": "u"}],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SWEEP_SAMPLES))
+def test_the_sweep_contracts_round_trip_their_json(name):
+    from core import sweep_contracts
+
+    cls = getattr(sweep_contracts, name)
+    for sample in SWEEP_SAMPLES[name]:
+        assert cls.from_dict(sample).to_dict() == sample
+
+
+def test_the_sweep_report_activities_name_every_bad_field():
+    from core import contracts, names
+    from core.sweep_contracts import CommitSweepReportInput, StageSweepReportInput
+
+    assert contracts.ACTIVITY_CONTRACTS[names.STAGE_SWEEP_REPORT][0] is StageSweepReportInput
+    with pytest.raises(errors.InvalidRequest) as caught:
+        StageSweepReportInput.from_dict({"blobName": "", "block": -1, "entries": ["x"]})
+    assert sorted(p.path for p in caught.value.problems) == ["blobName", "block", "entries[0]"]
+    with pytest.raises(errors.InvalidRequest) as caught:
+        CommitSweepReportInput.from_dict({"blobName": "b", "blocks": [0, -2]})
+    assert [p.path for p in caught.value.problems] == ["blocks"]
+    with pytest.raises(errors.InvalidRequest) as caught:
+        contracts.ListManagedInstancesInput.from_dict({"pageSize": 0})
+    assert [p.path for p in caught.value.problems] == ["pageSize"]
