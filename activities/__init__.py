@@ -19,7 +19,7 @@ from activities.credentials import save_secrets, validate_credentials
 from activities.jobs import ensure_job, get_job_status, get_provisioning_errors, start_job
 from activities.reports import read_batch_report, write_batch_report
 from activities.runner import Body, run
-from activities.sweep import list_managed_instances, restart_quarantined_job
+from activities.sweep import commit_sweep_report, list_managed_instances, restart_quarantined_job, stage_sweep_report
 from core import names
 
 #: one blueprint per family, each registered by function_app.py
@@ -31,7 +31,7 @@ BODIES: dict[str, Body] = {**applications.BODIES, **jobs.BODIES, **credentials.B
                            **sweep.BODIES, **fleet.BODIES, **profiles.BODIES, **rotation.BODIES, **reports.BODIES}
 assert set(BODIES) == set(names.ACTIVITIES), "every activity name needs a body"
 
-__all__ = ["BLUEPRINTS", "BODIES", "assign_principals", "discard_application", "ensure_application", "ensure_job",
+__all__ = ["BLUEPRINTS", "BODIES", "assign_principals", "commit_sweep_report", "discard_application", "ensure_application", "ensure_job",
            "get_job_status", "get_provisioning_errors", "list_managed_instances", "read_batch_report", "resolve_application_template",
-           "restart_quarantined_job", "run", "save_secrets", "start_job", "validate_credentials",
+           "restart_quarantined_job", "run", "save_secrets", "stage_sweep_report", "start_job", "validate_credentials",
            "wait_until_visible", "write_batch_report"]

@@ -496,7 +496,11 @@ class GetProvisioningErrorsOutput(Contract):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ListManagedInstancesInput(Input):
-    pass
+    """No cursor and no page size: the whole fleet (a sweep recorded before the paged sweep); else one
+    page of ``pageSize`` (the first without ``cursor``, the next with the previous ``nextCursor``)."""
+
+    cursor: str | None = None
+    page_size: int | None = dataclasses.field(default=None, metadata={"check": _positive})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -517,6 +521,7 @@ class ManagedInstance(Contract):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ListManagedInstancesOutput(Contract):
     instances: list[dict[str, Any]] = listed()
+    next_cursor: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -667,6 +672,11 @@ class SweepReport(Contract):
     quarantined_by_reason: dict[str, int] = mapped()
     unhealthy: list[dict[str, Any]] = listed()
     restarted: list[dict[str, Any]] = listed()
+    # the paged sweep's (absent from a sweep recorded before it): pages, what the bounds left out, the blob link
+    pages: int | None = UNSET
+    unhealthy_omitted: int | None = UNSET
+    restarted_omitted: int | None = UNSET
+    report: dict[str, Any] | None = UNSET
 
 
 def decode_json(value: Any) -> Any:
@@ -688,3 +698,7 @@ from core import fleet_contracts as _fleet_contracts  # noqa: E402,F401
 # the batch-report activities' contracts live in core.batch_contracts, which adds them to
 # ACTIVITY_CONTRACTS when imported; imported here so the registry names every activity either way
 import core.batch_contracts  # noqa: E402,F401
+# the paged health sweep's report activities: core.sweep_contracts, likewise
+import core.sweep_contracts  # noqa: E402,F401
+# and the credential rotation's (core.rotation_contracts), so the registry is whole whatever is imported first
+import core.rotation_contracts  # noqa: E402,F401

@@ -15,6 +15,7 @@ FLEET_ACTION = "fleet_action"
 APPLY_PROFILE = "apply_profile"
 SCHEMA_ROLLOUT = "schema_rollout"
 ROTATE_SECRET = "rotate_secret"
+HEALTH_SWEEP_PAGE = "health_sweep_page"
 
 ORCHESTRATORS = (
     PROVISION_BATCH,
@@ -26,6 +27,7 @@ ORCHESTRATORS = (
     APPLY_PROFILE,
     SCHEMA_ROLLOUT,
     ROTATE_SECRET,
+    HEALTH_SWEEP_PAGE,
 )
 
 # Activities (architecture.md section 3)
@@ -54,6 +56,8 @@ CHECK_INSTANCE_LAG = "check_instance_lag"
 REBUILD_FLEET_REGISTRY = "rebuild_fleet_registry"
 WRITE_BATCH_REPORT = "write_batch_report"
 READ_BATCH_REPORT = "read_batch_report"
+STAGE_SWEEP_REPORT = "stage_sweep_report"
+COMMIT_SWEEP_REPORT = "commit_sweep_report"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -79,6 +83,8 @@ ACTIVITIES = (
     REBUILD_FLEET_REGISTRY,
     WRITE_BATCH_REPORT,
     READ_BATCH_REPORT,
+    STAGE_SWEEP_REPORT,
+    COMMIT_SWEEP_REPORT,
 )
 
 # Triggers

@@ -48,9 +48,9 @@ def report_blob_name(batch_id: str) -> str:
     return f"{batch_id}/report.json"
 
 
-def check_container(name: str) -> str:
+def check_container(name: str, setting: str = "BATCH_REPORT_CONTAINER") -> str:
     if not _CONTAINER_NAME.match(name or ""):
-        raise ConfigurationError([Problem("BATCH_REPORT_CONTAINER", f"{name!r} is not a blob container name "
+        raise ConfigurationError([Problem(setting, f"{name!r} is not a blob container name "
                                           "(3-63 lowercase letters, digits and single hyphens)")])
     return name
 
@@ -76,7 +76,7 @@ def blob_service(env: Mapping[str, str] | None = None) -> Any:
     if not uri and env.get(f"{STORAGE_SETTING}__accountName"):
         uri = f"https://{env[f'{STORAGE_SETTING}__accountName'].strip()}.blob.core.windows.net"
     if not uri:
-        raise ConfigurationError([Problem(STORAGE_SETTING, "not set: batch reports need the host storage account "
+        raise ConfigurationError([Problem(STORAGE_SETTING, "not set: batch and sweep reports need the host storage account "
                                           "(a connection string, or AzureWebJobsStorage__blobServiceUri with a "
                                           "managed identity)")])
     from azure.identity import DefaultAzureCredential

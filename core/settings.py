@@ -150,6 +150,12 @@ SETTINGS: tuple[Setting, ...] = (
             "instance (none: no canary)."),
     Setting("CREDENTIAL_EXPIRY_WARNING_DAYS", "int", 30,
             "Days before a Key Vault secret's expiry from which the expiry calendar flags it as expiring."),
+    Setting("HEALTH_SWEEP_PAGE_SIZE", "int", 200,
+            "Service principals the health sweep lists and checks per page (one sub-orchestration each; at most 999)."),
+    Setting("HEALTH_SWEEP_MAX_REPORTED", "int", 500,
+            "Most unhealthy instances, and most restart outcomes, listed in the sweep's output (all are in the blob report)."),
+    Setting("HEALTH_SWEEP_REPORT_CONTAINER", "str", "health-sweep-reports",
+            "Blob container (in the AzureWebJobsStorage account) for the sweep's full per-instance report."),
     Setting("ROLE_IMPORT_TEMPLATE_IDS", "guids", AWS_SINGLE_ACCOUNT_ACCESS_TEMPLATE_ID,
             "Application template ids (comma-separated) whose provisioning job imports app roles from the app "
             "instead of provisioning users (default: AWS Single-Account Access; none: no template); their "
@@ -304,6 +310,9 @@ class Settings:
     health_sweep_schedule: str
     health_sweep_max_in_flight: int
     health_sweep_restart_credential_quarantine: bool
+    health_sweep_page_size: int
+    health_sweep_max_reported: int
+    health_sweep_report_container: str
     role_import_template_ids: str
     fleet_registry_table: str
     rotation_max_in_flight: int
@@ -352,6 +361,13 @@ class Settings:
                                     "digits and single hyphens"))
         if values.get("provisioning_log_page_size", 0) > 1000:
             problems.append(Problem("PROVISIONING_LOG_PAGE_SIZE", "must be at most 1000"))
+        if values.get("health_sweep_page_size", 0) > 999:
+            problems.append(Problem("HEALTH_SWEEP_PAGE_SIZE", "must be at most 999 (Graph's $top on servicePrincipals)"))
+        container = values.get("health_sweep_report_container")
+        # https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+        if container is not None and not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", container):
+            problems.append(Problem("HEALTH_SWEEP_REPORT_CONTAINER", "a blob container name: 3-63 lowercase letters, "
+                                    "digits and single hyphens, starting and ending with a letter or digit"))
         if problems:
             raise ConfigurationError(problems)
         values.update(overrides)

@@ -33,6 +33,8 @@ FROM_SETTINGS: dict[str, str] = {
     "polls_per_execution": "monitor_polls_per_generation",
     "sweep_max_in_flight": "health_sweep_max_in_flight",
     "restart_credential_quarantine": "health_sweep_restart_credential_quarantine",
+    "sweep_page_size": "health_sweep_page_size",
+    "sweep_max_reported": "health_sweep_max_reported",
 }
 
 
@@ -92,6 +94,9 @@ class WorkflowOptions:
     # health_sweep
     sweep_max_in_flight: int = _DEFAULTS["health_sweep_max_in_flight"]
     restart_credential_quarantine: bool = _DEFAULTS["health_sweep_restart_credential_quarantine"]
+    # health_sweep over pages (an input whose options lack sweepPageSize runs the single-history sweep)
+    sweep_page_size: int = _DEFAULTS["health_sweep_page_size"]
+    sweep_max_reported: int = _DEFAULTS["health_sweep_max_reported"]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "WorkflowOptions":

@@ -274,8 +274,10 @@ class DevHost:
     async def _status(self, request: web.Request) -> web.Response:
         if not self._is_master(request):
             return web.Response(status=401)
+        engine = getattr(self, "engine", None)
         return web.json_response({"id": "devhost", "state": "Running", "version": f"devhost {__version__}",
-                                  "processId": os.getpid()})
+                                  "processId": os.getpid(),
+                                  **({"durable": dict(engine.counters)} if engine is not None else {})})
 
     async def _functions(self, request: web.Request) -> web.Response:
         if not self._is_master(request):

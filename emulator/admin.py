@@ -15,6 +15,7 @@ from aiohttp import web
 from emulator.app_keys import info, state_of
 from emulator.directory import check_directory_setting
 from emulator.errors import GraphError, bad_request
+from emulator.fleet import seed_fleet
 from emulator.identity import mint_token
 from emulator.permissions import GRAPH_AUDIENCE, VAULT_AUDIENCE
 
@@ -138,6 +139,13 @@ async def seed(request: web.Request) -> web.Response:
 
         publish_new_version(request, state.key_vault.canonical(name), version)
     return web.json_response(created, status=201)
+
+
+@_admin
+async def seed_fleet_route(request: web.Request) -> web.Response:
+    """Add N managed app instances at once (:mod:`emulator.fleet`): scale tests and benchmarks."""
+    body = await _body(request)
+    return web.json_response(seed_fleet(state_of(request), body), status=201)
 
 
 def _add_client(state, spec: dict) -> dict:
@@ -311,6 +319,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/_emulator/state", get_state)
     r.add_post("/_emulator/reset", reset)
     r.add_post("/_emulator/seed", seed)
+    r.add_post("/_emulator/seed-fleet", seed_fleet_route)
     r.add_route("GET", "/_emulator/clients", clients)
     r.add_route("POST", "/_emulator/clients", clients)
     for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):

@@ -70,6 +70,10 @@ class AdminClient:
         """Add users ``{displayName,...}``, groups ``{displayName, members:[ids]}``, clients, secrets."""
         return self._call("POST", "seed", json={"users": users or [], "groups": groups or [], "clients": clients or [], "secrets": secrets or {}})
 
+    def seed_fleet(self, count: int, tag: str, template_id: str, **spec: Any) -> dict:
+        """Add ``count`` managed instances at once (``emulator.fleet``: prefix, states, labels, returnIds)."""
+        return self._call("POST", "seed-fleet", json={"count": count, "tag": tag, "templateId": template_id, **spec})
+
     def clients(self) -> list[dict]:
         """Registered clients, with ``clientId``, ``secret``, ``name``, ``servicePrincipalId``, ``keyVault``."""
         return self._call("GET", "clients")["value"]

@@ -13,8 +13,8 @@ outputs, custom status or errors (credentials travel as Key Vault references).
 """
 
 from orchestrators.blueprint import bp
-from orchestrators import (apply_profile, fleet_action, health_sweep, monitor_job,  # noqa: F401  (registers)
-                           provision_batch, provision_instance, provision_sub_batch, rollout)
+from orchestrators import (apply_profile, fleet_action, health_sweep, health_sweep_page,  # noqa: F401  (registers)
+                           monitor_job, provision_batch, provision_instance, provision_sub_batch, rollout)
 
 from orchestrators.rotate_secret import bp as rotation_bp  # noqa: E402  (its own blueprint: rotate_secret)
 

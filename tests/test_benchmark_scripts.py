@@ -29,6 +29,9 @@ SMALLEST = {
                              lambda f: f["shared"]["accepted"] == 20 and f["shared"]["sharedSchedule"] is True),
     "rotation_scale.py": (["--instances", "3", "--timeout", "240"],
                           lambda f: f["instances"] == 3 and f["rotated"] == 3 and f["writesPerInstance"] > 0),
+    "sweep_scale.py": (["--sizes", "40,120"],
+                       lambda f: [r["total"] for r in f["runs"]] == [40, 120] and f["runs"][-1]["pages"] == 1
+                       and f["runs"][-1]["reportLines"] == 120 and f["wallExponent"] is not None),
     "workflow_scale.py": (["--instances", "3", "--timeout", "240"],
                           lambda f: f["instances"] == 3 and f["steadyState"] == 3 and f["throttled429"] >= 0),
 }

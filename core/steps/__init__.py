@@ -27,13 +27,13 @@ from core.steps.credentials import notification_settings, save_secrets, validate
 from core.steps.jobs import ensure_job, get_job_status, get_provisioning_errors, start_job
 from core.steps.records import (NOTES_MAX_CHARS, RESTARTED, SAVED, TAG_MAX_CHARS, instance_notes, read_notes,
                                 read_versions, record_saved_versions, secret_versions)
-from core.steps.sweep import list_managed_instances, restart_quarantined_job
+from core.steps.sweep import list_managed_instances, list_managed_page, restart_quarantined_job
 
 __all__ = [
     "MISSING_JOB", "NOTES_MAX_CHARS", "RESTARTED", "SAVED", "TAG_MAX_CHARS", "StepContext", "applications",
     "assign_principals", "assignments", "context", "credentials", "default_context", "discard_application",
     "ensure_application", "ensure_job", "get_job_status", "get_provisioning_errors", "instance_notes", "jobs",
-    "list_managed_instances", "notification_settings", "read_notes", "read_versions", "record_saved_versions",
+    "list_managed_instances", "list_managed_page", "notification_settings", "read_notes", "read_versions", "record_saved_versions",
     "records", "resolve_template", "restart_quarantined_job", "save_secrets", "secret_versions", "start_job",
     "sweep", "validate_credentials", "wait_until_visible",
 ]

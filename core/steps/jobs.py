@@ -154,14 +154,19 @@ def get_job_status(ctx: StepContext, *, service_principal_id: str, job_id: str |
     """The job's classification (:mod:`core.status`) relative to ``started_at``.
 
     A 404 for the job is waited out as replication lag (VISIBILITY_WAIT_SECONDS, then transient):
-    the first poll may land on a directory replica the new job has not reached yet.
+    the first poll may land on a directory replica the new job has not reached yet. Without
+    ``job_id`` (the health sweep) the SP's first job by id is classified straight from the list,
+    whose items are whole ``synchronizationJob`` objects with their ``status``
+    (https://learn.microsoft.com/graph/api/synchronization-synchronization-list-jobs): one Graph read.
     """
-    if not job_id:
-        job_id = _first_job_id(ctx, service_principal_id)
-        if job_id is None:
+    if not job_id:  # the list answers each job whole, status included: one read, not list + get
+        jobs = sorted(sync.list_jobs(ctx.graph, service_principal_id), key=lambda j: str(j.get("id")))
+        if not jobs:
             missing = {"state": MISSING_JOB, "settled": False, "code": None, "jobId": None}
             return {"jobId": None, "status": missing}
-    job = _wait_for(ctx, f"read job {job_id}", lambda: sync.get_job(ctx.graph, service_principal_id, str(job_id)))
+        job, job_id = jobs[0], str(jobs[0].get("id"))
+    else:
+        job = _wait_for(ctx, f"read job {job_id}", lambda: sync.get_job(ctx.graph, service_principal_id, str(job_id)))
     classified = job_status.classify(job, started_at).to_dict()
     classified["jobId"] = job_id
     return {"jobId": job_id, "status": classified}

@@ -21,32 +21,66 @@ logger = logging.getLogger("core.steps")
 
 
 
+#: the properties the sweep lists (its check needs no more)
+SWEEP_SELECT = "id,displayName,applicationTemplateId,tags,notes"
+#: the largest page the sweep lists: the ``$top`` the app already lists service principals with
+MAX_PAGE_SIZE = 999
+
+
 def list_managed_instances(ctx: StepContext) -> dict:
     """Every service principal carrying the fleet tag: instance key, labels and credential references.
 
     ``credentials`` (with ``syncAll`` and ``notificationEmail``) come from the SP's notes
     (:func:`instance_notes`): Key Vault secret names and non-secret literals, never values; absent
     when the notes hold none (an instance set up before they were stored, or someone else's notes).
+    Kept for sweeps started before the paged sweep (their histories call it without a cursor).
     """
-    found = apps.find_service_principals(ctx.graph, odata.any_eq("tags", ctx.tag),
-                                         select="id,displayName,applicationTemplateId,tags,notes")
+    found = apps.find_service_principals(ctx.graph, odata.any_eq("tags", ctx.tag), select=SWEEP_SELECT)
+    return {"instances": [describe_instance(ctx, sp) for sp in sorted(found, key=lambda s: str(s.get("displayName")))]}
+
+
+def list_managed_page(ctx: StepContext, cursor: str | None = None, page_size: int = 200) -> dict:
+    """One page of the managed fleet: ``{"instances": [...], "nextCursor": link or None}`` (issue #15).
+
+    Why pages: listing the fleet whole in one activity made the listing one history event (3.5 MB
+    at 10,000 instances) that every later episode replayed. Here one call lists one page (``$top``
+    = ``HEALTH_SWEEP_PAGE_SIZE``) and hands back Graph's ``@odata.nextLink`` as the cursor of the
+    next page, so each page is checked by its own sub-orchestration and no history holds more than
+    one page. Graph pages collections this way (https://learn.microsoft.com/graph/paging: the next
+    page is read by sending the URL value of ``@odata.nextLink`` as it is; the ``$skiptoken``
+    inside it is not to be extracted or built). The link is followed only on the Graph origin
+    (``GraphClient``), so a cursor carried in an orchestration's input cannot send the token elsewhere.
+    """
+    if cursor is not None and not (isinstance(cursor, str) and cursor.startswith("https://")):
+        raise errors.InvalidRequest([errors.Problem("cursor", "must be the @odata.nextLink of the previous page")])
+    if not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise errors.InvalidRequest([errors.Problem("pageSize", f"must be an integer from 1 to {MAX_PAGE_SIZE}")])
+    if cursor:
+        body = ctx.graph.get(cursor)
+    else:
+        body = ctx.graph.get("/servicePrincipals", {"$filter": odata.any_eq("tags", ctx.tag), "$select": SWEEP_SELECT,
+                                                   "$top": str(page_size)})
+    instances = [describe_instance(ctx, sp) for sp in body.get("value") or []]
+    return {"instances": instances, "nextCursor": body.get("@odata.nextLink") or None}
+
+
+def describe_instance(ctx: StepContext, sp: dict) -> dict[str, Any]:
+    """What the sweep needs of one listed service principal: ids, key, labels and (from the notes)
+    the Key Vault references of its credentials (names, never values)."""
     key_prefix, label_prefix = f"{ctx.tag}:key:", f"{ctx.tag}:label:"
-    instances = []
-    for sp in sorted(found, key=lambda s: str(s.get("displayName"))):
-        tags = [str(t) for t in sp.get("tags") or []]
-        labels = dict(t[len(label_prefix):].split("=", 1) for t in tags if t.startswith(label_prefix) and "=" in t)
-        key = next((t[len(key_prefix):] for t in tags if t.startswith(key_prefix)), None)
-        instance: dict[str, Any] = {"servicePrincipalId": apps.object_id(sp), "displayName": sp.get("displayName"),
-                                    "applicationTemplateId": sp.get("applicationTemplateId"), "instanceKey": key,
-                                    "labels": labels}
-        notes = read_notes(ctx, sp.get("notes"))
-        if notes and isinstance(notes.get("credentials"), dict):
-            instance["credentials"] = notes["credentials"]
-            instance["syncAll"] = bool(notes.get("syncAll"))
-            if notes.get("notificationEmail"):
-                instance["notificationEmail"] = str(notes["notificationEmail"])
-        instances.append(instance)
-    return {"instances": instances}
+    tags = [str(t) for t in sp.get("tags") or []]
+    labels = dict(t[len(label_prefix):].split("=", 1) for t in tags if t.startswith(label_prefix) and "=" in t)
+    key = next((t[len(key_prefix):] for t in tags if t.startswith(key_prefix)), None)
+    instance: dict[str, Any] = {"servicePrincipalId": apps.object_id(sp), "displayName": sp.get("displayName"),
+                                "applicationTemplateId": sp.get("applicationTemplateId"), "instanceKey": key,
+                                "labels": labels}
+    notes = read_notes(ctx, sp.get("notes"))
+    if notes and isinstance(notes.get("credentials"), dict):
+        instance["credentials"] = notes["credentials"]
+        instance["syncAll"] = bool(notes.get("syncAll"))
+        if notes.get("notificationEmail"):
+            instance["notificationEmail"] = str(notes["notificationEmail"])
+    return instance
 
 
 def restart_quarantined_job(ctx: StepContext, *, service_principal_id: str, job_id: str | None,

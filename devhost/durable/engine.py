@@ -95,6 +95,9 @@ class DurableEngine(ClientOperations, Episodes, ActivityWorkers, Dispatch):
         self._running = False
         self.episode_count = 0
         self.episode_seconds = 0.0  # time spent in episodes (replay + commit), for benchmarks
+        #: episodes run and history events replayed in them (IsPlayed events handed to the SDK), since start:
+        #: what replay costs (GET /admin/host/status shows them; benchmarks/sweep_scale.py reads them)
+        self.counters = {"episodes": 0, "replayedEvents": 0}
 
     # ------------------------------------------------------------------ set-up
     @staticmethod

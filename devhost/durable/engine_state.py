@@ -59,6 +59,7 @@ class EngineState:
     _orch_pool: concurrent.futures.ThreadPoolExecutor | None
     episode_count: int
     episode_seconds: float
+    counters: dict[str, int]  # {"episodes", "replayedEvents"}: replay's cost (GET /admin/host/status)
 
     if TYPE_CHECKING:
         # engine.py

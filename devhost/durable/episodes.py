@@ -5,8 +5,9 @@ instance, appends ``OrchestratorStarted`` + the new events to the cached history
 ``LoadedApp.call_orchestrator``, replays the returned actions with the extension's shim (``replayer``)
 and commits history, consumed messages, work items, timers, child instances and the instance row in one
 SQLite transaction (notes "Episodes" and "Action replay" in devhost/durable/README.md). Terminate and
-suspend/resume are recorded here without calling Python. ``episode_count`` / ``episode_seconds`` (and
-any further per-episode counters) belong to this part.
+suspend/resume are recorded here without calling Python. ``episode_count`` / ``episode_seconds``,
+``counters`` (episodes and replayed events; GET /admin/host/status shows them) and any further
+per-episode counters belong to this part.
 """
 from __future__ import annotations
 
@@ -169,6 +170,8 @@ class Episodes(EngineState):
     def _payload(self, cached: _Cached, episode_texts: list[str]) -> str:
         row = cached.row
         history_json = ",".join(cached.played + episode_texts)
+        self.counters["episodes"] += 1
+        self.counters["replayedEvents"] += len(cached.played)
         head = {"instanceId": row.instance_id, "isReplaying": len(cached.events) >= 2,
                 "parentInstanceId": row.parent_instance_id, "upperSchemaVersion": 1, "upperSchemaVersionNew": 2,
                 "defaultHttpAsyncRequestSleepTimeMillseconds": 30000}

@@ -65,8 +65,9 @@ SAMPLES: dict[type, list[dict]] = {
     c.GetProvisioningErrorsOutput: [{"errors": [{"code": "E"}], "failedObjects": 1, "failures": 2,
                                      "topErrorCodes": [{"code": "E", "count": 2, "reason": None}], "since": "x",
                                      "pages": 1, "complete": False}],
-    c.ListManagedInstancesInput: [{}],
-    c.ListManagedInstancesOutput: [{"instances": [{"servicePrincipalId": "s", "displayName": "d"}]}],
+    c.ListManagedInstancesInput: [{}, {"pageSize": 200}, {"cursor": "https://graph.microsoft.com/next", "pageSize": 2}],
+    c.ListManagedInstancesOutput: [{"instances": [{"servicePrincipalId": "s", "displayName": "d"}]},
+                                   {"instances": [], "nextCursor": "https://graph.microsoft.com/next"}],
     c.ManagedInstance: [{"servicePrincipalId": "s", "displayName": "d", "applicationTemplateId": None,
                          "instanceKey": "k", "labels": {}, "credentials": REF, "syncAll": False}],
     c.RestartQuarantinedJobInput: [{"servicePrincipalId": "s", "jobId": None},
@@ -101,7 +102,10 @@ SAMPLES: dict[type, list[dict]] = {
     c.BatchReport: [{"batchId": "b", "requestId": None, "startedAt": "t", "finishedAt": "u", "durationSeconds": None,
                      "counts": {"total": 0}, "succeeded": True, "instances": [], "topErrors": []}],
     c.SweepReport: [{"sweptAt": "t", "total": 1, "counts": {"healthy": 1}, "quarantinedByReason": {},
-                     "unhealthy": [], "restarted": [{"servicePrincipalId": "s", "restarted": False, "reason": None}]}],
+                     "unhealthy": [], "restarted": [{"servicePrincipalId": "s", "restarted": False, "reason": None}]},
+                    {"sweptAt": "t", "total": 0, "counts": {}, "quarantinedByReason": {}, "unhealthy": [],
+                     "restarted": [], "pages": 1, "unhealthyOmitted": 0, "restartedOmitted": 0,
+                     "report": {"container": "c", "blobName": "b", "url": "u"}}],
 }
 
 

@@ -65,6 +65,21 @@ def test_every_problem_is_reported_together_without_echoing_values():
     assert caught.value.kind == "permanent"
 
 
+@pytest.mark.parametrize("name, value", [("HEALTH_SWEEP_PAGE_SIZE", "1000"), ("HEALTH_SWEEP_PAGE_SIZE", "0"),
+                                         ("HEALTH_SWEEP_REPORT_CONTAINER", "Reports"),
+                                         ("HEALTH_SWEEP_REPORT_CONTAINER", "ab"),
+                                         ("HEALTH_SWEEP_REPORT_CONTAINER", "sweep--reports")])
+def test_sweep_page_size_and_report_container_are_checked(name, value):
+    with pytest.raises(ConfigurationError) as caught:
+        s.Settings.from_env({"KEY_VAULT_URL": "https://vault.example", name: value})
+    assert [p.path for p in caught.value.problems] == [name]
+
+
+def test_the_default_report_container_is_a_valid_name():
+    assert s.Settings.from_env({"KEY_VAULT_URL": "https://vault.example"}).health_sweep_report_container == \
+        "health-sweep-reports"
+
+
 @pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e999"])
 def test_numbers_that_are_not_finite_are_refused(text):
     """nan compares False to everything: a nan wait would make every bounded wait endless."""

@@ -225,7 +225,7 @@ def test_the_same_queue_message_three_times_starts_one_batch(stack):
 
 def test_health_sweep_reports_the_quarantined_job(stack, demo):
     started = stack.host.durable_request("POST", f"orchestrators/{names.HEALTH_SWEEP}/health-sweep-test",
-                                         json={"options": {"sweepMaxInFlight": 5}})  # with the system key
+                                         json={"options": {"sweepMaxInFlight": 5, "sweepPageSize": 10}})  # with the system key
     assert started.status_code == 202, started.text
     sweep_id = started.json()["id"]
     status = stack.wait(sweep_id, timeout=120)

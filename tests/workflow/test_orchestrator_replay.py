@@ -29,6 +29,15 @@ UNREACHABLE = {"ok": False, "error": {"kind": "transient", "code": "TransientErr
 FAST_POLLS = {"pollFirstInterval": 10, "pollMaxInterval": 10, "pollsPerExecution": 100}
 
 
+REPORT_SCRIPT = dict(stage_sweep_report=lambda payload, n: {"ok": True, "block": payload["block"]},
+                     commit_sweep_report=lambda payload, n: {"ok": True, "container": "health-sweep-reports",
+                                                             "blobName": payload["blobName"], "url": "http://blob"})
+
+
+def _pages(history: list[dict]) -> list[str]:
+    return [ev["InstanceId"] for ev in history if ev["EventType"] == h.SUB_ORCHESTRATION_CREATED]
+
+
 def test_health_sweep_waits_out_a_throttled_status_read(tmp_path):
     script(
         list_managed_instances=[{"ok": True, "instances": [
@@ -37,21 +46,131 @@ def test_health_sweep_waits_out_a_throttled_status_read(tmp_path):
         get_job_status=lambda payload, n: (THROTTLED if n == 1 else CRED_QUARANTINE)
         if payload["servicePrincipalId"] == "sp1" else STEADY,
         restart_quarantined_job=[{"ok": True, "jobId": "job1", "restarted": True, "reason": "restarted"}],
+        **REPORT_SCRIPT,
     )
 
     async def scenario(engine):
-        iid = await engine.start_orchestration("health_sweep", {"options": {"restartCredentialQuarantine": True}},
+        iid = await engine.start_orchestration("health_sweep", {"options": {"restartCredentialQuarantine": True,
+                                                                            "sweepPageSize": 200}},
                                                instance_id="sweep-throttled")
-        return await engine.wait_for_instance(iid, 60), engine.get_history(iid)
+        row = await engine.wait_for_instance(iid, 60)
+        (page,) = _pages(engine.get_history(iid))
+        return row, engine.get_history(page)
 
-    row, history = run(tmp_path, scenario)
+    row, page_history = run(tmp_path, scenario)
     assert row.status == "Completed"
     report = output(row)
     assert [p["servicePrincipalId"] for _, p in calls("get_job_status")].count("sp1") == 2
     assert report["counts"]["quarantined"] == 1 and report["counts"]["unreadable"] == 0, report["counts"]
     assert report["counts"]["healthy"] == 1
     assert report["restarted"] == [{"servicePrincipalId": "sp1", "restarted": True, "reason": "restarted"}]
-    assert any(ev["EventType"] == h.TIMER_CREATED for ev in history)  # the wait was a durable timer
+    assert any(ev["EventType"] == h.TIMER_CREATED for ev in page_history)  # the wait was a durable timer
+    # the blob's line for sp1 also says what the restart rule did
+    ((_, staged),) = calls("stage_sweep_report")
+    lines = {e["servicePrincipalId"]: e for e in staged["entries"]}
+    assert lines["sp1"]["restart"] == {"restarted": True, "reason": "restarted"} and "restart" not in lines["sp2"]
+
+
+def test_health_sweep_shards_the_fleet_into_pages_and_links_the_blob_report(tmp_path):
+    """Three pages through the listing's cursor: each page is its own sub-orchestration (its own history),
+    the parent holds no instance list, the tallies add up, the output keeps at most sweepMaxReported
+    unhealthy entries and links the blob that every page staged a block of."""
+    fleet = [f"sp{i}" for i in range(7)]
+    pages = {None: (fleet[0:3], "https://graph.test/v1.0/servicePrincipals?$skiptoken=A"),
+             "https://graph.test/v1.0/servicePrincipals?$skiptoken=A": (fleet[3:6], "https://graph.test/p3"),
+             "https://graph.test/p3": (fleet[6:], None)}
+
+    def listing(payload, n):
+        ids, next_cursor = pages[payload.get("cursor")]
+        assert payload["pageSize"] == 3
+        return {"ok": True, "instances": [{"servicePrincipalId": i, "displayName": i.upper()} for i in ids],
+                "nextCursor": next_cursor}
+
+    unhealthy = {"sp1", "sp4", "sp6"}
+    script(list_managed_instances=listing,
+           get_job_status=lambda payload, n: CRED_QUARANTINE if payload["servicePrincipalId"] in unhealthy else STEADY,
+           **REPORT_SCRIPT)
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("health_sweep", {"options": {"sweepPageSize": 3, "sweepMaxReported": 2}},
+                                               instance_id="sweep-pages")
+        row = await engine.wait_for_instance(iid, 60)
+        return row, engine.get_history(iid), {p: engine.get_history(p) for p in _pages(engine.get_history(iid))}
+
+    row, history, page_histories = run(tmp_path, scenario)
+    assert row.status == "Completed"
+    report = output(row)
+    assert report["pages"] == 3 and report["total"] == 7
+    assert report["counts"]["healthy"] == 4 and report["counts"]["quarantined"] == 3
+    assert [u["servicePrincipalId"] for u in report["unhealthy"]] == ["sp1", "sp4"]  # capped at 2
+    assert report["unhealthyOmitted"] == 1
+    assert len(page_histories) == 3 and all(p.startswith("sweep-pages:") for p in page_histories)
+    # every instance was listed and read by exactly one page; the parent itself neither listed nor read
+    assert sorted(p["servicePrincipalId"] for _, p in calls("get_job_status")) == fleet
+    parent_text = json.dumps(history)
+    assert "sp5" not in parent_text and "SP5" not in parent_text  # a healthy instance never enters the parent
+    for page_id, events in page_histories.items():
+        assert '"sp' in json.dumps(events)
+    staged = calls("stage_sweep_report")
+    assert sorted(p["block"] for _, p in staged) == [0, 1, 2]
+    assert sum(len(p["entries"]) for _, p in staged) == 7  # the full report holds the healthy ones too
+    blob_names = {p["blobName"] for _, p in staged}
+    ((_, committed),) = calls("commit_sweep_report")
+    assert blob_names == {committed["blobName"]} and committed["blocks"] == [0, 1, 2]
+    assert report["report"] == {"container": "health-sweep-reports", "blobName": committed["blobName"],
+                                "url": "http://blob"}
+
+
+def test_a_page_whose_report_block_went_missing_is_swept_again_for_its_lines_only(tmp_path):
+    pages = {None: (["sp0", "sp1"], "https://graph.test/next"), "https://graph.test/next": (["sp2"], None)}
+
+    def listing(payload, n):
+        ids, next_cursor = pages[payload.get("cursor")]
+        return {"ok": True, "instances": [{"servicePrincipalId": i, "displayName": i} for i in ids],
+                "nextCursor": next_cursor}
+
+    def commit(payload, n):  # the first commit finds page 1's block gone (a storage crash lost it)
+        if n == 1:
+            return {"ok": True, "missing": [1]}
+        return {"ok": True, "container": "c", "blobName": payload["blobName"], "url": "http://blob"}
+
+    script(list_managed_instances=listing, get_job_status=lambda payload, n: CRED_QUARANTINE,
+           stage_sweep_report=lambda payload, n: {"ok": True, "block": payload["block"]},
+           commit_sweep_report=commit, restart_quarantined_job=[{"ok": True, "restarted": False, "reason": "no"}])
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("health_sweep", {"options": {"sweepPageSize": 2,
+                                                                            "restartCredentialQuarantine": True}},
+                                               instance_id="sweep-lost-block")
+        return await engine.wait_for_instance(iid, 60)
+
+    row = run(tmp_path, scenario)
+    assert row.status == "Completed"
+    report = output(row)
+    assert report["total"] == 3 and report["counts"]["quarantined"] == 3  # counted once, not again
+    assert report["report"] == {"container": "c", "blobName": report["report"]["blobName"], "url": "http://blob"}
+    assert [p["block"] for _, p in calls("stage_sweep_report")] == [0, 1, 1]
+    assert [p.get("cursor") for _, p in calls("list_managed_instances")] == [None, "https://graph.test/next",
+                                                                              "https://graph.test/next"]
+    assert len(calls("restart_quarantined_job")) == 3  # the second pass over page 1 restarts nothing
+    assert [p["blocks"] for _, p in calls("commit_sweep_report")] == [[0, 1], [0, 1]]
+
+
+def test_an_empty_fleet_is_one_empty_page_and_an_empty_report(tmp_path):
+    script(list_managed_instances=[{"ok": True, "instances": [], "nextCursor": None}], **REPORT_SCRIPT)
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("health_sweep", {"options": {"sweepPageSize": 200}},
+                                               instance_id="sweep-empty")
+        return await engine.wait_for_instance(iid, 60)
+
+    row = run(tmp_path, scenario)
+    assert row.status == "Completed"
+    report = output(row)
+    assert report["total"] == 0 and report["pages"] == 1 and report["unhealthy"] == []
+    assert calls("stage_sweep_report") == [] and calls("get_job_status") == []
+    ((_, committed),) = calls("commit_sweep_report")
+    assert committed["blocks"] == [] and report["report"]["blobName"] == committed["blobName"]
 
 
 def _monitor(tmp_path, statuses, deadline_seconds: int, provisioning_errors=None):
@@ -254,3 +373,25 @@ def test_save_secrets_records_on_the_tags_wait_until_visible_left(tmp_path, left
         assert "currentTags" not in request
     else:
         assert request["currentTags"] == left
+
+
+def test_a_sweep_input_without_a_page_size_keeps_the_single_history_path(tmp_path):
+    """A sweep started before the paged sweep (its options lack sweepPageSize) is replayed by this code:
+    it must take the path it was recorded on - one listing of the whole fleet, no page, no blob report."""
+    script(list_managed_instances=[{"ok": True, "instances": [{"servicePrincipalId": "sp1", "displayName": "A"},
+                                                              {"servicePrincipalId": "sp2", "displayName": "B"}]}],
+           get_job_status=lambda payload, n: CRED_QUARANTINE if payload["servicePrincipalId"] == "sp1" else STEADY,
+           **REPORT_SCRIPT)
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("health_sweep", {"options": {"sweepMaxInFlight": 5}},
+                                               instance_id="sweep-old")
+        row = await engine.wait_for_instance(iid, 60)
+        return row, engine.get_history(iid)
+
+    row, history = run(tmp_path, scenario)
+    assert row.status == "Completed"
+    report = output(row)
+    assert report["total"] == 2 and report["counts"]["quarantined"] == 1 and "pages" not in report
+    assert _pages(history) == [] and calls("stage_sweep_report") == [] and calls("commit_sweep_report") == []
+    assert [p for _, p in calls("list_managed_instances")] == [{}]  # the whole fleet, as before
