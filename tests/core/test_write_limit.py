@@ -55,8 +55,10 @@ def test_processes_sharing_the_schedule_stay_within_the_limit(core_env, azurite)
     assert len(statuses) == 45 and all(status < 300 for status in statuses), sorted(statuses)  # no 429, no retry
     for worker in run["workers"]:
         assert worker["ok"] == 15 and worker["shared"] and worker["localReservations"] == 0, worker
-    # blocks, not a storage call per write: fewer storage calls than writes, all processes together
-    assert sum(w["storageCalls"] for w in run["workers"]) < 45
+    # blocks, not a reservation per write: fewer successful reservations (conditional blob writes) than
+    # writes, all processes together (lost ETag races, which depend on how the OS schedules the
+    # processes, are retries and are not counted here)
+    assert sum(w["sharedReservations"] for w in run["workers"]) < 45
 
     # the store holds one blob per app and tenant, named by their ids, holding only the next slot's time
     container = _container(azurite)
