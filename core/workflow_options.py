@@ -33,6 +33,7 @@ FROM_SETTINGS: dict[str, str] = {
     "polls_per_execution": "monitor_polls_per_generation",
     "sweep_max_in_flight": "health_sweep_max_in_flight",
     "restart_credential_quarantine": "health_sweep_restart_credential_quarantine",
+    "rotation_max_in_flight": "rotation_max_in_flight",
 }
 
 
@@ -92,6 +93,8 @@ class WorkflowOptions:
     # health_sweep
     sweep_max_in_flight: int = _DEFAULTS["health_sweep_max_in_flight"]
     restart_credential_quarantine: bool = _DEFAULTS["health_sweep_restart_credential_quarantine"]
+    # rotate_secret (also started by the health sweep, which passes its own options on)
+    rotation_max_in_flight: int = _DEFAULTS["rotation_max_in_flight"]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "WorkflowOptions":

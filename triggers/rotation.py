@@ -43,9 +43,8 @@ def rotation_input(settings: Settings, secret_name: str, version: str, source: s
     """The ``rotate_secret`` input (validated: a bad name, version or canary is a field-level InvalidRequest).
 
     ``canary``: the request's provisionOnDemand subject, else the ``ROTATION_CANARY`` setting's."""
-    options = {**workflow_options(settings), "rotationMaxInFlight": settings.rotation_max_in_flight}
     data: dict[str, Any] = {"secretName": secret_name, "version": version, "dryRun": dry_run, "source": source,
-                            "options": options}
+                            "options": workflow_options(settings)}
     subject = canary if canary is not None else parse_canary(settings.rotation_canary)
     if subject is not None:
         data["canary"] = subject
