@@ -1,4 +1,4 @@
-"""Contracts of the batch over sub-batches (issue #15): ``provision_batch`` -> ``provision_sub_batch``
+"""Contracts of the batch over sub-batches (docs/architecture.md, data flow): ``provision_batch`` -> ``provision_sub_batch``
 -> ``write_batch_report``. Same rules as :mod:`core.contracts` (frozen dataclasses, camelCase JSON)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fleet operations (issue #13): inventory, operator actions, teardown and a plan, over Graph.
+"""Fleet operations (docs/fleet-operations.md): inventory, operator actions, teardown and a plan, over Graph.
 
 Everything here starts from the service principals that carry our correlation tag (one listing,
 ``tags/any(t: t eq '<tag>')``): an instance is such a service principal with an instance tag

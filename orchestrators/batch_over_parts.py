@@ -1,4 +1,4 @@
-"""``provision_batch`` over sub-batches: the batch's history stays small whatever N is (issue #15).
+"""``provision_batch`` over sub-batches: the batch's history stays small whatever N is.
 
 Why: one orchestration that fans out N instances has a history that grows with N, and Durable
 replays the whole history at every episode, so its CPU grows with N² (a 1,000-instance batch spent

@@ -1,4 +1,4 @@
-"""``fleet_action``: one operator action (issue #13) on the targets the HTTP trigger resolved and the
+"""``fleet_action``: one operator action (docs/fleet-operations.md) on the targets the HTTP trigger resolved and the
 operator confirmed; one ``fleet_instance_action`` per target, at most ``maxInFlight`` at a time.
 
 Input: :class:`core.fleet_contracts.FleetActionInput`. Output: :class:`FleetActionReport` - one

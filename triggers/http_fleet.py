@@ -1,4 +1,4 @@
-"""HTTP triggers of the fleet operations (issue #13), all with a function key.
+"""HTTP triggers of the fleet operations (docs/fleet-operations.md), all with a function key.
 
 * ``GET /api/instances?selector=env=prod,team=cloud&template=<id>&health=quarantined&top=50&skip=0`` -
   the inventory: ids, labels, template, credential references (Key Vault secret names), the job's

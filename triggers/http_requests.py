@@ -9,7 +9,7 @@ for a non-JSON content type.
 request id): a readable summary - status, counts (``steadyWithFailures`` apart from the clean
 ``steadyState``), per-instance outcomes with reasons, ids, timings and, for a steady instance,
 ``failedObjects`` / ``topErrorCodes`` / ``withFailures``. No request input, no secrets, no management URLs (those carry keys).
-A batch run over sub-batches (issue #15) also shows ``subBatches`` and ``report`` (the blob names);
+A batch run over sub-batches (orchestrators/batch_over_parts.py) also shows ``subBatches`` and ``report`` (the blob names);
 its ``progress`` while running adds up the running sub-batches' own counts; once it is done the
 instances come from the output, or for a batch larger than ``BATCH_REPORT_INLINE_MAX`` from the
 report parts in blob storage.

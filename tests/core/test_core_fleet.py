@@ -1,4 +1,4 @@
-"""core.fleet (issue #13): selector and action parsing, confirmation rule, action ids, the calls a
+"""core.fleet (docs/fleet-operations.md): selector and action parsing, confirmation rule, action ids, the calls a
 dry-run lists, and - on the emulator - that an action never touches a service principal without our
 correlation and instance tags."""
 
