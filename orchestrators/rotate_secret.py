@@ -23,7 +23,7 @@ from typing import Any, Generator
 import azure.durable_functions as df
 
 from core import names
-from core.instance_ids import rotation_instance_id
+from core.instance_ids import sweep_rotation_instance_id
 from core.rotation_contracts import (CheckInstanceLagOutput, ListSecretDependentsInput, ListSecretDependentsOutput, RotateInstanceInput,
                                      RotateInstanceOutput, RotateSecretInput, RotationReport)
 from core.steps.rotation import INVALID, failure_line
@@ -61,7 +61,7 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
     for name, version in sorted(wanted):
         payload = RotateSecretInput(secret_name=name, version=version, source="sweep", canary=canary,
                                     options=dict(raw_options or {}))
-        calls.append((f"{rotation_instance_id(name, version)}:{sweep_id}", payload.to_dict()))
+        calls.append((sweep_rotation_instance_id(name, version, sweep_id), payload.to_dict()))
     return calls
 
 

@@ -26,7 +26,8 @@ import azure.functions as func
 
 from core import names, report_store
 from core.contracts import CONFIGURED, decode_json
-from core.instance_ids import batch_instance_id, child_instance_id, monitor_instance_id, sub_batch_instance_id
+from core.instance_ids import (batch_instance_id, child_instance_id, monitor_instance_id, sub_batch_instance_id,
+                                sub_batch_watch_instance_id)
 from core.errors import ConfigurationError, InvalidRequest
 from core.settings import get_settings
 from triggers.blueprint import bp
@@ -135,7 +136,7 @@ async def _progress_over_sub_batches(client: Any, batch_id: str, custom: dict[st
     counts = dict(custom.get("counts") or {})
     lanes = custom.get("subBatches") or {}
     ids = [sub_batch_instance_id(batch_id, int(i)) for i in lanes.get("settingUp") or []]
-    ids += [sub_batch_instance_id(batch_id, int(i)) + ":watch" for i in lanes.get("watching") or []]
+    ids += [sub_batch_watch_instance_id(batch_id, int(i)) for i in lanes.get("watching") or []]
     limit = asyncio.Semaphore(_SUMMARY_CONCURRENCY)
 
     async def one(instance_id: str) -> Any:

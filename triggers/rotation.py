@@ -53,9 +53,8 @@ def rotation_input(settings: Settings, secret_name: str, version: str, source: s
 
 async def start_rotation(client: df.DurableOrchestrationClient, payload: dict) -> tuple[str, bool]:
     """Start the rotation of ``payload``'s secret version unless it exists; ``(instance id, started)``."""
-    instance_id = rotation_instance_id(payload["secretName"], payload["version"])
-    if payload.get("dryRun"):  # a dry run never takes the id of the real rotation of that version
-        instance_id += ":dryrun"
+    # a dry run never takes the id of the real rotation of that version
+    instance_id = rotation_instance_id(payload["secretName"], payload["version"], dry_run=bool(payload.get("dryRun")))
     existing = await client.get_status(instance_id)
     if existing and existing.runtime_status is not None:
         return instance_id, False
