@@ -1,4 +1,4 @@
-"""Activity of the fleet operations (issue #13): one operator action on one instance
+"""Activity of the fleet operations (docs/fleet-operations.md): one operator action on one instance
 (:func:`core.fleet.perform`): pause, resume, restart, validate, provision-on-demand, allowDeletes,
 rejectDeletes, teardown. It re-reads the service principal and refuses one without our tags."""
 

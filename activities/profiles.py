@@ -19,7 +19,6 @@ bp = df.Blueprint()
 def plan_schema_profile_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
     i = PlanSchemaProfileInput.from_dict(p)
     found = profile_steps.plan(ctx, service_principal_id=i.service_principal_id, profile=i.profile, job_id=i.job_id)
-    found.pop("_desired", None)  # the whole schema stays in the activity (history keeps the diff only)
     return SchemaPlanOutput.from_dict(found).to_dict()
 
 

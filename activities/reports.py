@@ -10,7 +10,8 @@ import azure.durable_functions as df
 
 from activities.runner import run
 from core import names, report_store, steps
-from core.batch_contracts import ReadBatchReportInput, WriteBatchReportInput
+from core.batch_contracts import (ReadBatchReportInput, ReadBatchReportOutput, WriteBatchReportInput,
+                                  WriteBatchReportOutput)
 from core.errors import PermanentError
 
 bp = df.Blueprint()
@@ -19,7 +20,7 @@ bp = df.Blueprint()
 def write_batch_report_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
     i = WriteBatchReportInput.from_dict(p)
     size = report_store.write_json(i.container, i.blob, i.document)
-    return {"container": i.container, "blob": i.blob, "bytes": size}
+    return WriteBatchReportOutput(container=i.container, blob=i.blob, bytes=size).to_dict()
 
 
 def read_batch_report_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
@@ -27,7 +28,7 @@ def read_batch_report_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[st
     document = report_store.read_json(i.container, i.blob)
     if document is None:
         raise PermanentError(f"no blob {i.blob} in {i.container}", code="ReportNotFound")
-    return {"document": document}
+    return ReadBatchReportOutput(document=document).to_dict()
 
 
 BODIES = {names.WRITE_BATCH_REPORT: write_batch_report_body, names.READ_BATCH_REPORT: read_batch_report_body}

@@ -11,7 +11,7 @@ load with ``GRAPH_WRITE_LIMIT_STORAGE=none`` (each process paces alone: the beha
 
 Prints per-mode figures and one JSON object (last line): 429s per accepted write (counted in the
 emulator's request log), wall time over the bound ``writes / rate``, storage calls per write.
-Targets (issue #15): 429s <= 5 % of accepted writes, wall <= 1.1 x the bound.
+Targets (what the app-wide pacer was built to meet): 429s <= 5 % of accepted writes, wall <= 1.1 x the bound.
 """
 
 from __future__ import annotations

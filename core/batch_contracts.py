@@ -1,4 +1,4 @@
-"""Contracts of the batch over sub-batches (issue #15): ``provision_batch`` -> ``provision_sub_batch``
+"""Contracts of the batch over sub-batches (docs/architecture.md, data flow): ``provision_batch`` -> ``provision_sub_batch``
 -> ``write_batch_report``. Same rules as :mod:`core.contracts` (frozen dataclasses, camelCase JSON)."""
 
 from __future__ import annotations
@@ -79,9 +79,15 @@ class ReadBatchReportOutput(Contract):
     document: dict[str, Any] = mapped()
 
 
-ACTIVITY_CONTRACTS.update({
-    "write_batch_report": (WriteBatchReportInput, WriteBatchReportOutput),
-    "read_batch_report": (ReadBatchReportInput, ReadBatchReportOutput),
-})
+def _register() -> None:
+    from core import names
+
+    ACTIVITY_CONTRACTS.update({
+        names.WRITE_BATCH_REPORT: (WriteBatchReportInput, WriteBatchReportOutput),
+        names.READ_BATCH_REPORT: (ReadBatchReportInput, ReadBatchReportOutput),
+    })
+
+
+_register()
 
 __all__ = ["ReadBatchReportInput", "ReadBatchReportOutput", "WriteBatchReportOutput", "SubBatchInput", "SubBatchSummary", "WriteBatchReportInput"]

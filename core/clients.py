@@ -1,7 +1,9 @@
 """Process-wide clients: one credential, one Graph client, one SecretClient, one log pacer.
 
-Why: building SDK clients per activity call wastes TLS handshakes and token requests, and reading
-the environment at import time breaks tests (house style 6 and 13). Each getter builds its object
+Why: building SDK clients per activity call wastes TLS handshakes and token requests (Functions'
+guidance is one client reused by every invocation:
+https://learn.microsoft.com/azure/azure-functions/manage-connections#static-clients), and reading
+the environment at import time breaks tests (a test sets its environment after importing). Each getter builds its object
 on first use from :func:`core.settings.get_settings` and caches it; :func:`reset` forgets them (tests).
 
 One code path for Azure and local: ``DefaultAzureCredential`` picks the managed identity in Azure

@@ -571,9 +571,6 @@ def _register() -> None:
         names.LIST_MANAGED_INSTANCES: (ListManagedInstancesInput, ListManagedInstancesOutput),
         names.RESTART_QUARANTINED_JOB: (RestartQuarantinedJobInput, RestartQuarantinedJobOutput),
     })
-    from core.profile_contracts import activity_contracts  # the schema-profile family's own module
-
-    ACTIVITY_CONTRACTS.update(activity_contracts())
 
 
 _register()
@@ -693,12 +690,8 @@ def decode_json(value: Any) -> Any:
     return value
 
 
-# the fleet operations' contracts live in their own module and add themselves to ACTIVITY_CONTRACTS
-from core import fleet_contracts as _fleet_contracts  # noqa: E402,F401
-# the batch-report activities' contracts live in core.batch_contracts, which adds them to
-# ACTIVITY_CONTRACTS when imported; imported here so the registry names every activity either way
-import core.batch_contracts  # noqa: E402,F401
-# the paged health sweep's report activities: core.sweep_contracts, likewise
-import core.sweep_contracts  # noqa: E402,F401
-# and the credential rotation's (core.rotation_contracts), so the registry is whole whatever is imported first
-import core.rotation_contracts  # noqa: E402,F401
+# Each feature family's contracts live in their own module (core/<family>_contracts.py), which adds its
+# activities to ACTIVITY_CONTRACTS when imported; imported here so the registry names every activity
+# whichever module is imported first.
+from core import (batch_contracts, fleet_contracts, profile_contracts, rotation_contracts,  # noqa: E402,F401
+                  sweep_contracts)

@@ -1,4 +1,4 @@
-"""Fleet operations (issue #13): inventory, operator actions, teardown and a plan, over Graph.
+"""Fleet operations (docs/fleet-operations.md): inventory, operator actions, teardown and a plan, over Graph.
 
 Everything here starts from the service principals that carry our correlation tag (one listing,
 ``tags/any(t: t eq '<tag>')``): an instance is such a service principal with an instance tag
@@ -30,7 +30,6 @@ Graph calls each action makes (learn.microsoft.com):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -163,19 +162,6 @@ def parse_action(body: Any, *, by_selector: bool) -> dict[str, Any]:
 def needs_confirm(action: str, count: int) -> bool:
     """Destructive actions always, any writing action on more than one target ("wide")."""
     return action not in READ_ONLY and (action in DESTRUCTIVE or count > 1)
-
-
-def action_instance_id(action: str, params: dict, targets: list[dict], action_id: str | None) -> str:
-    """The orchestration id of an action: the caller's ``actionId``, else a hash of what it does.
-
-    A retried request (same action, parameters and targets) reaches the same orchestration and
-    starts nothing new; to repeat an action on purpose, give a new ``actionId``.
-    """
-    if action_id:
-        return f"fleet-action:{action_id}"
-    canonical = json.dumps({"action": action, "params": params, "targets": sorted(t["servicePrincipalId"] for t in targets)},
-                           sort_keys=True, separators=(",", ":"))
-    return f"fleet-action:{action}:{hashlib.sha256(canonical.encode()).hexdigest()[:24]}"
 
 
 # -- inventory --------------------------------------------------------------------------------------

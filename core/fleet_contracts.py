@@ -1,4 +1,4 @@
-"""Contracts of the fleet operations (issue #13): the ``fleet_action`` orchestration's input and
+"""Contracts of the fleet operations (docs/fleet-operations.md): the ``fleet_action`` orchestration's input and
 output and its ``fleet_instance_action`` activity's, frozen dataclasses with camelCase JSON as in
 :mod:`core.contracts`. No secret values: targets are ids, parameters are a reset scope or a subject id."""
 

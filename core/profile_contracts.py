@@ -77,14 +77,18 @@ class ApplyProfileInput(Contract):
     options: dict[str, Any] = mapped()
 
 
-def activity_contracts() -> dict[str, tuple[type[Input], type[Contract]]]:
+def _register() -> None:
     from core import names
+    from core.contracts import ACTIVITY_CONTRACTS
 
-    return {
+    ACTIVITY_CONTRACTS.update({
         names.PLAN_SCHEMA_PROFILE: (PlanSchemaProfileInput, SchemaPlanOutput),
         names.APPLY_SCHEMA_PROFILE: (ApplySchemaProfileInput, SchemaPlanOutput),
         names.CHECK_INSTANCE_DRIFT: (CheckInstanceDriftInput, InstanceDriftOutput),
-    }
+    })
+
+
+_register()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

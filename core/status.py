@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
+from core.times import iso_seconds
+
 SENTINEL_YEAR = 1  # 0001-01-01T00:00:00Z means "never"
 
 
@@ -125,7 +127,7 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+    return iso_seconds(moment) if moment else None
 
 
 @dataclass(frozen=True)

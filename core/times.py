@@ -11,6 +11,12 @@ def iso(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def iso_seconds(value: dt.datetime) -> str:
+    """ISO-8601 UTC to the second with a ``Z`` (``2026-11-27T10:00:00Z``): Graph's own form of a job
+    status time, and an OData ``DateTimeOffset`` literal for ``$filter``."""
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def parse_iso(value: str | None) -> dt.datetime | None:
     """Parse an ISO-8601 time written by :func:`iso` (or any ISO time; naive ones are UTC)."""
     if not value:

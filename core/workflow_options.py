@@ -35,6 +35,7 @@ FROM_SETTINGS: dict[str, str] = {
     "restart_credential_quarantine": "health_sweep_restart_credential_quarantine",
     "sweep_page_size": "health_sweep_page_size",
     "sweep_max_reported": "health_sweep_max_reported",
+    "rotation_max_in_flight": "rotation_max_in_flight",
 }
 
 
@@ -97,6 +98,8 @@ class WorkflowOptions:
     # health_sweep over pages (an input whose options lack sweepPageSize runs the single-history sweep)
     sweep_page_size: int = _DEFAULTS["health_sweep_page_size"]
     sweep_max_reported: int = _DEFAULTS["health_sweep_max_reported"]
+    # rotate_secret (also started by the health sweep, which passes its own options on)
+    rotation_max_in_flight: int = _DEFAULTS["rotation_max_in_flight"]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "WorkflowOptions":

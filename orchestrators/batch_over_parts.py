@@ -1,4 +1,4 @@
-"""``provision_batch`` over sub-batches: the batch's history stays small whatever N is (issue #15).
+"""``provision_batch`` over sub-batches: the batch's history stays small whatever N is.
 
 Why: one orchestration that fans out N instances has a history that grows with N, and Durable
 replays the whole history at every episode, so its CPU grows with N² (a 1,000-instance batch spent
@@ -36,17 +36,13 @@ import azure.durable_functions as df
 from core import names, report_store
 from core.batch_contracts import SubBatchInput, SubBatchSummary, WriteBatchReportInput
 from core.contracts import BatchReport, InstanceOutcome
-from core.instance_ids import child_instance_id, sub_batch_instance_id
+from core.instance_ids import child_instance_id, sub_batch_instance_id, sub_batch_watch_instance_id
 from core.times import iso, seconds_between
 from core.workflow_options import WorkflowOptions
 from orchestrators.activity_calls import call_step, failure_message
 from orchestrators.provision_batch import resolve_templates, template_key
 from orchestrators.provision_sub_batch import SETUP, WATCH
 from orchestrators.report import crashed_outcome, final_counts, merge_top_errors, progress_counts, top_errors, worst_first
-
-#: suffix of a slice's watch phase: ``<batchId>:part-<n>:watch``
-WATCH_SUFFIX = ":" + WATCH
-
 
 def plan(total: int, options: WorkflowOptions) -> tuple[int, int, int]:
     """``(slice size, lanes, share)``: sub-batch size, sub-batches at once, instances in setup per sub-batch.
@@ -102,7 +98,7 @@ def run_over_sub_batches(context: df.DurableOrchestrationContext,
                                       options=raw_options, keep_all=keep_all, keep_max=options.report_inline_max,
                                       report_container=options.report_container)
             task = context.call_sub_orchestrator(names.PROVISION_SUB_BATCH, sub_input.to_dict(),
-                                                 instance_id=sub_batch_instance_id(batch_id, index) + WATCH_SUFFIX)
+                                                 instance_id=sub_batch_watch_instance_id(batch_id, index))
             watching[task] = index
             dispatched.append(task)
         ready = []

@@ -1,11 +1,11 @@
-"""``fleet_action``: one operator action (issue #13) on the targets the HTTP trigger resolved and the
+"""``fleet_action``: one operator action (docs/fleet-operations.md) on the targets the HTTP trigger resolved and the
 operator confirmed; one ``fleet_instance_action`` per target, at most ``maxInFlight`` at a time.
 
 Input: :class:`core.fleet_contracts.FleetActionInput`. Output: :class:`FleetActionReport` - one
 result per target (``outcome`` ``done`` / ``unchanged`` / ``refused`` / ``valid`` / ``invalid`` /
 ``failed``) and counts by outcome. Custom status: ``{"phase", "done", "total"}``.
 
-Idempotent: the orchestration id is the action id (:func:`core.fleet.action_instance_id`), so a
+Idempotent: the orchestration id is the action id (:func:`core.instance_ids.action_instance_id`), so a
 retried request finds this orchestration and starts nothing; after a host crash Durable replays it
 and each target's activity either ran (its result is in the history) or runs once more, and every
 action finds work already done and says ``unchanged`` (pause, resume, allowDeletes, rejectDeletes, teardown),

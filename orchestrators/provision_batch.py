@@ -55,7 +55,7 @@ from orchestrators.report import batch_report, crashed_outcome, final_outcome, n
 def provision_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     """Fan out the instances of one request, bounded, and fan in to the batch report.
 
-    An input whose options carry ``subBatchSize`` (every request submitted since issue #15) runs over
+    An input whose options carry ``subBatchSize`` (every request submitted since sub-batches were introduced) runs over
     sub-batches (:mod:`orchestrators.batch_over_parts`); one without it - a batch started before,
     whose history is replayed by this code - keeps the single-history path below, unchanged.
     """

@@ -35,7 +35,8 @@ from typing import Any, Generator
 import azure.durable_functions as df
 
 from core import names, report_store
-from core.batch_contracts import ReadBatchReportInput, SubBatchInput, SubBatchSummary, WriteBatchReportInput
+from core.batch_contracts import (ReadBatchReportInput, ReadBatchReportOutput, SubBatchInput, SubBatchSummary,
+                                  WriteBatchReportInput)
 from core.contracts import CONFIGURED, InstanceOutcome
 from core.instance_ids import child_instance_id
 from core.times import iso
@@ -77,7 +78,8 @@ def provision_sub_batch(context: df.DurableOrchestrationContext) -> Generator[An
                                     ReadBatchReportInput(container=given.report_container, blob=given.setup_blob),
                                     options)
         if read.get("ok"):
-            given_outcomes = [InstanceOutcome.from_dict(o) for o in (read.get("document") or {}).get("instances") or []]
+            document = ReadBatchReportOutput.from_dict(read).document
+            given_outcomes = [InstanceOutcome.from_dict(o) for o in document.get("instances") or []]
         else:
             return _unreadable(given, read, started_at)
     to_watch = tuple(o for o in given_outcomes if o.outcome == CONFIGURED)

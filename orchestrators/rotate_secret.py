@@ -23,8 +23,7 @@ from typing import Any, Generator
 import azure.durable_functions as df
 
 from core import names
-from core.instance_ids import rotation_instance_id
-from core.settings import SETTINGS
+from core.instance_ids import sweep_rotation_instance_id
 from core.rotation_contracts import (CheckInstanceLagOutput, ListSecretDependentsInput, ListSecretDependentsOutput, RotateInstanceInput,
                                      RotateInstanceOutput, RotateSecretInput, RotationReport)
 from core.steps.rotation import INVALID, failure_line
@@ -35,8 +34,6 @@ from orchestrators.activity_calls import call_step, chunks, gather_settled
 bp = df.Blueprint()
 logger = logging.getLogger("orchestrators.rotate_secret")
 
-#: instances rotated at a time when the options carry no ``rotationMaxInFlight`` (the setting's default)
-DEFAULT_MAX_IN_FLIGHT: int = next(s.default for s in SETTINGS if s.name == "ROTATION_MAX_IN_FLIGHT")
 
 
 def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[str, Any],
@@ -64,7 +61,7 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
     for name, version in sorted(wanted):
         payload = RotateSecretInput(secret_name=name, version=version, source="sweep", canary=canary,
                                     options=dict(raw_options or {}))
-        calls.append((f"{rotation_instance_id(name, version)}:{sweep_id}", payload.to_dict()))
+        calls.append((sweep_rotation_instance_id(name, version, sweep_id), payload.to_dict()))
     return calls
 
 
@@ -73,7 +70,7 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
 def rotate_secret(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     data = RotateSecretInput.from_dict(context.get_input())
     options = WorkflowOptions.from_dict(data.options)
-    bound = int((data.options or {}).get("rotationMaxInFlight") or DEFAULT_MAX_IN_FLIGHT)
+    bound = max(1, options.rotation_max_in_flight)
     started = iso(context.current_utc_datetime)
     listed = yield from call_step(context, names.LIST_SECRET_DEPENDENTS,
                                   ListSecretDependentsInput(secret_name=data.secret_name), options)

@@ -1,4 +1,4 @@
-"""HTTP triggers of the fleet operations (issue #13), all with a function key.
+"""HTTP triggers of the fleet operations (docs/fleet-operations.md), all with a function key.
 
 * ``GET /api/instances?selector=env=prod,team=cloud&template=<id>&health=quarantined&top=50&skip=0`` -
   the inventory: ids, labels, template, credential references (Key Vault secret names), the job's
@@ -36,6 +36,7 @@ import azure.functions as func
 from core import errors, fleet, model, names, steps
 from core.errors import InvalidRequest, Problem
 from core.fleet_contracts import FleetActionInput, FleetTarget
+from core.instance_ids import FLEET_ACTION_PREFIX, action_instance_id
 from core.settings import get_settings
 from triggers.blueprint import bp
 from triggers.responses import error_response, json_response
@@ -194,7 +195,7 @@ async def _act(client: df.DurableOrchestrationClient, parsed: dict[str, Any], ke
         return _graph_failed(exc)
     count = len(targets)
     confirm_needed = fleet.needs_confirm(action, count)
-    instance_id = fleet.action_instance_id(action, params, targets, parsed["actionId"])
+    instance_id = action_instance_id(action, params, targets, parsed["actionId"])
     if parsed["dryRun"]:
         return json_response({
             "dryRun": True, "action": action, "params": params, "actionId": instance_id, "count": count,
@@ -240,7 +241,7 @@ async def _act(client: df.DurableOrchestrationClient, parsed: dict[str, Any], ke
 async def http_get_fleet_action(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """An action's status: runtime status, progress and, when done, the per-target report."""
     wanted = req.route_params.get("id") or ""
-    status = await client.get_status(wanted) if wanted.startswith("fleet-action:") else None
+    status = await client.get_status(wanted) if wanted.startswith(FLEET_ACTION_PREFIX) else None
     if not status or status.runtime_status is None or status.name != names.FLEET_ACTION:
         return error_response(404, "NotFound", "no fleet action with this id")
     body: dict[str, Any] = {"id": wanted, "runtimeStatus": status.runtime_status.value,

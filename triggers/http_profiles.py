@@ -86,7 +86,6 @@ async def http_schema_diff(req: func.HttpRequest, client: df.DurableOrchestratio
         plan = await _call(lambda: profile_steps.plan(ctx, service_principal_id=str(sp["id"]), profile=profile))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error
         return _error(exc)
-    plan.pop("_desired", None)
     return json_response({"instanceKey": key, **plan})
 
 

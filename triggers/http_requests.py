@@ -9,7 +9,7 @@ for a non-JSON content type.
 request id): a readable summary - status, counts (``steadyWithFailures`` apart from the clean
 ``steadyState``), per-instance outcomes with reasons, ids, timings and, for a steady instance,
 ``failedObjects`` / ``topErrorCodes`` / ``withFailures``. No request input, no secrets, no management URLs (those carry keys).
-A batch run over sub-batches (issue #15) also shows ``subBatches`` and ``report`` (the blob names);
+A batch run over sub-batches (orchestrators/batch_over_parts.py) also shows ``subBatches`` and ``report`` (the blob names);
 its ``progress`` while running adds up the running sub-batches' own counts; once it is done the
 instances come from the output, or for a batch larger than ``BATCH_REPORT_INLINE_MAX`` from the
 report parts in blob storage.
@@ -26,7 +26,8 @@ import azure.functions as func
 
 from core import names, report_store
 from core.contracts import CONFIGURED, decode_json
-from core.instance_ids import batch_instance_id, child_instance_id, monitor_instance_id, sub_batch_instance_id
+from core.instance_ids import (batch_instance_id, child_instance_id, monitor_instance_id, sub_batch_instance_id,
+                                sub_batch_watch_instance_id)
 from core.errors import ConfigurationError, InvalidRequest
 from core.settings import get_settings
 from triggers.blueprint import bp
@@ -137,7 +138,7 @@ async def _progress_over_sub_batches(client: Any, batch_id: str, custom: dict[st
     counts = dict(custom.get("counts") or {})
     lanes = custom.get("subBatches") or {}
     ids = [sub_batch_instance_id(batch_id, int(i)) for i in lanes.get("settingUp") or []]
-    ids += [sub_batch_instance_id(batch_id, int(i)) + ":watch" for i in lanes.get("watching") or []]
+    ids += [sub_batch_watch_instance_id(batch_id, int(i)) for i in lanes.get("watching") or []]
     limit = asyncio.Semaphore(_SUMMARY_CONCURRENCY)
 
     async def one(instance_id: str) -> Any:

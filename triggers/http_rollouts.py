@@ -23,6 +23,7 @@ import azure.functions as func
 
 from core import errors, names
 from core import schema_profiles as profiles
+from core.instance_ids import rollout_instance_id
 from core.profile_contracts import RolloutInput
 from core.settings import get_settings
 from core.steps import default_context, list_managed_instances
@@ -38,10 +39,6 @@ log = logging.getLogger("triggers.rollouts")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _FIELDS = ("rolloutId", "profile", "selector", "canaries", "waveSize", "pauseSeconds", "maxChecks", "dryRun")
 _ACTIVE = {"Running", "Pending", "ContinuedAsNew", "Suspended"}
-
-
-def rollout_instance_id(rollout_id: str) -> str:
-    return f"rollout-{rollout_id}"
 
 
 def _int(body: dict, name: str, default: int, low: int, high: int, problems: list[errors.Problem]) -> int:

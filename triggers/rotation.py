@@ -43,9 +43,8 @@ def rotation_input(settings: Settings, secret_name: str, version: str, source: s
     """The ``rotate_secret`` input (validated: a bad name, version or canary is a field-level InvalidRequest).
 
     ``canary``: the request's provisionOnDemand subject, else the ``ROTATION_CANARY`` setting's."""
-    options = {**workflow_options(settings), "rotationMaxInFlight": settings.rotation_max_in_flight}
     data: dict[str, Any] = {"secretName": secret_name, "version": version, "dryRun": dry_run, "source": source,
-                            "options": options}
+                            "options": workflow_options(settings)}
     subject = canary if canary is not None else parse_canary(settings.rotation_canary)
     if subject is not None:
         data["canary"] = subject
@@ -54,9 +53,8 @@ def rotation_input(settings: Settings, secret_name: str, version: str, source: s
 
 async def start_rotation(client: df.DurableOrchestrationClient, payload: dict) -> tuple[str, bool]:
     """Start the rotation of ``payload``'s secret version unless it exists; ``(instance id, started)``."""
-    instance_id = rotation_instance_id(payload["secretName"], payload["version"])
-    if payload.get("dryRun"):  # a dry run never takes the id of the real rotation of that version
-        instance_id += ":dryrun"
+    # a dry run never takes the id of the real rotation of that version
+    instance_id = rotation_instance_id(payload["secretName"], payload["version"], dry_run=bool(payload.get("dryRun")))
     existing = await client.get_status(instance_id)
     if existing and existing.runtime_status is not None:
         return instance_id, False

@@ -8,15 +8,11 @@ reduced to a small summary and both the v1.0 and the deprecated beta field names
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 
 from core import errors, odata
 from core.graph.transport import GraphClient, Pacer
-
-
-def iso_z(moment: datetime) -> str:
-    """UTC timestamp as an OData DateTimeOffset literal (``2026-11-27T10:00:00Z``)."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+from core.times import iso_seconds
 
 
 def summarize(row: dict) -> dict:
@@ -66,9 +62,9 @@ def read_rows(client: GraphClient, pacer: Pacer, job_id: str, since: datetime, p
     Returns ``{"rows": [summaries], "pages": n, "complete": bool, "serverStatusFilter": bool}``;
     ``complete`` is False when ``max_pages`` cut the read short.
     """
-    base = [odata.eq("jobId", job_id), odata.gt("activityDateTime", iso_z(since))]
+    base = [odata.eq("jobId", job_id), odata.gt("activityDateTime", iso_seconds(since))]
     if until is not None:
-        base.append(lt("activityDateTime", iso_z(until)))
+        base.append(lt("activityDateTime", iso_seconds(until)))
     server_status = status is not None
     try:
         return _read(client, pacer, base, since, page_size, status, server_status, max_pages)
@@ -86,7 +82,7 @@ def _read(client: GraphClient, pacer: Pacer, base: list[str], since: datetime, p
     rows: list[dict] = []
     path: str | None = "/auditLogs/provisioning"
     pages = 0
-    floor = iso_z(since)
+    floor = iso_seconds(since)
     while path and pages < max(1, max_pages):
         pacer.wait()
         body = client.get(path, params)

@@ -1,6 +1,7 @@
 """In-call retry decisions for Graph requests, as small pure functions.
 
-Modelled on kiota's ``RetryHandler`` (house style D): retry only 429/503/504, prefer ``Retry-After``
+Modelled on kiota's ``RetryHandler`` (the Microsoft Graph SDKs' HTTP retry middleware,
+https://github.com/microsoft/kiota-http-python/blob/main/kiota_http/middleware/retry_handler.py): retry only 429/503/504, prefer ``Retry-After``
 (integer or decimal seconds, or an HTTP date), otherwise jittered exponential backoff, and keep a
 *cumulative* sleep budget. Unlike kiota we never sleep past the budget: the caller raises
 ``GraphThrottled(retry_after)`` instead, so the orchestrator waits on a durable timer and no worker

@@ -6,7 +6,8 @@ Why: Graph meters identity writes per app *and tenant*: 3,000 per 2 min 30 s (20
 tenant across all apps). Azure runs several Python worker processes per instance
 (``FUNCTIONS_WORKER_PROCESS_COUNT``) and Flex Consumption scales out to many instances, so a pacer
 held in one process lets the app as a whole send N times the limit: two processes on one tenant
-drew 1,285 429s for 1,400 accepted writes (issue #15).
+drew 1,285 429s for 1,400 accepted writes (measured before this module, with
+``benchmarks/write_limit_scale.py --compare``).
 
 How: the schedule is one small blob per app and tenant in the app's storage account
 (``AzureWebJobsStorage``; Azurite locally, the managed identity in Azure), holding only the time

@@ -13,7 +13,7 @@ from core.graph import provisioning_logs as logs
 from core.graph import synchronization as sync
 from core.status import MISSING_JOB
 from core.steps.context import StepContext, _wait_for
-from core.times import iso
+from core.times import iso, iso_seconds
 
 logger = logging.getLogger("core.steps")
 
@@ -188,5 +188,5 @@ def get_provisioning_errors(ctx: StepContext, *, service_principal_id: str, job_
                           max_pages=ctx.settings.provisioning_log_max_pages)
     limit = max(1, min(int(top), 500))
     rows = read["rows"]
-    return {"errors": rows[:limit], **logs.error_summary(rows, limit), "since": logs.iso_z(moment),
+    return {"errors": rows[:limit], **logs.error_summary(rows, limit), "since": iso_seconds(moment),
             "pages": read["pages"], "complete": read["complete"]}

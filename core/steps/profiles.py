@@ -86,7 +86,15 @@ def _job(ctx: StepContext, sp_id: str, template_id: str | None, job_id: str | No
 
 
 def plan(ctx: StepContext, *, service_principal_id: str, profile: str, job_id: str | None = None) -> dict:
-    """Validate ``profile`` for this instance and diff its job's schema against the desired schema (no write)."""
+    """Validate ``profile`` for this instance and diff its job's schema against the desired schema (no write).
+
+    The desired schema itself is not in the result (it stays in the activity: a history keeps the diff only).
+    """
+    return _plan(ctx, service_principal_id=service_principal_id, profile=profile, job_id=job_id)[0]
+
+
+def _plan(ctx: StepContext, *, service_principal_id: str, profile: str, job_id: str | None) -> tuple[dict, dict]:
+    """:func:`plan`'s result and the desired schema (which :func:`apply_profile` writes)."""
     loaded = sp_profiles.load(profile)
     sp_id = service_principal_id
     job = _job(ctx, sp_id, loaded["synchronizationTemplateId"], job_id)
@@ -114,7 +122,7 @@ def plan(ctx: StepContext, *, service_principal_id: str, profile: str, job_id: s
     return {"servicePrincipalId": sp_id, "jobId": job["id"], "templateId": template_id, "profile": sp_profiles.ref(loaded),
             "changes": changes, "fingerprint": {"actual": sp_profiles.fingerprint(actual),
                                                 "desired": sp_profiles.fingerprint(desired)},
-            "jobScheduleState": (job.get("schedule") or {}).get("state"), "_desired": desired}
+            "jobScheduleState": (job.get("schedule") or {}).get("state")}, desired
 
 
 def _label(schema: dict, path: str) -> str:
@@ -129,8 +137,7 @@ def apply_profile(ctx: StepContext, *, service_principal_id: str, profile: str, 
     """Plan, then (unless ``dry_run``) PUT the desired schema, restart a running job and record the profile."""
     sp_id = service_principal_id
     sp = _ours(ctx, _wait_for(ctx, f"read {sp_id}", lambda: apps.get_service_principal(ctx.graph, sp_id, select="id,tags")))
-    result = plan(ctx, service_principal_id=sp_id, profile=profile, job_id=job_id)
-    desired = result.pop("_desired")
+    result, desired = _plan(ctx, service_principal_id=sp_id, profile=profile, job_id=job_id)
     loaded = sp_profiles.load(profile)
     tags = [str(t) for t in sp.get("tags") or []]
     wanted_tag = profile_tag(ctx, loaded)

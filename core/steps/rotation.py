@@ -17,6 +17,7 @@ from typing import Any
 from core import errors, model, odata
 from core import registry as fleet
 from core import status as job_status
+from core.contracts import CONFIGURED
 from core.graph import applications as apps
 from core.graph import synchronization as sync
 from core.steps.context import StepContext
@@ -201,7 +202,7 @@ def record_provisioned(ctx: StepContext, *, service_principal_id: str, credentia
                                       credentials=credentials_json),
               "secrets": fleet.secret_records(credentials_json, saved.get("savedVersions") or {},
                                               saved.get("savedExpires") or {}, at),
-              "lastOutcome": "configured", "lastOutcomeAt": at}
+              "lastOutcome": CONFIGURED, "lastOutcomeAt": at}
     _upsert(registry, service_principal_id, fields)
 
 

@@ -1,4 +1,4 @@
-// Key Vault secret events -> the function app's Event Grid trigger (credential rotation, issue #12).
+// Key Vault secret events -> the function app's Event Grid trigger (credential rotation: triggers/eventgrid_rotation.py).
 // An Event Grid system topic on the vault (https://learn.microsoft.com/azure/key-vault/general/event-grid-overview)
 // and one subscription to the function's Event Grid webhook: SecretNewVersionCreated, SecretNearExpiry,
 // SecretExpired. The destination is the `AzureFunction` endpoint type

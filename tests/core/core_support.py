@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from core import model, steps
+
 REPO = Path(__file__).resolve().parents[2]
 SEEDED_SECRETS = {name: item["value"] for name, item in
                   json.loads((REPO / "emulator/data/secrets.json").read_text())["secrets"].items()}
@@ -50,3 +52,20 @@ def leaks(text: str, values: list[str]) -> list[str]:
 def graph_requests(emu, **filters: Any) -> list[dict]:
     """The emulator's log of Graph requests (oldest first)."""
     return emu.admin.requests(kind="graph", **filters)["value"]
+
+
+def creds(doc: dict) -> dict:
+    return model.parse_credentials(doc)
+
+
+def new_app(ctx, name: str, labels: dict | None = None, credentials: dict | None = None,
+            notification_email: str | None = None) -> dict:
+    """ensure_application, then wait_until_visible (which applies the tags and notes), as provision_instance does."""
+    key = model.instance_key(name)
+    found = steps.ensure_application(ctx, batch_id="b1", instance_key=key, display_name=name,
+                                     template_id=CUSTOM_TEMPLATE_ID, labels=labels)
+    seen = steps.wait_until_visible(ctx, service_principal_id=found["servicePrincipalId"], instance_key=key,
+                                    labels=labels, credentials=creds(credentials) if credentials else None,
+                                    notification_email=notification_email)
+    assert seen["tagged"] is True
+    return found

@@ -1,4 +1,4 @@
-"""The activities called directly as functions with dicts: the §3 result shapes, and no secrets in them."""
+"""The activities called directly as functions with dicts: the result shapes of docs/architecture.md §3, and no secrets in them."""
 
 from __future__ import annotations
 

@@ -8,8 +8,12 @@ import json
 
 import pytest
 
+from core import batch_contracts as bc
 from core import contracts as c
+from core import fleet_contracts as fc
 from core import names
+from core import profile_contracts as pc
+from core import rotation_contracts as rc
 from core.errors import InvalidRequest
 
 REF = {"SecretToken": {"keyVaultSecret": "kv-token"}, "BaseAddress": "https://scim.example.com/"}
@@ -108,9 +112,84 @@ SAMPLES: dict[type, list[dict]] = {
                      "report": {"container": "c", "blobName": "b", "url": "u"}}],
 }
 
+VERSION = "0123456789abcdef0123456789abcdef"
+CANARY = {"objectId": "8b1025e4-1dd2-430b-a150-2ef79cd700f5", "objectTypeName": "User"}
+OUTCOME = {"instanceKey": "k", "displayName": "d", "orchestrationId": "b:k", "outcome": "configured", "reason": None,
+           "ids": {"applicationId": "a"}, "timings": {}, "provisioningErrors": []}
+
+#: the feature families' contracts (core/<family>_contracts.py), same rules
+SAMPLES.update({
+    fc.FleetTarget: [{"instanceKey": "k", "servicePrincipalId": "s"},
+                     {"instanceKey": "k", "servicePrincipalId": "s", "displayName": "d"}],
+    fc.FleetActionInput: [{"actionId": "a", "action": "restart", "params": {"scope": "Full"},
+                           "targets": [{"instanceKey": "k", "servicePrincipalId": "s"}], "selector": {"label": "x"},
+                           "maxInFlight": 2, "options": {"pollsPerExecution": 2}}],
+    fc.FleetInstanceActionInput: [{"action": "pause", "instanceKey": "k", "servicePrincipalId": "s", "params": {}}],
+    fc.FleetActionReport: [{"actionId": "a", "action": "pause", "params": {}, "selector": {}, "counts": {"done": 1},
+                            "results": [{"instanceKey": "k", "outcome": "done"}], "startedAt": "t",
+                            "finishedAt": None}],
+    fc.FleetInstanceActionOutput: [{"instanceKey": "k", "servicePrincipalId": "s", "jobId": "j", "action": "pause",
+                                    "outcome": "done", "detail": None}],
+    pc.PlanSchemaProfileInput: [{"servicePrincipalId": "s", "profile": "p"},
+                                {"servicePrincipalId": "s", "profile": "p", "jobId": "j"}],
+    pc.ApplySchemaProfileInput: [{"servicePrincipalId": "s", "profile": "p", "jobId": "j", "dryRun": True}],
+    pc.SchemaPlanOutput: [{"servicePrincipalId": "s", "jobId": "j", "profile": "p", "changes": [], "fingerprint": {}},
+                          {"servicePrincipalId": "s", "jobId": "j", "templateId": "scim", "profile": "p",
+                           "changes": [{"op": "add"}], "fingerprint": {"sha": "x"}, "jobScheduleState": "Active",
+                           "dryRun": False, "applied": True, "restarted": True, "recorded": True}],
+    pc.CheckInstanceDriftInput: [{"servicePrincipalId": "s"}],
+    pc.InstanceDriftOutput: [{"servicePrincipalId": "s", "profile": None, "jobId": "j", "drifted": False, "parts": []},
+                             {"servicePrincipalId": "s", "displayName": "d", "profile": "p", "jobId": "j",
+                              "drifted": True, "parts": ["schema", "job"], "schema": {"changes": 1},
+                              "secretKeys": {"missing": ["SecretToken"]}, "schedule": {}, "job": {"state": "x"}}],
+    pc.ApplyProfileInput: [{"servicePrincipalId": "s", "profile": "p", "options": {}},
+                           {"servicePrincipalId": "s", "profile": "p", "instanceKey": "k", "dryRun": True,
+                            "options": {"pollsPerExecution": 2}}],
+    pc.RolloutInput: [{"rolloutId": "r", "profile": "p", "instances": [{"key": "k", "servicePrincipalId": "s"}],
+                       "canaries": ["k"], "waveSize": 5, "pauseSeconds": 60, "maxChecks": 10, "options": {}}],
+    rc.ListSecretDependentsInput: [{"secretName": "kv-token"}],
+    rc.SecretDependent: [{"servicePrincipalId": "s", "displayName": "d", "instanceKey": "k"}],
+    rc.ListSecretDependentsOutput: [{"instances": [{"servicePrincipalId": "s"}]}],
+    rc.RotateInstanceInput: [{"servicePrincipalId": "s", "secretName": "kv-token", "version": VERSION,
+                              "dryRun": False},
+                             {"servicePrincipalId": "s", "secretName": "kv-token", "version": VERSION,
+                              "dryRun": True, "canary": CANARY}],
+    rc.RotateInstanceOutput: [{"servicePrincipalId": "s", "outcome": "rotated", "restarted": True, "jobId": "j",
+                               "secretVersions": {"SecretToken": VERSION}, "rotatedAt": "t",
+                               "canary": {"objectId": CANARY["objectId"], "status": "success", "confirmed": True}},
+                              {"servicePrincipalId": "s", "displayName": "d", "outcome": "failed", "reason": "r",
+                               "restarted": False, "code": "Forbidden"}],
+    rc.CheckInstanceLagInput: [{"servicePrincipalId": "s"}],
+    rc.SecretRotation: [{"secretName": "kv-token", "version": VERSION}],
+    rc.CheckInstanceLagOutput: [{"servicePrincipalId": "s", "lags": True, "secrets": {"kv-token": {}},
+                                 "rotations": [{"secretName": "kv-token", "version": VERSION}]}],
+    rc.RebuildRegistryInput: [{}],
+    rc.RebuildRegistryOutput: [{"instances": 3, "removed": ["k"]}],
+    rc.RotateSecretInput: [{"secretName": "kv-token", "version": VERSION, "dryRun": False, "options": {}},
+                           {"secretName": "kv-token", "version": VERSION, "dryRun": True, "source": "event",
+                            "canary": CANARY, "options": {"rotationMaxInFlight": 2}}],
+    rc.RotationReport: [{"rotationId": "r", "secretName": "kv-token", "version": VERSION, "source": "sweep",
+                         "dryRun": False, "startedAt": "t", "finishedAt": "u", "counts": {"rotated": 1},
+                         "instances": [{"servicePrincipalId": "s", "outcome": "rotated", "restarted": True}]}],
+    bc.SubBatchInput: [{"batchId": "b", "index": 0, "phase": "setup", "instances": [{"key": "k"}], "outcomes": [],
+                        "templates": {"aws": {"templateId": "t"}}, "options": {}, "maxInFlight": 2,
+                        "keepAll": True, "keepMax": 0, "reportContainer": "reports"},
+                       {"batchId": "b", "index": 1, "phase": "watch", "instances": [], "outcomes": [OUTCOME],
+                        "setupBlob": "b/setup-1.json", "templates": {}, "options": {}, "maxInFlight": 1,
+                        "keepAll": False, "keepMax": 50, "reportContainer": "reports"}],
+    bc.SubBatchSummary: [{"index": 0, "total": 1, "counts": {"configured": 1}, "topErrors": [], "instances": [OUTCOME],
+                          "reportBlob": None},
+                         {"index": 1, "total": 0, "counts": {}, "topErrors": [{"code": "E", "count": 1}],
+                          "instances": [], "reportBlob": "b/part-1.json", "reportError": "x"}],
+    bc.WriteBatchReportInput: [{"container": "reports", "blob": "b.json", "document": {"batchId": "b"}}],
+    bc.ReadBatchReportInput: [{"container": "reports", "blob": "b.json"}],
+    bc.WriteBatchReportOutput: [{"container": "reports", "blob": "b.json", "bytes": 12}],
+    bc.ReadBatchReportOutput: [{"document": {"batchId": "b"}}],
+})
+
 
 def _contracts() -> set[type]:
-    return {v for v in vars(c).values()
+    return {v for module in (c, fc, pc, rc, bc) for v in vars(module).values()
             if isinstance(v, type) and issubclass(v, c.Contract) and v not in (c.Contract, c.Input)}
 
 
@@ -178,3 +257,19 @@ def test_failure_and_decode_json():
     assert c.decode_json(json.dumps(json.dumps({"a": 1}))) == {"a": 1}
     assert c.decode_json('{"a": 1}') == {"a": 1} and c.decode_json({"a": 1}) == {"a": 1}
     assert c.decode_json("not json") is None
+
+
+@pytest.mark.parametrize("module", ["core.contracts", "core.fleet_contracts", "core.profile_contracts",
+                                    "core.rotation_contracts", "core.batch_contracts"])
+def test_registry_names_every_activity_whichever_module_is_imported_first(module):
+    """A fresh interpreter importing one family's module first still gets every activity's contracts
+    (no circular-import failure, no family missing from ACTIVITY_CONTRACTS)."""
+    import pathlib
+    import subprocess
+    import sys
+    code = (f"import {module}\nfrom core import contracts, names\n"
+            "print(sorted(set(names.ACTIVITIES) ^ set(contracts.ACTIVITY_CONTRACTS)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=pathlib.Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

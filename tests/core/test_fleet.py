@@ -1,4 +1,4 @@
-"""core.fleet (issue #13): selector and action parsing, confirmation rule, action ids, the calls a
+"""core.fleet (docs/fleet-operations.md): selector and action parsing, confirmation rule, action ids, the calls a
 dry-run lists, and - on the emulator - that an action never touches a service principal without our
 correlation and instance tags."""
 
@@ -9,6 +9,7 @@ from core_support import CUSTOM_TEMPLATE_ID, graph_requests
 
 from activities import BODIES, run
 from core import errors, fleet, model, names
+from core.instance_ids import action_instance_id
 from core.graph import applications as apps
 
 
@@ -42,10 +43,10 @@ def test_confirmation_rule_and_action_ids():
     assert fleet.needs_confirm("pause", 2) and not fleet.needs_confirm("pause", 1)
     assert not fleet.needs_confirm("validate", 50)
     a = [{"servicePrincipalId": "1"}, {"servicePrincipalId": "2"}]
-    same = fleet.action_instance_id("pause", {}, a, None)
-    assert same == fleet.action_instance_id("pause", {}, list(reversed(a)), None)
-    assert same != fleet.action_instance_id("resume", {}, a, None)
-    assert fleet.action_instance_id("pause", {}, a, "my-id") == "fleet-action:my-id"
+    same = action_instance_id("pause", {}, a, None)
+    assert same == action_instance_id("pause", {}, list(reversed(a)), None)
+    assert same != action_instance_id("resume", {}, a, None)
+    assert action_instance_id("pause", {}, a, "my-id") == "fleet-action:my-id"
 
 
 def test_dry_run_calls_per_action():

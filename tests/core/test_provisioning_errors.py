@@ -16,6 +16,7 @@ from core_support import CUSTOM_TEMPLATE_ID, graph_requests
 from core import errors, model, steps
 from core import status as job_status
 from core.graph import provisioning_logs as logs
+from core.times import iso_seconds
 
 WINGTIP = {"BaseAddress": "https://scim.wingtip.test/scim/v2", "SecretToken": {"keyVaultSecret": "scim-wingtip-token"}}
 
@@ -51,7 +52,7 @@ def test_a_cycles_errors_are_read_back_to_its_start_across_pages(core_env, make_
     core_env.admin.clear_requests()
     # as monitor_job asks: from the cycle's timeBegan to a second past its timeEnded (Graph's status
     # shows whole seconds, rows carry fractions)
-    until = logs.iso_z(job_status.parse_time(last["timeEnded"]) + timedelta(seconds=1))
+    until = iso_seconds(job_status.parse_time(last["timeEnded"]) + timedelta(seconds=1))
     read = steps.get_provisioning_errors(ctx, service_principal_id=sp_id, job_id=job_id, since=last["timeBegan"],
                                          until=until, top=3)
     # exactly the latest cycle: every failed object once, nothing from the earlier cycles

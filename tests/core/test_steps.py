@@ -7,27 +7,11 @@ import json
 
 import pytest
 
-from core_support import CUSTOM_TEMPLATE_ID, HEALTHY_CREDENTIALS, SEEDED_SECRETS, WRONG_CREDENTIALS, graph_requests
+from core_support import (CUSTOM_TEMPLATE_ID, HEALTHY_CREDENTIALS, SEEDED_SECRETS, WRONG_CREDENTIALS, creds, graph_requests,
+                          new_app)
 from core import errors, model, odata, steps
 from core.graph import applications as apps
 from core.graph import synchronization as sync
-
-
-def creds(doc: dict) -> dict:
-    return model.parse_credentials(doc)
-
-
-def new_app(ctx, name: str, labels: dict | None = None, credentials: dict | None = None,
-            notification_email: str | None = None) -> dict:
-    """ensure_application, then wait_until_visible (which applies the tags and notes), as provision_instance does."""
-    key = model.instance_key(name)
-    found = steps.ensure_application(ctx, batch_id="b1", instance_key=key, display_name=name,
-                                     template_id=CUSTOM_TEMPLATE_ID, labels=labels)
-    seen = steps.wait_until_visible(ctx, service_principal_id=found["servicePrincipalId"], instance_key=key,
-                                    labels=labels, credentials=creds(credentials) if credentials else None,
-                                    notification_email=notification_email)
-    assert seen["tagged"] is True
-    return found
 
 
 def sps_named(ctx, name: str) -> list[dict]:

@@ -43,7 +43,8 @@ def test_every_option_from_a_setting_follows_it():
 
 
 def test_every_workflow_setting_is_an_option():
-    workflow_prefixes = ("MONITOR_", "THROTTLED_", "BATCH_", "HEALTH_SWEEP_MAX", "HEALTH_SWEEP_RESTART")
+    workflow_prefixes = ("MONITOR_", "THROTTLED_", "BATCH_", "HEALTH_SWEEP_MAX", "HEALTH_SWEEP_RESTART",
+                         "ROTATION_MAX_IN_FLIGHT")
     mapped = set(FROM_SETTINGS.values())
     for setting in s.SETTINGS:
         if setting.name.startswith(workflow_prefixes):
@@ -56,7 +57,8 @@ def test_the_trigger_dict_keeps_its_keys_and_the_full_dict_round_trips():
     assert list(sent) == ["maxInstancesInFlight", "subBatchSize", "subBatchesInFlight", "reportContainer",
                           "reportInlineMax", "activityRetry", "maxThrottleWaits", "pollFirstInterval",
                           "pollMaxInterval", "monitorDeadline", "pollsPerExecution", "sweepMaxInFlight",
-                          "restartCredentialQuarantine", "sweepPageSize", "sweepMaxReported"]
+                          "restartCredentialQuarantine", "sweepPageSize", "sweepMaxReported",
+                          "rotationMaxInFlight"]
     assert sent["activityRetry"] == {"firstRetryIntervalMs": 5000, "maxAttempts": 5}
     custom = WorkflowOptions(step_retry={"ensure_job": RetryPolicy(100, 2)}, poll_backoff=3.0)
     assert WorkflowOptions.from_dict(custom.to_dict()) == custom

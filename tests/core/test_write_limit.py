@@ -72,7 +72,7 @@ def test_processes_sharing_the_schedule_stay_within_the_limit(core_env, azurite)
 
 @pytest.mark.timeout(240)
 def test_without_the_shared_schedule_the_same_processes_draw_429s(core_env):
-    """The control: each process pacing alone at the full rate sends 3x the limit (what issue #15 measured)."""
+    """The control: each process pacing alone at the full rate sends 3x the limit (what the app measured before the shared schedule)."""
     statuses, run = _writes(core_env, "none")
     assert statuses.count(429) > 0, "unshared pacing must exceed the limit, or the test above proves nothing"
     assert not any(worker["shared"] for worker in run["workers"])

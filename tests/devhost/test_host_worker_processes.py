@@ -2,7 +2,7 @@
 
 Why: in Azure each instance runs that many Python worker processes, so module state (caches,
 pacers) is per process; a host running everything in one process shares it by accident and hides
-the bug (issue #15: the per-process Graph write pacer).
+the bug (as the per-process Graph write pacer once did: core/graph/write_limit.py).
 """
 from __future__ import annotations
 

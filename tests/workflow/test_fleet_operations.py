@@ -1,4 +1,4 @@
-"""Fleet operations (issue #13) end to end on one emulator + devhost stack: inventory, every operator
+"""Fleet operations (docs/fleet-operations.md) end to end on one emulator + devhost stack: inventory, every operator
 action by key and by selector (dry-run, confirmation, a retried request), a TooManyDeletes quarantine
 resolved with allowDeletes, teardown (never an untagged app), a plan with no write, bad input.
 Tests run in file order and build on the fleet the first fixture provisions."""

@@ -1,6 +1,6 @@
 """The orchestrators' waiting rules, replayed by the real SDK on devhost's engine with scripted activities.
 
-Architecture §3: a throttled result is waited out on durable timers and the call made again; the
+docs/architecture.md §3: a throttled result is waited out on durable timers and the call made again; the
 monitor never waits past its deadline, and a status read that fails for a passing reason (Graph
 busy or briefly unreachable) is tried again at the next poll instead of failing the instance.
 """

@@ -1,6 +1,6 @@
 """Role-import templates (AWS Single-Account Access) in the orchestrators, replayed by the real SDK on
 devhost's engine with scripted activities: the assignment naming an imported role waits for steady
-state, and the monitor reports rolesImported (architecture §3)."""
+state, and the monitor reports rolesImported (docs/architecture.md §3)."""
 
 from __future__ import annotations
 

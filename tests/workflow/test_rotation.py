@@ -1,4 +1,4 @@
-"""Credential rotation end to end on devhost + emulator + Azurite (issue #12).
+"""Credential rotation end to end on devhost + emulator + Azurite (docs/architecture.md, "The fleet registry and credential rotation").
 
 One batch of three instances referencing Key Vault secret ``scim-contoso-token`` and one
 referencing ``scim-fabrikam-token``; then: the fleet registry holds every instance (references and

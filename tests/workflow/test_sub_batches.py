@@ -1,4 +1,4 @@
-"""A batch over sub-batches (issue #15) through devhost: 7 instances in slices of 3, the report in blob
+"""A batch over sub-batches (orchestrators/batch_over_parts.py) through devhost: 7 instances in slices of 3, the report in blob
 storage (Azurite), re-submission, the request limits, and a crash in the middle of a sliced batch.
 
 One stack for the module (tests run in file order): slices of 3, 4 instances in setup at once over 2

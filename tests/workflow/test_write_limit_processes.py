@@ -1,5 +1,5 @@
 """The real app in devhost with two worker processes (FUNCTIONS_WORKER_PROCESS_COUNT=2) on one tenant:
-the Graph write limit is held by the app as a whole, not once per process (issue #15).
+the Graph write limit is held by the app as a whole, not once per process (core/graph/write_limit.py).
 
 The emulator throttles identity writes at 10 per second (a 1-s bucket, stricter than Graph's
 150-s window) and the app's share GRAPH_WRITES_PER_SECOND is 10. Each worker process has its
