@@ -20,7 +20,7 @@ REFUSED = {"ok": False, "error": {"kind": "permanent", "code": "InvalidProfile",
 def _run(tmp_path, **extra):
     async def scenario(engine):
         iid = await engine.start_orchestration("apply_profile", {"servicePrincipalId": "sp1", "profile": PROFILE,
-                                                                 "options": {"activityMaxAttempts": 1}, **extra},
+                                                                 "options": {"activityRetry": {"maxAttempts": 1}}, **extra},
                                                instance_id="apply-1")
         return await engine.wait_for_instance(iid, 60)
 
@@ -56,3 +56,29 @@ def test_a_failed_write_is_reported_and_a_good_one_returns_what_was_written(tmp_
                                                                "recorded": True}])
     done = _run(tmp_path / "done")
     assert (done["applied"], done["restarted"], done["recorded"]) == (True, True, True)
+
+
+def _boom(payload, n):
+    raise RuntimeError("the activity failed every attempt")
+
+
+THROTTLED = {"ok": False, "error": {"kind": "throttled", "code": "TooManyRequests", "retryAfterSeconds": 5,
+                                    "message": "slow down", "step": "plan_schema_profile"}}
+
+
+@pytest.mark.parametrize("answer,code,kind,says", [
+    (_boom, "TransientErrorsExhausted", "transient", "the activity failed every attempt"),
+    (["not a result"], "InvalidActivityResult", "permanent", "plan_schema_profile returned str"),
+    ([THROTTLED], "TooManyRequests", "throttled", "still throttled after 2 waits"),
+])
+def test_a_step_that_never_answers_well_is_a_reported_failure(tmp_path, answer, code, kind, says):
+    """call_step (orchestrators/activity_calls.py): retries exhausted, a result that is not a step result, and a
+    throttled step past maxThrottleWaits each end as that step's error in the output - never a failed orchestration."""
+    script(plan_schema_profile=answer)
+    result = _run(tmp_path, options={"maxThrottleWaits": 2,
+                                     "activityRetry": {"maxAttempts": 2, "firstRetryIntervalMs": 1000}})
+    error = result["error"]
+    assert (error["code"], error["kind"], error["step"]) == (code, kind, "plan_schema_profile")
+    assert says in error["message"] and result["applied"] is False
+    expected_calls = {"TransientErrorsExhausted": 2, "InvalidActivityResult": 1, "TooManyRequests": 3}[code]
+    assert len(calls("plan_schema_profile")) == expected_calls and not calls("apply_schema_profile")

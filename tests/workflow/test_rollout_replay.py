@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(180)
 PROFILE = "custom-scim.v1"
 BEFORE = {"timeBegan": "2026-01-01T00:00:00Z", "timeEnded": "2026-01-01T00:10:00Z", "state": "Succeeded"}
 AFTER = {"timeBegan": "2026-01-01T01:00:00Z", "timeEnded": "2026-01-01T01:10:00Z", "state": "Succeeded"}
-OPTIONS = {"activityMaxAttempts": 1}
+OPTIONS = {"activityRetry": {"maxAttempts": 1}}
 
 
 def _status(state: str, last: dict | None) -> dict:
