@@ -242,6 +242,17 @@ def test_bad_rotation_requests_get_field_errors(stack, fleet):
     response = stack.request("POST", "/api/rotations", json={"secretName": "bad name!", "version": "v1"})
     assert {d["path"] for d in response.json()["error"]["details"]} == {"secretName", "version"}
     assert stack.request("GET", "/api/rotations/rotation-nothing").status_code == 404
+    not_json = stack.request("POST", "/api/rotations", data=b"{nope", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "InvalidJson"
+    listed = stack.request("POST", "/api/rotations", json=["scim-contoso-token"])
+    assert listed.status_code == 400 and listed.json()["error"]["details"][0]["path"] == "$"
+    dry = stack.request("POST", "/api/rotations", json={"secretName": "scim-contoso-token", "dryRun": "yes"})
+    assert dry.status_code == 400 and {d["path"] for d in dry.json()["error"]["details"]} == {"dryRun"}
+    # no version named: Key Vault's current one is read; a secret Key Vault does not hold is named as such
+    missing = stack.request("POST", "/api/rotations", json={"secretName": "no-such-secret-here"})
+    assert missing.status_code == 400, missing.text
+    assert [(d["path"], d["message"]) for d in missing.json()["error"]["details"]] == \
+        [("secretName", "Key Vault has no enabled version of this secret")]
     assert stack.host.request("POST", "/api/rotations", key=False, json={}).status_code == 401
 
 

@@ -1,0 +1,149 @@
+"""schema_rollout's verdicts (orchestrators/rollout.py), replayed by the real SDK on devhost's engine with
+scripted activities: a failed apply, a quarantined job, a cycle that failed more objects than the one
+before, a cycle that never ended within maxChecks - each a regression that stops the rollout before the
+next wave until the resume event; a healthy wave; the dry-run plan."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from replay_support import calls, output, run, script
+
+pytestmark = pytest.mark.timeout(180)
+
+PROFILE = "custom-scim.v1"
+BEFORE = {"timeBegan": "2026-01-01T00:00:00Z", "timeEnded": "2026-01-01T00:10:00Z", "state": "Succeeded"}
+AFTER = {"timeBegan": "2026-01-01T01:00:00Z", "timeEnded": "2026-01-01T01:10:00Z", "state": "Succeeded"}
+OPTIONS = {"activityRetry": {"maxAttempts": 1}}
+
+
+def _status(state: str, last: dict | None) -> dict:
+    return {"ok": True, "jobId": "job1", "status": {"state": state, "jobId": "job1", "settled": True,
+                                                    "code": "Active", "lastExecution": last}}
+
+
+def _input(keys: list[str], canaries: list[str], **extra) -> dict:
+    return {"rolloutId": "r1", "profile": PROFILE, "instances": [{"key": k, "servicePrincipalId": f"sp-{k}"}
+                                                                 for k in keys],
+            "canaries": canaries, "waveSize": 5, "pauseSeconds": 30, "maxChecks": 3, "dryRun": False,
+            "options": OPTIONS, **extra}
+
+
+def _custom(row) -> dict:
+    value = json.loads(row.custom_status) if row and row.custom_status else None
+    return json.loads(value) if isinstance(value, str) else (value or {})
+
+
+async def _until_stopped(engine, iid: str) -> dict:
+    for _ in range(600):
+        custom = _custom(engine.get_instance(iid))
+        if custom.get("phase") == "stopped":
+            return custom
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the rollout did not stop: {custom}")
+
+
+def _applied(payload, n):
+    return {"ok": True, "servicePrincipalId": payload["servicePrincipalId"], "jobId": "job1", "profile": PROFILE,
+            "changes": [{"field": "expression"}], "applied": True}
+
+
+def test_a_failed_canary_apply_stops_before_the_wave_and_resume_goes_on(tmp_path):
+    """Canary A: its apply fails -> stopped at wave 0, B untouched; after resume B's first read is not ok and
+    its second still shows the old cycle (both: not yet), the third a new cycle with as many failures as before."""
+    job_reads = {"sp-b": 0}
+
+    def job_status(payload, n):
+        sp = payload["servicePrincipalId"]
+        if sp == "sp-a":
+            return _status("SteadyState", BEFORE)
+        job_reads["sp-b"] += 1
+        return [_status("SteadyState", BEFORE),  # before the change
+                {"ok": False, "error": {"kind": "permanent", "code": "Busy", "message": "x", "step": "s"}},
+                _status("Running", BEFORE),
+                _status("SteadyState", AFTER)][min(job_reads["sp-b"], 4) - 1]
+
+    script(get_job_status=job_status,
+           apply_schema_profile=lambda payload, n: _applied(payload, n) if payload["servicePrincipalId"] != "sp-a"
+           else {"ok": False, "error": {"kind": "permanent", "code": "InvalidProfile", "message": "refused",
+                                        "step": "apply_schema_profile"}},
+           get_provisioning_errors=[{"ok": True, "failedObjects": 2}])
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("schema_rollout", _input(["a", "b"], ["a"]), instance_id="rollout-r1")
+        stopped = await _until_stopped(engine, iid)
+        applied_while_stopped = [p["servicePrincipalId"] for _, p in calls("apply_schema_profile")]
+        await engine.raise_event(iid, "resume", json.dumps({"resumed": True}))
+        return stopped, applied_while_stopped, await engine.wait_for_instance(iid, 60)
+
+    stopped, applied_while_stopped, row = run(tmp_path, scenario)
+    assert stopped["stopped"]["wave"] == 0 and stopped["stopped"]["kind"] == "canary"
+    assert stopped["stopped"]["reasons"] == {"a": "apply failed: refused"}
+    assert [w["status"] for w in stopped["waves"]] == ["regressed", "pending"]
+    assert applied_while_stopped == ["sp-a"]  # the next wave is not touched while stopped
+    assert row.status == "Completed"
+    report = output(row)
+    assert report["phase"] == "completed" and "resumedAt" in report["stopped"]
+    b = report["waves"][1]["results"]["b"]
+    assert report["waves"][1]["status"] == "done" and b["regression"] is None
+    assert (b["failedBefore"], b["failedAfter"], b["cycleState"]) == (2, 2, "Succeeded")
+    # both cycles' errors read over their own begin/end times
+    assert [(p["since"], p["until"]) for _, p in calls("get_provisioning_errors")] == \
+        [(BEFORE["timeBegan"], BEFORE["timeEnded"]), (AFTER["timeBegan"], AFTER["timeEnded"])]
+
+
+def test_quarantine_more_failures_and_no_ended_cycle_are_regressions(tmp_path):
+    reads: dict[str, int] = {}
+
+    def job_status(payload, n):
+        sp = payload["servicePrincipalId"]
+        reads[sp] = reads.get(sp, 0) + 1
+        if reads[sp] == 1:
+            return _status("SteadyState", BEFORE)
+        return {"sp-q": _status("Quarantined", BEFORE), "sp-m": _status("SteadyState", AFTER),
+                "sp-s": _status("Running", {"timeBegan": AFTER["timeBegan"]})}[sp]
+
+    script(get_job_status=job_status, apply_schema_profile=_applied,
+           get_provisioning_errors=lambda payload, n: {"ok": True, "failedObjects": 1 if payload["since"] ==
+                                                       BEFORE["timeBegan"] else 4})
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("schema_rollout", _input(["m", "q", "s", "z"], [], waveSize=3,
+                                                                         maxChecks=2), instance_id="rollout-r2")
+        stopped = await _until_stopped(engine, iid)
+        await engine.terminate(iid, "cancelled")
+        return stopped
+
+    stopped = run(tmp_path, scenario)
+    reasons = stopped["stopped"]["reasons"]
+    assert reasons["q"] == "the job is Quarantined after the change"
+    assert reasons["m"] == "4 objects failed in the cycle after the change, 1 before"
+    assert reasons["s"] == "no provisioning cycle ended within 2 pauses of 30 s after the change"
+    assert [w["status"] for w in stopped["waves"]] == ["regressed", "pending"]
+    assert {p["servicePrincipalId"] for _, p in calls("apply_schema_profile")} == {"sp-m", "sp-q", "sp-s"}
+    assert sum(1 for _, p in calls("get_job_status") if p["servicePrincipalId"] == "sp-s") == 3  # 1 + maxChecks
+
+
+def test_a_dry_run_plans_each_wave_and_applies_nothing(tmp_path):
+    script(plan_schema_profile=lambda payload, n: {
+        "ok": True, "servicePrincipalId": payload["servicePrincipalId"], "jobId": "job1", "profile": PROFILE,
+        "changes": [{"sourceObjectName": "User", "field": "expression", "targetAttributeName": "userName",
+                     "change": "changed"}, {"sourceObjectName": "User", "field": "scoping", "change": "added"}]}
+        if payload["servicePrincipalId"] != "sp-c" else
+        {"ok": False, "error": {"kind": "permanent", "code": "NotFound", "message": "gone", "step": "plan"}})
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("schema_rollout", _input(["a", "b", "c"], ["b"], waveSize=1,
+                                                                         dryRun=True), instance_id="rollout-r3")
+        return await engine.wait_for_instance(iid, 60)
+
+    row = run(tmp_path, scenario)
+    report = output(row)
+    assert report["phase"] == "planned" and not calls("apply_schema_profile") and not calls("get_job_status")
+    assert [(w["kind"], w["instances"], w["status"]) for w in report["waves"]] == \
+        [("canary", ["b"], "planned"), ("wave", ["a"], "planned"), ("wave", ["c"], "planned")]
+    assert report["waves"][0]["results"]["b"]["changes"] == ["User.expression.userName: changed",
+                                                             "User.scoping: added"]
+    assert report["waves"][2]["results"]["c"]["error"]["code"] == "NotFound"
