@@ -81,6 +81,48 @@ def error_info(code: str, reason: str) -> dict:
     return {"errorCode": code, "reason": reason, "additionalDetails": None, "errorCategory": "nonServiceFailure", "recommendedAction": None}
 
 
+def _import_step(kind: str, name: str, change: str = "Add", step_name: str = "EntryImportAdd") -> dict:
+    """The import step every event starts with."""
+    return {
+        "name": step_name,
+        "provisioningStepType": "import",
+        "status": "success",
+        "description": f"Received {kind} '{name}' change of type ({change}) from Azure Active Directory",
+        "details": {},
+    }
+
+
+def _scoping_step(kind: str, *, active: bool, assigned: bool, passed: bool, scoping_filter: str | None = None) -> dict:
+    """The scoping step: the facts the service weighs, and whether the scoping filters passed."""
+    details = {
+        "Active in the source system": str(active),
+        "Assigned to the application": str(assigned),
+        f"{kind} has the required role": str(assigned),
+        "Scoping filter evaluation passed": str(passed),
+    }
+    if scoping_filter is not None:
+        details["Scoping filter"] = scoping_filter
+    return {
+        "name": "EntrySynchronizationScoping",
+        "provisioningStepType": "scoping",
+        "status": "success",
+        "description": f"Determine if {kind} in scope by evaluating against each scoping filter",
+        "details": details,
+    }
+
+
+def _skip_step(kind: str, name: str, reason: str, *, is_active: bool, in_scope: bool) -> dict:
+    """The skip step of an object the cycle does not provision (SkipReason NotEffectivelyEntitled)."""
+    return {
+        "name": "EntrySynchronizationSkip",
+        "provisioningStepType": "matching",
+        "status": "skipped",
+        "description": f"The {kind} '{name}' will be skipped due to the following reasons: {reason}",
+        "details": {"SkipReason": NOT_EFFECTIVELY_ENTITLED, "IsActive": str(is_active),
+                    "Assigned to the application": "True", "IsInProvisioningScope": str(in_scope)},
+    }
+
+
 def steps_for(action: str, kind: str, name: str, app: str, status: str, in_scope: bool) -> list[dict]:
     """provisioningSteps of one event, with the step names the real service logs."""
     if action == "skip":
@@ -88,25 +130,8 @@ def steps_for(action: str, kind: str, name: str, app: str, status: str, in_scope
     change = {"create": "Add", "update": "Update", "disable": "Update", "delete": "Delete", "other": "Update"}[action]
     import_name = "EntryImportAdd" if action == "create" else "EntryImport"
     steps = [
-        {
-            "name": import_name,
-            "provisioningStepType": "import",
-            "status": "success",
-            "description": f"Received {kind} '{name}' change of type ({change}) from Azure Active Directory",
-            "details": {},
-        },
-        {
-            "name": "EntrySynchronizationScoping",
-            "provisioningStepType": "scoping",
-            "status": "success",
-            "description": f"Determine if {kind} in scope by evaluating against each scoping filter",
-            "details": {
-                "Active in the source system": "True",
-                "Assigned to the application": str(in_scope),
-                f"{kind} has the required role": str(in_scope),
-                "Scoping filter evaluation passed": "True",
-            },
-        },
+        _import_step(kind, name, change, import_name),
+        _scoping_step(kind, active=True, assigned=in_scope, passed=True),
     ]
     if action == "other":
         steps.append(
@@ -163,39 +188,13 @@ def skipped_steps(kind: str, name: str) -> list[dict]:
     The step type is UNCONFIRMED: published rows show EntrySynchronizationSkip as ``export``
     (RedundantExport) or ``processing`` (AttributeValidationFailed); none for this reason.
     """
+    reason = ("1) This object does not have required entitlement for provisioning. If you did not expect the "
+              "object to be skipped, update provisioning scope to 'Sync all users and groups' or assign the object "
+              "to the application with entitlement of provisioning category")
     return [
-        {
-            "name": "EntryImportAdd",
-            "provisioningStepType": "import",
-            "status": "success",
-            "description": f"Received {kind} '{name}' change of type (Add) from Azure Active Directory",
-            "details": {},
-        },
-        {
-            "name": "EntrySynchronizationScoping",
-            "provisioningStepType": "scoping",
-            "status": "success",
-            "description": f"Determine if {kind} in scope by evaluating against each scoping filter",
-            "details": {
-                "Active in the source system": "False",
-                "Assigned to the application": "True",
-                f"{kind} has the required role": "True",
-                "Scoping filter evaluation passed": "True",
-            },
-        },
-        {
-            "name": "EntrySynchronizationSkip",
-            "provisioningStepType": "matching",
-            "status": "skipped",
-            "description": (
-                f"The {kind} '{name}' will be skipped due to the following reasons: 1) This object does not have "
-                "required entitlement for provisioning. If you did not expect the object to be skipped, update "
-                "provisioning scope to 'Sync all users and groups' or assign the object to the application with "
-                "entitlement of provisioning category"
-            ),
-            "details": {"SkipReason": NOT_EFFECTIVELY_ENTITLED, "IsActive": "False",
-                        "Assigned to the application": "True", "IsInProvisioningScope": "True"},
-        },
+        _import_step(kind, name),
+        _scoping_step(kind, active=False, assigned=True, passed=True),
+        _skip_step(kind, name, reason, is_active=False, in_scope=True),
     ]
 
 
@@ -226,37 +225,10 @@ def scoped_out_steps(kind: str, name: str, groups: str) -> list[dict]:
     https://learn.microsoft.com/answers/questions/1023522/user-provisioning-noteffectivelyentitled);
     the scoping step fails (``Scoping filter evaluation passed`` False) and names the filter groups.
     """
+    reason = ("1) This object did not pass a scoping filter. If you did not expect the object to be skipped, "
+              "please review your scoping filters and ensure that the object passes your specified scoping criteria.")
     return [
-        {
-            "name": "EntryImportAdd",
-            "provisioningStepType": "import",
-            "status": "success",
-            "description": f"Received {kind} '{name}' change of type (Add) from Azure Active Directory",
-            "details": {},
-        },
-        {
-            "name": "EntrySynchronizationScoping",
-            "provisioningStepType": "scoping",
-            "status": "success",
-            "description": f"Determine if {kind} in scope by evaluating against each scoping filter",
-            "details": {
-                "Active in the source system": "True",
-                "Assigned to the application": "True",
-                f"{kind} has the required role": "True",
-                "Scoping filter evaluation passed": "False",
-                "Scoping filter": groups,
-            },
-        },
-        {
-            "name": "EntrySynchronizationSkip",
-            "provisioningStepType": "matching",
-            "status": "skipped",
-            "description": (
-                f"The {kind} '{name}' will be skipped due to the following reasons: 1) This object did not pass a "
-                "scoping filter. If you did not expect the object to be skipped, please review your scoping filters "
-                "and ensure that the object passes your specified scoping criteria."
-            ),
-            "details": {"SkipReason": NOT_EFFECTIVELY_ENTITLED, "IsActive": "True",
-                        "Assigned to the application": "True", "IsInProvisioningScope": "False"},
-        },
+        _import_step(kind, name),
+        _scoping_step(kind, active=True, assigned=True, passed=False, scoping_filter=groups),
+        _skip_step(kind, name, reason, is_active=True, in_scope=False),
     ]
