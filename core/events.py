@@ -1,0 +1,51 @@
+"""The structured events the app logs: one JSON object per log line, ``{"event": <name>, ...}``.
+
+Why one module: the alert rules and the workbook (infra/app/monitoring.bicep) and the queries in
+docs/fleet-operations.md select log lines by these names (``traces`` in Application Insights, where
+the Functions host forwards the worker's log records: ``message`` is the JSON text). A name used in a
+query but never logged is an alert that never fires, so every name is defined here once and the
+deploy tests check that each query names only these.
+
+Events and their fields (besides ``event``):
+
+* ``unhealthyProvisioningInstance`` - per unhealthy instance per sweep: ``sweepId`` and the sweep entry
+  (``servicePrincipalId``, ``displayName``, ``jobId``, ``category``, ``reason``, ...).
+* ``provisioningClassificationChanged`` - an instance's sweep category differs from the previous
+  sweep's: ``sweepId``, ``servicePrincipalId``, ``instanceKey``, ``displayName``, ``from``, ``to``,
+  ``reason`` (quarantine reason, if any), ``owner`` (the instance's ``owner`` label, or null).
+* ``healthSweepCompleted`` - once per sweep: ``sweepId``, ``total``, ``counts`` (per category),
+  ``quarantinedByReason``, ``durationSeconds``.
+* ``provisioningBatchCompleted`` - once per batch: ``batchId``, ``total``, ``counts`` (per outcome),
+  ``durationSeconds``.
+* ``credentialRotationFailed`` - per instance a rotation could not rotate.
+* ``credentialRotationCompleted`` - once per rotation: ``rotationId``, ``secretName``, ``version``,
+  ``counts`` (per outcome).
+* ``credentialExpiry`` - per secret expiring within ``CREDENTIAL_EXPIRY_WARNING_DAYS`` or expired:
+  ``secretName``, ``expires``, ``daysLeft``, ``expired``, ``instances``.
+* ``keyVaultEventMalformed`` - an Event Grid event the app could not read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+UNHEALTHY_INSTANCE = "unhealthyProvisioningInstance"
+CLASSIFICATION_CHANGED = "provisioningClassificationChanged"
+SWEEP_COMPLETED = "healthSweepCompleted"
+BATCH_COMPLETED = "provisioningBatchCompleted"
+ROTATION_FAILED = "credentialRotationFailed"
+ROTATION_COMPLETED = "credentialRotationCompleted"
+CREDENTIAL_EXPIRY = "credentialExpiry"
+KEY_VAULT_EVENT_MALFORMED = "keyVaultEventMalformed"
+
+#: every event name (the deploy tests check that the monitoring queries use only these)
+EVENTS = (UNHEALTHY_INSTANCE, CLASSIFICATION_CHANGED, SWEEP_COMPLETED, BATCH_COMPLETED, ROTATION_FAILED,
+          ROTATION_COMPLETED, CREDENTIAL_EXPIRY, KEY_VAULT_EVENT_MALFORMED)
+
+
+def event_line(event: str, **fields: Any) -> str:
+    """One log line: ``{"event": event, **fields}`` as JSON with sorted keys (never pass a secret value)."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown event {event!r}: add it to core.events")
+    return json.dumps({"event": event, **fields}, sort_keys=True, default=str)
