@@ -1,6 +1,6 @@
 """The structured events the app logs: one JSON object per log line, ``{"event": <name>, ...}``.
 
-Why one module: the alert rules and the workbook (infra/app/monitoring.bicep) and the queries in
+Why one module: the alert rules and the workbook (infra/app/alerts.bicep) and the queries in
 docs/fleet-operations.md select log lines by these names (``traces`` in Application Insights, where
 the Functions host forwards the worker's log records: ``message`` is the JSON text). A name used in a
 query but never logged is an alert that never fires, so every name is defined here once and the
@@ -17,7 +17,8 @@ Events and their fields (besides ``event``):
   ``quarantinedByReason``, ``durationSeconds``.
 * ``provisioningBatchCompleted`` - once per batch: ``batchId``, ``total``, ``counts`` (per outcome),
   ``durationSeconds``.
-* ``credentialRotationFailed`` - per instance a rotation could not rotate.
+* ``credentialRotationFailed`` - per instance a rotation could not rotate: ``rotationId``,
+  ``servicePrincipalId``, ``displayName``, ``outcome``, ``reason``.
 * ``credentialRotationCompleted`` - once per rotation: ``rotationId``, ``secretName``, ``version``,
   ``counts`` (per outcome).
 * ``credentialExpiry`` - per secret expiring within ``CREDENTIAL_EXPIRY_WARNING_DAYS`` or expired:

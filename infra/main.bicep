@@ -63,6 +63,20 @@ param keyVaultPurgeProtection bool = true
 @description('Deliver Key Vault secret events to the credential-rotation trigger (Event Grid system topic + webhook subscription). Needs the app code deployed first (the webhook key exists then): set true and run azd provision again after the first azd deploy.')
 param keyVaultEventsEnabled bool = false
 
+@description('Fleet alerts (docs/fleet-operations.md, "Alerts and the workbook"): comma-separated email addresses that get every alert whose instance has no owner with its own receivers, and the fleet-wide alerts (credentials, rotations, batches). Empty together with alertWebhookUrl: no default action group and none of those rules.')
+param alertEmails string = ''
+
+@secure()
+@description('Fleet alerts: an HTTPS webhook (common alert schema) for the same alerts as alertEmails. It may carry a token: kept out of outputs.')
+param alertWebhookUrl string = ''
+
+@description('Fleet alerts routed by the instances\' owner label: a JSON object, owner label value -> comma-separated email addresses, e.g. {"cloud-team": "a@contoso.com"}. Each owner gets its own action group and its own instance-health rule.')
+param alertOwnerEmails string = '{}'
+
+@secure()
+@description('Fleet alerts routed by owner label: a JSON object, owner label value -> HTTPS webhook.')
+param alertOwnerWebhooks string = '{}'
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -197,6 +211,22 @@ module keyVaultEvents 'app/keyvault-events.bicep' = if (keyVaultEventsEnabled) {
     functionAppName: api.outputs.SERVICE_API_NAME
     functionName: 'eventgrid_key_vault_secret' // core/names.py EVENTGRID_KEY_VAULT_SECRET
     deadLetterContainerName: 'eventgrid-deadletter'
+  }
+}
+
+// Alert rules on the app's structured events, their action groups and the fleet workbook.
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    namePrefix: environmentName
+    alertEmails: alertEmails
+    alertWebhookUrl: alertWebhookUrl
+    alertOwnerEmails: alertOwnerEmails
+    alertOwnerWebhooks: alertOwnerWebhooks
   }
 }
 
