@@ -22,8 +22,11 @@ Events and their fields (besides ``event``):
 * ``credentialRotationCompleted`` - once per rotation: ``rotationId``, ``secretName``, ``version``,
   ``counts`` (per outcome).
 * ``credentialExpiry`` - per secret expiring within ``CREDENTIAL_EXPIRY_WARNING_DAYS`` or expired:
-  ``secretName``, ``expires``, ``daysLeft``, ``expired``, ``instances``.
-* ``keyVaultEventMalformed`` - an Event Grid event the app could not read.
+  ``secretName``, ``expires``, ``daysLeft``, ``expired``, ``instances``; the credential calendar logs
+  ``state`` (``expired`` / ``expiring``) for ``expired`` and a count for ``instances``, a Key Vault
+  SecretNearExpiry / SecretExpired event ``eventId``, ``secretName``, ``version``, ``state``.
+* ``keyVaultEventMalformed`` - an Event Grid event the app could not read: ``eventId``, ``eventType``,
+  ``problems``.
 """
 
 from __future__ import annotations

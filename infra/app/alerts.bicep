@@ -79,10 +79,10 @@ var fleetRules = [
   {
     key: 'credential-expired'
     displayName: 'Provisioning credential expired'
-    description: 'A Key Vault secret the fleet references has expired (credentialExpiry, expired=true). docs/fleet-operations.md#credential-expired-or-expiring'
+    description: 'A Key Vault secret the fleet references has expired (credentialExpiry: expired=true, or state=expired from a Key Vault event). docs/fleet-operations.md#credential-expired-or-expiring'
     severity: 1
     query: trim(loadTextContent('alerts/credential-expired.kql'))
-    dimensions: ['secretName', 'expires']
+    dimensions: ['secretName']
     evaluationFrequency: 'PT1H'
     windowSize: 'P1D'
   }
@@ -92,7 +92,7 @@ var fleetRules = [
     description: 'A Key Vault secret the fleet references expires within CREDENTIAL_EXPIRY_WARNING_DAYS (credentialExpiry). docs/fleet-operations.md#credential-expired-or-expiring'
     severity: 2
     query: trim(loadTextContent('alerts/credential-expiring.kql'))
-    dimensions: ['secretName', 'expires']
+    dimensions: ['secretName']
     evaluationFrequency: 'PT1H'
     windowSize: 'P1D'
   }

@@ -10,6 +10,7 @@ checked on planted bad input at the end.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from datetime import timedelta
@@ -416,3 +417,83 @@ def test_planted_module_without_action_group_or_scope_is_caught(tmp_path: Path) 
     body = resource_body(BicepFile(planted), "fleetAlerts")
     assert not re.search(r"scopes:\s*\[\s*applicationInsights\.id\s*\]", body)
     assert not re.search(r"actionGroups:\s*\[\s*([\w\[\]]+)\.id\s*\]", body)
+
+
+# -- the emitting side: what the code logs under each event name -------------------------------------
+
+APP_CODE = [p for d in ("core", "activities", "orchestrators", "triggers") for p in sorted((REPO_ROOT / d).rglob("*.py"))]
+
+
+def _event_name(node: ast.expr) -> str | None:
+    """The event name an expression stands for: "name", events.NAME or NAME (a core.events constant)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value if node.value in events.EVENTS else None
+    attr = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+    value = getattr(events, attr, None) if attr else None
+    return value if isinstance(value, str) and value in events.EVENTS else None
+
+
+def emitted_fields(paths: list[Path]) -> dict[str, list[tuple[str, set[str] | None]]]:
+    """Per event, each place that logs it with the field names it passes (None: not all known, **kwargs).
+
+    Two shapes: ``event_line(<event>, field=...)`` and a dict literal ``{"event": <event>, "field": ...}``."""
+    found: dict[str, list[tuple[str, set[str] | None]]] = {}
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            name, fields = None, None
+            if isinstance(node, ast.Call) and node.args and (
+                    getattr(node.func, "id", None) == "event_line" or getattr(node.func, "attr", None) == "event_line"):
+                name = _event_name(node.args[0])
+                keys = [k.arg for k in node.keywords]
+                fields = None if None in keys else {str(k) for k in keys}
+            elif isinstance(node, ast.Dict):
+                keys = [k.value if isinstance(k, ast.Constant) else None for k in node.keys]
+                if "event" in keys:
+                    name = _event_name(node.values[keys.index("event")])
+                    fields = None if None in keys else {str(k) for k in keys} - {"event"}
+            if name:
+                found.setdefault(name, []).append((f"{path.name}:{node.lineno}", fields))
+    return found
+
+
+def dimension_sources(query: str) -> dict[str, str]:
+    """Output column -> the event field it is read from (``column = f(e.field)`` / ``f(e["field"])``)."""
+    pairs = re.findall(r'(\w+) = \w+\(e(?:\.(\w+)|\["(\w+)"\])\)', query)
+    return {column: dotted or bracketed for column, dotted, bracketed in pairs}
+
+
+def test_the_code_logs_each_event_with_documented_fields_and_the_alert_dimensions() -> None:
+    """Where the code already logs an event, it passes only documented fields, and every field an alert
+    splits by (what names the instance in the alert) is passed by each place that logs it. Other fields
+    the queries read may come from one shape only (credentialExpiry has three)."""
+    documented = documented_fields()
+    emitted = emitted_fields(APP_CODE)
+    for event, places in emitted.items():
+        for where, fields in places:
+            if fields is not None:
+                assert fields <= documented[event], f"{where}: {event} logs undocumented {sorted(fields - documented[event])}"
+    checked = 0
+    for rule in RULES:
+        event = check_query(rule["query"], rule["file"])
+        sources = dimension_sources(rule["query"])
+        assert set(rule["dimensions"]) <= set(sources), f"{rule['key']}: dimension not read from one event field"
+        needed = {sources[d] for d in rule["dimensions"]}
+        for where, fields in emitted.get(event, []):
+            if fields is not None:
+                assert needed <= fields, f"{where}: {event} is logged without {sorted(needed - fields)}, which {rule['key']} splits by"
+                checked += 1
+    assert checked >= 2  # today: the credential calendar, the Key Vault event, the rotation failure
+
+
+def test_emitted_fields_reader_on_planted_code(tmp_path: Path) -> None:
+    planted = tmp_path / "emit.py"
+    planted.write_text("from core import events\nfrom core.events import event_line, BATCH_COMPLETED\n"
+                       "a = events.event_line(events.BATCH_COMPLETED, batchId='b', total=1)\n"
+                       "b = event_line(BATCH_COMPLETED, **extra)\n"
+                       "c = {'event': 'credentialRotationFailed', 'rotationId': 'r', 'outcome': 'x'}\n"
+                       "d = {'event': 'somethingElse', 'x': 1}\n")
+    found = emitted_fields([planted])
+    assert {e: [f for _, f in places] for e, places in found.items()} == {
+        events.BATCH_COMPLETED: [{"batchId", "total"}, None],
+        events.ROTATION_FAILED: [{"rotationId", "outcome"}]}
