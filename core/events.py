@@ -5,6 +5,8 @@ docs/fleet-operations.md select log lines by these names (``traces`` in Applicat
 the Functions host forwards the worker's log records: ``message`` is the JSON text). A name used in a
 query but never logged is an alert that never fires, so every name is defined here once and the
 deploy tests check that each query names only these.
+Log these lines on the invocation's own thread: the Python worker may drop a record logged from an
+``asyncio.to_thread`` / executor thread that lacks the invocation id (docs/fleet-operations.md).
 
 Events and their fields (besides ``event``):
 
