@@ -70,12 +70,12 @@ param alertEmails string = ''
 @description('Fleet alerts: an HTTPS webhook (common alert schema) for the same alerts as alertEmails. It may carry a token: kept out of outputs.')
 param alertWebhookUrl string = ''
 
-@description('Fleet alerts routed by the instances\' owner label: a JSON object, owner label value -> comma-separated email addresses, e.g. {"cloud-team": "a@contoso.com"}. Each owner gets its own action group and its own instance-health rule.')
-param alertOwnerEmails string = '{}'
+@description('Fleet alerts routed by the instances\' owner label: owner label value -> comma-separated email addresses, e.g. {"cloud-team": "a@contoso.com"} (azd env set ALERT_OWNER_EMAILS with that JSON; azd 1.23.4 or later). Each owner gets its own action group and its own instance-health rule.')
+param alertOwnerEmails object = {}
 
 @secure()
-@description('Fleet alerts routed by owner label: a JSON object, owner label value -> HTTPS webhook.')
-param alertOwnerWebhooks string = '{}'
+@description('Fleet alerts routed by owner label: owner label value -> HTTPS webhook (ALERT_OWNER_WEBHOOKS, JSON).')
+param alertOwnerWebhooks object = {}
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))

@@ -38,11 +38,11 @@ param alertEmails string = ''
 @secure()
 @description('HTTPS webhook (common alert schema) that gets every alert without a known owner.')
 param alertWebhookUrl string = ''
-@description('JSON object: owner label value -> comma-separated email addresses, e.g. {"cloud-team": "a@contoso.com"}.')
-param alertOwnerEmails string = '{}'
+@description('Owner label value -> comma-separated email addresses, e.g. {"cloud-team": "a@contoso.com"}.')
+param alertOwnerEmails object = {}
 @secure()
-@description('JSON object: owner label value -> HTTPS webhook, e.g. {"cloud-team": "https://..."}.')
-param alertOwnerWebhooks string = '{}'
+@description('Owner label value -> HTTPS webhook, e.g. {"cloud-team": "https://..."}.')
+param alertOwnerWebhooks object = {}
 @description('How often the event rules run (ISO 8601).')
 param evaluationFrequency string = 'PT5M'
 @description('What each event rule reads, back from now (ISO 8601); longer than evaluationFrequency.')
@@ -53,10 +53,8 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 }
 
 var defaultEmails = filter(map(split(alertEmails, ','), address => trim(address)), address => !empty(address))
-var ownerEmails = json(empty(alertOwnerEmails) ? '{}' : alertOwnerEmails)
-var ownerWebhooks = json(empty(alertOwnerWebhooks) ? '{}' : alertOwnerWebhooks)
 // every owner label value named by either object, each once
-var owners = union(map(items(ownerEmails), entry => entry.key), map(items(ownerWebhooks), entry => entry.key))
+var owners = union(map(items(alertOwnerEmails), entry => entry.key), map(items(alertOwnerWebhooks), entry => entry.key))
 var hasDefaultReceivers = !empty(defaultEmails) || !empty(alertWebhookUrl)
 
 // The queries, one file each: docs/fleet-operations.md shows the same text (tests/deploy checks it).
@@ -148,15 +146,15 @@ resource ownerGroups 'Microsoft.Insights/actionGroups@2023-01-01' = [for owner i
   properties: {
     groupShortName: take('fleet-${uniqueString(owner)}', 12)
     enabled: true
-    emailReceivers: [for (address, i) in filter(map(split(ownerEmails[?owner] ?? '', ','), a => trim(a)), a => !empty(a)): {
+    emailReceivers: [for (address, i) in filter(map(split(string(alertOwnerEmails[?owner] ?? ''), ','), a => trim(a)), a => !empty(a)): {
       name: 'email-${i}'
       emailAddress: address
       useCommonAlertSchema: true
     }]
-    webhookReceivers: empty(ownerWebhooks[?owner] ?? '') ? [] : [
+    webhookReceivers: empty(alertOwnerWebhooks[?owner] ?? '') ? [] : [
       {
         name: 'webhook'
-        serviceUri: ownerWebhooks[owner]
+        serviceUri: alertOwnerWebhooks[owner]
         useCommonAlertSchema: true
       }
     ]
