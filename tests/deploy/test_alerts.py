@@ -387,6 +387,16 @@ def test_trace_telemetry_is_not_sampled_away() -> None:
         assert "Trace" in sampling["excludedTypes"].split(";")
 
 
+def test_every_rule_description_links_to_its_what_to_do_section() -> None:
+    """The alert's description (in every notification) names the docs section that says what to do."""
+    headings = re.findall(r"^#{2,4} (.+)$", DOCS.read_text(encoding="utf-8"), re.MULTILINE)
+    slugs = {re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", h.strip().lower())) for h in headings}
+    links = re.findall(r"description: '[^'\n]*docs/fleet-operations\.md#([\w-]+)'", ALERTS.text)
+    assert len(links) == len(RULES)
+    for link in links:
+        assert link in slugs, f"docs/fleet-operations.md has no section #{link}"
+
+
 # -- the checks above can fail: the helpers on planted input -----------------------------------------
 
 def test_helpers_catch_unknown_events_undocumented_fields_and_bad_durations() -> None:
