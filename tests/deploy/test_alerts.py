@@ -24,6 +24,7 @@ from test_bicep_structure import module_body, resource_body
 from core import events
 from core.contracts import OUTCOMES, STEADY_WITH_FAILURES
 from core.fleet import HEALTH
+from core.model import LABEL_VALUE_PATTERN
 
 INFRA = REPO_ROOT / "infra"
 APP = INFRA / "app"
@@ -274,6 +275,12 @@ def test_no_receiver_no_rule_and_owner_routing() -> None:
     assert "query: '${instanceUnhealthyQuery}${defaultOwnerFilter}'" in resource_body(ALERTS, "instanceUnhealthyDefault")
     assert ("query: '${instanceUnhealthyQuery}\\n| where owner in (dynamic(${string([owner])}))'"
             in resource_body(ALERTS, "instanceUnhealthyByOwner"))
+    # an owner label value goes into the KQL as JSON inside dynamic(): a label value can hold no quote or
+    # backslash, so the JSON of any allowed value is the plain string in double quotes
+    for value in ("cloud-team", "HR apps/EMEA", "a@b.example", "x:y.z_1"):
+        assert re.fullmatch(LABEL_VALUE_PATTERN, value) and json.dumps([value]) == f'["{value}"]'
+    for value in ('a"b', "a\\b", "a'b"):
+        assert not re.fullmatch(LABEL_VALUE_PATTERN, value)
     unhealthy = next(r for r in RULES if r["key"] == "instance-unhealthy")
     assert "owner" in output_columns(unhealthy["query"])
     assert "owner" in documented_fields()[events.CLASSIFICATION_CHANGED]
