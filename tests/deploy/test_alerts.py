@@ -165,6 +165,22 @@ def string_list(body: str, key: str) -> list[str]:
     return re.findall(r"'([^']*)'", match.group(1))
 
 
+def setting(body: str, key: str) -> str:
+    """``key: 'literal'`` or ``key: someParam`` (resolved to the param's default) in an object body."""
+    value = literal(body, key)
+    if value is not None:
+        return value
+    match = re.search(rf"^\s*{key}:\s*(\w+)\s*$", body, re.MULTILINE)
+    assert match, f"{key} not set"
+    return param_default(ALERTS, match.group(1))
+
+
+def severity(body: str) -> int:
+    match = re.search(r"^\s*severity:\s*(\d+)\s*$", body, re.MULTILINE)
+    assert match, "no literal severity"
+    return int(match.group(1))
+
+
 def rules() -> list[dict]:
     """Every alert rule the module defines: key, query text, dimensions, frequency, window, severity."""
     result = []
@@ -172,19 +188,18 @@ def rules() -> list[dict]:
         load = re.search(r"query:\s*trim\(loadTextContent\('([^']+)'\)\)", body)
         assert load, "a fleet rule's query is not loaded from a .kql file"
         result.append({"key": literal(body, "key"), "file": load.group(1), "dimensions": string_list(body, "dimensions"),
-                       "evaluationFrequency": literal(body, "evaluationFrequency")
-                       or param_default(ALERTS, re.search(r"evaluationFrequency:\s*(\w+)", body).group(1)),  # type: ignore[union-attr]
-                       "windowSize": literal(body, "windowSize")
-                       or param_default(ALERTS, re.search(r"windowSize:\s*(\w+)", body).group(1)),  # type: ignore[union-attr]
-                       "severity": int(re.search(r"severity:\s*(\d+)", body).group(1))})  # type: ignore[union-attr]
+                       "evaluationFrequency": setting(body, "evaluationFrequency"),
+                       "windowSize": setting(body, "windowSize"), "severity": severity(body)})
     (unhealthy,) = var_objects(ALERTS, "instanceUnhealthy")
     load = re.search(r"^var instanceUnhealthyQuery = trim\(loadTextContent\('([^']+)'\)\)", ALERTS.text, re.MULTILINE)
     assert load
-    result.append({"key": literal(unhealthy, "key"), "file": load.group(1),
-                   "dimensions": string_list(unhealthy, "dimensions"),
-                   "evaluationFrequency": param_default(ALERTS, "evaluationFrequency"),
-                   "windowSize": param_default(ALERTS, "windowSize"),
-                   "severity": int(re.search(r"severity:\s*(\d+)", unhealthy).group(1))})  # type: ignore[union-attr]
+    # its two resources (default and per owner) take the schedule from the module's parameters
+    schedules = {(setting(resource_body(ALERTS, symbol), "evaluationFrequency"), setting(resource_body(ALERTS, symbol), "windowSize"))
+                 for symbol in ("instanceUnhealthyDefault", "instanceUnhealthyByOwner")}
+    assert len(schedules) == 1
+    ((frequency, window),) = schedules
+    result.append({"key": literal(unhealthy, "key"), "file": load.group(1), "dimensions": string_list(unhealthy, "dimensions"),
+                   "evaluationFrequency": frequency, "windowSize": window, "severity": severity(unhealthy)})
     for rule in result:
         rule["query"] = (APP / rule["file"]).read_text(encoding="utf-8").strip()
     return result
@@ -467,15 +482,15 @@ def emitted_fields(paths: list[Path]) -> dict[str, list[tuple[str, set[str] | No
             if isinstance(node, ast.Call) and node.args and (
                     getattr(node.func, "id", None) == "event_line" or getattr(node.func, "attr", None) == "event_line"):
                 name = _event_name(node.args[0])
-                keys = [k.arg for k in node.keywords]
-                fields = None if None in keys else {str(k) for k in keys}
+                arguments = [k.arg for k in node.keywords]
+                fields = None if None in arguments else {str(k) for k in arguments}
             elif isinstance(node, ast.Dict):
-                keys = [k.value if isinstance(k, ast.Constant) else None for k in node.keys]
+                keys = [k.value if isinstance(k, ast.Constant) and isinstance(k.value, str) else None for k in node.keys]
                 if "event" in keys:
                     name = _event_name(node.values[keys.index("event")])
                     fields = None if None in keys else {str(k) for k in keys} - {"event"}
             if name:
-                found.setdefault(name, []).append((f"{path.name}:{node.lineno}", fields))
+                found.setdefault(name, []).append((f"{path.name}:{getattr(node, 'lineno', 0)}", fields))
     return found
 
 
