@@ -17,11 +17,14 @@ Events and their fields (besides ``event``):
   ``quarantinedByReason``, ``durationSeconds``.
 * ``provisioningBatchCompleted`` - once per batch: ``batchId``, ``total``, ``counts`` (per outcome),
   ``durationSeconds``.
-* ``credentialRotationFailed`` - per instance a rotation could not rotate.
+* ``credentialRotationFailed`` - per instance a rotation could not rotate: ``rotationId``,
+  ``servicePrincipalId``, ``displayName``, ``outcome``, ``reason``.
 * ``credentialRotationCompleted`` - once per rotation: ``rotationId``, ``secretName``, ``version``,
-  ``counts`` (per outcome).
+  ``source``, ``dryRun``, ``counts`` (per outcome), ``total``, ``durationSeconds``.
 * ``credentialExpiry`` - per secret expiring within ``CREDENTIAL_EXPIRY_WARNING_DAYS`` or expired:
-  ``secretName``, ``expires``, ``daysLeft``, ``expired``, ``instances``.
+  ``secretName``, ``expires``, ``daysLeft``, ``expired``, ``instances``; also per Key Vault
+  ``SecretNearExpiry`` / ``SecretExpired`` event (``source``: ``keyVaultEvent``, plus ``eventId``,
+  ``eventType``, ``version``, ``state``; ``instances``: how many registered instances reference it).
 * ``keyVaultEventMalformed`` - an Event Grid event the app could not read.
 """
 

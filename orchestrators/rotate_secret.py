@@ -11,7 +11,8 @@ most ``ROTATION_MAX_IN_FLIGHT`` at a time (each activity's writes are paced with
 write of the app by the transport's write limiter). ``rotate_instance`` changes nothing on an
 instance whose target refuses the new set. Output: :class:`core.rotation_contracts.RotationReport`
 (``GET /api/rotations/{id}``); custom status: the counts so far. One structured log line
-(``credentialRotationFailed``) per instance that did not reach the version (logged once, not on replay).
+(``credentialRotationFailed``) per instance that did not reach the version and one
+``credentialRotationCompleted`` per rotation (``core/events.py``; logged once, not on replay).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from core import names
 from core.instance_ids import sweep_rotation_instance_id
 from core.rotation_contracts import (CheckInstanceLagOutput, ListSecretDependentsInput, ListSecretDependentsOutput, RotateInstanceInput,
                                      RotateInstanceOutput, RotateSecretInput, RotationReport)
-from core.steps.rotation import INVALID, failure_line
-from core.times import iso
+from core.steps.rotation import INVALID, completed_line, failure_line
+from core.times import iso, seconds_between
 from core.workflow_options import WorkflowOptions
 from orchestrators.activity_calls import call_step, chunks, gather_settled
 
@@ -102,7 +103,10 @@ def rotate_secret(context: df.DurableOrchestrationContext) -> Generator[Any, Any
                             source=data.source, dry_run=data.dry_run, started_at=started,
                             finished_at=iso(context.current_utc_datetime),
                             counts=dict(Counter(r.outcome or "failed" for r in results)), instances=results)
-    return report.to_dict()
+    output = report.to_dict()
+    if not context.is_replaying:
+        logger.info(completed_line(output, seconds_between(report.started_at, report.finished_at)))
+    return output
 
 
 def _rotate_one(context: df.DurableOrchestrationContext, sp_id: Any, data: RotateSecretInput,

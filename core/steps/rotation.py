@@ -9,15 +9,15 @@ Nothing here returns, logs or stores a secret value: Key Vault values are read i
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from typing import Any
 
-from core import errors, model, odata
+from core import errors, events, model, odata
 from core import registry as fleet
 from core import status as job_status
 from core.contracts import CONFIGURED
+from core.events import event_line
 from core.graph import applications as apps
 from core.graph import synchronization as sync
 from core.steps.context import StepContext
@@ -296,6 +296,15 @@ def rebuild_registry(ctx: StepContext, *, registry: Any = None) -> dict:
 
 def failure_line(rotation_id: str, entry: dict) -> str:
     """One structured log line for an instance a rotation could not bring to the new version (no values)."""
-    return json.dumps({"event": "credentialRotationFailed", "rotationId": rotation_id,
-                       "servicePrincipalId": entry.get("servicePrincipalId"), "displayName": entry.get("displayName"),
-                       "outcome": entry.get("outcome"), "reason": entry.get("reason")}, sort_keys=True)
+    return event_line(events.ROTATION_FAILED, rotationId=rotation_id,
+                      servicePrincipalId=entry.get("servicePrincipalId"), displayName=entry.get("displayName"),
+                      outcome=entry.get("outcome"), reason=entry.get("reason"))
+
+
+def completed_line(report: dict, duration_seconds: float | None = None) -> str:
+    """The ``credentialRotationCompleted`` line of a finished rotation (its report; no values)."""
+    return event_line(events.ROTATION_COMPLETED, rotationId=report.get("rotationId"),
+                      secretName=report.get("secretName"), version=report.get("version"),
+                      source=report.get("source"), dryRun=bool(report.get("dryRun")),
+                      counts=report.get("counts") or {}, total=sum((report.get("counts") or {}).values()),
+                      durationSeconds=duration_seconds)

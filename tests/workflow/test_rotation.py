@@ -83,6 +83,12 @@ def _writes_to(stack, sp_ids: list[str]) -> list[dict]:
             and any(f"/servicePrincipals/{sp}" in r["path"] for sp in sp_ids)]
 
 
+def _event_lines(stack, event: str) -> list[dict]:
+    """The devhost log's structured lines of ``event`` (core/events.py)."""
+    lines = [line[line.index("{"):] for line in stack.host.log_text().splitlines() if f'"event": "{event}"' in line]
+    return [json.loads(line) for line in lines]
+
+
 def _put_target_token(stack, sp_id: str, token: str) -> None:
     bearer = stack.emulator.admin.token(client="workflow")
     response = requests.put(f"{stack.emulator.url}/v1.0/servicePrincipals/{sp_id}/synchronization/secrets",
@@ -137,6 +143,9 @@ def test_a_new_version_reaches_every_referencing_instance_and_restarts_only_the_
     again = _rotate(stack, "scim-contoso-token", version, expect_duplicate=True)
     assert again == report
     assert len(_writes_to(stack, contoso + fabrikam)) == writes
+    # one credentialRotationCompleted line for the rotation, however often it was asked for (not on replay)
+    completed = [line for line in _event_lines(stack, "credentialRotationCompleted") if line["rotationId"] == report["rotationId"]]
+    assert len(completed) == 1 and completed[0]["counts"] == {"rotated": 3} and completed[0]["total"] == 3, completed
 
 
 def test_an_invalid_version_changes_nothing_and_is_reported(stack, fleet):
@@ -392,6 +401,53 @@ def test_a_failed_delivery_is_retried_until_it_succeeds(stack, fleet):
         assert attempts == [(1, 503), (2, 503), (3, 200)]
     finally:
         server.shutdown()
+
+
+def test_key_vault_expiry_events_reach_the_app_once_per_version(stack, fleet):
+    """The emulator's vault publishes SecretNearExpiry for a version set with less than 30 days left and
+    SecretExpired when the emulator's clock passes its exp, once each; the app logs credentialExpiry."""
+    from emulator.clock import parse_iso
+    from support import wait_until
+
+    contoso, fabrikam = fleet
+    stack.emulator.admin.subscribe_events(_webhook(stack), name="expiry", includedEventTypes=[
+        "Microsoft.KeyVault.SecretNearExpiry", "Microsoft.KeyVault.SecretExpired"])
+    expires = int(parse_iso(stack.emulator.admin.clock()["now"]).timestamp()) + 3600  # an hour left (emulator clock)
+    # Set Secret through Key Vault's REST API: the same token value, now expiring
+    bearer = stack.emulator.admin.token(client="workflow", audience="vault")
+    put = requests.put(f"{stack.env['KEY_VAULT_URL']}/secrets/scim-fabrikam-token?api-version=7.5",
+                       json={"value": "fabrikam-token", "attributes": {"exp": expires}},
+                       headers={"Authorization": f"Bearer {bearer}"}, verify=stack.emulator.ca_bundle, timeout=30)
+    assert put.status_code == 200, put.text
+    version = put.json()["id"].rsplit("/", 1)[-1]
+    # its SecretNewVersionCreated (the cloudevents subscription) rotates the one fabrikam instance
+    report = stack.wait(rotation_instance_id("scim-fabrikam-token", version), timeout=120)["output"]
+    assert report["counts"] == {"rotated": 1}, report
+
+    def expiry_deliveries(event_type: str) -> list[dict]:
+        return [d for d in stack.emulator.admin.event_deliveries()
+                if d["subject"] == "scim-fabrikam-token" and d["eventType"] == event_type]
+
+    near = wait_until(lambda: [d for d in expiry_deliveries("Microsoft.KeyVault.SecretNearExpiry")
+                               if d["subscription"] == "expiry"])
+    assert [(d["attempt"], d["status"]) for d in near] == [(1, 202)]
+    lines = wait_until(lambda: [line for line in _event_lines(stack, "credentialExpiry")
+                                if line.get("eventId") == near[0]["eventId"]])
+    assert {(line["source"], line["state"], line["expired"], line["version"], line["daysLeft"], line["instances"])
+            for line in lines} == {("keyVaultEvent", "expiring", False, version, 0, 1)}
+    # the clock passes exp: SecretExpired once; later checks publish nothing more for this version
+    stack.emulator.admin.advance(2 * 3600)
+    expired = wait_until(lambda: [d for d in expiry_deliveries("Microsoft.KeyVault.SecretExpired")
+                                  if d["subscription"] == "expiry"])
+    assert [(d["attempt"], d["status"]) for d in expired] == [(1, 202)]
+    wait_until(lambda: [line for line in _event_lines(stack, "credentialExpiry")
+                        if line.get("eventId") == expired[0]["eventId"] and line["expired"] is True])
+    stack.emulator.admin.advance(3600)  # the clock change checks again (synchronously): nothing new is due
+    assert len({d["eventId"] for d in expiry_deliveries("Microsoft.KeyVault.SecretNearExpiry")}) == 1
+    assert len({d["eventId"] for d in expiry_deliveries("Microsoft.KeyVault.SecretExpired")}) == 1
+    # the event's version is Key Vault's current one: nothing newer to rotate to, no second rotation
+    assert stack.host.durable_request("GET", f"instances/{rotation_instance_id('scim-fabrikam-token', version)}"
+                                      ).json()["output"] == report
 
 
 def test_a_crash_between_recording_and_restarting_still_restarts_the_quarantine(stack, fleet):
