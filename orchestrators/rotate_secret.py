@@ -38,7 +38,8 @@ logger = logging.getLogger("orchestrators.rotate_secret")
 
 
 def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[str, Any],
-                         sweep_id: str, canary: dict[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+                         sweep_id: str, canary: dict[str, str] | None = None,
+                         canary_by_template: dict[str, dict[str, str]] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The ``rotate_secret`` sub-orchestrations a health sweep starts for the lagging instances it found.
 
     ``lag_results``: the ``check_instance_lag`` results (``{"ok": true, "rotations": [...]}``; failed
@@ -48,8 +49,10 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
     cannot ask whether the event's rotation of that version exists, and a sub-orchestration must not
     reuse its id - and the rotation is idempotent per instance (``alreadyCurrent`` writes nothing),
     so a version an event already rotated costs one read per instance and no write. ``canary``: the
-    provisionOnDemand subject (``core.rotation_contracts.parse_canary`` of ``ROTATION_CANARY``, read
-    by the trigger that started the sweep). Deterministic.
+    default provisionOnDemand subject (``core.rotation_contracts.parse_canary`` of ``ROTATION_CANARY``,
+    read by the trigger that started the sweep) and ``canary_by_template``
+    (``parse_canary_by_template`` of ``ROTATION_CANARY_BY_TEMPLATE``): both only for instances whose
+    notes name no canary of their own. Deterministic.
     """
     wanted: dict[tuple[str, str], None] = {}
     for result in lag_results:
@@ -60,8 +63,8 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
                 wanted[(rotation.secret_name, rotation.version)] = None
     calls = []
     for name, version in sorted(wanted):
-        payload = RotateSecretInput(secret_name=name, version=version, source="sweep", canary=canary,
-                                    options=dict(raw_options or {}))
+        payload = RotateSecretInput(secret_name=name, version=version, source="sweep", default_canary=canary,
+                                    canary_by_template=canary_by_template or None, options=dict(raw_options or {}))
         calls.append((sweep_rotation_instance_id(name, version, sweep_id), payload.to_dict()))
     return calls
 
@@ -91,7 +94,8 @@ def rotate_secret(context: df.DurableOrchestrationContext) -> Generator[Any, Any
                     # throttled beyond the activity's own budget: waited out on durable timers, bounded
                     value = yield from call_step(context, names.ROTATE_INSTANCE, RotateInstanceInput(
                         service_principal_id=str(dependent.service_principal_id), secret_name=data.secret_name,
-                        version=data.version, dry_run=data.dry_run, canary=data.canary), options)
+                        version=data.version, dry_run=data.dry_run, canary=data.canary,
+                        canary_by_template=data.canary_by_template, default_canary=data.default_canary), options)
                 entry = _entry(dependent, ok, value)
                 results.append(entry)
                 counts[entry.outcome or "failed"] += 1
@@ -115,7 +119,8 @@ def _rotate_one(context: df.DurableOrchestrationContext, sp_id: Any, data: Rotat
     policy = options.retry_for(names.ROTATE_INSTANCE)
     retry = df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
     payload = RotateInstanceInput(service_principal_id=str(sp_id), secret_name=data.secret_name, version=data.version,
-                                  dry_run=data.dry_run, canary=data.canary).to_dict()
+                                  dry_run=data.dry_run, canary=data.canary, canary_by_template=data.canary_by_template,
+                                  default_canary=data.default_canary).to_dict()
     return context.call_activity_with_retry(names.ROTATE_INSTANCE, retry, payload)
 
 

@@ -23,8 +23,8 @@ from core.graph import synchronization as sync
 from core.steps.context import StepContext
 from core.steps.credentials import _put_secret_set, _resolve, _validate
 from core.steps.jobs import _job_id
-from core.steps.records import (RESTARTED, SAVED, _describe, read_notes, read_versions, record_saved_versions,
-                                secret_versions)
+from core.steps.records import (RESTARTED, SAVED, _describe, notes_canary, read_notes, read_versions,
+                                record_saved_versions, secret_versions)
 from core.times import iso
 
 logger = logging.getLogger("core.steps")
@@ -46,8 +46,27 @@ def _instance_view(ctx: StepContext, sp_id: str) -> tuple[dict, dict | None]:
     return sp, read_notes(ctx, sp.get("notes"))
 
 
+def canary_for(request: dict | None, notes: dict | None, template_id: Any,
+               by_template: dict[str, dict] | None, default: dict | None) -> tuple[dict | None, str | None]:
+    """The provisionOnDemand subject of one instance and where it came from: the rotation request's
+    (``request``), else the instance's own (its notes' ``canary``), else ``ROTATION_CANARY_BY_TEMPLATE``'s
+    for its application template (``template``), else ``ROTATION_CANARY``'s (``default``); else none."""
+    if request:
+        return dict(request), "request"
+    own = notes_canary(notes)
+    if own:
+        return own, "instance"
+    by_template_subject = (by_template or {}).get(str(template_id or "").lower())
+    if by_template_subject:
+        return dict(by_template_subject), "template"
+    if default:
+        return dict(default), "default"
+    return None, None
+
+
 def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name: str, version: str,
-                    dry_run: bool = False, canary: dict | None = None, registry: Any = None) -> dict:
+                    dry_run: bool = False, canary: dict | None = None, registry: Any = None,
+                    canary_by_template: dict[str, dict] | None = None, default_canary: dict | None = None) -> dict:
     """Bring one instance to Key Vault's version ``version`` of ``secret_name``, validated first.
 
     In order: the service principal must carry the correlation tag and its notes must still
@@ -61,6 +80,8 @@ def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name:
     Valid -> the full set is PUT (``save_secrets``' converging PUT), the versions recorded on the
     service principal (the ``kv-saved`` tags the sweep reads) and in the fleet registry, and the
     job restarted (``QuarantineState``) only when it is quarantined because of its credentials.
+    Then the post-rotation canary (:func:`canary_for`), if any, is provisioned on demand and its
+    result reported and recorded (registry ``lastRotation.canary``).
     """
     sp_id = service_principal_id
     sp, notes = _instance_view(ctx, sp_id)
@@ -115,7 +136,8 @@ def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name:
     if restart:
         sync.restart_job(ctx.graph, sp_id, job_id, "QuarantineState")
     at = iso(ctx.now())
-    checked = _canary(ctx, sp_id, job_id, canary) if canary else None
+    subject, source = canary_for(canary, notes, sp.get("applicationTemplateId"), canary_by_template, default_canary)
+    checked = {**_canary(ctx, sp_id, job_id, subject), "source": source} if subject else None
     _record(ctx, registry, sp, credentials_json, resolved, now_versions,
             {"secretName": secret_name, "version": version, "outcome": ROTATED, "restarted": restart, "at": at,
              **({"canary": checked} if checked else {})})

@@ -29,9 +29,22 @@ INVALID = "rotation-wrong-token-value"  # a new Key Vault version the target ref
 ADDRESS = "https://scim.contoso.test/scim/v2"
 
 
+#: AWS IAM Identity Center (SCIM: BaseAddress + SecretToken): its instances get a per-template canary
+AWS_IDC_TEMPLATE = "21ed01d2-ec13-4e9e-86c1-cd546719ebc4"
+
+
+def _seeded_group(name: str) -> str:
+    """A group's id in the emulator's seeded tenant (seed 0: the same ids in every emulator started with it)."""
+    from emulator.state import EmulatorState, Options
+
+    return next(gid for gid, g in EmulatorState(Options()).directory.groups.items() if g.get("displayName") == name)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    running = Stack(tmp_path_factory.mktemp("workflow-rotation"), time_scale=30.0)
+    canaries = json.dumps({AWS_IDC_TEMPLATE: f"Group:{_seeded_group('SaaS Pilot')}"})
+    running = Stack(tmp_path_factory.mktemp("workflow-rotation"), time_scale=30.0,
+                    env={"ROTATION_CANARY_BY_TEMPLATE": canaries})
     yield running
     running.stop()
 
@@ -236,11 +249,57 @@ def test_a_canary_confirms_the_rotation_on_each_instance(stack, fleet):
     assert report["counts"] == {"rotated": 3}, report
     for entry in report["instances"]:
         assert entry["canary"]["objectId"] == user and entry["canary"]["confirmed"] is True, entry
+        assert entry["canary"]["source"] == "request"
     on_demand = [r for r in stack.graph_requests(method="POST") if r["path"].endswith("/provisionOnDemand")]
     assert sorted(r["path"].split("/")[3] for r in on_demand[-3:]) == contoso
     bad = stack.request("POST", "/api/rotations", json={"secretName": "scim-contoso-token", "version": version,
                                                          "canary": {"objectId": "someone"}})
     assert bad.status_code == 400 and [d["path"] for d in bad.json()["error"]["details"]] == ["canary"]
+
+
+def test_an_instance_or_template_canary_confirms_its_rotation(stack, fleet):
+    """Canary precedence per instance: the request's (above) > the instance's own (its request's ``canary``,
+    kept in its notes) > ROTATION_CANARY_BY_TEMPLATE for its template > ROTATION_CANARY (none here)."""
+    directory = stack.emulator.state.directory
+    pilot = _seeded_group("SaaS Pilot")
+    assert directory.groups[pilot]["displayName"] == "SaaS Pilot"  # the running emulator has the seeded id
+    user = next(m for m in directory.members[pilot] if m in directory.users)
+    stack.emulator.admin.seed(secrets={"scim-canary-token": "demo-scim-token"})
+    body = make_batch("rotation-canary", 3, prefix="Rotation Canary")
+    for instance in body["instances"]:
+        instance["credentials"]["SecretToken"] = {"keyVaultSecret": "scim-canary-token"}
+    own, by_template, plain = body["instances"]
+    own["canary"] = {"objectId": user, "objectType": "user"}
+    own["applicationTemplate"] = by_template["applicationTemplate"] = {"id": AWS_IDC_TEMPLATE}
+    bad = dict(plain, canary={"objectId": "someone", "objectType": "device", "x": 1})
+    refused = stack.request("POST", "/api/provisioning-requests", json={"requestId": "rotation-bad-canary",
+                                                                        "instances": [bad]})
+    assert refused.status_code == 400
+    assert sorted(d["path"] for d in refused.json()["error"]["details"]) == [
+        "instances[0].canary.objectId", "instances[0].canary.objectType", "instances[0].canary.x"]
+    status = stack.wait(stack.submit(body), timeout=180)
+    instances = status["output"]["instances"]
+    assert [i["outcome"] for i in instances] == ["steadyState"] * 3, instances
+    sp_of = {i["displayName"]: i["ids"]["servicePrincipalId"] for i in instances}
+    notes = {name: json.loads(directory.service_principals[sp]["notes"]) for name, sp in sp_of.items()}
+    assert notes[own["displayName"]]["canary"] == {"objectId": user, "objectType": "user"}
+    assert "canary" not in notes[by_template["displayName"]] and "canary" not in notes[plain["displayName"]]
+
+    version = _new_version(stack, "scim-canary-token", "demo-scim-token", expires_in_days=90)
+    report = _rotate(stack, "scim-canary-token", version)
+    assert report["counts"] == {"rotated": 3}, report
+    by_name = {e["displayName"]: e for e in report["instances"]}
+    assert {k: by_name[own["displayName"]]["canary"][k] for k in ("objectId", "objectTypeName", "source", "confirmed")} \
+        == {"objectId": user, "objectTypeName": "User", "source": "instance", "confirmed": True}
+    assert {k: by_name[by_template["displayName"]]["canary"][k] for k in ("objectId", "objectTypeName", "source",
+                                                                          "confirmed")} \
+        == {"objectId": pilot, "objectTypeName": "Group", "source": "template", "confirmed": True}
+    assert by_name[plain["displayName"]].get("canary") is None  # Custom template, no ROTATION_CANARY: none
+    on_demand = [r["path"].split("/")[3] for r in stack.graph_requests(method="POST") if r["path"].endswith("/provisionOnDemand")]
+    assert sorted(on_demand[-2:]) == sorted([sp_of[own["displayName"]], sp_of[by_template["displayName"]]])
+    # recorded per instance in the fleet registry
+    row = _registry(stack)[sp_of[own["displayName"]]]
+    assert json.loads(row["lastRotation"])["canary"]["confirmed"] is True
 
 
 def test_bad_rotation_requests_get_field_errors(stack, fleet):
