@@ -566,8 +566,24 @@ def test_an_instance_without_our_tag_is_not_touched_even_when_the_registry_lists
         sp["tags"] = original
 
 
+def test_the_rotation_demo_runs_on_this_stack(stack, fleet):
+    """``make demo-rotation``'s core (examples/demo_rotation.py) on this module's emulator and devhost
+    (whose ROTATION_CANARY_BY_TEMPLATE is the demo's): four instances sharing one secret, one of them
+    credential-quarantined, a new Key Vault version through the real SecretClient, the event's rotation."""
+    from examples.demo_rotation import run_rotation_demo
+
+    lines: list[str] = []
+    ok, report = run_rotation_demo(stack.host, stack.emulator, deadline=time.monotonic() + 150, out=lines.append)
+    assert ok, "\n".join(lines)
+    assert report["source"] == "event" and report["counts"] == {"rotated": 4}
+    assert [e["displayName"] for e in report["instances"] if e["restarted"]] == ["Rotation Demo SCIM token expired"]
+    assert any("SCIM token expired" in line and "Quarantine" in line and "yes" in line for line in lines), lines
+
+
 def test_no_secret_value_in_history_registry_logs_or_responses(stack, fleet):
-    values = secret_values(stack) | {EXPIRED, INVALID, "slow-scim-token-value"}
+    from examples.demo_rotation import EXPIRED_TOKEN
+
+    values = secret_values(stack) | {EXPIRED, INVALID, "slow-scim-token-value", EXPIRED_TOKEN}
     haystacks = {"task hub": stack.task_hub_bytes().decode("utf-8", "replace"),
                  "registry": json.dumps(_registry(stack), default=str),
                  "devhost log": stack.host.log_text(), "responses": "\n".join(stack.responses)}
