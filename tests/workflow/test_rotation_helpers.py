@@ -81,6 +81,25 @@ def test_key_vault_event_data_is_read_leniently():
     assert secret_event("t", None, None) == (None, None)
 
 
+def test_an_expiry_event_becomes_one_credential_expiry_line():
+    import json
+    from datetime import datetime, timezone
+
+    from triggers.eventgrid_rotation import EXPIRED, NEAR_EXPIRY, expiry_line
+
+    now = datetime(2026, 12, 6, tzinfo=timezone.utc)
+    exp = int(datetime(2026, 12, 16, 12, tzinfo=timezone.utc).timestamp())
+    near = json.loads(expiry_line("e1", NEAR_EXPIRY, "tok", V1, {"EXP ": exp}, now, 3))
+    assert near == {"event": "credentialExpiry", "source": "keyVaultEvent", "eventId": "e1", "eventType": NEAR_EXPIRY,
+                    "secretName": "tok", "version": V1, "expires": "2026-12-16T12:00:00.000000Z", "daysLeft": 10,
+                    "expired": False, "state": "expiring", "instances": 3}
+    gone = json.loads(expiry_line("e2", EXPIRED, "tok", V1, {"exp": exp - 20 * 86400}, now, None))
+    assert (gone["expired"], gone["state"], gone["daysLeft"], gone["instances"]) == (True, "expired", -10, None)
+    for unreadable in ({"EXP": None}, {"EXP": True}, {"EXP": "soon"}, {"EXP": 10 ** 20}, None):
+        line = json.loads(expiry_line("e3", NEAR_EXPIRY, "tok", V1, unreadable, now, 0))
+        assert line["expires"] is None and line["daysLeft"] is None
+
+
 def test_rotation_input_errors_name_their_fields():
     with pytest.raises(InvalidRequest) as caught:
         RotateSecretInput.from_dict({"secretName": "bad name", "version": "v", "canary": {"objectId": "x"}})
