@@ -6,10 +6,11 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 AZURITE := node_modules/.bin/azurite
 
-.PHONY: help venv tools test test-fast lint demo bench emulator devhost clean
+.PHONY: help venv tools test test-fast lint demo demo-rotation bench emulator devhost clean
 
 help:
 	@echo "make demo    - run the demo batch end to end on the local emulator and devhost"
+	@echo "make demo-rotation - a Key Vault event rotates a secret shared by four instances (report, canary)"
 	@echo "make test    - run the whole test suite (coverage of core, orchestrators, activities, triggers: 90 % floor)"
 	@echo "make lint    - ruff and mypy, as the GitHub workflow runs them"
 	@echo "make bench   - run the benchmark scripts and print their figures"
@@ -41,6 +42,9 @@ lint: venv
 
 demo: tools
 	$(PY) -m examples.demo
+
+demo-rotation: tools
+	$(PY) -m examples.demo_rotation
 
 bench: tools
 	@for s in benchmarks/*.py; do echo "== $$s"; $(PY) $$s || exit 1; done

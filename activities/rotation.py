@@ -25,7 +25,8 @@ def list_secret_dependents_body(p: dict[str, Any], ctx: steps.StepContext) -> di
 def rotate_instance_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
     i = RotateInstanceInput.from_dict(p)
     return rotation.rotate_instance(ctx, service_principal_id=i.service_principal_id, secret_name=i.secret_name,
-                                    version=i.version, dry_run=i.dry_run, canary=i.canary)
+                                    version=i.version, dry_run=i.dry_run, canary=i.canary,
+                                    canary_by_template=i.canary_by_template, default_canary=i.default_canary)
 
 
 def check_instance_lag_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:

@@ -343,6 +343,8 @@ class WaitUntilVisibleInput(Input):
     template_id: str | None = always()
     created: bool = False
     notification_email: str | None = None
+    #: the instance's post-rotation canary ``{"objectId", "objectType"}`` (kept in the notes)
+    canary: dict[str, str] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

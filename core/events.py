@@ -22,11 +22,12 @@ Events and their fields (besides ``event``):
 * ``credentialRotationFailed`` - per instance a rotation could not rotate: ``rotationId``,
   ``servicePrincipalId``, ``displayName``, ``outcome``, ``reason``.
 * ``credentialRotationCompleted`` - once per rotation: ``rotationId``, ``secretName``, ``version``,
-  ``counts`` (per outcome).
+  ``source``, ``dryRun``, ``counts`` (per outcome), ``total``, ``durationSeconds``.
 * ``credentialExpiry`` - per secret expiring within ``CREDENTIAL_EXPIRY_WARNING_DAYS`` or expired:
   ``secretName``, ``expires``, ``daysLeft``, ``expired``, ``instances``; the credential calendar logs
-  ``state`` (``expired`` / ``expiring``) for ``expired`` and a count for ``instances``, a Key Vault
-  SecretNearExpiry / SecretExpired event ``eventId``, ``secretName``, ``version``, ``state``.
+  ``state`` (``expired`` / ``expiring``) and a count for ``instances``; a Key Vault SecretNearExpiry /
+  SecretExpired event (``source``: ``keyVaultEvent``) adds ``eventId``, ``eventType``, ``version``,
+  ``state`` (``instances``: how many registered instances reference it).
 * ``keyVaultEventMalformed`` - an Event Grid event the app could not read: ``eventId``, ``eventType``,
   ``problems``.
 """

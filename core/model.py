@@ -95,7 +95,9 @@ _RE = {name: re.compile(value) for name, value in {
 
 REQUEST_FIELDS = ("requestId", "instances")
 INSTANCE_FIELDS = ("applicationTemplate", "displayName", "credentials", "synchronizationTemplateId",
-                   "notificationEmail", "syncAll", "assignments", "labels", "schemaProfile")
+                   "notificationEmail", "syncAll", "assignments", "labels", "schemaProfile", "canary")
+#: the post-rotation canary's object types (``canary.objectType``)
+CANARY_OBJECT_TYPES = ("user", "group")
 REQUIRED_INSTANCE_FIELDS = ("applicationTemplate", "displayName", "credentials")
 
 
@@ -140,6 +142,8 @@ class InstanceSpec:
     app_role: str | None = None
     #: the schema profile (``<name>.v<version>``, profiles/) applied before the job starts
     schema_profile: str | None = None
+    #: the post-rotation canary ``{"objectId", "objectType": "user"|"group"}``, kept in the notes
+    canary: dict | None = None
 
     @property
     def key(self) -> str:
@@ -166,6 +170,8 @@ class InstanceSpec:
                 result["assignments"]["appRole"] = self.app_role
         if self.labels:
             result["labels"] = dict(self.labels)
+        if self.canary:
+            result["canary"] = dict(self.canary)
         return result
 
 
@@ -364,6 +370,24 @@ def _parse_labels(obj: Any, path: str, c: _Collector) -> dict:
     return labels
 
 
+def _parse_canary(obj: Any, path: str, c: _Collector) -> dict | None:
+    """``{"objectId": <GUID>, "objectType": "user" | "group"}``: whom a rotation provisions on demand."""
+    if not isinstance(obj, dict):
+        c.add(path, 'must be an object {"objectId": <object id>, "objectType": "user" or "group"}')
+        return None
+    before = len(c.problems)
+    c.unknown_fields(obj, ("objectId", "objectType"), path)
+    if "objectId" not in obj:
+        c.add(path + ".objectId", "is required")
+    object_id = c.string(obj["objectId"], path + ".objectId", "guid", "an object id (GUID)") if "objectId" in obj else None
+    kind = obj.get("objectType")
+    if kind not in CANARY_OBJECT_TYPES:
+        c.add(path + ".objectType", "is required: 'user' or 'group'" if "objectType" not in obj else "must be 'user' or 'group'")
+    if len(c.problems) > before or object_id is None:
+        return None
+    return {"objectId": object_id, "objectType": kind}
+
+
 def _parse_instance(obj: Any, path: str, c: _Collector) -> InstanceSpec | None:
     if not isinstance(obj, dict):
         c.add(path, "must be an object")
@@ -402,12 +426,13 @@ def _parse_instance(obj: Any, path: str, c: _Collector) -> InstanceSpec | None:
             for problem in exc.problems:
                 c.add(problem.path if problem.path.startswith(path) else f"{path}.schemaProfile.{problem.path}",
                       problem.message)
+    canary = _parse_canary(obj["canary"], path + ".canary", c) if obj.get("canary") is not None else None
     if len(c.problems) > before or template is None or name is None:
         return None
     return InstanceSpec(display_name=name, application_template=template, credentials=credentials,
                         synchronization_template_id=sync_template, notification_email=email,
                         sync_all=bool(sync_all), users=users, groups=groups, labels=labels, app_role=app_role,
-                        schema_profile=profile)
+                        schema_profile=profile, canary=canary)
 
 
 def validate_request(doc: Any, max_instances: int = MAX_INSTANCES) -> list[Problem]:
@@ -550,6 +575,11 @@ def json_schema(max_instances: int = MAX_INSTANCES) -> dict:
             "schemaProfile": {"type": ["string", "null"], "pattern": r"^[a-z0-9][a-z0-9-]{0,62}\.v[0-9]{1,6}$",
                               "description": "Schema profile <name>.v<version> (profiles/, docs/configuration-as-code.md) "
                                              "applied before the job starts."},
+            "canary": {"type": ["object", "null"], "additionalProperties": False, "required": ["objectId", "objectType"],
+                       "properties": {"objectId": {"type": "string", "pattern": GUID_PATTERN},
+                                      "objectType": {"type": "string", "pattern": "^(user|group)$"}},
+                       "description": "Post-rotation canary: the user or group provisioned on demand right after a "
+                                      "credential rotation saves this instance's new Key Vault version."},
         },
     }
     return {

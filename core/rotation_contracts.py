@@ -8,6 +8,7 @@ Key Vault secret names and version ids only.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from typing import Any
 
@@ -54,7 +55,50 @@ def parse_canary(text: str, path: str = "ROTATION_CANARY") -> dict[str, str] | N
     return subject
 
 
+def _canary_map(value: Any, path: str) -> list[Problem]:
+    if not isinstance(value, dict):
+        return [Problem(path, "must be an object: application template id -> canary subject")]
+    problems = []
+    for template_id, subject in value.items():
+        if not (isinstance(template_id, str) and GUID.match(template_id)):
+            problems.append(Problem(f"{path}.{template_id}", "must be an application template id (GUID)"))
+        problems += _canary(subject, f"{path}.{template_id}")
+    return problems
+
+
+def parse_canary_by_template(text: str, path: str = "ROTATION_CANARY_BY_TEMPLATE") -> dict[str, dict[str, str]]:
+    """``{"<application template id>": "User:<object id>" | "Group:<object id>", ...}`` (JSON) -> template id
+    (lower case) -> provisionOnDemand subject; empty text -> ``{}``. A bad entry is a field-level InvalidRequest."""
+    text = (text or "").strip()
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise InvalidRequest([Problem(path, 'must be a JSON object {"<template id>": "User:<object id>", ...}')]) from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest([Problem(path, 'must be a JSON object {"<template id>": "User:<object id>", ...}')])
+    out: dict[str, dict[str, str]] = {}
+    problems: list[Problem] = []
+    for template_id, value in raw.items():
+        where = f"{path}.{template_id}"
+        if not GUID.match(str(template_id)):
+            problems.append(Problem(where, "must be an application template id (GUID)"))
+            continue
+        try:
+            subject = parse_canary(value if isinstance(value, str) else "?", where)
+        except InvalidRequest as exc:
+            problems += exc.problems
+            continue
+        if subject is not None:
+            out[str(template_id).lower()] = subject
+    if problems:
+        raise InvalidRequest(problems)
+    return out
+
+
 SECRET = {"check": _secret_name}
+CANARY_MAP = {"check": _canary_map}
 VERSION_ID = {"check": _version}
 
 
@@ -81,8 +125,13 @@ class RotateInstanceInput(Input):
     secret_name: str = dataclasses.field(metadata=SECRET)
     version: str = dataclasses.field(metadata=VERSION_ID)
     dry_run: bool = False
-    #: a provisionOnDemand subject ``{objectId, objectTypeName}`` run after the save (post-rotation canary)
+    #: a provisionOnDemand subject ``{objectId, objectTypeName}`` run after the save (post-rotation canary):
+    #: the rotation request's, which wins over the instance's own (its notes) and the two defaults below
     canary: dict[str, str] | None = dataclasses.field(default=None, metadata=CANARY)
+    #: ``ROTATION_CANARY_BY_TEMPLATE`` (template id lower case -> subject), for an instance without its own
+    canary_by_template: dict[str, dict[str, str]] | None = dataclasses.field(default=None, metadata=CANARY_MAP)
+    #: ``ROTATION_CANARY``: the last fallback
+    default_canary: dict[str, str] | None = dataclasses.field(default=None, metadata=CANARY)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -140,7 +189,11 @@ class RotateSecretInput(Input):
     dry_run: bool = False
     #: what started it: ``event`` (Event Grid), ``sweep``, ``http``
     source: str | None = None
+    #: the canary: the request's (wins), else per instance its notes' ``canary``, else ``canaryByTemplate``
+    #: (``ROTATION_CANARY_BY_TEMPLATE``) of its template, else ``defaultCanary`` (``ROTATION_CANARY``)
     canary: dict[str, str] | None = dataclasses.field(default=None, metadata=CANARY)
+    canary_by_template: dict[str, dict[str, str]] | None = dataclasses.field(default=None, metadata=CANARY_MAP)
+    default_canary: dict[str, str] | None = dataclasses.field(default=None, metadata=CANARY)
     options: dict[str, Any] = mapped()
 
 

@@ -148,6 +148,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ROTATION_CANARY", "str", "none",
             "Post-rotation canary: User:<object id> or Group:<object id> provisioned on demand on each rotated "
             "instance (none: no canary)."),
+    Setting("ROTATION_CANARY_BY_TEMPLATE", "str", "{}",
+            "Post-rotation canary per application template, JSON: {\"<template id>\": \"User:<object id>\" or "
+            "\"Group:<object id>\"}; used for an instance whose request named no canary, before ROTATION_CANARY."),
     Setting("CREDENTIAL_EXPIRY_WARNING_DAYS", "int", 30,
             "Days before a Key Vault secret's expiry from which the expiry calendar flags it as expiring."),
     Setting("HEALTH_SWEEP_PAGE_SIZE", "int", 200,
@@ -317,6 +320,7 @@ class Settings:
     fleet_registry_table: str
     rotation_max_in_flight: int
     rotation_canary: str
+    rotation_canary_by_template: str
     credential_expiry_warning_days: int
 
     @property
@@ -368,10 +372,23 @@ class Settings:
         if container is not None and not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", container):
             problems.append(Problem("HEALTH_SWEEP_REPORT_CONTAINER", "a blob container name: 3-63 lowercase letters, "
                                     "digits and single hyphens, starting and ending with a letter or digit"))
+        problems += _canary_problems(values)
         if problems:
             raise ConfigurationError(problems)
         values.update(overrides)
         return cls(**values)
+
+
+def _canary_problems(values: Mapping[str, Any]) -> list[Problem]:
+    """ROTATION_CANARY_BY_TEMPLATE's field-level problems (checked at start, not at the first rotation)."""
+    from core.errors import InvalidRequest
+    from core.rotation_contracts import parse_canary_by_template
+
+    try:
+        parse_canary_by_template(str(values.get("rotation_canary_by_template") or ""))
+    except InvalidRequest as exc:
+        return list(exc.problems)
+    return []
 
 
 assert {f.name for f in fields(Settings)} == {s.field for s in SETTINGS}, "Settings and SETTINGS disagree"

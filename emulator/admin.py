@@ -203,6 +203,9 @@ async def clock(request: web.Request) -> web.Response:
         if advance:
             state.clock.advance(advance)
         state.advance()
+        from emulator.keyvault_routes import publish_due_expiry
+
+        publish_due_expiry(request.app)  # SecretNearExpiry / SecretExpired now due (emulator/eventgrid.py)
     return web.json_response(state.clock.to_state())
 
 
@@ -302,13 +305,14 @@ async def eventgrid_subscriptions(request: web.Request) -> web.Response:
     grid = event_grid_of(request.app)
     if request.method == "POST":
         try:
-            sub = await grid.subscribe(await _body(request))
+            store = state_of(request).key_vault
+            existing = [(name.lower(), v["version"]) for name, versions in store.secrets.items() for v in versions]
+            sub = await grid.subscribe(await _body(request), existing)
         except ValueError as error:
             raise bad_request(str(error)) from None
         return web.json_response(sub, status=201)
     if request.method == "DELETE":
-        grid.subscriptions.clear()
-        grid.deliveries.clear()
+        grid.clear()
         return web.Response(status=204)
     return web.json_response({"value": grid.subscriptions, "deliveries": grid.deliveries})
 

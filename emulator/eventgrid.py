@@ -7,6 +7,17 @@ Primary sources:
   https://learn.microsoft.com/azure/event-grid/event-schema-key-vault
   (``Microsoft.KeyVault.SecretNewVersionCreated``; ``data``: ``Id``, ``VaultName``, ``ObjectType``,
   ``ObjectName``, ``Version``, ``NBF``, ``EXP``; topic = the vault's resource id, subject = the name).
+* Expiry events, same pages: ``SecretNearExpiry`` is "triggered when the current version of a secret
+  is about to expire (the event is triggered 30 days before the expiration date)", ``SecretExpired``
+  "when the current version of a secret is expired"; "notification events are triggered only on new
+  versions ..., and you must first subscribe to the event on your key vault in order to receive these
+  notifications". So here: each secret's *current* (newest, enabled) version with an ``exp`` publishes
+  ``SecretNearExpiry`` once the emulator's clock reaches ``exp`` - 30 days (at once when it was set
+  with less than 30 days left; not when it was set already expired) and ``SecretExpired`` once it
+  reaches ``exp``: each once per version (a point in time passes once; the docs name no repeat), to
+  the subscriptions created before that version. A version replaced before its time publishes
+  nothing. The check runs after every Set Secret, every clock change (``POST /_emulator/clock``) and
+  once a second.
 * Webhook delivery and validation: https://learn.microsoft.com/azure/event-grid/webhook-event-delivery
   (Event Grid schema: a ``Microsoft.EventGrid.SubscriptionValidationEvent`` with
   ``aeg-event-type: SubscriptionValidation`` answered ``{"validationResponse": code}``; CloudEvents
@@ -50,6 +61,10 @@ NOT_RETRIED = {400, 401, 403, 413}
 #: minutes an event lives by default (eventTimeToLiveInMinutes: 1 to 1440)
 DEFAULT_TTL_MINUTES = 1440
 SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
+#: SecretNearExpiry is published this long before the current version's ``exp`` (the docs: 30 days)
+NEAR_EXPIRY_SECONDS = 30 * 86400
+#: the version's record of the expiry events it published (in the saved tenant: once per version)
+EXPIRY_MARK = "expiryEventsPublished"
 
 
 class EventGrid:
@@ -60,6 +75,36 @@ class EventGrid:
         self.subscriptions: list[dict[str, Any]] = []
         self.deliveries: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task] = set()
+        #: per subscription name: the secret versions that existed when it was created
+        self._existing: dict[str, frozenset[tuple[str, str]]] = {}
+
+    def publish_expiry(self, store: Any, vault_url: str) -> list[dict]:
+        """Publish the due ``SecretNearExpiry`` / ``SecretExpired`` of each secret's current version, once
+        per version (see the module docstring); returns the events published."""
+        if not vault_url:
+            return []
+        now = self.clock.now().timestamp()
+        published = []
+        for name, versions in list(store.secrets.items()):
+            current = versions[-1] if versions else None
+            expires = current.get("expires") if current else None
+            if current is None or expires is None or not current.get("enabled", True):
+                continue
+            done = list(current.get(EXPIRY_MARK) or [])
+            due = []
+            if now >= expires - NEAR_EXPIRY_SECONDS and current.get("created", 0) < expires:
+                due.append(NEAR_EXPIRY)
+            if now >= expires:
+                due.append(EXPIRED)
+            for event_type in due:
+                if event_type in done:
+                    continue
+                done.append(event_type)
+                current[EXPIRY_MARK] = done
+                event = self.key_vault_event(event_type, vault_url, name, current)
+                self.publish(event, version_key=(name.lower(), current["version"]))
+                published.append(event)
+        return published
 
     # ------------------------------------------------------------------ events
     def key_vault_event(self, event_type: str, vault_url: str, name: str, version: dict) -> dict:
@@ -77,11 +122,16 @@ class EventGrid:
             "metadataVersion": "1",
         }
 
-    def publish(self, event: dict) -> None:
-        """Deliver ``event`` (Event Grid schema) to every subscription that includes its type, in the background."""
+    def publish(self, event: dict, version_key: tuple[str, str] | None = None) -> None:
+        """Deliver ``event`` (Event Grid schema) to every subscription that includes its type, in the background.
+
+        ``version_key`` (``(name lower-cased, version)``, for the expiry events): not to the
+        subscriptions that are younger than that version."""
         for sub in self.subscriptions:
             included = sub.get("includedEventTypes")
             if included and event["eventType"] not in included:
+                continue
+            if version_key is not None and version_key in self._existing.get(sub["name"], ()):
                 continue
             task = asyncio.ensure_future(self._deliver(sub, event))
             self._tasks.add(task)
@@ -130,7 +180,9 @@ class EventGrid:
             return None
 
     # ------------------------------------------------------------------ subscriptions
-    async def subscribe(self, spec: dict) -> dict:
+    async def subscribe(self, spec: dict, existing_versions: Any = ()) -> dict:
+        """Add a subscription (after the handshake); ``existing_versions``: the vault's ``(name lower-cased,
+        version)`` pairs now (their expiry events never reach it)."""
         endpoint = spec.get("endpoint")
         schema = spec.get("schema") or "EventGridSchema"
         if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
@@ -150,7 +202,13 @@ class EventGrid:
                "includedEventTypes": included, "maxDeliveryAttempts": attempts, "eventTimeToLiveInMinutes": ttl}
         await self._validate(sub)
         self.subscriptions.append(sub)
+        self._existing[sub["name"]] = frozenset(existing_versions)
         return sub
+
+    def clear(self) -> None:
+        self.subscriptions.clear()
+        self.deliveries.clear()
+        self._existing.clear()
 
     async def _validate(self, sub: dict) -> None:
         try:

@@ -154,3 +154,12 @@ def publish_new_version(request: web.Request, name: str, version: dict) -> None:
 
     grid = event_grid_of(request.app)
     grid.publish(grid.key_vault_event(NEW_VERSION, _vault_url(request), name, version))
+    publish_due_expiry(request.app)  # a version set with less than 30 days left is near expiry at once
+
+
+def publish_due_expiry(app: web.Application) -> list[dict]:
+    """Key Vault's ``SecretNearExpiry`` / ``SecretExpired`` now due on the emulator's clock (emulator/eventgrid.py)."""
+    from emulator.app_keys import ORIGIN_KEY, STATE_KEY
+    from emulator.eventgrid import event_grid_of
+
+    return event_grid_of(app).publish_expiry(app[STATE_KEY].key_vault, app[ORIGIN_KEY]["origin"])

@@ -283,16 +283,28 @@ async def _flush_loop(app: web.Application) -> None:
                 log.error("cannot save the tenant to %s: %s", folder, error)
 
 
+async def _expiry_loop(app: web.Application) -> None:
+    """Key Vault's expiry events as the simulated clock runs (emulator/eventgrid.py): checked once a second."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            keyvault_routes.publish_due_expiry(app)
+        except Exception:  # never stop checking; the next second retries
+            log.exception("Key Vault expiry check failed")
+
+
 async def _on_startup(app: web.Application) -> None:
     if app[STATE_KEY].options.state_dir is not None:
         app[ORIGIN_KEY]["flush_task"] = asyncio.ensure_future(_flush_loop(app))
+    app[ORIGIN_KEY]["expiry_task"] = asyncio.ensure_future(_expiry_loop(app))
 
 
 async def _on_cleanup(app: web.Application) -> None:
     await event_grid_of(app).close()
-    task = app[ORIGIN_KEY].get("flush_task")
-    if task is not None:
-        task.cancel()
+    for name in ("flush_task", "expiry_task"):
+        task = app[ORIGIN_KEY].get(name)
+        if task is not None:
+            task.cancel()
     state: EmulatorState = app[STATE_KEY]
     if state.options.state_dir is not None:
         state.save(state.options.state_dir)

@@ -134,7 +134,7 @@ def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_
         service_principal_id=sp_id, application_id=ids["applicationId"], instance_key=inst.get("key"),
         labels=inst.get("labels") or {}, credentials=credentials, sync_all=bool(inst.get("syncAll")),
         display_name=inst.get("displayName"), template_id=template_id, created=app.created_here,
-        notification_email=inst.get("notificationEmail") or None))
+        notification_email=inst.get("notificationEmail") or None, canary=inst.get("canary") or None))
     if not result.get("ok"):
         return result
     visible = WaitUntilVisibleOutput.from_dict(result)

@@ -11,7 +11,8 @@ most ``ROTATION_MAX_IN_FLIGHT`` at a time (each activity's writes are paced with
 write of the app by the transport's write limiter). ``rotate_instance`` changes nothing on an
 instance whose target refuses the new set. Output: :class:`core.rotation_contracts.RotationReport`
 (``GET /api/rotations/{id}``); custom status: the counts so far. One structured log line
-(``credentialRotationFailed``) per instance that did not reach the version (logged once, not on replay).
+(``credentialRotationFailed``) per instance that did not reach the version and one
+``credentialRotationCompleted`` per rotation (``core/events.py``; logged once, not on replay).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from core import names
 from core.instance_ids import sweep_rotation_instance_id
 from core.rotation_contracts import (CheckInstanceLagOutput, ListSecretDependentsInput, ListSecretDependentsOutput, RotateInstanceInput,
                                      RotateInstanceOutput, RotateSecretInput, RotationReport)
-from core.steps.rotation import INVALID, failure_line
-from core.times import iso
+from core.steps.rotation import INVALID, completed_line, failure_line
+from core.times import iso, seconds_between
 from core.workflow_options import WorkflowOptions
 from orchestrators.activity_calls import call_step, chunks, gather_settled
 
@@ -37,7 +38,8 @@ logger = logging.getLogger("orchestrators.rotate_secret")
 
 
 def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[str, Any],
-                         sweep_id: str, canary: dict[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+                         sweep_id: str, canary: dict[str, str] | None = None,
+                         canary_by_template: dict[str, dict[str, str]] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The ``rotate_secret`` sub-orchestrations a health sweep starts for the lagging instances it found.
 
     ``lag_results``: the ``check_instance_lag`` results (``{"ok": true, "rotations": [...]}``; failed
@@ -47,8 +49,10 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
     cannot ask whether the event's rotation of that version exists, and a sub-orchestration must not
     reuse its id - and the rotation is idempotent per instance (``alreadyCurrent`` writes nothing),
     so a version an event already rotated costs one read per instance and no write. ``canary``: the
-    provisionOnDemand subject (``core.rotation_contracts.parse_canary`` of ``ROTATION_CANARY``, read
-    by the trigger that started the sweep). Deterministic.
+    default provisionOnDemand subject (``core.rotation_contracts.parse_canary`` of ``ROTATION_CANARY``,
+    read by the trigger that started the sweep) and ``canary_by_template``
+    (``parse_canary_by_template`` of ``ROTATION_CANARY_BY_TEMPLATE``): both only for instances whose
+    notes name no canary of their own. Deterministic.
     """
     wanted: dict[tuple[str, str], None] = {}
     for result in lag_results:
@@ -59,8 +63,8 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
                 wanted[(rotation.secret_name, rotation.version)] = None
     calls = []
     for name, version in sorted(wanted):
-        payload = RotateSecretInput(secret_name=name, version=version, source="sweep", canary=canary,
-                                    options=dict(raw_options or {}))
+        payload = RotateSecretInput(secret_name=name, version=version, source="sweep", default_canary=canary,
+                                    canary_by_template=canary_by_template or None, options=dict(raw_options or {}))
         calls.append((sweep_rotation_instance_id(name, version, sweep_id), payload.to_dict()))
     return calls
 
@@ -90,7 +94,8 @@ def rotate_secret(context: df.DurableOrchestrationContext) -> Generator[Any, Any
                     # throttled beyond the activity's own budget: waited out on durable timers, bounded
                     value = yield from call_step(context, names.ROTATE_INSTANCE, RotateInstanceInput(
                         service_principal_id=str(dependent.service_principal_id), secret_name=data.secret_name,
-                        version=data.version, dry_run=data.dry_run, canary=data.canary), options)
+                        version=data.version, dry_run=data.dry_run, canary=data.canary,
+                        canary_by_template=data.canary_by_template, default_canary=data.default_canary), options)
                 entry = _entry(dependent, ok, value)
                 results.append(entry)
                 counts[entry.outcome or "failed"] += 1
@@ -102,7 +107,10 @@ def rotate_secret(context: df.DurableOrchestrationContext) -> Generator[Any, Any
                             source=data.source, dry_run=data.dry_run, started_at=started,
                             finished_at=iso(context.current_utc_datetime),
                             counts=dict(Counter(r.outcome or "failed" for r in results)), instances=results)
-    return report.to_dict()
+    output = report.to_dict()
+    if not context.is_replaying:
+        logger.info(completed_line(output, seconds_between(report.started_at, report.finished_at)))
+    return output
 
 
 def _rotate_one(context: df.DurableOrchestrationContext, sp_id: Any, data: RotateSecretInput,
@@ -111,7 +119,8 @@ def _rotate_one(context: df.DurableOrchestrationContext, sp_id: Any, data: Rotat
     policy = options.retry_for(names.ROTATE_INSTANCE)
     retry = df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
     payload = RotateInstanceInput(service_principal_id=str(sp_id), secret_name=data.secret_name, version=data.version,
-                                  dry_run=data.dry_run, canary=data.canary).to_dict()
+                                  dry_run=data.dry_run, canary=data.canary, canary_by_template=data.canary_by_template,
+                                  default_canary=data.default_canary).to_dict()
     return context.call_activity_with_retry(names.ROTATE_INSTANCE, retry, payload)
 
 

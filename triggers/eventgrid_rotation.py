@@ -13,7 +13,7 @@ last segment of ``Id``).
 
 * ``SecretNewVersionCreated``: start the rotation of that version (instance id per secret name +
   version, so Event Grid's at-least-once delivery and its retries start it once).
-* ``SecretNearExpiry`` / ``SecretExpired``: one structured log line; and when Key Vault already
+* ``SecretNearExpiry`` / ``SecretExpired``: one ``credentialExpiry`` line (:func:`expiry_line`); and when Key Vault already
   holds a newer enabled version than the event's, its rotation (the operator put one in and its
   event was missed). Otherwise there is nothing to rotate to yet.
 
@@ -25,16 +25,18 @@ host answers non-2xx and Event Grid retries.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from core import names
+from core import events, names
+from core.events import event_line
 from core.errors import InvalidRequest
 from core.settings import get_settings
+from core.times import iso
 from triggers.rotation import bp, rotation_input, start_rotation
 
 log = logging.getLogger("triggers.eventgrid")
@@ -62,6 +64,35 @@ def _event_fields(event: Any) -> tuple[str | None, str | None, str | None, Any]:
     return event.id, getattr(event, "type", None), event.subject, event.get_json()  # a CloudEvent
 
 
+def expiry_line(event_id: str | None, event_type: str, name: str, version: str, data: Any, now: datetime,
+                instances: int | None) -> str:
+    """The ``credentialExpiry`` line of a ``SecretNearExpiry`` / ``SecretExpired`` event (core/events.py):
+    ``expires`` and ``daysLeft`` from the event's ``EXP`` (unix seconds; null when absent or unreadable),
+    ``instances``: how many registered instances reference the secret (null: registry not read)."""
+    fields = {str(k).strip().lower(): v for k, v in data.items()} if isinstance(data, dict) else {}
+    exp = fields.get("exp")
+    expires = None
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+        try:
+            expires = datetime.fromtimestamp(exp, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            expires = None
+    return event_line(events.CREDENTIAL_EXPIRY, source="keyVaultEvent", eventId=event_id, eventType=event_type,
+                      secretName=name, version=version, expires=iso(expires) if expires else None,
+                      daysLeft=(expires - now).days if expires else None, expired=event_type == EXPIRED,
+                      state="expired" if event_type == EXPIRED else "expiring", instances=instances)
+
+
+def _dependents(secret_name: str) -> int | None:
+    from core import registry
+
+    try:
+        return len(registry.get_registry().referencing(secret_name))
+    except Exception as exc:  # noqa: BLE001 - the line is still logged; storage text may quote a request
+        log.warning("fleet registry not read for %s (%s)", secret_name, type(exc).__name__)
+        return None
+
+
 def _current_version(secret_name: str) -> str | None:
     from core import clients
 
@@ -78,12 +109,11 @@ async def eventgrid_key_vault_secret(event: func.EventGridEvent, client: df.Dura
         return
     name, version = secret_event(event_type, subject, data)
     if not name or not version:
-        log.warning(json.dumps({"event": "keyVaultEventMalformed", "eventId": event_id, "eventType": event_type}))
+        log.warning(event_line(events.KEY_VAULT_EVENT_MALFORMED, eventId=event_id, eventType=event_type))
         return
     if event_type != NEW_VERSION:
-        log.warning(json.dumps({"event": "credentialExpiry", "eventId": event_id, "secretName": name,
-                                "version": version, "state": "expired" if event_type == EXPIRED else "expiring"},
-                               sort_keys=True))
+        instances = await asyncio.to_thread(_dependents, name)
+        log.warning(expiry_line(event_id, event_type, name, version, data, datetime.now(timezone.utc), instances))
         current = await asyncio.to_thread(_current_version, name)
         if not current or current == version:
             return  # nothing newer to rotate to: the calendar and this line tell the operator
@@ -91,8 +121,8 @@ async def eventgrid_key_vault_secret(event: func.EventGridEvent, client: df.Dura
     try:
         payload = rotation_input(get_settings(), name, version, "event")
     except InvalidRequest as exc:
-        log.warning(json.dumps({"event": "keyVaultEventMalformed", "eventId": event_id, "eventType": event_type,
-                                "problems": [p.to_dict() for p in exc.problems]}, sort_keys=True))
+        log.warning(event_line(events.KEY_VAULT_EVENT_MALFORMED, eventId=event_id, eventType=event_type,
+                               problems=[p.to_dict() for p in exc.problems]))
         return
     instance_id, started = await start_rotation(client, payload)
     log.info("event %s (%s %s): rotation %s %s", event_id, event_type, name, instance_id,

@@ -5,7 +5,8 @@
   Vault's current enabled version, read as properties, never the value). 202 with ``id`` and
   ``statusUri``; ``X-Rotation-Duplicate: true`` when that version's rotation exists already. A dry
   run validates and saves nothing (outcome ``wouldRotate``), under its own id (``...:dryrun``).
-  ``canary`` ``{"objectId", "objectTypeName": "User"|"Group"}`` overrides ``ROTATION_CANARY``.
+  ``canary`` ``{"objectId", "objectTypeName": "User"|"Group"}`` wins over each instance's own canary
+  (its request's ``canary``, kept in its notes), ``ROTATION_CANARY_BY_TEMPLATE`` and ``ROTATION_CANARY``.
 * ``GET /api/rotations/{id}``: the rotation report (per instance: outcome, reason, restarted).
 * ``GET /api/credentials``: the expiry calendar - every Key Vault secret the fleet registry
   references, its current version's ``expires`` (Key Vault properties only), days left, and the
@@ -27,7 +28,7 @@ import azure.functions as func
 from core import names
 from core.errors import ConfigurationError, InvalidRequest, Problem, ProvisioningError
 from core.instance_ids import rotation_instance_id
-from core.rotation_contracts import RotateSecretInput, parse_canary
+from core.rotation_contracts import RotateSecretInput, parse_canary, parse_canary_by_template
 from core.settings import Settings, get_settings
 from core.workflow_options import workflow_options
 from triggers.responses import error_response, json_response
@@ -42,12 +43,18 @@ def rotation_input(settings: Settings, secret_name: str, version: str, source: s
                    canary: Any = None) -> dict:
     """The ``rotate_secret`` input (validated: a bad name, version or canary is a field-level InvalidRequest).
 
-    ``canary``: the request's provisionOnDemand subject, else the ``ROTATION_CANARY`` setting's."""
+    ``canary``: the request's provisionOnDemand subject (wins over every instance's). The defaults for an
+    instance whose notes name none: ``ROTATION_CANARY_BY_TEMPLATE`` for its template, then ``ROTATION_CANARY``."""
     data: dict[str, Any] = {"secretName": secret_name, "version": version, "dryRun": dry_run, "source": source,
                             "options": workflow_options(settings)}
-    subject = canary if canary is not None else parse_canary(settings.rotation_canary)
-    if subject is not None:
-        data["canary"] = subject
+    if canary is not None:
+        data["canary"] = canary
+    by_template = parse_canary_by_template(settings.rotation_canary_by_template)
+    if by_template:
+        data["canaryByTemplate"] = by_template
+    default = parse_canary(settings.rotation_canary)
+    if default is not None:
+        data["defaultCanary"] = default
     return RotateSecretInput.from_dict(data).to_dict()
 
 

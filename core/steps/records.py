@@ -35,21 +35,37 @@ NOTES_MAX_CHARS = 1024
 
 
 def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
-                   notification_email: str | None = None) -> dict:
+                   notification_email: str | None = None, canary: dict | None = None) -> dict:
     """What the service principal's ``notes`` hold for the health sweep: references, never values.
 
     ``{"managedBy": <correlation tag>, "credentials": {"SecretToken": {"keyVaultSecret": "name"},
     "BaseAddress": "https://..."}, "syncAll": false, "notificationEmail"?: "..."}`` - the Key Vault
     secret names and the non-secret literals (the only literals the request model accepts), plus
     what the full secret set needs besides them, so the sweep can read the *current* Key Vault
-    versions, validate them and PUT the complete set without the original request.
+    versions, validate them and PUT the complete set without the original request. ``canary``
+    (the request's ``{"objectId", "objectType": "user"|"group"}``) is kept under ``"canary"``: the
+    subject a credential rotation provisions on demand after saving (:func:`notes_canary`).
     """
     refs = {key: (value.to_dict() if isinstance(value, model.SecretRef) else str(value))
             for key, value in sorted(credentials.items())}
     notes: dict[str, Any] = {"managedBy": ctx.tag, "credentials": refs, "syncAll": bool(sync_all)}
     if notification_email:
         notes["notificationEmail"] = notification_email
+    if canary:
+        notes["canary"] = {"objectId": str(canary["objectId"]), "objectType": str(canary["objectType"])}
     return notes
+
+
+def notes_canary(notes: dict | None) -> dict | None:
+    """The instance's canary from its notes as a provisionOnDemand subject ``{"objectId", "objectTypeName":
+    "User"|"Group"}`` (None when absent or malformed)."""
+    canary = (notes or {}).get("canary")
+    if not isinstance(canary, dict) or str(canary.get("objectType")).lower() not in model.CANARY_OBJECT_TYPES:
+        return None
+    object_id = canary.get("objectId")
+    if not isinstance(object_id, str) or not model._RE["guid"].fullmatch(object_id):
+        return None
+    return {"objectId": object_id, "objectTypeName": str(canary["objectType"]).capitalize()}
 
 
 def _dump_notes(notes: dict) -> str:

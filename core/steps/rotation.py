@@ -9,22 +9,22 @@ Nothing here returns, logs or stores a secret value: Key Vault values are read i
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from typing import Any
 
-from core import errors, model, odata
+from core import errors, events, model, odata
 from core import registry as fleet
 from core import status as job_status
 from core.contracts import CONFIGURED
+from core.events import event_line
 from core.graph import applications as apps
 from core.graph import synchronization as sync
 from core.steps.context import StepContext
 from core.steps.credentials import _put_secret_set, _resolve, _validate
 from core.steps.jobs import _job_id
-from core.steps.records import (RESTARTED, SAVED, _describe, read_notes, read_versions, record_saved_versions,
-                                secret_versions)
+from core.steps.records import (RESTARTED, SAVED, _describe, notes_canary, read_notes, read_versions,
+                                record_saved_versions, secret_versions)
 from core.times import iso
 
 logger = logging.getLogger("core.steps")
@@ -46,8 +46,27 @@ def _instance_view(ctx: StepContext, sp_id: str) -> tuple[dict, dict | None]:
     return sp, read_notes(ctx, sp.get("notes"))
 
 
+def canary_for(request: dict | None, notes: dict | None, template_id: Any,
+               by_template: dict[str, dict] | None, default: dict | None) -> tuple[dict | None, str | None]:
+    """The provisionOnDemand subject of one instance and where it came from: the rotation request's
+    (``request``), else the instance's own (its notes' ``canary``), else ``ROTATION_CANARY_BY_TEMPLATE``'s
+    for its application template (``template``), else ``ROTATION_CANARY``'s (``default``); else none."""
+    if request:
+        return dict(request), "request"
+    own = notes_canary(notes)
+    if own:
+        return own, "instance"
+    by_template_subject = (by_template or {}).get(str(template_id or "").lower())
+    if by_template_subject:
+        return dict(by_template_subject), "template"
+    if default:
+        return dict(default), "default"
+    return None, None
+
+
 def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name: str, version: str,
-                    dry_run: bool = False, canary: dict | None = None, registry: Any = None) -> dict:
+                    dry_run: bool = False, canary: dict | None = None, registry: Any = None,
+                    canary_by_template: dict[str, dict] | None = None, default_canary: dict | None = None) -> dict:
     """Bring one instance to Key Vault's version ``version`` of ``secret_name``, validated first.
 
     In order: the service principal must carry the correlation tag and its notes must still
@@ -61,6 +80,8 @@ def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name:
     Valid -> the full set is PUT (``save_secrets``' converging PUT), the versions recorded on the
     service principal (the ``kv-saved`` tags the sweep reads) and in the fleet registry, and the
     job restarted (``QuarantineState``) only when it is quarantined because of its credentials.
+    Then the post-rotation canary (:func:`canary_for`), if any, is provisioned on demand and its
+    result reported and recorded (registry ``lastRotation.canary``).
     """
     sp_id = service_principal_id
     sp, notes = _instance_view(ctx, sp_id)
@@ -115,7 +136,8 @@ def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name:
     if restart:
         sync.restart_job(ctx.graph, sp_id, job_id, "QuarantineState")
     at = iso(ctx.now())
-    checked = _canary(ctx, sp_id, job_id, canary) if canary else None
+    subject, source = canary_for(canary, notes, sp.get("applicationTemplateId"), canary_by_template, default_canary)
+    checked = {**_canary(ctx, sp_id, job_id, subject), "source": source} if subject else None
     _record(ctx, registry, sp, credentials_json, resolved, now_versions,
             {"secretName": secret_name, "version": version, "outcome": ROTATED, "restarted": restart, "at": at,
              **({"canary": checked} if checked else {})})
@@ -296,6 +318,15 @@ def rebuild_registry(ctx: StepContext, *, registry: Any = None) -> dict:
 
 def failure_line(rotation_id: str, entry: dict) -> str:
     """One structured log line for an instance a rotation could not bring to the new version (no values)."""
-    return json.dumps({"event": "credentialRotationFailed", "rotationId": rotation_id,
-                       "servicePrincipalId": entry.get("servicePrincipalId"), "displayName": entry.get("displayName"),
-                       "outcome": entry.get("outcome"), "reason": entry.get("reason")}, sort_keys=True)
+    return event_line(events.ROTATION_FAILED, rotationId=rotation_id,
+                      servicePrincipalId=entry.get("servicePrincipalId"), displayName=entry.get("displayName"),
+                      outcome=entry.get("outcome"), reason=entry.get("reason"))
+
+
+def completed_line(report: dict, duration_seconds: float | None = None) -> str:
+    """The ``credentialRotationCompleted`` line of a finished rotation (its report; no values)."""
+    return event_line(events.ROTATION_COMPLETED, rotationId=report.get("rotationId"),
+                      secretName=report.get("secretName"), version=report.get("version"),
+                      source=report.get("source"), dryRun=bool(report.get("dryRun")),
+                      counts=report.get("counts") or {}, total=sum((report.get("counts") or {}).values()),
+                      durationSeconds=duration_seconds)

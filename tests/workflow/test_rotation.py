@@ -29,9 +29,22 @@ INVALID = "rotation-wrong-token-value"  # a new Key Vault version the target ref
 ADDRESS = "https://scim.contoso.test/scim/v2"
 
 
+#: AWS IAM Identity Center (SCIM: BaseAddress + SecretToken): its instances get a per-template canary
+AWS_IDC_TEMPLATE = "21ed01d2-ec13-4e9e-86c1-cd546719ebc4"
+
+
+def _seeded_group(name: str) -> str:
+    """A group's id in the emulator's seeded tenant (seed 0: the same ids in every emulator started with it)."""
+    from emulator.state import EmulatorState, Options
+
+    return next(gid for gid, g in EmulatorState(Options()).directory.groups.items() if g.get("displayName") == name)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    running = Stack(tmp_path_factory.mktemp("workflow-rotation"), time_scale=30.0)
+    canaries = json.dumps({AWS_IDC_TEMPLATE: f"Group:{_seeded_group('SaaS Pilot')}"})
+    running = Stack(tmp_path_factory.mktemp("workflow-rotation"), time_scale=30.0,
+                    env={"ROTATION_CANARY_BY_TEMPLATE": canaries})
     yield running
     running.stop()
 
@@ -81,6 +94,12 @@ def _rotate(stack, secret: str, version: str | None = None, expect_duplicate: bo
 def _writes_to(stack, sp_ids: list[str]) -> list[dict]:
     return [r for r in stack.graph_requests() if r["method"] in ("PUT", "PATCH", "POST")
             and any(f"/servicePrincipals/{sp}" in r["path"] for sp in sp_ids)]
+
+
+def _event_lines(stack, event: str) -> list[dict]:
+    """The devhost log's structured lines of ``event`` (core/events.py)."""
+    lines = [line[line.index("{"):] for line in stack.host.log_text().splitlines() if f'"event": "{event}"' in line]
+    return [json.loads(line) for line in lines]
 
 
 def _put_target_token(stack, sp_id: str, token: str) -> None:
@@ -137,6 +156,9 @@ def test_a_new_version_reaches_every_referencing_instance_and_restarts_only_the_
     again = _rotate(stack, "scim-contoso-token", version, expect_duplicate=True)
     assert again == report
     assert len(_writes_to(stack, contoso + fabrikam)) == writes
+    # one credentialRotationCompleted line for the rotation, however often it was asked for (not on replay)
+    completed = [line for line in _event_lines(stack, "credentialRotationCompleted") if line["rotationId"] == report["rotationId"]]
+    assert len(completed) == 1 and completed[0]["counts"] == {"rotated": 3} and completed[0]["total"] == 3, completed
 
 
 def test_an_invalid_version_changes_nothing_and_is_reported(stack, fleet):
@@ -227,11 +249,57 @@ def test_a_canary_confirms_the_rotation_on_each_instance(stack, fleet):
     assert report["counts"] == {"rotated": 3}, report
     for entry in report["instances"]:
         assert entry["canary"]["objectId"] == user and entry["canary"]["confirmed"] is True, entry
+        assert entry["canary"]["source"] == "request"
     on_demand = [r for r in stack.graph_requests(method="POST") if r["path"].endswith("/provisionOnDemand")]
     assert sorted(r["path"].split("/")[3] for r in on_demand[-3:]) == contoso
     bad = stack.request("POST", "/api/rotations", json={"secretName": "scim-contoso-token", "version": version,
                                                          "canary": {"objectId": "someone"}})
     assert bad.status_code == 400 and [d["path"] for d in bad.json()["error"]["details"]] == ["canary"]
+
+
+def test_an_instance_or_template_canary_confirms_its_rotation(stack, fleet):
+    """Canary precedence per instance: the request's (above) > the instance's own (its request's ``canary``,
+    kept in its notes) > ROTATION_CANARY_BY_TEMPLATE for its template > ROTATION_CANARY (none here)."""
+    directory = stack.emulator.state.directory
+    pilot = _seeded_group("SaaS Pilot")
+    assert directory.groups[pilot]["displayName"] == "SaaS Pilot"  # the running emulator has the seeded id
+    user = next(m for m in directory.members[pilot] if m in directory.users)
+    stack.emulator.admin.seed(secrets={"scim-canary-token": "demo-scim-token"})
+    body = make_batch("rotation-canary", 3, prefix="Rotation Canary")
+    for instance in body["instances"]:
+        instance["credentials"]["SecretToken"] = {"keyVaultSecret": "scim-canary-token"}
+    own, by_template, plain = body["instances"]
+    own["canary"] = {"objectId": user, "objectType": "user"}
+    own["applicationTemplate"] = by_template["applicationTemplate"] = {"id": AWS_IDC_TEMPLATE}
+    bad = dict(plain, canary={"objectId": "someone", "objectType": "device", "x": 1})
+    refused = stack.request("POST", "/api/provisioning-requests", json={"requestId": "rotation-bad-canary",
+                                                                        "instances": [bad]})
+    assert refused.status_code == 400
+    assert sorted(d["path"] for d in refused.json()["error"]["details"]) == [
+        "instances[0].canary.objectId", "instances[0].canary.objectType", "instances[0].canary.x"]
+    status = stack.wait(stack.submit(body), timeout=180)
+    instances = status["output"]["instances"]
+    assert [i["outcome"] for i in instances] == ["steadyState"] * 3, instances
+    sp_of = {i["displayName"]: i["ids"]["servicePrincipalId"] for i in instances}
+    notes = {name: json.loads(directory.service_principals[sp]["notes"]) for name, sp in sp_of.items()}
+    assert notes[own["displayName"]]["canary"] == {"objectId": user, "objectType": "user"}
+    assert "canary" not in notes[by_template["displayName"]] and "canary" not in notes[plain["displayName"]]
+
+    version = _new_version(stack, "scim-canary-token", "demo-scim-token", expires_in_days=90)
+    report = _rotate(stack, "scim-canary-token", version)
+    assert report["counts"] == {"rotated": 3}, report
+    by_name = {e["displayName"]: e for e in report["instances"]}
+    assert {k: by_name[own["displayName"]]["canary"][k] for k in ("objectId", "objectTypeName", "source", "confirmed")} \
+        == {"objectId": user, "objectTypeName": "User", "source": "instance", "confirmed": True}
+    assert {k: by_name[by_template["displayName"]]["canary"][k] for k in ("objectId", "objectTypeName", "source",
+                                                                          "confirmed")} \
+        == {"objectId": pilot, "objectTypeName": "Group", "source": "template", "confirmed": True}
+    assert by_name[plain["displayName"]].get("canary") is None  # Custom template, no ROTATION_CANARY: none
+    on_demand = [r["path"].split("/")[3] for r in stack.graph_requests(method="POST") if r["path"].endswith("/provisionOnDemand")]
+    assert sorted(on_demand[-2:]) == sorted([sp_of[own["displayName"]], sp_of[by_template["displayName"]]])
+    # recorded per instance in the fleet registry
+    row = _registry(stack)[sp_of[own["displayName"]]]
+    assert json.loads(row["lastRotation"])["canary"]["confirmed"] is True
 
 
 def test_bad_rotation_requests_get_field_errors(stack, fleet):
@@ -394,6 +462,53 @@ def test_a_failed_delivery_is_retried_until_it_succeeds(stack, fleet):
         server.shutdown()
 
 
+def test_key_vault_expiry_events_reach_the_app_once_per_version(stack, fleet):
+    """The emulator's vault publishes SecretNearExpiry for a version set with less than 30 days left and
+    SecretExpired when the emulator's clock passes its exp, once each; the app logs credentialExpiry."""
+    from emulator.clock import parse_iso
+    from support import wait_until
+
+    contoso, fabrikam = fleet
+    stack.emulator.admin.subscribe_events(_webhook(stack), name="expiry", includedEventTypes=[
+        "Microsoft.KeyVault.SecretNearExpiry", "Microsoft.KeyVault.SecretExpired"])
+    expires = int(parse_iso(stack.emulator.admin.clock()["now"]).timestamp()) + 3600  # an hour left (emulator clock)
+    # Set Secret through Key Vault's REST API: the same token value, now expiring
+    bearer = stack.emulator.admin.token(client="workflow", audience="vault")
+    put = requests.put(f"{stack.env['KEY_VAULT_URL']}/secrets/scim-fabrikam-token?api-version=7.5",
+                       json={"value": "fabrikam-token", "attributes": {"exp": expires}},
+                       headers={"Authorization": f"Bearer {bearer}"}, verify=stack.emulator.ca_bundle, timeout=30)
+    assert put.status_code == 200, put.text
+    version = put.json()["id"].rsplit("/", 1)[-1]
+    # its SecretNewVersionCreated (the cloudevents subscription) rotates the one fabrikam instance
+    report = stack.wait(rotation_instance_id("scim-fabrikam-token", version), timeout=120)["output"]
+    assert report["counts"] == {"rotated": 1}, report
+
+    def expiry_deliveries(event_type: str) -> list[dict]:
+        return [d for d in stack.emulator.admin.event_deliveries()
+                if d["subject"] == "scim-fabrikam-token" and d["eventType"] == event_type]
+
+    near = wait_until(lambda: [d for d in expiry_deliveries("Microsoft.KeyVault.SecretNearExpiry")
+                               if d["subscription"] == "expiry"])
+    assert [(d["attempt"], d["status"]) for d in near] == [(1, 202)]
+    lines = wait_until(lambda: [line for line in _event_lines(stack, "credentialExpiry")
+                                if line.get("eventId") == near[0]["eventId"]])
+    assert {(line["source"], line["state"], line["expired"], line["version"], line["daysLeft"], line["instances"])
+            for line in lines} == {("keyVaultEvent", "expiring", False, version, 0, 1)}
+    # the clock passes exp: SecretExpired once; later checks publish nothing more for this version
+    stack.emulator.admin.advance(2 * 3600)
+    expired = wait_until(lambda: [d for d in expiry_deliveries("Microsoft.KeyVault.SecretExpired")
+                                  if d["subscription"] == "expiry"])
+    assert [(d["attempt"], d["status"]) for d in expired] == [(1, 202)]
+    wait_until(lambda: [line for line in _event_lines(stack, "credentialExpiry")
+                        if line.get("eventId") == expired[0]["eventId"] and line["expired"] is True])
+    stack.emulator.admin.advance(3600)  # the clock change checks again (synchronously): nothing new is due
+    assert len({d["eventId"] for d in expiry_deliveries("Microsoft.KeyVault.SecretNearExpiry")}) == 1
+    assert len({d["eventId"] for d in expiry_deliveries("Microsoft.KeyVault.SecretExpired")}) == 1
+    # the event's version is Key Vault's current one: nothing newer to rotate to, no second rotation
+    assert stack.host.durable_request("GET", f"instances/{rotation_instance_id('scim-fabrikam-token', version)}"
+                                      ).json()["output"] == report
+
+
 def test_a_crash_between_recording_and_restarting_still_restarts_the_quarantine(stack, fleet):
     """Found in review: the versions are recorded before the restart, so a worker that dies between the two
     left a retry (or the next event for that version) finding ``alreadyCurrent`` and the job in its credential
@@ -451,8 +566,24 @@ def test_an_instance_without_our_tag_is_not_touched_even_when_the_registry_lists
         sp["tags"] = original
 
 
+def test_the_rotation_demo_runs_on_this_stack(stack, fleet):
+    """``make demo-rotation``'s core (examples/demo_rotation.py) on this module's emulator and devhost
+    (whose ROTATION_CANARY_BY_TEMPLATE is the demo's): four instances sharing one secret, one of them
+    credential-quarantined, a new Key Vault version through the real SecretClient, the event's rotation."""
+    from examples.demo_rotation import run_rotation_demo
+
+    lines: list[str] = []
+    ok, report = run_rotation_demo(stack.host, stack.emulator, deadline=time.monotonic() + 150, out=lines.append)
+    assert ok, "\n".join(lines)
+    assert report["source"] == "event" and report["counts"] == {"rotated": 4}
+    assert [e["displayName"] for e in report["instances"] if e["restarted"]] == ["Rotation Demo SCIM token expired"]
+    assert any("SCIM token expired" in line and "Quarantine" in line and "yes" in line for line in lines), lines
+
+
 def test_no_secret_value_in_history_registry_logs_or_responses(stack, fleet):
-    values = secret_values(stack) | {EXPIRED, INVALID, "slow-scim-token-value"}
+    from examples.demo_rotation import EXPIRED_TOKEN
+
+    values = secret_values(stack) | {EXPIRED, INVALID, "slow-scim-token-value", EXPIRED_TOKEN}
     haystacks = {"task hub": stack.task_hub_bytes().decode("utf-8", "replace"),
                  "registry": json.dumps(_registry(stack), default=str),
                  "devhost log": stack.host.log_text(), "responses": "\n".join(stack.responses)}
