@@ -156,6 +156,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Most unhealthy instances, and most restart outcomes, listed in the sweep's output (all are in the blob report)."),
     Setting("HEALTH_SWEEP_REPORT_CONTAINER", "str", "health-sweep-reports",
             "Blob container (in the AzureWebJobsStorage account) for the sweep's full per-instance report."),
+    Setting("HEALTH_SWEEP_ROTATION_SAFETY_NET", "bool", True,
+            "Let the sweep compare each instance's saved Key Vault version with the current enabled one and start "
+            "that version's rotation for any that lag (a missed Key Vault event)."),
     Setting("ROLE_IMPORT_TEMPLATE_IDS", "guids", AWS_SINGLE_ACCOUNT_ACCESS_TEMPLATE_ID,
             "Application template ids (comma-separated) whose provisioning job imports app roles from the app "
             "instead of provisioning users (default: AWS Single-Account Access; none: no template); their "
@@ -313,6 +316,7 @@ class Settings:
     health_sweep_page_size: int
     health_sweep_max_reported: int
     health_sweep_report_container: str
+    health_sweep_rotation_safety_net: bool
     role_import_template_ids: str
     fleet_registry_table: str
     rotation_max_in_flight: int
