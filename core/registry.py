@@ -135,7 +135,8 @@ class FleetRegistry:
         for start in range(0, len(wanted), QUERY_IDS):
             chunk = wanted[start:start + QUERY_IDS]
             params: dict[str, Any] = {"pk": PARTITION, **{f"k{i}": sp for i, sp in enumerate(chunk)}}
-            text = "PartitionKey eq @pk and (" + " or ".join(f"RowKey eq @k{i}" for i in range(len(chunk))) + ")"
+            # spaces around the parentheses: the SDK substitutes ``@name`` words split on spaces
+            text = "PartitionKey eq @pk and ( " + " or ".join(f"RowKey eq @k{i}" for i in range(len(chunk))) + " )"
             fields = None if select is None else ["RowKey", *select]
             for entity in self._table.query_entities(text, parameters=params, select=fields):
                 found[str(entity["RowKey"])] = _decode(entity)

@@ -450,6 +450,113 @@ def test_an_instance_without_our_tag_is_not_touched_even_when_the_registry_lists
         sp["tags"] = original
 
 
+def _sweep(stack, sweep_id: str, **options) -> dict:
+    """One paged health sweep (two instances a page, so the fleet spans pages) with the given duties."""
+    body = {"options": {"sweepPageSize": 2, "sweepMaxInFlight": 5, **options}}
+    started = stack.host.durable_request("POST", f"orchestrators/{names.HEALTH_SWEEP}/{sweep_id}", json=body)
+    assert started.status_code == 202, started.text
+    status = stack.wait(sweep_id, timeout=120)
+    assert status["runtimeStatus"] == "Completed", status
+    return status["output"]
+
+
+def _events(stack, event: str, sweep_id: str) -> list[dict]:
+    found = [json.loads(line[line.index("{"):]) for line in stack.host.log_text().splitlines()
+             if f'"event": "{event}"' in line]
+    return [f for f in found if f.get("sweepId") == sweep_id]
+
+
+def _report_lines(stack, report: dict) -> dict[str, dict]:
+    from azure.storage.blob import BlobServiceClient
+
+    blob = BlobServiceClient.from_connection_string(stack.storage).get_blob_client(
+        report["report"]["container"], report["report"]["blobName"])
+    lines = [json.loads(line) for line in blob.download_blob().readall().decode().splitlines()]
+    return {line["servicePrincipalId"]: line for line in lines}
+
+
+def test_the_sweep_catches_a_missed_key_vault_event_and_the_rotation_reaches_every_referencing_instance(stack, fleet):
+    """Issue #12's safety net: a version put into Key Vault whose event never came is found by the next
+    sweep, whose rotation (under the event's id) reaches every instance referencing the secret; a second
+    sweep starts nothing."""
+    contoso, fabrikam = fleet
+    left_behind = contoso[2]  # untagged while its version was rotated (test above): it lags on a rotation that ran
+    old = stack.emulator.state.key_vault.get("scim-contoso-token", None)["version"]
+    baseline = _sweep(stack, "sweep-net-0", sweepRotationSafetyNet=True)
+    assert baseline["total"] == 4 and baseline["rotationsStarted"] == 0, baseline
+    assert baseline["rotations"] == [{"rotationId": rotation_instance_id("scim-contoso-token", old),
+                                      "secretName": "scim-contoso-token", "version": old, "started": False}]
+    assert [(e["servicePrincipalId"], e["secrets"]) for e in baseline["lagging"]] == [(left_behind, ["scim-contoso-token"])]
+
+    version = _new_version(stack, "scim-contoso-token", "demo-scim-token", expires_in_days=10)  # no event: missed
+    report = _sweep(stack, "sweep-net-1", sweepRotationSafetyNet=True)
+    rotation_id = rotation_instance_id("scim-contoso-token", version)
+    assert report["rotationsStarted"] == 1 and report["pages"] == 2, report
+    assert report["rotations"] == [{"rotationId": rotation_id, "secretName": "scim-contoso-token",
+                                    "version": version, "started": True}]
+    assert sorted(e["servicePrincipalId"] for e in report["lagging"]) == contoso and report["laggingOmitted"] == 0
+    lines = _report_lines(stack, report)
+    for sp_id in contoso:
+        lag = lines[sp_id]["lag"]
+        assert lag["secrets"]["scim-contoso-token"]["current"] == version
+        assert [r["rotationId"] for r in lag["rotations"]] == [rotation_id]
+    assert "lag" not in lines[fabrikam[0]]
+    rotated = stack.wait(rotation_id, timeout=120)["output"]
+    assert rotated["source"] == "sweep" and rotated["counts"] == {"rotated": 3}, rotated
+    assert all(_saved_tags(stack, sp)["scim-contoso-token"] == version for sp in contoso)
+    assert _saved_tags(stack, fabrikam[0])["scim-fabrikam-token"] != version
+    # the rotation the event would have started is this one: a late event finds it, a second sweep starts nothing
+    writes = len(_writes_to(stack, contoso + fabrikam))
+    again = _sweep(stack, "sweep-net-2", sweepRotationSafetyNet=True)
+    assert again["rotationsStarted"] == 0 and again["rotations"] == [] and again["lagging"] == [], again
+    assert len(_writes_to(stack, contoso + fabrikam)) == writes
+    # the new version expires in 10 days: one credentialExpiry line per sweep, none per page
+    (expiring,) = _events(stack, "credentialExpiry", "sweep-net-2")
+    assert (expiring["secretName"], expiring["state"], expiring["expired"], expiring["daysLeft"],
+            expiring["instances"], expiring["version"]) == ("scim-contoso-token", "expiring", False, 9, 3, version)
+    assert [s["secretName"] for s in again["credentialsExpiring"]] == ["scim-contoso-token"]
+    (completed,) = _events(stack, "healthSweepCompleted", "sweep-net-1")
+    assert completed["total"] == 4 and completed["rotationsStarted"] == 1 and completed["pages"] == 2
+    assert completed["durationSeconds"] >= 0 and sum(completed["counts"].values()) == 4
+
+
+def test_a_classification_change_between_sweeps_is_one_event(stack, fleet):
+    """Issue #13's alerts: healthy -> quarantined between two sweeps is one provisioningClassificationChanged
+    event (with the owner label); the same classification again is none. And an expired secret is one line."""
+    contoso, fabrikam = fleet
+    watched = contoso[0]
+    sp = stack.emulator.state.directory.service_principals[watched]
+    sp["tags"] = list(sp["tags"]) + [f"{TAG}:label:owner=team-identity"]
+    fabrikam_value = stack.emulator.state.key_vault.get("scim-fabrikam-token", None)["value"]
+    stack.emulator.state.key_vault.set("scim-fabrikam-token", fabrikam_value, "text/plain", {},
+                                       int(time.time() - 86400))  # the current version expired yesterday
+    first = _sweep(stack, "sweep-class-1")  # the safety net off: the expired version stays unrotated
+    assert first["counts"]["quarantined"] == 0 and "rotationsStarted" in first and first["rotations"] == []
+    expiry = {e["secretName"]: e for e in _events(stack, "credentialExpiry", "sweep-class-1")}
+    assert expiry["scim-fabrikam-token"]["state"] == "expired" and expiry["scim-fabrikam-token"]["expired"] is True
+    assert expiry["scim-fabrikam-token"]["instances"] == 1 and len(_events(stack, "credentialExpiry", "sweep-class-1")) == 2
+
+    _put_target_token(stack, watched, EXPIRED)  # its token "expired": the next cycle quarantines the job
+    stack.emulator.admin.advance(3 * 3600)
+    (job,) = stack.jobs_of(watched)
+    assert job["status"]["code"] == "Quarantine", job["status"]
+    second = _sweep(stack, "sweep-class-2")
+    assert second["counts"]["quarantined"] == 1 and second["classificationChanges"] == 1, second
+    (change,) = _events(stack, "provisioningClassificationChanged", "sweep-class-2")
+    assert (change["servicePrincipalId"], change["to"], change["owner"]) == (watched, "quarantined", "team-identity")
+    assert change["from"] in ("healthy", "running"), change  # one classification: between cycles or in one
+    assert change["instanceKey"] and change["displayName"] and change["reason"]
+    assert _report_lines(stack, second)[watched]["classificationChange"] == {"from": change["from"], "to": "quarantined"}
+    assert json.loads(_registry(stack)[watched]["lastSweepResult"])["category"] == "quarantined"
+    unhealthy = _events(stack, "unhealthyProvisioningInstance", "sweep-class-2")
+    assert [u["servicePrincipalId"] for u in unhealthy] == [watched]
+
+    third = _sweep(stack, "sweep-class-3")
+    assert third["counts"]["quarantined"] == 1 and third["classificationChanges"] == 0, third
+    assert _events(stack, "provisioningClassificationChanged", "sweep-class-3") == []
+    sp["tags"] = [t for t in sp["tags"] if t != f"{TAG}:label:owner=team-identity"]
+
+
 def test_no_secret_value_in_history_registry_logs_or_responses(stack, fleet):
     values = secret_values(stack) | {EXPIRED, INVALID, "slow-scim-token-value"}
     haystacks = {"task hub": stack.task_hub_bytes().decode("utf-8", "replace"),
