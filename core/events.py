@@ -14,14 +14,16 @@ Events and their fields (besides ``event``):
   sweep's: ``sweepId``, ``servicePrincipalId``, ``instanceKey``, ``displayName``, ``from``, ``to``,
   ``reason`` (quarantine reason, if any), ``owner`` (the instance's ``owner`` label, or null).
 * ``healthSweepCompleted`` - once per sweep: ``sweepId``, ``total``, ``counts`` (per category),
-  ``quarantinedByReason``, ``durationSeconds``.
+  ``quarantinedByReason``, ``durationSeconds`` (and ``pages``, ``rotationsStarted``,
+  ``classificationChanges``, ``credentialsExpiring``, ``report``).
 * ``provisioningBatchCompleted`` - once per batch: ``batchId``, ``total``, ``counts`` (per outcome),
   ``durationSeconds``.
 * ``credentialRotationFailed`` - per instance a rotation could not rotate.
 * ``credentialRotationCompleted`` - once per rotation: ``rotationId``, ``secretName``, ``version``,
   ``counts`` (per outcome).
 * ``credentialExpiry`` - per secret expiring within ``CREDENTIAL_EXPIRY_WARNING_DAYS`` or expired:
-  ``secretName``, ``expires``, ``daysLeft``, ``expired``, ``instances``.
+  ``secretName``, ``expires``, ``daysLeft``, ``expired``, ``instances`` (the sweep's, once per sweep,
+  add ``sweepId``, ``version`` and ``state``).
 * ``keyVaultEventMalformed`` - an Event Grid event the app could not read.
 """
 

@@ -19,8 +19,18 @@ counts the rest) and ``report``: ``{container, blobName, url}`` or ``{error}``. 
 per-instance report (one JSON line per instance, healthy ones included, with the restart outcome
 where the restart rule ran) is that blob (:mod:`core.sweep_report`).
 
-Side effect: one structured log line (JSON) per unhealthy instance, written by its page only when
-not replaying, so each appears once; ``sweepId`` is the parent orchestration's instance id.
+Duties (docs/fleet-operations.md "The health sweep"), each in its own helper below: per page the
+rotation safety net (:func:`rotation_safety_net`, when the options carry ``sweepRotationSafetyNet``)
+and the classification record (:func:`record_classifications`, when the parent passed
+``startedAt``: a page of a parent from before it replays as recorded); once per sweep the expiry
+lines (:func:`credential_expiry_lines`). Output additions: ``rotationsStarted``, ``rotations``,
+``lagging``/``laggingOmitted``, ``classificationChanges``, ``credentialsExpiring``.
+
+Side effect: structured log lines (core/events.py), written only when not replaying, so each
+appears once: ``unhealthyProvisioningInstance`` per unhealthy instance and
+``provisioningClassificationChanged`` per changed one (by its page), ``credentialExpiry`` per
+expiring or expired secret and ``healthSweepCompleted`` (by the parent); ``sweepId`` is the parent
+orchestration's instance id.
 
 Overlap: the timer starts every sweep under one instance id (triggers/timer_sweep.py) and skips a
 tick while it is Running; the pages are children of that instance (ids ``<sweep id>:<start
