@@ -157,11 +157,6 @@ class SweepResult(Contract):
     reason: str | None = None
     cause: str | None = None
     lags: bool | None = None
-    # what the listing says of it (tags): kept fresh in the registry row
-    instance_key: str | None = None
-    display_name: str | None = None
-    application_template_id: str | None = None
-    labels: dict[str, str] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

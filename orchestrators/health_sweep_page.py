@@ -197,7 +197,7 @@ def health_sweep_page(context: df.DurableOrchestrationContext) -> Generator[Any,
                                              data.options, options)
     changes: dict[str, dict[str, Any]] = {}
     if data.started_at:  # a page of a parent from before the classification record does not record
-        changes = yield from record_classifications(context, instances, entries, net["lagging"], sweep_id,
+        changes = yield from record_classifications(context, entries, net["lagging"], sweep_id,
                                                     data.started_at, options)
     lines = [_with_duties(line, net["lagging"], changes) for line in lines]
 
@@ -282,7 +282,7 @@ def rotation_safety_net(context: df.DurableOrchestrationContext, instances: list
     return {"lagging": lagging, "rotations": rotations}
 
 
-def record_classifications(context: df.DurableOrchestrationContext, instances: list[dict[str, Any]],
+def record_classifications(context: df.DurableOrchestrationContext,
                            entries: list[dict[str, Any]], lagging: dict[str, Any], sweep_id: str, started_at: str,
                            options: WorkflowOptions) -> Generator[Any, Any, dict[str, dict[str, Any]]]:
     """Record the page's classifications as the registry's ``lastSweepResult`` (one activity, batched
@@ -291,10 +291,8 @@ def record_classifications(context: df.DurableOrchestrationContext, instances: l
     is logged and changes nothing else."""
     results = [SweepResult(service_principal_id=str(e["servicePrincipalId"]), category=e["category"],
                            reason=e.get("reason"), cause=e.get("cause"),
-                           lags=(str(e["servicePrincipalId"]) in lagging) if lagging else None,
-                           instance_key=inst.get("instanceKey"), display_name=inst.get("displayName"),
-                           application_template_id=inst.get("applicationTemplateId"), labels=inst.get("labels"))
-               for inst, e in zip(instances, entries) if e.get("servicePrincipalId")]
+                           lags=(str(e["servicePrincipalId"]) in lagging) if lagging else None)
+               for e in entries if e.get("servicePrincipalId")]  # only what the record needs: histories stay small
     if not results:
         return {}
     recorded = yield from call_step(context, names.RECORD_SWEEP_RESULTS, RecordSweepResultsInput(

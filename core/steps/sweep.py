@@ -254,10 +254,7 @@ def record_sweep_results(ctx: StepContext, *, run_id: str, swept_at: str, result
             previous = last.get("previous") if last.get("runId") == run_id else last.get("category")
             record = {"runId": run_id, "sweptAt": swept_at, "category": r.category, "reason": r.reason,
                       "cause": r.cause, "lags": r.lags, "previous": previous}
-            rows[r.service_principal_id] = {
-                **fleet.instance_fields(instance_key=r.instance_key, display_name=r.display_name,
-                                        template_id=r.application_template_id, labels=r.labels),
-                "lastSweepResult": {k: v for k, v in record.items() if v is not None}}
+            rows[r.service_principal_id] = {"lastSweepResult": {k: v for k, v in record.items() if v is not None}}
             if previous and _classification(previous) != _classification(r.category):
                 changes.append({"servicePrincipalId": r.service_principal_id, "from": previous, "to": r.category})
         reg.upsert_many(rows)

@@ -104,7 +104,7 @@ SWEEP_SAMPLES.update({
     "StartSweepRotationOutput": [{"rotationId": "rotation-kv-" + V2, "secretName": "kv", "version": V2, "started": True}],
     "RecordSweepResultsInput": [{"runId": "s@t", "sweptAt": "t", "results": [
         {"servicePrincipalId": "s", "category": "quarantined", "reason": "EncounteredQuarantineException",
-         "cause": "credentials", "lags": False, "instanceKey": "k", "displayName": "d", "labels": {"owner": "o"}}]}],
+         "cause": "credentials", "lags": False}]}],
     "RecordSweepResultsOutput": [{"recorded": True, "changes": [{"servicePrincipalId": "s", "from": "healthy",
                                                                  "to": "quarantined"}]},
                                  {"recorded": False, "changes": [], "error": "fleet registry not written (X)"}],
@@ -182,7 +182,7 @@ def _record(registry, run: str, **categories):
     from core.steps import sweep
     from core.sweep_contracts import SweepResult
 
-    results = [SweepResult(service_principal_id=sp, category=c, labels={"owner": "o"}) for sp, c in categories.items()]
+    results = [SweepResult(service_principal_id=sp, category=c) for sp, c in categories.items()]
     return sweep.record_sweep_results(None, run_id=run, swept_at=run, results=results, registry=registry)
 
 
@@ -191,7 +191,7 @@ def test_a_classification_change_is_reported_once_with_the_rules_of_the_registry
     first = _record(registry, "r1", a="healthy", b="running", c="quarantined", d="unreadable")
     assert first == {"recorded": True, "changes": []}  # no previous classification: no event
     assert registry.reads == 1 and registry.writes == 1 and "d" not in registry.rows  # per page; unreadable not kept
-    assert registry.rows["a"]["labels"] == {"owner": "o"}
+    assert registry.rows["a"]["lastSweepResult"] == {"runId": "r1", "sweptAt": "r1", "category": "healthy"}
     second = _record(registry, "r2", a="running", b="quarantined", c="quarantined", d="healthy")
     # healthy <-> running is one classification; d was never observed before
     assert second["changes"] == [{"servicePrincipalId": "b", "from": "running", "to": "quarantined"}]
