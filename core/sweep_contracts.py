@@ -121,6 +121,8 @@ class CheckSweepPageLagOutput(Contract):
     lagging: list[dict[str, Any]] = listed()
     rotations: list[dict[str, str]] = listed()
     secrets_read: int = 0
+    #: secrets Key Vault refused to describe (401/403): ``{name: reason}``, no lag known for them
+    unreadable: dict[str, str] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -253,6 +253,9 @@ def rotation_safety_net(context: df.DurableOrchestrationContext, instances: list
             log.warning("health sweep page %s: lag check failed: %s", context.instance_id, message)
         return {"lagging": {}, "rotations": [], "error": message}
     found = CheckSweepPageLagOutput.from_dict(checked)
+    if found.unreadable and not context.is_replaying:
+        log.warning("health sweep page %s: lag unknown for %s", context.instance_id,
+                    "; ".join(f"{name}: {why}" for name, why in sorted(found.unreadable.items())))
     calls = sweep_rotation_calls([checked], raw_options)
     policy = options.retry_for(names.START_SWEEP_ROTATION)
     retry = df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)

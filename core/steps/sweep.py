@@ -196,6 +196,7 @@ def page_lag(ctx: StepContext, instances: list[Any]) -> dict:
     ``{secretName, version}`` per distinct lagging version, the rotations to start.
     """
     current: dict[str, str | None] = {}
+    refused: dict[str, str] = {}
     lagging: list[dict[str, Any]] = []
     wanted: dict[tuple[str, str], str] = {}
     for inst in instances:
@@ -203,7 +204,13 @@ def page_lag(ctx: StepContext, instances: list[Any]) -> dict:
         for name, saved in sorted((inst.saved_versions or {}).items()):
             key = name.lower()
             if key not in current:
-                props = ctx.secrets.current_properties(name) if ctx.secrets is not None else None
+                try:
+                    props = ctx.secrets.current_properties(name) if ctx.secrets is not None else None
+                except errors.SecretUnavailable as exc:
+                    if getattr(exc, "status", 0) not in (401, 403):
+                        raise  # Key Vault busy or unreachable: the activity is retried
+                    refused[name] = f"Key Vault refused to list its versions (HTTP {exc.status})"
+                    props = None  # one secret the app may not read does not blind the check of the others
                 current[key] = str((props or {}).get("version") or "") or None
             now = current[key]
             if now and now != saved:
@@ -212,7 +219,8 @@ def page_lag(ctx: StepContext, instances: list[Any]) -> dict:
         if secrets:
             lagging.append({"servicePrincipalId": inst.service_principal_id, "secrets": secrets})
     rotations = [{"secretName": name, "version": version} for (_, version), name in sorted(wanted.items())]
-    return {"lagging": lagging, "rotations": rotations, "secretsRead": len(current)}
+    return {"lagging": lagging, "rotations": rotations, "secretsRead": len(current),
+            **({"unreadable": refused} if refused else {})}
 
 
 def _classification(category: str | None) -> str | None:

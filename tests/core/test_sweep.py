@@ -98,7 +98,8 @@ V1, V2, V3 = "1" * 32, "2" * 32, "3" * 32
 SWEEP_SAMPLES.update({
     "CheckSweepPageLagInput": [{"instances": [{"servicePrincipalId": "s", "savedVersions": {"kv": V1, "other": None}}]}],
     "CheckSweepPageLagOutput": [{"lagging": [{"servicePrincipalId": "s", "secrets": {"kv": {"saved": V1, "current": V2}}}],
-                                 "rotations": [{"secretName": "kv", "version": V2}], "secretsRead": 1}],
+                                 "rotations": [{"secretName": "kv", "version": V2}], "secretsRead": 1},
+                                {"lagging": [], "rotations": [], "secretsRead": 1, "unreadable": {"kv": "refused"}}],
     "StartSweepRotationInput": [{"secretName": "kv", "version": V2, "dryRun": False, "source": "sweep",
                                  "options": {"sweepPageSize": 2}}],
     "StartSweepRotationOutput": [{"rotationId": "rotation-kv-" + V2, "secretName": "kv", "version": V2, "started": True}],
@@ -265,3 +266,27 @@ def test_the_expiry_check_flags_expiring_and_expired_secrets_with_their_dependen
     assert found["checked"] == 4
     assert [(s["secretName"], s["state"], s["daysLeft"], s["instances"]) for s in found["secrets"]] == [
         ("gone", "expired", -1, 1), ("soon", "expiring", 10, 2)]
+
+
+def test_a_secret_key_vault_refuses_to_describe_does_not_blind_the_lag_check_of_the_others():
+    from types import SimpleNamespace
+
+    from core.steps import sweep
+    from core.sweep_contracts import CheckSweepPageLagInput
+
+    class Vault(_Vault):
+        def current_properties(self, name):
+            if name == "locked":
+                raise errors.SecretUnavailable("no", secret_name=name, status=403)
+            if name == "busy":
+                raise errors.SecretUnavailable("busy", secret_name=name, status=503)
+            return super().current_properties(name)
+
+    page = CheckSweepPageLagInput.from_dict({"instances": [
+        {"servicePrincipalId": "sp", "savedVersions": {"locked": V1, "shared": V1}}]})
+    found = sweep.page_lag(SimpleNamespace(secrets=Vault({"shared": V2})), page.instances)
+    assert found["rotations"] == [{"secretName": "shared", "version": V2}]
+    assert found["unreadable"] == {"locked": "Key Vault refused to list its versions (HTTP 403)"}
+    busy = CheckSweepPageLagInput.from_dict({"instances": [{"servicePrincipalId": "sp", "savedVersions": {"busy": V1}}]})
+    with pytest.raises(errors.SecretUnavailable):  # transient: the activity is retried
+        sweep.page_lag(SimpleNamespace(secrets=Vault({})), busy.instances)
