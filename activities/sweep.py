@@ -143,8 +143,8 @@ def check_credential_expiry(payload: dict) -> dict:
 
 
 @bp.function_name(names.START_SWEEP_ROTATION)
-@bp.activity_trigger(input_name="payload")
 @bp.durable_client_input(client_name="client")
+@bp.activity_trigger(input_name="payload")  # the trigger's binding first, as every activity's
 async def start_sweep_rotation(payload: dict, client: df.DurableOrchestrationClient) -> dict:
     """Start the rotation of one lagging secret version unless it exists (whoever started it).
 
