@@ -149,7 +149,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Post-rotation canary: User:<object id> or Group:<object id> provisioned on demand on each rotated "
             "instance (none: no canary)."),
     Setting("CREDENTIAL_EXPIRY_WARNING_DAYS", "int", 30,
-            "Days before a Key Vault secret's expiry from which the expiry calendar flags it as expiring."),
+            "Days before a Key Vault secret's expiry from which the expiry calendar flags it as expiring (and each health sweep logs it once)."),
     Setting("HEALTH_SWEEP_PAGE_SIZE", "int", 200,
             "Service principals the health sweep lists and checks per page (one sub-orchestration each; at most 999)."),
     Setting("HEALTH_SWEEP_MAX_REPORTED", "int", 500,
