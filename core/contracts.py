@@ -676,6 +676,13 @@ class SweepReport(Contract):
     unhealthy_omitted: int | None = UNSET
     restarted_omitted: int | None = UNSET
     report: dict[str, Any] | None = UNSET
+    # the paged sweep's duties (orchestrators/health_sweep_page.py; absent from a sweep recorded before them)
+    rotations_started: int | None = UNSET
+    rotations: list[dict[str, Any]] | None = UNSET
+    lagging: list[dict[str, Any]] | None = UNSET
+    lagging_omitted: int | None = UNSET
+    classification_changes: int | None = UNSET
+    credentials_expiring: list[dict[str, Any]] | None = UNSET
 
 
 def decode_json(value: Any) -> Any:

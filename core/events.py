@@ -16,7 +16,8 @@ Events and their fields (besides ``event``):
   sweep's: ``sweepId``, ``servicePrincipalId``, ``instanceKey``, ``displayName``, ``from``, ``to``,
   ``reason`` (quarantine reason, if any), ``owner`` (the instance's ``owner`` label, or null).
 * ``healthSweepCompleted`` - once per sweep: ``sweepId``, ``total``, ``counts`` (per category),
-  ``quarantinedByReason``, ``durationSeconds``.
+  ``quarantinedByReason``, ``durationSeconds`` (and ``pages``, ``rotationsStarted``,
+  ``classificationChanges``, ``credentialsExpiring``, ``report``).
 * ``provisioningBatchCompleted`` - once per batch: ``batchId``, ``total``, ``counts`` (per outcome),
   ``durationSeconds``.
 * ``credentialRotationFailed`` - per instance a rotation could not rotate: ``rotationId``,
@@ -27,7 +28,7 @@ Events and their fields (besides ``event``):
   ``secretName``, ``expires``, ``daysLeft``, ``expired``, ``instances``; the credential calendar logs
   ``state`` (``expired`` / ``expiring``) and a count for ``instances``; a Key Vault SecretNearExpiry /
   SecretExpired event (``source``: ``keyVaultEvent``) adds ``eventId``, ``eventType``, ``version``,
-  ``state`` (``instances``: how many registered instances reference it).
+  ``state`` (``instances``: how many registered instances reference it); the sweep's line, once per sweep, adds ``sweepId``, ``version`` and ``state``.
 * ``keyVaultEventMalformed`` - an Event Grid event the app could not read: ``eventId``, ``eventType``,
   ``problems``.
 """

@@ -41,13 +41,6 @@ def rotation_instance_id(secret_name: str, version: str, *, dry_run: bool = Fals
     return base + DRY_RUN_SUFFIX if dry_run else base
 
 
-def sweep_rotation_instance_id(secret_name: str, version: str, sweep_id: str) -> str:
-    """``<rotation id>:<sweep id>``: the ``rotate_secret`` sub-orchestration a health sweep starts (an
-    orchestrator cannot ask whether the event's rotation of that version exists, and a
-    sub-orchestration must not reuse its id)."""
-    return f"{rotation_instance_id(secret_name, version)}:{sweep_id}"
-
-
 def sub_batch_instance_id(batch_id: str, index: int) -> str:
     """Id of one sub-batch (``provision_sub_batch``) of a batch: ``<batchId>:part-00000``. Instance keys
     are hex, so this never names an instance's orchestration."""

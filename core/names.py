@@ -58,6 +58,11 @@ WRITE_BATCH_REPORT = "write_batch_report"
 READ_BATCH_REPORT = "read_batch_report"
 STAGE_SWEEP_REPORT = "stage_sweep_report"
 COMMIT_SWEEP_REPORT = "commit_sweep_report"
+# the paged sweep's duties (core/sweep_contracts.py): rotation safety net, classification record, expiry lines
+CHECK_SWEEP_PAGE_LAG = "check_sweep_page_lag"
+START_SWEEP_ROTATION = "start_sweep_rotation"
+RECORD_SWEEP_RESULTS = "record_sweep_results"
+CHECK_CREDENTIAL_EXPIRY = "check_credential_expiry"
 
 ACTIVITIES = (
     RESOLVE_APPLICATION_TEMPLATE,
@@ -85,6 +90,10 @@ ACTIVITIES = (
     READ_BATCH_REPORT,
     STAGE_SWEEP_REPORT,
     COMMIT_SWEEP_REPORT,
+    CHECK_SWEEP_PAGE_LAG,
+    START_SWEEP_ROTATION,
+    RECORD_SWEEP_RESULTS,
+    CHECK_CREDENTIAL_EXPIRY,
 )
 
 # Triggers

@@ -77,6 +77,11 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     # blob storage (the app's own storage account, Storage Blob Data Owner), no Graph permission
     "stage_sweep_report": (),
     "commit_sweep_report": (),
+    # the sweep's duties: Key Vault properties, the Durable client, Table storage - no Graph call
+    "check_sweep_page_lag": (),
+    "start_sweep_rotation": (),
+    "record_sweep_results": (),
+    "check_credential_expiry": (),
 }
 
 

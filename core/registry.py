@@ -96,15 +96,7 @@ class FleetRegistry:
         from azure.data.tables import UpdateMode
 
         self._ensure()
-        entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": sp_id, "servicePrincipalId": sp_id,
-                                  "updatedAt": _now()}
-        for name, value in fields.items():
-            if value is None or name not in FIELDS:
-                continue
-            entity[name] = json.dumps(value, sort_keys=True, separators=(",", ":")) if name in JSON_FIELDS else value
-        if "secrets" in fields and isinstance(fields["secrets"], dict):
-            entity["secretNames"] = "|" + "|".join(sorted(fields["secrets"])) + "|" if fields["secrets"] else ""
-        self._table.upsert_entity(entity, mode=UpdateMode.MERGE)
+        self._table.upsert_entity(_entity(sp_id, fields), mode=UpdateMode.MERGE)
 
     def get(self, sp_id: str) -> dict[str, Any] | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -128,6 +120,56 @@ class FleetRegistry:
     def delete(self, sp_id: str) -> None:
         self._ensure()
         self._table.delete_entity(PARTITION, sp_id)
+
+    # -- a page at a time (the health sweep): reads and writes per page, not per instance
+    def get_many(self, sp_ids: Iterable[str], select: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The rows of ``sp_ids`` (absent ones left out), read with one query per :data:`QUERY_IDS` ids.
+
+        Why chunks: a Table ``$filter`` holds at most 15 discrete comparisons
+        (https://learn.microsoft.com/rest/api/storageservices/querying-tables-and-entities), the
+        partition key's included. Ids travel as query parameters, never spliced into the filter.
+        """
+        self._ensure()
+        wanted = sorted(set(sp_ids))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), QUERY_IDS):
+            chunk = wanted[start:start + QUERY_IDS]
+            params: dict[str, Any] = {"pk": PARTITION, **{f"k{i}": sp for i, sp in enumerate(chunk)}}
+            # spaces around the parentheses: the SDK substitutes ``@name`` words split on spaces
+            text = "PartitionKey eq @pk and ( " + " or ".join(f"RowKey eq @k{i}" for i in range(len(chunk))) + " )"
+            fields = None if select is None else ["RowKey", *select]
+            for entity in self._table.query_entities(text, parameters=params, select=fields):
+                found[str(entity["RowKey"])] = _decode(entity)
+        return found
+
+    def upsert_many(self, rows: Mapping[str, Mapping[str, Any]]) -> None:
+        """Merge each ``{sp_id: fields}`` like :meth:`upsert`, in entity group transactions of at most
+        :data:`BATCH_ROWS` (one partition, so one request per 100 rows:
+        https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions)."""
+        from azure.data.tables import UpdateMode
+
+        self._ensure()
+        operations = [("upsert", _entity(sp_id, fields), {"mode": UpdateMode.MERGE}) for sp_id, fields in rows.items()]
+        for start in range(0, len(operations), BATCH_ROWS):
+            self._table.submit_transaction(operations[start:start + BATCH_ROWS])
+
+
+#: ids per query of :meth:`FleetRegistry.get_many` (14 RowKey comparisons + the PartitionKey one)
+QUERY_IDS = 14
+#: rows per entity group transaction (the service's limit)
+BATCH_ROWS = 100
+
+
+def _entity(sp_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": sp_id, "servicePrincipalId": sp_id,
+                              "updatedAt": _now()}
+    for name, value in fields.items():
+        if value is None or name not in FIELDS:
+            continue
+        entity[name] = json.dumps(value, sort_keys=True, separators=(",", ":")) if name in JSON_FIELDS else value
+    if "secrets" in fields and isinstance(fields["secrets"], dict):
+        entity["secretNames"] = "|" + "|".join(sorted(fields["secrets"])) + "|" if fields["secrets"] else ""
+    return entity
 
 
 def _decode(entity: Mapping[str, Any]) -> dict[str, Any]:

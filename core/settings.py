@@ -152,13 +152,16 @@ SETTINGS: tuple[Setting, ...] = (
             "Post-rotation canary per application template, JSON: {\"<template id>\": \"User:<object id>\" or "
             "\"Group:<object id>\"}; used for an instance whose request named no canary, before ROTATION_CANARY."),
     Setting("CREDENTIAL_EXPIRY_WARNING_DAYS", "int", 30,
-            "Days before a Key Vault secret's expiry from which the expiry calendar flags it as expiring."),
+            "Days before a Key Vault secret's expiry from which the expiry calendar flags it as expiring (and each health sweep logs it once)."),
     Setting("HEALTH_SWEEP_PAGE_SIZE", "int", 200,
             "Service principals the health sweep lists and checks per page (one sub-orchestration each; at most 999)."),
     Setting("HEALTH_SWEEP_MAX_REPORTED", "int", 500,
             "Most unhealthy instances, and most restart outcomes, listed in the sweep's output (all are in the blob report)."),
     Setting("HEALTH_SWEEP_REPORT_CONTAINER", "str", "health-sweep-reports",
             "Blob container (in the AzureWebJobsStorage account) for the sweep's full per-instance report."),
+    Setting("HEALTH_SWEEP_ROTATION_SAFETY_NET", "bool", True,
+            "Let the sweep compare each instance's saved Key Vault version with the current enabled one and start "
+            "that version's rotation for any that lag (a missed Key Vault event)."),
     Setting("ROLE_IMPORT_TEMPLATE_IDS", "guids", AWS_SINGLE_ACCOUNT_ACCESS_TEMPLATE_ID,
             "Application template ids (comma-separated) whose provisioning job imports app roles from the app "
             "instead of provisioning users (default: AWS Single-Account Access; none: no template); their "
@@ -316,6 +319,7 @@ class Settings:
     health_sweep_page_size: int
     health_sweep_max_reported: int
     health_sweep_report_container: str
+    health_sweep_rotation_safety_net: bool
     role_import_template_ids: str
     fleet_registry_table: str
     rotation_max_in_flight: int

@@ -36,6 +36,8 @@ FROM_SETTINGS: dict[str, str] = {
     "sweep_page_size": "health_sweep_page_size",
     "sweep_max_reported": "health_sweep_max_reported",
     "rotation_max_in_flight": "rotation_max_in_flight",
+    "sweep_rotation_safety_net": "health_sweep_rotation_safety_net",
+    "credential_expiry_warning_days": "credential_expiry_warning_days",
 }
 
 
@@ -100,6 +102,10 @@ class WorkflowOptions:
     sweep_max_reported: int = _DEFAULTS["health_sweep_max_reported"]
     # rotate_secret (also started by the health sweep, which passes its own options on)
     rotation_max_in_flight: int = _DEFAULTS["rotation_max_in_flight"]
+    # the paged sweep's duties (orchestrators/health_sweep_page.py): run only when the sweep's options carry
+    # the key (a trigger-started sweep), so a sweep started before them replays as it was recorded
+    sweep_rotation_safety_net: bool = _DEFAULTS["health_sweep_rotation_safety_net"]
+    credential_expiry_warning_days: int = _DEFAULTS["credential_expiry_warning_days"]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "WorkflowOptions":

@@ -35,14 +35,13 @@ Status reads run in chunks of ``options.sweepMaxInFlight`` (fan-out bounded for 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections import Counter
 from typing import Any, Generator, cast
 
 import azure.durable_functions as df
 
-from core import names
+from core import events, names
 from core.contracts import (GetJobStatusInput, GetJobStatusOutput, ListManagedInstancesInput,
                             ListManagedInstancesOutput, RestartQuarantinedJobInput, RestartQuarantinedJobOutput,
                             StepError, SweepReport)
@@ -99,8 +98,7 @@ def _run_single_history(context: df.DurableOrchestrationContext,
     report = _report(iso(context.current_utc_datetime), [entry for entry, _ in entries], restarted)
     if not context.is_replaying:
         for unhealthy in report.unhealthy:
-            log.warning(json.dumps({"event": "unhealthyProvisioningInstance", "sweepId": context.instance_id,
-                                    **unhealthy}, sort_keys=True))
+            log.warning(events.event_line(events.UNHEALTHY_INSTANCE, sweepId=context.instance_id, **unhealthy))
     context.set_custom_status({"phase": "completed", "counts": report.counts})
     return report.to_dict()
 

@@ -24,7 +24,7 @@ from typing import Any, Generator
 import azure.durable_functions as df
 
 from core import names
-from core.instance_ids import sweep_rotation_instance_id
+from core.instance_ids import rotation_instance_id
 from core.rotation_contracts import (CheckInstanceLagOutput, ListSecretDependentsInput, ListSecretDependentsOutput, RotateInstanceInput,
                                      RotateInstanceOutput, RotateSecretInput, RotationReport)
 from core.steps.rotation import INVALID, completed_line, failure_line
@@ -38,21 +38,19 @@ logger = logging.getLogger("orchestrators.rotate_secret")
 
 
 def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[str, Any],
-                         sweep_id: str, canary: dict[str, str] | None = None,
-                         canary_by_template: dict[str, dict[str, str]] | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """The ``rotate_secret`` sub-orchestrations a health sweep starts for the lagging instances it found.
+                         canary: dict[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The ``rotate_secret`` orchestrations a health sweep starts for the lagging instances it found.
 
-    ``lag_results``: the ``check_instance_lag`` results (``{"ok": true, "rotations": [...]}``; failed
-    ones are skipped). One call per distinct secret version, whichever instances lag on it (the
-    rotation itself finds every instance that references the secret), as ``(instance id, input)``:
-    the id is :func:`core.instance_ids.rotation_instance_id` plus ``:<sweep id>`` - an orchestrator
-    cannot ask whether the event's rotation of that version exists, and a sub-orchestration must not
-    reuse its id - and the rotation is idempotent per instance (``alreadyCurrent`` writes nothing),
-    so a version an event already rotated costs one read per instance and no write. ``canary``: the
-    default provisionOnDemand subject (``core.rotation_contracts.parse_canary`` of ``ROTATION_CANARY``,
-    read by the trigger that started the sweep) and ``canary_by_template``
-    (``parse_canary_by_template`` of ``ROTATION_CANARY_BY_TEMPLATE``): both only for instances whose
-    notes name no canary of their own. Deterministic.
+    ``lag_results``: ``check_sweep_page_lag`` / ``check_instance_lag`` results (``{"ok": true,
+    "rotations": [...]}``; failed ones are skipped). One call per distinct secret version, whichever
+    instances lag on it (the rotation itself finds every instance that references the secret), as
+    ``(instance id, input)``. The id is :func:`core.instance_ids.rotation_instance_id`, the one the
+    Event Grid trigger and ``POST /api/rotations`` use, so the event and the sweep never rotate one
+    version twice: the sweep starts it through ``start_sweep_rotation`` (an activity with the Durable
+    client), which starts nothing when that instance exists. ``canary``: a provisionOnDemand subject
+    for every instance (normally none: ``start_sweep_rotation`` adds the defaults of
+    ``ROTATION_CANARY_BY_TEMPLATE`` and ``ROTATION_CANARY`` for instances whose notes name no canary of
+    their own). Deterministic.
     """
     wanted: dict[tuple[str, str], None] = {}
     for result in lag_results:
@@ -63,9 +61,9 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
                 wanted[(rotation.secret_name, rotation.version)] = None
     calls = []
     for name, version in sorted(wanted):
-        payload = RotateSecretInput(secret_name=name, version=version, source="sweep", default_canary=canary,
-                                    canary_by_template=canary_by_template or None, options=dict(raw_options or {}))
-        calls.append((sweep_rotation_instance_id(name, version, sweep_id), payload.to_dict()))
+        payload = RotateSecretInput(secret_name=name, version=version, source="sweep", canary=canary,
+                                    options=dict(raw_options or {}))
+        calls.append((rotation_instance_id(name, version), payload.to_dict()))
     return calls
 
 

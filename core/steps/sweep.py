@@ -4,9 +4,11 @@ for credentials that Key Vault has since replaced."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from core import errors, odata
+from core import registry as fleet
 from core import status as job_status
 from core.graph import applications as apps
 from core.graph import synchronization as sync
@@ -80,6 +82,9 @@ def describe_instance(ctx: StepContext, sp: dict) -> dict[str, Any]:
         instance["syncAll"] = bool(notes.get("syncAll"))
         if notes.get("notificationEmail"):
             instance["notificationEmail"] = str(notes["notificationEmail"])
+        saved = saved_versions(ctx, notes["credentials"], tags)
+        if saved:
+            instance["savedVersions"] = saved
     return instance
 
 
@@ -163,3 +168,119 @@ def restart_quarantined_job(ctx: StepContext, *, service_principal_id: str, job_
     return {"jobId": job_id, "restarted": True, "cause": cause,
             "reason": f"Key Vault secret validates ({_describe(changed)}); saved and restarted",
             "restartedAt": iso(ctx.now()), "secretVersions": now}
+
+
+# -- the paged sweep's duties (orchestrators/health_sweep_page.py): Key Vault properties and the fleet
+# registry, read and written per page; no Graph call here (the listing already carries the kv-saved tags)
+
+#: a category that is no observation of the job (its status read failed): never recorded, no event
+UNREADABLE = "unreadable"
+#: categories one classification for change events: a job between cycles and one in a cycle are both well
+_SAME_CLASS = {"running": "healthy"}
+
+
+def saved_versions(ctx: StepContext, credentials: Any, tags: list[str]) -> dict[str, str | None]:
+    """``{secret name: version saved (kv-saved tag) or None}`` for every Key Vault secret the credentials reference."""
+    saved = {name.lower(): version for name, version in read_versions(ctx, tags, SAVED).items()}
+    return {name: saved.get(name.lower()) for name in fleet.referenced_secrets(credentials)}
+
+
+def page_lag(ctx: StepContext, instances: list[Any]) -> dict:
+    """Which of a page's instances lag Key Vault: a referenced secret's current enabled version is not
+    the one saved on the instance (issue #12's safety net for a missed Key Vault event).
+
+    Key Vault is read once per distinct secret name of the page (List Secret Versions: properties,
+    never a value; :meth:`core.secrets.SecretResolver.current_properties`), so a page of 200
+    instances sharing one secret costs one read. A secret Key Vault does not hold (or holds no
+    enabled version of) is no lag: there is nothing to rotate to. ``rotations``: one
+    ``{secretName, version}`` per distinct lagging version, the rotations to start.
+    """
+    current: dict[str, str | None] = {}
+    refused: dict[str, str] = {}
+    lagging: list[dict[str, Any]] = []
+    wanted: dict[tuple[str, str], str] = {}
+    for inst in instances:
+        secrets: dict[str, dict[str, Any]] = {}
+        for name, saved in sorted((inst.saved_versions or {}).items()):
+            key = name.lower()
+            if key not in current:
+                try:
+                    props = ctx.secrets.current_properties(name) if ctx.secrets is not None else None
+                except errors.SecretUnavailable as exc:
+                    if getattr(exc, "status", 0) not in (401, 403):
+                        raise  # Key Vault busy or unreachable: the activity is retried
+                    refused[name] = f"Key Vault refused to list its versions (HTTP {exc.status})"
+                    props = None  # one secret the app may not read does not blind the check of the others
+                current[key] = str((props or {}).get("version") or "") or None
+            now = current[key]
+            if now and now != saved:
+                secrets[name] = {"saved": saved, "current": now}
+                wanted.setdefault((key, now), name)
+        if secrets:
+            lagging.append({"servicePrincipalId": inst.service_principal_id, "secrets": secrets})
+    rotations = [{"secretName": name, "version": version} for (_, version), name in sorted(wanted.items())]
+    return {"lagging": lagging, "rotations": rotations, "secretsRead": len(current),
+            **({"unreadable": refused} if refused else {})}
+
+
+def _classification(category: str | None) -> str | None:
+    return _SAME_CLASS.get(category or "", category)
+
+
+def record_sweep_results(ctx: StepContext, *, run_id: str, swept_at: str, results: list[Any],
+                         registry: Any = None) -> dict:
+    """Record each instance's sweep classification as the registry's ``lastSweepResult`` and say which
+    changed since the instance's previous sweep (issue #13's alerts).
+
+    One query per 14 instances to read the previous results and one entity group transaction per
+    100 to write them (:meth:`core.registry.FleetRegistry.get_many` / ``upsert_many``): per page,
+    not per instance. Rules:
+
+    * the previous classification is the row's ``lastSweepResult.category``; an instance without
+      one (its first sweep, or a registry rebuilt since) has none, so no change is reported;
+    * ``healthy`` and ``running`` are one classification (a job between cycles and one in a cycle),
+      so a job's own cycle never reads as a change; every other category is its own;
+    * ``unreadable`` (the status read failed) says nothing about the job: not recorded, no change;
+    * idempotent per sweep run (``runId``): a row already written by this run (a retried activity,
+      a page swept again) keeps the classification from before the run (``previous``), so its
+      change is reported again by the retry rather than lost, and the run's events come from the
+      one result the orchestration records;
+    * best effort: a registry failure returns ``recorded: false`` and no change (the next sweep
+      compares with the same previous classification, so the change is reported then, once).
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    changes: list[dict[str, Any]] = []
+    wanted = [r for r in results if r.category != UNREADABLE]
+    if not wanted:
+        return {"recorded": True, "changes": []}
+    try:
+        reg = registry or fleet.get_registry()
+        before = reg.get_many([r.service_principal_id for r in wanted], select=["lastSweepResult"])
+        for r in wanted:
+            last = (before.get(r.service_principal_id) or {}).get("lastSweepResult")
+            last = last if isinstance(last, dict) else {}
+            previous = last.get("previous") if last.get("runId") == run_id else last.get("category")
+            record = {"runId": run_id, "sweptAt": swept_at, "category": r.category, "reason": r.reason,
+                      "cause": r.cause, "lags": r.lags, "previous": previous}
+            rows[r.service_principal_id] = {"lastSweepResult": {k: v for k, v in record.items() if v is not None}}
+            if previous and _classification(previous) != _classification(r.category):
+                changes.append({"servicePrincipalId": r.service_principal_id, "from": previous, "to": r.category})
+        reg.upsert_many(rows)
+    except Exception as exc:  # noqa: BLE001 - any storage failure; its text may quote a request, so only the type
+        logger.warning("fleet registry: sweep results of %d instance(s) not recorded (%s)", len(wanted),
+                       type(exc).__name__)
+        return {"recorded": False, "changes": [], "error": f"fleet registry not written ({type(exc).__name__})"}
+    return {"recorded": True, "changes": changes}
+
+
+def credential_expiry(ctx: StepContext, *, now: datetime, warning_days: int, registry: Any = None) -> dict:
+    """The referenced Key Vault secrets expiring within ``warning_days`` of ``now`` or expired (the
+    expiry calendar of ``GET /api/credentials``, :func:`core.steps.rotation.expiry_calendar`:
+    registry rows and Key Vault properties, never a value), each with its dependents as a count."""
+    from core.steps.rotation import expiry_calendar
+
+    calendar = expiry_calendar(ctx, now=now, warning_days=warning_days, registry=registry)
+    flagged = [{"secretName": s["secretName"], "currentVersion": s["currentVersion"], "expires": s["expires"],
+                "daysLeft": s["daysLeft"], "state": s["state"], "instances": len(s["instances"])}
+               for s in calendar["secrets"] if s["state"] in ("expiring", "expired")]
+    return {"checked": len(calendar["secrets"]), "secrets": flagged}

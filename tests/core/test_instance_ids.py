@@ -15,7 +15,6 @@ def test_every_id_form():
     assert ids.sub_batch_watch_instance_id(batch, 7) == "batch-req_1_a:part-00007:watch"
     assert ids.rotation_instance_id("KV-Token", "ABCDEF") == "rotation-kv-token-abcdef"
     assert ids.rotation_instance_id("kv-token", "abcdef", dry_run=True) == "rotation-kv-token-abcdef:dryrun"
-    assert ids.sweep_rotation_instance_id("kv-token", "abcdef", "sweep-7") == "rotation-kv-token-abcdef:sweep-7"
     assert ids.rollout_instance_id("r1") == "rollout-r1"
     assert ids.action_instance_id("pause", {}, [], "mine") == "fleet-action:mine"
 

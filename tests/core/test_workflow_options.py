@@ -30,7 +30,7 @@ def test_every_option_from_a_setting_follows_it():
     for setting in s.SETTINGS:
         if setting.field in set(FROM_SETTINGS.values()) | {"activity_retry_first_interval_seconds",
                                                              "activity_retry_max_attempts"}:
-            changed[setting.name] = ("true" if setting.type == "bool" else f"{setting.default}-x"
+            changed[setting.name] = (("false" if setting.default else "true") if setting.type == "bool" else f"{setting.default}-x"
                                      if setting.type == "str" else str(int(setting.default) + 7))
     changed["MONITOR_MAX_POLL_SECONDS"] = "100000"  # stays above the first poll
     settings = s.Settings.from_env({**BASE, **changed})
@@ -58,7 +58,7 @@ def test_the_trigger_dict_keeps_its_keys_and_the_full_dict_round_trips():
                           "reportInlineMax", "activityRetry", "maxThrottleWaits", "pollFirstInterval",
                           "pollMaxInterval", "monitorDeadline", "pollsPerExecution", "sweepMaxInFlight",
                           "restartCredentialQuarantine", "sweepPageSize", "sweepMaxReported",
-                          "rotationMaxInFlight"]
+                          "rotationMaxInFlight", "sweepRotationSafetyNet", "credentialExpiryWarningDays"]
     assert sent["activityRetry"] == {"firstRetryIntervalMs": 5000, "maxAttempts": 5}
     custom = WorkflowOptions(step_retry={"ensure_job": RetryPolicy(100, 2)}, poll_backoff=3.0)
     assert WorkflowOptions.from_dict(custom.to_dict()) == custom

@@ -209,15 +209,14 @@ def test_the_lag_check_sees_a_version_no_event_delivered(stack, fleet):
 
     # what the health sweep starts for it (one call per lagging secret version, however many instances lag)
     from orchestrators.rotate_secret import sweep_rotation_calls
-    calls = sweep_rotation_calls([lagging, lagging, current, bad], {}, "sweep-0001")
-    assert [instance_id for instance_id, _ in calls] == [
-        rotation_instance_id("scim-contoso-token", rotation["version"]) + ":sweep-0001"]
+    calls = sweep_rotation_calls([lagging, lagging, current, bad], {})
+    assert [instance_id for instance_id, _ in calls] == [rotation_instance_id("scim-contoso-token", rotation["version"])]
     instance_id, payload = calls[0]
-    started = stack.host.durable_request("POST", f"orchestrators/{names.ROTATE_SECRET}/{instance_id}", json=payload)
-    assert started.status_code == 202, started.text
+    assert payload["source"] == "sweep"
+    # under the id the HTTP and event paths use: this version's rotation exists (the invalid-version test asked
+    # for it), so the sweep finds it instead of rotating again (the sweep end to end: test_the_sweep_*)
     report = stack.wait(instance_id)["output"]
-    # the current version is the one the target refuses: reported for each referencing instance, nothing changed
-    assert report["source"] == "sweep" and report["counts"] == {"invalid": 3}, report
+    assert report["source"] == "http" and report["counts"] == {"invalid": 3}, report
 
 
 def test_the_calendar_lists_each_secret_with_days_left_and_dependents(stack, fleet):
@@ -255,51 +254,6 @@ def test_a_canary_confirms_the_rotation_on_each_instance(stack, fleet):
     bad = stack.request("POST", "/api/rotations", json={"secretName": "scim-contoso-token", "version": version,
                                                          "canary": {"objectId": "someone"}})
     assert bad.status_code == 400 and [d["path"] for d in bad.json()["error"]["details"]] == ["canary"]
-
-
-def test_an_instance_or_template_canary_confirms_its_rotation(stack, fleet):
-    """Canary precedence per instance: the request's (above) > the instance's own (its request's ``canary``,
-    kept in its notes) > ROTATION_CANARY_BY_TEMPLATE for its template > ROTATION_CANARY (none here)."""
-    directory = stack.emulator.state.directory
-    pilot = _seeded_group("SaaS Pilot")
-    assert directory.groups[pilot]["displayName"] == "SaaS Pilot"  # the running emulator has the seeded id
-    user = next(m for m in directory.members[pilot] if m in directory.users)
-    stack.emulator.admin.seed(secrets={"scim-canary-token": "demo-scim-token"})
-    body = make_batch("rotation-canary", 3, prefix="Rotation Canary")
-    for instance in body["instances"]:
-        instance["credentials"]["SecretToken"] = {"keyVaultSecret": "scim-canary-token"}
-    own, by_template, plain = body["instances"]
-    own["canary"] = {"objectId": user, "objectType": "user"}
-    own["applicationTemplate"] = by_template["applicationTemplate"] = {"id": AWS_IDC_TEMPLATE}
-    bad = dict(plain, canary={"objectId": "someone", "objectType": "device", "x": 1})
-    refused = stack.request("POST", "/api/provisioning-requests", json={"requestId": "rotation-bad-canary",
-                                                                        "instances": [bad]})
-    assert refused.status_code == 400
-    assert sorted(d["path"] for d in refused.json()["error"]["details"]) == [
-        "instances[0].canary.objectId", "instances[0].canary.objectType", "instances[0].canary.x"]
-    status = stack.wait(stack.submit(body), timeout=180)
-    instances = status["output"]["instances"]
-    assert [i["outcome"] for i in instances] == ["steadyState"] * 3, instances
-    sp_of = {i["displayName"]: i["ids"]["servicePrincipalId"] for i in instances}
-    notes = {name: json.loads(directory.service_principals[sp]["notes"]) for name, sp in sp_of.items()}
-    assert notes[own["displayName"]]["canary"] == {"objectId": user, "objectType": "user"}
-    assert "canary" not in notes[by_template["displayName"]] and "canary" not in notes[plain["displayName"]]
-
-    version = _new_version(stack, "scim-canary-token", "demo-scim-token", expires_in_days=90)
-    report = _rotate(stack, "scim-canary-token", version)
-    assert report["counts"] == {"rotated": 3}, report
-    by_name = {e["displayName"]: e for e in report["instances"]}
-    assert {k: by_name[own["displayName"]]["canary"][k] for k in ("objectId", "objectTypeName", "source", "confirmed")} \
-        == {"objectId": user, "objectTypeName": "User", "source": "instance", "confirmed": True}
-    assert {k: by_name[by_template["displayName"]]["canary"][k] for k in ("objectId", "objectTypeName", "source",
-                                                                          "confirmed")} \
-        == {"objectId": pilot, "objectTypeName": "Group", "source": "template", "confirmed": True}
-    assert by_name[plain["displayName"]].get("canary") is None  # Custom template, no ROTATION_CANARY: none
-    on_demand = [r["path"].split("/")[3] for r in stack.graph_requests(method="POST") if r["path"].endswith("/provisionOnDemand")]
-    assert sorted(on_demand[-2:]) == sorted([sp_of[own["displayName"]], sp_of[by_template["displayName"]]])
-    # recorded per instance in the fleet registry
-    row = _registry(stack)[sp_of[own["displayName"]]]
-    assert json.loads(row["lastRotation"])["canary"]["confirmed"] is True
 
 
 def test_bad_rotation_requests_get_field_errors(stack, fleet):
@@ -564,6 +518,165 @@ def test_an_instance_without_our_tag_is_not_touched_even_when_the_registry_lists
                     if r["method"] != "GET" and f"/servicePrincipals/{untagged}" in r["path"]]
     finally:
         sp["tags"] = original
+
+
+def _sweep(stack, sweep_id: str, **options) -> dict:
+    """One paged health sweep (two instances a page, so the fleet spans pages) with the given duties."""
+    body = {"options": {"sweepPageSize": 2, "sweepMaxInFlight": 5, **options}}
+    started = stack.host.durable_request("POST", f"orchestrators/{names.HEALTH_SWEEP}/{sweep_id}", json=body)
+    assert started.status_code == 202, started.text
+    status = stack.wait(sweep_id, timeout=120)
+    assert status["runtimeStatus"] == "Completed", status
+    return status["output"]
+
+
+def _events(stack, event: str, sweep_id: str) -> list[dict]:
+    found = [json.loads(line[line.index("{"):]) for line in stack.host.log_text().splitlines()
+             if f'"event": "{event}"' in line]
+    return [f for f in found if f.get("sweepId") == sweep_id]
+
+
+def _report_lines(stack, report: dict) -> dict[str, dict]:
+    from azure.storage.blob import BlobServiceClient
+
+    blob = BlobServiceClient.from_connection_string(stack.storage).get_blob_client(
+        report["report"]["container"], report["report"]["blobName"])
+    lines = [json.loads(line) for line in blob.download_blob().readall().decode().splitlines()]
+    return {line["servicePrincipalId"]: line for line in lines}
+
+
+def test_the_sweep_catches_a_missed_key_vault_event_and_the_rotation_reaches_every_referencing_instance(stack, fleet):
+    """Issue #12's safety net: a version put into Key Vault whose event never came is found by the next
+    sweep, whose rotation (under the event's id) reaches every instance referencing the secret; a second
+    sweep starts nothing."""
+    contoso, fabrikam = fleet
+    left_behind = contoso[2]  # untagged while its version was rotated (test above): it lags on a rotation that ran
+    old = stack.emulator.state.key_vault.get("scim-contoso-token", None)["version"]
+    baseline = _sweep(stack, "sweep-net-0", sweepRotationSafetyNet=True)
+    assert baseline["total"] == 4 and baseline["rotationsStarted"] == 0, baseline
+    # an instance a version's rotation left behind is reported with that rotation, which is not run again
+    assert [(e["servicePrincipalId"], e["secrets"]) for e in baseline["lagging"]] in (
+        [], [(left_behind, ["scim-contoso-token"])])
+    assert baseline["rotations"] == ([{"rotationId": rotation_instance_id("scim-contoso-token", old),
+                                       "secretName": "scim-contoso-token", "version": old, "started": False}]
+                                     if baseline["lagging"] else [])
+
+    version = _new_version(stack, "scim-contoso-token", "demo-scim-token", expires_in_days=10)  # no event: missed
+    report = _sweep(stack, "sweep-net-1", sweepRotationSafetyNet=True)
+    rotation_id = rotation_instance_id("scim-contoso-token", version)
+    assert report["rotationsStarted"] == 1 and report["pages"] == 2, report
+    assert report["rotations"] == [{"rotationId": rotation_id, "secretName": "scim-contoso-token",
+                                    "version": version, "started": True}]
+    # the page that found the lag started the rotation, which may finish an instance of a later page
+    # before that page reads it: at least the first page's lagged, and no instance of another secret did
+    lagging = sorted(e["servicePrincipalId"] for e in report["lagging"])
+    assert lagging and set(lagging) <= set(contoso) and report["laggingOmitted"] == 0, report["lagging"]
+    lines = _report_lines(stack, report)
+    for sp_id in lagging:
+        lag = lines[sp_id]["lag"]
+        assert lag["secrets"]["scim-contoso-token"]["current"] == version
+        assert [r["rotationId"] for r in lag["rotations"]] == [rotation_id]
+    assert "lag" not in lines[fabrikam[0]]
+    rotated = stack.wait(rotation_id, timeout=120)["output"]
+    assert rotated["source"] == "sweep" and rotated["counts"] == {"rotated": 3}, rotated
+    assert all(_saved_tags(stack, sp)["scim-contoso-token"] == version for sp in contoso)
+    assert _saved_tags(stack, fabrikam[0])["scim-fabrikam-token"] != version
+    # the rotation the event would have started is this one: a late event finds it, a second sweep starts nothing
+    writes = len(_writes_to(stack, contoso + fabrikam))
+    again = _sweep(stack, "sweep-net-2", sweepRotationSafetyNet=True)
+    assert again["rotationsStarted"] == 0 and again["rotations"] == [] and again["lagging"] == [], again
+    assert len(_writes_to(stack, contoso + fabrikam)) == writes
+    # the new version expires in 10 days: one credentialExpiry line per sweep, none per page
+    (expiring,) = [e for e in _events(stack, "credentialExpiry", "sweep-net-2") if e["secretName"] == "scim-contoso-token"]
+    assert (expiring["secretName"], expiring["state"], expiring["expired"], expiring["daysLeft"],
+            expiring["instances"], expiring["version"]) == ("scim-contoso-token", "expiring", False, 9, 3, version)
+    assert "scim-contoso-token" in [s["secretName"] for s in again["credentialsExpiring"]]
+    (completed,) = _events(stack, "healthSweepCompleted", "sweep-net-1")
+    assert completed["total"] == 4 and completed["rotationsStarted"] == 1 and completed["pages"] == 2
+    assert completed["durationSeconds"] >= 0 and sum(completed["counts"].values()) == 4
+
+
+def test_a_classification_change_between_sweeps_is_one_event(stack, fleet):
+    """Issue #13's alerts: healthy -> quarantined between two sweeps is one provisioningClassificationChanged
+    event (with the owner label); the same classification again is none. And an expired secret is one line."""
+    contoso, fabrikam = fleet
+    watched = contoso[0]
+    sp = stack.emulator.state.directory.service_principals[watched]
+    sp["tags"] = list(sp["tags"]) + [f"{TAG}:label:owner=team-identity"]
+    fabrikam_value = stack.emulator.state.key_vault.get("scim-fabrikam-token", None)["value"]
+    stack.emulator.state.key_vault.set("scim-fabrikam-token", fabrikam_value, "text/plain", {},
+                                       int(time.time() - 86400))  # the current version expired yesterday
+    first = _sweep(stack, "sweep-class-1")  # the safety net off: the expired version stays unrotated
+    assert first["counts"]["quarantined"] == 0 and "rotationsStarted" in first and first["rotations"] == []
+    expiry = {e["secretName"]: e for e in _events(stack, "credentialExpiry", "sweep-class-1")}
+    assert expiry["scim-fabrikam-token"]["state"] == "expired" and expiry["scim-fabrikam-token"]["expired"] is True
+    assert expiry["scim-fabrikam-token"]["instances"] == 1 and len(_events(stack, "credentialExpiry", "sweep-class-1")) == 2
+
+    _put_target_token(stack, watched, EXPIRED)  # its token "expired": the next cycle quarantines the job
+    stack.emulator.admin.advance(3 * 3600)
+    (job,) = stack.jobs_of(watched)
+    assert job["status"]["code"] == "Quarantine", job["status"]
+    second = _sweep(stack, "sweep-class-2")
+    assert second["counts"]["quarantined"] == 1 and second["classificationChanges"] == 1, second
+    (change,) = _events(stack, "provisioningClassificationChanged", "sweep-class-2")
+    assert (change["servicePrincipalId"], change["to"], change["owner"]) == (watched, "quarantined", "team-identity")
+    assert change["from"] in ("healthy", "running"), change  # one classification: between cycles or in one
+    assert change["instanceKey"] and change["displayName"] and change["reason"]
+    assert _report_lines(stack, second)[watched]["classificationChange"] == {"from": change["from"], "to": "quarantined"}
+    assert json.loads(_registry(stack)[watched]["lastSweepResult"])["category"] == "quarantined"
+    unhealthy = _events(stack, "unhealthyProvisioningInstance", "sweep-class-2")
+    assert [u["servicePrincipalId"] for u in unhealthy] == [watched]
+
+    third = _sweep(stack, "sweep-class-3")
+    assert third["counts"]["quarantined"] == 1 and third["classificationChanges"] == 0, third
+    assert _events(stack, "provisioningClassificationChanged", "sweep-class-3") == []
+    sp["tags"] = [t for t in sp["tags"] if t != f"{TAG}:label:owner=team-identity"]
+
+
+# after the sweep tests above: its three instances would change their fleet's counts
+def test_an_instance_or_template_canary_confirms_its_rotation(stack, fleet):
+    """Canary precedence per instance: the request's (above) > the instance's own (its request's ``canary``,
+    kept in its notes) > ROTATION_CANARY_BY_TEMPLATE for its template > ROTATION_CANARY (none here)."""
+    directory = stack.emulator.state.directory
+    pilot = _seeded_group("SaaS Pilot")
+    assert directory.groups[pilot]["displayName"] == "SaaS Pilot"  # the running emulator has the seeded id
+    user = next(m for m in directory.members[pilot] if m in directory.users)
+    stack.emulator.admin.seed(secrets={"scim-canary-token": "demo-scim-token"})
+    body = make_batch("rotation-canary", 3, prefix="Rotation Canary")
+    for instance in body["instances"]:
+        instance["credentials"]["SecretToken"] = {"keyVaultSecret": "scim-canary-token"}
+    own, by_template, plain = body["instances"]
+    own["canary"] = {"objectId": user, "objectType": "user"}
+    own["applicationTemplate"] = by_template["applicationTemplate"] = {"id": AWS_IDC_TEMPLATE}
+    bad = dict(plain, canary={"objectId": "someone", "objectType": "device", "x": 1})
+    refused = stack.request("POST", "/api/provisioning-requests", json={"requestId": "rotation-bad-canary",
+                                                                        "instances": [bad]})
+    assert refused.status_code == 400
+    assert sorted(d["path"] for d in refused.json()["error"]["details"]) == [
+        "instances[0].canary.objectId", "instances[0].canary.objectType", "instances[0].canary.x"]
+    status = stack.wait(stack.submit(body), timeout=180)
+    instances = status["output"]["instances"]
+    assert [i["outcome"] for i in instances] == ["steadyState"] * 3, instances
+    sp_of = {i["displayName"]: i["ids"]["servicePrincipalId"] for i in instances}
+    notes = {name: json.loads(directory.service_principals[sp]["notes"]) for name, sp in sp_of.items()}
+    assert notes[own["displayName"]]["canary"] == {"objectId": user, "objectType": "user"}
+    assert "canary" not in notes[by_template["displayName"]] and "canary" not in notes[plain["displayName"]]
+
+    version = _new_version(stack, "scim-canary-token", "demo-scim-token", expires_in_days=90)
+    report = _rotate(stack, "scim-canary-token", version)
+    assert report["counts"] == {"rotated": 3}, report
+    by_name = {e["displayName"]: e for e in report["instances"]}
+    assert {k: by_name[own["displayName"]]["canary"][k] for k in ("objectId", "objectTypeName", "source", "confirmed")} \
+        == {"objectId": user, "objectTypeName": "User", "source": "instance", "confirmed": True}
+    assert {k: by_name[by_template["displayName"]]["canary"][k] for k in ("objectId", "objectTypeName", "source",
+                                                                          "confirmed")} \
+        == {"objectId": pilot, "objectTypeName": "Group", "source": "template", "confirmed": True}
+    assert by_name[plain["displayName"]].get("canary") is None  # Custom template, no ROTATION_CANARY: none
+    on_demand = [r["path"].split("/")[3] for r in stack.graph_requests(method="POST") if r["path"].endswith("/provisionOnDemand")]
+    assert sorted(on_demand[-2:]) == sorted([sp_of[own["displayName"]], sp_of[by_template["displayName"]]])
+    # recorded per instance in the fleet registry
+    row = _registry(stack)[sp_of[own["displayName"]]]
+    assert json.loads(row["lastRotation"])["canary"]["confirmed"] is True
 
 
 def test_the_rotation_demo_runs_on_this_stack(stack, fleet):

@@ -19,14 +19,12 @@ def test_the_sweep_starts_one_rotation_per_lagging_secret_version():
     lags = [{"ok": True, "rotations": [{"secretName": "s1", "version": V1}, {"secretName": "s2", "version": V2}]},
             {"ok": True, "rotations": [{"secretName": "s1", "version": V1}]},
             {"ok": False, "error": {"code": "X"}}, None, {"ok": True, "rotations": []}]
-    calls = sweep_rotation_calls(lags, {"rotationMaxInFlight": 5}, "sweep-7", canary={"objectId": GUID,
-                                                                                     "objectTypeName": "User"})
-    assert [c[0] for c in calls] == [rotation_instance_id("s1", V1) + ":sweep-7", rotation_instance_id("s2", V2) + ":sweep-7"]
+    calls = sweep_rotation_calls(lags, {"rotationMaxInFlight": 5}, canary={"objectId": GUID, "objectTypeName": "User"})
+    # the id the Event Grid path uses: the event and the sweep never rotate one version twice
+    assert [c[0] for c in calls] == [rotation_instance_id("s1", V1), rotation_instance_id("s2", V2)]
     first = RotateSecretInput.from_dict(calls[0][1])
-    # the setting's canary is the last fallback: an instance's own canary wins over it
-    assert first.source == "sweep" and first.options == {"rotationMaxInFlight": 5}
-    assert first.canary is None and first.default_canary["objectId"] == GUID
-    assert sweep_rotation_calls([], {}, "sweep-8") == []
+    assert first.source == "sweep" and first.options == {"rotationMaxInFlight": 5} and first.canary["objectId"] == GUID
+    assert sweep_rotation_calls([], {}) == []
 
 
 def test_the_canary_of_an_instance_request_then_instance_then_template_then_default():
