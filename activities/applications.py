@@ -31,7 +31,8 @@ def wait_until_visible_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[s
                                     application_id=i.application_id, instance_key=i.instance_key,
                                     labels=i.labels, credentials=i.credential_refs() if i.credentials is not None else None,
                                     sync_all=i.sync_all, notification_email=i.notification_email,
-                                    display_name=i.display_name, template_id=i.template_id, created=i.created)
+                                    display_name=i.display_name, template_id=i.template_id, created=i.created,
+                                    deletion_threshold=i.deletion_threshold)
 
 
 def discard_application_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:

@@ -15,8 +15,8 @@ Events and their fields (besides ``event``):
   ``reason`` (quarantine reason, if any), ``owner`` (the instance's ``owner`` label, or null).
 * ``healthSweepCompleted`` - once per sweep: ``sweepId``, ``total``, ``counts`` (per category),
   ``quarantinedByReason``, ``durationSeconds``.
-* ``provisioningBatchCompleted`` - once per batch: ``batchId``, ``total``, ``counts`` (per outcome),
-  ``durationSeconds``.
+* ``provisioningBatchCompleted`` - once per batch, by ``provision_batch`` when it completes (not when
+  replaying): ``batchId``, ``requestId``, ``total``, ``counts`` (per outcome), ``durationSeconds``.
 * ``credentialRotationFailed`` - per instance a rotation could not rotate.
 * ``credentialRotationCompleted`` - once per rotation: ``rotationId``, ``secretName``, ``version``,
   ``counts`` (per outcome).

@@ -5,7 +5,8 @@ Per instance (``PartitionKey`` ``instance``, ``RowKey`` = service principal obje
 ``labels``, its credential *references* (``credentials``: Key Vault secret names and non-secret
 literals, as in the service principal's notes), per referenced secret the Key Vault version saved,
 that version's ``expires`` and when it was validated and saved (``secrets``), the last outcome, the
-last rotation and the last sweep result. Complex values are JSON strings (Table storage holds
+last rotation, the last sweep result, the last batch (``lastBatch``) and the last operator action
+(``lastAction``). Complex values are JSON strings (Table storage holds
 scalars only); ``secretNames`` (``|a|b|``) lets a reader see the references without parsing.
 
 Why Table storage (docs/architecture.md "The fleet registry"): the app already has the
@@ -41,11 +42,14 @@ PARTITION = "instance"
 _CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 2, "connection_timeout": 5, "read_timeout": 20}
 STORAGE_SETTING = "AzureWebJobsStorage"
 #: properties stored as JSON text
-JSON_FIELDS = ("labels", "credentials", "secrets", "lastRotation", "lastSweepResult")
+JSON_FIELDS = ("labels", "credentials", "secrets", "lastRotation", "lastSweepResult", "lastBatch", "lastAction")
 #: properties the registry writes (anything else in a row is ignored on read)
 FIELDS = ("servicePrincipalId", "instanceKey", "displayName", "applicationTemplateId", "jobId", "labels",
           "credentials", "secrets", "secretNames", "lastOutcome", "lastOutcomeAt", "lastRotation",
-          "lastSweepResult", "updatedAt")
+          "lastSweepResult", "lastBatch", "lastAction", "updatedAt")
+#: rows per table transaction (Azure Tables: at most 100 operations, one partition:
+#: https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions)
+TRANSACTION_MAX = 100
 
 
 def _table_client(table_name: str, env: Mapping[str, str] | None = None) -> Any:
@@ -96,15 +100,17 @@ class FleetRegistry:
         from azure.data.tables import UpdateMode
 
         self._ensure()
-        entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": sp_id, "servicePrincipalId": sp_id,
-                                  "updatedAt": _now()}
-        for name, value in fields.items():
-            if value is None or name not in FIELDS:
-                continue
-            entity[name] = json.dumps(value, sort_keys=True, separators=(",", ":")) if name in JSON_FIELDS else value
-        if "secrets" in fields and isinstance(fields["secrets"], dict):
-            entity["secretNames"] = "|" + "|".join(sorted(fields["secrets"])) + "|" if fields["secrets"] else ""
-        self._table.upsert_entity(entity, mode=UpdateMode.MERGE)
+        self._table.upsert_entity(_entity(sp_id, fields), mode=UpdateMode.MERGE)
+
+    def upsert_many(self, rows: Mapping[str, Mapping[str, Any]]) -> None:
+        """Merge ``{sp_id: fields}`` into their rows, up to :data:`TRANSACTION_MAX` per table transaction."""
+        from azure.data.tables import UpdateMode
+
+        self._ensure()
+        items = sorted(rows.items())
+        for start in range(0, len(items), TRANSACTION_MAX):
+            self._table.submit_transaction([("upsert", _entity(sp_id, fields), {"mode": UpdateMode.MERGE})
+                                            for sp_id, fields in items[start:start + TRANSACTION_MAX]])
 
     def get(self, sp_id: str) -> dict[str, Any] | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -128,6 +134,18 @@ class FleetRegistry:
     def delete(self, sp_id: str) -> None:
         self._ensure()
         self._table.delete_entity(PARTITION, sp_id)
+
+
+def _entity(sp_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": sp_id, "servicePrincipalId": sp_id,
+                              "updatedAt": _now()}
+    for name, value in fields.items():
+        if value is None or name not in FIELDS:
+            continue
+        entity[name] = json.dumps(value, sort_keys=True, separators=(",", ":")) if name in JSON_FIELDS else value
+    if "secrets" in fields and isinstance(fields["secrets"], dict):
+        entity["secretNames"] = "|" + "|".join(sorted(fields["secrets"])) + "|" if fields["secrets"] else ""
+    return entity
 
 
 def _decode(entity: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ NOTES_MAX_CHARS = 1024
 
 
 def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
-                   notification_email: str | None = None) -> dict:
+                   notification_email: str | None = None, deletion_threshold: dict | None = None) -> dict:
     """What the service principal's ``notes`` hold for the health sweep: references, never values.
 
     ``{"managedBy": <correlation tag>, "credentials": {"SecretToken": {"keyVaultSecret": "name"},
@@ -43,12 +43,16 @@ def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
     secret names and the non-secret literals (the only literals the request model accepts), plus
     what the full secret set needs besides them, so the sweep can read the *current* Key Vault
     versions, validate them and PUT the complete set without the original request.
+    ``"deletionThreshold"`` (the request's, when it sets one) rides along for the same reason: a
+    rotation's PUT of the whole set must save the instance's threshold, not the default.
     """
     refs = {key: (value.to_dict() if isinstance(value, model.SecretRef) else str(value))
             for key, value in sorted(credentials.items())}
     notes: dict[str, Any] = {"managedBy": ctx.tag, "credentials": refs, "syncAll": bool(sync_all)}
     if notification_email:
         notes["notificationEmail"] = notification_email
+    if deletion_threshold is not None:
+        notes["deletionThreshold"] = dict(deletion_threshold)
     return notes
 
 

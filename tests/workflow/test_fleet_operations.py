@@ -112,7 +112,7 @@ def test_inventory_by_selector_template_health_and_paging(fleet):
     assert single.status_code == 200 and single.json()["displayName"] == "Ops DR 1"
     assert single.json()["job"]["quarantine"]["cause"] == "tooManyDeletes"
     # the deletion threshold as Graph stores it (SyncNotificationSettings), no other secret value
-    assert single.json()["provisioningSettings"] == {"deleteThreshold": {"enabled": True, "count": 500},
+    assert single.json()["provisioningSettings"] == {"deletionThreshold": {"enabled": True, "count": 500},
                                                      "notificationEmail": None, "syncAll": False}
 
 
