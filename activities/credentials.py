@@ -25,7 +25,8 @@ def save_secrets_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, An
     credentials = i.credential_refs()
     saved = steps.save_secrets(ctx, service_principal_id=i.service_principal_id, credentials=credentials,
                                notification_email=i.notification_email, sync_all=i.sync_all,
-                               recorded_versions=i.recorded_versions, current_tags=i.current_tags)
+                               recorded_versions=i.recorded_versions, current_tags=i.current_tags,
+                               deletion_threshold=i.deletion_threshold)
     # the fleet registry's row (references, versions, expiry; best effort: the rebuild restores it)
     record_provisioned(ctx, service_principal_id=i.service_principal_id, credentials=credentials, saved=saved,
                        current_tags=i.current_tags)

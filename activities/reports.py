@@ -9,7 +9,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities.runner import run
-from core import names, report_store, steps
+from core import fleet, names, report_store, steps
 from core.batch_contracts import (ReadBatchReportInput, ReadBatchReportOutput, WriteBatchReportInput,
                                   WriteBatchReportOutput)
 from core.errors import PermanentError
@@ -20,6 +20,11 @@ bp = df.Blueprint()
 def write_batch_report_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
     i = WriteBatchReportInput.from_dict(p)
     size = report_store.write_json(i.container, i.blob, i.document)
+    # a sub-batch's report part holds its instances' final outcomes: each one's lastBatch in the fleet
+    # registry (best effort; no orchestration step, so recorded histories replay unchanged)
+    batch_id, index = i.document.get("batchId"), i.document.get("index")
+    if isinstance(batch_id, str) and isinstance(index, int) and i.blob == report_store.part_blob_name(batch_id, index):
+        fleet.record_batch_part(i.document)
     return WriteBatchReportOutput(container=i.container, blob=i.blob, bytes=size).to_dict()
 
 

@@ -53,7 +53,8 @@ def restart_quarantined_job_body(p: dict[str, Any], ctx: steps.StepContext) -> d
     return steps.restart_quarantined_job(ctx, service_principal_id=i.service_principal_id, job_id=i.job_id,
                                          credentials=i.credential_refs() if i.credentials is not None else None,
                                          sync_all=bool(i.sync_all),
-                                         notification_email=i.notification_email)
+                                         notification_email=i.notification_email,
+                                         deletion_threshold=i.deletion_threshold)
 
 
 def check_sweep_page_lag_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:

@@ -345,6 +345,8 @@ class WaitUntilVisibleInput(Input):
     notification_email: str | None = None
     #: the instance's post-rotation canary ``{"objectId", "objectType"}`` (kept in the notes)
     canary: dict[str, str] | None = None
+    #: the request's provisioningSettings.deletionThreshold (kept in the notes for rotations and the sweep)
+    deletion_threshold: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -413,6 +415,8 @@ class SaveSecretsInput(Input):
     recorded_versions: dict[str, str] | None = dataclasses.field(default=None, metadata={"check": _versions})
     #: the tags wait_until_visible left on the service principal (the base of a new version record)
     current_tags: list[str] | None = None
+    #: the request's provisioningSettings.deletionThreshold (None: on, 500), saved in SyncNotificationSettings
+    deletion_threshold: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -518,6 +522,7 @@ class ManagedInstance(Contract):
     credentials: dict[str, Any] | None = None
     sync_all: bool | None = None
     notification_email: str | None = None
+    deletion_threshold: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -533,12 +538,15 @@ class RestartQuarantinedJobInput(Input):
     credentials: dict[str, Any] | None = dataclasses.field(default=None, metadata=CREDENTIALS)
     sync_all: bool | None = None
     notification_email: str | None = None
+    deletion_threshold: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, instance: dict[str, Any], service_principal_id: str, job_id: str | None) -> "RestartQuarantinedJobInput":
         """The restart's input: the instance's Key Vault references (names, never values) from its notes."""
+        threshold = instance.get("deletionThreshold")
         return cls(service_principal_id=service_principal_id, job_id=job_id, credentials=instance.get("credentials"),
-                   sync_all=instance.get("syncAll"), notification_email=instance.get("notificationEmail"))
+                   sync_all=instance.get("syncAll"), notification_email=instance.get("notificationEmail"),
+                   deletion_threshold=threshold if isinstance(threshold, dict) else None)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -18,8 +18,8 @@ Events and their fields (besides ``event``):
 * ``healthSweepCompleted`` - once per sweep: ``sweepId``, ``total``, ``counts`` (per category),
   ``quarantinedByReason``, ``durationSeconds`` (and ``pages``, ``rotationsStarted``,
   ``classificationChanges``, ``credentialsExpiring``, ``report``).
-* ``provisioningBatchCompleted`` - once per batch: ``batchId``, ``total``, ``counts`` (per outcome),
-  ``durationSeconds``.
+* ``provisioningBatchCompleted`` - once per batch, by ``provision_batch`` when it completes (not when
+  replaying): ``batchId``, ``requestId``, ``total``, ``counts`` (per outcome), ``durationSeconds``.
 * ``credentialRotationFailed`` - per instance a rotation could not rotate: ``rotationId``,
   ``servicePrincipalId``, ``displayName``, ``outcome``, ``reason``.
 * ``credentialRotationCompleted`` - once per rotation: ``rotationId``, ``secretName``, ``version``,

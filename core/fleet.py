@@ -422,8 +422,10 @@ def _teardown(ctx: StepContext, sp: dict, jobs: list[dict], done: Any) -> dict:
 def plan(ctx: StepContext, request: model.ProvisioningRequest) -> dict:
     """Per instance of a provisioning request: create / adopt / alreadyConfigured / update (what would change).
 
-    Reads only: one listing of our service principals, one job list per found instance, one name
-    look-up per instance not found by tag (an untagged app of that name would be adopted).
+    Reads only: one listing of our service principals, one job list and one secrets read (the
+    provisioning settings: deletion threshold, notification email, syncAll - compared with what the
+    request would save) per found instance, one name look-up per instance not found by tag (an
+    untagged app of that name would be adopted).
     """
     listed = {inst["instanceKey"]: inst for inst in list_instances(ctx)}
     rows = []
@@ -452,6 +454,7 @@ def plan(ctx: StepContext, request: model.ProvisioningRequest) -> dict:
             have, want = found.get("credentialReferences") or {}, wanted_refs
             keys = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
             changes.append(f"secret keys {', '.join(keys)}")
+        changes += settings_changes(spec, sync.get_secret_keys(ctx.graph, found["servicePrincipalId"]))
         jobs = sync.list_jobs(ctx.graph, found["servicePrincipalId"])
         if not jobs:
             changes.append("create the job")
@@ -587,11 +590,17 @@ def provisioning_settings(ctx: StepContext, sp_id: str) -> dict:
 
     Read from the ``SyncNotificationSettings`` secret (Graph returns it in clear; a masked or absent
     value gives nulls) - ``DeleteThresholdEnabled`` / ``DeleteThresholdValue`` / ``Recipients``, the
-    portal's "Prevent accidental deletion" settings
-    (https://learn.microsoft.com/entra/identity/app-provisioning/accidental-deletions). Only these
-    fields and ``SyncAll`` are parsed; no other stored value is read into the answer.
+    portal's "Prevent accidental deletions" settings
+    (https://learn.microsoft.com/entra/identity/app-provisioning/accidental-deletions; the JSON shape:
+    :func:`core.steps.credentials.notification_settings`). Only these fields and ``SyncAll`` are
+    parsed; no other stored value is read into the answer. The same shape as a request's
+    ``provisioningSettings`` (plus ``syncAll``), so it can be copied into one.
     """
-    stored = sync.get_secret_keys(ctx.graph, sp_id)
+    return settings_of(sync.get_secret_keys(ctx.graph, sp_id))
+
+
+def settings_of(stored: dict[str, str]) -> dict:
+    """:func:`provisioning_settings` of the secrets ``GET .../synchronization/secrets`` answered."""
     notify: dict[str, Any] = {}
     try:
         parsed = json.loads(stored.get("SyncNotificationSettings") or "null")
@@ -600,11 +609,126 @@ def provisioning_settings(ctx: StepContext, sp_id: str) -> dict:
         notify = {}
     enabled = notify.get("DeleteThresholdEnabled")
     value = notify.get("DeleteThresholdValue")
+    on = str(enabled).lower() == "true" if enabled is not None else None
     return {
-        "deleteThreshold": {
-            "enabled": str(enabled).lower() == "true" if enabled is not None else None,
-            "count": int(value) if isinstance(value, (int, str)) and str(value).isdigit() else None,
+        "deletionThreshold": {
+            "enabled": on,
+            "count": int(value) if on is not False and isinstance(value, (int, str)) and str(value).isdigit() else None,
         },
         "notificationEmail": str(notify["Recipients"]) if notify.get("Recipients") else None,
         "syncAll": {"true": True, "false": False}.get(str(stored.get("SyncAll")).lower()),
     }
+
+
+def settings_changes(spec: model.InstanceSpec, stored: dict[str, str]) -> list[str]:
+    """What saving ``spec``'s secret set would change in the stored provisioning settings (plan)."""
+    have = settings_of(stored)
+    want = model.effective_deletion_threshold(spec.deletion_threshold)
+    changes = []
+    if have["deletionThreshold"] != want:
+        changes.append(f"deletionThreshold {_threshold_text(have['deletionThreshold'])} -> {_threshold_text(want)}")
+    if have["notificationEmail"] != (spec.notification_email or None):
+        changes.append(f"notificationEmail {have['notificationEmail']} -> {spec.notification_email or None}")
+    if have["syncAll"] is not spec.sync_all:
+        changes.append(f"syncAll {have['syncAll']} -> {spec.sync_all}")
+    return changes
+
+
+def _threshold_text(threshold: dict) -> str:
+    if threshold.get("enabled") is None:
+        return "unset"
+    return f"on ({threshold.get('count')})" if threshold["enabled"] else "off"
+
+
+# -- last batch, last action (fleet registry, best effort) ---------------------------------------------
+
+def batch_part_rows(document: Any) -> dict[str, dict]:
+    """``{servicePrincipalId: {"lastBatch": {batchId, outcome, at}}}`` of a sub-batch's report part
+    (``{"batchId", "index", "instances": [final outcomes]}``); an instance without a service
+    principal (it failed before one existed) or still ``configured`` has no row."""
+    if not isinstance(document, dict) or not isinstance(document.get("instances"), list):
+        return {}
+    batch_id = document.get("batchId")
+    rows: dict[str, dict] = {}
+    for outcome in document["instances"]:
+        if not isinstance(outcome, dict):
+            continue
+        sp_id = (outcome.get("ids") or {}).get("servicePrincipalId")
+        state = outcome.get("outcome")
+        if not sp_id or not state or state == "configured":
+            continue
+        at = (outcome.get("timings") or {}).get("finishedAt")
+        rows[str(sp_id)] = {"lastBatch": {"batchId": batch_id, "outcome": state, "at": at}}
+    return rows
+
+
+def record_batch_part(document: Any, registry: Any = None) -> int:
+    """Write ``lastBatch`` of every instance of a report part to the fleet registry; rows written (0 on failure).
+
+    Called by ``write_batch_report`` once the part is in blob storage: the part holds each instance's
+    final outcome, so recording here needs no orchestration step (histories unchanged). Best effort:
+    the registry is a cache, and a storage failure never fails the report write.
+    """
+    from core import registry as fleet_registry
+
+    rows = batch_part_rows(document)
+    if not rows:
+        return 0
+    try:
+        (registry or fleet_registry.get_registry()).upsert_many(rows)
+        return len(rows)
+    except Exception as exc:  # noqa: BLE001 - any storage failure; its text may quote a request, so only the type
+        logger.warning("fleet registry: lastBatch of %d instance(s) not written (%s)", len(rows), type(exc).__name__)
+        return 0
+
+
+def record_action(action_id: str | None, result: dict, at: str, registry: Any = None) -> bool:
+    """Write ``lastAction`` {actionId, action, outcome, at} of one target's result (best effort)."""
+    from core import registry as fleet_registry
+
+    sp_id = result.get("servicePrincipalId")
+    if not action_id or not sp_id or not result.get("outcome"):
+        return False
+    fields = {"lastAction": {"actionId": action_id, "action": result.get("action"), "outcome": result["outcome"],
+                             "at": at}}
+    if registry is not None:
+        try:
+            registry.upsert(str(sp_id), fields)
+            return True
+        except Exception as exc:  # noqa: BLE001 - as record_best_effort
+            logger.warning("fleet registry: lastAction of %s not written (%s)", sp_id, type(exc).__name__)
+            return False
+    return fleet_registry.record_best_effort(str(sp_id), fields)
+
+
+def with_history(instances: list[dict], rows: dict[str, dict]) -> list[dict]:
+    """``instances`` each with ``lastBatch`` and ``lastAction`` from its registry row (null without one)."""
+    out = []
+    for inst in instances:
+        row = rows.get(inst["servicePrincipalId"]) or {}
+        out.append({**inst, "lastBatch": row.get("lastBatch"), "lastAction": row.get("lastAction")})
+    return out
+
+
+#: up to this many instances the inventory reads their registry rows one by one, else the whole table once
+POINT_READS_MAX = 50
+
+
+def registry_rows(sp_ids: list[str], registry: Any = None) -> dict[str, dict]:
+    """The registry rows of ``sp_ids`` (one query for many, one read for one); {} when the registry
+    cannot be read (the inventory then shows nulls: Graph stays the source of the fleet)."""
+    from core import registry as fleet_registry
+
+    if not sp_ids:
+        return {}
+    try:
+        store = registry or fleet_registry.get_registry()
+        if len(sp_ids) <= POINT_READS_MAX:  # a page: point reads (one row each), a few at a time
+            with ThreadPoolExecutor(max_workers=min(8, len(sp_ids))) as pool:
+                found = dict(zip(sp_ids, pool.map(store.get, sp_ids)))
+            return {sp_id: row for sp_id, row in found.items() if row}
+        wanted = set(sp_ids)  # a long page: one query of the partition
+        return {str(r.get("servicePrincipalId")): r for r in store.all() if r.get("servicePrincipalId") in wanted}
+    except Exception as exc:  # noqa: BLE001 - best effort, as above
+        logger.warning("fleet registry not read for the inventory (%s)", type(exc).__name__)
+        return {}

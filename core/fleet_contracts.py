@@ -40,6 +40,9 @@ class FleetInstanceActionInput(Input):
     instance_key: str
     service_principal_id: str
     params: dict[str, Any] = mapped()
+    #: the action's id (``fleet-action:...``), recorded as the instance's ``lastAction`` (absent in
+    #: inputs recorded before it was)
+    action_id: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

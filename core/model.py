@@ -95,9 +95,19 @@ _RE = {name: re.compile(value) for name, value in {
 
 REQUEST_FIELDS = ("requestId", "instances")
 INSTANCE_FIELDS = ("applicationTemplate", "displayName", "credentials", "synchronizationTemplateId",
-                   "notificationEmail", "syncAll", "assignments", "labels", "schemaProfile", "canary")
+                   "notificationEmail", "syncAll", "assignments", "labels", "schemaProfile", "canary",
+                   "provisioningSettings")
 #: the post-rotation canary's object types (``canary.objectType``)
 CANARY_OBJECT_TYPES = ("user", "group")
+PROVISIONING_SETTINGS_FIELDS = ("deletionThreshold", "notificationEmail")
+DELETION_THRESHOLD_FIELDS = ("enabled", "count")
+#: The accidental-deletion threshold when a request sets none: on, 500 - the value this service has
+#: always saved, and the portal's default ("Prevent accidental deletions", 500:
+#: https://learn.microsoft.com/entra/identity/app-provisioning/accidental-deletions).
+DEFAULT_DELETION_THRESHOLD = 500
+#: Our bound on ``deletionThreshold.count`` (Graph documents none; a count above any fleet's size is
+#: the same as no threshold, which ``enabled: false`` says plainly).
+MAX_DELETION_THRESHOLD = 1_000_000
 REQUIRED_INSTANCE_FIELDS = ("applicationTemplate", "displayName", "credentials")
 
 
@@ -144,6 +154,9 @@ class InstanceSpec:
     schema_profile: str | None = None
     #: the post-rotation canary ``{"objectId", "objectType": "user"|"group"}``, kept in the notes
     canary: dict | None = None
+    #: ``provisioningSettings.deletionThreshold`` as given: ``{"enabled": bool, "count"?: int}``;
+    #: None = the default (:func:`effective_deletion_threshold`)
+    deletion_threshold: dict | None = None
 
     @property
     def key(self) -> str:
@@ -164,6 +177,8 @@ class InstanceSpec:
             result["syncAll"] = True
         if self.schema_profile:
             result["schemaProfile"] = self.schema_profile
+        if self.deletion_threshold is not None:
+            result["provisioningSettings"] = {"deletionThreshold": dict(self.deletion_threshold)}
         if self.users or self.groups:
             result["assignments"] = {"users": list(self.users), "groups": list(self.groups)}
             if self.app_role:
@@ -200,6 +215,20 @@ def instance_key(display_name: str) -> str:
     request id (:func:`child_instance_id`), into child orchestration ids.
     """
     return hashlib.sha256(("v1|" + normalize_name(display_name)).encode("utf-8")).hexdigest()[:20]
+
+
+def effective_deletion_threshold(threshold: Mapping[str, Any] | None) -> dict:
+    """What is saved for a request's ``deletionThreshold``: ``{"enabled": bool, "count": int | None}``.
+
+    None (not set) is on with :data:`DEFAULT_DELETION_THRESHOLD`; on without a count is on with the
+    default; off has no count.
+    """
+    if threshold is None:
+        return {"enabled": True, "count": DEFAULT_DELETION_THRESHOLD}
+    if not threshold.get("enabled"):
+        return {"enabled": False, "count": None}
+    count = threshold.get("count")
+    return {"enabled": True, "count": int(count) if isinstance(count, int) else DEFAULT_DELETION_THRESHOLD}
 
 
 def instance_tag(correlation_tag: str, key: str) -> str:
@@ -259,7 +288,7 @@ def parse_credentials(obj: Any, path: str = "credentials", c: _Collector | None 
         for key, value in obj.items():
             where = f"{path}.{key}"
             if key in MANAGED_KEYS:
-                c.add(where, "is set by the service: use 'syncAll' / 'notificationEmail' instead")
+                c.add(where, "is set by the service: use 'syncAll' / 'notificationEmail' / 'provisioningSettings' instead")
                 continue
             if key not in SECRET_KEYS:
                 close = _close_key(key)
@@ -388,6 +417,42 @@ def _parse_canary(obj: Any, path: str, c: _Collector) -> dict | None:
     return {"objectId": object_id, "objectType": kind}
 
 
+def _parse_threshold(obj: Any, path: str, c: _Collector) -> dict | None:
+    if not isinstance(obj, dict):
+        c.add(path, "must be an object {\"enabled\": true|false, \"count\"?: <deletions>}")
+        return None
+    c.unknown_fields(obj, DELETION_THRESHOLD_FIELDS, path)
+    enabled, count = obj.get("enabled"), obj.get("count")
+    ok = True
+    if not isinstance(enabled, bool):
+        c.add(f"{path}.enabled", "is required: true or false (prevent accidental deletions on or off)")
+        ok = False
+    if count is not None:
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_DELETION_THRESHOLD:
+            c.add(f"{path}.count", f"must be an integer from 1 to {MAX_DELETION_THRESHOLD} (deletions per cycle)")
+            ok = False
+        elif enabled is False:
+            c.add(f"{path}.count", "applies only when enabled is true")
+            ok = False
+    if not ok:
+        return None
+    return {"enabled": enabled, **({"count": count} if count is not None else {})}
+
+
+def _parse_provisioning_settings(obj: Any, path: str, c: _Collector) -> tuple[dict | None, str | None]:
+    """``provisioningSettings``: the deletion threshold and the notification email (both optional)."""
+    if not isinstance(obj, dict):
+        c.add(path, "must be an object with 'deletionThreshold' and/or 'notificationEmail'")
+        return None, None
+    c.unknown_fields(obj, PROVISIONING_SETTINGS_FIELDS, path)
+    threshold = _parse_threshold(obj["deletionThreshold"], path + ".deletionThreshold", c) \
+        if obj.get("deletionThreshold") is not None else None
+    email = None
+    if obj.get("notificationEmail") is not None:
+        email = c.string(obj["notificationEmail"], path + ".notificationEmail", "email", "an email address", 254)
+    return threshold, email
+
+
 def _parse_instance(obj: Any, path: str, c: _Collector) -> InstanceSpec | None:
     if not isinstance(obj, dict):
         c.add(path, "must be an object")
@@ -410,6 +475,15 @@ def _parse_instance(obj: Any, path: str, c: _Collector) -> InstanceSpec | None:
     email = None
     if obj.get("notificationEmail") is not None:
         email = c.string(obj["notificationEmail"], path + ".notificationEmail", "email", "an email address", 254)
+    threshold = None
+    if obj.get("provisioningSettings") is not None:
+        threshold, settings_email = _parse_provisioning_settings(obj["provisioningSettings"],
+                                                                 path + ".provisioningSettings", c)
+        if settings_email is not None:
+            if email is not None and email != settings_email:
+                c.add(path + ".provisioningSettings.notificationEmail",
+                      "differs from notificationEmail: give the address once")
+            email = settings_email
     sync_all = obj.get("syncAll", False)
     if not isinstance(sync_all, bool):
         c.add(path + ".syncAll", "must be true or false")
@@ -432,7 +506,7 @@ def _parse_instance(obj: Any, path: str, c: _Collector) -> InstanceSpec | None:
     return InstanceSpec(display_name=name, application_template=template, credentials=credentials,
                         synchronization_template_id=sync_template, notification_email=email,
                         sync_all=bool(sync_all), users=users, groups=groups, labels=labels, app_role=app_role,
-                        schema_profile=profile, canary=canary)
+                        schema_profile=profile, canary=canary, deletion_threshold=threshold)
 
 
 def validate_request(doc: Any, max_instances: int = MAX_INSTANCES) -> list[Problem]:
@@ -558,6 +632,22 @@ def json_schema(max_instances: int = MAX_INSTANCES) -> dict:
             "synchronizationTemplateId": {"type": ["string", "null"], "pattern": SYNC_TEMPLATE_PATTERN},
             "notificationEmail": {"type": ["string", "null"], "maxLength": 254, "pattern": EMAIL_PATTERN},
             "syncAll": {"type": "boolean", "default": False},
+            "provisioningSettings": {
+                "type": "object", "additionalProperties": False,
+                "description": "Saved in the SyncNotificationSettings synchronization secret, as Graph stores it.",
+                "properties": {
+                    "deletionThreshold": {
+                        "type": "object", "additionalProperties": False, "required": ["enabled"],
+                        "description": "Prevent accidental deletions: on/off and the most deletions a cycle may "
+                                       f"make before the job is quarantined (default on, {DEFAULT_DELETION_THRESHOLD}).",
+                        "properties": {"enabled": {"type": "boolean"},
+                                       "count": {"type": "integer", "minimum": 1, "maximum": MAX_DELETION_THRESHOLD}},
+                        "if": {"properties": {"enabled": {"const": False}}},
+                        "then": {"not": {"required": ["count"]}},
+                    },
+                    "notificationEmail": {"type": ["string", "null"], "maxLength": 254, "pattern": EMAIL_PATTERN},
+                },
+            },
             "assignments": {
                 "type": "object", "additionalProperties": False,
                 "properties": {

@@ -5,7 +5,8 @@ Per instance (``PartitionKey`` ``instance``, ``RowKey`` = service principal obje
 ``labels``, its credential *references* (``credentials``: Key Vault secret names and non-secret
 literals, as in the service principal's notes), per referenced secret the Key Vault version saved,
 that version's ``expires`` and when it was validated and saved (``secrets``), the last outcome, the
-last rotation and the last sweep result. Complex values are JSON strings (Table storage holds
+last rotation, the last sweep result, the last batch (``lastBatch``) and the last operator action
+(``lastAction``). Complex values are JSON strings (Table storage holds
 scalars only); ``secretNames`` (``|a|b|``) lets a reader see the references without parsing.
 
 Why Table storage (docs/architecture.md "The fleet registry"): the app already has the
@@ -41,11 +42,14 @@ PARTITION = "instance"
 _CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 2, "connection_timeout": 5, "read_timeout": 20}
 STORAGE_SETTING = "AzureWebJobsStorage"
 #: properties stored as JSON text
-JSON_FIELDS = ("labels", "credentials", "secrets", "lastRotation", "lastSweepResult")
+JSON_FIELDS = ("labels", "credentials", "secrets", "lastRotation", "lastSweepResult", "lastBatch", "lastAction")
 #: properties the registry writes (anything else in a row is ignored on read)
 FIELDS = ("servicePrincipalId", "instanceKey", "displayName", "applicationTemplateId", "jobId", "labels",
           "credentials", "secrets", "secretNames", "lastOutcome", "lastOutcomeAt", "lastRotation",
-          "lastSweepResult", "updatedAt")
+          "lastSweepResult", "lastBatch", "lastAction", "updatedAt")
+#: rows per table transaction (Azure Tables: at most 100 operations, one partition:
+#: https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions)
+TRANSACTION_MAX = 100
 
 
 def _table_client(table_name: str, env: Mapping[str, str] | None = None) -> Any:
@@ -157,7 +161,7 @@ class FleetRegistry:
 #: ids per query of :meth:`FleetRegistry.get_many` (14 RowKey comparisons + the PartitionKey one)
 QUERY_IDS = 14
 #: rows per entity group transaction (the service's limit)
-BATCH_ROWS = 100
+BATCH_ROWS = TRANSACTION_MAX
 
 
 def _entity(sp_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -44,7 +44,8 @@ def fleet_action(context: df.DurableOrchestrationContext) -> Generator[Any, Any,
         context.set_custom_status({"phase": "acting", "done": len(results), "total": len(targets)})
         payloads = [FleetInstanceActionInput(action=data.action, instance_key=t.instance_key,
                                              service_principal_id=t.service_principal_id,
-                                             params=dict(data.params)).to_dict() for t in chunk]
+                                             params=dict(data.params), action_id=data.action_id).to_dict()
+                    for t in chunk]
         tasks = [context.call_activity_with_retry(names.FLEET_INSTANCE_ACTION, retry, p) for p in payloads]
         settled = yield from gather_settled(context, tasks)
         for target, payload, (ok, value) in zip(chunk, payloads, settled):

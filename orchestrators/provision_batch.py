@@ -34,11 +34,12 @@ without Durable retries, so no task ids are allocated out of order.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Generator
 
 import azure.durable_functions as df
 
-from core import names
+from core import events, names
 from core.contracts import (CONFIGURED, InstanceOutcome, ProvisionInstanceInput, ResolveTemplateInput,
                             ResolveTemplateOutput, StepError)
 from core.instance_ids import child_instance_id, monitor_instance_id
@@ -48,6 +49,8 @@ from orchestrators.activity_calls import call_step, failure_message
 from orchestrators.blueprint import bp
 from orchestrators.provision_instance import monitor_job_input
 from orchestrators.report import batch_report, crashed_outcome, final_outcome, not_started_outcome, progress_counts
+
+log = logging.getLogger("orchestrators.provision_batch")
 
 
 @bp.function_name(names.PROVISION_BATCH)
@@ -63,8 +66,14 @@ def provision_batch(context: df.DurableOrchestrationContext) -> Generator[Any, A
     if "subBatchSize" in (data.get("options") or {}):
         from orchestrators.batch_over_parts import run_over_sub_batches
 
-        return (yield from run_over_sub_batches(context, data))
-    return (yield from _run_single_history(context, data))
+        report = yield from run_over_sub_batches(context, data)
+    else:
+        report = yield from _run_single_history(context, data)
+    if not context.is_replaying:  # once, in the episode that completes the batch (no action: histories unchanged)
+        log.info(events.event_line(events.BATCH_COMPLETED, batchId=context.instance_id,
+                                   requestId=report.get("requestId"), total=(report.get("counts") or {}).get("total"),
+                                   counts=report.get("counts"), durationSeconds=report.get("durationSeconds")))
+    return report
 
 
 def _run_single_history(context: df.DurableOrchestrationContext,

@@ -4,7 +4,7 @@ Contract
 --------
 Input: ``{"batchId": str, "instance": {key, displayName, applicationTemplate, templateId?,
 credentials, assignments?: {users, groups}, syncAll?, labels?, notificationEmail?,
-synchronizationTemplateId?}, "options": {...}}`` (the request form of ``core.model`` plus ``key``).
+provisioningSettings?: {deletionThreshold?}, synchronizationTemplateId?}, "options": {...}}`` (the request form of ``core.model`` plus ``key``).
 ``credentials`` holds Key Vault references and non-secret literals only.
 
 With ``"monitor": false`` in the input it stops after setup and returns the outcome ``configured``
@@ -101,6 +101,13 @@ def monitor_job_input(ids: dict[str, Any], job_started_at: str, now: dt.datetime
                            options=raw_options, role_import=role_import)
 
 
+def _threshold(inst: dict[str, Any]) -> dict[str, Any] | None:
+    """The request's ``provisioningSettings.deletionThreshold`` (None: the default, on with 500)."""
+    settings = inst.get("provisioningSettings")
+    threshold = settings.get("deletionThreshold") if isinstance(settings, dict) else None
+    return threshold if isinstance(threshold, dict) else None
+
+
 def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_id: str | None,
            ids: dict[str, Any], step: Step) -> Generator[Any, Any, dict[str, Any]]:
     """The configuration steps; returns ``{"ok": True, "startedAt": ...}`` or the failed result."""
@@ -134,7 +141,8 @@ def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_
         service_principal_id=sp_id, application_id=ids["applicationId"], instance_key=inst.get("key"),
         labels=inst.get("labels") or {}, credentials=credentials, sync_all=bool(inst.get("syncAll")),
         display_name=inst.get("displayName"), template_id=template_id, created=app.created_here,
-        notification_email=inst.get("notificationEmail") or None, canary=inst.get("canary") or None))
+        notification_email=inst.get("notificationEmail") or None, canary=inst.get("canary") or None,
+        deletion_threshold=_threshold(inst)))
     if not result.get("ok"):
         return result
     visible = WaitUntilVisibleOutput.from_dict(result)
@@ -170,7 +178,7 @@ def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_
     # the Key Vault versions recorded on the SP (tags): save_secrets writes the record only if it saved others
     result = yield from step(names.SAVE_SECRETS, SaveSecretsInput(
         service_principal_id=sp_id, credentials=credentials, sync_all=bool(inst.get("syncAll")),
-        notification_email=inst.get("notificationEmail") or None,
+        notification_email=inst.get("notificationEmail") or None, deletion_threshold=_threshold(inst),
         recorded_versions=visible.recorded_versions if isinstance(visible.recorded_versions, dict) else None,
         # and the tags it left there, the base of a new record (none from an answer recorded before)
         current_tags=visible.tags if isinstance(visible.tags, list) else None))

@@ -2,7 +2,8 @@
 
 * ``GET /api/instances?selector=env=prod,team=cloud&template=<id>&health=quarantined&top=50&skip=0`` -
   the inventory: ids, labels, template, credential references (Key Vault secret names), the job's
-  state and health category, recorded decisions. One listing of our service principals, then job
+  state and health category, recorded decisions, and from the fleet registry ``lastBatch``
+  {batchId, outcome, at} and ``lastAction`` {actionId, action, outcome, at}. One listing of our service principals, then job
   reads bounded by ``HEALTH_SWEEP_MAX_IN_FLIGHT`` (only the page's, unless ``health`` filters).
 * ``GET /api/instances/{key}`` - one instance (404 for an unknown key), with its
   ``provisioningSettings``: the accidental-deletion threshold and notification email of its
@@ -84,6 +85,12 @@ async def _jobs(ctx: steps.StepContext, instances: list[dict]) -> list[dict]:
     return await asyncio.to_thread(fleet.with_jobs, ctx, instances, ctx.settings.health_sweep_max_in_flight)
 
 
+async def _history(instances: list[dict]) -> list[dict]:
+    """``lastBatch`` and ``lastAction`` of each instance from the fleet registry (nulls if it cannot be read)."""
+    rows = await asyncio.to_thread(fleet.registry_rows, [i["servicePrincipalId"] for i in instances])
+    return fleet.with_history(instances, rows)
+
+
 @bp.function_name(names.HTTP_LIST_INSTANCES)
 @bp.route(route="instances", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
@@ -106,6 +113,7 @@ async def http_list_instances(req: func.HttpRequest, client: df.DurableOrchestra
             page = matching[skip:skip + top]
         else:
             page = await _jobs(ctx, matching[skip:skip + top])
+        page = await _history(page)
     except errors.ProvisioningError as exc:
         return _graph_failed(exc)
     body: dict[str, Any] = {"count": len(matching), "skip": skip, "top": top, "instances": page}
@@ -128,7 +136,7 @@ async def http_get_instance(req: func.HttpRequest, client: df.DurableOrchestrati
         found = fleet.select(await _listed(ctx), key=key)
         if not found:
             return error_response(404, "NotFound", f"no instance with key {key} carries our correlation tag")
-        view = (await _jobs(ctx, found))[0]
+        view = (await _history(await _jobs(ctx, found)))[0]
         view["provisioningSettings"] = await asyncio.to_thread(fleet.provisioning_settings, ctx,
                                                                view["servicePrincipalId"])
     except errors.ProvisioningError as exc:

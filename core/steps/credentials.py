@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from core import errors
+from core import errors, model
 from core.graph import synchronization as sync
 from core.steps.context import StepContext, _wait_for
 from core.steps.records import record_saved_versions, secret_versions
@@ -42,15 +42,32 @@ def validate_credentials(ctx: StepContext, *, service_principal_id: str, job_id:
     return {"secretVersions": dict(resolved.versions)}
 
 
-def notification_settings(email: str | None) -> str:
-    """The ``SyncNotificationSettings`` JSON string (quarantine emails; the portal's delete threshold)."""
-    return json.dumps({"Enabled": bool(email), "Recipients": email or "", "DeleteThresholdEnabled": True,
-                       "DeleteThresholdValue": 500}, separators=(",", ":"))
+def notification_settings(email: str | None, deletion_threshold: dict | None = None) -> str:
+    """The ``SyncNotificationSettings`` JSON string: quarantine emails and the accidental-deletion threshold.
+
+    The shape Graph stores (a JSON *string* as the secret's value): ``Enabled`` and
+    ``DeleteThresholdEnabled`` as in Graph's own example
+    (https://learn.microsoft.com/graph/api/synchronization-serviceprincipal-put-synchronization:
+    ``{"Enabled":false,"DeleteThresholdEnabled":false}``), ``Recipients`` and ``DeleteThresholdValue``
+    as in the Entra provisioning team's accidental-deletes instructions, which set the threshold with
+    this very PUT (https://github.com/ArvindHarinder1/PrivatePreviewDocs/blob/60ca5d8e8ac8b36cdc02bdeb556fa6a4f289794c/AccidentalDeletes.md:
+    ``{"Enabled":true,"Recipients":"johndoe@xyz.com","DeleteThresholdEnabled":true,"DeleteThresholdValue":50}``);
+    the portal's "Prevent accidental deletions" check box and threshold
+    (https://learn.microsoft.com/entra/identity/app-provisioning/accidental-deletions). A threshold
+    that is off carries no value, as in Graph's example. ``deletion_threshold``: the request's
+    ``provisioningSettings.deletionThreshold`` (None = on, 500: :func:`model.effective_deletion_threshold`).
+    """
+    threshold = model.effective_deletion_threshold(deletion_threshold)
+    value: dict = {"Enabled": bool(email), "Recipients": email or "", "DeleteThresholdEnabled": threshold["enabled"]}
+    if threshold["enabled"]:
+        value["DeleteThresholdValue"] = threshold["count"]
+    return json.dumps(value, separators=(",", ":"))
 
 
 def save_secrets(ctx: StepContext, *, service_principal_id: str, credentials: dict,
                  notification_email: str | None = None, sync_all: bool = False,
-                 recorded_versions: dict | None = None, current_tags: list[str] | None = None) -> dict:
+                 recorded_versions: dict | None = None, current_tags: list[str] | None = None,
+                 deletion_threshold: dict | None = None) -> dict:
     """PUT the complete secret set (credentials + SyncAll + notification settings) until Graph stores exactly it.
 
     Always the full set, and a key the request no longer has is cleared explicitly
@@ -63,7 +80,7 @@ def save_secrets(ctx: StepContext, *, service_principal_id: str, credentials: di
     drop the instance tag and labels).
     """
     resolved = _resolve(ctx, credentials)
-    saved = _put_secret_set(ctx, service_principal_id, resolved, sync_all, notification_email)
+    saved = _put_secret_set(ctx, service_principal_id, resolved, sync_all, notification_email, deletion_threshold)
     versions = secret_versions(credentials, resolved)
     if recorded_versions is None or dict(recorded_versions) != versions:
         record_saved_versions(ctx, service_principal_id, versions, current_tags=current_tags)
@@ -78,7 +95,7 @@ def _stored_keys(ctx: StepContext, sp_id: str) -> set[str]:
 
 
 def _put_secret_set(ctx: StepContext, sp_id: str, resolved: Any, sync_all: bool,
-                    notification_email: str | None) -> dict:
+                    notification_email: str | None, deletion_threshold: dict | None = None) -> dict:
     """PUT resolved credentials + SyncAll + SyncNotificationSettings; converge the saved key set on exactly them.
 
     Why the second PUT: whether Graph replaces the saved set or merges the PUT into it is not
@@ -94,7 +111,7 @@ def _put_secret_set(ctx: StepContext, sp_id: str, resolved: Any, sync_all: bool,
     """
     values = dict(resolved.values)
     values["SyncAll"] = "true" if sync_all else "false"
-    values["SyncNotificationSettings"] = notification_settings(notification_email)
+    values["SyncNotificationSettings"] = notification_settings(notification_email, deletion_threshold)
     secret_values = resolved.secret_values()
     wanted = set(values)
     _wait_for(ctx, f"save secrets on {sp_id}", lambda: sync.put_secrets(ctx.graph, sp_id, values, secret_values))

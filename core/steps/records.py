@@ -35,7 +35,8 @@ NOTES_MAX_CHARS = 1024
 
 
 def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
-                   notification_email: str | None = None, canary: dict | None = None) -> dict:
+                   notification_email: str | None = None, canary: dict | None = None,
+                   deletion_threshold: dict | None = None) -> dict:
     """What the service principal's ``notes`` hold for the health sweep: references, never values.
 
     ``{"managedBy": <correlation tag>, "credentials": {"SecretToken": {"keyVaultSecret": "name"},
@@ -45,6 +46,8 @@ def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
     versions, validate them and PUT the complete set without the original request. ``canary``
     (the request's ``{"objectId", "objectType": "user"|"group"}``) is kept under ``"canary"``: the
     subject a credential rotation provisions on demand after saving (:func:`notes_canary`).
+    ``"deletionThreshold"`` (the request's, when it sets one) rides along for the same reason: a
+    rotation's PUT of the whole set must save the instance's threshold, not the default.
     """
     refs = {key: (value.to_dict() if isinstance(value, model.SecretRef) else str(value))
             for key, value in sorted(credentials.items())}
@@ -53,6 +56,8 @@ def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
         notes["notificationEmail"] = notification_email
     if canary:
         notes["canary"] = {"objectId": str(canary["objectId"]), "objectType": str(canary["objectType"])}
+    if deletion_threshold is not None:
+        notes["deletionThreshold"] = dict(deletion_threshold)
     return notes
 
 

@@ -124,8 +124,9 @@ def rotate_instance(ctx: StepContext, *, service_principal_id: str, secret_name:
     if dry_run:
         return result(WOULD_ROTATE, f"validates ({_describe(now_versions)}); dry run: nothing saved", jobId=job_id,
                       secretVersions=now_versions)
+    threshold = (notes or {}).get("deletionThreshold")
     _put_secret_set(ctx, sp_id, resolved, bool((notes or {}).get("syncAll")),
-                    (notes or {}).get("notificationEmail") or None)
+                    (notes or {}).get("notificationEmail") or None, threshold if isinstance(threshold, dict) else None)
     classified = job_status.classify(sync.get_job(ctx.graph, sp_id, job_id))
     quarantine = classified.quarantine or {}
     restart = (classified.state is job_status.JobState.QUARANTINED

@@ -85,12 +85,14 @@ def describe_instance(ctx: StepContext, sp: dict) -> dict[str, Any]:
         saved = saved_versions(ctx, notes["credentials"], tags)
         if saved:
             instance["savedVersions"] = saved
+        if isinstance(notes.get("deletionThreshold"), dict):
+            instance["deletionThreshold"] = notes["deletionThreshold"]
     return instance
 
 
 def restart_quarantined_job(ctx: StepContext, *, service_principal_id: str, job_id: str | None,
                             credentials: dict | None = None, sync_all: bool = False,
-                            notification_email: str | None = None) -> dict:
+                            notification_email: str | None = None, deletion_threshold: dict | None = None) -> dict:
     """Restart a job quarantined for its credentials, once per new Key Vault version that fixes them.
 
     The operator's story: the token expired, the job went into quarantine, they put a new version
@@ -161,7 +163,7 @@ def restart_quarantined_job(ctx: StepContext, *, service_principal_id: str, job_
     except errors.InvalidCredentials as exc:
         return refused(f"Key Vault secret still invalid ({_describe(changed)}): {exc.message}", cause=cause,
                        secretVersions=now)
-    _put_secret_set(ctx, sp_id, resolved, sync_all, notification_email)
+    _put_secret_set(ctx, sp_id, resolved, sync_all, notification_email, deletion_threshold)
     record_saved_versions(ctx, sp_id, now, restarted={**restarted, **now})
     sync.restart_job(ctx.graph, sp_id, job_id, "QuarantineState")
     logger.info("restarted quarantined job %s on %s with Key Vault versions %s", job_id, sp_id, _describe(now))

@@ -181,7 +181,12 @@ def reset_scopes(body: dict | None) -> set[str]:
 
 
 def delete_threshold(job: Job, creds: dict) -> int | None:
-    """Accidental-deletion threshold: SyncNotificationSettings if it sets one, else the job setting."""
+    """Accidental-deletion threshold: SyncNotificationSettings if it sets one, else the job setting.
+
+    Fields ``DeleteThresholdEnabled`` / ``DeleteThresholdValue`` of the secret's JSON value
+    (https://learn.microsoft.com/graph/api/synchronization-serviceprincipal-put-synchronization;
+    https://github.com/ArvindHarinder1/PrivatePreviewDocs/blob/60ca5d8e8ac8b36cdc02bdeb556fa6a4f289794c/AccidentalDeletes.md).
+    """
     raw = creds.get("SyncNotificationSettings")
     if raw:
         try:

@@ -42,6 +42,17 @@ def errors(value: Any, schema: dict, root: dict | None = None, path: str = "$") 
         matches = sum(1 for sub in schema["oneOf"] if not errors(value, sub, root, path))
         if matches != 1:
             found.append(f"{path}: matches {matches} of oneOf")
+    if "const" in schema and not (value == schema["const"] and type(value) is type(schema["const"])):
+        found.append(f"{path}: not {schema['const']!r}")
+    if "not" in schema and not errors(value, schema["not"], root, path):
+        found.append(f"{path}: matches 'not'")
+    if "if" in schema and not errors(value, schema["if"], root, path) and "then" in schema:
+        found += errors(value, schema["then"], root, path)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            found.append(f"{path}: below minimum")
+        if "maximum" in schema and value > schema["maximum"]:
+            found.append(f"{path}: above maximum")
     if isinstance(value, str):
         if "minLength" in schema and len(value) < schema["minLength"]:
             found.append(f"{path}: too short")

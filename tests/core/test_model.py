@@ -54,6 +54,27 @@ CORPUS = [
     (req(with_(INSTANCE, credentials={"Password": {"keyVaultSecret": "p"}, "UserName": "admin"})), True, True),
     (req(with_(INSTANCE, synchronizationTemplateId=None, notificationEmail=None)), True, True),
     (req(with_(INSTANCE, labels={})), True, True),
+    # provisioningSettings: the accidental-deletion threshold and the notification email (SyncNotificationSettings)
+    (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": True, "count": 25},
+                                                "notificationEmail": "ops@contoso.com"})), True, True),
+    (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": False}})), True, True),
+    (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": True}})), True, True),
+    (req(with_(INSTANCE, provisioningSettings={})), True, True),
+    (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": False, "count": 5}})), False, True),
+    (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"count": 5}})), False, True),
+    (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": "yes"}})), False, True),
+    (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": True, "count": 0}})), False, True),
+    (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": True, "count": 2.5}})), False, True),
+    (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": True, "count": True}})), False, True),
+    (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": True, "count": 10**7}})), False, True),
+    (req(with_(INSTANCE, provisioningSettings={"threshold": 5})), False, True),
+    (req(with_(INSTANCE, provisioningSettings={"notificationEmail": "not an address"})), False, True),
+    (req(with_(INSTANCE, provisioningSettings=[])), False, True),
+    # the same address twice is fine; two different ones cannot both be saved (not expressible)
+    (req(with_(INSTANCE, notificationEmail="a@contoso.com",
+               provisioningSettings={"notificationEmail": "a@contoso.com"})), True, True),
+    (req(with_(INSTANCE, notificationEmail="a@contoso.com",
+               provisioningSettings={"notificationEmail": "b@contoso.com"})), False, False),
     ({"requestId": "x"}, False, True),
     ({"instances": [INSTANCE]}, False, True),
     (req(), False, True),
@@ -140,6 +161,31 @@ def test_every_problem_is_listed_with_its_path():
     assert "duplicate of instances[2].displayName" in messages
     assert "leaked-value" not in str(caught.value) and "leaked-value" not in json.dumps(caught.value.to_dict())
     assert caught.value.to_dict()["problems"][0] == {"path": "bogus", "message": "unknown field"}
+
+
+def test_provisioning_settings_errors_name_their_field_and_parse_to_the_saved_values():
+    bad = req(with_(INSTANCE, notificationEmail="a@contoso.com", provisioningSettings={
+        "deletionThreshold": {"enabled": False, "count": 3, "size": 1}, "notificationEmail": "b@contoso.com"}))
+    paths = [p.path for p in model.validate_request(bad)]
+    assert paths == ["instances[0].provisioningSettings.deletionThreshold.size",
+                     "instances[0].provisioningSettings.deletionThreshold.count",
+                     "instances[0].provisioningSettings.notificationEmail"]
+    missing = model.validate_request(req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {}})))
+    assert [(p.path, "required" in p.message) for p in missing] == [
+        ("instances[0].provisioningSettings.deletionThreshold.enabled", True)]
+    parsed = model.parse_request(req(with_(INSTANCE, provisioningSettings={
+        "deletionThreshold": {"enabled": True, "count": 25}, "notificationEmail": "ops@contoso.com"})))
+    spec = parsed.instances[0]
+    assert spec.deletion_threshold == {"enabled": True, "count": 25} and spec.notification_email == "ops@contoso.com"
+    # the request a batch carries: the email once (notificationEmail), the threshold as given; parses back the same
+    assert spec.to_dict()["provisioningSettings"] == {"deletionThreshold": {"enabled": True, "count": 25}}
+    assert spec.to_dict()["notificationEmail"] == "ops@contoso.com"
+    assert model.parse_request(parsed.to_dict()) == parsed
+    assert "provisioningSettings" not in model.parse_request(req(INSTANCE)).instances[0].to_dict()
+    assert model.effective_deletion_threshold(None) == {"enabled": True, "count": model.DEFAULT_DELETION_THRESHOLD}
+    assert model.effective_deletion_threshold({"enabled": True}) == {"enabled": True, "count": 500}
+    assert model.effective_deletion_threshold({"enabled": False}) == {"enabled": False, "count": None}
+    assert model.effective_deletion_threshold({"enabled": True, "count": 7}) == {"enabled": True, "count": 7}
 
 
 def test_non_object_request_and_limits():

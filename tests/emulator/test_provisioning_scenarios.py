@@ -382,3 +382,20 @@ def test_allow_deletes_scope_lifts_the_quarantine_under_both_readings(lifts):
     assert status["code"] == "Active" and status["quarantine"] is None
     disabled = [r for r in service.provisioning_logs("v1.0") if r["jobId"] == job_id and r["provisioningAction"] == "disable"]
     assert len(disabled) == 4
+
+
+def test_deletion_prevention_off_lets_the_cycle_delete_everything():
+    """SyncNotificationSettings as in Graph's own example (``{"Enabled":false,"DeleteThresholdEnabled":false}``,
+    https://learn.microsoft.com/graph/api/synchronization-serviceprincipal-put-synchronization): no threshold,
+    so the stale accounts the tooManyDeletes target holds (default threshold + 1 = 501) are disabled in the
+    first cycle and nothing is quarantined."""
+    notify = {"key": "SyncNotificationSettings", "value": '{"Enabled":false,"DeleteThresholdEnabled":false}'}
+    service, _, clock, sp_id, job_id = started_job("https://scim.test/too-many-deletes", users=1, extra=[notify])
+    for _ in range(40):
+        clock.advance(3600)
+        status = service.get_job(sp_id, job_id)["status"]
+        if status["steadyStateLastAchievedTime"] != "0001-01-01T00:00:00Z" or status["quarantine"]:
+            break
+    assert status["quarantine"] is None and status["code"] == "Active"
+    disabled = [r for r in service.provisioning_logs("v1.0") if r["jobId"] == job_id and r["provisioningAction"] == "disable"]
+    assert len(disabled) == 501

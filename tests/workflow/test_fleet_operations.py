@@ -1,10 +1,13 @@
 """Fleet operations (docs/fleet-operations.md) end to end on one emulator + devhost stack: inventory, every operator
-action by key and by selector (dry-run, confirmation, a retried request), a TooManyDeletes quarantine
-resolved with allowDeletes, teardown (never an untagged app), a plan with no write, bad input.
+action by key and by selector (dry-run, confirmation, a retried request), per-instance provisioning
+settings (deletion threshold, notification email), the ten-instance TooManyDeletes scenario resolved with
+allowDeletes (rejectDeletes on some), the last batch and last action per instance, teardown (never an
+untagged app), a plan with no write, bad input.
 Tests run in file order and build on the fleet the first fixture provisions."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -22,20 +25,31 @@ DELETES = {"BaseAddress": "https://too-many-deletes.scim.test/scim/v2",
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
 
 
-def _instance(name: str, credentials: dict, **labels: str) -> dict:
+def _instance(name: str, credentials: dict, settings: dict | None = None, **labels: str) -> dict:
     return {"applicationTemplate": {"displayName": "Custom"}, "displayName": name, "credentials": credentials,
-            "assignments": {"groups": ["SaaS Pilot"]}, "labels": labels}
+            "assignments": {"groups": ["SaaS Pilot"]}, "labels": labels,
+            **({"provisioningSettings": settings} if settings else {})}
 
 
+#: per-instance provisioning settings (SyncNotificationSettings): Ops Test A's own threshold and email
+A_SETTINGS = {"deletionThreshold": {"enabled": True, "count": 25}, "notificationEmail": "ops-a@contoso.test"}
+#: the ten DR instances hold 3 deletes at most: the target's stale accounts (threshold + 1) quarantine each
+DR_THRESHOLD = 3
+DR = [f"Ops DR {n}" for n in range(1, 11)]
 REQUEST = {"requestId": "fleet-ops-001", "instances": [
-    _instance("Ops Test A", CONTOSO, env="test", team="cloud"),
+    _instance("Ops Test A", CONTOSO, A_SETTINGS, env="test", team="cloud"),
     _instance("Ops Test B", CONTOSO, env="test", team="web"),
-    _instance("Ops DR 1", DELETES, env="dr"),
-    _instance("Ops DR 2", DELETES, env="dr"),
-    _instance("Ops DR 3", DELETES, env="dr"),
+    *[_instance(name, DELETES, {"deletionThreshold": {"enabled": True, "count": DR_THRESHOLD}}, env="dr",
+                wave="hold" if n <= 3 else "go") for n, name in enumerate(DR, 1)],
+    # prevention off: saved as Graph stores it (the engine honouring it is tested in tests/emulator)
+    _instance("Ops Deletes Off", CONTOSO, {"deletionThreshold": {"enabled": False}}, env="off"),
 ]}
 KEY_A, KEY_B = instance_key("Ops Test A"), instance_key("Ops Test B")
 KEY_DR1 = instance_key("Ops DR 1")
+KEY_OFF = instance_key("Ops Deletes Off")
+DR_KEYS = [instance_key(name) for name in DR]
+#: filled by the fleet fixture
+BATCH: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +67,9 @@ def fleet(stack):
     status = stack.wait(batch, timeout=180)
     assert status["runtimeStatus"] == "Completed", status
     outcomes = {i["displayName"]: i["outcome"] for i in status["output"]["instances"]}
-    assert outcomes == {"Ops Test A": "steadyState", "Ops Test B": "steadyState", "Ops DR 1": "quarantined",
-                        "Ops DR 2": "quarantined", "Ops DR 3": "quarantined"}, status["output"]
+    assert outcomes == {"Ops Test A": "steadyState", "Ops Test B": "steadyState", "Ops Deletes Off": "steadyState",
+                        **{name: "quarantined" for name in DR}}, status["output"]
+    BATCH["id"] = batch
     return stack
 
 
@@ -101,19 +116,52 @@ def test_inventory_by_selector_template_health_and_paging(fleet):
     assert one["credentialReferences"]["SecretToken"] == {"keyVaultSecret": "scim-contoso-token"}
     assert one["job"]["state"] == "SteadyState" and one["applicationTemplateId"]
     quarantined = fleet.request("GET", "/api/instances", params={"health": "quarantined"}).json()
-    assert quarantined["count"] == 3
+    assert quarantined["count"] == 10
     assert {i["job"]["quarantine"]["reason"] for i in quarantined["instances"]} == {"TooManyDeletes"}
     template = one["applicationTemplateId"]
     page = fleet.request("GET", "/api/instances", params={"template": template, "top": "2"}).json()
-    assert page["count"] == 5 and len(page["instances"]) == 2 and page["nextSkip"] == 2
-    rest = fleet.request("GET", "/api/instances", params={"template": template, "top": "2", "skip": "4"}).json()
+    assert page["count"] == 13 and len(page["instances"]) == 2 and page["nextSkip"] == 2
+    rest = fleet.request("GET", "/api/instances", params={"template": template, "top": "2", "skip": "12"}).json()
     assert len(rest["instances"]) == 1 and "nextSkip" not in rest
     single = fleet.request("GET", f"/api/instances/{KEY_DR1}")
     assert single.status_code == 200 and single.json()["displayName"] == "Ops DR 1"
     assert single.json()["job"]["quarantine"]["cause"] == "tooManyDeletes"
     # the deletion threshold as Graph stores it (SyncNotificationSettings), no other secret value
-    assert single.json()["provisioningSettings"] == {"deleteThreshold": {"enabled": True, "count": 500},
+    assert single.json()["provisioningSettings"] == {"deletionThreshold": {"enabled": True, "count": DR_THRESHOLD},
                                                      "notificationEmail": None, "syncAll": False}
+    # the last batch of each instance (fleet registry), with its final outcome there
+    assert single.json()["lastBatch"]["batchId"] == BATCH["id"] and single.json()["lastBatch"]["outcome"] == "quarantined"
+    assert single.json()["lastBatch"]["at"] and single.json()["lastAction"] is None
+    assert one["lastBatch"]["batchId"] == BATCH["id"] and one["lastBatch"]["outcome"] == "steadyState"
+    # the batch's structured event, once (the orchestrator logs it only in the episode that completes it)
+    events = [json.loads(line[line.index("{"):]) for line in fleet.host.log_text().splitlines()
+              if "provisioningBatchCompleted" in line]
+    assert [(e["batchId"], e["total"], e["counts"]["quarantined"]) for e in events] == [(BATCH["id"], 13, 10)]
+
+
+def test_provisioning_settings_are_saved_per_instance_as_graph_stores_them(fleet):
+    view = fleet.request("GET", f"/api/instances/{KEY_A}").json()
+    assert view["provisioningSettings"] == {**A_SETTINGS, "syncAll": False}
+    stored = {p["key"]: p["value"] for p in
+              fleet.emulator.state.provisioning.get_secrets(view["servicePrincipalId"])["value"]}
+    assert stored["SyncNotificationSettings"] == (
+        '{"Enabled":true,"Recipients":"ops-a@contoso.test","DeleteThresholdEnabled":true,"DeleteThresholdValue":25}')
+    off = fleet.request("GET", f"/api/instances/{KEY_OFF}").json()
+    assert off["provisioningSettings"]["deletionThreshold"] == {"enabled": False, "count": None}
+    stored_off = {p["key"]: p["value"] for p in
+                  fleet.emulator.state.provisioning.get_secrets(off["servicePrincipalId"])["value"]}
+    assert stored_off["SyncNotificationSettings"] == '{"Enabled":false,"Recipients":"","DeleteThresholdEnabled":false}'
+    listed = fleet.request("GET", "/api/instances", params={"selector": "env=off"}).json()["instances"]
+    assert listed[0]["lastBatch"]["outcome"] == "steadyState"
+    held = fleet.request("GET", f"/api/instances/{DR_KEYS[4]}").json()["job"]["quarantine"]
+    assert held["reason"] == "TooManyDeletes"
+    # a bad provisioningSettings: 400 naming the field, nothing submitted
+    bad = {"requestId": "fleet-ops-bad", "instances": [_instance("Ops Bad", CONTOSO, {
+        "deletionThreshold": {"enabled": False, "count": 5}, "notificationEmail": "nobody"})]}
+    answer = fleet.request("POST", "/api/provisioning-requests", json=bad)
+    assert answer.status_code == 400
+    assert {d["path"] for d in answer.json()["error"]["details"]} == {
+        "instances[0].provisioningSettings.deletionThreshold.count", "instances[0].provisioningSettings.notificationEmail"}
 
 
 def test_bad_input_is_a_clear_4xx(fleet):
@@ -196,24 +244,53 @@ def test_validate_and_provision_on_demand_by_key(fleet):
     assert demand["steps"] and all(step["name"] for step in demand["steps"])
 
 
-def test_too_many_deletes_reject_then_allow(fleet):
-    rejected = _run(fleet, {"action": "rejectDeletes"}, KEY_DR1)["results"][0]
-    assert rejected["outcome"] == "done"
-    assert _job(fleet, KEY_DR1)["status"]["code"] == "Quarantine"
+def test_ten_instance_too_many_deletes_reject_some_then_allow_by_selector(fleet):
+    """The checks' scenario: ten jobs quarantined for TooManyDeletes; the operator rejects the deletes of
+    three (wave=hold) and allows the other seven by selector - dry-run first, then the confirmation
+    count; later allows the held three too."""
+    listed = fleet.request("GET", "/api/instances", params={"selector": "env=dr", "health": "quarantined"}).json()
+    assert listed["count"] == 10 and {i["instanceKey"] for i in listed["instances"]} == set(DR_KEYS)
+    rejected = _run(fleet, {"action": "rejectDeletes", "selector": "env=dr,wave=hold", "confirm": 3})
+    assert rejected["counts"] == {"done": 3}
+    assert all(_job(fleet, k)["status"]["code"] == "Quarantine" for k in DR_KEYS[:3])
     view = fleet.request("GET", f"/api/instances/{KEY_DR1}").json()
     assert "rejectDeletes" in view["decisions"]
+    assert view["lastAction"]["action"] == "rejectDeletes" and view["lastAction"]["outcome"] == "done"
+    assert view["lastAction"]["actionId"].startswith("fleet-action:") and view["lastAction"]["at"]
     again = _run(fleet, {"action": "rejectDeletes", "actionId": "reject-dr1-again"}, KEY_DR1)["results"][0]
     assert again["outcome"] == "unchanged"
-    # allowDeletes on a healthy job changes nothing; on the three quarantined ones it lets the deletes through
+    # allowDeletes on a healthy job changes nothing
     assert _run(fleet, {"action": "allowDeletes", "confirm": 1}, KEY_A)["results"][0]["outcome"] == "unchanged"
-    report = _run(fleet, {"action": "allowDeletes", "selector": "env=dr", "confirm": 3})
-    assert report["counts"] == {"done": 3}
+
+    since = time.time()
+    go = {"action": "allowDeletes", "selector": "env=dr,wave=go"}
+    dry = _act(fleet, {**go, "dryRun": True})
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["count"] == 7 and dry.json()["confirmRequired"] == 7
+    assert {t["instanceKey"] for t in dry.json()["targets"]} == set(DR_KEYS[3:])
+    assert all(t["health"] == "quarantined" and "resetScope=ForceDeletes,QuarantineState" in t["calls"][0]
+               for t in dry.json()["targets"])
+    for wrong in (None, 10, 6):
+        refused = _act(fleet, {**go, **({"confirm": wrong} if wrong is not None else {})})
+        assert refused.status_code == 400 and refused.json()["error"]["details"][0]["path"] == "confirm"
+    assert _writes_since(fleet, since) == []  # dry-run and wrong counts wrote nothing
+    report = _run(fleet, {**go, "confirm": 7})
+    assert report["counts"] == {"done": 7}
+    fleet.emulator.admin.advance(3 * 3600)
+    wait_until(lambda: fleet.request("GET", "/api/instances", params={"selector": "env=dr,wave=go",
+                                                                       "health": "healthy"}).json()["count"] == 7)
+    # the rejected three are still held
+    held = fleet.request("GET", "/api/instances", params={"selector": "env=dr,wave=hold"}).json()["instances"]
+    assert {i["health"] for i in held} == {"quarantined"}
+    # the operator changes their mind: allowed too; all ten run again
+    assert _run(fleet, {"action": "allowDeletes", "selector": "env=dr,wave=hold", "confirm": 3})["counts"] == {"done": 3}
     fleet.emulator.admin.advance(3 * 3600)
     wait_until(lambda: fleet.request("GET", "/api/instances", params={"selector": "env=dr", "health": "healthy"})
-               .json()["count"] == 3)
-    for key in (KEY_DR1, instance_key("Ops DR 2"), instance_key("Ops DR 3")):
+               .json()["count"] == 10)
+    for key in DR_KEYS:
         job = _job(fleet, key)
         assert job["status"]["quarantine"] is None and job["status"]["code"] == "Active"
+    assert fleet.request("GET", f"/api/instances/{KEY_DR1}").json()["lastAction"]["action"] == "allowDeletes"
 
 
 # -- plan and teardown ------------------------------------------------------------------------------
@@ -223,11 +300,14 @@ def test_plan_reports_no_change_for_the_provisioned_request_and_writes_nothing(f
     answer = fleet.request("POST", "/api/plans", json=REQUEST)
     assert answer.status_code == 200, answer.text
     plan = answer.json()
-    assert plan["counts"] == {"alreadyConfigured": 5}, plan
-    changed = {**REQUEST, "instances": [_instance("Ops Test A", CONTOSO, env="prod", team="cloud"),
+    assert plan["counts"] == {"alreadyConfigured": 13}, plan
+    changed = {**REQUEST, "instances": [_instance("Ops Test A", CONTOSO, {"deletionThreshold": {"enabled": False}},
+                                                  env="prod", team="cloud"),
                                         _instance("Ops Brand New", CONTOSO, env="test")]}
     rows = {r["displayName"]: r for r in fleet.request("POST", "/api/plans", json=changed).json()["instances"]}
     assert rows["Ops Test A"]["plan"] == "update" and "labels" in rows["Ops Test A"]["changes"][0]
+    assert rows["Ops Test A"]["changes"][1:] == ["deletionThreshold on (25) -> off",
+                                                 "notificationEmail ops-a@contoso.test -> None"]
     assert rows["Ops Brand New"]["plan"] == "create"
     assert fleet.request("POST", "/api/plans", json={"instances": "none"}).status_code == 400
     assert _writes_since(fleet, since) == []
@@ -309,7 +389,7 @@ def test_an_action_survives_a_host_crash_and_pauses_each_job_once(fleet):
     # the module's devhost exits with SIGTERM first, so the coverage data of the tests before is saved;
     # only the process this test SIGKILLs loses its share (pyproject: coverage saved on SIGTERM)
     fleet.host.restart()
-    body = {"action": "pause", "selector": "env=dr", "confirm": 3, "actionId": "pause-dr-crash"}
+    body = {"action": "pause", "selector": "env=dr", "confirm": 10, "actionId": "pause-dr-crash"}
     sp_ids = [i["servicePrincipalId"] for i in
               fleet.request("GET", "/api/instances", params={"selector": "env=dr"}).json()["instances"]]
     first = _act(fleet, body)
@@ -325,23 +405,22 @@ def test_an_action_survives_a_host_crash_and_pauses_each_job_once(fleet):
     assert set(report["counts"]) <= {"done", "unchanged"} and report["counts"].get("done", 0) >= 1
     pauses = [r for r in fleet.graph_requests(kind="graph", method="POST", pathContains="/pause")
               if any(sp in r["path"] for sp in sp_ids)]
-    assert len(pauses) == 3, pauses  # exactly one pause per job, wherever the crash landed
-    assert all(_job(fleet, i)["status"]["code"] == "Paused"
-               for i in (KEY_DR1, instance_key("Ops DR 2"), instance_key("Ops DR 3")))
+    assert len(pauses) == 10, pauses  # exactly one pause per job, wherever the crash landed
+    assert all(_job(fleet, i)["status"]["code"] == "Paused" for i in DR_KEYS)
 
 
 def test_every_action_by_selector_and_pause_by_key(fleet):
-    dr = {"selector": "env=dr", "confirm": 3}
-    assert _run(fleet, {"action": "resume", **dr})["counts"] == {"done": 3}
-    assert _run(fleet, {"action": "restart", "resetScope": "Escrows", **dr})["counts"] == {"done": 3}
-    assert _run(fleet, {"action": "validate", "selector": "env=dr"})["counts"] == {"valid": 3}  # read-only: no confirm
-    assert _run(fleet, {"action": "rejectDeletes", **dr})["counts"] == {"unchanged": 3}  # not quarantined
-    assert _run(fleet, {"action": "allowDeletes", "actionId": "allow-dr-again", **dr})["counts"] == {"unchanged": 3}
+    dr = {"selector": "env=dr", "confirm": 10}
+    assert _run(fleet, {"action": "resume", **dr})["counts"] == {"done": 10}
+    assert _run(fleet, {"action": "restart", "resetScope": "Escrows", **dr})["counts"] == {"done": 10}
+    assert _run(fleet, {"action": "validate", "selector": "env=dr"})["counts"] == {"valid": 10}  # read-only: no confirm
+    assert _run(fleet, {"action": "rejectDeletes", **dr})["counts"] == {"unchanged": 10}  # not quarantined
+    assert _run(fleet, {"action": "allowDeletes", "actionId": "allow-dr-again", **dr})["counts"] == {"unchanged": 10}
     directory = fleet.emulator.state.directory
     pilot = next(g for g in directory.groups.values() if g["displayName"] == "SaaS Pilot")
     subject = {"objectId": directory.members[pilot["id"]][-1], "objectTypeName": "User"}
     demand = _run(fleet, {"action": "provision-on-demand", "subject": subject, **dr})
-    assert demand["counts"] == {"done": 3} and all(r["steps"] for r in demand["results"])
+    assert demand["counts"] == {"done": 10} and all(r["steps"] for r in demand["results"])
     assert _run(fleet, {"action": "pause", "confirm": 1}, KEY_A)["counts"] == {"done": 1}
     assert _job(fleet, KEY_A)["status"]["code"] == "Paused"
     legacy = fleet.request("GET", "/api/instances", params={"selector": "env=legacy"}).json()["instances"]
