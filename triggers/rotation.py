@@ -146,17 +146,16 @@ async def http_get_rotation(req: func.HttpRequest, client: df.DurableOrchestrati
 
 
 def _calendar(settings: Settings) -> dict:
+    """The calendar; reading it logs nothing. The ``credentialExpiry`` events the alerts fire on come
+    from the health sweep (once per sweep, on the orchestrator's own thread) and from Key Vault's
+    SecretNearExpiry / SecretExpired events: a person reading the calendar neither raises nor repeats
+    an alert, and no event is logged from this worker thread, which carries no invocation id
+    (https://learn.microsoft.com/azure/azure-functions/functions-reference-python#logging-from-created-threads)."""
     from core.steps import default_context
     from core.steps.rotation import expiry_calendar
 
-    calendar = expiry_calendar(default_context(), now=datetime.now(timezone.utc),
-                               warning_days=settings.credential_expiry_warning_days)
-    for entry in calendar["secrets"]:
-        if entry["state"] in ("expiring", "expired"):
-            log.warning(json.dumps({"event": "credentialExpiry", "secretName": entry["secretName"],
-                                    "state": entry["state"], "expires": entry["expires"],
-                                    "daysLeft": entry["daysLeft"], "instances": len(entry["instances"])}, sort_keys=True))
-    return calendar
+    return expiry_calendar(default_context(), now=datetime.now(timezone.utc),
+                           warning_days=settings.credential_expiry_warning_days)
 
 
 @bp.function_name(names.HTTP_CREDENTIAL_CALENDAR)
