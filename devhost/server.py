@@ -227,6 +227,8 @@ class DevHost:
 
             await self.engine.start()
             self.app.client_binding_json = client_binding_json(self.engine, self.base_url)
+            if self.app.worker_pool is not None:
+                self.app.worker_pool.client_binding_json = self.app.client_binding_json
         self.runner = web.AppRunner(self._web_app(), access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await self.runner.setup()
         await web.SockSite(self.runner, sock).start()

@@ -72,7 +72,10 @@ def _child_main(app_path: str, conn: Any) -> None:  # runs in the worker process
         with lock:
             conn.send(message)
 
-    def run(call_id: int, name: str, input_json: str | None, invocation_id: str | None) -> None:
+    def run(call_id: int, name: str, input_json: str | None, invocation_id: str | None,
+            client_json: str | None = None) -> None:
+        if client_json is not None:  # the host's durableClient binding value, as the Functions host gives
+            app.client_binding_json = client_json  # every worker process (an activity may declare the binding)
         try:
             result = asyncio.run(app.call_activity(name, input_json, invocation_id=invocation_id))
         except BaseException as exc:  # every failure goes back to the host as the activity's failure
@@ -114,6 +117,9 @@ class WorkerPool:
         self._ids = itertools.count(1)
         self._stopping = False
         self._lock = threading.Lock()
+        #: the ``durableClient`` binding value (set by the server once the engine knows its base URL),
+        #: sent with each call so a function declaring the binding gets it in any worker process
+        self.client_binding_json: str | None = None
 
     @property
     def pids(self) -> list[int]:
@@ -178,7 +184,7 @@ class WorkerPool:
             worker = min(self._workers, key=lambda w: len(w.pending))
         with worker.lock:
             worker.pending[call_id] = (loop, future)
-            worker.conn.send((call_id, name, input_json, invocation_id))
+            worker.conn.send((call_id, name, input_json, invocation_id, self.client_binding_json))
         return await future
 
     def stop(self, timeout: float = 5.0) -> None:

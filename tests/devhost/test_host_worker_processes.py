@@ -34,6 +34,14 @@ def test_activities_run_in_that_many_worker_processes_and_failures_keep_their_ty
         status = host.wait_for_instance(r.json()["id"], timeout=60)
         assert status["runtimeStatus"] == "Completed", status
         assert "ValueError: cannot use bad input" in status["output"], status["output"]
+
+        # an activity declaring the Durable client binding gets it in a worker process too, as in Azure
+        r = host.post("/api/start/workers_client", json="child-of-a-worker", key=False)
+        status = host.wait_for_instance(r.json()["id"], timeout=60)
+        assert status["runtimeStatus"] == "Completed", status
+        assert status["output"]["started"] == "child-of-a-worker" and status["output"]["pid"] != host_pid
+        child = host.wait_for_instance("child-of-a-worker", timeout=60)
+        assert child["runtimeStatus"] == "Completed" and child["output"] == {"child": "child-of-a-worker"}, child
         logs = host.log_text()
     finally:
         host.stop()

@@ -38,6 +38,27 @@ def workers_fail(text: str) -> str:
     raise ValueError(f"cannot use {text}")
 
 
+@app.orchestration_trigger(context_name="context")
+def workers_client(context: df.DurableOrchestrationContext):
+    """An activity with the Durable client binding (as the health sweep's start_sweep_rotation) starts
+    another orchestration from a worker process."""
+    started = yield context.call_activity("workers_start_child", context.get_input())
+    return started
+
+
+@app.orchestration_trigger(context_name="context")
+def workers_child(context: df.DurableOrchestrationContext):
+    return {"child": context.instance_id}
+
+
+@app.function_name("workers_start_child")
+@app.durable_client_input(client_name="client")
+@app.activity_trigger(input_name="child_id")
+async def workers_start_child(child_id: str, client) -> dict:
+    await client.start_new("workers_child", child_id, None)
+    return {"started": child_id, "pid": os.getpid()}
+
+
 @app.durable_client_input(client_name="client")
 @app.route(route="start/{name}", methods=["POST"])
 async def workers_start(req: func.HttpRequest, client) -> func.HttpResponse:
