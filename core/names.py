@@ -49,6 +49,7 @@ FLEET_INSTANCE_ACTION = "fleet_instance_action"
 PLAN_SCHEMA_PROFILE = "plan_schema_profile"
 APPLY_SCHEMA_PROFILE = "apply_schema_profile"
 CHECK_INSTANCE_DRIFT = "check_instance_drift"
+SUMMARIZE_CYCLE = "summarize_cycle"
 # credential rotation (core/rotation_contracts.py)
 LIST_SECRET_DEPENDENTS = "list_secret_dependents"
 ROTATE_INSTANCE = "rotate_instance"
@@ -77,6 +78,7 @@ ACTIVITIES = (
     PLAN_SCHEMA_PROFILE,
     APPLY_SCHEMA_PROFILE,
     CHECK_INSTANCE_DRIFT,
+    SUMMARIZE_CYCLE,
     LIST_SECRET_DEPENDENTS,
     ROTATE_INSTANCE,
     CHECK_INSTANCE_LAG,

@@ -67,6 +67,7 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     "plan_schema_profile": (SYNCHRONIZATION_READWRITE_ALL,),
     "apply_schema_profile": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
     "check_instance_drift": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    "summarize_cycle": (AUDITLOG_READ_ALL, DIRECTORY_READ_ALL),  # provisioning logs, as get_provisioning_errors
     # credential rotation: the registry is Table storage (no Graph); the others read the SP (tags, notes)
     "list_secret_dependents": (),
     "rotate_instance": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),

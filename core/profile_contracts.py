@@ -67,6 +67,30 @@ class InstanceDriftOutput(Contract):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class SummarizeCycleInput(Input):
+    """One cycle's window of the job's provisioning logs (``since`` = its timeBegan, ``until`` = its timeEnded)."""
+
+    service_principal_id: str
+    job_id: str
+    since: str
+    until: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CycleSummaryOutput(Contract):
+    """What one cycle did: distinct objects failed, disabled or deleted, skipped as out of scope."""
+
+    since: str | None = None
+    until: str | None = None
+    rows: int = 0
+    failed_objects: int = 0
+    removed_objects: int = 0
+    scoped_out_objects: int = 0
+    pages: int = 0
+    complete: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ApplyProfileInput(Contract):
     """``apply_profile``'s input (from ``POST /api/instances/{key}/schema/apply`` or drift's enforce)."""
 
@@ -85,6 +109,7 @@ def _register() -> None:
         names.PLAN_SCHEMA_PROFILE: (PlanSchemaProfileInput, SchemaPlanOutput),
         names.APPLY_SCHEMA_PROFILE: (ApplySchemaProfileInput, SchemaPlanOutput),
         names.CHECK_INSTANCE_DRIFT: (CheckInstanceDriftInput, InstanceDriftOutput),
+        names.SUMMARIZE_CYCLE: (SummarizeCycleInput, CycleSummaryOutput),
     })
 
 
@@ -103,5 +128,9 @@ class RolloutInput(Contract):
     wave_size: int = 5
     pause_seconds: int = 60
     max_checks: int = 10
+    #: objects the cycle after the change may disable, delete or skip as out of scope beyond the cycle before
+    removal_threshold: int = 0
+    #: instance key -> the provisionOnDemand subject ``{objectId, objectTypeName}`` run after a canary's apply
+    canary_test_users: dict[str, Any] = mapped()
     dry_run: bool | None = None
     options: dict[str, Any] = mapped()

@@ -10,12 +10,20 @@ instances in waves of ``waveSize``. Per wave:
    record the profile);
 3. a durable timer waits ``pauseSeconds``; then each instance's job is read again until a cycle
    that began after the change has ended (at most ``maxChecks`` pauses);
-4. the failed objects of that cycle are compared with those of the last cycle before the change
-   (``get_provisioning_errors`` over each cycle's own begin/end times, the job's own clock).
+4. what that cycle did is compared with the last cycle before the change (``summarize_cycle`` over
+   each cycle's own begin/end times, the job's own clock): the objects that failed, and the objects
+   it disabled or deleted or skipped as out of a scoping filter (a profile whose filter scopes
+   everyone out fails nothing: it takes the accounts away).
 
-A **regression**: the apply failed, the job is quarantined or failed after the change, no cycle
-completed within ``maxChecks`` pauses, or the cycle after the change failed more objects than the
-one before. On a regression the rollout stops before the next wave (``stopped`` in the status
+In a canary wave, right after each canary's apply, ``provisionOnDemand`` of the canary's test user
+(``canaryTestUsers`` of the request, else the subject recorded in the service principal's notes
+under ``canary``; the ``fleet_instance_action`` step): its step-by-step result goes into the wave's
+results, and a failed export is a regression at once.
+
+A **regression**: the apply failed, the canary's test user failed on demand, the job is quarantined
+or failed after the change, no cycle completed within ``maxChecks`` pauses, the cycle after the change
+failed more objects than the one before, or it disabled, deleted or scoped out more than
+``removalThreshold`` objects beyond the cycle before. On a regression the rollout stops before the next wave (``stopped`` in the status
 names the wave and why, per instance) and waits for the external event ``resume`` (the operator
 accepts it; ``POST /api/rollouts/{id}/resume``); ``POST /api/rollouts/{id}/cancel`` terminates it.
 Instances of later waves are never touched before that. The custom status holds every wave with
@@ -31,8 +39,10 @@ from typing import Any, Generator
 import azure.durable_functions as df
 
 from core import names
-from core.contracts import GetJobStatusInput, GetJobStatusOutput, GetProvisioningErrorsInput, GetProvisioningErrorsOutput
-from core.profile_contracts import ApplySchemaProfileInput, PlanSchemaProfileInput, RolloutInput, SchemaPlanOutput
+from core.contracts import GetJobStatusInput, GetJobStatusOutput
+from core.fleet_contracts import FleetInstanceActionInput
+from core.profile_contracts import (ApplySchemaProfileInput, CycleSummaryOutput, PlanSchemaProfileInput, RolloutInput,
+                                    SchemaPlanOutput, SummarizeCycleInput)
 from core.times import iso
 from core.workflow_options import WorkflowOptions
 from orchestrators.activity_calls import call_step, chunks
@@ -114,6 +124,9 @@ def schema_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, An
             else:
                 wave["results"][key] = {"servicePrincipalId": sp_id, "applied": False,
                                         "regression": f"apply failed: {(done.get('error') or {}).get('message')}"}
+            if wave["kind"] == "canary" and wave["results"][key]["regression"] is None:
+                finding = yield from _on_demand(context, options, key, sp_id, data.canary_test_users.get(key))
+                wave["results"][key].update(finding)
         wave["status"] = "watching"
         show(wave)
         pending = [k for k in wave["instances"] if wave["results"][k]["regression"] is None]
@@ -121,13 +134,13 @@ def schema_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, An
             if not pending:
                 break
             yield context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=max(1, data.pause_seconds)))
-            still = []
+            still: list[str] = []
             for key in pending:
-                finding = yield from _check(context, options, sp_of[key], before[key])
-                if finding is None:
+                verdict = yield from _check(context, options, sp_of[key], before[key], data.removal_threshold)
+                if verdict is None:
                     still.append(key)
                 else:
-                    wave["results"][key].update(finding)
+                    wave["results"][key].update(verdict)
             pending = still
         for key in pending:
             wave["results"][key]["regression"] = f"no provisioning cycle ended within {data.max_checks} pauses of " \
@@ -148,8 +161,31 @@ def schema_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, An
     return report
 
 
+def _on_demand(context: df.DurableOrchestrationContext, options: WorkflowOptions, key: str, sp_id: str,
+               subject: Any) -> Generator[Any, Any, dict[str, Any]]:
+    """provisionOnDemand of a canary's test user after its apply (``onDemand`` + a regression when it failed)."""
+    if not isinstance(subject, dict) or not subject.get("objectId"):
+        return {"onDemand": {"skipped": "no test user: none named in canaryTestUsers, none recorded in the "
+                                        "service principal's notes (canary)"}}
+    found = yield from call_step(context, names.FLEET_INSTANCE_ACTION, FleetInstanceActionInput(
+        action="provision-on-demand", instance_key=key, service_principal_id=sp_id,
+        params={"subject": {"objectId": str(subject["objectId"]),
+                            "objectTypeName": str(subject.get("objectTypeName") or "User")}}), options)
+    if not found.get("ok"):
+        message = (found.get("error") or {}).get("message")
+        return {"onDemand": {"subject": subject, "outcome": "error", "detail": message},
+                "regression": f"provisionOnDemand of test user {subject['objectId']} could not run: {message}"}
+    view = {"subject": subject, **{k: found.get(k) for k in ("outcome", "detail", "status", "errorCode", "steps")}}
+    finding: dict[str, Any] = {"onDemand": view}
+    if found.get("outcome") in ("failed", "refused"):
+        failed = [s.get("name") for s in found.get("steps") or [] if str(s.get("status")).lower() == "failure"]
+        finding["regression"] = (f"provisionOnDemand of test user {subject['objectId']} {found.get('outcome')}"
+                                 f"{' at ' + ', '.join(map(str, failed)) if failed else ''}: {found.get('detail')}")
+    return finding
+
+
 def _check(context: df.DurableOrchestrationContext, options: WorkflowOptions, sp_id: str,
-           before: dict[str, Any]) -> Generator[Any, Any, dict[str, Any] | None]:
+           before: dict[str, Any], removal_threshold: int = 0) -> Generator[Any, Any, dict[str, Any] | None]:
     """The verdict for one instance once a cycle after the change has ended (None: not yet)."""
     read = yield from call_step(context, names.GET_JOB_STATUS,
                                 GetJobStatusInput(service_principal_id=sp_id, job_id=None, started_at=None), options)
@@ -161,16 +197,31 @@ def _check(context: df.DurableOrchestrationContext, options: WorkflowOptions, sp
     last, prior = after.get("lastExecution") or {}, before.get("lastExecution") or {}
     if not last.get("timeEnded") or (prior.get("timeEnded") and str(last.get("timeBegan")) <= str(prior["timeEnded"])):
         return None  # the cycle after the change has not ended yet
-    counts = []
+    cycles = []
     for execution in (prior, last):
         if not execution.get("timeBegan") or not after.get("jobId"):
-            counts.append(0)
+            cycles.append(CycleSummaryOutput())
             continue
-        found = yield from call_step(context, names.GET_PROVISIONING_ERRORS, GetProvisioningErrorsInput(
+        found = yield from call_step(context, names.SUMMARIZE_CYCLE, SummarizeCycleInput(
             service_principal_id=sp_id, job_id=str(after["jobId"]), since=str(execution["timeBegan"]),
-            until=execution.get("timeEnded"), top=5), options)
-        counts.append(GetProvisioningErrorsOutput.from_dict(found).failed_objects if found.get("ok") else 0)
-    verdict: dict[str, Any] = {"failedBefore": counts[0], "failedAfter": counts[1], "cycleState": last.get("state")}
-    if counts[1] > counts[0]:
-        verdict["regression"] = f"{counts[1]} objects failed in the cycle after the change, {counts[0]} before"
+            until=execution.get("timeEnded")), options)
+        cycles.append(CycleSummaryOutput.from_dict(found) if found.get("ok") else CycleSummaryOutput(complete=False))
+    was, now = cycles
+    removed_before = was.removed_objects + was.scoped_out_objects
+    removed_after = now.removed_objects + now.scoped_out_objects
+    verdict: dict[str, Any] = {"failedBefore": was.failed_objects, "failedAfter": now.failed_objects,
+                               "removedBefore": was.removed_objects, "removedAfter": now.removed_objects,
+                               "scopedOutBefore": was.scoped_out_objects, "scopedOutAfter": now.scoped_out_objects,
+                               "cycleState": last.get("state")}
+    if not (was.complete and now.complete):
+        verdict["logsComplete"] = False  # the page bound cut a read short: the counts are lower bounds
+    reasons = []
+    if now.failed_objects > was.failed_objects:
+        reasons.append(f"{now.failed_objects} objects failed in the cycle after the change, {was.failed_objects} before")
+    if removed_after - removed_before > removal_threshold:
+        reasons.append(f"{removed_after} objects disabled, deleted or skipped as out of scope in the cycle after the "
+                       f"change ({now.removed_objects} removed, {now.scoped_out_objects} scoped out), {removed_before} "
+                       f"before (removalThreshold {removal_threshold})")
+    if reasons:
+        verdict["regression"] = "; ".join(reasons)
     return verdict

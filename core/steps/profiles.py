@@ -23,15 +23,20 @@ a profile (PUT the whole schema, restart, record the profile on the service prin
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 from core import errors, model, odata
+from core import status as job_status
 from core import schema_profiles as sp_profiles
 from core.graph import applications as apps
+from core.graph import provisioning_logs as sp_logs
 from core.graph import schema as graph_schema
 from core.graph import synchronization as sync
+from core.rotation_contracts import GUID
 from core.steps.context import StepContext, _wait_for
 from core.steps.records import read_notes
+from core.times import iso_seconds
 
 logger = logging.getLogger("core.steps")
 
@@ -205,3 +210,87 @@ def drift(ctx: StepContext, *, service_principal_id: str) -> dict:
         report["parts"].append("schedule")
     report["drifted"] = bool(report["parts"])
     return report
+
+
+# -- what a cycle did (the rollout's regression signals) -------------------------------------------
+
+#: provisioningAction values that take an account away from the target (v1.0 names; beta: Delete,
+#: Disable, StagedDelete): https://learn.microsoft.com/graph/api/resources/provisioningobjectsummary
+REMOVAL_ACTIONS = frozenset({"delete", "disable", "stageddelete"})
+
+
+def out_of_scope(row: dict) -> bool:
+    """A skipped row whose object did not pass a scoping filter.
+
+    The service logs such an object as status ``skipped`` with SkipReason ``NotEffectivelyEntitled``
+    and the reason "This object did not pass a scoping filter" (as users quote it:
+    https://learn.microsoft.com/answers/questions/1023522/user-provisioning-noteffectivelyentitled);
+    its scoping step's details say ``Scoping filter evaluation passed`` False, the skip step's
+    ``IsInProvisioningScope`` False (https://learn.microsoft.com/answers/a/12571236). Any of the three
+    counts; a disabled user (also NotEffectivelyEntitled, but in scope) does not.
+    """
+    status = str((row.get("provisioningStatusInfo") or row.get("statusInfo") or {}).get("status") or "").lower()
+    if status != "skipped":
+        return False
+    for step in row.get("provisioningSteps") or []:
+        if not isinstance(step, dict):
+            continue
+        details: dict = step["details"] if isinstance(step.get("details"), dict) else {}
+        if (str(details.get("Scoping filter evaluation passed", "")).lower() == "false"
+                or str(details.get("IsInProvisioningScope", "")).lower() == "false"
+                or "did not pass a scoping filter" in str(step.get("description") or "")):
+            return True
+    return False
+
+
+def _cycle_row(row: dict) -> dict:
+    return {**sp_logs.summarize(row), "outOfScope": out_of_scope(row)}
+
+
+def cycle_summary(ctx: StepContext, *, service_principal_id: str, job_id: str, since: str,
+                  until: str | None = None) -> dict:
+    """What one cycle did to the target, from its provisioning log rows between ``since`` and ``until``.
+
+    Distinct source objects that failed, that the cycle disabled or deleted (``provisioningAction``
+    delete / disable / stagedDelete, not failed) and that were skipped as out of a scoping filter.
+    One read of every row of the window (no status filter: the three need different rows), paged
+    and paced like :func:`core.steps.jobs.get_provisioning_errors`, at most
+    ``PROVISIONING_LOG_MAX_PAGES`` pages (``complete`` False: the counts are lower bounds).
+    """
+    moment = job_status.parse_time(since) or datetime(1970, 1, 1, tzinfo=timezone.utc)
+    pacer = ctx.pacer or sp_logs.Pacer(ctx.settings.provisioning_log_min_interval_seconds, ctx.monotonic, ctx.sleep)
+    read = sp_logs.read_rows(ctx.graph, pacer, job_id, moment, ctx.settings.provisioning_log_page_size,
+                             until=job_status.parse_time(until), max_pages=ctx.settings.provisioning_log_max_pages,
+                             summary=_cycle_row)
+    failed: set[str] = set()
+    removed: set[str] = set()
+    scoped_out: set[str] = set()
+    for row in read["rows"]:
+        who = str((row.get("source") or {}).get("id") or row.get("id"))
+        if row.get("status") == "failure":
+            failed.add(who)
+        elif str(row.get("action") or "").lower() in REMOVAL_ACTIONS:
+            removed.add(who)
+        elif row.get("outOfScope"):
+            scoped_out.add(who)
+    return {"since": iso_seconds(moment), "until": until, "rows": len(read["rows"]), "failedObjects": len(failed),
+            "removedObjects": len(removed), "scopedOutObjects": len(scoped_out), "pages": read["pages"],
+            "complete": read["complete"]}
+
+
+def canary_subject(value: Any) -> dict | None:
+    """A provisionOnDemand subject from ``{"objectId", "objectType" | "objectTypeName"}`` (None when it is not one)."""
+    if not isinstance(value, dict):
+        return None
+    object_id = value.get("objectId")
+    kind = value.get("objectTypeName") or value.get("objectType") or "User"
+    if not isinstance(object_id, str) or not GUID.match(object_id) or kind not in ("User", "Group"):
+        return None
+    return {"objectId": object_id, "objectTypeName": kind}
+
+
+def recorded_canary(ctx: StepContext, service_principal_id: str) -> dict | None:
+    """The canary subject recorded in our notes of the service principal (key ``canary``), if any."""
+    sp = _wait_for(ctx, f"read {service_principal_id}", lambda: apps.get_service_principal(
+        ctx.graph, service_principal_id, select="id,notes"))
+    return canary_subject((read_notes(ctx, sp.get("notes")) or {}).get("canary"))

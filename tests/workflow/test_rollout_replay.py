@@ -69,7 +69,7 @@ def test_a_failed_canary_apply_stops_before_the_wave_and_resume_goes_on(tmp_path
            apply_schema_profile=lambda payload, n: _applied(payload, n) if payload["servicePrincipalId"] != "sp-a"
            else {"ok": False, "error": {"kind": "permanent", "code": "InvalidProfile", "message": "refused",
                                         "step": "apply_schema_profile"}},
-           get_provisioning_errors=[{"ok": True, "failedObjects": 2}])
+           summarize_cycle=[{"ok": True, "failedObjects": 2, "removedObjects": 1}])
 
     async def scenario(engine):
         iid = await engine.start_orchestration("schema_rollout", _input(["a", "b"], ["a"]), instance_id="rollout-r1")
@@ -89,8 +89,9 @@ def test_a_failed_canary_apply_stops_before_the_wave_and_resume_goes_on(tmp_path
     b = report["waves"][1]["results"]["b"]
     assert report["waves"][1]["status"] == "done" and b["regression"] is None
     assert (b["failedBefore"], b["failedAfter"], b["cycleState"]) == (2, 2, "Succeeded")
-    # both cycles' errors read over their own begin/end times
-    assert [(p["since"], p["until"]) for _, p in calls("get_provisioning_errors")] == \
+    assert (b["removedBefore"], b["removedAfter"]) == (1, 1)  # as many removals as before: not a regression
+    # both cycles read over their own begin/end times
+    assert [(p["since"], p["until"]) for _, p in calls("summarize_cycle")] == \
         [(BEFORE["timeBegan"], BEFORE["timeEnded"]), (AFTER["timeBegan"], AFTER["timeEnded"])]
 
 
@@ -106,8 +107,8 @@ def test_quarantine_more_failures_and_no_ended_cycle_are_regressions(tmp_path):
                 "sp-s": _status("Running", {"timeBegan": AFTER["timeBegan"]})}[sp]
 
     script(get_job_status=job_status, apply_schema_profile=_applied,
-           get_provisioning_errors=lambda payload, n: {"ok": True, "failedObjects": 1 if payload["since"] ==
-                                                       BEFORE["timeBegan"] else 4})
+           summarize_cycle=lambda payload, n: {"ok": True, "failedObjects": 1 if payload["since"] ==
+                                               BEFORE["timeBegan"] else 4})
 
     async def scenario(engine):
         iid = await engine.start_orchestration("schema_rollout", _input(["m", "q", "s", "z"], [], waveSize=3,
@@ -124,6 +125,78 @@ def test_quarantine_more_failures_and_no_ended_cycle_are_regressions(tmp_path):
     assert [w["status"] for w in stopped["waves"]] == ["regressed", "pending"]
     assert {p["servicePrincipalId"] for _, p in calls("apply_schema_profile")} == {"sp-m", "sp-q", "sp-s"}
     assert sum(1 for _, p in calls("get_job_status") if p["servicePrincipalId"] == "sp-s") == 3  # 1 + maxChecks
+
+
+def test_removals_and_scoping_skips_beyond_the_threshold_are_regressions(tmp_path):
+    """A profile whose scoping filter takes accounts away fails nothing: the cycle after it disables, deletes
+    or skips them as out of scope. Beyond ``removalThreshold`` more than the cycle before, that is a regression."""
+    reads: dict[str, int] = {}
+
+    def job_status(payload, n):
+        sp = payload["servicePrincipalId"]
+        reads[sp] = reads.get(sp, 0) + 1
+        return _status("SteadyState", BEFORE if reads[sp] == 1 else AFTER)
+
+    after = {"sp-r": (3, 0), "sp-o": (0, 4), "sp-t": (1, 1), "sp-k": (0, 0)}  # (removed, scopedOut) after the change
+
+    def cycle(payload, n):
+        removed, scoped = (0, 0) if payload["since"] == BEFORE["timeBegan"] else after[payload["servicePrincipalId"]]
+        return {"ok": True, "failedObjects": 0, "removedObjects": removed, "scopedOutObjects": scoped,
+                "complete": payload["servicePrincipalId"] != "sp-k"}
+
+    script(get_job_status=job_status, apply_schema_profile=_applied, summarize_cycle=cycle)
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("schema_rollout", _input(["k", "o", "r", "t", "z"], [], waveSize=4,
+                                                                         removalThreshold=2), instance_id="rollout-r4")
+        stopped = await _until_stopped(engine, iid)
+        await engine.terminate(iid, "cancelled")
+        return stopped
+
+    stopped = run(tmp_path, scenario)
+    reasons = stopped["stopped"]["reasons"]
+    assert set(reasons) == {"o", "r"}  # t: 2 = the threshold, k: nothing taken away
+    assert reasons["r"].startswith("3 objects disabled, deleted or skipped as out of scope in the cycle after the "
+                                   "change (3 removed, 0 scoped out), 0 before (removalThreshold 2)")
+    assert "(0 removed, 4 scoped out)" in reasons["o"]
+    results = stopped["waves"][0]["results"]
+    assert (results["o"]["scopedOutBefore"], results["o"]["scopedOutAfter"]) == (0, 4)
+    assert results["t"]["regression"] is None and results["k"]["logsComplete"] is False
+    assert not [p for _, p in calls("apply_schema_profile") if p["servicePrincipalId"] == "sp-z"]
+
+
+def test_a_canary_whose_test_user_fails_on_demand_stops_with_the_steps(tmp_path):
+    """Canary a: provisionOnDemand of its test user fails at the export -> regression at once (its cycle is not
+    waited for), with the step-by-step result; canary b has no test user (reported) and a healthy cycle."""
+    user = "11111111-2222-3333-4444-555555555555"
+    steps = [{"name": "EntryImportAdd", "status": "success"}, {"name": "EntryExportAdd", "status": "failure",
+                                                               "description": "Failed to create User 'x'"}]
+    script(get_job_status=lambda payload, n: _status("SteadyState", BEFORE if n <= 2 else AFTER),
+           apply_schema_profile=_applied,
+           fleet_instance_action=[{"ok": True, "instanceKey": "a", "outcome": "failed", "status": "failure",
+                                   "errorCode": "SystemForCrossDomainIdentityManagementBadRequest",
+                                   "detail": "provisionOnDemand User x: failure", "steps": steps}],
+           summarize_cycle=[{"ok": True, "failedObjects": 0}])
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("schema_rollout", _input(
+            ["a", "b", "c"], ["a", "b"], canaryTestUsers={"a": {"objectId": user, "objectTypeName": "User"}}),
+            instance_id="rollout-r5")
+        stopped = await _until_stopped(engine, iid)
+        await engine.terminate(iid, "cancelled")
+        return stopped
+
+    stopped = run(tmp_path, scenario)
+    assert set(stopped["stopped"]["reasons"]) == {"a"}
+    assert stopped["stopped"]["reasons"]["a"] == ("provisionOnDemand of test user " + user + " failed at EntryExportAdd: "
+                                                  "provisionOnDemand User x: failure")
+    results = stopped["waves"][0]["results"]
+    assert results["a"]["onDemand"]["steps"] == steps and results["a"]["onDemand"]["subject"]["objectId"] == user
+    assert "no test user" in results["b"]["onDemand"]["skipped"] and results["b"]["regression"] is None
+    (_, demanded), = calls("fleet_instance_action")
+    assert (demanded["action"], demanded["instanceKey"], demanded["params"]["subject"]["objectId"]) == \
+        ("provision-on-demand", "a", user)
+    assert {p["servicePrincipalId"] for _, p in calls("apply_schema_profile")} == {"sp-a", "sp-b"}
 
 
 def test_a_dry_run_plans_each_wave_and_applies_nothing(tmp_path):
