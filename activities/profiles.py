@@ -10,7 +10,8 @@ import azure.durable_functions as df
 from activities.runner import run
 from core import names, steps
 from core.profile_contracts import (ApplySchemaProfileInput, CheckInstanceDriftInput, CycleSummaryOutput,
-                                    InstanceDriftOutput, PlanSchemaProfileInput, SchemaPlanOutput, SummarizeCycleInput)
+                                    EnforceInstanceDriftInput, EnforceInstanceDriftOutput, InstanceDriftOutput,
+                                    PlanSchemaProfileInput, SchemaPlanOutput, SummarizeCycleInput)
 from core.steps import profiles as profile_steps
 
 bp = df.Blueprint()
@@ -40,11 +41,18 @@ def summarize_cycle_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str,
         ctx, service_principal_id=i.service_principal_id, job_id=i.job_id, since=i.since, until=i.until)).to_dict()
 
 
+def enforce_instance_drift_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
+    i = EnforceInstanceDriftInput.from_dict(p)
+    done = profile_steps.enforce_drift(ctx, service_principal_id=i.service_principal_id, dry_run=i.dry_run)
+    return EnforceInstanceDriftOutput.from_dict({**done, "instanceKey": i.instance_key}).to_dict()
+
+
 BODIES = {
     names.PLAN_SCHEMA_PROFILE: plan_schema_profile_body,
     names.APPLY_SCHEMA_PROFILE: apply_schema_profile_body,
     names.CHECK_INSTANCE_DRIFT: check_instance_drift_body,
     names.SUMMARIZE_CYCLE: summarize_cycle_body,
+    names.ENFORCE_INSTANCE_DRIFT: enforce_instance_drift_body,
 }
 
 
@@ -70,3 +78,9 @@ def check_instance_drift(payload: dict) -> dict:
 @bp.activity_trigger(input_name="payload")
 def summarize_cycle(payload: dict) -> dict:
     return run(names.SUMMARIZE_CYCLE, payload, summarize_cycle_body)
+
+
+@bp.function_name(names.ENFORCE_INSTANCE_DRIFT)
+@bp.activity_trigger(input_name="payload")
+def enforce_instance_drift(payload: dict) -> dict:
+    return run(names.ENFORCE_INSTANCE_DRIFT, payload, enforce_instance_drift_body)

@@ -62,8 +62,46 @@ class InstanceDriftOutput(Contract):
     parts: list[str] = listed()
     schema: dict[str, Any] | None = None
     secret_keys: dict[str, Any] | None = None
+    provisioning_settings: dict[str, Any] | None = None
+    assignments: dict[str, Any] | None = None
     schedule: dict[str, Any] | None = None
     job: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EnforceInstanceDriftInput(Input):
+    service_principal_id: str
+    instance_key: str | None = None
+    dry_run: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EnforceInstanceDriftOutput(Contract):
+    """What enforce found and did on one instance: ``actions`` per drifted part (``part``, ``action``,
+    ``outcome`` planned / done / refused / reported, ``detail``)."""
+
+    service_principal_id: str | None = always()
+    instance_key: str | None = None
+    display_name: str | None = None
+    profile: str | None = None
+    dry_run: bool = True
+    drifted: bool = False
+    parts: list[str] = listed()
+    actions: list[dict[str, Any]] = listed()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EnforceDriftInput(Contract):
+    """``enforce_drift``'s input: the targets the trigger resolved (``[{instanceKey, servicePrincipalId}]``),
+    at most ``maxInFlight`` at a time with ``paceSeconds`` between two groups."""
+
+    enforce_id: str | None = always()
+    selector: dict[str, Any] = mapped()
+    targets: list[dict[str, Any]] = listed()
+    dry_run: bool = True
+    max_in_flight: int = 4
+    pace_seconds: int = 0
+    options: dict[str, Any] = mapped()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -110,6 +148,7 @@ def _register() -> None:
         names.APPLY_SCHEMA_PROFILE: (ApplySchemaProfileInput, SchemaPlanOutput),
         names.CHECK_INSTANCE_DRIFT: (CheckInstanceDriftInput, InstanceDriftOutput),
         names.SUMMARIZE_CYCLE: (SummarizeCycleInput, CycleSummaryOutput),
+        names.ENFORCE_INSTANCE_DRIFT: (EnforceInstanceDriftInput, EnforceInstanceDriftOutput),
     })
 
 

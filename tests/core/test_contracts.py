@@ -138,6 +138,13 @@ SAMPLES.update({
                            "changes": [{"op": "add"}], "fingerprint": {"sha": "x"}, "jobScheduleState": "Active",
                            "dryRun": False, "applied": True, "restarted": True, "recorded": True}],
     pc.CheckInstanceDriftInput: [{"servicePrincipalId": "s"}],
+    pc.EnforceInstanceDriftInput: [{"servicePrincipalId": "s", "instanceKey": "k", "dryRun": False}],
+    pc.EnforceInstanceDriftOutput: [{"servicePrincipalId": "s", "instanceKey": "k", "profile": "p", "dryRun": True,
+                                     "drifted": True, "parts": ["schema"],
+                                     "actions": [{"part": "schema", "action": "apply", "outcome": "planned"}]}],
+    pc.EnforceDriftInput: [{"enforceId": "e", "selector": {"env": "prod"}, "targets": [
+        {"instanceKey": "k", "servicePrincipalId": "s"}], "dryRun": True, "maxInFlight": 4, "paceSeconds": 0,
+        "options": {}}],
     pc.SummarizeCycleInput: [{"servicePrincipalId": "s", "jobId": "j", "since": "2026-01-01T00:00:00Z",
                               "until": "2026-01-01T00:10:00Z"}],
     pc.CycleSummaryOutput: [{"since": "x", "until": "y", "rows": 3, "failedObjects": 1, "removedObjects": 2,

@@ -224,3 +224,38 @@ def test_a_profile_reference_with_a_trailing_newline_is_refused():
         profiles.parse_ref("custom-scim.v1\n", path="profile")
     assert [p.path for p in caught.value.problems] == ["profile"]
     assert profiles.parse_ref("custom-scim.v1") == ("custom-scim", 1)
+
+
+def test_settings_schedule_and_secret_drift_and_enforce_per_part(ctx, core_env, profile_dir):
+    """Portal-style changes through Graph: the notification e-mail set, the job paused, a credential key
+    cleared. Drift names each part; enforce's dry run plans and writes nothing; enforce puts each back
+    (the secret set saved again from Key Vault, the job started) and a second enforce finds nothing to do."""
+    sp_id, job_id = _started(ctx, "Profile settings drift app", [ENGINEER])
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []
+    settings = json.dumps({"Enabled": True, "Recipients": "someone@contoso.test", "DeleteThresholdEnabled": True,
+                           "DeleteThresholdValue": 500})
+    sync.put_secrets(ctx.graph, sp_id, {"SyncNotificationSettings": settings, "SecretToken": ""}, [])
+    sync.pause_job(ctx.graph, sp_id, job_id)
+
+    drifted = profile_steps.drift(ctx, service_principal_id=sp_id)
+    assert drifted["parts"] == ["secretKeys", "provisioningSettings", "schedule"], drifted
+    assert drifted["secretKeys"]["missing"] == ["SecretToken"]
+    part = drifted["provisioningSettings"]
+    assert part["valueCompared"] is True and part["deleteThreshold"]["compared"] is False
+    assert {d["field"]: (d["expected"], d["actual"]) for d in part["differences"]} == {
+        "SyncNotificationSettings.Recipients": (None, "someone@contoso.test"),
+        "SyncNotificationSettings.Enabled": (False, True)}
+    assert drifted["assignments"]["compared"] is False  # nothing records the request's assignments yet
+    assert "someone@contoso.test" not in json.dumps(drifted["secretKeys"])  # names only
+
+    planned = profile_steps.enforce_drift(ctx, service_principal_id=sp_id)  # dry run by default
+    assert planned["dryRun"] is True and {a["outcome"] for a in planned["actions"]} == {"planned"}
+    assert [a["part"] for a in planned["actions"]] == ["secretKeys+provisioningSettings", "schedule"]
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == drifted["parts"]  # nothing written
+
+    done = profile_steps.enforce_drift(ctx, service_principal_id=sp_id, dry_run=False)
+    assert [(a["part"], a["outcome"]) for a in done["actions"]] == [("secretKeys+provisioningSettings", "done"),
+                                                                  ("schedule", "done")], done
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []
+    again = profile_steps.enforce_drift(ctx, service_principal_id=sp_id, dry_run=False)
+    assert again["drifted"] is False and again["actions"] == []
