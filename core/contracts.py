@@ -674,6 +674,8 @@ class SweepReport(Contract):
     unhealthy_omitted: int | None = UNSET
     restarted_omitted: int | None = UNSET
     report: dict[str, Any] | None = UNSET
+    #: with SWEEP_DRIFT_CHECK: ``checked``, ``drifted`` and drifted instances per part
+    drift_counts: dict[str, int] | None = None
 
 
 def decode_json(value: Any) -> Any:

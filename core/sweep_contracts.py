@@ -48,6 +48,8 @@ class HealthSweepPageOutput(Contract):
     staged: bool = False
     block: int | None = always()
     next_cursor: str | None = always()
+    #: with SWEEP_DRIFT_CHECK: drifted instances per part (orchestrators/sweep_drift.py)
+    drift_counts: dict[str, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -49,6 +49,7 @@ from core.workflow_options import WorkflowOptions
 from orchestrators.activity_calls import call_step
 from orchestrators.blueprint import bp
 from orchestrators.health_sweep import _HEALTHY, CATEGORIES, read_statuses, restart_credential_quarantines
+from orchestrators.sweep_drift import check_drift
 
 log = logging.getLogger("orchestrators.health_sweep")
 
@@ -64,6 +65,7 @@ def run_over_pages(context: df.DurableOrchestrationContext,
     stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
     blob_name = f"{context.instance_id}/{stamp}.jsonl"
     tally: Counter = Counter()
+    drift: Counter = Counter()
     by_reason: Counter = Counter()
     unhealthy: list[dict[str, Any]] = []
     restarted: list[dict[str, Any]] = []  # the restarts done, then the ones refused (listed after them)
@@ -84,6 +86,7 @@ def run_over_pages(context: df.DurableOrchestrationContext,
         result = HealthSweepPageOutput.from_dict((yield context.call_sub_orchestrator(
             names.HEALTH_SWEEP_PAGE, request.to_dict(), instance_id=f"{context.instance_id}:{stamp}:page-{page:05d}")))
         tally.update(result.counts)
+        drift.update(result.drift_counts or {})
         by_reason.update(result.quarantined_by_reason)
         unhealthy.extend(result.unhealthy)
         omitted += int(result.unhealthy_omitted or 0)
@@ -128,7 +131,8 @@ def run_over_pages(context: df.DurableOrchestrationContext,
     report = SweepReport(swept_at=iso(started), total=sum(counts.values()), pages=page, counts=counts,
                          quarantined_by_reason=dict(sorted(by_reason.items())), unhealthy=unhealthy,
                          unhealthy_omitted=omitted, restarted=outcomes[:options.sweep_max_reported],
-                         restarted_omitted=max(0, len(outcomes) - options.sweep_max_reported), report=report_link)
+                         restarted_omitted=max(0, len(outcomes) - options.sweep_max_reported), report=report_link,
+                         drift_counts=dict(sorted(drift.items())) if options.sweep_drift_check else None)
     context.set_custom_status({"phase": "completed", "counts": counts})
     return report.to_dict()
 
@@ -165,6 +169,7 @@ def health_sweep_page(context: df.DurableOrchestrationContext) -> Generator[Any,
     outcomes = {r["servicePrincipalId"]: {"restarted": r["restarted"], "reason": r["reason"]} for r in restarted}
     lines = [{**e, "restart": outcomes[e["servicePrincipalId"]]} if e["servicePrincipalId"] in outcomes else e
              for e in entries]  # the blob's lines also say what the restart rule did
+    lines, drift_counts = yield from check_drift(context, lines, options)  # SWEEP_DRIFT_CHECK (off: unchanged)
 
     staged: dict[str, Any] = {"ok": True}
     if entries:  # an empty page (an empty fleet) stages no block
@@ -185,4 +190,4 @@ def health_sweep_page(context: df.DurableOrchestrationContext) -> Generator[Any,
                                  quarantined_by_reason=dict(sorted(by_reason.items())), unhealthy=unhealthy[:limit],
                                  unhealthy_omitted=max(0, len(unhealthy) - limit), restarted=restarted,
                                  staged=bool(staged.get("ok")), block=page if entries else None,
-                                 next_cursor=listing.next_cursor).to_dict()
+                                 next_cursor=listing.next_cursor, drift_counts=drift_counts).to_dict()
