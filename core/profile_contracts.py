@@ -167,6 +167,8 @@ class RolloutInput(Contract):
     wave_size: int = 5
     pause_seconds: int = 60
     max_checks: int = 10
+    #: activities of one wave at the same time (reads, applies, checks)
+    max_in_flight: int = 10
     #: objects the cycle after the change may disable, delete or skip as out of scope beyond the cycle before
     removal_threshold: int = 0
     #: instance key -> the provisionOnDemand subject ``{objectId, objectTypeName}`` run after a canary's apply

@@ -3,7 +3,8 @@ stopping by itself on a regression.
 
 Input: :class:`core.profile_contracts.RolloutInput`; with ``dryRun`` every selected instance is only
 planned (validation and diff, per wave) and nothing is written. Waves: the canaries (if any), then the other
-instances in waves of ``waveSize``. Per wave:
+instances in waves of ``waveSize``. Per wave (each step over the wave's instances at most ``maxInFlight``
+at a time):
 
 1. each instance's job status is read (``get_job_status``: the last execution before the change);
 2. the profile is applied (``apply_schema_profile``: PUT the whole schema, restart with Watermark,
@@ -39,13 +40,13 @@ from typing import Any, Generator
 import azure.durable_functions as df
 
 from core import names
-from core.contracts import GetJobStatusInput, GetJobStatusOutput
+from core.contracts import GetJobStatusInput, GetJobStatusOutput, failure
 from core.fleet_contracts import FleetInstanceActionInput
 from core.profile_contracts import (ApplySchemaProfileInput, CycleSummaryOutput, PlanSchemaProfileInput, RolloutInput,
                                     SchemaPlanOutput, SummarizeCycleInput)
 from core.times import iso
 from core.workflow_options import WorkflowOptions
-from orchestrators.activity_calls import call_step, chunks
+from orchestrators.activity_calls import call_step, chunks, failure_message, gather_settled
 from orchestrators.blueprint import bp
 
 RESUME_EVENT = "resume"
@@ -105,38 +106,40 @@ def schema_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, An
         show()
         return report
 
+    bound = max(1, data.max_in_flight)
     for wave in report["waves"]:
         wave["status"] = "applying"
         show(wave)
-        before: dict[str, dict[str, Any]] = {}
-        for key in wave["instances"]:
-            sp_id = sp_of[key]
-            read = yield from call_step(context, names.GET_JOB_STATUS,
-                                        GetJobStatusInput(service_principal_id=sp_id, job_id=None, started_at=None), options)
-            before[key] = _execution(read) if read.get("ok") else {}
-            done = yield from call_step(context, names.APPLY_SCHEMA_PROFILE,
-                                        ApplySchemaProfileInput(service_principal_id=sp_id, profile=str(data.profile)),
-                                        options)
+        keys = list(wave["instances"])
+        reads = yield from _fan_out(context, options, names.GET_JOB_STATUS, [
+            GetJobStatusInput(service_principal_id=sp_of[k], job_id=None, started_at=None) for k in keys], bound)
+        before = {k: (_execution(r) if r.get("ok") else {}) for k, r in zip(keys, reads)}
+        applied = yield from _fan_out(context, options, names.APPLY_SCHEMA_PROFILE, [
+            ApplySchemaProfileInput(service_principal_id=sp_of[k], profile=str(data.profile)) for k in keys], bound)
+        for key, done in zip(keys, applied):
             if done.get("ok"):
                 plan = SchemaPlanOutput.from_dict(done)
-                wave["results"][key] = {"servicePrincipalId": sp_id, "applied": plan.applied, "changes": len(plan.changes),
-                                        "regression": None}
+                wave["results"][key] = {"servicePrincipalId": sp_of[key], "applied": plan.applied,
+                                        "changes": len(plan.changes), "regression": None}
             else:
-                wave["results"][key] = {"servicePrincipalId": sp_id, "applied": False,
+                wave["results"][key] = {"servicePrincipalId": sp_of[key], "applied": False,
                                         "regression": f"apply failed: {(done.get('error') or {}).get('message')}"}
-            if wave["kind"] == "canary" and wave["results"][key]["regression"] is None:
-                finding = yield from _on_demand(context, options, key, sp_id, data.canary_test_users.get(key))
-                wave["results"][key].update(finding)
+        if wave["kind"] == "canary":
+            for key in keys:
+                if wave["results"][key]["regression"] is None:
+                    finding = yield from _on_demand(context, options, key, sp_of[key], data.canary_test_users.get(key))
+                    wave["results"][key].update(finding)
         wave["status"] = "watching"
         show(wave)
-        pending = [k for k in wave["instances"] if wave["results"][k]["regression"] is None]
+        pending = [k for k in keys if wave["results"][k]["regression"] is None]
         for _ in range(max(1, data.max_checks)):
             if not pending:
                 break
             yield context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=max(1, data.pause_seconds)))
+            verdicts = yield from _check(context, options, [(sp_of[k], before[k]) for k in pending],
+                                         data.removal_threshold, bound)
             still: list[str] = []
-            for key in pending:
-                verdict = yield from _check(context, options, sp_of[key], before[key], data.removal_threshold)
+            for key, verdict in zip(pending, verdicts):
                 if verdict is None:
                     still.append(key)
                 else:
@@ -184,29 +187,66 @@ def _on_demand(context: df.DurableOrchestrationContext, options: WorkflowOptions
     return finding
 
 
-def _check(context: df.DurableOrchestrationContext, options: WorkflowOptions, sp_id: str,
-           before: dict[str, Any], removal_threshold: int = 0) -> Generator[Any, Any, dict[str, Any] | None]:
-    """The verdict for one instance once a cycle after the change has ended (None: not yet)."""
-    read = yield from call_step(context, names.GET_JOB_STATUS,
-                                GetJobStatusInput(service_principal_id=sp_id, job_id=None, started_at=None), options)
-    if not read.get("ok"):
-        return None
-    after = _execution(read)
-    if after["state"] in _BAD_STATES:
-        return {"regression": f"the job is {after['state']} after the change", "after": after["state"]}
-    last, prior = after.get("lastExecution") or {}, before.get("lastExecution") or {}
-    if not last.get("timeEnded") or (prior.get("timeEnded") and str(last.get("timeBegan")) <= str(prior["timeEnded"])):
-        return None  # the cycle after the change has not ended yet
-    cycles = []
-    for execution in (prior, last):
-        if not execution.get("timeBegan") or not after.get("jobId"):
-            cycles.append(CycleSummaryOutput())
+def _fan_out(context: df.DurableOrchestrationContext, options: WorkflowOptions, activity: str,
+            payloads: list[Any], bound: int) -> Generator[Any, Any, list[dict[str, Any]]]:
+    """One result per payload (in order), at most ``bound`` activities at a time; a throttled one is
+    called again through :func:`call_step` (durable timers), one whose retries ran out is a failure."""
+    policy = options.retry_for(activity)
+    retry = df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
+    results: list[dict[str, Any]] = []
+    for group in chunks([p.to_dict() for p in payloads], bound):
+        settled = yield from gather_settled(context, [context.call_activity_with_retry(activity, retry, p) for p in group])
+        for payload, (ok, value) in zip(group, settled):
+            if not ok:
+                value = failure(activity, "TransientErrorsExhausted", failure_message(value), kind="transient")
+            elif not isinstance(value, dict):
+                value = failure(activity, "InvalidActivityResult", f"{activity} returned {type(value).__name__}")
+            elif not value.get("ok") and (value.get("error") or {}).get("kind") == "throttled":
+                value = yield from call_step(context, activity, payload, options)
+            results.append(value)
+    return results
+
+
+def _check(context: df.DurableOrchestrationContext, options: WorkflowOptions, watched: list[tuple[str, dict[str, Any]]],
+           removal_threshold: int, bound: int) -> Generator[Any, Any, list[dict[str, Any] | None]]:
+    """The verdict per ``(servicePrincipalId, execution before)`` once a cycle after the change has ended (None: not yet)."""
+    reads = yield from _fan_out(context, options, names.GET_JOB_STATUS, [
+        GetJobStatusInput(service_principal_id=sp_id, job_id=None, started_at=None) for sp_id, _ in watched], bound)
+    verdicts: list[dict[str, Any] | None] = [None] * len(watched)
+    ended: list[tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]] = []  # (index, after, prior, last)
+    for n, ((sp_id, before), read) in enumerate(zip(watched, reads)):
+        if not read.get("ok"):
             continue
-        found = yield from call_step(context, names.SUMMARIZE_CYCLE, SummarizeCycleInput(
-            service_principal_id=sp_id, job_id=str(after["jobId"]), since=str(execution["timeBegan"]),
-            until=execution.get("timeEnded")), options)
-        cycles.append(CycleSummaryOutput.from_dict(found) if found.get("ok") else CycleSummaryOutput(complete=False))
-    was, now = cycles
+        after = _execution(read)
+        if after["state"] in _BAD_STATES:
+            verdicts[n] = {"regression": f"the job is {after['state']} after the change", "after": after["state"]}
+            continue
+        last, prior = after.get("lastExecution") or {}, before.get("lastExecution") or {}
+        if not last.get("timeEnded") or (prior.get("timeEnded") and str(last.get("timeBegan")) <= str(prior["timeEnded"])):
+            continue  # the cycle after the change has not ended yet
+        ended.append((n, after, prior, last))
+    wanted = [(n, which, execution, str(after["jobId"])) for n, after, prior, last in ended
+              for which, execution in (("before", prior), ("after", last))
+              if execution.get("timeBegan") and after.get("jobId")]
+    summaries = yield from _fan_out(context, options, names.SUMMARIZE_CYCLE, [
+        SummarizeCycleInput(service_principal_id=watched[n][0], job_id=job_id, since=str(execution["timeBegan"]),
+                            until=execution.get("timeEnded")) for n, _, execution, job_id in wanted], bound)
+    found = {(n, which): summary for (n, which, _, _), summary in zip(wanted, summaries)}
+    for n, after, prior, last in ended:
+        was, now = _cycle(found.get((n, "before"))), _cycle(found.get((n, "after")))
+        verdicts[n] = _compare(was, now, last, removal_threshold)
+    return verdicts
+
+
+def _cycle(found: dict[str, Any] | None) -> CycleSummaryOutput:
+    if found is None:  # no cycle to read (none before the change, or no job id): nothing counted
+        return CycleSummaryOutput()
+    return CycleSummaryOutput.from_dict(found) if found.get("ok") else CycleSummaryOutput(complete=False)
+
+
+def _compare(was: CycleSummaryOutput, now: CycleSummaryOutput, last: dict[str, Any],
+             removal_threshold: int) -> dict[str, Any]:
+    """The verdict of one instance: the cycle after the change against the cycle before."""
     removed_before = was.removed_objects + was.scoped_out_objects
     removed_after = now.removed_objects + now.scoped_out_objects
     verdict: dict[str, Any] = {"failedBefore": was.failed_objects, "failedAfter": now.failed_objects,

@@ -1,8 +1,8 @@
 """Staged rollout of a schema profile (function key; docs/configuration-as-code.md).
 
 * ``POST /api/rollouts`` ``{"rolloutId", "profile", "selector": {"instances": [keys]} | {"labels": {..}},
-  "canaries": <count> | [keys], "waveSize": 5, "pauseSeconds": 60, "maxChecks": 10, "removalThreshold": 0,
-  "canaryTestUsers": {<canary key>: {"objectId", "objectTypeName"?}}, "dryRun": false}`` - validates (field-level
+  "canaries": <count> | [keys], "waveSize": 5, "pauseSeconds": 60, "maxChecks": 10, "maxInFlight": 10,
+  "removalThreshold": 0, "canaryTestUsers": {<canary key>: {"objectId", "objectTypeName"?}}, "dryRun": false}`` - validates (field-level
   400s: unknown profile, an empty selection, a canary outside it), resolves the selection from the
   managed instances (``list_managed_instances``), and starts ``schema_rollout`` as ``rollout-<rolloutId>``
   (202 + check-status payload; the same id while it exists answers that rollout, never a second one).
@@ -41,7 +41,7 @@ log = logging.getLogger("triggers.rollouts")
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _FIELDS = ("rolloutId", "profile", "selector", "canaries", "waveSize", "pauseSeconds", "maxChecks", "dryRun",
-           "removalThreshold", "canaryTestUsers")
+           "removalThreshold", "canaryTestUsers", "maxInFlight")
 _ACTIVE = {"Running", "Pending", "ContinuedAsNew", "Suspended"}
 
 
@@ -112,12 +112,14 @@ def parse_rollout(body: Any, managed: list[dict[str, Any]]) -> RolloutInput:
     if not isinstance(dry_run, bool):
         problems.append(errors.Problem("dryRun", "must be true or false"))
     removal_threshold = _int(body, "removalThreshold", 0, 0, 1_000_000, problems)
+    max_in_flight = _int(body, "maxInFlight", 10, 1, 100, problems)
     test_users = _test_users(body.get("canaryTestUsers", {}), canaries, problems)
     if problems:
         raise errors.InvalidRequest(problems)
     return RolloutInput(rollout_id=rollout_id, profile=profile, instances=chosen, canaries=canaries,
                         wave_size=wave_size, pause_seconds=pause, max_checks=checks, dry_run=bool(dry_run),
-                        removal_threshold=removal_threshold, canary_test_users=test_users)
+                        removal_threshold=removal_threshold, canary_test_users=test_users,
+                        max_in_flight=max_in_flight)
 
 
 def _test_users(raw: Any, canaries: list[str], problems: list[errors.Problem]) -> dict[str, dict]:

@@ -157,7 +157,7 @@ SAMPLES.update({
                            {"servicePrincipalId": "s", "profile": "p", "instanceKey": "k", "dryRun": True,
                             "options": {"pollsPerExecution": 2}}],
     pc.RolloutInput: [{"rolloutId": "r", "profile": "p", "instances": [{"key": "k", "servicePrincipalId": "s"}],
-                       "canaries": ["k"], "waveSize": 5, "pauseSeconds": 60, "maxChecks": 10, "removalThreshold": 0,
+                       "canaries": ["k"], "waveSize": 5, "pauseSeconds": 60, "maxChecks": 10, "maxInFlight": 10, "removalThreshold": 0,
                        "canaryTestUsers": {"k": {"objectId": "u", "objectTypeName": "User"}}, "options": {}}],
     rc.ListSecretDependentsInput: [{"secretName": "kv-token"}],
     rc.SecretDependent: [{"servicePrincipalId": "s", "displayName": "d", "instanceKey": "k"}],
