@@ -38,7 +38,7 @@ def check_instance_drift_body(p: dict[str, Any], ctx: steps.StepContext) -> dict
 def summarize_cycle_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
     i = SummarizeCycleInput.from_dict(p)
     return CycleSummaryOutput.from_dict(profile_steps.cycle_summary(
-        ctx, service_principal_id=i.service_principal_id, job_id=i.job_id, since=i.since, until=i.until)).to_dict()
+        ctx, service_principal_id=i.service_principal_id, job_id=i.job_id, windows=list(i.windows))).to_dict()
 
 
 def enforce_instance_drift_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from core.contracts import Contract, Input, always, listed, mapped
+from core.errors import Problem
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,18 +105,24 @@ class EnforceDriftInput(Contract):
     options: dict[str, Any] = mapped()
 
 
+def _windows(value: Any, path: str) -> list[Problem]:
+    ok = (isinstance(value, list) and 0 < len(value) <= 10
+          and all(isinstance(w, dict) and isinstance(w.get("since"), str) and isinstance(w.get("until", ""), (str, type(None)))
+                  for w in value))
+    return [] if ok else [Problem(path, "1 to 10 windows {since, until?} (a cycle's timeBegan / timeEnded)")]
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SummarizeCycleInput(Input):
-    """One cycle's window of the job's provisioning logs (``since`` = its timeBegan, ``until`` = its timeEnded)."""
+    """Cycles of one job, each a window of its provisioning logs (``since`` = timeBegan, ``until`` = timeEnded)."""
 
     service_principal_id: str
     job_id: str
-    since: str
-    until: str | None = None
+    windows: list[dict[str, Any]] = dataclasses.field(metadata={"check": _windows})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class CycleSummaryOutput(Contract):
+class CycleSummary(Contract):
     """What one cycle did: distinct objects failed, disabled or deleted, skipped as out of scope."""
 
     since: str | None = None
@@ -124,6 +131,14 @@ class CycleSummaryOutput(Contract):
     failed_objects: int = 0
     removed_objects: int = 0
     scoped_out_objects: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CycleSummaryOutput(Contract):
+    """One :class:`CycleSummary` per window asked for; ``complete`` False: the page bound cut the read short."""
+
+    cycles: list[CycleSummary] = listed()
+    rows: int = 0
     pages: int = 0
     complete: bool = True
 

@@ -42,8 +42,8 @@ import azure.durable_functions as df
 from core import names
 from core.contracts import GetJobStatusInput, GetJobStatusOutput, failure
 from core.fleet_contracts import FleetInstanceActionInput
-from core.profile_contracts import (ApplySchemaProfileInput, CycleSummaryOutput, PlanSchemaProfileInput, RolloutInput,
-                                    SchemaPlanOutput, SummarizeCycleInput)
+from core.profile_contracts import (ApplySchemaProfileInput, CycleSummary, CycleSummaryOutput, PlanSchemaProfileInput,
+                                    RolloutInput, SchemaPlanOutput, SummarizeCycleInput)
 from core.times import iso
 from core.workflow_options import WorkflowOptions
 from orchestrators.activity_calls import call_step, chunks, failure_message, gather_settled
@@ -225,27 +225,38 @@ def _check(context: df.DurableOrchestrationContext, options: WorkflowOptions, wa
         if not last.get("timeEnded") or (prior.get("timeEnded") and str(last.get("timeBegan")) <= str(prior["timeEnded"])):
             continue  # the cycle after the change has not ended yet
         ended.append((n, after, prior, last))
-    wanted = [(n, which, execution, str(after["jobId"])) for n, after, prior, last in ended
-              for which, execution in (("before", prior), ("after", last))
-              if execution.get("timeBegan") and after.get("jobId")]
+    wanted = [(n, [e for e in (prior, last) if e.get("timeBegan")], str(after["jobId"]))
+              for n, after, prior, last in ended if after.get("jobId")]
+    # one log read per instance covers the cycle before and the cycle after (the reporting API's 5 requests per 10 s)
     summaries = yield from _fan_out(context, options, names.SUMMARIZE_CYCLE, [
-        SummarizeCycleInput(service_principal_id=watched[n][0], job_id=job_id, since=str(execution["timeBegan"]),
-                            until=execution.get("timeEnded")) for n, _, execution, job_id in wanted], bound)
-    found = {(n, which): summary for (n, which, _, _), summary in zip(wanted, summaries)}
+        SummarizeCycleInput(service_principal_id=watched[n][0], job_id=job_id, windows=[
+            {"since": str(e["timeBegan"]), "until": e.get("timeEnded")} for e in executions])
+        for n, executions, job_id in wanted], bound)
+    found = {n: (executions, summary) for (n, executions, _), summary in zip(wanted, summaries)}
     for n, after, prior, last in ended:
-        was, now = _cycle(found.get((n, "before"))), _cycle(found.get((n, "after")))
-        verdicts[n] = _compare(was, now, last, removal_threshold)
+        was, now, complete = _cycles(found.get(n), prior, last)
+        verdicts[n] = _compare(was, now, last, removal_threshold, complete)
     return verdicts
 
 
-def _cycle(found: dict[str, Any] | None) -> CycleSummaryOutput:
-    if found is None:  # no cycle to read (none before the change, or no job id): nothing counted
-        return CycleSummaryOutput()
-    return CycleSummaryOutput.from_dict(found) if found.get("ok") else CycleSummaryOutput(complete=False)
+def _cycles(found: tuple[list[dict[str, Any]], dict[str, Any]] | None, prior: dict[str, Any],
+            last: dict[str, Any]) -> tuple[CycleSummary, CycleSummary, bool]:
+    """The summaries of the cycle before and the cycle after (an empty one for a cycle not read: none
+    before the change, or no job id) and whether the read was complete (False: failed or cut short)."""
+    if found is None:
+        return CycleSummary(), CycleSummary(), True
+    executions, result = found
+    if not result.get("ok"):
+        return CycleSummary(), CycleSummary(), False
+    read = CycleSummaryOutput.from_dict(result)
+    by_kind = dict(zip(["before", "after"] if len(executions) == 2 else ["after"], read.cycles))
+    if last not in executions:
+        by_kind = {"before": by_kind["after"]} if "after" in by_kind and prior in executions else {}
+    return by_kind.get("before", CycleSummary()), by_kind.get("after", CycleSummary()), read.complete
 
 
-def _compare(was: CycleSummaryOutput, now: CycleSummaryOutput, last: dict[str, Any],
-             removal_threshold: int) -> dict[str, Any]:
+def _compare(was: CycleSummary, now: CycleSummary, last: dict[str, Any], removal_threshold: int,
+             complete: bool = True) -> dict[str, Any]:
     """The verdict of one instance: the cycle after the change against the cycle before."""
     removed_before = was.removed_objects + was.scoped_out_objects
     removed_after = now.removed_objects + now.scoped_out_objects
@@ -253,7 +264,7 @@ def _compare(was: CycleSummaryOutput, now: CycleSummaryOutput, last: dict[str, A
                                "removedBefore": was.removed_objects, "removedAfter": now.removed_objects,
                                "scopedOutBefore": was.scoped_out_objects, "scopedOutAfter": now.scoped_out_objects,
                                "cycleState": last.get("state")}
-    if not (was.complete and now.complete):
+    if not complete:
         verdict["logsComplete"] = False  # the page bound cut a read short: the counts are lower bounds
     reasons = []
     if now.failed_objects > was.failed_objects:

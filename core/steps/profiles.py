@@ -421,35 +421,47 @@ def _cycle_row(row: dict) -> dict:
     return {**sp_logs.summarize(row), "outOfScope": out_of_scope(row)}
 
 
-def cycle_summary(ctx: StepContext, *, service_principal_id: str, job_id: str, since: str,
-                  until: str | None = None) -> dict:
-    """What one cycle did to the target, from its provisioning log rows between ``since`` and ``until``.
+def cycle_summary(ctx: StepContext, *, service_principal_id: str, job_id: str, windows: list[dict]) -> dict:
+    """What cycles did to the target, from the job's provisioning log rows: one summary per window
+    (``{since, until?}``: a cycle's timeBegan / timeEnded), in the order given.
 
-    Distinct source objects that failed, that the cycle disabled or deleted (``provisioningAction``
-    delete / disable / stagedDelete, not failed) and that were skipped as out of a scoping filter.
-    One read of every row of the window (no status filter: the three need different rows), paged
-    and paced like :func:`core.steps.jobs.get_provisioning_errors`, at most
-    ``PROVISIONING_LOG_MAX_PAGES`` pages (``complete`` False: the counts are lower bounds).
+    Per window, distinct source objects that failed, that the cycle disabled or deleted
+    (``provisioningAction`` delete / disable / stagedDelete, not failed) and that were skipped as out
+    of a scoping filter. One read covers every window (from the earliest ``since`` to the latest
+    ``until``; no status filter: the three need different rows): the reporting API allows 5 requests
+    per 10 s per app and tenant, so the cycle before and the cycle after a change cost one paged read,
+    not two. Paged and paced like :func:`core.steps.jobs.get_provisioning_errors`, at most
+    ``PROVISIONING_LOG_MAX_PAGES`` pages, newest first (``complete`` False: the counts are lower
+    bounds, the oldest window's first).
     """
-    moment = job_status.parse_time(since) or datetime(1970, 1, 1, tzinfo=timezone.utc)
+    bounds = [(job_status.parse_time(w.get("since")) or datetime(1970, 1, 1, tzinfo=timezone.utc),
+               job_status.parse_time(w.get("until"))) for w in windows]
+    if not bounds:
+        return {"cycles": [], "rows": 0, "pages": 0, "complete": True}
+    since = min(b for b, _ in bounds)
+    until = None if any(u is None for _, u in bounds) else max(u for _, u in bounds if u is not None)
     pacer = ctx.pacer or sp_logs.Pacer(ctx.settings.provisioning_log_min_interval_seconds, ctx.monotonic, ctx.sleep)
-    read = sp_logs.read_rows(ctx.graph, pacer, job_id, moment, ctx.settings.provisioning_log_page_size,
-                             until=job_status.parse_time(until), max_pages=ctx.settings.provisioning_log_max_pages,
-                             summary=_cycle_row)
-    failed: set[str] = set()
-    removed: set[str] = set()
-    scoped_out: set[str] = set()
+    read = sp_logs.read_rows(ctx.graph, pacer, job_id, since, ctx.settings.provisioning_log_page_size,
+                             until=until, max_pages=ctx.settings.provisioning_log_max_pages, summary=_cycle_row)
+    found: list[dict[str, set[str]]] = [{"failed": set(), "removed": set(), "scopedOut": set()} for _ in bounds]
+    rows = [0] * len(bounds)
     for row in read["rows"]:
+        at = job_status.parse_time(row.get("activityDateTime"))
         who = str((row.get("source") or {}).get("id") or row.get("id"))
-        if row.get("status") == "failure":
-            failed.add(who)
-        elif str(row.get("action") or "").lower() in REMOVAL_ACTIONS:
-            removed.add(who)
-        elif row.get("outOfScope"):
-            scoped_out.add(who)
-    return {"since": iso_seconds(moment), "until": until, "rows": len(read["rows"]), "failedObjects": len(failed),
-            "removedObjects": len(removed), "scopedOutObjects": len(scoped_out), "pages": read["pages"],
-            "complete": read["complete"]}
+        for n, (begin, end) in enumerate(bounds):
+            if at is None or at < begin or (end is not None and at > end):
+                continue
+            rows[n] += 1
+            if row.get("status") == "failure":
+                found[n]["failed"].add(who)
+            elif str(row.get("action") or "").lower() in REMOVAL_ACTIONS:
+                found[n]["removed"].add(who)
+            elif row.get("outOfScope"):
+                found[n]["scopedOut"].add(who)
+    cycles = [{"since": iso_seconds(begin), "until": windows[n].get("until"), "rows": rows[n],
+               "failedObjects": len(found[n]["failed"]), "removedObjects": len(found[n]["removed"]),
+               "scopedOutObjects": len(found[n]["scopedOut"])} for n, (begin, _) in enumerate(bounds)]
+    return {"cycles": cycles, "rows": len(read["rows"]), "pages": read["pages"], "complete": read["complete"]}
 
 
 def canary_subject(value: Any) -> dict | None:

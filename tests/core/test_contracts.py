@@ -145,10 +145,12 @@ SAMPLES.update({
     pc.EnforceDriftInput: [{"enforceId": "e", "selector": {"env": "prod"}, "targets": [
         {"instanceKey": "k", "servicePrincipalId": "s"}], "dryRun": True, "maxInFlight": 4, "paceSeconds": 0,
         "options": {}}],
-    pc.SummarizeCycleInput: [{"servicePrincipalId": "s", "jobId": "j", "since": "2026-01-01T00:00:00Z",
-                              "until": "2026-01-01T00:10:00Z"}],
-    pc.CycleSummaryOutput: [{"since": "x", "until": "y", "rows": 3, "failedObjects": 1, "removedObjects": 2,
-                             "scopedOutObjects": 0, "pages": 1, "complete": True}],
+    pc.SummarizeCycleInput: [{"servicePrincipalId": "s", "jobId": "j", "windows": [
+        {"since": "2026-01-01T00:00:00Z", "until": "2026-01-01T00:10:00Z"}, {"since": "2026-01-01T01:00:00Z"}]}],
+    pc.CycleSummary: [{"since": "x", "until": "y", "rows": 3, "failedObjects": 1, "removedObjects": 2,
+                       "scopedOutObjects": 0}],
+    pc.CycleSummaryOutput: [{"cycles": [{"since": "x", "rows": 1, "failedObjects": 0, "removedObjects": 0,
+                                         "scopedOutObjects": 1}], "rows": 3, "pages": 1, "complete": False}],
     pc.InstanceDriftOutput: [{"servicePrincipalId": "s", "profile": None, "jobId": "j", "drifted": False, "parts": []},
                              {"servicePrincipalId": "s", "displayName": "d", "profile": "p", "jobId": "j",
                               "drifted": True, "parts": ["schema", "job"], "schema": {"changes": 1},
@@ -285,3 +287,10 @@ def test_registry_names_every_activity_whichever_module_is_imported_first(module
                           cwd=pathlib.Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_summarize_cycle_needs_one_to_ten_windows_with_a_since():
+    for bad in ([], [{"until": "x"}], [{"since": 1}], [{"since": "x"}] * 11, "x"):
+        with pytest.raises(InvalidRequest) as caught:
+            pc.SummarizeCycleInput.from_dict({"servicePrincipalId": "s", "jobId": "j", "windows": bad})
+        assert {p.path for p in caught.value.problems} == {"windows"}

@@ -138,12 +138,14 @@ def test_apply_and_diff_round_trip_and_the_engine_exports_what_the_profile_says(
     assert "disable" in sales
     # the rollout's signals: the cycles before created both and took nothing away; the cycles after the
     # change disabled the one the filter scopes out (and updated the other)
-    first = profile_steps.cycle_summary(ctx, service_principal_id=sp_id, job_id=job_id, since="2000-01-01T00:00:00Z",
-                                        until=initial["timeEnded"])
-    assert (first["failedObjects"], first["removedObjects"], first["scopedOutObjects"], first["complete"]) == (0, 0, 0, True)
+    first, later = profile_steps.cycle_summary(ctx, service_principal_id=sp_id, job_id=job_id, windows=[
+        {"since": "2000-01-01T00:00:00Z", "until": initial["timeEnded"]}, {"since": initial["timeEnded"]}])["cycles"]
+    assert (first["failedObjects"], first["removedObjects"], first["scopedOutObjects"]) == (0, 0, 0)
     assert first["rows"] >= 2
-    later = profile_steps.cycle_summary(ctx, service_principal_id=sp_id, job_id=job_id, since=initial["timeEnded"])
     assert (later["failedObjects"], later["removedObjects"]) == (0, 1)
+    alone = profile_steps.cycle_summary(ctx, service_principal_id=sp_id, job_id=job_id,
+                                        windows=[{"since": initial["timeEnded"]}])
+    assert alone["cycles"][0]["removedObjects"] == 1 and alone["complete"] is True
 
 
 def test_the_canary_recorded_in_the_notes_is_read_and_checked(ctx):

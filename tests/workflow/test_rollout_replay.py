@@ -69,7 +69,8 @@ def test_a_failed_canary_apply_stops_before_the_wave_and_resume_goes_on(tmp_path
            apply_schema_profile=lambda payload, n: _applied(payload, n) if payload["servicePrincipalId"] != "sp-a"
            else {"ok": False, "error": {"kind": "permanent", "code": "InvalidProfile", "message": "refused",
                                         "step": "apply_schema_profile"}},
-           summarize_cycle=[{"ok": True, "failedObjects": 2, "removedObjects": 1}])
+           summarize_cycle=lambda payload, n: {"ok": True, "cycles": [{"failedObjects": 2, "removedObjects": 1}
+                                                                      for _ in payload["windows"]]})
 
     async def scenario(engine):
         iid = await engine.start_orchestration("schema_rollout", _input(["a", "b"], ["a"]), instance_id="rollout-r1")
@@ -90,9 +91,10 @@ def test_a_failed_canary_apply_stops_before_the_wave_and_resume_goes_on(tmp_path
     assert report["waves"][1]["status"] == "done" and b["regression"] is None
     assert (b["failedBefore"], b["failedAfter"], b["cycleState"]) == (2, 2, "Succeeded")
     assert (b["removedBefore"], b["removedAfter"]) == (1, 1)  # as many removals as before: not a regression
-    # both cycles read over their own begin/end times
-    assert sorted((p["since"], p["until"]) for _, p in calls("summarize_cycle")) == \
-        [(BEFORE["timeBegan"], BEFORE["timeEnded"]), (AFTER["timeBegan"], AFTER["timeEnded"])]
+    # both cycles read in one call, each over its own begin/end times
+    (_, read), = calls("summarize_cycle")
+    assert read["windows"] == [{"since": BEFORE["timeBegan"], "until": BEFORE["timeEnded"]},
+                               {"since": AFTER["timeBegan"], "until": AFTER["timeEnded"]}]
 
 
 def test_quarantine_more_failures_and_no_ended_cycle_are_regressions(tmp_path):
@@ -107,8 +109,8 @@ def test_quarantine_more_failures_and_no_ended_cycle_are_regressions(tmp_path):
                 "sp-s": _status("Running", {"timeBegan": AFTER["timeBegan"]})}[sp]
 
     script(get_job_status=job_status, apply_schema_profile=_applied,
-           summarize_cycle=lambda payload, n: {"ok": True, "failedObjects": 1 if payload["since"] ==
-                                               BEFORE["timeBegan"] else 4})
+           summarize_cycle=lambda payload, n: {"ok": True, "cycles": [
+               {"failedObjects": 1 if w["since"] == BEFORE["timeBegan"] else 4} for w in payload["windows"]]})
 
     async def scenario(engine):
         iid = await engine.start_orchestration("schema_rollout", _input(["m", "q", "s", "z"], [], waveSize=3,
@@ -140,8 +142,10 @@ def test_removals_and_scoping_skips_beyond_the_threshold_are_regressions(tmp_pat
     after = {"sp-r": (3, 0), "sp-o": (0, 4), "sp-t": (1, 1), "sp-k": (0, 0)}  # (removed, scopedOut) after the change
 
     def cycle(payload, n):
-        removed, scoped = (0, 0) if payload["since"] == BEFORE["timeBegan"] else after[payload["servicePrincipalId"]]
-        return {"ok": True, "failedObjects": 0, "removedObjects": removed, "scopedOutObjects": scoped,
+        def one(window):
+            removed, scoped = (0, 0) if window["since"] == BEFORE["timeBegan"] else after[payload["servicePrincipalId"]]
+            return {"failedObjects": 0, "removedObjects": removed, "scopedOutObjects": scoped}
+        return {"ok": True, "cycles": [one(w) for w in payload["windows"]],
                 "complete": payload["servicePrincipalId"] != "sp-k"}
 
     script(get_job_status=job_status, apply_schema_profile=_applied, summarize_cycle=cycle)
