@@ -125,7 +125,7 @@ def _wait(stack, instance_id: str, timeout: float) -> dict:
         if status.get("runtimeStatus") in {"Completed", "Failed", "Terminated"}:
             return status
         if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{instance_id} not done after {timeout} s")
+            raise TimeoutError(f"{instance_id} not done after {timeout} s: {json.dumps(status.get('customStatus'))[:3000]}")
         time.sleep(0.5)
 
 

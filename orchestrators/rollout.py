@@ -222,7 +222,7 @@ def _check(context: df.DurableOrchestrationContext, options: WorkflowOptions, wa
             verdicts[n] = {"regression": f"the job is {after['state']} after the change", "after": after["state"]}
             continue
         last, prior = after.get("lastExecution") or {}, before.get("lastExecution") or {}
-        if not last.get("timeEnded") or (prior.get("timeEnded") and str(last.get("timeBegan")) <= str(prior["timeEnded"])):
+        if not last.get("timeEnded") or (prior.get("timeEnded") and not _newer(last, prior)):
             continue  # the cycle after the change has not ended yet
         ended.append((n, after, prior, last))
     wanted = [(n, [e for e in (prior, last) if e.get("timeBegan")], str(after["jobId"]))
@@ -237,6 +237,16 @@ def _check(context: df.DurableOrchestrationContext, options: WorkflowOptions, wa
         was, now, complete = _cycles(found.get(n), prior, last)
         verdicts[n] = _compare(was, now, last, removal_threshold, complete)
     return verdicts
+
+
+def _newer(last: dict[str, Any], prior: dict[str, Any]) -> bool:
+    """``last`` is another run than ``prior``, begun after it ended: a different ``activityIdentifier``
+    (https://learn.microsoft.com/graph/api/resources/synchronization-synchronizationtaskexecution: the
+    run's id; two short runs can share their second-resolution times), else a later ``timeBegan``."""
+    ids = (last.get("activityIdentifier"), prior.get("activityIdentifier"))
+    if all(ids):
+        return ids[0] != ids[1] and str(last.get("timeBegan")) >= str(prior.get("timeEnded"))
+    return str(last.get("timeBegan")) > str(prior.get("timeEnded"))
 
 
 def _cycles(found: tuple[list[dict[str, Any]], dict[str, Any]] | None, prior: dict[str, Any],

@@ -224,3 +224,16 @@ def test_a_dry_run_plans_each_wave_and_applies_nothing(tmp_path):
     assert report["waves"][0]["results"]["b"]["changes"] == ["User.expression.userName: changed",
                                                              "User.scoping: added"]
     assert report["waves"][2]["results"]["c"]["error"]["code"] == "NotFound"
+
+
+def test_a_run_after_the_change_is_told_by_its_id_when_the_times_are_equal():
+    """found by benchmarks/rollout_scale.py (instant cycles, 1 run in 4 hung): a cycle that began in the second
+    the one before ended has times equal to the second-resolution end, and ``timeBegan > timeEnded`` never held."""
+    from orchestrators.rollout import _newer
+
+    prior = {"timeBegan": "2026-01-01T00:00:00Z", "timeEnded": "2026-01-01T00:00:01Z", "activityIdentifier": "a"}
+    same_second = {"timeBegan": "2026-01-01T00:00:01Z", "timeEnded": "2026-01-01T00:00:01Z", "activityIdentifier": "b"}
+    assert _newer(same_second, prior) and not _newer(prior, prior)
+    assert not _newer({**same_second, "timeBegan": "2026-01-01T00:00:00Z"}, prior)  # began before the end: not after
+    no_ids = [{k: v for k, v in e.items() if k != "activityIdentifier"} for e in (same_second, prior)]
+    assert not _newer(*no_ids) and _newer({**no_ids[0], "timeBegan": "2026-01-01T00:00:02Z"}, no_ids[1])
