@@ -691,6 +691,8 @@ class SweepReport(Contract):
     lagging_omitted: int | None = UNSET
     classification_changes: int | None = UNSET
     credentials_expiring: list[dict[str, Any]] | None = UNSET
+    #: with SWEEP_DRIFT_CHECK: ``checked``, ``drifted`` and drifted instances per part
+    drift_counts: dict[str, int] | None = None
 
 
 def decode_json(value: Any) -> Any:

@@ -17,7 +17,8 @@ Events and their fields (besides ``event``):
   ``reason`` (quarantine reason, if any), ``owner`` (the instance's ``owner`` label, or null).
 * ``healthSweepCompleted`` - once per sweep: ``sweepId``, ``total``, ``counts`` (per category),
   ``quarantinedByReason``, ``durationSeconds`` (and ``pages``, ``rotationsStarted``,
-  ``classificationChanges``, ``credentialsExpiring``, ``report``).
+  ``classificationChanges``, ``credentialsExpiring``, ``report``, ``driftCounts`` (null unless
+  ``SWEEP_DRIFT_CHECK``)).
 * ``provisioningBatchCompleted`` - once per batch, by ``provision_batch`` when it completes (not when
   replaying): ``batchId``, ``requestId``, ``total``, ``counts`` (per outcome), ``durationSeconds``.
 * ``credentialRotationFailed`` - per instance a rotation could not rotate: ``rotationId``,

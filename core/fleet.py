@@ -377,10 +377,15 @@ def _on_demand(ctx: StepContext, sp_id: str, job_id: str, subject: dict, done: A
         for step in answer.get("provisioningSteps") or []:
             if isinstance(step, dict):
                 steps.append({k: step.get(k) for k in ("name", "status", "description", "provisioningStepType")})
-    statuses = [str((a.get("provisioningStatusInfo") or {}).get("status") or "") for a in answers]
-    outcome = "failed" if "failure" in statuses else "done"
-    return done(outcome, f"provisionOnDemand {subject['objectTypeName']} {subject['objectId']}: "
-                         f"{', '.join(s for s in statuses if s) or 'answered'}", steps=steps)
+    # the result's status: ``statusInfo`` (statusBase / statusDetails, as the provisionOnDemand page's
+    # example answers), ``provisioningStatusInfo`` (the provisioning log's name) read too
+    infos = [a.get("statusInfo") or a.get("provisioningStatusInfo") or {} for a in answers]
+    statuses = [str(i.get("status") or "").lower() for i in infos if isinstance(i, dict)]
+    failed = "failure" in statuses or any(str(s.get("status") or "").lower() == "failure" for s in steps)
+    codes = [str(i.get("errorCode")) for i in infos if isinstance(i, dict) and i.get("errorCode")]
+    return done("failed" if failed else "done", f"provisionOnDemand {subject['objectTypeName']} {subject['objectId']}: "
+                f"{', '.join(s for s in statuses if s) or 'answered'}", steps=steps,
+                status=next((s for s in statuses if s), None), errorCode=codes[0] if codes else None)
 
 
 def _torn_down(ctx: StepContext, key: str, sp_id: str) -> dict:

@@ -14,6 +14,7 @@ HEALTH_SWEEP = "health_sweep"
 FLEET_ACTION = "fleet_action"
 APPLY_PROFILE = "apply_profile"
 SCHEMA_ROLLOUT = "schema_rollout"
+ENFORCE_DRIFT = "enforce_drift"
 ROTATE_SECRET = "rotate_secret"
 HEALTH_SWEEP_PAGE = "health_sweep_page"
 
@@ -26,6 +27,7 @@ ORCHESTRATORS = (
     FLEET_ACTION,
     APPLY_PROFILE,
     SCHEMA_ROLLOUT,
+    ENFORCE_DRIFT,
     ROTATE_SECRET,
     HEALTH_SWEEP_PAGE,
 )
@@ -49,6 +51,8 @@ FLEET_INSTANCE_ACTION = "fleet_instance_action"
 PLAN_SCHEMA_PROFILE = "plan_schema_profile"
 APPLY_SCHEMA_PROFILE = "apply_schema_profile"
 CHECK_INSTANCE_DRIFT = "check_instance_drift"
+SUMMARIZE_CYCLE = "summarize_cycle"
+ENFORCE_INSTANCE_DRIFT = "enforce_instance_drift"
 # credential rotation (core/rotation_contracts.py)
 LIST_SECRET_DEPENDENTS = "list_secret_dependents"
 ROTATE_INSTANCE = "rotate_instance"
@@ -82,6 +86,8 @@ ACTIVITIES = (
     PLAN_SCHEMA_PROFILE,
     APPLY_SCHEMA_PROFILE,
     CHECK_INSTANCE_DRIFT,
+    SUMMARIZE_CYCLE,
+    ENFORCE_INSTANCE_DRIFT,
     LIST_SECRET_DEPENDENTS,
     ROTATE_INSTANCE,
     CHECK_INSTANCE_LAG,
@@ -113,6 +119,9 @@ HTTP_ADOPT_INSTANCE = "http_adopt_instance"
 HTTP_SCHEMA_DIFF = "http_schema_diff"
 HTTP_SCHEMA_APPLY = "http_schema_apply"
 HTTP_INSTANCE_DRIFT = "http_instance_drift"
+HTTP_ENFORCE_INSTANCE_DRIFT = "http_enforce_instance_drift"
+HTTP_ENFORCE_DRIFT = "http_enforce_drift"
+HTTP_GET_DRIFT_ENFORCE = "http_get_drift_enforce"
 HTTP_START_ROLLOUT = "http_start_rollout"
 HTTP_GET_ROLLOUT = "http_get_rollout"
 HTTP_ROLLOUT_ACTION = "http_rollout_action"
@@ -138,6 +147,9 @@ TRIGGERS = (
     HTTP_SCHEMA_DIFF,
     HTTP_SCHEMA_APPLY,
     HTTP_INSTANCE_DRIFT,
+    HTTP_ENFORCE_INSTANCE_DRIFT,
+    HTTP_ENFORCE_DRIFT,
+    HTTP_GET_DRIFT_ENFORCE,
     HTTP_START_ROLLOUT,
     HTTP_GET_ROLLOUT,
     HTTP_ROLLOUT_ACTION,

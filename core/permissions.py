@@ -66,7 +66,11 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     # service principal's tags (apply PATCHes its schema-profile tag)
     "plan_schema_profile": (SYNCHRONIZATION_READWRITE_ALL,),
     "apply_schema_profile": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
-    "check_instance_drift": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
+    "check_instance_drift": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL, DIRECTORY_READ_ALL),
+    "summarize_cycle": (AUDITLOG_READ_ALL, DIRECTORY_READ_ALL),  # provisioning logs, as get_provisioning_errors
+    # drift enforce: the schema (as apply), the secret set, the job's start, assignments again
+    "enforce_instance_drift": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL,
+                               APPROLEASSIGNMENT_READWRITE_ALL, DIRECTORY_READ_ALL),
     # credential rotation: the registry is Table storage (no Graph); the others read the SP (tags, notes)
     "list_secret_dependents": (),
     "rotate_instance": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),

@@ -155,6 +155,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Days before a Key Vault secret's expiry from which the expiry calendar flags it as expiring (and each health sweep logs it once)."),
     Setting("HEALTH_SWEEP_PAGE_SIZE", "int", 200,
             "Service principals the health sweep lists and checks per page (one sub-orchestration each; at most 999)."),
+    Setting("SWEEP_DRIFT_CHECK", "bool", False,
+            "Let the paged health sweep compute each instance's drift (schema profile, secret keys, provisioning settings, assignments, schedule) and count it per part; costs about 6 Graph reads per instance (off: no drift in the sweep)."),
     Setting("HEALTH_SWEEP_MAX_REPORTED", "int", 500,
             "Most unhealthy instances, and most restart outcomes, listed in the sweep's output (all are in the blob report)."),
     Setting("HEALTH_SWEEP_REPORT_CONTAINER", "str", "health-sweep-reports",
@@ -317,6 +319,7 @@ class Settings:
     health_sweep_max_in_flight: int
     health_sweep_restart_credential_quarantine: bool
     health_sweep_page_size: int
+    sweep_drift_check: bool
     health_sweep_max_reported: int
     health_sweep_report_container: str
     health_sweep_rotation_safety_net: bool

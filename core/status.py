@@ -214,7 +214,10 @@ def _execution(obj: Any) -> dict | None:
     began, ended = parse_time(obj.get("timeBegan")), parse_time(obj.get("timeEnded"))
     if not began and not ended:
         return None  # the "never ran" placeholder (state Failed, sentinel times, error None)
-    return {"state": obj.get("state"), "timeBegan": _iso(began), "timeEnded": _iso(ended), "error": _error(obj.get("error"))}
+    found = {"state": obj.get("state"), "timeBegan": _iso(began), "timeEnded": _iso(ended), "error": _error(obj.get("error"))}
+    if obj.get("activityIdentifier"):  # the run's id (synchronizationTaskExecution): tells two runs with equal times apart
+        found["activityIdentifier"] = str(obj["activityIdentifier"])
+    return found
 
 
 def classify(job: dict, started_at: datetime | str | None = None) -> JobStatus:

@@ -58,6 +58,8 @@ class HealthSweepPageOutput(Contract):
     #: the rotations this page asked for: ``{rotationId, secretName, version, started}`` (or ``error``)
     rotations: list[dict[str, Any]] | None = UNSET
     classification_changes: int | None = UNSET
+    #: with SWEEP_DRIFT_CHECK: drifted instances per part (orchestrators/sweep_drift.py)
+    drift_counts: dict[str, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -34,6 +34,7 @@ FROM_SETTINGS: dict[str, str] = {
     "sweep_max_in_flight": "health_sweep_max_in_flight",
     "restart_credential_quarantine": "health_sweep_restart_credential_quarantine",
     "sweep_page_size": "health_sweep_page_size",
+    "sweep_drift_check": "sweep_drift_check",
     "sweep_max_reported": "health_sweep_max_reported",
     "rotation_max_in_flight": "rotation_max_in_flight",
     "sweep_rotation_safety_net": "health_sweep_rotation_safety_net",
@@ -100,6 +101,7 @@ class WorkflowOptions:
     # health_sweep over pages (an input whose options lack sweepPageSize runs the single-history sweep)
     sweep_page_size: int = _DEFAULTS["health_sweep_page_size"]
     sweep_max_reported: int = _DEFAULTS["health_sweep_max_reported"]
+    sweep_drift_check: bool = _DEFAULTS["sweep_drift_check"]
     # rotate_secret (also started by the health sweep, which passes its own options on)
     rotation_max_in_flight: int = _DEFAULTS["rotation_max_in_flight"]
     # the paged sweep's duties (orchestrators/health_sweep_page.py): run only when the sweep's options carry

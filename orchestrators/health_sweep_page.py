@@ -62,6 +62,7 @@ from orchestrators.activity_calls import call_step, chunks, failure_message, gat
 from orchestrators.blueprint import bp
 from orchestrators.health_sweep import _HEALTHY, CATEGORIES, read_statuses, restart_credential_quarantines
 from orchestrators.rotate_secret import sweep_rotation_calls
+from orchestrators.sweep_drift import check_drift
 
 log = logging.getLogger("orchestrators.health_sweep")
 
@@ -77,6 +78,7 @@ def run_over_pages(context: df.DurableOrchestrationContext,
     stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
     blob_name = f"{context.instance_id}/{stamp}.jsonl"
     tally: Counter = Counter()
+    drift: Counter = Counter()
     by_reason: Counter = Counter()
     unhealthy: list[dict[str, Any]] = []
     restarted: list[dict[str, Any]] = []  # the restarts done, then the ones refused (listed after them)
@@ -98,6 +100,7 @@ def run_over_pages(context: df.DurableOrchestrationContext,
         result = HealthSweepPageOutput.from_dict((yield context.call_sub_orchestrator(
             names.HEALTH_SWEEP_PAGE, request.to_dict(), instance_id=f"{context.instance_id}:{stamp}:page-{page:05d}")))
         tally.update(result.counts)
+        drift.update(result.drift_counts or {})
         by_reason.update(result.quarantined_by_reason)
         unhealthy.extend(result.unhealthy)
         omitted += int(result.unhealthy_omitted or 0)
@@ -145,14 +148,15 @@ def run_over_pages(context: df.DurableOrchestrationContext,
                          quarantined_by_reason=dict(sorted(by_reason.items())), unhealthy=unhealthy,
                          unhealthy_omitted=omitted, restarted=outcomes[:options.sweep_max_reported],
                          restarted_omitted=max(0, len(outcomes) - options.sweep_max_reported), report=report_link,
-                         **duties.report_fields(), credentials_expiring=expiring[:options.sweep_max_reported])
+                         **duties.report_fields(), credentials_expiring=expiring[:options.sweep_max_reported],
+                         drift_counts=dict(sorted(drift.items())) if options.sweep_drift_check else None)
     if not context.is_replaying:
         log.info(events.event_line(
             events.SWEEP_COMPLETED, sweepId=context.instance_id, total=report.total, counts=counts,
             quarantinedByReason=report.quarantined_by_reason, pages=page,
             durationSeconds=round((context.current_utc_datetime - started).total_seconds(), 3),
             rotationsStarted=report.rotations_started, classificationChanges=report.classification_changes,
-            credentialsExpiring=len(expiring), report=report_link.get("blobName")))
+            credentialsExpiring=len(expiring), report=report_link.get("blobName"), driftCounts=report.drift_counts))
     context.set_custom_status({"phase": "completed", "counts": counts})
     return report.to_dict()
 
@@ -200,6 +204,7 @@ def health_sweep_page(context: df.DurableOrchestrationContext) -> Generator[Any,
         changes = yield from record_classifications(context, entries, net["lagging"], sweep_id,
                                                     data.started_at, options)
     lines = [_with_duties(line, net["lagging"], changes) for line in lines]
+    lines, drift_counts = yield from check_drift(context, lines, options)  # SWEEP_DRIFT_CHECK (off: unchanged)
 
     staged: dict[str, Any] = {"ok": True}
     if entries:  # an empty page (an empty fleet) stages no block
@@ -220,8 +225,8 @@ def health_sweep_page(context: df.DurableOrchestrationContext) -> Generator[Any,
                                  quarantined_by_reason=dict(sorted(by_reason.items())), unhealthy=unhealthy[:limit],
                                  unhealthy_omitted=max(0, len(unhealthy) - limit), restarted=restarted,
                                  staged=bool(staged.get("ok")), block=page if entries else None,
-                                 next_cursor=listing.next_cursor, **_page_duty_fields(net, changes, entries, limit,
-                                                                                      data)).to_dict()
+                                 next_cursor=listing.next_cursor, drift_counts=drift_counts,
+                                 **_page_duty_fields(net, changes, entries, limit, data)).to_dict()
 
 
 # -- the page's duties, each in its own helper (issue #12 point 4: the rotation safety net; issue #13

@@ -27,6 +27,9 @@ SMALLEST = {
     "emulator_startup.py": ([], lambda f: f["process_start_clean_dir_s_median"] > 0),
     "write_limit_scale.py": (["--processes", "2", "--writes", "20", "--threads", "2"],
                              lambda f: f["shared"]["accepted"] == 20 and f["shared"]["sharedSchedule"] is True),
+    "rollout_scale.py": (["--instances", "3", "--canaries", "1", "--wave-size", "2", "--pause", "1", "--timeout", "240"],
+                         lambda f: f["instances"] == 3 and f["applied"] == 3 and f["waves"] == 2
+                         and f["canaryOnDemand"] == ["done"] and f["writesPerInstance"] > 0),
     "rotation_scale.py": (["--instances", "3", "--timeout", "240"],
                           lambda f: f["instances"] == 3 and f["rotated"] == 3 and f["writesPerInstance"] > 0),
     "sweep_scale.py": (["--sizes", "40,120"],

@@ -1,10 +1,12 @@
 """Staged rollout of a schema profile (function key; docs/configuration-as-code.md).
 
 * ``POST /api/rollouts`` ``{"rolloutId", "profile", "selector": {"instances": [keys]} | {"labels": {..}},
-  "canaries": <count> | [keys], "waveSize": 5, "pauseSeconds": 60, "maxChecks": 10, "dryRun": false}`` - validates (field-level
+  "canaries": <count> | [keys], "waveSize": 5, "pauseSeconds": 60, "maxChecks": 10, "maxInFlight": 10,
+  "removalThreshold": 0, "canaryTestUsers": {<canary key>: {"objectId", "objectTypeName"?}}, "dryRun": false}`` - validates (field-level
   400s: unknown profile, an empty selection, a canary outside it), resolves the selection from the
   managed instances (``list_managed_instances``), and starts ``schema_rollout`` as ``rollout-<rolloutId>``
   (202 + check-status payload; the same id while it exists answers that rollout, never a second one).
+  A canary without a named test user gets the one recorded in its service principal's notes (``canary``).
 * ``GET /api/rollouts/{id}`` - the rollout's status: phase, waves with per-instance results, why it stopped.
 * ``POST /api/rollouts/{id}/resume`` - accept a stopped rollout's regression and go on with the next wave.
 * ``POST /api/rollouts/{id}/cancel`` - terminate it (instances already changed keep the profile).
@@ -27,6 +29,7 @@ from core.instance_ids import rollout_instance_id
 from core.profile_contracts import RolloutInput
 from core.settings import get_settings
 from core.steps import default_context, list_managed_instances
+from core.steps import profiles as profile_steps
 from core.workflow_options import workflow_options
 from orchestrators.rollout import RESUME_EVENT
 from triggers.blueprint import bp
@@ -37,7 +40,8 @@ from triggers.submission import BodyNotJson, read_json
 log = logging.getLogger("triggers.rollouts")
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
-_FIELDS = ("rolloutId", "profile", "selector", "canaries", "waveSize", "pauseSeconds", "maxChecks", "dryRun")
+_FIELDS = ("rolloutId", "profile", "selector", "canaries", "waveSize", "pauseSeconds", "maxChecks", "dryRun",
+           "removalThreshold", "canaryTestUsers", "maxInFlight")
 _ACTIVE = {"Running", "Pending", "ContinuedAsNew", "Suspended"}
 
 
@@ -107,10 +111,45 @@ def parse_rollout(body: Any, managed: list[dict[str, Any]]) -> RolloutInput:
     dry_run = body.get("dryRun", False)
     if not isinstance(dry_run, bool):
         problems.append(errors.Problem("dryRun", "must be true or false"))
+    removal_threshold = _int(body, "removalThreshold", 0, 0, 1_000_000, problems)
+    max_in_flight = _int(body, "maxInFlight", 10, 1, 100, problems)
+    test_users = _test_users(body.get("canaryTestUsers", {}), canaries, problems)
     if problems:
         raise errors.InvalidRequest(problems)
     return RolloutInput(rollout_id=rollout_id, profile=profile, instances=chosen, canaries=canaries,
-                        wave_size=wave_size, pause_seconds=pause, max_checks=checks, dry_run=bool(dry_run))
+                        wave_size=wave_size, pause_seconds=pause, max_checks=checks, dry_run=bool(dry_run),
+                        removal_threshold=removal_threshold, canary_test_users=test_users,
+                        max_in_flight=max_in_flight)
+
+
+def _test_users(raw: Any, canaries: list[str], problems: list[errors.Problem]) -> dict[str, dict]:
+    """``canaryTestUsers``: ``{<canary key>: {"objectId": <GUID>, "objectTypeName"?: "User" | "Group"}}``."""
+    if not isinstance(raw, dict):
+        problems.append(errors.Problem("canaryTestUsers", "must be {<canary instance key>: {objectId, objectTypeName?}}"))
+        return {}
+    found: dict[str, dict] = {}
+    for key, value in raw.items():
+        subject = profile_steps.canary_subject(value)
+        if key not in canaries:
+            problems.append(errors.Problem(f"canaryTestUsers.{key}", "is not a canary of this rollout"))
+        elif subject is None:
+            problems.append(errors.Problem(f"canaryTestUsers.{key}",
+                                           'must be {"objectId": <object id (a GUID)>, "objectTypeName": "User" (default) or "Group"}'))
+        else:
+            found[key] = subject
+    return found
+
+
+def with_recorded_canaries(ctx: Any, request: RolloutInput) -> RolloutInput:
+    """Each canary without a named test user gets the subject recorded in its notes (``canary``), if any."""
+    sp_of = {str(i.get("key")): str(i.get("servicePrincipalId")) for i in request.instances}
+    users = dict(request.canary_test_users)
+    for key in request.canaries:
+        if key not in users:
+            subject = profile_steps.recorded_canary(ctx, sp_of[key])
+            if subject is not None:
+                users[key] = subject
+    return dataclasses.replace(request, canary_test_users=users)
 
 
 @bp.function_name(names.HTTP_START_ROLLOUT)
@@ -124,6 +163,8 @@ async def http_start_rollout(req: func.HttpRequest, client: df.DurableOrchestrat
     try:
         listed = await asyncio.to_thread(lambda: list_managed_instances(default_context()))
         request = parse_rollout(body, listed["instances"])
+        if not request.dry_run:
+            request = await asyncio.to_thread(lambda: with_recorded_canaries(default_context(), request))
     except Exception as exc:  # noqa: BLE001
         return _error(exc)
     instance_id = rollout_instance_id(str(request.rollout_id))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from typing import Callable
 
 from core import errors, odata
 from core.graph.transport import GraphClient, Pacer
@@ -47,7 +48,8 @@ STATUS_PROPERTY = "provisioningStatusInfo/status"
 
 
 def read_rows(client: GraphClient, pacer: Pacer, job_id: str, since: datetime, page_size: int,
-              status: str | None = None, until: datetime | None = None, max_pages: int = 20) -> dict:
+              status: str | None = None, until: datetime | None = None, max_pages: int = 20,
+              summary: Callable[[dict], dict] = summarize) -> dict:
     """Every row of the job between ``since`` and ``until`` (newest first), optionally one status only.
 
     The filter is done by Graph where its list page allows it
@@ -60,22 +62,23 @@ def read_rows(client: GraphClient, pacer: Pacer, job_id: str, since: datetime, p
     read too (a server that ignored the time filter). Every request waits for ``pacer`` first.
 
     Returns ``{"rows": [summaries], "pages": n, "complete": bool, "serverStatusFilter": bool}``;
-    ``complete`` is False when ``max_pages`` cut the read short.
+    ``complete`` is False when ``max_pages`` cut the read short. ``summary`` reduces each row
+    (:func:`summarize` unless a caller needs more of it).
     """
     base = [odata.eq("jobId", job_id), odata.gt("activityDateTime", iso_seconds(since))]
     if until is not None:
         base.append(lt("activityDateTime", iso_seconds(until)))
     server_status = status is not None
     try:
-        return _read(client, pacer, base, since, page_size, status, server_status, max_pages)
+        return _read(client, pacer, base, since, page_size, status, server_status, max_pages, summary)
     except errors.BadRequest:
         if not server_status:
             raise
-        return _read(client, pacer, base, since, page_size, status, False, max_pages)
+        return _read(client, pacer, base, since, page_size, status, False, max_pages, summary)
 
 
 def _read(client: GraphClient, pacer: Pacer, base: list[str], since: datetime, page_size: int, status: str | None,
-          server_status: bool, max_pages: int) -> dict:
+          server_status: bool, max_pages: int, summary: Callable[[dict], dict] = summarize) -> dict:
     clauses = base + ([odata.eq(STATUS_PROPERTY, status)] if server_status and status else [])
     params: dict[str, str] | None = {"$filter": odata.and_(*clauses), "$top": str(page_size),
                                      "$orderby": "activityDateTime desc"}
@@ -89,7 +92,7 @@ def _read(client: GraphClient, pacer: Pacer, base: list[str], since: datetime, p
         pages += 1
         reached_floor = False
         for row in body.get("value") or []:
-            item = summarize(row)
+            item = summary(row)
             if str(item.get("activityDateTime") or "")[:19] < floor[:19]:
                 reached_floor = True  # older than the cycle: the server ignored the time filter
                 continue

@@ -17,21 +17,30 @@ a profile (PUT the whole schema, restart, record the profile on the service prin
   converges: no diff and the tag present means nothing is written.
 * **Drift** compares the actual state with the desired one: the schema (mapping-level diff and
   fingerprints against the recorded profile), the secret key set (names only) against the
-  credential references in our notes, the job's schedule state (``Active`` wanted).
+  credential references in our notes, the provisioning settings (``SyncNotificationSettings``,
+  ``SyncAll``) against the notes, the assignments the notes record, the job's schedule state
+  (``Active`` wanted). Reads only; enforcing is :func:`enforce_drift`'s.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 from core import errors, model, odata
+from core import status as job_status
 from core import schema_profiles as sp_profiles
 from core.graph import applications as apps
+from core.graph import assignments as assign
+from core.graph import provisioning_logs as sp_logs
 from core.graph import schema as graph_schema
 from core.graph import synchronization as sync
+from core.rotation_contracts import GUID
 from core.steps.context import StepContext, _wait_for
 from core.steps.records import read_notes
+from core.times import iso_seconds
 
 logger = logging.getLogger("core.steps")
 
@@ -163,7 +172,19 @@ def apply_profile(ctx: StepContext, *, service_principal_id: str, profile: str, 
 
 
 def drift(ctx: StepContext, *, service_principal_id: str) -> dict:
-    """What differs between the instance and its desired state (``parts``: schema, secretKeys, schedule)."""
+    """What differs between the instance and its desired state (:func:`_drift`)."""
+    return _drift(ctx, service_principal_id)[0]
+
+
+def _drift(ctx: StepContext, service_principal_id: str) -> tuple[dict, dict]:
+    """The drift report and our notes of the service principal (what the last request set).
+
+    ``parts`` names what differs: ``job`` (none), ``schema`` (against the recorded profile),
+    ``secretKeys`` (key names our notes reference that Graph no longer holds), ``provisioningSettings``
+    (the ``SyncNotificationSettings`` / ``SyncAll`` keys against the notes' ``notificationEmail`` /
+    ``syncAll``), ``assignments`` (principals the last request named that hold no assignment, when
+    the notes record them), ``schedule`` (not ``Active``). Reads only.
+    """
     sp_id = service_principal_id
     sp = _ours(ctx, _wait_for(ctx, f"read {sp_id}", lambda: apps.get_service_principal(
         ctx.graph, sp_id, select="id,displayName,tags,notes")))
@@ -175,7 +196,7 @@ def drift(ctx: StepContext, *, service_principal_id: str) -> dict:
         report["parts"].append("job")
         report["job"] = {"expected": "a synchronization job", "actual": None}
         report["drifted"] = True
-        return report
+        return report, read_notes(ctx, sp.get("notes")) or {}
     job = jobs[0]
     report["jobId"] = job.get("id")
     actual = sync.get_schema(ctx.graph, sp_id, str(job["id"]))
@@ -192,16 +213,270 @@ def drift(ctx: StepContext, *, service_principal_id: str) -> dict:
                 report["parts"].append("schema")
     report["schema"] = schema_part
     notes = read_notes(ctx, sp.get("notes")) or {}
-    expected_keys = sorted(notes.get("credentials") or {})
-    if expected_keys:
-        actual_keys = sorted(sync.get_secret_keys(ctx.graph, sp_id))
-        missing = [k for k in expected_keys if k not in actual_keys]
-        report["secretKeys"] = {"expected": expected_keys, "actual": actual_keys, "missing": missing}
-        if missing:
-            report["parts"].append("secretKeys")
+    if notes:  # our notes say what the last request set; without them there is nothing to compare with
+        stored = sync.get_secret_keys(ctx.graph, sp_id)
+        present = sorted(k for k, v in stored.items() if v != "")
+        expected_keys = sorted(notes.get("credentials") or {})
+        if expected_keys:
+            missing = [k for k in expected_keys if k not in present]
+            report["secretKeys"] = {"expected": expected_keys, "actual": present, "missing": missing}
+            if missing:
+                report["parts"].append("secretKeys")
+        report["provisioningSettings"] = settings_drift(notes, stored)
+        if report["provisioningSettings"]["differences"]:
+            report["parts"].append("provisioningSettings")
+        report["assignments"] = assignments_drift(ctx, sp_id, notes)
+        if report["assignments"].get("missing"):
+            report["parts"].append("assignments")
     state = (job.get("schedule") or {}).get("state")
     report["schedule"] = {"expected": "Active", "actual": state}
     if state != "Active":
         report["parts"].append("schedule")
     report["drifted"] = bool(report["parts"])
-    return report
+    return report, notes
+
+
+def enforce_drift(ctx: StepContext, *, service_principal_id: str, dry_run: bool = True) -> dict:
+    """Put the drifted parts of one instance back (``dry_run``: only say what would be done).
+
+    Per part, each write idempotent (a repeat finds nothing to do):
+
+    * ``schema`` - :func:`apply_profile` of the recorded profile (PUT only when the diff is not empty,
+      restart with ``Watermark``);
+    * ``schedule`` - start the job (:func:`core.steps.jobs.start_job`: not when it already runs);
+    * ``secretKeys`` / ``provisioningSettings`` - the credentials step: the Key Vault values the notes
+      reference are validated against the target, then the complete secret set (with ``SyncAll`` and
+      ``SyncNotificationSettings`` from the notes) is saved again (:func:`core.steps.credentials.save_secrets`);
+      without references in the notes or a Key Vault: reported only;
+    * ``assignments`` - the principals the notes record are assigned again (existing ones kept);
+    * ``job`` (none) - reported only: re-submit the request.
+    """
+    from core import model
+    from core.steps import assignments as assign_steps
+    from core.steps import credentials as credential_steps
+    from core.steps import jobs as job_steps
+
+    sp_id = service_principal_id
+    found, notes = _drift(ctx, sp_id)
+    actions: list[dict[str, Any]] = []
+    job_id = str(found.get("jobId") or "")
+
+    def act(part: str, action: str, run: Any) -> None:
+        if dry_run:
+            actions.append({"part": part, "action": action, "outcome": "planned"})
+            return
+        try:
+            detail = run()
+        except errors.InvalidCredentials as exc:
+            actions.append({"part": part, "action": action, "outcome": "refused",
+                            "detail": f"the Key Vault values do not validate: {exc.code}"})
+            return
+        actions.append({"part": part, "action": action, "outcome": "done", "detail": detail})
+
+    def report_only(part: str, why: str) -> None:
+        actions.append({"part": part, "action": "none", "outcome": "reported", "detail": why})
+
+    parts = found["parts"]
+    if "job" in parts:
+        report_only("job", "the instance has no synchronization job: re-submit its provisioning request")
+    if "schema" in parts:
+        profile = str(found.get("profile"))
+        act("schema", f"apply {profile} again (PUT the whole schema, restart with {SCHEMA_RESTART_SCOPE})",
+            lambda: f"{len(apply_profile(ctx, service_principal_id=sp_id, profile=profile)['changes'])} mapping changes applied")
+    if "secretKeys" in parts or "provisioningSettings" in parts:
+        refs = notes.get("credentials")
+        which = [p for p in ("secretKeys", "provisioningSettings") if p in parts]
+        if not isinstance(refs, dict) or not refs:
+            for part in which:
+                report_only(part, "no Key Vault references in the service principal's notes: re-submit the request")
+        elif ctx.secrets is None:
+            for part in which:
+                report_only(part, "no Key Vault configured (KEY_VAULT_URL): the values cannot be saved again")
+        else:
+            def resave() -> str:
+                credentials = model.parse_credentials(refs)
+                credential_steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=credentials)
+                saved = credential_steps.save_secrets(ctx, service_principal_id=sp_id, credentials=credentials,
+                                                      notification_email=notes.get("notificationEmail") or None,
+                                                      sync_all=bool(notes.get("syncAll")))
+                return f"secret set saved again from Key Vault ({len(saved.get('savedVersions') or {})} Key Vault secrets)"
+            act("+".join(which), "validate the Key Vault values and save the complete secret set again", resave)
+    if "assignments" in parts:
+        recorded = notes.get("assignments") or {}
+        act("assignments", f"assign {', '.join(found['assignments']['missing'])} again",
+            lambda: f"{assign_steps.assign_principals(ctx, service_principal_id=sp_id, users=recorded.get('users') or [], groups=recorded.get('groups') or [])['assigned']} assigned")
+    if "schedule" in parts:
+        act("schedule", "start the job",
+            lambda: "started" if job_steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)["started"] else "already running")
+    return {"servicePrincipalId": sp_id, "displayName": found.get("displayName"), "profile": found.get("profile"),
+            "dryRun": bool(dry_run), "drifted": found["drifted"], "parts": parts, "actions": actions}
+
+
+#: what :func:`settings_drift` cannot compare yet, said in its answer
+THRESHOLD_NOT_RECORDED = ("the accidental-deletion threshold is reported, not compared: no desired value is "
+                          "recorded per instance")
+
+
+def settings_drift(notes: dict, stored: dict[str, str]) -> dict:
+    """The provisioning settings Graph holds against what our notes record (no secret value is read).
+
+    ``SyncNotificationSettings`` and ``SyncAll`` come back in clear from GET .../synchronization/secrets
+    (the portal's accidental-deletion settings live in the first:
+    https://learn.microsoft.com/entra/identity/app-provisioning/accidental-deletions). Compared: the key's
+    presence, its ``Recipients`` / ``Enabled`` against the notes' ``notificationEmail`` and ``SyncAll``
+    against ``syncAll``. A masked value (``*``) is compared by presence only (``valueCompared`` False).
+    """
+    differences: list[dict[str, Any]] = []
+    raw = stored.get("SyncNotificationSettings", "")
+    part: dict[str, Any] = {"differences": differences, "valueCompared": False}
+    email = notes.get("notificationEmail") or None
+    if raw == "":
+        differences.append({"field": "SyncNotificationSettings", "expected": "present", "actual": None})
+    elif raw != "*":
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            part["valueCompared"] = True
+            actual_email = str(parsed.get("Recipients") or "") or None
+            if actual_email != email:
+                differences.append({"field": "SyncNotificationSettings.Recipients", "expected": email,
+                                    "actual": actual_email})
+            enabled = str(parsed.get("Enabled")).lower() == "true"
+            if enabled != bool(email):
+                differences.append({"field": "SyncNotificationSettings.Enabled", "expected": bool(email),
+                                    "actual": enabled})
+            part["deleteThreshold"] = {"enabled": parsed.get("DeleteThresholdEnabled"),
+                                       "count": parsed.get("DeleteThresholdValue"), "compared": False,
+                                       "note": THRESHOLD_NOT_RECORDED}
+        else:
+            differences.append({"field": "SyncNotificationSettings", "expected": "a JSON object", "actual": "unreadable"})
+    if "syncAll" in notes:
+        wanted = "true" if notes.get("syncAll") else "false"
+        got = stored.get("SyncAll", "")
+        if got != "*" and got.lower() != wanted:
+            differences.append({"field": "SyncAll", "expected": wanted, "actual": got or None})
+    return part
+
+
+def assignments_drift(ctx: StepContext, sp_id: str, notes: dict) -> dict:
+    """Principals the last request assigned (notes ``assignments``: ``{users, groups}``) that hold no
+    assignment now (``GET /servicePrincipals/{id}/appRoleAssignedTo``:
+    https://learn.microsoft.com/graph/api/serviceprincipal-list-approleassignedto).
+
+    Extra assignments are listed, not counted as drift: requests add assignments and never remove
+    any, so a principal another request named is not a portal change. Without the notes key (nothing
+    records the request's assignments yet) only the count is reported (``compared`` False).
+    """
+    assigned = {str(a.get("principalId")).lower() for a in assign.list_assigned(ctx.graph, sp_id)}
+    recorded = notes.get("assignments")
+    if not isinstance(recorded, dict):
+        return {"compared": False, "actual": len(assigned),
+                "note": "the desired assignments are not recorded on the instance (notes key 'assignments')"}
+    wanted: dict[str, str] = {}
+    for kind, resolve in (("users", assign.resolve_user), ("groups", assign.resolve_group)):
+        for ref in recorded.get(kind) or []:
+            try:
+                wanted[str(resolve(ctx.graph, str(ref))).lower()] = str(ref)
+            except errors.NotFound:
+                wanted[f"unresolved:{ref}"] = str(ref)
+    missing = sorted(ref for principal, ref in wanted.items() if principal not in assigned)
+    return {"compared": True, "expected": len(wanted), "actual": len(assigned), "missing": missing,
+            "extra": len(assigned - set(wanted))}
+
+
+# -- what a cycle did (the rollout's regression signals) -------------------------------------------
+
+#: provisioningAction values that take an account away from the target (v1.0 names; beta: Delete,
+#: Disable, StagedDelete): https://learn.microsoft.com/graph/api/resources/provisioningobjectsummary
+REMOVAL_ACTIONS = frozenset({"delete", "disable", "stageddelete"})
+
+
+def out_of_scope(row: dict) -> bool:
+    """A skipped row whose object did not pass a scoping filter.
+
+    The service logs such an object as status ``skipped`` with SkipReason ``NotEffectivelyEntitled``
+    and the reason "This object did not pass a scoping filter" (as users quote it:
+    https://learn.microsoft.com/answers/questions/1023522/user-provisioning-noteffectivelyentitled);
+    its scoping step's details say ``Scoping filter evaluation passed`` False, the skip step's
+    ``IsInProvisioningScope`` False (https://learn.microsoft.com/answers/a/12571236). Any of the three
+    counts; a disabled user (also NotEffectivelyEntitled, but in scope) does not.
+    """
+    status = str((row.get("provisioningStatusInfo") or row.get("statusInfo") or {}).get("status") or "").lower()
+    if status != "skipped":
+        return False
+    for step in row.get("provisioningSteps") or []:
+        if not isinstance(step, dict):
+            continue
+        details: dict = step["details"] if isinstance(step.get("details"), dict) else {}
+        if (str(details.get("Scoping filter evaluation passed", "")).lower() == "false"
+                or str(details.get("IsInProvisioningScope", "")).lower() == "false"
+                or "did not pass a scoping filter" in str(step.get("description") or "")):
+            return True
+    return False
+
+
+def _cycle_row(row: dict) -> dict:
+    return {**sp_logs.summarize(row), "outOfScope": out_of_scope(row)}
+
+
+def cycle_summary(ctx: StepContext, *, service_principal_id: str, job_id: str, windows: list[dict]) -> dict:
+    """What cycles did to the target, from the job's provisioning log rows: one summary per window
+    (``{since, until?}``: a cycle's timeBegan / timeEnded), in the order given.
+
+    Per window, distinct source objects that failed, that the cycle disabled or deleted
+    (``provisioningAction`` delete / disable / stagedDelete, not failed) and that were skipped as out
+    of a scoping filter. One read covers every window (from the earliest ``since`` to the latest
+    ``until``; no status filter: the three need different rows): the reporting API allows 5 requests
+    per 10 s per app and tenant, so the cycle before and the cycle after a change cost one paged read,
+    not two. Paged and paced like :func:`core.steps.jobs.get_provisioning_errors`, at most
+    ``PROVISIONING_LOG_MAX_PAGES`` pages, newest first (``complete`` False: the counts are lower
+    bounds, the oldest window's first).
+    """
+    bounds = [(job_status.parse_time(w.get("since")) or datetime(1970, 1, 1, tzinfo=timezone.utc),
+               job_status.parse_time(w.get("until"))) for w in windows]
+    if not bounds:
+        return {"cycles": [], "rows": 0, "pages": 0, "complete": True}
+    since = min(b for b, _ in bounds)
+    until = None if any(u is None for _, u in bounds) else max(u for _, u in bounds if u is not None)
+    pacer = ctx.pacer or sp_logs.Pacer(ctx.settings.provisioning_log_min_interval_seconds, ctx.monotonic, ctx.sleep)
+    read = sp_logs.read_rows(ctx.graph, pacer, job_id, since, ctx.settings.provisioning_log_page_size,
+                             until=until, max_pages=ctx.settings.provisioning_log_max_pages, summary=_cycle_row)
+    found: list[dict[str, set[str]]] = [{"failed": set(), "removed": set(), "scopedOut": set()} for _ in bounds]
+    rows = [0] * len(bounds)
+    for row in read["rows"]:
+        at = job_status.parse_time(row.get("activityDateTime"))
+        who = str((row.get("source") or {}).get("id") or row.get("id"))
+        for n, (begin, end) in enumerate(bounds):
+            if at is None or at < begin or (end is not None and at > end):
+                continue
+            rows[n] += 1
+            if row.get("status") == "failure":
+                found[n]["failed"].add(who)
+            elif str(row.get("action") or "").lower() in REMOVAL_ACTIONS:
+                found[n]["removed"].add(who)
+            elif row.get("outOfScope"):
+                found[n]["scopedOut"].add(who)
+    cycles = [{"since": iso_seconds(begin), "until": windows[n].get("until"), "rows": rows[n],
+               "failedObjects": len(found[n]["failed"]), "removedObjects": len(found[n]["removed"]),
+               "scopedOutObjects": len(found[n]["scopedOut"])} for n, (begin, _) in enumerate(bounds)]
+    return {"cycles": cycles, "rows": len(read["rows"]), "pages": read["pages"], "complete": read["complete"]}
+
+
+def canary_subject(value: Any) -> dict | None:
+    """A provisionOnDemand subject from ``{"objectId", "objectType" | "objectTypeName"}`` (None when it is not one)."""
+    if not isinstance(value, dict):
+        return None
+    object_id = value.get("objectId")
+    kind = value.get("objectTypeName") or value.get("objectType") or "User"
+    if not isinstance(object_id, str) or not GUID.match(object_id) or kind not in ("User", "Group"):
+        return None
+    return {"objectId": object_id, "objectTypeName": kind}
+
+
+def recorded_canary(ctx: StepContext, service_principal_id: str) -> dict | None:
+    """The canary subject recorded in our notes of the service principal (key ``canary``), if any."""
+    sp = _wait_for(ctx, f"read {service_principal_id}", lambda: apps.get_service_principal(
+        ctx.graph, service_principal_id, select="id,notes"))
+    return canary_subject((read_notes(ctx, sp.get("notes")) or {}).get("canary"))

@@ -138,6 +138,19 @@ SAMPLES.update({
                            "changes": [{"op": "add"}], "fingerprint": {"sha": "x"}, "jobScheduleState": "Active",
                            "dryRun": False, "applied": True, "restarted": True, "recorded": True}],
     pc.CheckInstanceDriftInput: [{"servicePrincipalId": "s"}],
+    pc.EnforceInstanceDriftInput: [{"servicePrincipalId": "s", "instanceKey": "k", "dryRun": False}],
+    pc.EnforceInstanceDriftOutput: [{"servicePrincipalId": "s", "instanceKey": "k", "profile": "p", "dryRun": True,
+                                     "drifted": True, "parts": ["schema"],
+                                     "actions": [{"part": "schema", "action": "apply", "outcome": "planned"}]}],
+    pc.EnforceDriftInput: [{"enforceId": "e", "selector": {"env": "prod"}, "targets": [
+        {"instanceKey": "k", "servicePrincipalId": "s"}], "dryRun": True, "maxInFlight": 4, "paceSeconds": 0,
+        "options": {}}],
+    pc.SummarizeCycleInput: [{"servicePrincipalId": "s", "jobId": "j", "windows": [
+        {"since": "2026-01-01T00:00:00Z", "until": "2026-01-01T00:10:00Z"}, {"since": "2026-01-01T01:00:00Z"}]}],
+    pc.CycleSummary: [{"since": "x", "until": "y", "rows": 3, "failedObjects": 1, "removedObjects": 2,
+                       "scopedOutObjects": 0}],
+    pc.CycleSummaryOutput: [{"cycles": [{"since": "x", "rows": 1, "failedObjects": 0, "removedObjects": 0,
+                                         "scopedOutObjects": 1}], "rows": 3, "pages": 1, "complete": False}],
     pc.InstanceDriftOutput: [{"servicePrincipalId": "s", "profile": None, "jobId": "j", "drifted": False, "parts": []},
                              {"servicePrincipalId": "s", "displayName": "d", "profile": "p", "jobId": "j",
                               "drifted": True, "parts": ["schema", "job"], "schema": {"changes": 1},
@@ -146,7 +159,8 @@ SAMPLES.update({
                            {"servicePrincipalId": "s", "profile": "p", "instanceKey": "k", "dryRun": True,
                             "options": {"pollsPerExecution": 2}}],
     pc.RolloutInput: [{"rolloutId": "r", "profile": "p", "instances": [{"key": "k", "servicePrincipalId": "s"}],
-                       "canaries": ["k"], "waveSize": 5, "pauseSeconds": 60, "maxChecks": 10, "options": {}}],
+                       "canaries": ["k"], "waveSize": 5, "pauseSeconds": 60, "maxChecks": 10, "maxInFlight": 10, "removalThreshold": 0,
+                       "canaryTestUsers": {"k": {"objectId": "u", "objectTypeName": "User"}}, "options": {}}],
     rc.ListSecretDependentsInput: [{"secretName": "kv-token"}],
     rc.SecretDependent: [{"servicePrincipalId": "s", "displayName": "d", "instanceKey": "k"}],
     rc.ListSecretDependentsOutput: [{"instances": [{"servicePrincipalId": "s"}]}],
@@ -273,3 +287,10 @@ def test_registry_names_every_activity_whichever_module_is_imported_first(module
                           cwd=pathlib.Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_summarize_cycle_needs_one_to_ten_windows_with_a_since():
+    for bad in ([], [{"until": "x"}], [{"since": 1}], [{"since": "x"}] * 11, "x"):
+        with pytest.raises(InvalidRequest) as caught:
+            pc.SummarizeCycleInput.from_dict({"servicePrincipalId": "s", "jobId": "j", "windows": bad})
+        assert {p.path for p in caught.value.problems} == {"windows"}

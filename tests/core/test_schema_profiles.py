@@ -107,6 +107,7 @@ def test_apply_and_diff_round_trip_and_the_engine_exports_what_the_profile_says(
     assert ("attributeMapping", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "add") in changes
     assert ("scope", None, "change") in changes and ("enabled", None, "change") in changes
     before = sync.get_schema(ctx.graph, sp_id, job_id)
+    initial = sync.get_job(ctx.graph, sp_id, job_id)["status"]["lastExecution"]
 
     dry = profile_steps.apply_profile(ctx, service_principal_id=sp_id, profile="custom-scim.v1", dry_run=True)
     assert dry["applied"] is False and dry["recorded"] is False
@@ -135,6 +136,44 @@ def test_apply_and_diff_round_trip_and_the_engine_exports_what_the_profile_says(
     # Sales is outside the profile's scoping filter: the user provisioned before is disabled
     sales = [r["provisioningAction"] for r in rows if r["sourceIdentity"]["displayName"] == "Christie Cline"]
     assert "disable" in sales
+    # the rollout's signals: the cycles before created both and took nothing away; the cycles after the
+    # change disabled the one the filter scopes out (and updated the other)
+    first, later = profile_steps.cycle_summary(ctx, service_principal_id=sp_id, job_id=job_id, windows=[
+        {"since": "2000-01-01T00:00:00Z", "until": initial["timeEnded"]}, {"since": initial["timeEnded"]}])["cycles"]
+    assert (first["failedObjects"], first["removedObjects"], first["scopedOutObjects"]) == (0, 0, 0)
+    assert first["rows"] >= 2
+    assert (later["failedObjects"], later["removedObjects"]) == (0, 1)
+    alone = profile_steps.cycle_summary(ctx, service_principal_id=sp_id, job_id=job_id,
+                                        windows=[{"since": initial["timeEnded"]}])
+    assert alone["cycles"][0]["removedObjects"] == 1 and alone["complete"] is True
+
+
+def test_the_canary_recorded_in_the_notes_is_read_and_checked(ctx):
+    sp_id, _ = _instance(ctx, "Profile canary notes app")
+    assert profile_steps.recorded_canary(ctx, sp_id) is None
+    user = "11111111-2222-3333-4444-555555555555"
+    notes = json.loads(ctx.graph.get(f"/servicePrincipals/{sp_id}", {"$select": "notes"})["notes"])
+    ctx.graph.patch(f"/servicePrincipals/{sp_id}", {"notes": json.dumps({**notes, "canary": {"objectId": user, "objectType": "User"}})})
+    assert profile_steps.recorded_canary(ctx, sp_id) == {"objectId": user, "objectTypeName": "User"}
+    ctx.graph.patch(f"/servicePrincipals/{sp_id}", {"notes": json.dumps({**notes, "canary": {"objectId": "x"}})})
+    assert profile_steps.recorded_canary(ctx, sp_id) is None  # not a subject: no test user, not a bad call
+
+
+def test_scoping_skips_are_told_from_other_skips():
+    """The emulator's rows (emulator/provisioning/logs.py): a user a scoping filter refuses, a disabled user
+    (also NotEffectivelyEntitled, but in scope), a redundant export."""
+    from emulator.provisioning import logs as logrows
+
+    def row(status, steps):
+        return {"provisioningStatusInfo": {"status": status}, "provisioningSteps": steps}
+
+    assert profile_steps.out_of_scope(row("skipped", logrows.scoped_out_steps("User", "A", "engineering")))
+    assert not profile_steps.out_of_scope(row("skipped", logrows.skipped_steps("User", "A")))
+    assert not profile_steps.out_of_scope(row("skipped", logrows.steps_for("other", "User", "A", "app", "skipped", True)))
+    assert not profile_steps.out_of_scope(row("success", logrows.scoped_out_steps("User", "A", "engineering")))
+    beta = {"statusInfo": {"status": "Skipped"}, "provisioningSteps": [
+        {"description": "... This object did not pass a scoping filter. ...", "details": {}}]}
+    assert profile_steps.out_of_scope(beta)
 
 
 def test_a_portal_change_shows_as_drift_and_enforce_puts_it_back(ctx, core_env, profile_dir):
@@ -187,3 +226,38 @@ def test_a_profile_reference_with_a_trailing_newline_is_refused():
         profiles.parse_ref("custom-scim.v1\n", path="profile")
     assert [p.path for p in caught.value.problems] == ["profile"]
     assert profiles.parse_ref("custom-scim.v1") == ("custom-scim", 1)
+
+
+def test_settings_schedule_and_secret_drift_and_enforce_per_part(ctx, core_env, profile_dir):
+    """Portal-style changes through Graph: the notification e-mail set, the job paused, a credential key
+    cleared. Drift names each part; enforce's dry run plans and writes nothing; enforce puts each back
+    (the secret set saved again from Key Vault, the job started) and a second enforce finds nothing to do."""
+    sp_id, job_id = _started(ctx, "Profile settings drift app", [ENGINEER])
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []
+    settings = json.dumps({"Enabled": True, "Recipients": "someone@contoso.test", "DeleteThresholdEnabled": True,
+                           "DeleteThresholdValue": 500})
+    sync.put_secrets(ctx.graph, sp_id, {"SyncNotificationSettings": settings, "SecretToken": ""}, [])
+    sync.pause_job(ctx.graph, sp_id, job_id)
+
+    drifted = profile_steps.drift(ctx, service_principal_id=sp_id)
+    assert drifted["parts"] == ["secretKeys", "provisioningSettings", "schedule"], drifted
+    assert drifted["secretKeys"]["missing"] == ["SecretToken"]
+    part = drifted["provisioningSettings"]
+    assert part["valueCompared"] is True and part["deleteThreshold"]["compared"] is False
+    assert {d["field"]: (d["expected"], d["actual"]) for d in part["differences"]} == {
+        "SyncNotificationSettings.Recipients": (None, "someone@contoso.test"),
+        "SyncNotificationSettings.Enabled": (False, True)}
+    assert drifted["assignments"]["compared"] is False  # nothing records the request's assignments yet
+    assert "someone@contoso.test" not in json.dumps(drifted["secretKeys"])  # names only
+
+    planned = profile_steps.enforce_drift(ctx, service_principal_id=sp_id)  # dry run by default
+    assert planned["dryRun"] is True and {a["outcome"] for a in planned["actions"]} == {"planned"}
+    assert [a["part"] for a in planned["actions"]] == ["secretKeys+provisioningSettings", "schedule"]
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == drifted["parts"]  # nothing written
+
+    done = profile_steps.enforce_drift(ctx, service_principal_id=sp_id, dry_run=False)
+    assert [(a["part"], a["outcome"]) for a in done["actions"]] == [("secretKeys+provisioningSettings", "done"),
+                                                                  ("schedule", "done")], done
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []
+    again = profile_steps.enforce_drift(ctx, service_principal_id=sp_id, dry_run=False)
+    assert again["drifted"] is False and again["actions"] == []

@@ -58,7 +58,8 @@ def test_the_trigger_dict_keeps_its_keys_and_the_full_dict_round_trips():
                           "reportInlineMax", "activityRetry", "maxThrottleWaits", "pollFirstInterval",
                           "pollMaxInterval", "monitorDeadline", "pollsPerExecution", "sweepMaxInFlight",
                           "restartCredentialQuarantine", "sweepPageSize", "sweepMaxReported",
-                          "rotationMaxInFlight", "sweepRotationSafetyNet", "credentialExpiryWarningDays"]
+                          "sweepDriftCheck", "rotationMaxInFlight", "sweepRotationSafetyNet",
+                          "credentialExpiryWarningDays"]
     assert sent["activityRetry"] == {"firstRetryIntervalMs": 5000, "maxAttempts": 5}
     custom = WorkflowOptions(step_retry={"ensure_job": RetryPolicy(100, 2)}, poll_backoff=3.0)
     assert WorkflowOptions.from_dict(custom.to_dict()) == custom

@@ -98,3 +98,17 @@ def test_every_bad_field_is_named_at_once():
                     "waveSize": 0, "pauseSeconds": -1, "maxChecks": 0, "canaries": "x", "dryRun": 1})
     assert {"rolloutId", "profile", "selector.instances", "waveSize", "pauseSeconds", "maxChecks", "canaries",
             "dryRun"} <= set(paths)
+
+
+def test_removal_threshold_and_canary_test_users():
+    user = "11111111-2222-3333-4444-555555555555"
+    body = {"rolloutId": "r", "profile": GOOD, "selector": {"instances": [A, B]}, "canaries": [A]}
+    parsed = parse_rollout({**body, "removalThreshold": 25, "canaryTestUsers": {A: {"objectId": user}}}, MANAGED)
+    assert parsed.removal_threshold == 25
+    assert parsed.canary_test_users == {A: {"objectId": user, "objectTypeName": "User"}}  # User by default
+    assert parse_rollout(body, MANAGED).removal_threshold == 0 and parse_rollout(body, MANAGED).canary_test_users == {}
+    assert _paths({**body, "removalThreshold": -1}) == ["removalThreshold"]
+    assert _paths({**body, "canaryTestUsers": [user]}) == ["canaryTestUsers"]
+    assert _paths({**body, "canaryTestUsers": {B: {"objectId": user}}}) == [f"canaryTestUsers.{B}"]  # not a canary
+    for bad in ({"objectId": "not-a-guid"}, {"objectId": user, "objectTypeName": "Device"}, user):
+        assert _paths({**body, "canaryTestUsers": {A: bad}}) == [f"canaryTestUsers.{A}"]

@@ -1,6 +1,6 @@
 """Schema profiles end to end through devhost running the real function_app.py: the diff endpoint,
 ``apply_profile`` on the real Durable client, a portal-style change through Graph showing as drift
-with the right field, and ``enforce`` putting it back."""
+with the right field, and ``enforce`` putting it back (per instance and per selector; GET only reads)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def instance(stack):
-    batch_id = stack.submit(make_batch("profiles-001", 1, prefix="Profiles"))
+    body = make_batch("profiles-001", 1, prefix="Profiles")
+    body["instances"][0]["labels"] = {"suite": "drift"}
+    batch_id = stack.submit(body)
     status = stack.wait(batch_id, timeout=150)
     assert status["runtimeStatus"] == "Completed", status
     [sp] = stack.service_principals_by_name()[NAME]
@@ -85,11 +87,43 @@ def test_diff_apply_drift_and_enforce(stack, instance):
     drift = stack.request("GET", f"/api/instances/{key}/drift").json()
     assert drift["drifted"] is True and drift["parts"] == ["schema"]
     assert [(c["field"], c["before"], c["after"] is not None) for c in drift["schema"]["changes"]] == [("scope", None, True)]
-    enforced = stack.request("GET", f"/api/instances/{key}/drift?enforce=true").json()
-    assert enforced["enforce"]["profile"] == PROFILE
-    status = stack.wait(enforced["enforce"]["instanceId"], timeout=60)
-    assert status["runtimeStatus"] == "Completed" and status["output"]["applied"] is True
+    # GET only reads: enforcing is a POST, a dry run unless told otherwise
+    refused = stack.request("GET", f"/api/instances/{key}/drift?enforce=true")
+    assert refused.status_code == 400 and "POST /api/instances/" in refused.json()["error"]["details"][0]["message"]
+    planned = stack.request("POST", f"/api/instances/{key}/drift/enforce", json={})
+    assert planned.status_code == 200, planned.text
+    assert [(a["part"], a["outcome"]) for a in planned.json()["actions"]] == [("schema", "planned")]
+    assert stack.host.request("POST", f"/api/instances/{key}/drift/enforce", json={}, key=False).status_code == 401
+    assert stack.request("GET", f"/api/instances/{key}/drift").json()["parts"] == ["schema"]  # nothing written
+
+    # per selector: a dry run first (202, reads only), then the enforce itself
+    dry = stack.request("POST", "/api/drift/enforce", json={"selector": "suite=drift"})
+    assert dry.status_code == 202 and dry.json()["dryRun"] is True and dry.json()["count"] == 1, dry.text
+    report = stack.wait(dry.json()["id"], timeout=60)["output"]
+    assert report["counts"]["drifted"] == 1 and report["counts"]["planned"] == 1
+    assert stack.request("GET", f"/api/instances/{key}/drift").json()["parts"] == ["schema"]
+    started = stack.request("POST", "/api/drift/enforce", json={"selector": "suite=drift", "dryRun": False})
+    assert started.status_code == 202, started.text
+    status = stack.wait(started.json()["id"], timeout=60)
+    assert status["runtimeStatus"] == "Completed", status
+    [result] = status["output"]["results"]
+    assert result["instanceKey"] == key and [(a["part"], a["outcome"]) for a in result["actions"]] == [("schema", "done")]
+    view = stack.request("GET", f"/api/drift/enforce/{started.json()['id']}").json()
+    assert view["runtimeStatus"] == "Completed" and view["counts"]["done"] == 1
     assert stack.request("GET", f"/api/instances/{key}/drift").json()["drifted"] is False
+    again = stack.request("POST", "/api/drift/enforce", json={"selector": "suite=drift", "dryRun": False})
+    assert again.json()["duplicate"] is True  # a retried request starts nothing new
+
+
+def test_enforce_input_and_confirm_rules(stack, instance):
+    key, _ = instance
+    bad = stack.request("POST", "/api/drift/enforce", json={"selector": "", "dryRun": "no", "confirm": -1, "x": 1})
+    assert bad.status_code == 400
+    assert {d["path"] for d in bad.json()["error"]["details"]} == {"selector", "dryRun", "confirm", "x"}
+    assert stack.request("POST", "/api/drift/enforce", json={"selector": "suite=none"}).status_code == 404
+    one = stack.request("POST", f"/api/instances/{key}/drift/enforce", json={"selector": "suite=drift"})
+    assert one.status_code == 400 and one.json()["error"]["details"][0]["path"] == "selector"
+    assert stack.request("GET", "/api/drift/enforce/never-started").status_code == 404
 
 
 def test_a_request_naming_a_schema_profile_gets_it_before_the_job_starts(stack):
@@ -99,6 +133,7 @@ def test_a_request_naming_a_schema_profile_gets_it_before_the_job_starts(stack):
     assert refused.status_code == 400
     assert [d["path"] for d in refused.json()["error"]["details"]] == ["instances[0].schemaProfile"]
     body["instances"][0]["schemaProfile"] = PROFILE
+    body["instances"][0]["labels"] = {"suite": "drift"}
     status = stack.wait(stack.submit(body), timeout=150)
     assert status["runtimeStatus"] == "Completed", status
     key = model.instance_key("Profiled 001")
@@ -109,3 +144,13 @@ def test_a_request_naming_a_schema_profile_gets_it_before_the_job_starts(stack):
               if r.get("method") in ("PUT", "POST") and drift["servicePrincipalId"] in r.get("path", "")
               and (r["path"].endswith("/schema") or r["path"].endswith("/start"))]
     assert [w.rsplit("/", 1)[1] for w in writes] == ["schema", "start"], writes
+    # two instances carry suite=drift now: a wide enforce needs confirm = 2, nothing starts before
+    wide = stack.request("POST", "/api/drift/enforce", json={"selector": "suite=drift", "dryRun": False,
+                                                             "enforceId": "wide-1"})
+    assert wide.status_code == 400 and wide.json()["error"]["details"][0]["path"] == "confirm"
+    assert stack.request("GET", "/api/drift/enforce/wide-1").status_code == 404
+    confirmed = stack.request("POST", "/api/drift/enforce", json={"selector": "suite=drift", "dryRun": False,
+                                                                  "enforceId": "wide-1", "confirm": 2})
+    assert confirmed.status_code == 202, confirmed.text
+    report = stack.wait(confirmed.json()["id"], timeout=60)["output"]
+    assert report["counts"]["targets"] == 2 and report["counts"]["drifted"] == 0  # both in their desired state

@@ -1,6 +1,7 @@
 """Staged rollout through devhost: 12 instances, a canary that regresses stops the rollout after the
-canary wave and no other instance is touched; cancel; a dry run writes nothing; a healthy rollout goes
-through canary and waves, and a devhost crash mid-rollout resumes at the same wave."""
+canary wave and no other instance is touched (a mapping that fails exports; a scoping filter that takes
+every account away); cancel; a dry run writes nothing; a healthy rollout goes through canary (its test
+user provisioned on demand) and waves, and a devhost crash mid-rollout resumes at the same wave."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from polling import wait_until
 
 from core import model
 
-BAD, GOOD = "custom-scim-employee-id.v1", "custom-scim.v1"
+BAD, GOOD = "custom-scim-employee-id.v1", "custom-scim-department.v1"
+#: Engineering and Research only: the fleet is assigned SaaS Pilot (Marketing and HR), so it scopes everyone out
+SCOPES_EVERYONE_OUT = "custom-scim.v1"
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +100,34 @@ def test_a_regressing_canary_stops_the_rollout_and_touches_no_other_instance(sta
     assert len(_schema_puts(stack)) == before + 1
 
 
+def _pilot_user(stack: Stack) -> str:
+    directory = stack.emulator.state.directory
+    pilot = next(g for g in directory.groups.values() if g["displayName"] == "SaaS Pilot")
+    return str(directory.members[pilot["id"]][0])
+
+
+def test_a_canary_whose_scoping_filter_takes_every_account_away_stops_after_the_canary_wave(stack, fleet):
+    """No export fails under a filter that scopes everyone out: the cycle after it disables the accounts
+    (and deletes the group) instead. That is the regression, not a healthy wave."""
+    chosen = fleet[8:12]
+    before = len(_schema_puts(stack))
+    _rollout(stack, {"rolloutId": "scope-001", "profile": SCOPES_EVERYONE_OUT, "selector": {"instances": chosen},
+                     "canaries": [chosen[0]], "waveSize": 2, "pauseSeconds": 1, "maxChecks": 30,
+                     "canaryTestUsers": {chosen[0]: {"objectId": _pilot_user(stack)}}})
+    assert wait_until(lambda: _status(stack, "scope-001").get("phase") == "stopped", timeout=120, interval=0.5)
+    status = _status(stack, "scope-001")
+    assert status["stopped"]["wave"] == 0 and status["stopped"]["kind"] == "canary"
+    assert [w["status"] for w in status["waves"]] == ["regressed", "pending", "pending"]
+    result = status["waves"][0]["results"][chosen[0]]
+    assert "disabled, deleted or skipped as out of scope in the cycle after the change" in result["regression"]
+    assert result["failedAfter"] == 0 and result["removedAfter"] > result["removedBefore"]
+    assert result["onDemand"]["subject"]["objectTypeName"] == "User"  # the test user was tried on demand
+    assert len(_schema_puts(stack)) == before + 1
+    for key in chosen[1:]:
+        assert stack.request("GET", f"/api/instances/{key}/drift").json()["profile"] is None
+    assert stack.request("POST", "/api/rollouts/scope-001/cancel").status_code == 202
+
+
 def test_a_healthy_rollout_crashed_mid_way_resumes_at_the_same_wave_and_goes_through(stack, fleet):
     # the module's devhost exits with SIGTERM first, so the coverage data of the tests before is saved;
     # only the process this test SIGKILLs loses its share (pyproject: coverage saved on SIGTERM)
@@ -104,7 +135,9 @@ def test_a_healthy_rollout_crashed_mid_way_resumes_at_the_same_wave_and_goes_thr
     chosen = fleet[1:8]
     sps = {key: stack.request("GET", f"/api/instances/{key}/drift").json()["servicePrincipalId"] for key in chosen}
     rollout_id = _rollout(stack, {"rolloutId": "crash-001", "profile": GOOD, "selector": {"instances": chosen},
-                                  "canaries": 1, "waveSize": 3, "pauseSeconds": 2, "maxChecks": 30})
+                                  "canaries": [chosen[0]], "waveSize": 3, "pauseSeconds": 2, "maxChecks": 30,
+                                  "canaryTestUsers": {chosen[0]: {"objectId": _pilot_user(stack),
+                                                                  "objectTypeName": "User"}}})
 
     def mid_rollout():
         custom = (stack.host.get_status(rollout_id) or {}).get("customStatus") or {}
@@ -120,6 +153,9 @@ def test_a_healthy_rollout_crashed_mid_way_resumes_at_the_same_wave_and_goes_thr
     assert report["phase"] == "completed" and report["stopped"] is None
     assert [(w["kind"], len(w["instances"]), w["status"]) for w in report["waves"]] == \
         [("canary", 1, "done"), ("wave", 3, "done"), ("wave", 3, "done")]
+    canary = report["waves"][0]["results"][chosen[0]]
+    assert canary["onDemand"]["outcome"] == "done" and canary["onDemand"]["steps"], canary
+    assert all(r["removedAfter"] == 0 and r["scopedOutAfter"] == 0 for w in report["waves"] for r in w["results"].values())
     puts = _schema_puts(stack)
     for key, sp_id in sps.items():  # each instance's schema written exactly once, crash or not
         assert sum(1 for p in puts if sp_id in p) == 1, key
