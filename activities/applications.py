@@ -32,7 +32,8 @@ def wait_until_visible_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[s
                                     labels=i.labels, credentials=i.credential_refs() if i.credentials is not None else None,
                                     sync_all=i.sync_all, notification_email=i.notification_email,
                                     display_name=i.display_name, template_id=i.template_id, created=i.created,
-                                    canary=i.canary, deletion_threshold=i.deletion_threshold)
+                                    canary=i.canary, deletion_threshold=i.deletion_threshold,
+                                    assignments=i.assignments)
 
 
 def discard_application_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:

@@ -108,6 +108,14 @@ def _threshold(inst: dict[str, Any]) -> dict[str, Any] | None:
     return threshold if isinstance(threshold, dict) else None
 
 
+def _assignment_refs(inst: dict[str, Any]) -> dict[str, list[str]] | None:
+    """The request's users and groups to assign, as named (kept in the notes: drift compares them)."""
+    given = inst.get("assignments")
+    wanted: dict[str, Any] = given if isinstance(given, dict) else {}
+    refs = {kind: [str(r) for r in wanted.get(kind) or []] for kind in ("users", "groups")}
+    return refs if refs["users"] or refs["groups"] else None
+
+
 def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_id: str | None,
            ids: dict[str, Any], step: Step) -> Generator[Any, Any, dict[str, Any]]:
     """The configuration steps; returns ``{"ok": True, "startedAt": ...}`` or the failed result."""
@@ -142,7 +150,7 @@ def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_
         labels=inst.get("labels") or {}, credentials=credentials, sync_all=bool(inst.get("syncAll")),
         display_name=inst.get("displayName"), template_id=template_id, created=app.created_here,
         notification_email=inst.get("notificationEmail") or None, canary=inst.get("canary") or None,
-        deletion_threshold=_threshold(inst)))
+        deletion_threshold=_threshold(inst), assignments=_assignment_refs(inst)))
     if not result.get("ok"):
         return result
     visible = WaitUntilVisibleOutput.from_dict(result)

@@ -154,7 +154,7 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
                        credentials: dict | None = None, sync_all: bool = False,
                        notification_email: str | None = None, display_name: str | None = None,
                        template_id: str | None = None, created: bool = False, canary: dict | None = None,
-                       deletion_threshold: dict | None = None) -> dict:
+                       deletion_threshold: dict | None = None, assignments: dict | None = None) -> dict:
     """Read the service principal until it is found VISIBILITY_CONSECUTIVE_READS times in a row, then label it.
 
     The labels are the tags (fleet, instance key, labels) and, with ``credentials``, the notes
@@ -202,7 +202,7 @@ def wait_until_visible(ctx: StepContext, *, service_principal_id: str, applicati
                     if kept is not sp:
                         return _yield_to(kept, application_id, service_principal_id, reads)
                 notes = instance_notes(ctx, credentials, sync_all, notification_email, canary,
-                                       deletion_threshold) if credentials else None
+                                       deletion_threshold, assignments) if credentials else None
                 recorded = read_versions(ctx, sp.get("tags") or [], SAVED)
                 if instance_key and credentials and not recorded:  # a new instance: its first record rides along
                     recorded = _first_record(ctx, credentials) or {}

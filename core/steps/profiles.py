@@ -298,7 +298,9 @@ def enforce_drift(ctx: StepContext, *, service_principal_id: str, dry_run: bool 
                 credential_steps.validate_credentials(ctx, service_principal_id=sp_id, job_id=job_id, credentials=credentials)
                 saved = credential_steps.save_secrets(ctx, service_principal_id=sp_id, credentials=credentials,
                                                       notification_email=notes.get("notificationEmail") or None,
-                                                      sync_all=bool(notes.get("syncAll")))
+                                                      sync_all=bool(notes.get("syncAll")),
+                                                      deletion_threshold=notes.get("deletionThreshold")
+                                                      if isinstance(notes.get("deletionThreshold"), dict) else None)
                 return f"secret set saved again from Key Vault ({len(saved.get('savedVersions') or {})} Key Vault secrets)"
             act("+".join(which), "validate the Key Vault values and save the complete secret set again", resave)
     if "assignments" in parts:
@@ -310,11 +312,6 @@ def enforce_drift(ctx: StepContext, *, service_principal_id: str, dry_run: bool 
             lambda: "started" if job_steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)["started"] else "already running")
     return {"servicePrincipalId": sp_id, "displayName": found.get("displayName"), "profile": found.get("profile"),
             "dryRun": bool(dry_run), "drifted": found["drifted"], "parts": parts, "actions": actions}
-
-
-#: what :func:`settings_drift` cannot compare yet, said in its answer
-THRESHOLD_NOT_RECORDED = ("the accidental-deletion threshold is reported, not compared: no desired value is "
-                          "recorded per instance")
 
 
 def settings_drift(notes: dict, stored: dict[str, str]) -> dict:
@@ -347,9 +344,16 @@ def settings_drift(notes: dict, stored: dict[str, str]) -> dict:
             if enabled != bool(email):
                 differences.append({"field": "SyncNotificationSettings.Enabled", "expected": bool(email),
                                     "actual": enabled})
-            part["deleteThreshold"] = {"enabled": parsed.get("DeleteThresholdEnabled"),
-                                       "count": parsed.get("DeleteThresholdValue"), "compared": False,
-                                       "note": THRESHOLD_NOT_RECORDED}
+            from core.fleet import settings_of
+
+            # the request's threshold, kept in the notes (absent: the default every request saves, on with 500)
+            want = model.effective_deletion_threshold(notes.get("deletionThreshold")
+                                                      if isinstance(notes.get("deletionThreshold"), dict) else None)
+            have = settings_of(stored)["deletionThreshold"]
+            part["deletionThreshold"] = {"expected": want, "actual": have}
+            if have != want:
+                differences.append({"field": "SyncNotificationSettings.DeleteThreshold", "expected": want,
+                                    "actual": have})
         else:
             differences.append({"field": "SyncNotificationSettings", "expected": "a JSON object", "actual": "unreadable"})
     if "syncAll" in notes:

@@ -36,7 +36,7 @@ NOTES_MAX_CHARS = 1024
 
 def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
                    notification_email: str | None = None, canary: dict | None = None,
-                   deletion_threshold: dict | None = None) -> dict:
+                   deletion_threshold: dict | None = None, assignments: dict | None = None) -> dict:
     """What the service principal's ``notes`` hold for the health sweep: references, never values.
 
     ``{"managedBy": <correlation tag>, "credentials": {"SecretToken": {"keyVaultSecret": "name"},
@@ -48,6 +48,9 @@ def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
     subject a credential rotation provisions on demand after saving (:func:`notes_canary`).
     ``"deletionThreshold"`` (the request's, when it sets one) rides along for the same reason: a
     rotation's PUT of the whole set must save the instance's threshold, not the default.
+    ``"assignments"`` (the request's ``{"users", "groups"}``, as named) is what drift compares the
+    application's assignments with; it is the first thing left out when the notes would exceed
+    :data:`NOTES_MAX_CHARS` (:func:`_fitting_notes`).
     """
     refs = {key: (value.to_dict() if isinstance(value, model.SecretRef) else str(value))
             for key, value in sorted(credentials.items())}
@@ -58,6 +61,20 @@ def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
         notes["canary"] = {"objectId": str(canary["objectId"]), "objectType": str(canary["objectType"])}
     if deletion_threshold is not None:
         notes["deletionThreshold"] = dict(deletion_threshold)
+    wanted = {kind: [str(r) for r in (assignments or {}).get(kind) or []] for kind in ("users", "groups")}
+    if wanted["users"] or wanted["groups"]:
+        notes["assignments"] = wanted
+    return notes
+
+
+def _fitting_notes(notes: dict, sp_id: str) -> dict:
+    """``notes`` without ``assignments`` when with them they exceed :data:`NOTES_MAX_CHARS` (the credential
+    references matter more: the sweep and rotations need them; drift then says the assignments are not
+    recorded)."""
+    if "assignments" in notes and len(_dump_notes(notes)) > NOTES_MAX_CHARS:
+        logger.warning("service principal %s: the request's assignments do not fit in its notes; drift will not "
+                       "compare them", sp_id)
+        return {k: v for k, v in notes.items() if k != "assignments"}
     return notes
 
 
@@ -105,6 +122,8 @@ def _label(ctx: StepContext, sp: dict, key: str, labels: dict | None, notes: dic
     body: dict[str, Any] = {}
     if set(wanted) != set(current):
         body["tags"] = wanted
+    if notes is not None:
+        notes = _fitting_notes(notes, sp_id)
     if notes is not None and read_notes(ctx, sp.get("notes")) != notes:
         text = _dump_notes(notes)
         if sp.get("notes") and read_notes(ctx, sp.get("notes")) is None:

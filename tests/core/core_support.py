@@ -59,13 +59,13 @@ def creds(doc: dict) -> dict:
 
 
 def new_app(ctx, name: str, labels: dict | None = None, credentials: dict | None = None,
-            notification_email: str | None = None) -> dict:
+            notification_email: str | None = None, **notes_fields) -> dict:
     """ensure_application, then wait_until_visible (which applies the tags and notes), as provision_instance does."""
     key = model.instance_key(name)
     found = steps.ensure_application(ctx, batch_id="b1", instance_key=key, display_name=name,
                                      template_id=CUSTOM_TEMPLATE_ID, labels=labels)
     seen = steps.wait_until_visible(ctx, service_principal_id=found["servicePrincipalId"], instance_key=key,
                                     labels=labels, credentials=creds(credentials) if credentials else None,
-                                    notification_email=notification_email)
+                                    notification_email=notification_email, **notes_fields)
     assert seen["tagged"] is True
     return found

@@ -14,6 +14,7 @@ from core_support import CUSTOM_TEMPLATE_ID, HEALTHY_CREDENTIALS, REPO, creds, n
 from core import errors, model, steps
 from core import schema_profiles as profiles
 from core.graph import synchronization as sync
+from core.graph import assignments as assign_graph
 from core.steps import profiles as profile_steps
 
 SCHEMA = json.loads((REPO / "schemas/schema-profile.schema.json").read_text())
@@ -235,7 +236,7 @@ def test_settings_schedule_and_secret_drift_and_enforce_per_part(ctx, core_env, 
     sp_id, job_id = _started(ctx, "Profile settings drift app", [ENGINEER])
     assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []
     settings = json.dumps({"Enabled": True, "Recipients": "someone@contoso.test", "DeleteThresholdEnabled": True,
-                           "DeleteThresholdValue": 500})
+                           "DeleteThresholdValue": 25})  # the portal's threshold lowered from the default 500
     sync.put_secrets(ctx.graph, sp_id, {"SyncNotificationSettings": settings, "SecretToken": ""}, [])
     sync.pause_job(ctx.graph, sp_id, job_id)
 
@@ -243,11 +244,12 @@ def test_settings_schedule_and_secret_drift_and_enforce_per_part(ctx, core_env, 
     assert drifted["parts"] == ["secretKeys", "provisioningSettings", "schedule"], drifted
     assert drifted["secretKeys"]["missing"] == ["SecretToken"]
     part = drifted["provisioningSettings"]
-    assert part["valueCompared"] is True and part["deleteThreshold"]["compared"] is False
+    assert part["valueCompared"] is True
     assert {d["field"]: (d["expected"], d["actual"]) for d in part["differences"]} == {
         "SyncNotificationSettings.Recipients": (None, "someone@contoso.test"),
-        "SyncNotificationSettings.Enabled": (False, True)}
-    assert drifted["assignments"]["compared"] is False  # nothing records the request's assignments yet
+        "SyncNotificationSettings.Enabled": (False, True),
+        "SyncNotificationSettings.DeleteThreshold": ({"enabled": True, "count": 500}, {"enabled": True, "count": 25})}
+    assert drifted["assignments"]["compared"] is False  # this instance's notes record no assignments
     assert "someone@contoso.test" not in json.dumps(drifted["secretKeys"])  # names only
 
     planned = profile_steps.enforce_drift(ctx, service_principal_id=sp_id)  # dry run by default
@@ -261,3 +263,37 @@ def test_settings_schedule_and_secret_drift_and_enforce_per_part(ctx, core_env, 
     assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []
     again = profile_steps.enforce_drift(ctx, service_principal_id=sp_id, dry_run=False)
     assert again["drifted"] is False and again["actions"] == []
+
+
+def test_threshold_and_assignment_drift_against_the_request_kept_in_the_notes(ctx, core_env, profile_dir):
+    """The request's deletion threshold (off) and assignments are kept in the notes; a portal-style change
+    of either is drift naming it, and enforce saves the request's threshold (not the default) and assigns
+    the removed principal again."""
+    sp_id = new_app(ctx, "Profile threshold drift app", credentials=HEALTHY_CREDENTIALS,
+                    deletion_threshold={"enabled": False}, assignments={"users": [ENGINEER], "groups": []})["servicePrincipalId"]
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=CUSTOM_TEMPLATE_ID)["jobId"]
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(HEALTHY_CREDENTIALS),
+                       deletion_threshold={"enabled": False})
+    steps.assign_principals(ctx, service_principal_id=sp_id, users=[ENGINEER])
+    steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    clean = profile_steps.drift(ctx, service_principal_id=sp_id)
+    assert clean["parts"] == [], clean
+    assert clean["assignments"]["compared"] is True and clean["assignments"]["missing"] == []
+    assert clean["provisioningSettings"]["deletionThreshold"]["expected"] == {"enabled": False, "count": None}
+
+    # portal-style: prevention turned on with 500, and the user's assignment removed
+    stored = {"Enabled": False, "Recipients": "", "DeleteThresholdEnabled": True, "DeleteThresholdValue": 500}
+    sync.put_secrets(ctx.graph, sp_id, {"SyncNotificationSettings": json.dumps(stored)}, [])
+    for assignment in assign_graph.list_assigned(ctx.graph, sp_id):
+        ctx.graph.delete(f"/servicePrincipals/{sp_id}/appRoleAssignedTo/{assignment['id']}")
+    drifted = profile_steps.drift(ctx, service_principal_id=sp_id)
+    assert drifted["parts"] == ["provisioningSettings", "assignments"], drifted
+    assert drifted["assignments"]["missing"] == [ENGINEER]
+    (difference,) = drifted["provisioningSettings"]["differences"]
+    assert difference == {"field": "SyncNotificationSettings.DeleteThreshold", "expected": {"enabled": False, "count": None},
+                          "actual": {"enabled": True, "count": 500}}
+
+    done = profile_steps.enforce_drift(ctx, service_principal_id=sp_id, dry_run=False)
+    assert {a["part"]: a["outcome"] for a in done["actions"]} == {"provisioningSettings": "done", "assignments": "done"}
+    assert json.loads(sync.get_secret_keys(ctx.graph, sp_id)["SyncNotificationSettings"])["DeleteThresholdEnabled"] is False
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []

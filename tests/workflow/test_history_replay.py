@@ -24,6 +24,25 @@ from devhost.durable import history as h
 
 RECORDED = json.loads((Path(__file__).resolve().parent / "histories" / "before_contracts.json").read_text())
 
+#: Keys a later version added to an activity's input, which a replay of an older history schedules
+#: on top of the recorded input. Harmless by Durable's rules: on replay an activity already in the
+#: history is not run again (its recorded result is returned) and the SDK does not compare inputs;
+#: what must not change - the activity names, their order, every recorded key and value - is still
+#: compared exactly. Each entry says why it was added.
+ADDED_SINCE_RECORDING: dict[str, set[str]] = {
+    # issue #14: the request's assignments kept in the notes for drift
+    "wait_until_visible": {"assignments"},
+}
+
+
+def _without_added(calls: list[tuple]) -> list[tuple]:
+    out = []
+    for call in calls:
+        if call[0] == "activity" and call[1] in ADDED_SINCE_RECORDING and isinstance(call[2], dict):
+            call = (*call[:2], {k: v for k, v in call[2].items() if k not in ADDED_SINCE_RECORDING[call[1]]})
+        out.append(call)
+    return out
+
 
 def _flatten(actions: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
@@ -71,7 +90,7 @@ def test_a_recorded_history_replays_to_the_same_calls_and_output(recorded):
                           "instanceId": recorded["instanceId"], "isReplaying": True, "parentInstanceId": None,
                           "upperSchemaVersion": 1, "upperSchemaVersionNew": 2})
     state = json.loads(app().call_orchestrator(recorded["name"], payload))
-    assert _scheduled_by_replay(_flatten(state["actions"])) == _scheduled_in_history(recorded["history"])
+    assert _without_added(_scheduled_by_replay(_flatten(state["actions"]))) == _scheduled_in_history(recorded["history"])
     assert state["isDone"] is True
     assert state["output"] == json.loads(recorded["output"])
 

@@ -73,7 +73,10 @@ def test_diff_apply_drift_and_enforce(stack, instance):
     assert (applied["applied"], applied["restarted"], applied["recorded"]) == (True, True, True)
     after = stack.request("GET", f"/api/instances/{key}/schema/diff").json()  # the recorded profile
     assert after["profile"] == PROFILE and after["changes"] == []
-    assert stack.request("GET", f"/api/instances/{key}/drift").json()["drifted"] is False
+    clean = stack.request("GET", f"/api/instances/{key}/drift").json()
+    assert clean["drifted"] is False
+    # the request's assignments, kept in the notes by the batch, are compared (make_batch assigns one group)
+    assert clean["assignments"]["compared"] is True and clean["assignments"]["expected"] == 1, clean["assignments"]
 
     # a portal-style change made through Graph
     [job] = stack.jobs_of(sp_id)
