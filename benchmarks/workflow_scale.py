@@ -17,6 +17,10 @@ the worst history). A batch over sub-batches keeps every history bounded by the 
 (``--sub-batch-size``, default the setting's); the replay exponent is measured by running two sizes
 and fitting ``log(replayed2/replayed1) / log(N2/N1)``. The last line is one JSON object.
 
+Also printed: the batch's input as the status API returns it (``batchInputBytes``: a request larger
+than one sub-batch travels as a blob reference, triggers/submission.py) and the machine's CPU count and
+load average at the end (the machine may be shared; load inflates wall time).
+
 Run: ``python benchmarks/workflow_scale.py [--instances 200] [--sub-batch-size 100]``.
 """
 
@@ -84,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         figures["devhostCpuSeconds"] = cpu
         figures.update(_histories(work / "devhost", batch_id))
         figures["outputBytes"] = len(json.dumps(report).encode())
+        figures["batchInputBytes"] = len(json.dumps(status.get("input")).encode())
+        # the machine is shared: its load while the batch ran (1-minute average at the end, 15-minute)
+        import os
+
+        figures["cpuCount"] = os.cpu_count()
+        figures["loadAverage1m15mAtEnd"] = [round(v, 2) for v in (os.getloadavg()[0], os.getloadavg()[2])]
     finally:
         stack.stop()
     for key, value in figures.items():
