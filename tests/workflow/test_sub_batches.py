@@ -285,3 +285,59 @@ def test_the_sub_batch_contracts_round_trip():
     summary = {"index": 1, "total": 3, "counts": {"total": 3}, "topErrors": [], "instances": [],
                "reportBlob": "b/part-00001.json"}
     assert SubBatchSummary.from_dict(summary).to_dict() == summary
+
+
+def test_a_slice_of_a_stored_request_that_cannot_be_read_is_reported_failed_and_counted(tmp_path):
+    """Replayed by the real SDK with scripted activities (replay_support.py): slice 0 reads back, slice 1's
+    bytes are gone (RequestNotFound). Slice 1's setup fails, the batch tries once more to name its
+    instances, cannot, and counts them failed; slice 0 runs on (its template is unknown here, so its
+    instances fail before starting, with their names). Nothing is lost from the counts; no input in the
+    batch's history holds an instance."""
+    from replay_support import calls, output, run, script
+
+    from devhost.durable import history as h
+
+    body = make_batch("stored-unreadable", 5, prefix="Unread")
+    settings = Settings.from_env({"KEY_VAULT_URL": "https://v.vault.azure.net/", "BATCH_SUB_BATCH_SIZE": "3",
+                                  "BATCH_REPORT_CONTAINER": "reports"})
+    submission = prepare(body, settings)
+    data = submission.stored or b""
+    ref = StoredRequest.from_dict(submission.input["request"]["stored"])
+    gone = {"ok": False, "error": {"kind": "permanent", "code": "RequestNotFound", "message": "no stored request",
+                                   "step": "read_request_part"}}
+    written: dict[str, dict] = {}
+
+    def read_part(payload, n):
+        part = payload["part"]
+        if part["offset"] > 0:
+            return gone
+        return {"ok": True, "instances": report_store.parse_lines(data[part["offset"]:part["offset"] + part["length"]],
+                                                                  part["count"], part["sha256"])}
+
+    def write(payload, n):
+        written[payload["blob"]] = payload["document"]
+        return {"ok": True, "container": payload["container"], "blob": payload["blob"], "bytes": 1}
+
+    script(resolve_application_template=[{"ok": False, "error": {"kind": "permanent", "code": "TemplateNotFound",
+                                                                  "message": "no such template",
+                                                                  "step": "resolve_application_template"}}],
+           read_request_part=read_part, write_batch_report=write,
+           read_batch_report=lambda payload, n: {"ok": True, "document": written[payload["blob"]]})
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("provision_batch", submission.input, instance_id=submission.instance_id)
+        return await engine.wait_for_instance(iid, 60), engine.get_history(iid)
+
+    row, history = run(tmp_path, scenario)
+    assert row.status == "Completed"
+    report = output(row)
+    assert report["counts"]["total"] == 5 and report["counts"]["failed"] == 5, report["counts"]
+    assert report["subBatches"]["count"] == 2
+    reads = [p["part"]["offset"] for _, p in calls("read_request_part")]
+    assert reads.count(0) == 1 and reads.count(ref.parts[1].offset) == 2  # slice 1: its setup, then the batch
+    named = {i["displayName"] for i in report["instances"]}
+    assert named == {"Unread 001", "Unread 002", "Unread 003"}  # slice 1's names could not be read
+    assert report["report"]["missingParts"] == [1]
+    # no instance travels in the batch's input or in its sub-batches' inputs
+    inputs = [ev for ev in history if ev["EventType"] in (h.EXECUTION_STARTED, h.SUB_ORCHESTRATION_CREATED)]
+    assert len(inputs) == 1 + 3 and "Unread" not in json.dumps(inputs)  # slice 0 setup + watch, slice 1 setup
