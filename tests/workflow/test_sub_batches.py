@@ -210,7 +210,7 @@ def test_sigkill_mid_batch_resumes_every_slice_once(stack):
 
     status = stack.wait(batch_id, timeout=240)
     assert status["runtimeStatus"] == "Completed"
-    assert status["output"]["counts"]["steadyState"] == MAX_INSTANCES, (at_kill, status["output"])
+    assert status["output"]["counts"]["steadyState"] == MAX_INSTANCES, json.dumps([at_kill, status["output"]])
     apps = stack.applications_by_name()
     sps = stack.service_principals_by_name()
     for instance in body["instances"]:
