@@ -17,7 +17,7 @@ from activities.applications import (discard_application, ensure_application, re
 from activities.assignments import assign_principals
 from activities.credentials import save_secrets, validate_credentials
 from activities.jobs import ensure_job, get_job_status, get_provisioning_errors, start_job
-from activities.reports import read_batch_report, write_batch_report
+from activities.reports import read_batch_report, read_request_part, write_batch_report
 from activities.runner import Body, run
 from activities.sweep import commit_sweep_report, list_managed_instances, restart_quarantined_job, stage_sweep_report
 from core import names
@@ -32,6 +32,7 @@ BODIES: dict[str, Body] = {**applications.BODIES, **jobs.BODIES, **credentials.B
 assert set(BODIES) == set(names.ACTIVITIES), "every activity name needs a body"
 
 __all__ = ["BLUEPRINTS", "BODIES", "assign_principals", "commit_sweep_report", "discard_application", "ensure_application", "ensure_job",
-           "get_job_status", "get_provisioning_errors", "list_managed_instances", "read_batch_report", "resolve_application_template",
+           "get_job_status", "get_provisioning_errors", "list_managed_instances", "read_batch_report", "read_request_part",
+           "resolve_application_template",
            "restart_quarantined_job", "run", "save_secrets", "stage_sweep_report", "start_job", "validate_credentials",
            "wait_until_visible", "write_batch_report"]

@@ -1,5 +1,6 @@
 """Activities of the batch-report family: write one JSON document (a report part, a slice's setup
-outcomes or the batch summary) to blob storage (:mod:`core.report_store`), read one back. The document holds outcomes (ids, codes, messages), never
+outcomes or the batch summary) to blob storage (:mod:`core.report_store`), read one back, read one
+slice of a stored request. The document holds outcomes (ids, codes, messages), never
 a secret; the write overwrites the same blob name, so a retry is harmless."""
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import azure.durable_functions as df
 
 from activities.runner import run
 from core import fleet, names, report_store, steps
-from core.batch_contracts import (ReadBatchReportInput, ReadBatchReportOutput, WriteBatchReportInput,
-                                  WriteBatchReportOutput)
+from core.batch_contracts import (ReadBatchReportInput, ReadBatchReportOutput, ReadRequestPartInput,
+                                  ReadRequestPartOutput, WriteBatchReportInput, WriteBatchReportOutput)
 from core.errors import PermanentError
 
 bp = df.Blueprint()
@@ -36,7 +37,22 @@ def read_batch_report_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[st
     return ReadBatchReportOutput(document=document).to_dict()
 
 
-BODIES = {names.WRITE_BATCH_REPORT: write_batch_report_body, names.READ_BATCH_REPORT: read_batch_report_body}
+def read_request_part_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
+    """One slice of a stored request (core.batch_contracts.StoredRequest): its byte range, checked
+    against the sha256 and count recorded when the request was stored."""
+    i = ReadRequestPartInput.from_dict(p)
+    chunk = report_store.read_bytes(i.container, i.blob, i.part.offset, i.part.length)
+    if chunk is None:
+        raise PermanentError(f"no stored request {i.blob} in {i.container}", code="RequestNotFound")
+    try:
+        instances = report_store.parse_lines(chunk, i.part.count, i.part.sha256)
+    except (report_store.DamagedPart, ValueError) as exc:
+        raise PermanentError(f"stored request {i.blob}: {exc}", code="RequestPartDamaged") from None
+    return ReadRequestPartOutput(instances=instances).to_dict()
+
+
+BODIES = {names.WRITE_BATCH_REPORT: write_batch_report_body, names.READ_BATCH_REPORT: read_batch_report_body,
+          names.READ_REQUEST_PART: read_request_part_body}
 
 
 @bp.function_name(names.WRITE_BATCH_REPORT)
@@ -49,3 +65,9 @@ def write_batch_report(payload: dict) -> dict:
 @bp.activity_trigger(input_name="payload")
 def read_batch_report(payload: dict) -> dict:
     return run(names.READ_BATCH_REPORT, payload, read_batch_report_body)
+
+
+@bp.function_name(names.READ_REQUEST_PART)
+@bp.activity_trigger(input_name="payload")
+def read_request_part(payload: dict) -> dict:
+    return run(names.READ_REQUEST_PART, payload, read_request_part_body)

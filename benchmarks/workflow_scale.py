@@ -17,6 +17,15 @@ the worst history). A batch over sub-batches keeps every history bounded by the 
 (``--sub-batch-size``, default the setting's); the replay exponent is measured by running two sizes
 and fitting ``log(replayed2/replayed1) / log(N2/N1)``. The last line is one JSON object.
 
+The emulator keeps its last 100,000 requests only; the script reads the log every 15 s and keeps
+every Graph request itself (a 5,000-instance batch sends about 100,000: read once at the end, the
+oldest were gone, and a first 5,000 run printed 5.78 writes per instance and 1.22x a bound 20 %
+too low).
+
+Also printed: the batch's input as the status API returns it (``batchInputBytes``: a request larger
+than one sub-batch travels as a blob reference, triggers/submission.py) and the machine's CPU count and
+load average at the end (the machine may be shared; load inflates wall time).
+
 Run: ``python benchmarks/workflow_scale.py [--instances 200] [--sub-batch-size 100]``.
 """
 
@@ -65,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         batch_id = stack.submit(body)
         last = ""
+        collected = _RequestLog(stack)
         while True:
+            collected.drain_every(15.0)
             status = stack.host.get_status(batch_id) or {}
             if status.get("runtimeStatus") in {"Completed", "Failed", "Terminated"}:
                 break
@@ -80,10 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         peak_kib = _peak_rss_kib(stack.host.pid)
         cpu = _cpu_seconds(stack.host.pid)
         report = status.get("output") or {}
-        figures = _figures(stack.graph_requests(kind="graph"), args.instances, wall, report, peak_kib)
+        collected.drain_every(0.0)
+        figures = _figures(collected.entries(), args.instances, wall, report, peak_kib)
         figures["devhostCpuSeconds"] = cpu
         figures.update(_histories(work / "devhost", batch_id))
         figures["outputBytes"] = len(json.dumps(report).encode())
+        figures["batchInputBytes"] = len(json.dumps(status.get("input")).encode())
+        # the machine is shared: its load while the batch ran (1-minute average at the end, 15-minute)
+        import os
+
+        figures["cpuCount"] = os.cpu_count()
+        figures["loadAverage1m15mAtEnd"] = [round(v, 2) for v in (os.getloadavg()[0], os.getloadavg()[2])]
     finally:
         stack.stop()
     for key, value in figures.items():
@@ -92,10 +110,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if figures["steadyState"] == args.instances else 1
 
 
+class _RequestLog:
+    """Every Graph request of the run. The emulator keeps its last 100,000 requests only (a 5,000-instance
+    batch sends more), so the log is read every few seconds (``since`` the last read) and kept here;
+    an entry read twice (the boundary of two reads) is counted once."""
+
+    def __init__(self, stack) -> None:
+        self.stack = stack
+        self.seen: dict[str, dict] = {}
+        self.since = 0.0
+        self.read_at = 0.0
+
+    def drain_every(self, seconds: float) -> None:
+        if time.monotonic() - self.read_at < seconds:
+            return
+        self.read_at = time.monotonic()
+        for entry in self.stack.graph_requests(kind="graph", since=self.since):
+            self.seen.setdefault(json.dumps(entry, sort_keys=True), entry)
+            self.since = max(self.since, float(entry.get("realTime") or 0.0))
+
+    def entries(self) -> list[dict]:
+        return sorted(self.seen.values(), key=lambda e: float(e.get("realTime") or 0.0))
+
+
 def _figures(log_entries: list[dict], n: int, wall: float, report: dict, peak_kib: int | None) -> dict:
     polls = [e for e in log_entries if e["method"] == "GET" and JOB_POLL.search(e["path"])]
     log_reads = [e for e in log_entries if "/auditLogs/provisioning" in e["path"]]
-    setup = [e for e in log_entries if e not in polls and e not in log_reads]
+    apart = {id(e) for e in polls} | {id(e) for e in log_reads}
+    setup = [e for e in log_entries if id(e) not in apart]
     throttled = [e for e in log_entries if e["status"] == 429]
     writes = [e for e in log_entries if e["method"] in WRITE_METHODS and e["status"] != 429]
     bound = len(writes) / WRITE_LIMIT

@@ -60,6 +60,7 @@ CHECK_INSTANCE_LAG = "check_instance_lag"
 REBUILD_FLEET_REGISTRY = "rebuild_fleet_registry"
 WRITE_BATCH_REPORT = "write_batch_report"
 READ_BATCH_REPORT = "read_batch_report"
+READ_REQUEST_PART = "read_request_part"
 STAGE_SWEEP_REPORT = "stage_sweep_report"
 COMMIT_SWEEP_REPORT = "commit_sweep_report"
 # the paged sweep's duties (core/sweep_contracts.py): rotation safety net, classification record, expiry lines
@@ -94,6 +95,7 @@ ACTIVITIES = (
     REBUILD_FLEET_REGISTRY,
     WRITE_BATCH_REPORT,
     READ_BATCH_REPORT,
+    READ_REQUEST_PART,
     STAGE_SWEEP_REPORT,
     COMMIT_SWEEP_REPORT,
     CHECK_SWEEP_PAGE_LAG,

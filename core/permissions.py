@@ -78,6 +78,7 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     "rebuild_fleet_registry": (APPLICATION_READWRITE_ALL,),
     "write_batch_report": (),  # blob storage only (the host storage account), no Graph call
     "read_batch_report": (),
+    "read_request_part": (),
     # blob storage (the app's own storage account, Storage Blob Data Owner), no Graph permission
     "stage_sweep_report": (),
     "commit_sweep_report": (),

@@ -6,7 +6,9 @@ The orchestrators keep counts and the instances not in a clean steady state; the
 written here by the ``write_batch_report`` activity: ``<batchId>/part-<n>.json`` per sub-batch
 (its instance outcomes, in request order) and ``<batchId>/report.json`` (the summary and the part
 names). Writes overwrite the same name with the same document, so a retried activity or a replayed
-orchestration never leaves two reports.
+orchestration never leaves two reports. A request larger than one sub-batch is kept here too
+(``<batchId>/request-<hash>.jsonl``, written by the submission trigger before it starts the batch),
+so the batch's history holds a reference and counts, not the ~8 MB of a 10,000-instance request.
 
 The connection is the Functions host's own storage connection, resolved as the host does: a
 connection string in ``AzureWebJobsStorage`` (locally ``UseDevelopmentStorage=true`` = Azurite), or
@@ -18,6 +20,7 @@ https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -46,6 +49,82 @@ def setup_blob_name(batch_id: str, index: int) -> str:
 def report_blob_name(batch_id: str) -> str:
     """``<batchId>/report.json``: the batch summary with the names of its parts."""
     return f"{batch_id}/report.json"
+
+
+def request_blob_name(batch_id: str, request_hash: str) -> str:
+    """``<batchId>/request-<hash>.jsonl``: a stored request (one name per body, so two different bodies
+    racing under one ``requestId`` never overwrite each other's; the batch started names its own)."""
+    return f"{batch_id}/request-{request_hash[:32]}.jsonl"
+
+
+def request_lines(instances: list[dict[str, Any]], size: int) -> tuple[bytes, list[dict[str, Any]]]:
+    """A request's instances as JSON Lines (one instance a line, request order) and its slices.
+
+    One slice per ``size`` instances: ``{"offset", "length", "count", "sha256"}`` (the form of
+    ``core.batch_contracts.RequestPart``), so a sub-batch reads its slice as one byte range.
+    """
+    size = max(1, size)
+    data = bytearray()
+    parts: list[dict[str, Any]] = []
+    for start in range(0, len(instances), size):
+        chunk = b"".join(json.dumps(inst, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
+                         for inst in instances[start:start + size])
+        parts.append({"offset": len(data), "length": len(chunk), "count": len(instances[start:start + size]),
+                      "sha256": hashlib.sha256(chunk).hexdigest()})
+        data += chunk
+    return bytes(data), parts
+
+
+class DamagedPart(ValueError):
+    """A stored request's slice does not read back as written (hash or count differs)."""
+
+
+def parse_lines(chunk: bytes, count: int | None = None, sha256: str | None = None) -> list[dict[str, Any]]:
+    """The instances in ``chunk`` (JSON Lines); :class:`DamagedPart` when it is not what was written."""
+    if sha256 is not None and hashlib.sha256(chunk).hexdigest() != sha256:
+        raise DamagedPart("the stored request slice does not match its sha256")
+    instances = [json.loads(line) for line in chunk.decode("utf-8").splitlines() if line]
+    if count is not None and len(instances) != count:
+        raise DamagedPart(f"the stored request slice holds {len(instances)} instances, not {count}")
+    return instances
+
+
+def write_bytes(container: str, blob: str, data: bytes, content_type: str = "application/jsonl",
+                env: Mapping[str, str] | None = None) -> int:
+    """Write ``data`` to ``container/blob`` (created when missing; overwritten); return its size."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import ContentSettings
+
+    service = blob_service(env)
+    try:
+        box = service.get_container_client(check_container(container))
+        try:
+            box.create_container()
+        except ResourceExistsError:
+            pass
+        box.upload_blob(blob, data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
+    finally:
+        service.close()
+    return len(data)
+
+
+def read_bytes(container: str, blob: str, offset: int = 0, length: int | None = None,
+               env: Mapping[str, str] | None = None) -> bytes | None:
+    """The bytes of ``container/blob`` (``length`` bytes from ``offset`` when given), or None when there is none."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    service = blob_service(env)
+    try:
+        client = service.get_blob_client(check_container(container), blob)
+        if length is None:
+            return bytes(client.download_blob().readall())
+        if length <= 0:
+            return b""
+        return bytes(client.download_blob(offset=offset, length=length).readall())
+    except ResourceNotFoundError:
+        return None
+    finally:
+        service.close()
 
 
 def check_container(name: str, setting: str = "BATCH_REPORT_CONTAINER") -> str:
@@ -122,5 +201,5 @@ def _json_content() -> Any:
     return ContentSettings(content_type="application/json")
 
 
-__all__ = ["blob_service", "check_container", "part_blob_name", "read_json", "report_blob_name", "setup_blob_name",
-           "write_json"]
+__all__ = ["DamagedPart", "blob_service", "check_container", "parse_lines", "part_blob_name", "read_bytes", "read_json",
+           "report_blob_name", "request_blob_name", "request_lines", "setup_blob_name", "write_bytes", "write_json"]

@@ -5,7 +5,8 @@ queue output uses a development-storage connection and nothing listens on its qu
 runs with ``--skipApiVersionCheck`` (the pinned azure-storage-queue speaks a newer API version than
 Azurite 3.35 knows), keeps its data in ``<state-dir>/azurite`` (so queued messages survive a devhost
 restart), listens on loopback only, and is stopped when devhost exits. On Linux it also gets
-``PR_SET_PDEATHSIG`` so a SIGKILLed devhost does not leave it running.
+``PR_SET_PDEATHSIG`` so a SIGKILLed devhost does not leave it running, and a devhost restarted on the
+same state folder waits for that Azurite to finish writing its data and exit (:func:`wait_for_previous`).
 
 The Azurite binary is ``$AZURITE_BIN``, else ``node_modules/.bin/azurite`` in the app folder or any
 parent of it (or of the devhost package), else ``azurite`` on ``PATH``.
@@ -170,6 +171,42 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+_PID_FILE = "azurite.pid"
+
+
+def wait_for_previous(state_dir: str, timeout: float = 30.0) -> None:
+    """Wait until the Azurite a previous devhost started on ``state_dir`` has exited.
+
+    A SIGKILLed devhost leaves its Azurite shutting down (``PR_SET_PDEATHSIG`` sends it SIGTERM):
+    Azurite closes its ports first and writes its metadata (LokiJS, otherwise saved every 5 s) after.
+    An Azurite started in between on the same folder loads the metadata from before, and a blob written
+    a second before the crash reads as missing (seen: azurite.log shows the new blob service starting
+    before the old one's "successfully closed"; tests/workflow/test_sub_batches.py's crash test then
+    found its stored request gone).
+    """
+    path = os.path.join(state_dir, "azurite", _PID_FILE)
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _is_azurite(pid):
+        time.sleep(0.05)
+
+
+def _is_azurite(pid: int) -> bool:
+    """True while ``pid`` is a running (not zombie) Azurite process (Linux /proc; elsewhere False)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return b"azurite" in cmdline and state != b"Z"
+
+
 class AzuriteProcess:
     """An Azurite child process owned by devhost."""
 
@@ -198,6 +235,11 @@ class AzuriteProcess:
             raise StartupError(f"cannot start Azurite ({binary}): {exc}") from exc
         finally:
             logf.close()
+        try:  # read by the next devhost on this folder (wait_for_previous)
+            with open(os.path.join(location, _PID_FILE), "w") as f:
+                f.write(str(proc.pid))
+        except OSError:
+            pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from devhost import __version__
 from devhost.app_loader import LoadedApp
-from devhost.azurite import AzuriteProcess, port_open, resolve_connection
+from devhost.azurite import AzuriteProcess, port_open, resolve_connection, wait_for_previous
 from devhost.config import DEFAULT_BODY_LIMIT, HostConfig, log_level, resolve_setting_refs
 from devhost.errors import ConfigError, DevhostError, StartupError
 from devhost.triggers.eventgrid import EVENTGRID_SYSTEM_KEY_NAME, EventGridTriggers
@@ -166,6 +166,7 @@ class DevHost:
     # -------------------------------------------------------------- lifecycle
     def _start_azurite(self) -> None:
         started_ports = set()
+        wait_for_previous(self.options.state_dir)  # a crashed devhost's Azurite writes its data first
         for conn in self.storage_connections():
             if not conn.is_local_emulator or conn.queue_port in started_ports:
                 continue

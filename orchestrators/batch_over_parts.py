@@ -9,6 +9,12 @@ re-submission addresses the same one). A sub-batch's history grows with its slic
 own history holds per slice one start and one summary (counts, top errors, the few instances not in
 a clean steady state). The instance orchestrations keep their ids ``<batchId>:<key>``.
 
+The request itself: a request larger than one slice comes as a reference
+(:class:`core.batch_contracts.StoredRequest`: blob, counts, distinct templates, one byte range per
+slice; triggers/submission.py stored it) and each sub-batch reads its own slice (``read_request_part``),
+so neither the batch's input nor its sub-batches' inputs carry instances (measured: see
+benchmarks/workflow_scale.py, ``batchHistoryBytes``). A request of one slice comes inline.
+
 In-flight bound: at most ``subBatchesInFlight`` (``BATCH_SUB_BATCHES_IN_FLIGHT``) sub-batches run at
 once in their setup phase, each with ``maxInstancesInFlight // lanes`` instances in setup, so the
 whole batch never has more than ``BATCH_MAX_IN_FLIGHT`` instances in setup. A slice's watch phase
@@ -34,7 +40,8 @@ from typing import Any, Generator
 import azure.durable_functions as df
 
 from core import names, report_store
-from core.batch_contracts import SubBatchInput, SubBatchSummary, WriteBatchReportInput
+from core.batch_contracts import (ReadRequestPartInput, ReadRequestPartOutput, StoredRequest, SubBatchInput,
+                                  SubBatchSummary, WriteBatchReportInput)
 from core.contracts import BatchReport, InstanceOutcome
 from core.instance_ids import child_instance_id, sub_batch_instance_id, sub_batch_watch_instance_id
 from core.times import iso, seconds_between
@@ -61,16 +68,27 @@ def run_over_sub_batches(context: df.DurableOrchestrationContext,
     raw_options: dict[str, Any] = data.get("options") or {}
     options = WorkflowOptions.from_dict(raw_options)
     batch_id = context.instance_id
-    instances: list[dict[str, Any]] = list((data.get("request") or {}).get("instances") or [])
-    total = len(instances)
+    request: dict[str, Any] = data.get("request") or {}
+    stored = StoredRequest.from_dict(request["stored"]) if isinstance(request.get("stored"), dict) else None
     started_at = iso(context.current_utc_datetime)
+    if stored is not None:
+        # the request is in blob storage (triggers/submission.py): each sub-batch reads its own slice
+        parts: list[list[dict[str, Any]]] = [[] for _ in stored.parts]
+        sizes = [part.count for part in stored.parts]
+        template_specs = [{"applicationTemplate": t} for t in stored.templates]
+    else:
+        instances: list[dict[str, Any]] = list(request.get("instances") or [])
+        step = max(1, options.sub_batch_size)
+        parts = [instances[i:i + step] for i in range(0, len(instances), step)]
+        sizes = [len(part) for part in parts]
+        template_specs = instances
+    total = sum(sizes)
     size, lanes, share = plan(total, options)
-    parts = [instances[i:i + size] for i in range(0, total, size)]
     keep_all = total <= options.report_inline_max
 
     context.set_custom_status({"phase": "resolving templates", "counts": _counts(total, total, 0, []),
                                "subBatches": _lanes(len(parts), [], [], 0)})
-    templates = yield from resolve_templates(context, instances, options)
+    templates = yield from resolve_templates(context, template_specs, options)
 
     summaries: dict[int, SubBatchSummary] = {}
     setting_up: dict[Any, int] = {}  # setup phases: at most ``lanes`` (they write to Graph)
@@ -81,11 +99,13 @@ def run_over_sub_batches(context: df.DurableOrchestrationContext,
         dispatched = []
         while next_part < len(parts) and len(setting_up) < lanes:
             part = parts[next_part]
-            wanted = {template_key(inst) for inst in part}
+            # a stored request's slice is read by the sub-batch; it gets every template (they are few)
+            wanted = {template_key(inst) for inst in part} if stored is None else set(templates)
             sub_input = SubBatchInput(batch_id=batch_id, index=next_part, phase=SETUP, instances=part,
                                       templates={k: v for k, v in templates.items() if k in wanted},
                                       options=raw_options, max_in_flight=share, keep_all=keep_all,
-                                      keep_max=options.report_inline_max, report_container=options.report_container)
+                                      keep_max=options.report_inline_max, report_container=options.report_container,
+                                      request_part=_request_part(stored, next_part))
             task = context.call_sub_orchestrator(names.PROVISION_SUB_BATCH, sub_input.to_dict(),
                                                  instance_id=sub_batch_instance_id(batch_id, next_part))
             setting_up[task] = next_part
@@ -96,14 +116,15 @@ def run_over_sub_batches(context: df.DurableOrchestrationContext,
                                       setup_blob=set_up.report_blob,
                                       instances=[] if set_up.instances else _keys_only(parts[index]),
                                       options=raw_options, keep_all=keep_all, keep_max=options.report_inline_max,
-                                      report_container=options.report_container)
+                                      report_container=options.report_container,
+                                      request_part=None if set_up.instances else _request_part(stored, index))
             task = context.call_sub_orchestrator(names.PROVISION_SUB_BATCH, sub_input.to_dict(),
                                                  instance_id=sub_batch_watch_instance_id(batch_id, index))
             watching[task] = index
             dispatched.append(task)
         ready = []
-        queued = sum(len(p) for p in parts[next_part:])
-        in_parts = sum(len(parts[i]) for i in list(setting_up.values()) + list(watching.values()))
+        queued = sum(sizes[next_part:])
+        in_parts = sum(sizes[i] for i in list(setting_up.values()) + list(watching.values()))
         context.set_custom_status({"phase": "provisioning",
                                    "counts": _counts(total, queued, in_parts, list(summaries.values())),
                                    "subBatches": _lanes(len(parts), sorted(setting_up.values()),
@@ -118,13 +139,15 @@ def run_over_sub_batches(context: df.DurableOrchestrationContext,
             if task.state.name == "SUCCEEDED" and isinstance(task.result, dict):
                 ready.append((index, SubBatchSummary.from_dict(task.result)))
             else:
-                summaries[index] = _failed_part(task, batch_id, index, parts[index], keep_all, options, now)
+                summaries[index] = yield from _failed_part(context, task, batch_id, index, parts[index],
+                                                           _request_part(stored, index), keep_all, options, now)
         for task in [t for t in watching if t.is_completed]:
             index = watching.pop(task)
             if task.state.name == "SUCCEEDED" and isinstance(task.result, dict):
                 summaries[index] = SubBatchSummary.from_dict(task.result)
             else:
-                summaries[index] = _failed_part(task, batch_id, index, parts[index], keep_all, options, now)
+                summaries[index] = yield from _failed_part(context, task, batch_id, index, parts[index],
+                                                           _request_part(stored, index), keep_all, options, now)
 
     finished_at = iso(context.current_utc_datetime)
     ordered = [summaries[i] for i in range(len(parts))]
@@ -160,16 +183,39 @@ def run_over_sub_batches(context: df.DurableOrchestrationContext,
     return report
 
 
-def _failed_part(task: Any, batch_id: str, index: int, part: list[dict[str, Any]], keep_all: bool,
-                 options: WorkflowOptions, at: str) -> SubBatchSummary:
-    # the sub-batch orchestration itself failed (a bug, or terminated by hand): its instances failed
+def _failed_part(context: df.DurableOrchestrationContext, task: Any, batch_id: str, index: int,
+                 part: list[dict[str, Any]], request_part: ReadRequestPartInput | None, keep_all: bool,
+                 options: WorkflowOptions, at: str) -> Generator[Any, Any, SubBatchSummary]:
+    # the sub-batch orchestration itself failed (a bug, terminated by hand, its slice unreadable): its
+    # instances failed. A stored request's slice is read here to name them (only on this path, so the
+    # batch's history holds a slice only for a sub-batch that failed).
     reason = failure_message(task.result) if isinstance(task.result, BaseException) else "no result"
-    outcomes = [crashed_outcome(inst, child_instance_id(batch_id, str(inst.get("key"))),
-                                f"provision_sub_batch failed: {reason}", at) for inst in part]
+    message = f"provision_sub_batch failed: {reason}"
+    if request_part is not None:
+        read = yield from call_step(context, names.READ_REQUEST_PART, request_part, options)
+        if not read.get("ok"):
+            counts = final_counts([])
+            counts["total"] = counts["failed"] = request_part.part.count
+            unread = str((read.get("error") or {}).get("message") or "unreadable")[:200]
+            return SubBatchSummary(index=index, total=request_part.part.count, counts=counts,
+                                   top_errors=[{"code": "SubBatchFailed", "count": request_part.part.count,
+                                                "message": message[:300]}],
+                                   report_blob=None,
+                                   report_error=f"the sub-batch failed and its slice could not be read: {unread}")
+        part = ReadRequestPartOutput.from_dict(read).instances
+    outcomes = [crashed_outcome(inst, child_instance_id(batch_id, str(inst.get("key"))), message, at)
+                for inst in part]
     return SubBatchSummary(index=index, total=len(part), counts=final_counts(outcomes),
                            top_errors=top_errors(outcomes, 50),
                            instances=outcomes if keep_all else outcomes[:max(0, options.report_inline_max)],
                            report_blob=None, report_error="the sub-batch failed before writing its part")
+
+
+def _request_part(stored: StoredRequest | None, index: int) -> ReadRequestPartInput | None:
+    """The slice ``index`` of a stored request (None for an inline one)."""
+    if stored is None:
+        return None
+    return ReadRequestPartInput(container=stored.container, blob=stored.blob, part=stored.parts[index])
 
 
 def _keys_only(part: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -10,7 +10,8 @@ Input: :class:`core.batch_contracts.SubBatchInput`. Instance orchestrations keep
 ``<batchId>:<key>`` (and ``<batchId>:<key>:monitor``), exactly as in a batch without sub-batches, so
 re-submission and crash recovery find them.
 
-* ``setup``: provision the slice's instances (the batch's resolved templates given), at most
+* ``setup``: provision the slice's instances (given, or for a request kept in blob storage read by
+  ``read_request_part``: ``requestPart``; the batch's resolved templates given), at most
   ``maxInFlight`` at once (this slice's share of ``BATCH_MAX_IN_FLIGHT``). Output: a
   :class:`~core.batch_contracts.SubBatchSummary` naming the blob ``<batchId>/setup-<n>.json`` that
   holds every outcome of the slice in request order: ``configured`` (setup done, job started) or
@@ -35,8 +36,8 @@ from typing import Any, Generator
 import azure.durable_functions as df
 
 from core import names, report_store
-from core.batch_contracts import (ReadBatchReportInput, ReadBatchReportOutput, SubBatchInput, SubBatchSummary,
-                                  WriteBatchReportInput)
+from core.batch_contracts import (ReadBatchReportInput, ReadBatchReportOutput, ReadRequestPartOutput, SubBatchInput,
+                                  SubBatchSummary, WriteBatchReportInput)
 from core.contracts import CONFIGURED, InstanceOutcome
 from core.instance_ids import child_instance_id
 from core.times import iso
@@ -57,9 +58,19 @@ def provision_sub_batch(context: df.DurableOrchestrationContext) -> Generator[An
     given = SubBatchInput.from_dict(context.get_input())
     started_at = iso(context.current_utc_datetime)
     if given.phase == SETUP:
-        outcomes = yield from run_instances(context, given.batch_id, given.instances, given.templates,
+        instances = list(given.instances)
+        if given.request_part is not None:
+            # the batch's request is in blob storage: read this slice (its history holds the slice, the batch's not)
+            read = yield from call_step(context, names.READ_REQUEST_PART, given.request_part,
+                                        WorkflowOptions.from_dict(given.options))
+            if not read.get("ok"):
+                # fails this orchestration: the batch reports the slice's instances failed (_failed_part)
+                raise RuntimeError("the slice of the stored request could not be read: "
+                                   f"{str((read.get('error') or {}).get('message') or 'unknown')[:300]}")
+            instances = ReadRequestPartOutput.from_dict(read).instances
+        outcomes = yield from run_instances(context, given.batch_id, instances, given.templates,
                                             given.options, given.max_in_flight, started_at, watch=False)
-        ordered = [outcomes[child_instance_id(given.batch_id, str(inst.get("key")))] for inst in given.instances]
+        ordered = [outcomes[child_instance_id(given.batch_id, str(inst.get("key")))] for inst in instances]
         context.set_custom_status({"phase": "set up", "counts": _done(ordered)})
         # the outcomes go to the watch phase through blob storage, not through the batch's history
         setup_blob = report_store.setup_blob_name(given.batch_id, given.index)
@@ -81,7 +92,11 @@ def provision_sub_batch(context: df.DurableOrchestrationContext) -> Generator[An
             document = ReadBatchReportOutput.from_dict(read).document
             given_outcomes = [InstanceOutcome.from_dict(o) for o in document.get("instances") or []]
         else:
-            return _unreadable(given, read, started_at)
+            named = list(given.instances)
+            if not named and given.request_part is not None:
+                part = yield from call_step(context, names.READ_REQUEST_PART, given.request_part, options)
+                named = ReadRequestPartOutput.from_dict(part).instances if part.get("ok") else []
+            return _unreadable(given, named, read, started_at)
     to_watch = tuple(o for o in given_outcomes if o.outcome == CONFIGURED)
     watched = yield from run_instances(context, given.batch_id, [], {}, given.options, 1, started_at,
                                        set_up_before=to_watch)
@@ -100,12 +115,17 @@ def provision_sub_batch(context: df.DurableOrchestrationContext) -> Generator[An
                            instances=kept, report_blob=None if error else blob, report_error=error).to_dict()
 
 
-def _unreadable(given: SubBatchInput, read: dict[str, Any], at: str) -> dict[str, Any]:
+def _unreadable(given: SubBatchInput, named: list[dict[str, Any]], read: dict[str, Any], at: str) -> dict[str, Any]:
     """The setup outcomes could not be read back: the slice's instances are reported failed (their
     orchestrations ran; a re-submission under a new requestId finds and reuses their objects)."""
     message = f"the setup outcomes could not be read: {(read.get('error') or {}).get('message') or 'unknown'}"
     outcomes = [crashed_outcome(inst, child_instance_id(given.batch_id, str(inst.get("key"))), message, at)
-                for inst in given.instances]
+                for inst in named]
+    if not named and given.request_part is not None:  # neither the outcomes nor the slice could be read
+        counts = final_counts([])
+        counts["total"] = counts["failed"] = given.request_part.part.count
+        return SubBatchSummary(index=given.index, total=given.request_part.part.count, counts=counts,
+                               report_error=message[:300]).to_dict()
     return SubBatchSummary(index=given.index, total=len(outcomes), counts=final_counts(outcomes),
                            top_errors=top_errors(outcomes, 50), instances=outcomes[:max(0, given.keep_max)],
                            report_error=message[:300]).to_dict()

@@ -179,7 +179,19 @@ async def _instances_from_report(report: dict[str, Any]) -> dict[str, Any]:
 
 async def _live_instances(client: Any, batch_id: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     """Per-instance state while the batch runs, read from the children's own statuses."""
-    instances = (data.get("request") or {}).get("instances") or []
+    request = data.get("request") or {}
+    instances = request.get("instances") or []
+    stored = request.get("stored")
+    if isinstance(stored, dict):  # kept in blob storage (triggers/submission.py)
+        if int(stored.get("count") or 0) > _LIVE_DETAIL_LIMIT:
+            return []
+        try:
+            raw = await asyncio.to_thread(report_store.read_bytes, str(stored.get("container") or ""),
+                                          str(stored.get("blob") or ""))
+            instances = report_store.parse_lines(raw or b"")
+        except Exception as exc:  # noqa: BLE001 - storage unreachable: the counts still answer
+            log.warning("could not read a stored request: %s", type(exc).__name__)
+            return []
     if len(instances) > _LIVE_DETAIL_LIMIT:
         return []
     limit = asyncio.Semaphore(_SUMMARY_CONCURRENCY)

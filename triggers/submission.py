@@ -9,6 +9,17 @@ is pending or running, and we then look it up again.
 
 A different body under an already used ``requestId`` is a conflict (:class:`RequestConflict`),
 detected through the request hash stored in the orchestration input.
+
+A request of more instances than one sub-batch (``BATCH_SUB_BATCH_SIZE``) is kept in blob storage
+(``BATCH_REPORT_CONTAINER``, ``<batchId>/request-<hash>.jsonl``, JSON Lines) and the batch is
+started with a reference, the counts and one byte range per sub-batch
+(:class:`core.batch_contracts.StoredRequest`): an orchestration input travels through the batch's
+history (and every status query with ``showInput``), and at 10,000 instances it was ~8 MB. The blob
+is written before ``start_new`` and named by the request hash: a retry or a duplicate writes the same
+bytes to the same name; a different body under the same ``requestId`` writes another name, so
+whichever batch starts reads the body it was started with. A request that fits one sub-batch stays
+inline (its history holds one slice either way). The blob holds the validated request, whose
+credentials are Key Vault references (core/model.py), never secret values.
 """
 
 from __future__ import annotations
@@ -19,12 +30,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from core import model, names
+import asyncio
+
+from core import model, names, report_store
+from core.batch_contracts import StoredRequest
 from core.errors import InvalidRequest, Problem
 from core.contracts import decode_json
 from core.instance_ids import batch_instance_id
 from core.settings import Settings
-from core.workflow_options import workflow_options
+from core.workflow_options import WorkflowOptions, workflow_options
 
 log = logging.getLogger("triggers.submission")
 
@@ -79,6 +93,8 @@ class Submission:
 
     instance_id: str
     input: dict[str, Any]
+    #: the request as JSON Lines when it is kept in blob storage (``input["request"]["stored"]`` names it)
+    stored: bytes | None = None
 
     @property
     def request_hash(self) -> str:
@@ -89,16 +105,32 @@ def prepare(body: Any, settings: Settings) -> Submission:
     """Validate ``body`` (raises ``core.errors.InvalidRequest`` listing every problem) and build the input."""
     request = model.parse_request(body, settings.request_max_instances)
     # the orchestrators address each instance by its key (derived from the display name)
-    normalized = {"requestId": request.request_id,
-                  "instances": [{**spec.to_dict(), "key": spec.key} for spec in request.instances]}
+    specs: list[dict[str, Any]] = [{**spec.to_dict(), "key": spec.key} for spec in request.instances]
+    normalized = {"requestId": request.request_id, "instances": specs}
     canonical = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
     request_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     request_id = request.request_id
-    return Submission(
-        instance_id=batch_instance_id(request_id),
-        input={"requestId": request_id, "requestHash": request_hash, "request": normalized,
-               "options": workflow_options(settings)},
-    )
+    instance_id = batch_instance_id(request_id)
+    options = workflow_options(settings)
+    parsed = WorkflowOptions.from_dict(options)
+    size = max(1, parsed.sub_batch_size)
+    if len(specs) <= size:
+        return Submission(instance_id=instance_id,
+                          input={"requestId": request_id, "requestHash": request_hash, "request": normalized,
+                                 "options": options})
+    data, parts = report_store.request_lines(specs, size)
+    templates: dict[str, Any] = {}
+    for inst in specs:
+        template = inst.get("applicationTemplate") or {}
+        templates.setdefault(json.dumps(template, sort_keys=True), template)
+    stored = StoredRequest.from_dict({
+        "container": parsed.report_container, "blob": report_store.request_blob_name(instance_id, request_hash),
+        "count": len(specs), "bytes": len(data), "templates": list(templates.values()),
+        "parts": parts})
+    return Submission(instance_id=instance_id,
+                      input={"requestId": request_id, "requestHash": request_hash,
+                             "request": {"requestId": request_id, "stored": stored.to_dict()}, "options": options},
+                      stored=data)
 
 
 async def start_once(client: Any, submission: Submission) -> bool:
@@ -110,6 +142,9 @@ async def start_once(client: Any, submission: Submission) -> bool:
     if existing:
         _check_same_request(existing, submission)
         return False
+    if submission.stored is not None:
+        ref = submission.input["request"]["stored"]
+        await asyncio.to_thread(report_store.write_bytes, ref["container"], ref["blob"], submission.stored)
     try:
         await client.start_new(names.PROVISION_BATCH, submission.instance_id, submission.input)
     except Exception:

@@ -190,7 +190,12 @@ SAMPLES.update({
                         "keepAll": True, "keepMax": 0, "reportContainer": "reports"},
                        {"batchId": "b", "index": 1, "phase": "watch", "instances": [], "outcomes": [OUTCOME],
                         "setupBlob": "b/setup-1.json", "templates": {}, "options": {}, "maxInFlight": 1,
-                        "keepAll": False, "keepMax": 50, "reportContainer": "reports"}],
+                        "keepAll": False, "keepMax": 50, "reportContainer": "reports"},
+                       {"batchId": "b", "index": 2, "phase": "setup", "instances": [], "outcomes": [],
+                        "templates": {}, "options": {}, "maxInFlight": 1, "keepAll": False, "keepMax": 50,
+                        "reportContainer": "reports",
+                        "requestPart": {"container": "reports", "blob": "b/request-ab.jsonl",
+                                        "part": {"offset": 0, "length": 10, "count": 1, "sha256": "ab"}}}],
     bc.SubBatchSummary: [{"index": 0, "total": 1, "counts": {"configured": 1}, "topErrors": [], "instances": [OUTCOME],
                           "reportBlob": None},
                          {"index": 1, "total": 0, "counts": {}, "topErrors": [{"code": "E", "count": 1}],
@@ -199,6 +204,13 @@ SAMPLES.update({
     bc.ReadBatchReportInput: [{"container": "reports", "blob": "b.json"}],
     bc.WriteBatchReportOutput: [{"container": "reports", "blob": "b.json", "bytes": 12}],
     bc.ReadBatchReportOutput: [{"document": {"batchId": "b"}}],
+    bc.RequestPart: [{"offset": 0, "length": 10, "count": 1, "sha256": "ab"}],
+    bc.StoredRequest: [{"container": "reports", "blob": "b/request-ab.jsonl", "count": 1, "bytes": 10,
+                        "templates": [{"displayName": "Custom"}],
+                        "parts": [{"offset": 0, "length": 10, "count": 1, "sha256": "ab"}]}],
+    bc.ReadRequestPartInput: [{"container": "reports", "blob": "b/request-ab.jsonl",
+                               "part": {"offset": 10, "length": 20, "count": 2, "sha256": "cd"}}],
+    bc.ReadRequestPartOutput: [{"instances": [{"key": "k", "displayName": "d"}]}],
 })
 
 

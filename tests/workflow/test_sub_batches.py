@@ -1,5 +1,5 @@
-"""A batch over sub-batches (orchestrators/batch_over_parts.py) through devhost: 7 instances in slices of 3, the report in blob
-storage (Azurite), re-submission, the request limits, and a crash in the middle of a sliced batch.
+"""A batch over sub-batches (orchestrators/batch_over_parts.py) through devhost: 7 instances in slices of 3, the request and
+the report in blob storage (Azurite), re-submission, the request limits, and a crash in the middle of a sliced batch.
 
 One stack for the module (tests run in file order): slices of 3, 4 instances in setup at once over 2
 lanes (2 each), at most 5 instances listed in an output, at most 12 per request.
@@ -13,14 +13,15 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from support import Stack, make_batch, wait_until
 
-from core import model, names
-from core.batch_contracts import SubBatchInput, SubBatchSummary
+from core import model, names, report_store
+from core.batch_contracts import StoredRequest, SubBatchInput, SubBatchSummary
 from core.contracts import InstanceOutcome
 from core.errors import InvalidRequest
 from core.settings import Settings
 from core.workflow_options import WorkflowOptions
 from orchestrators.batch_over_parts import plan
 from orchestrators.report import merge_top_errors, worst_first
+from triggers.submission import prepare
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -111,6 +112,39 @@ def test_the_summary_reads_every_instance_from_the_report(stack, seven):
     assert sum(not v["withFailures"] for v in views.values()) == 6
 
 
+def test_the_request_travels_as_a_blob_reference_and_each_slice_reads_its_own(stack, seven):
+    body, batch_id, status = seven
+    given = _input(status)
+    request = given["request"]
+    # 7 instances > one slice of 3: the batch's input names the blob, no instance is in it
+    assert "instances" not in request
+    assert "Sliced" not in json.dumps(given)
+    stored = request["stored"]
+    assert stored["container"] == CONTAINER and stored["count"] == 7
+    assert stored["blob"] == f"{batch_id}/request-{given['requestHash'][:32]}.jsonl"
+    assert [p["count"] for p in stored["parts"]] == [3, 3, 1]
+    assert stored["templates"] == [{"displayName": "Custom"}]
+    service = BlobServiceClient.from_connection_string(stack.storage)
+    lines = service.get_blob_client(CONTAINER, stored["blob"]).download_blob().readall().decode().splitlines()
+    kept = [json.loads(line) for line in lines]
+    assert [i["displayName"] for i in kept] == [i["displayName"] for i in body["instances"]]
+    # credentials stay Key Vault references in the stored request
+    assert all(i["credentials"]["SecretToken"] == {"keyVaultSecret": "scim-contoso-token"} or
+               i["credentials"]["SecretToken"] == {"keyVaultSecret": "scim-wingtip-token"} for i in kept)
+    for index in range(3):
+        for suffix in ("", ":watch"):
+            sub = stack.host.get_status(f"{batch_id}:part-{index:05d}{suffix}")
+            assert "Sliced" not in json.dumps(_input(sub)) and not _input(sub).get("instances")
+        setup = _input(stack.host.get_status(f"{batch_id}:part-{index:05d}"))
+        assert setup["requestPart"]["part"] == stored["parts"][index]
+
+
+def _input(status: dict) -> dict:
+    """An orchestration's input from its Durable status (the Python client sends it as a JSON string)."""
+    given = status["input"]
+    return json.loads(given) if isinstance(given, str) else given
+
+
 def test_resubmission_starts_nothing_new(stack, seven):
     _, batch_id, _ = seven
     before = stack.durable_instances()
@@ -161,18 +195,22 @@ def test_sigkill_mid_batch_resumes_every_slice_once(stack):
     batch_id = stack.submit(body)
 
     def mid_batch():
-        progress = stack.summary("slices-crash-012").get("progress") or {}
+        summary = stack.summary("slices-crash-012")
+        progress = summary.get("progress") or {}
         busy = progress.get("queued", 0) > 0 and progress.get("configuring", 0) > 0
-        return progress if busy else None
+        return summary if busy else None
 
-    at_kill = wait_until(mid_batch, timeout=120, interval=0.05, what="a sliced batch with queued and configuring")
+    live = wait_until(mid_batch, timeout=120, interval=0.05, what="a sliced batch with queued and configuring")
     stack.host.kill()
     assert not stack.host.is_running()
+    at_kill = live["progress"]
+    # the request is in blob storage; a running batch's summary still lists every instance (read from it)
+    assert [v["displayName"] for v in live["instances"]] == [i["displayName"] for i in body["instances"]]
     stack.host.start()
 
     status = stack.wait(batch_id, timeout=240)
     assert status["runtimeStatus"] == "Completed"
-    assert status["output"]["counts"]["steadyState"] == MAX_INSTANCES, (at_kill, status["output"]["counts"])
+    assert status["output"]["counts"]["steadyState"] == MAX_INSTANCES, json.dumps([at_kill, status["output"]])
     apps = stack.applications_by_name()
     sps = stack.service_principals_by_name()
     for instance in body["instances"]:
@@ -212,6 +250,31 @@ def test_top_errors_of_the_slices_add_up():
     assert merged == [{"code": "B", "count": 6}, {"code": "A", "count": 2, "message": "m"}]
 
 
+def test_a_request_of_one_slice_stays_inline_a_larger_one_is_stored_by_reference():
+    settings = Settings.from_env({"KEY_VAULT_URL": "https://v.vault.azure.net/", "BATCH_SUB_BATCH_SIZE": "3"})
+    inline = prepare(make_batch("three", 3, prefix="Few"), settings)
+    assert inline.stored is None and len(inline.input["request"]["instances"]) == 3
+    body = make_batch("four", 4, prefix="More")
+    stored = prepare(body, settings)
+    ref = StoredRequest.from_dict(stored.input["request"]["stored"])
+    assert "More" not in json.dumps(stored.input) and ref.count == 4 and ref.bytes == len(stored.stored or b"")
+    assert [p.count for p in ref.parts] == [3, 1]
+    # every slice reads back as written; its bytes are checked against the recorded sha256 and count
+    data = stored.stored or b""
+    slices = [report_store.parse_lines(data[p.offset:p.offset + p.length], p.count, p.sha256) for p in ref.parts]
+    assert [i["displayName"] for s in slices for i in s] == [i["displayName"] for i in body["instances"]]
+    assert slices[1][0]["key"] == model.instance_key("More 004")
+    with pytest.raises(report_store.DamagedPart):
+        report_store.parse_lines(data[ref.parts[0].offset:ref.parts[0].offset + ref.parts[0].length - 1], 3,
+                                 ref.parts[0].sha256)
+    with pytest.raises(report_store.DamagedPart):
+        report_store.parse_lines(data[:ref.parts[0].length], 2)
+    # the same body is the same blob (a retry rewrites it); another body under the same requestId is another blob
+    assert prepare(body, settings).input == stored.input
+    other = make_batch("four", 4, prefix="Other")
+    assert prepare(other, settings).input["request"]["stored"]["blob"] != ref.blob
+
+
 def test_the_sub_batch_contracts_round_trip():
     sample = {"batchId": "b", "index": 2, "phase": "watch", "instances": [{"key": "k", "displayName": "d"}],
               "outcomes": [{"instanceKey": "k", "displayName": "d", "orchestrationId": "b:k", "outcome": "configured",
@@ -222,3 +285,59 @@ def test_the_sub_batch_contracts_round_trip():
     summary = {"index": 1, "total": 3, "counts": {"total": 3}, "topErrors": [], "instances": [],
                "reportBlob": "b/part-00001.json"}
     assert SubBatchSummary.from_dict(summary).to_dict() == summary
+
+
+def test_a_slice_of_a_stored_request_that_cannot_be_read_is_reported_failed_and_counted(tmp_path):
+    """Replayed by the real SDK with scripted activities (replay_support.py): slice 0 reads back, slice 1's
+    bytes are gone (RequestNotFound). Slice 1's setup fails, the batch tries once more to name its
+    instances, cannot, and counts them failed; slice 0 runs on (its template is unknown here, so its
+    instances fail before starting, with their names). Nothing is lost from the counts; no input in the
+    batch's history holds an instance."""
+    from replay_support import calls, output, run, script
+
+    from devhost.durable import history as h
+
+    body = make_batch("stored-unreadable", 5, prefix="Unread")
+    settings = Settings.from_env({"KEY_VAULT_URL": "https://v.vault.azure.net/", "BATCH_SUB_BATCH_SIZE": "3",
+                                  "BATCH_REPORT_CONTAINER": "reports"})
+    submission = prepare(body, settings)
+    data = submission.stored or b""
+    ref = StoredRequest.from_dict(submission.input["request"]["stored"])
+    gone = {"ok": False, "error": {"kind": "permanent", "code": "RequestNotFound", "message": "no stored request",
+                                   "step": "read_request_part"}}
+    written: dict[str, dict] = {}
+
+    def read_part(payload, n):
+        part = payload["part"]
+        if part["offset"] > 0:
+            return gone
+        return {"ok": True, "instances": report_store.parse_lines(data[part["offset"]:part["offset"] + part["length"]],
+                                                                  part["count"], part["sha256"])}
+
+    def write(payload, n):
+        written[payload["blob"]] = payload["document"]
+        return {"ok": True, "container": payload["container"], "blob": payload["blob"], "bytes": 1}
+
+    script(resolve_application_template=[{"ok": False, "error": {"kind": "permanent", "code": "TemplateNotFound",
+                                                                  "message": "no such template",
+                                                                  "step": "resolve_application_template"}}],
+           read_request_part=read_part, write_batch_report=write,
+           read_batch_report=lambda payload, n: {"ok": True, "document": written[payload["blob"]]})
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("provision_batch", submission.input, instance_id=submission.instance_id)
+        return await engine.wait_for_instance(iid, 60), engine.get_history(iid)
+
+    row, history = run(tmp_path, scenario)
+    assert row.status == "Completed"
+    report = output(row)
+    assert report["counts"]["total"] == 5 and report["counts"]["failed"] == 5, report["counts"]
+    assert report["subBatches"]["count"] == 2
+    reads = [p["part"]["offset"] for _, p in calls("read_request_part")]
+    assert reads.count(0) == 1 and reads.count(ref.parts[1].offset) == 2  # slice 1: its setup, then the batch
+    named = {i["displayName"] for i in report["instances"]}
+    assert named == {"Unread 001", "Unread 002", "Unread 003"}  # slice 1's names could not be read
+    assert report["report"]["missingParts"] == [1]
+    # no instance travels in the batch's input or in its sub-batches' inputs
+    inputs = [ev for ev in history if ev["EventType"] in (h.EXECUTION_STARTED, h.SUB_ORCHESTRATION_CREATED)]
+    assert len(inputs) == 1 + 3 and "Unread" not in json.dumps(inputs)  # slice 0 setup + watch, slice 1 setup
