@@ -717,11 +717,13 @@ def record_action(action_id: str | None, result: dict, at: str, registry: Any = 
 
 
 def with_history(instances: list[dict], rows: dict[str, dict]) -> list[dict]:
-    """``instances`` each with ``lastBatch`` and ``lastAction`` from its registry row (null without one)."""
+    """``instances`` each with ``lastBatch``, ``lastAction`` and ``lastSweepResult`` (the last health sweep's
+    classification) from its registry row (null without one)."""
     out = []
     for inst in instances:
         row = rows.get(inst["servicePrincipalId"]) or {}
-        out.append({**inst, "lastBatch": row.get("lastBatch"), "lastAction": row.get("lastAction")})
+        out.append({**inst, "lastBatch": row.get("lastBatch"), "lastAction": row.get("lastAction"),
+                    "lastSweepResult": row.get("lastSweepResult")})
     return out
 
 
