@@ -593,7 +593,13 @@ def _kept_settings(stored: dict[str, str]) -> dict[str, Any]:
     Graph did not answer (absent, masked) is left to the defaults."""
     have = settings_of(stored)
     threshold = have["deletionThreshold"]
-    kept: dict[str, Any] = {"sync_all": have["syncAll"] is True, "notification_email": have["notificationEmail"]}
+    try:
+        notify = json.loads(stored.get("SyncNotificationSettings") or "null")
+    except ValueError:
+        notify = None
+    mails = isinstance(notify, dict) and str(notify.get("Enabled")).lower() == "true"  # emails off: kept off
+    kept: dict[str, Any] = {"sync_all": have["syncAll"] is True,
+                            "notification_email": have["notificationEmail"] if mails else None}
     if threshold["enabled"] is not None:
         kept["deletion_threshold"] = ({"enabled": True, **({"count": threshold["count"]} if threshold["count"] else {})}
                                       if threshold["enabled"] else {"enabled": False})

@@ -145,3 +145,10 @@ def test_adoption_keeps_the_apps_own_settings_for_the_rotations_to_come(ctx, cor
     assert rotated["outcome"] == "rotated", rotated
     stored = sync.get_secret_keys(ctx.graph, sp_id)
     assert stored["SyncAll"] == "true" and json.loads(stored["SyncNotificationSettings"]) == json.loads(portal)
+
+
+def test_adoption_keeps_emails_off_when_the_app_has_them_off():
+    off = '{"Enabled":false,"Recipients":"owner@contoso.com","DeleteThresholdEnabled":false}'
+    assert fleet._kept_settings({"SyncNotificationSettings": off, "SyncAll": "false"}) == {
+        "sync_all": False, "notification_email": None, "deletion_threshold": {"enabled": False}}
+    assert fleet._kept_settings({"SyncNotificationSettings": "*"}) == {"sync_all": False, "notification_email": None}
