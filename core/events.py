@@ -26,8 +26,8 @@ Events and their fields (besides ``event``):
 * ``credentialRotationCompleted`` - once per rotation: ``rotationId``, ``secretName``, ``version``,
   ``source``, ``dryRun``, ``counts`` (per outcome), ``total``, ``durationSeconds``.
 * ``credentialExpiry`` - per secret expiring within ``CREDENTIAL_EXPIRY_WARNING_DAYS`` or expired:
-  ``secretName``, ``expires``, ``daysLeft``, ``expired``, ``instances``; the credential calendar logs
-  ``state`` (``expired`` / ``expiring``) and a count for ``instances``; a Key Vault SecretNearExpiry /
+  ``secretName``, ``expires``, ``daysLeft``, ``expired``, ``instances``, ``state`` (``expired`` /
+  ``expiring``; reading the credential calendar logs nothing); a Key Vault SecretNearExpiry /
   SecretExpired event (``source``: ``keyVaultEvent``) adds ``eventId``, ``eventType``, ``version``,
   ``state`` (``instances``: how many registered instances reference it); the sweep's line, once per sweep, adds ``sweepId``, ``version`` and ``state``.
 * ``keyVaultEventMalformed`` - an Event Grid event the app could not read: ``eventId``, ``eventType``,

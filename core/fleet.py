@@ -570,12 +570,13 @@ def adopt(ctx: StepContext, *, service_principal_id: str | None = None, display_
         raise AdoptionRefused(f"instance {key} (display name '{sp.get('displayName')}') is already service principal "
                               f"{apps.object_id(holder[0])}", status=409, ids=[apps.object_id(holder[0])])
     managed = ctx.tag in tags and model.instance_tag(ctx.tag, key) in tags
-    notes = instance_notes(ctx, credentials) if credentials else None
+    stored = sync.get_secret_keys(ctx.graph, sp_id)
+    notes = instance_notes(ctx, credentials, **_kept_settings(stored)) if credentials else None
     jobs = sync.list_jobs(ctx.graph, sp_id)
     configuration = {
         "jobs": [{"id": j.get("id"), "templateId": j.get("templateId"), "state": job_status.classify(j).state.value}
                  for j in jobs],
-        "secretKeys": sorted(sync.get_secret_keys(ctx.graph, sp_id)),
+        "secretKeys": sorted(stored),
         "assignments": len(assignments.list_assigned(ctx.graph, sp_id)),
     }
     result = {"instanceKey": key, "servicePrincipalId": sp_id, "displayName": sp.get("displayName"),
@@ -588,6 +589,26 @@ def adopt(ctx: StepContext, *, service_principal_id: str | None = None, display_
     _label(ctx, sp, key, labels or None, notes)
     logger.info("adopted service principal %s as instance %s", sp_id, key)
     return {**result, "outcome": "alreadyManaged" if managed else "adopted"}
+
+
+def _kept_settings(stored: dict[str, str]) -> dict[str, Any]:
+    """An adopted app's own provisioning settings (syncAll, notification email, deletion threshold) as
+    :func:`core.steps.records.instance_notes` keeps them: a rotation or the sweep's restart PUTs the whole
+    secret set from the notes, which must not turn the app's portal settings into the defaults. What
+    Graph did not answer (absent, masked) is left to the defaults."""
+    have = settings_of(stored)
+    threshold = have["deletionThreshold"]
+    try:
+        notify = json.loads(stored.get("SyncNotificationSettings") or "null")
+    except ValueError:
+        notify = None
+    mails = isinstance(notify, dict) and str(notify.get("Enabled")).lower() == "true"  # emails off: kept off
+    kept: dict[str, Any] = {"sync_all": have["syncAll"] is True,
+                            "notification_email": have["notificationEmail"] if mails else None}
+    if threshold["enabled"] is not None:
+        kept["deletion_threshold"] = ({"enabled": True, **({"count": threshold["count"]} if threshold["count"] else {})}
+                                      if threshold["enabled"] else {"enabled": False})
+    return kept
 
 
 def provisioning_settings(ctx: StepContext, sp_id: str) -> dict:
@@ -707,11 +728,13 @@ def record_action(action_id: str | None, result: dict, at: str, registry: Any = 
 
 
 def with_history(instances: list[dict], rows: dict[str, dict]) -> list[dict]:
-    """``instances`` each with ``lastBatch`` and ``lastAction`` from its registry row (null without one)."""
+    """``instances`` each with ``lastBatch``, ``lastAction`` and ``lastSweepResult`` (the last health sweep's
+    classification) from its registry row (null without one)."""
     out = []
     for inst in instances:
         row = rows.get(inst["servicePrincipalId"]) or {}
-        out.append({**inst, "lastBatch": row.get("lastBatch"), "lastAction": row.get("lastAction")})
+        out.append({**inst, "lastBatch": row.get("lastBatch"), "lastAction": row.get("lastAction"),
+                    "lastSweepResult": row.get("lastSweepResult")})
     return out
 
 

@@ -633,16 +633,16 @@ def json_schema(max_instances: int = MAX_INSTANCES) -> dict:
             "notificationEmail": {"type": ["string", "null"], "maxLength": 254, "pattern": EMAIL_PATTERN},
             "syncAll": {"type": "boolean", "default": False},
             "provisioningSettings": {
-                "type": "object", "additionalProperties": False,
+                "type": ["object", "null"], "additionalProperties": False,
                 "description": "Saved in the SyncNotificationSettings synchronization secret, as Graph stores it.",
                 "properties": {
                     "deletionThreshold": {
-                        "type": "object", "additionalProperties": False, "required": ["enabled"],
+                        "type": ["object", "null"], "additionalProperties": False, "required": ["enabled"],
                         "description": "Prevent accidental deletions: on/off and the most deletions a cycle may "
                                        f"make before the job is quarantined (default on, {DEFAULT_DELETION_THRESHOLD}).",
                         "properties": {"enabled": {"type": "boolean"},
                                        "count": {"type": "integer", "minimum": 1, "maximum": MAX_DELETION_THRESHOLD}},
-                        "if": {"properties": {"enabled": {"const": False}}},
+                        "if": {"type": "object", "properties": {"enabled": {"const": False}}},
                         "then": {"not": {"required": ["count"]}},
                     },
                     "notificationEmail": {"type": ["string", "null"], "maxLength": 254, "pattern": EMAIL_PATTERN},

@@ -63,7 +63,8 @@ DEFAULT_TTL_MINUTES = 1440
 SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
 #: SecretNearExpiry is published this long before the current version's ``exp`` (the docs: 30 days)
 NEAR_EXPIRY_SECONDS = 30 * 86400
-#: the version's record of the expiry events it published (in the saved tenant: once per version)
+#: the version's record of the expiry events it published (in the saved tenant: once per version); present,
+#: maybe empty, once a check has looked at the version
 EXPIRY_MARK = "expiryEventsPublished"
 
 
@@ -90,9 +91,14 @@ class EventGrid:
             expires = current.get("expires") if current else None
             if current is None or expires is None or not current.get("enabled", True):
                 continue
+            first_look = EXPIRY_MARK not in current
             done = list(current.get(EXPIRY_MARK) or [])
+            current[EXPIRY_MARK] = done  # looked at: the checks run at Set Secret, so a first look is its set time
             due = []
-            if now >= expires - NEAR_EXPIRY_SECONDS and current.get("created", 0) < expires:
+            # set already expired (first looked at past exp, on this clock: ``created`` is wall-clock time,
+            # which a test or demo moves this clock ahead of): never "about to expire", then or later
+            if (now >= expires - NEAR_EXPIRY_SECONDS and EXPIRED not in done
+                    and not (first_look and now >= expires)):
                 due.append(NEAR_EXPIRY)
             if now >= expires:
                 due.append(EXPIRED)

@@ -296,7 +296,7 @@ def record_classifications(context: df.DurableOrchestrationContext,
     """Record the page's classifications as the registry's ``lastSweepResult`` (one activity, batched
     writes) and return the instances whose classification changed since their previous sweep
     (:func:`core.steps.sweep.record_sweep_results` has the rules). Best effort: a registry failure
-    is logged and changes nothing else."""
+    is logged and changes nothing else (the changes of the rows written before it are returned)."""
     results = [SweepResult(service_principal_id=str(e["servicePrincipalId"]), category=e["category"],
                            reason=e.get("reason"), cause=e.get("cause"),
                            lags=(str(e["servicePrincipalId"]) in lagging) if lagging else None)
@@ -310,8 +310,8 @@ def record_classifications(context: df.DurableOrchestrationContext,
         if not context.is_replaying:
             reason = done.error if done is not None else StepError.from_dict(recorded.get("error") or {}).message
             log.warning("health sweep page %s: classifications not recorded: %s", context.instance_id, reason)
-        return {}
-    return {str(c.get("servicePrincipalId")): c for c in done.changes}
+    # a partial record still reports the changes of the rows it wrote: the next sweep compares with those
+    return {str(c.get("servicePrincipalId")): c for c in (done.changes if done is not None else [])}
 
 
 def log_classification_changes(sweep_id: str, instances: list[dict[str, Any]], entries: list[dict[str, Any]],

@@ -3,7 +3,8 @@
 * ``GET /api/instances?selector=env=prod,team=cloud&template=<id>&health=quarantined&top=50&skip=0`` -
   the inventory: ids, labels, template, credential references (Key Vault secret names), the job's
   state and health category, recorded decisions, and from the fleet registry ``lastBatch``
-  {batchId, outcome, at} and ``lastAction`` {actionId, action, outcome, at}. One listing of our service principals, then job
+  {batchId, outcome, at}, ``lastAction`` {actionId, action, outcome, at} and ``lastSweepResult`` (the last
+  health sweep's classification). One listing of our service principals, then job
   reads bounded by ``HEALTH_SWEEP_MAX_IN_FLIGHT`` (only the page's, unless ``health`` filters).
 * ``GET /api/instances/{key}`` - one instance (404 for an unknown key), with its
   ``provisioningSettings``: the accidental-deletion threshold and notification email of its
@@ -86,7 +87,8 @@ async def _jobs(ctx: steps.StepContext, instances: list[dict]) -> list[dict]:
 
 
 async def _history(instances: list[dict]) -> list[dict]:
-    """``lastBatch`` and ``lastAction`` of each instance from the fleet registry (nulls if it cannot be read)."""
+    """``lastBatch``, ``lastAction`` and ``lastSweepResult`` of each instance from the fleet registry (nulls if it
+    cannot be read)."""
     rows = await asyncio.to_thread(fleet.registry_rows, [i["servicePrincipalId"] for i in instances])
     return fleet.with_history(instances, rows)
 

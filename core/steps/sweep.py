@@ -247,11 +247,16 @@ def record_sweep_results(ctx: StepContext, *, run_id: str, swept_at: str, result
       a page swept again) keeps the classification from before the run (``previous``), so its
       change is reported again by the retry rather than lost, and the run's events come from the
       one result the orchestration records;
-    * best effort: a registry failure returns ``recorded: false`` and no change (the next sweep
-      compares with the same previous classification, so the change is reported then, once).
+    * best effort: a registry failure returns ``recorded: false`` with the changes of the rows it did
+      write (the next sweep compares with their new record, so theirs are reported now or never) and
+      none of the others (the next sweep compares with the same previous classification, so theirs
+      are reported then, once). Hence one ``upsert_many`` call per :data:`core.registry.TRANSACTION_MAX`
+      rows: one entity group transaction, all or nothing
+      (https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions).
     """
     rows: dict[str, dict[str, Any]] = {}
-    changes: list[dict[str, Any]] = []
+    change_of: dict[str, dict[str, Any]] = {}
+    changes: list[dict[str, Any]] = []  # those of the rows written
     wanted = [r for r in results if r.category != UNREADABLE]
     if not wanted:
         return {"recorded": True, "changes": []}
@@ -266,12 +271,17 @@ def record_sweep_results(ctx: StepContext, *, run_id: str, swept_at: str, result
                       "cause": r.cause, "lags": r.lags, "previous": previous}
             rows[r.service_principal_id] = {"lastSweepResult": {k: v for k, v in record.items() if v is not None}}
             if previous and _classification(previous) != _classification(r.category):
-                changes.append({"servicePrincipalId": r.service_principal_id, "from": previous, "to": r.category})
-        reg.upsert_many(rows)
+                change_of[r.service_principal_id] = {"servicePrincipalId": r.service_principal_id, "from": previous,
+                                                     "to": r.category}
+        ids = list(rows)
+        for start in range(0, len(ids), fleet.TRANSACTION_MAX):
+            part = ids[start:start + fleet.TRANSACTION_MAX]
+            reg.upsert_many({sp: rows[sp] for sp in part})
+            changes += [change_of[sp] for sp in part if sp in change_of]
     except Exception as exc:  # noqa: BLE001 - any storage failure; its text may quote a request, so only the type
         logger.warning("fleet registry: sweep results of %d instance(s) not recorded (%s)", len(wanted),
                        type(exc).__name__)
-        return {"recorded": False, "changes": [], "error": f"fleet registry not written ({type(exc).__name__})"}
+        return {"recorded": False, "changes": changes, "error": f"fleet registry not written ({type(exc).__name__})"}
     return {"recorded": True, "changes": changes}
 
 

@@ -82,5 +82,15 @@ def test_an_action_result_is_recorded_and_the_inventory_shows_nulls_without_a_ro
     assert fleet.record_action(None, {"servicePrincipalId": "sp1", "outcome": "done"}, "t", FleetRegistry(table)) is False
     shown = fleet.with_history([{"servicePrincipalId": "sp1"}, {"servicePrincipalId": "sp2"}],
                                {"sp1": {"lastAction": written}})
-    assert shown == [{"servicePrincipalId": "sp1", "lastBatch": None, "lastAction": written},
-                     {"servicePrincipalId": "sp2", "lastBatch": None, "lastAction": None}]
+    assert shown == [{"servicePrincipalId": "sp1", "lastBatch": None, "lastAction": written, "lastSweepResult": None},
+                     {"servicePrincipalId": "sp2", "lastBatch": None, "lastAction": None, "lastSweepResult": None}]
+
+
+def test_the_inventory_shows_the_last_sweep_classification():
+    """found in review: issue #13's inventory lists the last sweep classification; the registry holds it
+    (``lastSweepResult``, written by each sweep) but the inventory showed only lastBatch and lastAction."""
+    last = {"runId": "health-sweep@2026-12-01T10:00:00Z", "sweptAt": "2026-12-01T10:00:00Z", "category": "quarantined",
+            "reason": "EncounteredQuarantineException", "previous": "healthy"}
+    shown = fleet.with_history([{"servicePrincipalId": "sp1"}, {"servicePrincipalId": "sp2"}],
+                               {"sp1": {"lastSweepResult": last}})
+    assert [i["lastSweepResult"] for i in shown] == [last, None]

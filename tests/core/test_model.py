@@ -60,6 +60,9 @@ CORPUS = [
     (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": False}})), True, True),
     (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": True}})), True, True),
     (req(with_(INSTANCE, provisioningSettings={})), True, True),
+    # null means not set, as for the other optional settings (the model and the schema agree)
+    (req(with_(INSTANCE, provisioningSettings=None)), True, True),
+    (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": None})), True, True),
     (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": False, "count": 5}})), False, True),
     (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"count": 5}})), False, True),
     (req(with_(INSTANCE, provisioningSettings={"deletionThreshold": {"enabled": "yes"}})), False, True),

@@ -120,3 +120,35 @@ def test_stored_settings_that_are_absent_or_odd_read_as_nulls():
                                                             '"DeleteThresholdValue":"14","Recipients":"a@b.test"}'})
     assert portal["deletionThreshold"] == {"enabled": True, "count": 14} and portal["notificationEmail"] == "a@b.test"
     assert steps.notification_settings(None, {"enabled": False}) == '{"Enabled":false,"Recipients":"","DeleteThresholdEnabled":false}'
+
+
+def test_adoption_keeps_the_apps_own_settings_for_the_rotations_to_come(ctx, core_env):
+    """found in review: adopting an app set up in the portal kept none of its provisioning settings in the
+    notes, so its first rotation (or the sweep's restart) PUT the defaults over them: SyncAll false (the
+    scope narrowed to assigned users), no notification email, the threshold back to 500."""
+    core_env.admin.seed(secrets={"threshold-token": GOOD_TOKEN})
+    found = steps.ensure_application(ctx, batch_id="b", instance_key=model.instance_key("Portal made app"),
+                                     display_name="Portal made app", template_id=CUSTOM_TEMPLATE_ID)
+    sp_id = found["servicePrincipalId"]
+    steps.ensure_job(ctx, service_principal_id=sp_id)
+    portal = '{"Enabled":true,"Recipients":"owner@contoso.com","DeleteThresholdEnabled":true,"DeleteThresholdValue":40}'
+    sync.put_secrets(ctx.graph, sp_id, {"BaseAddress": CONTOSO, "SecretToken": GOOD_TOKEN, "SyncAll": "true",
+                                        "SyncNotificationSettings": portal}, [GOOD_TOKEN])
+    fleet.adopt(ctx, service_principal_id=sp_id, credentials={
+        "BaseAddress": CONTOSO, "SecretToken": model.SecretRef(key_vault_secret="threshold-token")})
+    notes = read_notes(ctx, apps.get_service_principal(ctx.graph, sp_id, select="id,notes")["notes"])
+    assert (notes["syncAll"], notes.get("notificationEmail"), notes.get("deletionThreshold")) == (
+        True, "owner@contoso.com", {"enabled": True, "count": 40})
+    version = core_env.admin.seed(secrets={"threshold-token": GOOD_TOKEN})["secrets"][0]["version"]
+    rotated = rotation.rotate_instance(ctx, service_principal_id=sp_id, secret_name="threshold-token", version=version,
+                                       registry=_Rows())
+    assert rotated["outcome"] == "rotated", rotated
+    stored = sync.get_secret_keys(ctx.graph, sp_id)
+    assert stored["SyncAll"] == "true" and json.loads(stored["SyncNotificationSettings"]) == json.loads(portal)
+
+
+def test_adoption_keeps_emails_off_when_the_app_has_them_off():
+    off = '{"Enabled":false,"Recipients":"owner@contoso.com","DeleteThresholdEnabled":false}'
+    assert fleet._kept_settings({"SyncNotificationSettings": off, "SyncAll": "false"}) == {
+        "sync_all": False, "notification_email": None, "deletion_threshold": {"enabled": False}}
+    assert fleet._kept_settings({"SyncNotificationSettings": "*"}) == {"sync_all": False, "notification_email": None}

@@ -208,6 +208,28 @@ def test_a_registry_failure_records_nothing_and_reports_no_change():
     assert failed == {"recorded": False, "changes": [], "error": "fleet registry not written (OSError)"}
 
 
+def test_a_registry_failure_after_a_committed_transaction_loses_no_change_and_repeats_none():
+    """Rows go in transactions of at most 100 (each atomic): when a later one fails, the changes of the rows
+    already written are reported now (the next sweep compares with the new record), the others next time."""
+    class FailsSecondWrite(_Registry):
+        def upsert_many(self, rows):
+            assert len(rows) <= 100, "one entity group transaction per call"
+            if self.writes == 1:
+                self.writes += 1
+                raise OSError("storage down")
+            super().upsert_many(rows)
+
+    registry = FailsSecondWrite()
+    ids = [f"sp{i:03d}" for i in range(150)]
+    registry.rows = {sp: {"lastSweepResult": {"runId": "r1", "category": "healthy"}} for sp in ids}
+    second = _record(registry, "r2", **{sp: "quarantined" for sp in ids})
+    assert second["recorded"] is False
+    third = _record(registry, "r3", **{sp: "quarantined" for sp in ids})
+    assert third["recorded"] is True
+    reported = [c["servicePrincipalId"] for c in second["changes"] + third["changes"]]
+    assert sorted(reported) == ids  # each change once: none lost, none repeated
+
+
 def test_the_sweep_starts_a_rotation_under_the_event_paths_id_with_the_canary_setting(ctx, monkeypatch):
     import dataclasses
 

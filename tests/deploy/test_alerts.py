@@ -534,3 +534,16 @@ def test_emitted_fields_reader_on_planted_code(tmp_path: Path) -> None:
     assert {e: [f for _, f in places] for e, places in found.items()} == {
         events.BATCH_COMPLETED: [{"batchId", "total"}, None],
         events.ROTATION_FAILED: [{"rotationId", "outcome"}]}
+
+
+def test_every_query_reads_instances_in_both_logged_shapes() -> None:
+    """``credentialExpiry.instances`` is a count (sweep, Key Vault event) or a list (documented): a query that
+    reads it with array_length() alone shows nothing for the count every line logs today."""
+    workbook = json.loads(WORKBOOK_PATH.read_text(encoding="utf-8"))
+    queries = [(i["name"], i["content"]["query"]) for i in workbook_items(workbook) if i["type"] == 3]
+    queries += [(r["key"], r["query"]) for r in RULES]
+    both = 'iif(gettype(e.instances) == "array", array_length(e.instances), toint(e.instances))'
+    readers = [(name, q) for name, q in queries if "e.instances" in q]
+    assert readers
+    for name, query in readers:
+        assert query.count("e.instances") == both.count("e.instances") and both in query, name

@@ -116,3 +116,16 @@ def test_only_the_current_version_and_only_subscriptions_older_than_it():
 
     received = asyncio.run(_scenario(steps))
     assert received == [(NEAR_EXPIRY, "token", f"{3:032x}")]
+
+
+def test_a_version_set_expired_on_the_emulators_clock_only_expires_when_that_clock_runs_ahead():
+    """``exp`` is on the emulator's clock (the one the checks read), which a test or demo moves ahead of the
+    wall clock: a version set already expired there was never "about to expire"."""
+    async def steps(grid, store, clock, subscribe, settle):
+        await subscribe("s")
+        clock.advance(90 * DAY)
+        store.set("late", "v", expires=int(clock.now().timestamp()) - 60)
+        assert [(e["eventType"], e["subject"]) for e in grid.publish_expiry(store, VAULT)] == [(EXPIRED, "late")]
+
+    received = asyncio.run(_scenario(steps))
+    assert [(t, s) for t, s, _ in received] == [(EXPIRED, "late")]
