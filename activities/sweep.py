@@ -22,6 +22,7 @@ from core import errors, names, steps, sweep_report
 from core.contracts import ListManagedInstancesInput, RestartQuarantinedJobInput
 from core.instance_ids import rotation_instance_id
 from core.rotation_contracts import RotateSecretInput, parse_canary, parse_canary_by_template
+from core.steps import rotation_retry as retry_chain
 from core.steps import sweep as sweep_steps
 from core.sweep_contracts import (CheckCredentialExpiryInput, CheckSweepPageLagInput, CommitSweepReportInput,
                                   RecordSweepResultsInput, StageSweepReportInput)
@@ -161,6 +162,12 @@ async def start_sweep_rotation(payload: dict, client: df.DurableOrchestrationCli
     Durable client binding
     (https://learn.microsoft.com/azure/azure-functions/durable/durable-functions-bindings#orchestration-client).
     Idempotent: a retry finds the instance its first attempt started (``started: false``).
+
+    Follow-ups (:mod:`core.steps.rotation_retry`): when that rotation has finished and left instances
+    ``failed`` (or failed as an orchestration), a follow-up rotation of the same version is started
+    under ``<rotation id>:retry-<n>`` (n <= ``ROTATION_SWEEP_RETRIES``), unless one of the chain is
+    still running or the last one left no retryable failure; the output's ``retryOf`` names the
+    rotation it follows. Two sweeps racing find the same next id: at most one of them starts it.
     """
     prepared = run(names.START_SWEEP_ROTATION, payload, start_sweep_rotation_body)
     if not prepared.get("ok"):
@@ -169,11 +176,26 @@ async def start_sweep_rotation(payload: dict, client: df.DurableOrchestrationCli
 
     rotation = prepared["rotation"]
     try:
-        rotation_id, started = await start_rotation(client, rotation)
+        chain: list[tuple[str | None, Any]] = []
+        for rotation_id in retry_chain.chain_ids(prepared["rotationId"]):
+            if not retry_chain.read_further(chain):
+                break
+            existing = await client.get_status(rotation_id)
+            if not existing or existing.runtime_status is None:
+                break
+            chain.append((existing.runtime_status.value, existing.output))
+        plan = retry_chain.plan_sweep_rotation(prepared["rotationId"], chain)
+        started = False
+        if plan.start:
+            _, started = await start_rotation(client, rotation, plan.rotation_id)
     except Exception as exc:  # the Durable HTTP API failed: retried by the orchestrator's retry policy
         logger.warning("%s: rotation %s not started (%s)", names.START_SWEEP_ROTATION, prepared["rotationId"],
                        type(exc).__name__)
         raise errors.TransientError(f"{names.START_SWEEP_ROTATION}: the Durable client failed "
                                     f"({type(exc).__name__})") from None
-    return {"ok": True, "rotationId": rotation_id, "secretName": rotation["secretName"],
-            "version": rotation["version"], "started": started}
+    if plan.retry_of and started:
+        logger.info("%s: follow-up rotation %s started (%s left instances failed)", names.START_SWEEP_ROTATION,
+                    plan.rotation_id, plan.retry_of)
+    return {"ok": True, "rotationId": plan.rotation_id, "secretName": rotation["secretName"],
+            "version": rotation["version"], "started": started,
+            **({"retryOf": plan.retry_of} if plan.retry_of else {})}

@@ -14,6 +14,8 @@ MONITOR_SUFFIX = ":monitor"
 WATCH_SUFFIX = ":watch"
 #: suffix of a rotation's dry run (never the id of the real rotation of that version)
 DRY_RUN_SUFFIX = ":dryrun"
+#: infix of a health sweep's follow-up rotation of a version (core/steps/rotation_retry.py)
+RETRY_INFIX = ":retry-"
 #: prefix of a fleet action's ``fleet_action`` orchestration
 FLEET_ACTION_PREFIX = "fleet-action:"
 
@@ -39,6 +41,12 @@ def rotation_instance_id(secret_name: str, version: str, *, dry_run: bool = Fals
     (an Event Grid event, its redelivery, the health sweep, a person); a dry run adds ``:dryrun``."""
     base = f"rotation-{_UNSAFE_ID_CHARS.sub('_', secret_name.lower())[:127]}-{version.lower()}"
     return base + DRY_RUN_SUFFIX if dry_run else base
+
+
+def rotation_retry_instance_id(rotation_id: str, attempt: int) -> str:
+    """``<rotation id>:retry-<n>``: the health sweep's n-th follow-up rotation of a version whose rotation
+    left instances ``failed`` (:mod:`core.steps.rotation_retry`)."""
+    return f"{rotation_id}{RETRY_INFIX}{attempt}"
 
 
 def sub_batch_instance_id(batch_id: str, index: int) -> str:

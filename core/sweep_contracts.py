@@ -144,12 +144,14 @@ class StartSweepRotationInput(Input):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StartSweepRotationOutput(Contract):
     """``start_sweep_rotation``: the rotation's id and whether this call started it (false: it existed,
-    started by the Key Vault event, a person or an earlier page)."""
+    started by the Key Vault event, a person or an earlier page); a follow-up's ``retryOf``."""
 
     rotation_id: str | None = None
     secret_name: str | None = None
     version: str | None = None
     started: bool = False
+    #: a follow-up rotation (``<rotation id>:retry-<n>``): the rotation of the chain it follows
+    retry_of: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -243,9 +243,11 @@ def rotation_safety_net(context: df.DurableOrchestrationContext, instances: list
     distinct lagging version (:func:`orchestrators.rotate_secret.sweep_rotation_calls`), at most
     ``sweepMaxInFlight`` at a time. The rotation runs under the Event Grid path's id
     (:func:`core.instance_ids.rotation_instance_id`): one the event, a person or another page
-    started already is found, not started again. Best effort: a failed check or start is reported
+    started already is found, not started again - unless it finished leaving instances ``failed``:
+    then a follow-up rotation of that version (``<id>:retry-<n>``, :mod:`core.steps.rotation_retry`),
+    reported with its ``retryOf``. Best effort: a failed check or start is reported
     on the page's lines, never fails the sweep. Returns ``{"lagging": {sp id: {secrets, rotations}},
-    "rotations": [{rotationId, secretName, version, started | error}], "error"?}``.
+    "rotations": [{rotationId, secretName, version, started | error, retryOf?}], "error"?}``.
     """
     refs = [PageLagInstance(service_principal_id=i["servicePrincipalId"], saved_versions=i["savedVersions"])
             for i in instances if i.get("savedVersions") and i.get("servicePrincipalId")]
@@ -276,7 +278,10 @@ def rotation_safety_net(context: df.DurableOrchestrationContext, instances: list
             elif not isinstance(value, dict) or not value.get("ok"):
                 entry["error"] = StepError.from_dict((value or {}).get("error") or {}).message
             else:
-                entry["started"] = bool(StartSweepRotationOutput.from_dict(value).started)
+                out = StartSweepRotationOutput.from_dict(value)
+                entry["started"] = bool(out.started)
+                if out.retry_of:  # a follow-up of a rotation that left instances failed: its own id
+                    entry.update(rotationId=out.rotation_id or rotation_id, retryOf=out.retry_of)
             rotations.append(entry)
     by_version = {(r["secretName"].lower(), r["version"]): r for r in rotations}
     lagging: dict[str, dict[str, Any]] = {}
@@ -286,7 +291,7 @@ def rotation_safety_net(context: df.DurableOrchestrationContext, instances: list
                    if key in by_version]
         lagging[str(item.get("servicePrincipalId"))] = {
             "secrets": secrets,
-            "rotations": [{k: r[k] for k in ("rotationId", "started", "error") if k in r} for r in started]}
+            "rotations": [{k: r[k] for k in ("rotationId", "retryOf", "started", "error") if k in r} for r in started]}
     return {"lagging": lagging, "rotations": rotations}
 
 

@@ -58,10 +58,13 @@ def rotation_input(settings: Settings, secret_name: str, version: str, source: s
     return RotateSecretInput.from_dict(data).to_dict()
 
 
-async def start_rotation(client: df.DurableOrchestrationClient, payload: dict) -> tuple[str, bool]:
-    """Start the rotation of ``payload``'s secret version unless it exists; ``(instance id, started)``."""
+async def start_rotation(client: df.DurableOrchestrationClient, payload: dict,
+                         instance_id: str | None = None) -> tuple[str, bool]:
+    """Start the rotation of ``payload``'s secret version unless it exists; ``(instance id, started)``.
+    ``instance_id``: the health sweep's follow-up id (core/steps/rotation_retry.py), else the version's."""
     # a dry run never takes the id of the real rotation of that version
-    instance_id = rotation_instance_id(payload["secretName"], payload["version"], dry_run=bool(payload.get("dryRun")))
+    instance_id = instance_id or rotation_instance_id(payload["secretName"], payload["version"],
+                                                      dry_run=bool(payload.get("dryRun")))
     existing = await client.get_status(instance_id)
     if existing and existing.runtime_status is not None:
         return instance_id, False

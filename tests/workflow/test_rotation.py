@@ -695,6 +695,49 @@ def test_the_rotation_demo_runs_on_this_stack(stack, fleet):
     assert any("SCIM token expired" in line and "Quarantine" in line and "yes" in line for line in lines), lines
 
 
+def test_a_rotation_that_left_an_instance_failed_is_followed_up_by_the_sweep_once(stack, fleet):
+    """Issue #12 point 4: a version's rotation that completed with an instance ``failed`` (Graph answered
+    500 throughout: a transient failure beyond the activity's retries) is followed up by the next sweep under
+    ``<rotation id>:retry-1`` (core/steps/rotation_retry.py), which rotates that instance; the sweep after
+    that starts nothing."""
+    contoso, fabrikam = fleet
+    (sp,) = fabrikam  # the one instance referencing scim-fabrikam-token
+    before = _saved_tags(stack, sp)["scim-fabrikam-token"]
+    version = _new_version(stack, "scim-fabrikam-token", "fabrikam-token")  # no event
+    stack.emulator.admin.set_faults(replace=False, errors={"rate": 1.0, "statuses": [500]})
+    try:
+        failed = _rotate(stack, "scim-fabrikam-token", version)
+    finally:
+        stack.emulator.admin.set_faults(replace=False, errors={"rate": 0.0, "statuses": [503, 504]})
+    rotation_id = rotation_instance_id("scim-fabrikam-token", version)
+    assert failed["rotationId"] == rotation_id and failed["counts"] == {"failed": 1}, failed
+    assert _saved_tags(stack, sp)["scim-fabrikam-token"] == before  # left behind
+
+    writes = len(_writes_to(stack, [sp]))
+    report = _sweep(stack, "sweep-retry-1", sweepRotationSafetyNet=True)
+    retry_id = f"{rotation_id}:retry-1"
+    (started,) = [r for r in report["rotations"] if r["secretName"] == "scim-fabrikam-token"]
+    assert started == {"rotationId": retry_id, "secretName": "scim-fabrikam-token", "version": version,
+                       "started": True, "retryOf": rotation_id}, report["rotations"]
+    assert report["rotationsStarted"] >= 1
+    lag = _report_lines(stack, report)[sp]["lag"]
+    assert lag["rotations"] == [{"rotationId": retry_id, "retryOf": rotation_id, "started": True}], lag
+    retried = stack.wait(retry_id, timeout=60)["output"]
+    assert retried["rotationId"] == retry_id and retried["source"] == "sweep", retried
+    assert retried["version"] == version and retried["counts"] == {"rotated": 1}, retried
+    assert _saved_tags(stack, sp)["scim-fabrikam-token"] == version
+    # validateCredentials, the secrets PUT, the kv-saved PATCH: once
+    assert len(_writes_to(stack, [sp])) - writes == 3
+    assert stack.wait(rotation_id)["output"] == failed  # the version's own rotation is not run again
+
+    again = _sweep(stack, "sweep-retry-2", sweepRotationSafetyNet=True)
+    assert [r for r in again["rotations"] if r["secretName"] == "scim-fabrikam-token"] == [], again["rotations"]
+    assert sp not in {e["servicePrincipalId"] for e in again["lagging"]}
+    assert len(_writes_to(stack, [sp])) - writes == 3
+    absent = stack.host.durable_request("GET", f"instances/{rotation_id}:retry-2")
+    assert absent.status_code == 404, absent.text
+
+
 def test_no_secret_value_in_history_registry_logs_or_responses(stack, fleet):
     from examples.demo_rotation import EXPIRED_TOKEN
 
