@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from core import errors, model, odata
@@ -442,6 +442,7 @@ def cycle_summary(ctx: StepContext, *, service_principal_id: str, job_id: str, w
                job_status.parse_time(w.get("until"))) for w in windows]
     if not bounds:
         return {"cycles": [], "rows": 0, "pages": 0, "complete": True}
+    bounds = [(begin, _window_end(begin, end, bounds)) for begin, end in bounds]
     since = min(b for b, _ in bounds)
     until = None if any(u is None for _, u in bounds) else max(u for _, u in bounds if u is not None)
     pacer = ctx.pacer or sp_logs.Pacer(ctx.settings.provisioning_log_min_interval_seconds, ctx.monotonic, ctx.sleep)
@@ -466,6 +467,17 @@ def cycle_summary(ctx: StepContext, *, service_principal_id: str, job_id: str, w
                "failedObjects": len(found[n]["failed"]), "removedObjects": len(found[n]["removed"]),
                "scopedOutObjects": len(found[n]["scopedOut"])} for n, (begin, _) in enumerate(bounds)]
     return {"cycles": cycles, "rows": len(read["rows"]), "pages": read["pages"], "complete": read["complete"]}
+
+
+def _window_end(begin: datetime, end: datetime | None, bounds: list[tuple[datetime, datetime | None]]) -> datetime | None:
+    """A window's end a second later: a cycle's times come to the second (core.status cuts the fraction),
+    its rows with theirs, so the rows of its last second lie after ``timeEnded`` as given (as
+    orchestrators/monitor_job.py reads a cycle's errors). Not into a window that begins later: a row
+    there belongs to the later cycle."""
+    if end is None:
+        return None
+    later = [b for b, _ in bounds if b > begin]
+    return max(end, min([end + timedelta(seconds=1)] + later))
 
 
 def canary_subject(value: Any) -> dict | None:
