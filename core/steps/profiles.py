@@ -306,7 +306,7 @@ def enforce_drift(ctx: StepContext, *, service_principal_id: str, dry_run: bool 
     if "assignments" in parts:
         recorded = notes.get("assignments") or {}
         act("assignments", f"assign {', '.join(found['assignments']['missing'])} again",
-            lambda: f"{assign_steps.assign_principals(ctx, service_principal_id=sp_id, users=recorded.get('users') or [], groups=recorded.get('groups') or [])['assigned']} assigned")
+            lambda: f"{assign_steps.assign_principals(ctx, service_principal_id=sp_id, users=recorded.get('users') or [], groups=recorded.get('groups') or [], app_role=recorded.get('appRole') or None)['assigned']} assigned")
     if "schedule" in parts:
         act("schedule", "start the job",
             lambda: "started" if job_steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)["started"] else "already running")
@@ -373,11 +373,17 @@ def assignments_drift(ctx: StepContext, sp_id: str, notes: dict) -> dict:
     any, so a principal another request named is not a portal change. Without the notes key (nothing
     records the request's assignments yet) only the count is reported (``compared`` False).
     """
-    assigned = {str(a.get("principalId")).lower() for a in assign.list_assigned(ctx.graph, sp_id)}
+    listed = assign.list_assigned(ctx.graph, sp_id)
+    assigned = {str(a.get("principalId")).lower() for a in listed}
     recorded = notes.get("assignments")
     if not isinstance(recorded, dict):
         return {"compared": False, "actual": len(assigned),
                 "note": "the desired assignments are not recorded on the instance (notes key 'assignments')"}
+    if recorded.get("appRole"):  # the request named the role: only an assignment of that role is the request's
+        sp = _wait_for(ctx, f"read {sp_id}", lambda: apps.get_service_principal(ctx.graph, sp_id, select="id,appRoles"))
+        role = assign.find_app_role(sp, str(recorded["appRole"]))
+        role_id = str((role or {}).get("id") or "").lower()
+        assigned = {str(a.get("principalId")).lower() for a in listed if str(a.get("appRoleId")).lower() == role_id}
     wanted: dict[str, str] = {}
     for kind, resolve in (("users", assign.resolve_user), ("groups", assign.resolve_group)):
         for ref in recorded.get(kind) or []:

@@ -307,3 +307,26 @@ def test_threshold_and_assignment_drift_against_the_request_kept_in_the_notes(ct
     assert {a["part"]: a["outcome"] for a in done["actions"]} == {"provisioningSettings": "done", "assignments": "done"}
     assert json.loads(sync.get_secret_keys(ctx.graph, sp_id)["SyncNotificationSettings"])["DeleteThresholdEnabled"] is False
     assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []
+
+
+def test_enforce_assigns_again_with_the_role_the_request_named(ctx, core_env, profile_dir):
+    """found in review: the notes kept the request's users and groups but not its ``appRole``, so enforce
+    assigned a removed principal the default role and drift counted any role as the request's."""
+    approver = {"id": "6b2a3c1e-0d4f-4e5a-9b8c-7d6e5f4a3b2c", "value": "Approver", "displayName": "Approver",
+                "allowedMemberTypes": ["User"], "isEnabled": True, "description": "approves", "origin": "ServicePrincipal"}
+    sp_id = new_app(ctx, "Profile role drift app", credentials=HEALTHY_CREDENTIALS,
+                    assignments={"users": [ENGINEER], "groups": [], "appRole": "Approver"})["servicePrincipalId"]
+    roles = ctx.graph.get(f"/servicePrincipals/{sp_id}", {"$select": "appRoles"})["appRoles"]
+    ctx.graph.patch(f"/servicePrincipals/{sp_id}", {"appRoles": roles + [approver]})
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=CUSTOM_TEMPLATE_ID)["jobId"]
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(HEALTHY_CREDENTIALS))
+    steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    steps.assign_principals(ctx, service_principal_id=sp_id, users=[ENGINEER])  # the default role, not the request's
+    drifted = profile_steps.drift(ctx, service_principal_id=sp_id)
+    assert drifted["parts"] == ["assignments"] and drifted["assignments"]["missing"] == [ENGINEER], drifted
+    done = profile_steps.enforce_drift(ctx, service_principal_id=sp_id, dry_run=False)
+    assert [(a["part"], a["outcome"]) for a in done["actions"]] == [("assignments", "done")], done
+    held = {a["appRoleId"] for a in assign_graph.list_assigned(ctx.graph, sp_id)}
+    assert approver["id"] in held
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []
+
