@@ -250,6 +250,9 @@ def enforce_drift(ctx: StepContext, *, service_principal_id: str, dry_run: bool 
       without references in the notes or a Key Vault: reported only;
     * ``assignments`` - the principals the notes record are assigned again (existing ones kept);
     * ``job`` (none) - reported only: re-submit the request.
+
+    A part whose write fails for good (e.g. a user the request named is gone) is ``error`` with the
+    code; the parts after it are still put back.
     """
     from core import model
     from core.steps import assignments as assign_steps
@@ -270,6 +273,10 @@ def enforce_drift(ctx: StepContext, *, service_principal_id: str, dry_run: bool 
         except errors.InvalidCredentials as exc:
             actions.append({"part": part, "action": action, "outcome": "refused",
                             "detail": f"the Key Vault values do not validate: {exc.code}"})
+            return
+        except errors.PermanentError as exc:  # e.g. a user the request named is gone: the other parts go on
+            actions.append({"part": part, "action": action, "outcome": "error",
+                            "detail": f"{exc.code}: {exc.message[:300]}"})
             return
         actions.append({"part": part, "action": action, "outcome": "done", "detail": detail})
 

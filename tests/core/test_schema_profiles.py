@@ -330,3 +330,22 @@ def test_enforce_assigns_again_with_the_role_the_request_named(ctx, core_env, pr
     assert approver["id"] in held
     assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []
 
+
+def test_a_principal_enforce_cannot_assign_does_not_stop_the_other_parts(ctx, core_env, profile_dir):
+    """found in review: a user the request named and the directory no longer holds (drift: missing) made
+    enforce raise UserNotFound, so the parts after it (the paused job's start) were never put back."""
+    gone = "left.the.company@contoso-emulator.onmicrosoft.com"
+    sp_id = new_app(ctx, "Profile gone user app", credentials=HEALTHY_CREDENTIALS,
+                    assignments={"users": [ENGINEER, gone], "groups": []})["servicePrincipalId"]
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=CUSTOM_TEMPLATE_ID)["jobId"]
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(HEALTHY_CREDENTIALS))
+    steps.assign_principals(ctx, service_principal_id=sp_id, users=[ENGINEER])
+    steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    sync.pause_job(ctx.graph, sp_id, job_id)
+    drifted = profile_steps.drift(ctx, service_principal_id=sp_id)
+    assert drifted["parts"] == ["assignments", "schedule"] and drifted["assignments"]["missing"] == [gone], drifted
+    done = profile_steps.enforce_drift(ctx, service_principal_id=sp_id, dry_run=False)
+    outcomes = {a["part"]: a["outcome"] for a in done["actions"]}
+    assert outcomes == {"assignments": "error", "schedule": "done"}, done
+    assert "UserNotFound" in next(a["detail"] for a in done["actions"] if a["part"] == "assignments")
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == ["assignments"]
