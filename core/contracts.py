@@ -347,8 +347,9 @@ class WaitUntilVisibleInput(Input):
     canary: dict[str, str] | None = None
     #: the request's provisioningSettings.deletionThreshold (kept in the notes for rotations and the sweep)
     deletion_threshold: dict[str, Any] | None = None
-    #: the request's assignments ``{"users": [...], "groups": [...]}`` (kept in the notes: drift compares them)
-    assignments: dict[str, list[str]] | None = None
+    #: the request's assignments ``{"users": [...], "groups": [...], "appRole"?: "..."}`` (kept in the notes:
+    #: drift compares them, enforce assigns them again)
+    assignments: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -109,11 +109,15 @@ def _threshold(inst: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _assignment_refs(inst: dict[str, Any]) -> dict[str, list[str]] | None:
-    """The request's users and groups to assign, as named (kept in the notes: drift compares them)."""
+    """The request's users and groups to assign, as named, and their ``appRole`` (kept in the notes: drift compares them)."""
     given = inst.get("assignments")
     wanted: dict[str, Any] = given if isinstance(given, dict) else {}
-    refs = {kind: [str(r) for r in wanted.get(kind) or []] for kind in ("users", "groups")}
-    return refs if refs["users"] or refs["groups"] else None
+    refs: dict[str, Any] = {kind: [str(r) for r in wanted.get(kind) or []] for kind in ("users", "groups")}
+    if not (refs["users"] or refs["groups"]):
+        return None
+    if wanted.get("appRole"):  # the role they get: enforce assigns it again, drift compares it
+        refs["appRole"] = str(wanted["appRole"])
+    return refs
 
 
 def _setup(context: df.DurableOrchestrationContext, inst: dict[str, Any], batch_id: str | None,

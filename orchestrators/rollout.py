@@ -24,7 +24,7 @@ results, and a failed export is a regression at once.
 A **regression**: the apply failed, the canary's test user failed on demand, the job is quarantined
 or failed after the change, no cycle completed within ``maxChecks`` pauses, the cycle after the change
 failed more objects than the one before, or it disabled, deleted or scoped out more than
-``removalThreshold`` objects beyond the cycle before. On a regression the rollout stops before the next wave (``stopped`` in the status
+``removalThreshold`` objects beyond the cycle before, or its provisioning logs could not be read. On a regression the rollout stops before the next wave (``stopped`` in the status
 names the wave and why, per instance) and waits for the external event ``resume`` (the operator
 accepts it; ``POST /api/rollouts/{id}/resume``); ``POST /api/rollouts/{id}/cancel`` terminates it.
 Instances of later waves are never touched before that. The custom status holds every wave with
@@ -235,7 +235,13 @@ def _check(context: df.DurableOrchestrationContext, options: WorkflowOptions, wa
     found = {n: (executions, summary) for (n, executions, _), summary in zip(wanted, summaries)}
     for n, after, prior, last in ended:
         was, now, complete = _cycles(found.get(n), prior, last)
-        verdicts[n] = _compare(was, now, last, removal_threshold, complete)
+        verdict = _compare(was, now, last, removal_threshold, complete)
+        read = (found.get(n) or ([], {"ok": True}))[1]
+        if not read.get("ok"):  # no evidence is not a healthy cycle: the canary must not pass on it
+            message = str((read.get("error") or {}).get("message") or "unknown error")[:300]
+            verdict["regression"] = "; ".join(r for r in (verdict.get("regression"),
+                                                          f"the provisioning logs of the cycles could not be read: {message}") if r)
+        verdicts[n] = verdict
     return verdicts
 
 

@@ -34,6 +34,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from core import errors, fleet, names
+from core.contracts import decode_json
 from core import schema_profiles as profiles
 from core.profile_contracts import ApplyProfileInput, EnforceDriftInput
 from core.settings import get_settings
@@ -208,8 +209,10 @@ async def start_enforce(req: func.HttpRequest, client: df.DurableOrchestrationCl
                         targets: list[dict]) -> func.HttpResponse:
     """Start ``enforce_drift`` on ``targets`` (or answer the one already started: 202 either way)."""
     instance_id = enforce_instance_id(parsed["enforceId"], parsed["dryRun"], targets)
-    existing = await client.get_status(instance_id)
+    existing = await client.get_status(instance_id, show_input=True)
     duplicate = bool(existing and existing.runtime_status is not None)
+    if duplicate and not _same_enforce(existing, parsed["dryRun"], targets):
+        return _enforce_conflict(instance_id)
     if not duplicate:
         settings = get_settings()
         payload = EnforceDriftInput(
@@ -220,9 +223,11 @@ async def start_enforce(req: func.HttpRequest, client: df.DurableOrchestrationCl
         try:
             await client.start_new(names.ENFORCE_DRIFT, instance_id, payload.to_dict())
         except Exception:  # a concurrent retry won the race: answer with its orchestration
-            existing = await client.get_status(instance_id)
+            existing = await client.get_status(instance_id, show_input=True)
             if not existing or existing.runtime_status is None:
                 raise
+            if not _same_enforce(existing, parsed["dryRun"], targets):
+                return _enforce_conflict(instance_id)
             duplicate = True
         log.info("drift enforce %s started on %d instance(s), dryRun %s", instance_id, len(targets), parsed["dryRun"])
     body: dict[str, Any] = {"id": instance_id, "dryRun": parsed["dryRun"], "count": len(targets),
@@ -232,6 +237,22 @@ async def start_enforce(req: func.HttpRequest, client: df.DurableOrchestrationCl
     if duplicate:
         body["note"] = "started before with the same targets; nothing new was started (send a new enforceId to run again)"
     return json_response(body, 202, {"Location": body["statusUri"]})
+
+
+def _same_enforce(status: Any, dry_run: bool, targets: list[dict]) -> bool:
+    """The started enforcement does what this request asks (same mode, same service principals)."""
+    given = decode_json(status.input_)
+    if not isinstance(given, dict):
+        return True  # no input to compare with: answered as before (a duplicate)
+    ran = sorted(str(t.get("servicePrincipalId")) for t in given.get("targets") or [] if isinstance(t, dict))
+    return (bool(given.get("dryRun", True)) == dry_run
+            and ran == sorted(str(t["servicePrincipalId"]) for t in targets))
+
+
+def _enforce_conflict(instance_id: str) -> func.HttpResponse:
+    return error_response(409, "EnforceIdConflict",
+                          f"{instance_id} was started with another dryRun or other targets; nothing was started",
+                          [{"path": "enforceId", "message": "already names another enforcement: send a new enforceId"}])
 
 
 @bp.function_name(names.HTTP_ENFORCE_INSTANCE_DRIFT)

@@ -24,6 +24,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from core import errors, names
+from core.contracts import decode_json
 from core import schema_profiles as profiles
 from core.instance_ids import rollout_instance_id
 from core.profile_contracts import RolloutInput
@@ -168,18 +169,38 @@ async def http_start_rollout(req: func.HttpRequest, client: df.DurableOrchestrat
     except Exception as exc:  # noqa: BLE001
         return _error(exc)
     instance_id = rollout_instance_id(str(request.rollout_id))
-    existing = await client.get_status(instance_id)
+    existing = await client.get_status(instance_id, show_input=True)
+    if existing and existing.runtime_status and not _same_rollout(existing, request):
+        return _rollout_conflict(instance_id)
     if not (existing and existing.runtime_status):
         payload = dataclasses.replace(request, options=workflow_options(get_settings()))
         try:
             await client.start_new(names.SCHEMA_ROLLOUT, instance_id, payload.to_dict())
         except Exception:  # started concurrently: answer that one
-            if not await client.get_status(instance_id):
+            raced = await client.get_status(instance_id, show_input=True)
+            if not raced:
                 raise
+            if raced.runtime_status and not _same_rollout(raced, request):
+                return _rollout_conflict(instance_id)
         log.info("rollout %s started: %d instances, %d canaries", instance_id, len(request.instances),
                  len(request.canaries))
     response: func.HttpResponse = client.create_check_status_response(req, instance_id)
     return response
+
+
+def _same_rollout(status: Any, request: RolloutInput) -> bool:
+    """The started rollout is the one asked for: same mode and profile (a retry; the selection is not
+    compared: a label selector's instances may have grown since)."""
+    given = decode_json(status.input_)
+    if not isinstance(given, dict):
+        return True  # no input to compare with: answered as before
+    started = RolloutInput.from_dict(given)
+    return (bool(started.dry_run), started.profile) == (bool(request.dry_run), request.profile)
+
+
+def _rollout_conflict(instance_id: str) -> func.HttpResponse:
+    return error_response(409, "RolloutIdConflict",
+                          f"{instance_id} was started with another dryRun or profile; nothing was started", [{"path": "rolloutId", "message": "already names another rollout: send a new rolloutId"}])
 
 
 @bp.function_name(names.HTTP_GET_ROLLOUT)

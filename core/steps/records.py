@@ -48,7 +48,7 @@ def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
     subject a credential rotation provisions on demand after saving (:func:`notes_canary`).
     ``"deletionThreshold"`` (the request's, when it sets one) rides along for the same reason: a
     rotation's PUT of the whole set must save the instance's threshold, not the default.
-    ``"assignments"`` (the request's ``{"users", "groups"}``, as named) is what drift compares the
+    ``"assignments"`` (the request's ``{"users", "groups", "appRole"?}``, as named) is what drift compares the
     application's assignments with; it is the first thing left out when the notes would exceed
     :data:`NOTES_MAX_CHARS` (:func:`_fitting_notes`).
     """
@@ -61,8 +61,10 @@ def instance_notes(ctx: StepContext, credentials: dict, sync_all: bool = False,
         notes["canary"] = {"objectId": str(canary["objectId"]), "objectType": str(canary["objectType"])}
     if deletion_threshold is not None:
         notes["deletionThreshold"] = dict(deletion_threshold)
-    wanted = {kind: [str(r) for r in (assignments or {}).get(kind) or []] for kind in ("users", "groups")}
+    wanted: dict[str, Any] = {kind: [str(r) for r in (assignments or {}).get(kind) or []] for kind in ("users", "groups")}
     if wanted["users"] or wanted["groups"]:
+        if (assignments or {}).get("appRole"):  # the role they get (else the app's default role)
+            wanted["appRole"] = str((assignments or {})["appRole"])
         notes["assignments"] = wanted
     return notes
 

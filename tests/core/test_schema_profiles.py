@@ -147,6 +147,16 @@ def test_apply_and_diff_round_trip_and_the_engine_exports_what_the_profile_says(
     alone = profile_steps.cycle_summary(ctx, service_principal_id=sp_id, job_id=job_id,
                                         windows=[{"since": initial["timeEnded"]}])
     assert alone["cycles"][0]["removedObjects"] == 1 and alone["complete"] is True
+    # found in review: the rollout's windows are a cycle's times as the job status gives them (core.status:
+    # to the second, the fraction cut off) while rows carry their own fraction, so a row in the cycle's last
+    # second (here the disable, the cycle's last row) fell after ``until`` and was not counted
+    from core import status as job_status
+    from core.times import iso_seconds
+    disable = next(r for r in rows if r["provisioningAction"] == "disable")
+    cycle = [job_status.parse_time(r["activityDateTime"]) for r in rows if r["cycleId"] == disable["cycleId"]]
+    [window] = profile_steps.cycle_summary(ctx, service_principal_id=sp_id, job_id=job_id, windows=[
+        {"since": iso_seconds(min(cycle)), "until": iso_seconds(max(cycle))}])["cycles"]
+    assert window["removedObjects"] == 1, window
 
 
 def test_the_canary_recorded_in_the_notes_is_read_and_checked(ctx):
@@ -297,3 +307,45 @@ def test_threshold_and_assignment_drift_against_the_request_kept_in_the_notes(ct
     assert {a["part"]: a["outcome"] for a in done["actions"]} == {"provisioningSettings": "done", "assignments": "done"}
     assert json.loads(sync.get_secret_keys(ctx.graph, sp_id)["SyncNotificationSettings"])["DeleteThresholdEnabled"] is False
     assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []
+
+
+def test_enforce_assigns_again_with_the_role_the_request_named(ctx, core_env, profile_dir):
+    """found in review: the notes kept the request's users and groups but not its ``appRole``, so enforce
+    assigned a removed principal the default role and drift counted any role as the request's."""
+    approver = {"id": "6b2a3c1e-0d4f-4e5a-9b8c-7d6e5f4a3b2c", "value": "Approver", "displayName": "Approver",
+                "allowedMemberTypes": ["User"], "isEnabled": True, "description": "approves", "origin": "ServicePrincipal"}
+    sp_id = new_app(ctx, "Profile role drift app", credentials=HEALTHY_CREDENTIALS,
+                    assignments={"users": [ENGINEER], "groups": [], "appRole": "Approver"})["servicePrincipalId"]
+    roles = ctx.graph.get(f"/servicePrincipals/{sp_id}", {"$select": "appRoles"})["appRoles"]
+    ctx.graph.patch(f"/servicePrincipals/{sp_id}", {"appRoles": roles + [approver]})
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=CUSTOM_TEMPLATE_ID)["jobId"]
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(HEALTHY_CREDENTIALS))
+    steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    steps.assign_principals(ctx, service_principal_id=sp_id, users=[ENGINEER])  # the default role, not the request's
+    drifted = profile_steps.drift(ctx, service_principal_id=sp_id)
+    assert drifted["parts"] == ["assignments"] and drifted["assignments"]["missing"] == [ENGINEER], drifted
+    done = profile_steps.enforce_drift(ctx, service_principal_id=sp_id, dry_run=False)
+    assert [(a["part"], a["outcome"]) for a in done["actions"]] == [("assignments", "done")], done
+    held = {a["appRoleId"] for a in assign_graph.list_assigned(ctx.graph, sp_id)}
+    assert approver["id"] in held
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == []
+
+
+def test_a_principal_enforce_cannot_assign_does_not_stop_the_other_parts(ctx, core_env, profile_dir):
+    """found in review: a user the request named and the directory no longer holds (drift: missing) made
+    enforce raise UserNotFound, so the parts after it (the paused job's start) were never put back."""
+    gone = "left.the.company@contoso-emulator.onmicrosoft.com"
+    sp_id = new_app(ctx, "Profile gone user app", credentials=HEALTHY_CREDENTIALS,
+                    assignments={"users": [ENGINEER, gone], "groups": []})["servicePrincipalId"]
+    job_id = steps.ensure_job(ctx, service_principal_id=sp_id, application_template_id=CUSTOM_TEMPLATE_ID)["jobId"]
+    steps.save_secrets(ctx, service_principal_id=sp_id, credentials=creds(HEALTHY_CREDENTIALS))
+    steps.assign_principals(ctx, service_principal_id=sp_id, users=[ENGINEER])
+    steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)
+    sync.pause_job(ctx.graph, sp_id, job_id)
+    drifted = profile_steps.drift(ctx, service_principal_id=sp_id)
+    assert drifted["parts"] == ["assignments", "schedule"] and drifted["assignments"]["missing"] == [gone], drifted
+    done = profile_steps.enforce_drift(ctx, service_principal_id=sp_id, dry_run=False)
+    outcomes = {a["part"]: a["outcome"] for a in done["actions"]}
+    assert outcomes == {"assignments": "error", "schedule": "done"}, done
+    assert "UserNotFound" in next(a["detail"] for a in done["actions"] if a["part"] == "assignments")
+    assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == ["assignments"]

@@ -237,3 +237,26 @@ def test_a_run_after_the_change_is_told_by_its_id_when_the_times_are_equal():
     assert not _newer({**same_second, "timeBegan": "2026-01-01T00:00:00Z"}, prior)  # began before the end: not after
     no_ids = [{k: v for k, v in e.items() if k != "activityIdentifier"} for e in (same_second, prior)]
     assert not _newer(*no_ids) and _newer({**no_ids[0], "timeBegan": "2026-01-01T00:00:02Z"}, no_ids[1])
+
+
+def test_a_cycle_whose_provisioning_logs_cannot_be_read_is_a_regression(tmp_path):
+    """found in review: a failed log read (e.g. 403 without AuditLog.Read.All) counted 0 failed / 0 removed on
+    both sides, so the canary passed on no evidence; it stops the rollout, naming the read's error."""
+    script(get_job_status=lambda payload, n: _status("SteadyState", BEFORE if n == 1 else AFTER),
+           apply_schema_profile=_applied,
+           summarize_cycle=lambda payload, n: {"ok": False, "error": {
+               "kind": "permanent", "code": "Authorization_RequestDenied", "message": "Insufficient privileges",
+               "step": "summarize_cycle"}})
+
+    async def scenario(engine):
+        iid = await engine.start_orchestration("schema_rollout", _input(["a", "b"], ["a"]), instance_id="rollout-r9")
+        stopped = await _until_stopped(engine, iid)
+        await engine.terminate(iid, "cancelled")
+        return stopped
+
+    stopped = run(tmp_path, scenario)
+    assert stopped["stopped"]["wave"] == 0 and set(stopped["stopped"]["reasons"]) == {"a"}
+    assert stopped["stopped"]["reasons"]["a"] == ("the provisioning logs of the cycles could not be read: "
+                                                  "Insufficient privileges")
+    assert stopped["waves"][0]["results"]["a"]["logsComplete"] is False
+    assert not [p for _, p in calls("apply_schema_profile") if p["servicePrincipalId"] == "sp-b"]

@@ -127,6 +127,17 @@ def test_enforce_input_and_confirm_rules(stack, instance):
     one = stack.request("POST", f"/api/instances/{key}/drift/enforce", json={"selector": "suite=drift"})
     assert one.status_code == 400 and one.json()["error"]["details"][0]["path"] == "selector"
     assert stack.request("GET", "/api/drift/enforce/never-started").status_code == 404
+    # an enforceId names one enforcement: a dry run under it, then the real one under the same id, is
+    # a conflict (409 naming enforceId), not a "duplicate" that silently enforces nothing
+    dry = stack.request("POST", "/api/drift/enforce", json={"selector": "suite=drift", "enforceId": "mode-1"})
+    assert dry.status_code == 202, dry.text
+    stack.wait(dry.json()["id"], timeout=60)
+    real = stack.request("POST", "/api/drift/enforce", json={"selector": "suite=drift", "dryRun": False,
+                                                             "enforceId": "mode-1"})
+    assert real.status_code == 409, real.text
+    assert real.json()["error"]["code"] == "EnforceIdConflict" and real.json()["error"]["details"][0]["path"] == "enforceId"
+    again = stack.request("POST", "/api/drift/enforce", json={"selector": "suite=drift", "enforceId": "mode-1"})
+    assert again.status_code == 202 and again.json()["duplicate"] is True  # the same body again: a retry
 
 
 def test_a_request_naming_a_schema_profile_gets_it_before_the_job_starts(stack):

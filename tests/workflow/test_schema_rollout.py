@@ -77,6 +77,15 @@ def test_a_dry_run_plans_every_instance_and_writes_nothing(stack, fleet):
     assert view["runtimeStatus"] == "Completed" and view["phase"] == "planned" and len(view["waves"]) == 3
     finished = stack.request("POST", "/api/rollouts/dry-001/cancel")
     assert finished.status_code == 409 and finished.json()["error"]["code"] == "NotRunning"
+    # found in review: the rollout itself under the dry run's rolloutId answered the dry run (202) and applied
+    # nothing; another body under a used rolloutId is a 409 naming it (the same body again still answers it)
+    real = stack.request("POST", "/api/rollouts", json={"rolloutId": "dry-001", "profile": GOOD,
+                                                        "selector": {"instances": fleet}, "canaries": 2, "waveSize": 5})
+    assert real.status_code == 409 and real.json()["error"]["code"] == "RolloutIdConflict", real.text
+    assert real.json()["error"]["details"][0]["path"] == "rolloutId"
+    assert _rollout(stack, {"rolloutId": "dry-001", "profile": GOOD, "selector": {"instances": fleet},
+                            "canaries": 2, "waveSize": 5, "dryRun": True}) == rollout_id
+    assert len(_schema_puts(stack)) == before
 
 
 def test_a_regressing_canary_stops_the_rollout_and_touches_no_other_instance(stack, fleet):
