@@ -229,11 +229,38 @@ def _drift(ctx: StepContext, service_principal_id: str) -> tuple[dict, dict]:
         if report["assignments"].get("missing"):
             report["parts"].append("assignments")
     state = (job.get("schedule") or {}).get("state")
-    report["schedule"] = {"expected": "Active", "actual": state}
-    if state != "Active":
+    report["schedule"] = expected_schedule(sp_id, state)
+    if state not in PAUSED_STATES.get(report["schedule"]["expected"], (report["schedule"]["expected"],)):
         report["parts"].append("schedule")
     report["drifted"] = bool(report["parts"])
     return report, notes
+
+
+#: the schedule states that satisfy an expected ``Paused``: Graph's examples of a paused job show
+#: ``schedule.state`` ``Disabled`` (the emulator's ``pause_schedule_state`` setting: ``Disabled`` or
+#: ``Paused``; https://learn.microsoft.com/graph/api/resources/synchronization-synchronizationschedule)
+PAUSED_STATES = {"Paused": ("Paused", "Disabled")}
+
+
+def expected_schedule(sp_id: str, actual: str | None, row: dict | None = None) -> dict:
+    """The schedule state drift wants: ``Active``, unless an operator's last action on the instance was a
+    pause that took effect (the fleet registry's ``lastAction``: ``pause`` with outcome ``done`` or
+    ``unchanged``); then ``Paused``, so enforcing drift never resumes a job paused on purpose (say, every
+    production AWS job during an AWS outage) - ``resume`` does. Without a registry row (the registry is a
+    best-effort cache) the expectation is ``Active`` and says why: ``reason``."""
+    if row is None:
+        from core import registry as fleet_registry
+
+        try:
+            row = fleet_registry.get_registry().get(sp_id)
+        except Exception as exc:  # noqa: BLE001 - the registry is a cache; drift still answers
+            logger.warning("drift of %s: fleet registry not read (%s)", sp_id, type(exc).__name__)
+            row = None
+    last = (row or {}).get("lastAction") if isinstance((row or {}).get("lastAction"), dict) else None
+    if last and last.get("action") == "pause" and last.get("outcome") in ("done", "unchanged"):
+        return {"expected": "Paused", "actual": actual,
+                "reason": f"paused by an operator (action {last.get('actionId')} at {last.get('at')})"}
+    return {"expected": "Active", "actual": actual}
 
 
 def enforce_drift(ctx: StepContext, *, service_principal_id: str, dry_run: bool = True) -> dict:
@@ -243,7 +270,8 @@ def enforce_drift(ctx: StepContext, *, service_principal_id: str, dry_run: bool 
 
     * ``schema`` - :func:`apply_profile` of the recorded profile (PUT only when the diff is not empty,
       restart with ``Watermark``);
-    * ``schedule`` - start the job (:func:`core.steps.jobs.start_job`: not when it already runs);
+    * ``schedule`` - start the job (:func:`core.steps.jobs.start_job`: not when it already runs), or,
+      when the operator's last action paused it (:func:`expected_schedule`), pause it again;
     * ``secretKeys`` / ``provisioningSettings`` - the credentials step: the Key Vault values the notes
       reference are validated against the target, then the complete secret set (with ``SyncAll`` and
       ``SyncNotificationSettings`` from the notes) is saved again (:func:`core.steps.credentials.save_secrets`);
@@ -315,8 +343,14 @@ def enforce_drift(ctx: StepContext, *, service_principal_id: str, dry_run: bool 
         act("assignments", f"assign {', '.join(found['assignments']['missing'])} again",
             lambda: f"{assign_steps.assign_principals(ctx, service_principal_id=sp_id, users=recorded.get('users') or [], groups=recorded.get('groups') or [], app_role=recorded.get('appRole') or None)['assigned']} assigned")
     if "schedule" in parts:
-        act("schedule", "start the job",
-            lambda: "started" if job_steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)["started"] else "already running")
+        if (found.get("schedule") or {}).get("expected") == "Paused":
+            def pause() -> str:
+                sync.pause_job(ctx.graph, sp_id, str(job_id))
+                return "paused"
+            act("schedule", "pause the job again (an operator paused it)", pause)
+        else:
+            act("schedule", "start the job",
+                lambda: "started" if job_steps.start_job(ctx, service_principal_id=sp_id, job_id=job_id)["started"] else "already running")
     return {"servicePrincipalId": sp_id, "displayName": found.get("displayName"), "profile": found.get("profile"),
             "dryRun": bool(dry_run), "drifted": found["drifted"], "parts": parts, "actions": actions}
 

@@ -349,3 +349,13 @@ def test_a_principal_enforce_cannot_assign_does_not_stop_the_other_parts(ctx, co
     assert outcomes == {"assignments": "error", "schedule": "done"}, done
     assert "UserNotFound" in next(a["detail"] for a in done["actions"] if a["part"] == "assignments")
     assert profile_steps.drift(ctx, service_principal_id=sp_id)["parts"] == ["assignments"]
+
+
+def test_the_schedule_drift_follows_the_operators_last_pause_or_resume():
+    pause = {"lastAction": {"actionId": "a1", "action": "pause", "outcome": "done", "at": "2026-12-06T10:00:00Z"}}
+    assert profile_steps.expected_schedule("sp", "Paused", row=pause)["expected"] == "Paused"
+    unchanged = {"lastAction": {**pause["lastAction"], "outcome": "unchanged"}}
+    assert profile_steps.expected_schedule("sp", "Paused", row=unchanged)["expected"] == "Paused"
+    for row in ({"lastAction": {**pause["lastAction"], "action": "resume"}},
+                {"lastAction": {**pause["lastAction"], "outcome": "failed"}}, {"lastAction": None}, {}):
+        assert profile_steps.expected_schedule("sp", "Paused", row=row) == {"expected": "Active", "actual": "Paused"}

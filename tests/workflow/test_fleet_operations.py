@@ -212,9 +212,15 @@ def test_pause_and_resume_by_selector_and_by_key(fleet):
     report = _run(fleet, {"action": "pause", "selector": "env=test", "confirm": 2})
     assert report["counts"] == {"done": 2}
     assert {_job(fleet, k)["status"]["code"] for k in (KEY_A, KEY_B)} == {"Paused"}
+    # paused on purpose is not drift: enforcing drift never resumes what an operator paused
+    drift = fleet.request("GET", f"/api/instances/{KEY_A}/drift").json()
+    assert "schedule" not in drift["parts"] and drift["schedule"]["expected"] == "Paused", drift["schedule"]
+    planned = fleet.request("POST", f"/api/instances/{KEY_A}/drift/enforce", json={}).json()
+    assert "schedule" not in [a["part"] for a in planned.get("actions") or []], planned
     # one target, not destructive: no confirmation needed; a second resume finds it running
     assert _run(fleet, {"action": "resume"}, KEY_A)["results"][0]["outcome"] == "done"
     assert _job(fleet, KEY_A)["status"]["code"] in ("NotRun", "Active")
+    assert fleet.request("GET", f"/api/instances/{KEY_A}/drift").json()["schedule"]["expected"] == "Active"
     again = _run(fleet, {"action": "resume", "actionId": "resume-a-again"}, KEY_A)
     assert again["results"][0]["outcome"] == "unchanged"
     assert _run(fleet, {"action": "resume"}, KEY_B)["counts"] == {"done": 1}
