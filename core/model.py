@@ -83,8 +83,23 @@ PRINCIPAL_PATTERN = r"^[^\x00-\x1f\x7f<>]{1,256}$"
 #: No '/', '\\', '?' or whitespace: the reference becomes a URL path segment (/users/{ref}).
 USER_PATTERN = (r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
                 r"|[^\x00-\x20\x7f<>/\\?@]{1,113}@[A-Za-z0-9][A-Za-z0-9.-]{0,252})$")
-HTTPS_URL_PATTERN = r"^https://[^\s/?#]+[^\s]*$"
+#: An https URL without user information (``https://user:password@host``: a credential in a literal,
+#: which is stored in clear in the notes, the registry and the stored request; put it in Key Vault).
+HTTPS_URL_PATTERN = r"^https://[^\s/?#@]+(?:[/?#][^\s]*)?$"
+#: Query parameters that carry a secret (a token pasted into a tenant URL): refused in a literal URL.
+#: Entra's own flag ``?aadOptscim062020`` (https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-config-problem-scim-compatibility)
+#: and other flags pass.
+SECRET_QUERY_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key", "secret", "client_secret",
+                                 "password", "pwd", "sig", "signature", "code", "auth", "authorization"})
 MAX_LITERAL = 2048
+
+def _secret_query(url: str) -> bool:
+    """Whether ``url``'s query string names a parameter that carries a secret (:data:`SECRET_QUERY_PARAMS`)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    query = urlsplit(url).query
+    return any(name.strip().lower() in SECRET_QUERY_PARAMS for name, _ in parse_qsl(query, keep_blank_values=True))
+
 
 _RE = {name: re.compile(value) for name, value in {
     "requestId": REQUEST_ID_PATTERN, "guid": GUID_PATTERN, "displayName": DISPLAY_NAME_PATTERN,
@@ -313,7 +328,11 @@ def parse_credentials(obj: Any, path: str = "credentials", c: _Collector | None 
                     c.add(where, f"must be 1-{MAX_LITERAL} printable characters")
                     continue
                 if key in URL_KEYS and not _RE["https"].fullmatch(value):
-                    c.add(where, "must be an https:// URL")
+                    c.add(where, "must be an https:// URL without user:password@ (a credential goes to Key Vault)")
+                    continue
+                if key in URL_KEYS and _secret_query(value):
+                    c.add(where, "carries a secret in its query string: put the URL in Key Vault and give "
+                                 "{\"keyVaultSecret\": \"<name>\"}")
                     continue
                 result[key] = value
             else:

@@ -101,6 +101,11 @@ CORPUS = [
     (req(with_(INSTANCE, credentials={"secretToken": {"keyVaultSecret": "x"}})), False, True),
     (req(with_(INSTANCE, credentials={"SyncAll": "true"})), False, True),
     (req(with_(INSTANCE, credentials={"BaseAddress": "http://plain"})), False, True),
+    # a credential pasted into a URL literal (stored in clear in the notes and the stored request)
+    (req(with_(INSTANCE, credentials={"BaseAddress": "https://admin:hunter2@scim.example.com/v2"})), False, True),
+    (req(with_(INSTANCE, credentials={"BaseAddress": "https://scim.example.com/v2?token=abc"})), False, False),
+    (req(with_(INSTANCE, credentials={"BaseAddress": "https://scim.example.com/v2?aadOptscim062020"})), True, True),
+    (req(with_(INSTANCE, credentials={"BaseAddress": "https://scim.example.com/users/a@b/v2"})), True, True),
     (req(with_(INSTANCE, credentials={"SecretToken": {"keyVaultSecret": "bad name!"}})), False, True),
     (req(with_(INSTANCE, credentials={"SecretToken": {"keyVaultSecret": "a", "version": "1"}})), False, True),
     (req(with_(INSTANCE, credentials={"SecretToken": 5})), False, True),
