@@ -10,8 +10,7 @@ import azure.durable_functions as df
 
 from activities.runner import run
 from core import names, steps
-from core.rotation_contracts import (CheckInstanceLagInput, ListSecretDependentsInput, RebuildRegistryInput,
-                                     RotateInstanceInput)
+from core.rotation_contracts import ListSecretDependentsInput, RebuildRegistryInput, RotateInstanceInput
 from core.steps import rotation
 
 bp = df.Blueprint()
@@ -29,11 +28,6 @@ def rotate_instance_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str,
                                     canary_by_template=i.canary_by_template, default_canary=i.default_canary)
 
 
-def check_instance_lag_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
-    i = CheckInstanceLagInput.from_dict(p)
-    return rotation.instance_lag(ctx, service_principal_id=i.service_principal_id)
-
-
 def rebuild_fleet_registry_body(p: dict[str, Any], ctx: steps.StepContext) -> dict[str, Any]:
     RebuildRegistryInput.from_dict(p)
     return rotation.rebuild_registry(ctx)
@@ -42,7 +36,6 @@ def rebuild_fleet_registry_body(p: dict[str, Any], ctx: steps.StepContext) -> di
 BODIES = {
     names.LIST_SECRET_DEPENDENTS: list_secret_dependents_body,
     names.ROTATE_INSTANCE: rotate_instance_body,
-    names.CHECK_INSTANCE_LAG: check_instance_lag_body,
     names.REBUILD_FLEET_REGISTRY: rebuild_fleet_registry_body,
 }
 
@@ -57,12 +50,6 @@ def list_secret_dependents(payload: dict) -> dict:
 @bp.activity_trigger(input_name="payload")
 def rotate_instance(payload: dict) -> dict:
     return run(names.ROTATE_INSTANCE, payload, rotate_instance_body)
-
-
-@bp.function_name(names.CHECK_INSTANCE_LAG)
-@bp.activity_trigger(input_name="payload")
-def check_instance_lag(payload: dict) -> dict:
-    return run(names.CHECK_INSTANCE_LAG, payload, check_instance_lag_body)
 
 
 @bp.function_name(names.REBUILD_FLEET_REGISTRY)

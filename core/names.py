@@ -56,7 +56,6 @@ ENFORCE_INSTANCE_DRIFT = "enforce_instance_drift"
 # credential rotation (core/rotation_contracts.py)
 LIST_SECRET_DEPENDENTS = "list_secret_dependents"
 ROTATE_INSTANCE = "rotate_instance"
-CHECK_INSTANCE_LAG = "check_instance_lag"
 REBUILD_FLEET_REGISTRY = "rebuild_fleet_registry"
 WRITE_BATCH_REPORT = "write_batch_report"
 READ_BATCH_REPORT = "read_batch_report"
@@ -91,7 +90,6 @@ ACTIVITIES = (
     ENFORCE_INSTANCE_DRIFT,
     LIST_SECRET_DEPENDENTS,
     ROTATE_INSTANCE,
-    CHECK_INSTANCE_LAG,
     REBUILD_FLEET_REGISTRY,
     WRITE_BATCH_REPORT,
     READ_BATCH_REPORT,

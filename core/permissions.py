@@ -74,7 +74,6 @@ PERMISSIONS_BY_STEP: dict[str, tuple[str, ...]] = {
     # credential rotation: the registry is Table storage (no Graph); the others read the SP (tags, notes)
     "list_secret_dependents": (),
     "rotate_instance": (SYNCHRONIZATION_READWRITE_ALL, APPLICATION_READWRITE_ALL),
-    "check_instance_lag": (APPLICATION_READWRITE_ALL,),
     "rebuild_fleet_registry": (APPLICATION_READWRITE_ALL,),
     "write_batch_report": (),  # blob storage only (the host storage account), no Graph call
     "read_batch_report": (),

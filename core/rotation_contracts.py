@@ -150,26 +150,6 @@ class RotateInstanceOutput(Contract):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class CheckInstanceLagInput(Input):
-    service_principal_id: str
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SecretRotation(Contract):
-    secret_name: str | None = None
-    version: str | None = None
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CheckInstanceLagOutput(Contract):
-    service_principal_id: str | None = None
-    lags: bool = False
-    secrets: dict[str, Any] = mapped()
-    #: one ``rotate_secret`` input per lagging secret; start each with ``rotation_instance_id``
-    rotations: list[SecretRotation] = listed()
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
 class RebuildRegistryInput(Input):
     pass
 
@@ -217,7 +197,6 @@ def _register() -> None:
     ACTIVITY_CONTRACTS.update({
         names.LIST_SECRET_DEPENDENTS: (ListSecretDependentsInput, ListSecretDependentsOutput),
         names.ROTATE_INSTANCE: (RotateInstanceInput, RotateInstanceOutput),
-        names.CHECK_INSTANCE_LAG: (CheckInstanceLagInput, CheckInstanceLagOutput),
         names.REBUILD_FLEET_REGISTRY: (RebuildRegistryInput, RebuildRegistryOutput),
     })
 

@@ -25,7 +25,8 @@ import azure.durable_functions as df
 
 from core import names
 from core.instance_ids import rotation_instance_id
-from core.rotation_contracts import (CheckInstanceLagOutput, ListSecretDependentsInput, ListSecretDependentsOutput, RotateInstanceInput,
+from core.sweep_contracts import CheckSweepPageLagOutput
+from core.rotation_contracts import (ListSecretDependentsInput, ListSecretDependentsOutput, RotateInstanceInput,
                                      RotateInstanceOutput, RotateSecretInput, RotationReport)
 from core.steps.rotation import INVALID, completed_line, failure_line
 from core.times import iso, seconds_between
@@ -41,8 +42,8 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
                          canary: dict[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The ``rotate_secret`` orchestrations a health sweep starts for the lagging instances it found.
 
-    ``lag_results``: ``check_sweep_page_lag`` / ``check_instance_lag`` results (``{"ok": true,
-    "rotations": [...]}``; failed ones are skipped). One call per distinct secret version, whichever
+    ``lag_results``: ``check_sweep_page_lag`` results (``{"ok": true, "rotations": [{secretName,
+    version}]}``; failed ones are skipped). One call per distinct secret version, whichever
     instances lag on it (the rotation itself finds every instance that references the secret), as
     ``(instance id, input)``. The id is :func:`core.instance_ids.rotation_instance_id`, the one the
     Event Grid trigger and ``POST /api/rotations`` use, so the event and the sweep never rotate one
@@ -56,9 +57,9 @@ def sweep_rotation_calls(lag_results: list[dict[str, Any]], raw_options: dict[st
     for result in lag_results:
         if not isinstance(result, dict) or not result.get("ok"):
             continue
-        for rotation in CheckInstanceLagOutput.from_dict(result).rotations:
-            if rotation.secret_name and rotation.version:
-                wanted[(rotation.secret_name, rotation.version)] = None
+        for rotation in CheckSweepPageLagOutput.from_dict(result).rotations:
+            if rotation.get("secretName") and rotation.get("version"):
+                wanted[(str(rotation["secretName"]), str(rotation["version"]))] = None
     calls = []
     for name, version in sorted(wanted):
         payload = RotateSecretInput(secret_name=name, version=version, source="sweep", canary=canary,

@@ -229,35 +229,6 @@ def record_provisioned(ctx: StepContext, *, service_principal_id: str, credentia
     _upsert(registry, service_principal_id, fields)
 
 
-def instance_lag(ctx: StepContext, *, service_principal_id: str) -> dict:
-    """Whether the instance's recorded Key Vault versions (``kv-saved`` tags) lag Key Vault's current enabled ones.
-
-    Reads properties only (List Secret Versions: no values). ``rotations``: one ``rotate_secret``
-    input per lagging secret (``{secretName, version}``), which the health sweep starts as a
-    sub-orchestration with the id of :func:`core.instance_ids.rotation_instance_id` (so an event
-    and the sweep never rotate the same version twice).
-    """
-    sp, notes = _instance_view(ctx, service_principal_id)
-    tags = [str(t) for t in sp.get("tags") or []]
-    names = fleet.referenced_secrets((notes or {}).get("credentials")) if ctx.tag in tags else []
-    saved = {n.lower(): v for n, v in read_versions(ctx, tags, SAVED).items()}
-    secrets: dict[str, dict[str, Any]] = {}
-    rotations = []
-    for name in names:
-        props = ctx.secrets.current_properties(name) if ctx.secrets is not None else None
-        current = (props or {}).get("version")
-        recorded = saved.get(name.lower())
-        secrets[name] = {"recorded": recorded, "current": current}
-        if current and current != recorded:
-            rotations.append({"secretName": name, "version": current})
-    result = {"servicePrincipalId": service_principal_id, "lags": bool(rotations), "secrets": secrets,
-              "rotations": rotations}
-    if ctx.tag in tags:  # the registry's lastSweepResult (best effort)
-        _upsert(None, service_principal_id, {"lastSweepResult": {"checkedAt": iso(ctx.now()), "lags": bool(rotations),
-                                                                 "secrets": secrets}})
-    return result
-
-
 def expiry_calendar(ctx: StepContext, *, now: datetime, warning_days: int, registry: Any = None) -> dict:
     """Every secret the registry references: its current version, ``expires``, days left, dependents."""
     rows = (registry or fleet.get_registry()).all()

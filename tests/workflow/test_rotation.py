@@ -179,7 +179,8 @@ def test_an_invalid_version_changes_nothing_and_is_reported(stack, fleet):
 
 
 def test_the_lag_check_sees_a_version_no_event_delivered(stack, fleet):
-    """The sweep's safety net: the current version (the invalid one) differs from the recorded one."""
+    """The sweep's safety net, one page's lag check: the current version (the invalid one) differs from
+    the one recorded on the contoso instances (their kv-saved tags, from the listing)."""
     contoso, fabrikam = fleet
     from activities import BODIES, run
     from core import clients
@@ -188,9 +189,12 @@ def test_the_lag_check_sees_a_version_no_event_delivered(stack, fleet):
     previous = apply_env(stack.env)
     clients.reset()
     try:
-        lagging = run(names.CHECK_INSTANCE_LAG, {"servicePrincipalId": contoso[1]}, BODIES[names.CHECK_INSTANCE_LAG])
-        current = run(names.CHECK_INSTANCE_LAG, {"servicePrincipalId": fabrikam[0]}, BODIES[names.CHECK_INSTANCE_LAG])
-        bad = run(names.CHECK_INSTANCE_LAG, {}, BODIES[names.CHECK_INSTANCE_LAG])
+        listed = run(names.LIST_MANAGED_INSTANCES, {"pageSize": 50}, BODIES[names.LIST_MANAGED_INSTANCES])
+        refs = [{"servicePrincipalId": i["servicePrincipalId"], "savedVersions": i["savedVersions"]}
+                for i in listed["instances"] if i.get("savedVersions")]
+        page = run(names.CHECK_SWEEP_PAGE_LAG, {"instances": refs}, BODIES[names.CHECK_SWEEP_PAGE_LAG])
+        bad = run(names.CHECK_SWEEP_PAGE_LAG, {"instances": [{"savedVersions": "not a map"}]},
+                  BODIES[names.CHECK_SWEEP_PAGE_LAG])
         rebuilt = run(names.REBUILD_FLEET_REGISTRY, {}, BODIES[names.REBUILD_FLEET_REGISTRY])
     finally:
         for key, value in previous.items():
@@ -199,17 +203,18 @@ def test_the_lag_check_sees_a_version_no_event_delivered(stack, fleet):
             else:
                 os.environ[key] = value
         clients.reset()
-    assert lagging["ok"] and lagging["lags"] is True
-    (rotation,) = lagging["rotations"]
+    assert page["ok"], page
+    lagging = {e["servicePrincipalId"] for e in page["lagging"]}
+    assert contoso[1] in lagging and fabrikam[0] not in lagging, page["lagging"]
+    (rotation,) = page["rotations"]
     assert rotation["secretName"] == "scim-contoso-token"
-    assert rotation_instance_id(rotation["secretName"], rotation["version"]).startswith("rotation-scim-contoso-token-")
-    assert current["ok"] and current["lags"] is False and current["rotations"] == []
+    assert page["secretsRead"] == 2  # Key Vault read once per secret name, not once per instance
     assert bad["ok"] is False and bad["error"]["code"] == "InvalidRequest"
     assert rebuilt["ok"] and rebuilt["instances"] == 4 and rebuilt["removed"] == []
 
     # what the health sweep starts for it (one call per lagging secret version, however many instances lag)
     from orchestrators.rotate_secret import sweep_rotation_calls
-    calls = sweep_rotation_calls([lagging, lagging, current, bad], {})
+    calls = sweep_rotation_calls([page, page, bad], {})
     assert [instance_id for instance_id, _ in calls] == [rotation_instance_id("scim-contoso-token", rotation["version"])]
     instance_id, payload = calls[0]
     assert payload["source"] == "sweep"
