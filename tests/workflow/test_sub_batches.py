@@ -8,6 +8,7 @@ lanes (2 each), at most 5 instances listed in an output, at most 12 per request.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -192,16 +193,35 @@ def test_sigkill_mid_batch_resumes_every_slice_once(stack):
     # only the process this test SIGKILLs loses its share (pyproject: coverage saved on SIGTERM)
     stack.host.restart()
     body = make_batch("slices-crash-012", MAX_INSTANCES, prefix="Crash slice")
-    batch_id = stack.submit(body)
+    # Azure Storage keeps a write once it acknowledged it; Azurite saves its blob metadata every 5 s
+    # (LokiJS autosave), so a blob written a moment before Azurite dies with its devhost can be gone
+    # after the restart. The host crash simulated here must not also be a storage loss that Azure
+    # never has: Graph answers slowly (the batch stays busy), and the kill waits until Azurite's saved
+    # metadata holds the stored request.
+    stack.emulator.admin.set_faults(replace=False, latency={"ms": 300, "jitterMs": 0})
+    try:
+        batch_id = stack.submit(body)
+        saved = os.path.join(stack.host.state_dir, "azurite", "__azurite_db_blob__.json")
 
-    def mid_batch():
-        summary = stack.summary("slices-crash-012")
-        progress = summary.get("progress") or {}
-        busy = progress.get("queued", 0) > 0 and progress.get("configuring", 0) > 0
-        return summary if busy else None
+        def request_saved() -> bool:
+            try:
+                with open(saved, encoding="utf-8", errors="replace") as f:
+                    return "batch-slices-crash-012/request-" in f.read()
+            except OSError:
+                return False
 
-    live = wait_until(mid_batch, timeout=120, interval=0.05, what="a sliced batch with queued and configuring")
-    stack.host.kill()
+        wait_until(request_saved, timeout=30, interval=0.2, what="Azurite's saved metadata holding the stored request")
+
+        def mid_batch():
+            summary = stack.summary("slices-crash-012")
+            progress = summary.get("progress") or {}
+            busy = progress.get("queued", 0) > 0 and progress.get("configuring", 0) > 0
+            return summary if busy else None
+
+        live = wait_until(mid_batch, timeout=120, interval=0.05, what="a sliced batch with queued and configuring")
+        stack.host.kill()
+    finally:
+        stack.emulator.admin.set_faults(replace=False, latency={"ms": 0, "jitterMs": 0})
     assert not stack.host.is_running()
     at_kill = live["progress"]
     # the request is in blob storage; a running batch's summary still lists every instance (read from it)
