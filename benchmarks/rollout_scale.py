@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"provisioning {args.instances} instances ...")
         batch_id = stack.submit(make_batch(f"rollout-scale-{args.instances}", args.instances, prefix="Rollout"))
-        provisioned = _wait(stack, batch_id, args.timeout)
+        provisioned = stack.host.wait_for_instance(batch_id, timeout=args.timeout, poll=0.5)
         if provisioned.get("runtimeStatus") != "Completed":
             raise RuntimeError(f"the batch ended {provisioned.get('runtimeStatus')}")
         keys = [model.instance_key(f"Rollout {i:03d}") for i in range(1, args.instances + 1)]
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             "maxInFlight": args.max_in_flight})
         if response.status_code != 202:
             raise RuntimeError(f"POST /api/rollouts answered {response.status_code}: {response.text[:2000]}")
-        status = _wait(stack, response.json()["id"], args.timeout)
+        status = stack.host.wait_for_instance(response.json()["id"], timeout=args.timeout, poll=0.5)
         wall = time.monotonic() - started
         report = status.get("output") or {}
         requests_log = stack.graph_requests(kind="graph")
@@ -116,17 +116,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:>28}: {value}")
     print(json.dumps(figures))
     return 0 if figures["phase"] == "completed" and figures["applied"] == n else 1
-
-
-def _wait(stack, instance_id: str, timeout: float) -> dict:
-    started = time.monotonic()
-    while True:
-        status = stack.host.get_status(instance_id) or {}
-        if status.get("runtimeStatus") in {"Completed", "Failed", "Terminated"}:
-            return status
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{instance_id} not done after {timeout} s: {json.dumps(status.get('customStatus'))[:3000]}")
-        time.sleep(0.5)
 
 
 def log(text: str) -> None:

@@ -50,14 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"provisioning {args.instances} instances ...")
         batch_id = stack.submit(make_batch(f"rotation-scale-{args.instances}", args.instances, prefix="Rotate"))
-        _wait(stack, batch_id, args.timeout)
+        stack.host.wait_for_instance(batch_id, timeout=args.timeout, poll=0.5)
         version = stack.emulator.admin.seed(secrets={"scim-contoso-token": "demo-scim-token"})["secrets"][0]["version"]
         stack.emulator.admin.clear_requests()
         log("rotating ...")
         started = time.monotonic()
         response = stack.request("POST", "/api/rotations", json={"secretName": "scim-contoso-token", "version": version})
         response.raise_for_status()
-        status = _wait(stack, response.json()["id"], args.timeout)
+        status = stack.host.wait_for_instance(response.json()["id"], timeout=args.timeout, poll=0.5)
         wall = time.monotonic() - started
         report = status.get("output") or {}
         requests_log = stack.graph_requests(kind="graph")
@@ -82,17 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:>28}: {value}")
     print(json.dumps(figures))
     return 0 if figures["rotated"] == n else 1
-
-
-def _wait(stack, instance_id: str, timeout: float) -> dict:
-    started = time.monotonic()
-    while True:
-        status = stack.host.get_status(instance_id) or {}
-        if status.get("runtimeStatus") in {"Completed", "Failed", "Terminated"}:
-            return status
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{instance_id} not done after {timeout} s")
-        time.sleep(0.5)
 
 
 def log(text: str) -> None:

@@ -42,7 +42,7 @@ from core.steps import default_context
 from core.steps import profiles as profile_steps
 from core.workflow_options import workflow_options
 from triggers.blueprint import bp
-from triggers.responses import error_response, json_response
+from triggers.responses import error_response, invalid_json_response, json_response
 from triggers.submission import BodyNotJson, read_json
 
 log = logging.getLogger("triggers.profiles")
@@ -107,7 +107,7 @@ async def http_schema_apply(req: func.HttpRequest, client: df.DurableOrchestrati
     try:
         body = read_json(req.get_body() or b"{}")
     except BodyNotJson as exc:
-        return error_response(400, "InvalidJson", "the body is not valid UTF-8 JSON", [{"path": "$", "message": str(exc)}])
+        return invalid_json_response(exc)
     try:
         if not isinstance(body, dict):
             raise errors.InvalidRequest([errors.Problem("$", "must be {profile, dryRun?}")])
@@ -264,7 +264,7 @@ async def http_enforce_instance_drift(req: func.HttpRequest, client: df.DurableO
     try:
         parsed = parse_enforce(read_json(req.get_body() or b"{}"), by_selector=False)
     except BodyNotJson as exc:
-        return error_response(400, "InvalidJson", "the body is not valid UTF-8 JSON", [{"path": "$", "message": str(exc)}])
+        return invalid_json_response(exc)
     except errors.InvalidRequest as exc:
         return _error(exc)
     try:
@@ -286,7 +286,7 @@ async def http_enforce_drift(req: func.HttpRequest, client: df.DurableOrchestrat
     try:
         parsed = parse_enforce(read_json(req.get_body() or b""), by_selector=True)
     except BodyNotJson as exc:
-        return error_response(400, "InvalidJson", "the body is not valid UTF-8 JSON", [{"path": "$", "message": str(exc)}])
+        return invalid_json_response(exc)
     except errors.InvalidRequest as exc:
         return _error(exc)
     try:

@@ -31,7 +31,7 @@ from core.instance_ids import (batch_instance_id, child_instance_id, monitor_ins
 from core.errors import ConfigurationError, InvalidRequest
 from core.settings import get_settings
 from triggers.blueprint import bp
-from triggers.responses import error_response, json_response
+from triggers.responses import error_response, invalid_json_response, json_response
 from triggers.submission import (BodyNotJson, RequestConflict, prepare_safely, read_json,
                                  start_once)
 
@@ -66,8 +66,7 @@ async def http_submit_provisioning_request(req: func.HttpRequest,
     try:
         body = read_json(raw)
     except BodyNotJson as exc:
-        return error_response(400, "InvalidJson", "the body is not valid UTF-8 JSON",
-                              [{"path": "$", "message": str(exc)}])
+        return invalid_json_response(exc)
     try:
         submission = prepare_safely(body, settings)
     except InvalidRequest as exc:

@@ -35,7 +35,7 @@ from core.workflow_options import workflow_options
 from orchestrators.rollout import RESUME_EVENT
 from triggers.blueprint import bp
 from triggers.http_profiles import _error
-from triggers.responses import error_response, json_response
+from triggers.responses import error_response, invalid_json_response, json_response
 from triggers.submission import BodyNotJson, read_json
 
 log = logging.getLogger("triggers.rollouts")
@@ -160,7 +160,7 @@ async def http_start_rollout(req: func.HttpRequest, client: df.DurableOrchestrat
     try:
         body = read_json(req.get_body() or b"")
     except BodyNotJson as exc:
-        return error_response(400, "InvalidJson", "the body is not valid UTF-8 JSON", [{"path": "$", "message": str(exc)}])
+        return invalid_json_response(exc)
     try:
         listed = await asyncio.to_thread(lambda: list_managed_instances(default_context()))
         request = parse_rollout(body, listed["instances"])

@@ -20,3 +20,8 @@ def error_response(status: int, code: str, message: str, details: list[dict] | N
     if details is not None:
         error["details"] = details
     return json_response({"error": error}, status)
+
+
+def invalid_json_response(exc: Exception) -> func.HttpResponse:
+    """The 400 for a body that is not UTF-8 JSON (``triggers.submission.BodyNotJson``), naming the body (``$``)."""
+    return error_response(400, "InvalidJson", "the body is not valid UTF-8 JSON", [{"path": "$", "message": str(exc)}])
